@@ -1,0 +1,223 @@
+//! Load generators behind `opsconsole bench`. Each measures a reference in the same run and
+//! prints JSON with the ratio, because absolute times on shared machines are noise.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::process::Command;
+use tokio::sync::Semaphore;
+
+use crate::principal::{PrincipalConfig, PrincipalHandle};
+use crate::spec::{Catalog, parse_str};
+use crate::store::Store;
+
+/// A scratch data dir removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> std::io::Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "opsconsole-bench-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A workflow of `tasks` independent tasks running `command`.
+fn wide_workflow(name: &str, tasks: usize, command: &[&str]) -> anyhow::Result<Catalog> {
+    let argv = serde_json::to_string(command)?;
+    let mut yaml = format!("kind: workflow\nname: {name}\ntasks:\n");
+    for i in 0..tasks {
+        yaml.push_str(&format!("  t{i}: {{ run: {argv} }}\n"));
+    }
+    let spec = parse_str(Path::new("<bench>"), &yaml).map_err(|d| {
+        anyhow::anyhow!(
+            "bench workflow invalid: {}",
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    let mut catalog = Catalog::default();
+    catalog.workflows.insert(name.to_string(), Arc::new(spec));
+    Ok(catalog)
+}
+
+fn start(catalog: Catalog, dir: &Path, slots: usize) -> anyhow::Result<PrincipalHandle> {
+    let (store, recovered) = Store::open(dir)?;
+    Ok(PrincipalHandle::start(
+        catalog,
+        store,
+        recovered,
+        PrincipalConfig {
+            slots,
+            kill_grace: Duration::from_secs(5),
+            workdir: std::env::current_dir()?,
+        },
+    ))
+}
+
+/// Runs one workflow through the full path (spec, queue, agent, process, DuckDB) and returns
+/// the time from trigger until every event is written.
+async fn engine_pass(tasks: usize, slots: usize, command: &[&str]) -> anyhow::Result<Duration> {
+    let scratch = Scratch::new("engine")?;
+    let principal = start(wide_workflow("bench", tasks, command)?, &scratch.0, slots)?;
+    let t0 = Instant::now();
+    let id = principal.trigger("bench", BTreeMap::new()).await??;
+    let outcome = principal.wait(id).await?;
+    principal.shutdown().await;
+    let elapsed = t0.elapsed();
+    anyhow::ensure!(
+        outcome.is_some_and(|o| o.state == crate::protocol::RunState::Succeeded),
+        "bench run did not succeed"
+    );
+    Ok(elapsed)
+}
+
+/// Spawns `command` `n` times, at most `parallel` at once, waiting for each.
+async fn bare_pass(n: usize, parallel: usize, command: &[&str]) -> anyhow::Result<Duration> {
+    let sem = Arc::new(Semaphore::new(parallel.max(1)));
+    let t0 = Instant::now();
+    let mut joins = Vec::with_capacity(n);
+    for _ in 0..n {
+        let permit = sem.clone().acquire_owned().await?;
+        let (program, args) = command
+            .split_first()
+            .ok_or_else(|| anyhow::anyhow!("empty command"))?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        joins.push(tokio::spawn(async move {
+            let status = cmd.status().await;
+            drop(permit);
+            status
+        }));
+    }
+    for j in joins {
+        j.await??;
+    }
+    Ok(t0.elapsed())
+}
+
+/// Peak and current resident set size of this process, in MiB.
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
+/// `bench throughput`: tasks/s through the engine beside bare spawns, best of `repeat`.
+pub async fn throughput(tasks: usize, slots: usize, repeat: usize) -> anyhow::Result<Value> {
+    let cmd = ["true"];
+    // Warm caches (binary pages, DuckDB) so that neither side pays for them.
+    engine_pass(10.min(tasks), slots, &cmd).await?;
+    bare_pass(10.min(tasks), slots, &cmd).await?;
+    let (mut best_engine, mut best_bare) = (Duration::MAX, Duration::MAX);
+    for _ in 0..repeat.max(1) {
+        best_bare = best_bare.min(bare_pass(tasks, slots, &cmd).await?);
+        best_engine = best_engine.min(engine_pass(tasks, slots, &cmd).await?);
+    }
+    let engine = tasks as f64 / best_engine.as_secs_f64();
+    let bare = tasks as f64 / best_bare.as_secs_f64();
+    Ok(json!({
+        "bench": "throughput",
+        "tasks": tasks,
+        "slots": slots,
+        "repeat": repeat,
+        "engine_tasks_per_s": round(engine, 1),
+        "bare_spawns_per_s": round(bare, 1),
+        "ratio": round(engine / bare, 3),
+        "target_ratio": 0.8,
+        "peak_rss_mib": round(rss_mib().0, 1),
+    }))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// `bench latency`: trigger-to-completed of a one-task run beside a bare spawn-and-wait.
+pub async fn latency(runs: usize) -> anyhow::Result<Value> {
+    let scratch = Scratch::new("latency")?;
+    let principal = start(wide_workflow("one", 1, &["true"])?, &scratch.0, 2)?;
+    let mut engine_ms = Vec::with_capacity(runs);
+    let mut bare_ms = Vec::with_capacity(runs);
+    for i in 0..runs + 5 {
+        let t0 = Instant::now();
+        let id = principal.trigger("one", BTreeMap::new()).await??;
+        principal.wait(id).await?;
+        let e = t0.elapsed().as_secs_f64() * 1e3;
+        let t0 = Instant::now();
+        bare_pass(1, 1, &["true"]).await?;
+        let b = t0.elapsed().as_secs_f64() * 1e3;
+        if i >= 5 {
+            // The first few warm up caches on both sides.
+            engine_ms.push(e);
+            bare_ms.push(b);
+        }
+    }
+    principal.shutdown().await;
+    engine_ms.sort_by(f64::total_cmp);
+    bare_ms.sort_by(f64::total_cmp);
+    let p = |v: &[f64], q| round(percentile(v, q), 3);
+    Ok(json!({
+        "bench": "latency",
+        "runs": runs,
+        "engine_ms": { "p50": p(&engine_ms, 0.5), "p95": p(&engine_ms, 0.95), "p99": p(&engine_ms, 0.99) },
+        "bare_spawn_ms": { "p50": p(&bare_ms, 0.5), "p95": p(&bare_ms, 0.95), "p99": p(&bare_ms, 0.99) },
+        "p99_overhead_ms": round(percentile(&engine_ms, 0.99) - percentile(&bare_ms, 0.99), 3),
+        "target_p99_overhead_ms": 5.0,
+    }))
+}
+
+/// `bench rss`: peak resident memory with `tasks` processes running at once.
+pub async fn rss(tasks: usize, slots: usize, sleep_secs: f64) -> anyhow::Result<Value> {
+    let (_, baseline) = rss_mib();
+    let secs = format!("{sleep_secs}");
+    let elapsed = engine_pass(tasks, slots, &["sleep", &secs]).await?;
+    let (peak, _) = rss_mib();
+    Ok(json!({
+        "bench": "rss",
+        "tasks": tasks,
+        "slots": slots,
+        "task": format!("sleep {secs}"),
+        "elapsed_s": round(elapsed.as_secs_f64(), 3),
+        "baseline_rss_mib": round(baseline, 1),
+        "peak_rss_mib": round(peak, 1),
+        "target_peak_rss_mib": 40.0,
+    }))
+}

@@ -1,0 +1,62 @@
+//! Command-line faces: each subcommand of `opsconsole` lives in its own module.
+
+pub mod history;
+pub mod run;
+pub mod validate;
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Exit code for a run that failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for invalid input (unknown workflow, bad parameter, invalid spec).
+pub const EXIT_INVALID: u8 = 2;
+/// Exit code after Ctrl-C (128 + SIGINT).
+pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code after SIGTERM (128 + SIGTERM).
+pub const EXIT_TERMINATED: u8 = 143;
+
+/// Paths every command works from.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// Where workflow specs are read.
+    pub workflows: std::path::PathBuf,
+    /// Where history and runtime files live.
+    pub data: std::path::PathBuf,
+}
+
+/// ANSI styling, off when the output is not a terminal or `NO_COLOR` is set.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    color: bool,
+}
+
+impl Style {
+    /// Styling for standard output.
+    pub fn stdout() -> Self {
+        Self {
+            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    /// Wraps `text` in an SGR code when colour is on.
+    pub fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// Prints an error for the user and returns the exit code.
+pub fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}
+
+/// Loads the catalog, printing problems in files other than the ones a command needs.
+pub fn load_catalog(dir: &Path) -> (crate::spec::Catalog, Vec<crate::spec::Diagnostic>) {
+    crate::spec::load_dir(dir)
+}

@@ -1,0 +1,232 @@
+//! `opsconsole run NAME`: runs one workflow on an embedded principal and reports as it goes.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{Dirs, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_TERMINATED, Style, fail};
+use crate::humantime::format_duration;
+use crate::principal::{PrincipalConfig, PrincipalHandle, RunOutcome};
+use crate::protocol::{Event, RunId, RunState, Stream, TaskState};
+use crate::store::Store;
+
+/// Options of `opsconsole run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Workflow to run.
+    pub workflow: String,
+    /// `--param` overrides.
+    pub params: BTreeMap<String, String>,
+    /// Stream states and output while it runs.
+    pub wait: bool,
+    /// Agent slots.
+    pub slots: usize,
+    /// SIGTERM-to-SIGKILL grace.
+    pub kill_grace: Duration,
+}
+
+/// Runs the workflow to the end; exit 0 succeeded, 1 failed, 2 invalid input, 130 Ctrl-C.
+pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
+    let (catalog, problems) = super::load_catalog(&dirs.workflows);
+    if catalog.get(&opts.workflow).is_none() && !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}\n");
+        }
+    } else if !problems.is_empty() {
+        eprintln!(
+            "warning: {} problem(s) in other workflow files; `opsconsole validate` lists them",
+            problems.len()
+        );
+    }
+    let (store, recovered) = match Store::open(&dirs.data) {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_FAILED, e),
+    };
+    let workdir = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let principal = PrincipalHandle::start(
+        catalog,
+        store,
+        recovered,
+        PrincipalConfig {
+            slots: opts.slots,
+            kill_grace: opts.kill_grace,
+            workdir,
+        },
+    );
+    let mut events = principal.subscribe();
+    let run_id = match principal.trigger(&opts.workflow, opts.params.clone()).await {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => {
+            principal.shutdown().await;
+            return fail(EXIT_INVALID, e);
+        }
+        Err(e) => return fail(EXIT_FAILED, e),
+    };
+    let style = Style::stdout();
+    let started = Instant::now();
+    if !opts.wait {
+        println!("run {run_id} of `{}` started", opts.workflow);
+    }
+    let (Ok(mut sigint), Ok(mut sigterm)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        principal.shutdown().await;
+        return fail(EXIT_FAILED, "cannot install signal handlers");
+    };
+    let mut interrupted: Option<u8> = None;
+    let mut printer = Printer {
+        run_id,
+        style,
+        verbose: opts.wait,
+        dropped: 0,
+    };
+    let outcome = {
+        let wait = principal.wait(run_id);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                outcome = &mut wait => break outcome,
+                ev = events.recv() => printer.on(ev),
+                _ = sigint.recv(), if interrupted.is_none() => {
+                    interrupted = Some(EXIT_INTERRUPTED);
+                    eprintln!("interrupted: cancelling run {run_id} (its tasks get SIGTERM)...");
+                    let _ = principal.cancel(run_id).await;
+                }
+                _ = sigterm.recv(), if interrupted.is_none() => {
+                    interrupted = Some(EXIT_TERMINATED);
+                    eprintln!("terminated: cancelling run {run_id}...");
+                    let _ = principal.cancel(run_id).await;
+                }
+            }
+        }
+    };
+    // Print what is still buffered (the run's last events arrive before the wait returns).
+    while let Ok(ev) = events.try_recv() {
+        printer.on(Ok(ev));
+    }
+    // Writes every accepted event and log line to the store before we exit.
+    principal.shutdown().await;
+    printer.finish();
+    let elapsed = format_duration(started.elapsed());
+    match outcome {
+        Ok(Some(RunOutcome {
+            state,
+            failed_tasks,
+            ..
+        })) => {
+            let line = match state {
+                RunState::Succeeded => {
+                    style.paint("32", &format!("run {run_id} succeeded in {elapsed}"))
+                }
+                RunState::Failed => style.paint(
+                    "31",
+                    &format!(
+                        "run {run_id} failed in {elapsed}; failed tasks: {}",
+                        failed_tasks.join(", ")
+                    ),
+                ),
+                other => style.paint("33", &format!("run {run_id} {other} after {elapsed}")),
+            };
+            println!("{line}");
+            println!("  history: opsconsole logs {run_id}");
+            match (interrupted, state) {
+                (Some(code), _) => ExitCode::from(code),
+                (None, RunState::Succeeded) => ExitCode::SUCCESS,
+                _ => ExitCode::from(EXIT_FAILED),
+            }
+        }
+        Ok(None) | Err(_) => fail(EXIT_FAILED, format!("lost track of run {run_id}")),
+    }
+}
+
+struct Printer {
+    run_id: RunId,
+    style: Style,
+    verbose: bool,
+    dropped: u64,
+}
+
+impl Printer {
+    fn on(&mut self, ev: Result<Event, RecvError>) {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(n)) => {
+                self.dropped += n;
+                return;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if !self.verbose {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        let s = self.style;
+        // A closed stdout (`| head`) must not stop the run: ignore write errors.
+        let _ = match ev {
+            Event::Logs(batch) if batch.key.run_id == self.run_id => {
+                let tag = match batch.stream {
+                    Stream::Stdout => format!("[{}]", batch.key.task),
+                    Stream::Stderr => s.paint("31", &format!("[{}:err]", batch.key.task)),
+                };
+                batch
+                    .lines
+                    .iter()
+                    .try_for_each(|l| writeln!(out, "{tag} {}", l.text))
+            }
+            Event::TaskState {
+                key,
+                state,
+                message,
+                ..
+            } if key.run_id == self.run_id => {
+                let code = match state {
+                    TaskState::Succeeded => "32",
+                    TaskState::Failed | TaskState::TimedOut => "31",
+                    TaskState::Retrying | TaskState::Skipped | TaskState::Cancelled => "33",
+                    _ => "36",
+                };
+                let detail = match (state, message) {
+                    (TaskState::Running, _) => format!(" (attempt {})", key.attempt),
+                    (_, Some(m)) => format!(": {m}"),
+                    _ => String::new(),
+                };
+                if state == TaskState::Queued {
+                    Ok(())
+                } else {
+                    writeln!(
+                        out,
+                        "{}",
+                        s.paint(code, &format!("-- {}: {state}{detail}", key.task))
+                    )
+                }
+            }
+            Event::RunState {
+                run_id,
+                state,
+                workflow,
+                ..
+            } if run_id == self.run_id && !state.is_terminal() => {
+                writeln!(
+                    out,
+                    "{}",
+                    s.paint("1", &format!("run {run_id} of `{workflow}`: {state}"))
+                )
+            }
+            _ => Ok(()),
+        };
+    }
+
+    fn finish(&self) {
+        if self.dropped > 0 {
+            eprintln!(
+                "note: {} events were not shown because output could not keep up; all are stored (opsconsole logs {})",
+                self.dropped, self.run_id
+            );
+        }
+    }
+}

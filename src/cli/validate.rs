@@ -1,0 +1,89 @@
+//! `opsconsole validate [PATH...] [--workflows DIR]`: checks workflow files and reports every
+//! problem as `file:line:col: message`.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::spec::{self, Catalog, Diagnostic};
+
+/// Validates `paths` (files or directories), or `workflows_dir` when `paths` is empty.
+/// Prints every problem to stderr and exits 1, or prints a summary to stdout and exits 0.
+pub fn validate(paths: &[PathBuf], workflows_dir: &Path) -> ExitCode {
+    let (catalog, diagnostics) = if paths.is_empty() {
+        spec::load_dir(workflows_dir)
+    } else {
+        spec::load_paths(paths)
+    };
+    if diagnostics.is_empty() {
+        // A closed stdout (e.g. `| head`) is not a validation failure.
+        let _ = std::io::stdout().write_all(success_report(&catalog).as_bytes());
+        ExitCode::SUCCESS
+    } else {
+        let _ = std::io::stderr().write_all(failure_report(&diagnostics).as_bytes());
+        ExitCode::from(1)
+    }
+}
+
+/// Every diagnostic, a blank line between them, then `N problem(s) in M file(s)`.
+fn failure_report(diagnostics: &[Diagnostic]) -> String {
+    let files: BTreeSet<&Path> = diagnostics.iter().map(|d| d.file.as_path()).collect();
+    let mut out: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    out.push(format!(
+        "{} problem(s) in {} file(s)\n",
+        diagnostics.len(),
+        files.len()
+    ));
+    out.join("\n\n")
+}
+
+/// `ok: N workflow(s) in M file(s)` and one line per workflow.
+fn success_report(catalog: &Catalog) -> String {
+    let files: BTreeSet<&Path> = catalog
+        .workflows
+        .values()
+        .map(|w| w.file.as_path())
+        .collect();
+    let mut out = format!(
+        "ok: {} workflow(s) in {} file(s)\n",
+        catalog.workflows.len(),
+        files.len()
+    );
+    let width = catalog.workflows.keys().map(String::len).max().unwrap_or(0);
+    for (name, wf) in &catalog.workflows {
+        let schedule = wf
+            .schedule
+            .as_ref()
+            .map(|s| format!(", schedule `{}`", s.expr))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {name:<width$}  {} ({} task(s){schedule})\n",
+            wf.file.display(),
+            wf.tasks.len()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_report_separates_diagnostics_and_counts_files() {
+        let d = |file: &str, line| Diagnostic {
+            file: PathBuf::from(file),
+            line,
+            col: 3,
+            message: "bad".into(),
+            source_line: Some("  x: 1".into()),
+        };
+        let report = failure_report(&[d("a.yaml", 1), d("a.yaml", 2), d("b.yaml", 1)]);
+        assert!(report.starts_with("a.yaml:1:3: bad\n  |    x: 1\n  |    ^\n\na.yaml:2:3"));
+        assert!(
+            report.ends_with("\n\n3 problem(s) in 2 file(s)\n"),
+            "{report}"
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The `opsconsole` command line.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use opsconsole::cli::{self, Dirs, EXIT_FAILED};
+use opsconsole::protocol::{RunId, Stream};
+use opsconsole::store::query::{LogFilter, RunFilter};
+
+/// A terminal-first operations console: workflows as DAGs of processes, with history in DuckDB.
+///
+/// Every command works from the current directory: workflow specs are read from ./workflows/
+/// and history is kept in ./.opsconsole/ unless --workflows / --data-dir say otherwise.
+#[derive(Parser)]
+#[command(name = "opsconsole", version, max_term_width = 100)]
+struct Cli {
+    /// Directory of workflow YAML files.
+    #[arg(
+        long,
+        global = true,
+        default_value = "workflows",
+        env = "OPSCONSOLE_WORKFLOWS"
+    )]
+    workflows: PathBuf,
+    /// Directory for the history database and runtime files.
+    #[arg(
+        long,
+        global = true,
+        default_value = ".opsconsole",
+        env = "OPSCONSOLE_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check workflow files and print every problem as file:line:col.
+    ///
+    /// With no PATH, checks every *.yaml in the workflows directory. Exits 1 if any problem.
+    Validate {
+        /// Files or directories to check.
+        paths: Vec<PathBuf>,
+    },
+    /// Run a workflow now.
+    ///
+    /// Exits 0 when the run succeeded, 1 when it failed, 2 for invalid input (unknown workflow,
+    /// bad --param), 130 after Ctrl-C (which cancels the run and records it as cancelled).
+    Run {
+        /// Name of the workflow.
+        name: String,
+        /// Override a parameter: --param region=us (repeatable).
+        #[arg(short, long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// Stream task states and output (stderr lines marked) until the run ends.
+        #[arg(short, long)]
+        wait: bool,
+        /// Task processes allowed at once (default: number of CPUs).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        slots: Option<u32>,
+        /// Time between SIGTERM and SIGKILL when a task is cancelled or times out.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        kill_grace: Duration,
+    },
+    /// List past runs, newest first: state, start, duration and failed tasks.
+    History {
+        /// Only runs of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the stored output of a run, in order.
+    Logs {
+        /// The run (as shown by `history`).
+        run_id: RunId,
+        /// Only this task.
+        #[arg(long)]
+        task: Option<String>,
+        /// Only this stream.
+        #[arg(long, value_enum)]
+        stream: Option<StreamArg>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure performance; prints JSON with a reference measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// N trivial tasks through the whole engine beside N bare spawns of `true`.
+    Throughput {
+        /// Number of tasks.
+        #[arg(long, default_value_t = 1000)]
+        tasks: usize,
+        /// Parallelism of both sides.
+        #[arg(long, default_value_t = 8)]
+        slots: usize,
+        /// Passes per side; the best of each is reported.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+    /// Trigger-to-completed latency of a one-task run beside a bare spawn-and-wait.
+    Latency {
+        /// Number of runs.
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+    },
+    /// Peak memory with many tasks running at once.
+    Rss {
+        /// Number of tasks.
+        #[arg(long, default_value_t = 500)]
+        tasks: usize,
+        /// Slots (all tasks at once by default).
+        #[arg(long, default_value_t = 500)]
+        slots: usize,
+        /// Seconds each task sleeps.
+        #[arg(long, default_value_t = 1.0)]
+        sleep: f64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StreamArg {
+    Stdout,
+    Stderr,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!(
+            "`{s}` is not KEY=VALUE (example: --param region=eu)"
+        )),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    opsconsole::spec::parse_duration(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OPSCONSOLE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let dirs = Dirs {
+        workflows: cli.workflows,
+        data: cli.data_dir,
+    };
+    let Some(command) = cli.command else {
+        eprintln!(
+            "The full-screen console is not built yet. Try:\n  opsconsole validate\n  opsconsole run <workflow> --wait\n  opsconsole history\n\nSee `opsconsole --help`."
+        );
+        return ExitCode::from(cli::EXIT_INVALID);
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return cli::fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(dispatch(dirs, command))
+}
+
+async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
+    match command {
+        Cmd::Validate { paths } => cli::validate::validate(&paths, &dirs.workflows),
+        Cmd::Run {
+            name,
+            params,
+            wait,
+            slots,
+            kill_grace,
+        } => {
+            let opts = cli::run::RunOptions {
+                workflow: name,
+                params: params.into_iter().collect::<BTreeMap<_, _>>(),
+                wait,
+                slots: slots
+                    .map(|s| s as usize)
+                    .unwrap_or_else(opsconsole::agent::default_slots),
+                kill_grace,
+            };
+            cli::run::run(&dirs, opts).await
+        }
+        Cmd::History {
+            workflow,
+            limit,
+            json,
+        } => cli::history::history(&dirs, RunFilter { workflow, limit }, json),
+        Cmd::Logs {
+            run_id,
+            task,
+            stream,
+            json,
+        } => {
+            let stream = stream.map(|s| match s {
+                StreamArg::Stdout => Stream::Stdout,
+                StreamArg::Stderr => Stream::Stderr,
+            });
+            cli::history::logs(&dirs, run_id, LogFilter { task, stream }, json)
+        }
+        Cmd::Bench(b) => {
+            let result = match b {
+                BenchCmd::Throughput {
+                    tasks,
+                    slots,
+                    repeat,
+                } => opsconsole::bench::throughput(tasks, slots, repeat).await,
+                BenchCmd::Latency { runs } => opsconsole::bench::latency(runs).await,
+                BenchCmd::Rss {
+                    tasks,
+                    slots,
+                    sleep,
+                } => opsconsole::bench::rss(tasks, slots, sleep).await,
+            };
+            match result {
+                Ok(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => cli::fail(EXIT_FAILED, format!("benchmark failed: {e:#}")),
+            }
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! The principal's actor: owns every active run and the queue of ready task attempts.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::run::RunCtx;
+use super::{Command, PrincipalConfig, RunOutcome, TriggerError};
+use crate::agent::{AgentEvent, LocalAgent};
+use crate::dag::{Dag, NodeState};
+use crate::protocol::{AttemptRecord, Event, RunId, RunState, TaskState};
+use crate::spec::Catalog;
+use crate::store::{Recovered, Store, StoreSender};
+
+/// Outcomes of finished runs kept for late `wait` calls.
+const FINISHED_MEMORY: usize = 4096;
+
+/// Internal wake-ups (timers).
+enum Timer {
+    RetryDue {
+        run: RunId,
+        task: usize,
+        attempt: u32,
+    },
+}
+
+/// Event timestamps that strictly increase, so "the last event" is never ambiguous.
+struct EventClock {
+    last_us: i64,
+}
+
+impl EventClock {
+    fn now(&mut self) -> DateTime<Utc> {
+        let us = Utc::now().timestamp_micros().max(self.last_us + 1);
+        self.last_us = us;
+        DateTime::from_timestamp_micros(us).unwrap_or_default()
+    }
+}
+
+pub(super) struct Engine {
+    catalog: Catalog,
+    dags: HashMap<String, Arc<Dag>>,
+    runs: HashMap<RunId, RunCtx>,
+    /// Runs held back by `max_active_runs`, in arrival order.
+    held: VecDeque<RunId>,
+    /// Task attempts waiting for a slot: (run, task, attempt), FIFO.
+    ready: VecDeque<(RunId, usize, u32)>,
+    agent: LocalAgent,
+    agent_rx: mpsc::Receiver<AgentEvent>,
+    free_slots: usize,
+    store: Option<Store>,
+    store_tx: StoreSender,
+    store_failed: bool,
+    events: broadcast::Sender<Event>,
+    next_run_id: u64,
+    waiters: HashMap<RunId, Vec<oneshot::Sender<Option<RunOutcome>>>>,
+    finished: HashMap<RunId, RunOutcome>,
+    finished_order: VecDeque<RunId>,
+    timer_tx: mpsc::UnboundedSender<Timer>,
+    timer_rx: mpsc::UnboundedReceiver<Timer>,
+    clock: EventClock,
+    workdir: PathBuf,
+    shutting_down: bool,
+}
+
+impl Engine {
+    pub fn new(
+        catalog: Catalog,
+        store: Store,
+        recovered: Recovered,
+        config: PrincipalConfig,
+        events: broadcast::Sender<Event>,
+    ) -> Self {
+        let (agent_tx, agent_rx) = mpsc::channel(4096);
+        let agent = LocalAgent::new(config.slots, config.kill_grace, agent_tx);
+        let (timer_tx, timer_rx) = mpsc::unbounded_channel();
+        Self {
+            catalog,
+            dags: HashMap::new(),
+            runs: HashMap::new(),
+            held: VecDeque::new(),
+            ready: VecDeque::new(),
+            free_slots: agent.slots(),
+            agent,
+            agent_rx,
+            store_tx: store.sender(),
+            store: Some(store),
+            store_failed: false,
+            events,
+            next_run_id: recovered.next_run_id.0,
+            waiters: HashMap::new(),
+            finished: HashMap::new(),
+            finished_order: VecDeque::new(),
+            timer_tx,
+            timer_rx,
+            clock: EventClock { last_us: 0 },
+            workdir: config.workdir,
+            shutting_down: false,
+        }
+    }
+
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            tokio::select! {
+                // Agent reports first: they free slots and carry output that must not pile up.
+                biased;
+                Some(ev) = self.agent_rx.recv() => self.on_agent(ev).await,
+                Some(t) = self.timer_rx.recv() => self.on_timer(t).await,
+                cmd = commands.recv(), if !self.shutting_down => match cmd {
+                    Some(cmd) => self.on_command(cmd).await,
+                    None => self.begin_shutdown().await,
+                },
+            }
+            if self.shutting_down && self.runs.is_empty() {
+                break;
+            }
+        }
+        self.finish().await;
+    }
+
+    async fn finish(&mut self) {
+        if let Some(store) = self.store.take()
+            && let Err(e) = store.close().await
+        {
+            tracing::error!("closing the history store: {e}");
+        }
+        for (_, waiters) in self.waiters.drain() {
+            for w in waiters {
+                let _ = w.send(None);
+            }
+        }
+    }
+
+    async fn emit(&mut self, event: Event) {
+        if self.store_tx.send(event.clone()).await.is_err() && !self.store_failed {
+            self.store_failed = true;
+            tracing::error!("history store is not accepting events; history will be incomplete");
+        }
+        // No subscribers is fine.
+        let _ = self.events.send(event);
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Trigger {
+                workflow,
+                params,
+                trigger,
+                reply,
+            } => {
+                let result = self.trigger(&workflow, params, trigger).await;
+                let _ = reply.send(result);
+                self.dispatch();
+            }
+            Command::Cancel { run_id, reply } => {
+                let found = self.runs.contains_key(&run_id);
+                if found {
+                    self.cancel_run(run_id, "cancelled by user").await;
+                }
+                let _ = reply.send(found);
+            }
+            Command::Wait { run_id, reply } => {
+                if let Some(outcome) = self.finished.get(&run_id) {
+                    let _ = reply.send(Some(outcome.clone()));
+                } else if self.runs.contains_key(&run_id) {
+                    self.waiters.entry(run_id).or_default().push(reply);
+                } else {
+                    let _ = reply.send(None);
+                }
+            }
+            Command::Shutdown => self.begin_shutdown().await,
+        }
+    }
+
+    async fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        let ids: Vec<RunId> = self.runs.keys().copied().collect();
+        for id in ids {
+            self.cancel_run(id, "opsconsole is shutting down").await;
+        }
+    }
+
+    fn dag_for(&mut self, spec: &crate::spec::WorkflowSpec) -> Arc<Dag> {
+        self.dags
+            .entry(spec.name.clone())
+            .or_insert_with(|| {
+                // Specs in the catalog were validated acyclic; an error here is a bug upstream.
+                Arc::new(Dag::for_workflow(spec).unwrap_or_else(|_| {
+                    Dag::new(spec.tasks.len(), &[]).expect("a graph without edges is acyclic")
+                }))
+            })
+            .clone()
+    }
+
+    async fn trigger(
+        &mut self,
+        workflow: &str,
+        overrides: BTreeMap<String, String>,
+        trigger: String,
+    ) -> Result<RunId, TriggerError> {
+        if self.shutting_down {
+            return Err(TriggerError::ShuttingDown);
+        }
+        let Some(spec) = self.catalog.get(workflow).cloned() else {
+            let suggestion = self
+                .catalog
+                .workflows
+                .keys()
+                .map(|k| (strsim::jaro_winkler(k, workflow), k))
+                .filter(|(score, _)| *score > 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, k)| k.clone());
+            return Err(TriggerError::UnknownWorkflow {
+                name: workflow.to_string(),
+                suggestion,
+            });
+        };
+        let mut params = spec.params.clone();
+        for (k, v) in overrides {
+            match params.get_mut(&k) {
+                Some(slot) => *slot = v,
+                None => {
+                    return Err(TriggerError::UnknownParam {
+                        workflow: workflow.to_string(),
+                        param: k,
+                        known: spec.params.keys().cloned().collect(),
+                    });
+                }
+            }
+        }
+        let id = RunId(self.next_run_id);
+        self.next_run_id += 1;
+        let dag = self.dag_for(&spec);
+        let run = RunCtx::new(id, spec, dag, params);
+        let at = self.clock.now();
+        let workflow_name = run.workflow.clone();
+        let created = Event::RunCreated {
+            run_id: id,
+            workflow: workflow_name.clone(),
+            params: run
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            trigger,
+            at,
+        };
+        self.runs.insert(id, run);
+        self.emit(created).await;
+        self.emit_run_state(id, RunState::Queued, None).await;
+        self.held.push_back(id);
+        self.start_held_runs().await;
+        Ok(id)
+    }
+
+    async fn emit_run_state(&mut self, id: RunId, state: RunState, message: Option<String>) {
+        let Some(run) = self.runs.get_mut(&id) else {
+            return;
+        };
+        run.state = state;
+        let workflow = run.workflow.clone();
+        let at = self.clock.now();
+        self.emit(Event::RunState {
+            run_id: id,
+            workflow,
+            state,
+            at,
+            message,
+        })
+        .await;
+    }
+
+    async fn set_task(&mut self, id: RunId, idx: usize, state: TaskState, message: Option<String>) {
+        let Some(run) = self.runs.get_mut(&id) else {
+            return;
+        };
+        run.tasks[idx].state = state;
+        let key = run.key(idx);
+        let at = self.clock.now();
+        self.emit(Event::TaskState {
+            key,
+            state,
+            at,
+            message,
+        })
+        .await;
+    }
+
+    /// Starts held runs whose workflow is below its `max_active_runs`, in arrival order.
+    async fn start_held_runs(&mut self) {
+        let mut i = 0;
+        while i < self.held.len() {
+            let id = self.held[i];
+            let Some(run) = self.runs.get(&id) else {
+                self.held.remove(i);
+                continue;
+            };
+            let limit = run.spec.max_active_runs.map(|m| m as usize);
+            let active = self
+                .runs
+                .values()
+                .filter(|r| r.workflow == run.workflow && r.state == RunState::Running)
+                .count();
+            if limit.is_some_and(|l| active >= l) {
+                i += 1;
+                continue;
+            }
+            self.held.remove(i);
+            self.emit_run_state(id, RunState::Running, None).await;
+            self.advance(id).await;
+        }
+    }
+
+    /// Decides every task whose trigger rule can be decided and finishes the run when done.
+    fn advance(&mut self, id: RunId) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        // Boxed: finishing a run starts held runs, which advances them in turn.
+        Box::pin(self.advance_inner(id))
+    }
+
+    async fn advance_inner(&mut self, id: RunId) {
+        let Some(run) = self.runs.get_mut(&id) else {
+            return;
+        };
+        let settled = run.dag.settle(&mut run.nodes, &run.rules);
+        for idx in settled.skipped {
+            self.set_task(
+                id,
+                idx,
+                TaskState::Skipped,
+                Some("upstream tasks did not meet its trigger rule".into()),
+            )
+            .await;
+        }
+        for idx in settled.ready {
+            if let Some(run) = self.runs.get_mut(&id) {
+                run.tasks[idx].attempt = 1;
+            }
+            self.set_task(id, idx, TaskState::Queued, None).await;
+            self.ready.push_back((id, idx, 1));
+        }
+        self.finish_if_done(id).await;
+    }
+
+    async fn finish_if_done(&mut self, id: RunId) {
+        let Some(run) = self.runs.get(&id) else {
+            return;
+        };
+        if run.state != RunState::Running
+            && !(run.state == RunState::Queued && run.cancel_requested)
+            || !run.is_done()
+        {
+            return;
+        }
+        let state = run.final_state();
+        let failed_tasks = run.failed_tasks();
+        let message = match state {
+            RunState::Failed => Some(format!("failed tasks: {}", failed_tasks.join(", "))),
+            _ => None,
+        };
+        self.emit_run_state(id, state, message).await;
+        self.runs.remove(&id);
+        let outcome = RunOutcome {
+            run_id: id,
+            state,
+            failed_tasks,
+        };
+        for w in self.waiters.remove(&id).unwrap_or_default() {
+            let _ = w.send(Some(outcome.clone()));
+        }
+        self.finished.insert(id, outcome);
+        self.finished_order.push_back(id);
+        if self.finished_order.len() > FINISHED_MEMORY
+            && let Some(old) = self.finished_order.pop_front()
+        {
+            self.finished.remove(&old);
+        }
+        self.start_held_runs().await;
+    }
+
+    /// Hands queued attempts to the agent while it has free slots.
+    fn dispatch(&mut self) {
+        while self.free_slots > 0 {
+            let Some((id, idx, attempt)) = self.ready.pop_front() else {
+                return;
+            };
+            let Some(run) = self.runs.get_mut(&id) else {
+                continue;
+            };
+            let task = &mut run.tasks[idx];
+            if task.state != TaskState::Queued || task.attempt != attempt || task.on_agent {
+                continue; // cancelled or superseded while it waited
+            }
+            task.on_agent = true;
+            let job = run.assignment(idx, &self.workdir);
+            self.free_slots -= 1;
+            self.agent.assign(job);
+        }
+    }
+
+    async fn on_agent(&mut self, ev: AgentEvent) {
+        match ev {
+            AgentEvent::Started { key, .. } => {
+                let current = self
+                    .runs
+                    .get(&key.run_id)
+                    .is_some_and(|r| r.tasks[key.task_idx].attempt == key.attempt);
+                if current {
+                    self.set_task(key.run_id, key.task_idx, TaskState::Running, None)
+                        .await;
+                }
+            }
+            AgentEvent::Logs(batch) => self.emit(Event::Logs(Arc::new(batch))).await,
+            AgentEvent::Finished(record) => {
+                self.free_slots += 1;
+                let id = record.key.run_id;
+                self.on_attempt_finished(record).await;
+                self.advance(id).await;
+                self.dispatch();
+            }
+        }
+    }
+
+    async fn on_attempt_finished(&mut self, record: AttemptRecord) {
+        let key = record.key.clone();
+        let state = record.outcome.task_state();
+        let describe = record.outcome.describe();
+        self.emit(Event::Attempt(record)).await;
+        let Some(run) = self.runs.get_mut(&key.run_id) else {
+            return;
+        };
+        let idx = key.task_idx;
+        run.tasks[idx].on_agent = false;
+        if run.tasks[idx].attempt != key.attempt {
+            return;
+        }
+        let retries = run.spec.tasks[idx].retries;
+        let stopping = run.cancel_requested || run.fail_fast_tripped;
+        let message = (state != TaskState::Succeeded).then(|| describe.clone());
+        match state {
+            TaskState::Failed | TaskState::TimedOut if key.attempt <= retries && !stopping => {
+                let delay = run.spec.tasks[idx].backoff.delay(key.attempt);
+                let note = format!(
+                    "attempt {}/{} {describe}; retrying in {}",
+                    key.attempt,
+                    retries + 1,
+                    crate::humantime::format_duration(delay)
+                );
+                self.set_task(key.run_id, idx, TaskState::Retrying, Some(note))
+                    .await;
+                let tx = self.timer_tx.clone();
+                let next = key.attempt + 1;
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(Timer::RetryDue {
+                        run: key.run_id,
+                        task: idx,
+                        attempt: next,
+                    });
+                });
+            }
+            _ => {
+                run.nodes[idx] = match state {
+                    TaskState::Succeeded => NodeState::Succeeded,
+                    TaskState::Cancelled => NodeState::Cancelled,
+                    _ => NodeState::Failed,
+                };
+                let trip = run.nodes[idx] == NodeState::Failed
+                    && run.spec.fail_fast
+                    && !run.fail_fast_tripped;
+                self.set_task(key.run_id, idx, state, message).await;
+                if trip {
+                    self.stop_run(key.run_id, false, "fail_fast: another task failed")
+                        .await;
+                }
+            }
+        }
+    }
+
+    async fn on_timer(&mut self, timer: Timer) {
+        let Timer::RetryDue { run, task, attempt } = timer;
+        let due = self.runs.get_mut(&run).is_some_and(|r| {
+            let t = &mut r.tasks[task];
+            if t.state == TaskState::Retrying && t.attempt + 1 == attempt {
+                t.attempt = attempt;
+                true
+            } else {
+                false
+            }
+        });
+        if due {
+            self.set_task(run, task, TaskState::Queued, None).await;
+            self.ready.push_back((run, task, attempt));
+            self.dispatch();
+        }
+    }
+
+    async fn cancel_run(&mut self, id: RunId, why: &str) {
+        self.stop_run(id, true, why).await;
+        self.finish_if_done(id).await;
+    }
+
+    /// Stops a run's work: attempts with an agent are cancelled, undecided tasks are marked
+    /// cancelled (user cancel) or skipped (fail_fast).
+    async fn stop_run(&mut self, id: RunId, user_cancel: bool, why: &str) {
+        let Some(run) = self.runs.get_mut(&id) else {
+            return;
+        };
+        if user_cancel {
+            run.cancel_requested = true;
+        } else {
+            run.fail_fast_tripped = true;
+        }
+        let mut marked = Vec::new();
+        for idx in 0..run.tasks.len() {
+            if run.nodes[idx].is_finished() {
+                continue;
+            }
+            if run.tasks[idx].on_agent {
+                self.agent.cancel(&run.key(idx));
+                continue;
+            }
+            let (node, state) = if user_cancel {
+                (NodeState::Cancelled, TaskState::Cancelled)
+            } else {
+                (NodeState::Skipped, TaskState::Skipped)
+            };
+            run.nodes[idx] = node;
+            marked.push((idx, state));
+        }
+        for (idx, state) in marked {
+            self.set_task(id, idx, state, Some(why.to_string())).await;
+        }
+        if user_cancel {
+            self.held.retain(|r| *r != id);
+        }
+    }
+}

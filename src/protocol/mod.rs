@@ -1,0 +1,289 @@
+//! Message types shared by the principal, agents, the store and every face.
+//!
+//! Everything that crosses a module boundary is one of these typed values; the same types
+//! are serialised when they cross a process boundary.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Identifies one run of a workflow; increasing, never reused within a data dir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub u64);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for RunId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim()
+            .trim_start_matches('#')
+            .parse::<u64>()
+            .map(RunId)
+            .map_err(|_| format!("`{s}` is not a run id (expected a number such as 42)"))
+    }
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Accepted, waiting for `max_active_runs`.
+    Queued,
+    /// Tasks are being executed.
+    Running,
+    /// Every task succeeded or was skipped by its trigger rule.
+    Succeeded,
+    /// At least one task failed or timed out for good.
+    Failed,
+    /// Stopped by a user or by shutdown.
+    Cancelled,
+}
+
+/// Where one task of a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Waiting for upstream tasks.
+    Pending,
+    /// Ready, waiting for a free agent slot.
+    Queued,
+    /// A process is running.
+    Running,
+    /// The last attempt failed; waiting out the backoff before the next one.
+    Retrying,
+    /// Exited with status 0.
+    Succeeded,
+    /// Failed for good (non-zero exit, signal, or could not start).
+    Failed,
+    /// Exceeded its timeout on the last attempt.
+    TimedOut,
+    /// Stopped by a cancel.
+    Cancelled,
+    /// Not run: its trigger rule could no longer be met.
+    Skipped,
+}
+
+macro_rules! state_names {
+    ($ty:ty { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $ty {
+            /// The state's name as stored and shown.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),* }
+            }
+        }
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s { $($name => Ok(Self::$variant),)* other => Err(format!("unknown state `{other}`")) }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+state_names!(RunState {
+    Queued => "queued", Running => "running", Succeeded => "succeeded",
+    Failed => "failed", Cancelled => "cancelled",
+});
+
+state_names!(TaskState {
+    Pending => "pending", Queued => "queued", Running => "running", Retrying => "retrying",
+    Succeeded => "succeeded", Failed => "failed", TimedOut => "timed_out",
+    Cancelled => "cancelled", Skipped => "skipped",
+});
+
+impl RunState {
+    /// True once the run will not change any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+impl TaskState {
+    /// True once the task will not change any more within its run.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::TimedOut | Self::Cancelled | Self::Skipped
+        )
+    }
+}
+
+/// Which output stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+state_names!(Stream { Stdout => "stdout", Stderr => "stderr" });
+
+/// One attempt of one task of one run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AttemptKey {
+    /// The run.
+    pub run_id: RunId,
+    /// Index of the task in its workflow spec.
+    pub task_idx: usize,
+    /// The task's name.
+    pub task: Arc<str>,
+    /// 1-based attempt number.
+    pub attempt: u32,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Exited with this status code.
+    Exited(i32),
+    /// Killed by this signal (not by us).
+    Signaled(i32),
+    /// Ran past its timeout and was stopped.
+    TimedOut,
+    /// Stopped by a cancel.
+    Cancelled,
+    /// Could not be started; the text says why.
+    SpawnFailed(String),
+}
+
+impl Outcome {
+    /// The task state this outcome gives the attempt.
+    pub fn task_state(&self) -> TaskState {
+        match self {
+            Outcome::Exited(0) => TaskState::Succeeded,
+            Outcome::TimedOut => TaskState::TimedOut,
+            Outcome::Cancelled => TaskState::Cancelled,
+            _ => TaskState::Failed,
+        }
+    }
+
+    /// Exit code, when the process exited by itself.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            Outcome::Exited(c) => Some(*c),
+            _ => None,
+        }
+    }
+
+    /// Terminating signal, when a signal we did not send ended the process.
+    pub fn signal(&self) -> Option<i32> {
+        match self {
+            Outcome::Signaled(s) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// A one-line explanation for users.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Exited(c) => format!("exit code {c}"),
+            Outcome::Signaled(s) => format!("killed by signal {}", signal_name(*s)),
+            Outcome::TimedOut => "timed out".to_string(),
+            Outcome::Cancelled => "cancelled".to_string(),
+            Outcome::SpawnFailed(why) => why.clone(),
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| sig.to_string())
+}
+
+/// The record of one finished attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Which attempt.
+    pub key: AttemptKey,
+    /// When the process started (or failed to).
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: DateTime<Utc>,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// Lines read from one stream of one attempt, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogBatch {
+    /// Which attempt wrote them.
+    pub key: AttemptKey,
+    /// Which stream.
+    pub stream: Stream,
+    /// The lines.
+    pub lines: Vec<LogLine>,
+}
+
+/// One line of task output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Position within the attempt's output (both streams share the counter).
+    pub seq: u64,
+    /// When it was read.
+    pub at: DateTime<Utc>,
+    /// The text, without the newline; invalid UTF-8 replaced.
+    pub text: String,
+}
+
+/// Something that happened; persisted by the store and published to faces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A run was accepted.
+    RunCreated {
+        /// The run.
+        run_id: RunId,
+        /// Its workflow.
+        workflow: Arc<str>,
+        /// Effective parameters.
+        params: Vec<(String, String)>,
+        /// What started it (`manual`, `schedule`, ...).
+        trigger: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A run changed state.
+    RunState {
+        /// The run.
+        run_id: RunId,
+        /// Its workflow.
+        workflow: Arc<str>,
+        /// The new state.
+        state: RunState,
+        /// When.
+        at: DateTime<Utc>,
+        /// Why, when it is not obvious.
+        message: Option<String>,
+    },
+    /// A task changed state.
+    TaskState {
+        /// The task attempt.
+        key: AttemptKey,
+        /// The new state.
+        state: TaskState,
+        /// When.
+        at: DateTime<Utc>,
+        /// Why, when it is not obvious.
+        message: Option<String>,
+    },
+    /// An attempt finished.
+    Attempt(AttemptRecord),
+    /// Output lines.
+    Logs(Arc<LogBatch>),
+}

@@ -1,0 +1,262 @@
+//! Reading workflow files and directories into a [`Catalog`].
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_saphyr::{DuplicateKeyPolicy, Error, Location, Spanned};
+
+use super::raw::{KindProbe, RawWorkflow};
+use super::source::Source;
+use super::{Catalog, Diagnostic, MAX_FILE_BYTES, WorkflowSpec, check, yaml_error};
+
+const EMPTY_FILE: &str = "empty file: a workflow file starts with `kind: workflow`";
+
+/// A diagnostic about a whole file (no line).
+fn file_diag(file: &Path, message: impl Into<String>) -> Diagnostic {
+    Diagnostic {
+        file: file.to_path_buf(),
+        line: 0,
+        col: 0,
+        message: message.into(),
+        source_line: None,
+    }
+}
+
+fn too_large(file: &Path, bytes: u64) -> Diagnostic {
+    let mib = |b: f64| b / (1024.0 * 1024.0);
+    file_diag(
+        file,
+        format!(
+            "file is {:.1} MiB, larger than the {} MiB limit for a workflow file: split it up",
+            mib(bytes as f64),
+            MAX_FILE_BYTES / (1024 * 1024)
+        ),
+    )
+}
+
+/// See [`super::load_dir`].
+pub fn load_dir(dir: &Path) -> (Catalog, Vec<Diagnostic>) {
+    let mut loader = Loader::default();
+    if !dir.exists() {
+        loader.diags.push(file_diag(
+            dir,
+            format!(
+                "no workflows directory at {}: create it or pass --workflows DIR",
+                dir.display()
+            ),
+        ));
+    } else if !dir.is_dir() {
+        loader.diags.push(file_diag(
+            dir,
+            format!("{} is not a directory: pass --workflows DIR", dir.display()),
+        ));
+    } else {
+        loader.dir(dir);
+    }
+    (loader.catalog, loader.diags)
+}
+
+/// See [`super::load_paths`].
+pub fn load_paths(paths: &[PathBuf]) -> (Catalog, Vec<Diagnostic>) {
+    let mut loader = Loader::default();
+    for path in paths {
+        if path.is_dir() {
+            loader.dir(path);
+        } else {
+            loader.file(path);
+        }
+    }
+    (loader.catalog, loader.diags)
+}
+
+/// See [`super::parse_str`].
+pub fn parse_str(file: &Path, text: &str) -> Result<WorkflowSpec, Vec<Diagnostic>> {
+    parse_document(file, text).map(|(spec, _)| spec)
+}
+
+#[derive(Default)]
+struct Loader {
+    catalog: Catalog,
+    diags: Vec<Diagnostic>,
+    /// Files already read (so a file named twice is loaded once).
+    seen: HashSet<PathBuf>,
+}
+
+impl Loader {
+    fn dir(&mut self, dir: &Path) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.diags.push(file_diag(
+                    dir,
+                    format!("cannot read directory {}: {e}", dir.display()),
+                ));
+                return;
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| is_workflow_file(p))
+            .collect();
+        files.sort();
+        for file in files {
+            self.file(&file);
+        }
+    }
+
+    fn file(&mut self, path: &Path) {
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        if !self.seen.insert(key) {
+            return;
+        }
+        let text = match read_text(path) {
+            Ok(text) => text,
+            Err(d) => return self.diags.push(d),
+        };
+        match parse_document(path, &text) {
+            Ok((spec, name_at)) => self.add(spec, &text, name_at),
+            Err(mut d) => self.diags.append(&mut d),
+        }
+    }
+
+    /// Adds `spec` unless its name is taken; `name_at` is where its name is written.
+    fn add(&mut self, spec: WorkflowSpec, text: &str, name_at: Location) {
+        if let Some(first) = self.catalog.workflows.get(&spec.name) {
+            let message = format!(
+                "workflow `{}` is already defined in {}: workflow names must be unique",
+                spec.name,
+                first.file.display()
+            );
+            let src = Source::new(&spec.file, strip_bom(text));
+            self.diags.push(src.at(&name_at, message));
+            return;
+        }
+        self.catalog
+            .workflows
+            .insert(spec.name.clone(), Arc::new(spec));
+    }
+}
+
+/// `*.yaml` / `*.yml` files, skipping hidden ones (editor lock and swap files).
+fn is_workflow_file(path: &Path) -> bool {
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| n.starts_with('.'));
+    let yaml = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+    yaml && !hidden && path.is_file()
+}
+
+/// Reads at most [`MAX_FILE_BYTES`] (plus one, to notice more) and checks it is UTF-8.
+fn read_text(path: &Path) -> Result<String, Diagnostic> {
+    let cannot =
+        |e: std::io::Error| file_diag(path, format!("cannot read {}: {e}", path.display()));
+    let file = File::open(path).map_err(cannot)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > MAX_FILE_BYTES as u64 {
+        return Err(too_large(path, size));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(too_large(path, bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| not_utf8(path, e.as_bytes(), e.utf8_error()))
+}
+
+/// Points at the first byte that is not valid UTF-8.
+fn not_utf8(path: &Path, bytes: &[u8], err: std::str::Utf8Error) -> Diagnostic {
+    let valid = err.valid_up_to();
+    let line_start = bytes[..valid]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let line = 1 + bytes[..valid].iter().filter(|&&b| b == b'\n').count();
+    let col = 1 + String::from_utf8_lossy(&bytes[line_start..valid])
+        .chars()
+        .count();
+    let line_end = bytes[valid..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| valid + i);
+    let text = String::from_utf8_lossy(&bytes[line_start..line_end]);
+    Diagnostic {
+        file: path.to_path_buf(),
+        line,
+        col,
+        message: format!(
+            "invalid UTF-8 (byte 0x{:02x}): workflow files must be UTF-8 text",
+            bytes[valid]
+        ),
+        source_line: Some(text.trim_end_matches('\r').to_string()),
+    }
+}
+
+fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+/// Parses and checks one document; on success also returns where its name is written.
+fn parse_document(file: &Path, text: &str) -> Result<(WorkflowSpec, Location), Vec<Diagnostic>> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(vec![too_large(file, text.len() as u64)]);
+    }
+    let text = strip_bom(text);
+    let src = Source::new(file, text);
+    let options = yaml_error::options(DuplicateKeyPolicy::PassThrough);
+    if is_blank(text) {
+        return Err(vec![src.diag(1, 1, EMPTY_FILE)]);
+    }
+    match serde_saphyr::from_str_with_options::<Spanned<RawWorkflow>>(text, options) {
+        Ok(doc) => check::check(&src, doc),
+        Err(err) => Err(vec![yaml_problem(&src, text, &err)]),
+    }
+}
+
+/// The one diagnostic for a document the YAML layer rejected.
+fn yaml_problem(src: &Source<'_>, text: &str, err: &Error) -> Diagnostic {
+    // A document of another kind fails as a workflow; say what is really wrong.
+    let options = yaml_error::options(DuplicateKeyPolicy::PassThrough);
+    if let Ok(KindProbe { kind: Some(kind) }) = serde_saphyr::from_str_with_options(text, options)
+        && let Some(problem) = check::kind_problem(&kind.value)
+    {
+        return src.at(&kind.referenced, problem);
+    }
+    match located(err) {
+        Some(loc) => src.at(&loc, yaml_error::message(err)),
+        None => {
+            strict_reparse(src, text).unwrap_or_else(|| src.diag(0, 0, yaml_error::message(err)))
+        }
+    }
+}
+
+/// The error's location, unless it is unknown.
+fn located(err: &Error) -> Option<Location> {
+    err.location().filter(|l| l.line() > 0)
+}
+
+/// Some errors (a repeated key of a fixed mapping) carry no location when duplicate keys are
+/// passed through; parsing again with duplicates as errors finds it.
+fn strict_reparse(src: &Source<'_>, text: &str) -> Option<Diagnostic> {
+    let options = yaml_error::options(DuplicateKeyPolicy::Error);
+    let err = serde_saphyr::from_str_with_options::<Spanned<RawWorkflow>>(text, options).err()?;
+    let loc = located(&err)?;
+    Some(src.at(&loc, yaml_error::message(&err)))
+}
+
+/// True when `text` holds nothing but whitespace, comments and document markers.
+fn is_blank(text: &str) -> bool {
+    text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l == "---" || l == "..."
+    })
+}

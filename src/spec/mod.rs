@@ -1,0 +1,122 @@
+//! YAML documents in `workflows/` -> validated specs.
+//!
+//! Every problem is reported as a [`Diagnostic`] (`file:line:col: message` plus the offending
+//! source line), and as many problems per file as can be found are reported together.
+
+mod check;
+mod duration;
+mod load;
+mod raw;
+mod source;
+mod suggest;
+pub mod template;
+mod types;
+mod yaml_error;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use template::{RenderContext, Template, TemplateError};
+pub use types::*;
+
+/// Largest workflow file accepted, in bytes.
+pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
+
+/// One problem in a spec file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file, as given by the caller (e.g. `workflows/x.yaml`).
+    pub file: PathBuf,
+    /// 1-based line; 0 when the problem concerns the whole file.
+    pub line: usize,
+    /// 1-based column in characters; 0 when unknown.
+    pub col: usize,
+    /// One-line description of the problem, for a user.
+    pub message: String,
+    /// The text of line `line`, when there is one.
+    pub source_line: Option<String>,
+}
+
+/// Longest part of a source line shown under a diagnostic, in characters.
+const SNIPPET_WIDTH: usize = 120;
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        if self.line == 0 {
+            return write!(f, "{file}: {}", self.message);
+        }
+        write!(f, "{file}:{}:{}: {}", self.line, self.col, self.message)?;
+        if let Some(line) = &self.source_line {
+            let (shown, caret) = snippet(line, self.col);
+            write!(f, "\n  |  {shown}\n  |  {caret}^")?;
+        }
+        Ok(())
+    }
+}
+
+/// The part of `line` to show around column `col` and the whitespace that puts a caret under
+/// that column (tabs are kept so the caret lines up in a terminal).
+fn snippet(line: &str, col: usize) -> (String, String) {
+    let chars: Vec<char> = line.chars().collect();
+    let at = col.saturating_sub(1).min(chars.len());
+    let start = if chars.len() > SNIPPET_WIDTH {
+        at.saturating_sub(SNIPPET_WIDTH / 2)
+    } else {
+        0
+    };
+    let end = (start + SNIPPET_WIDTH).min(chars.len());
+    let mut shown: String = chars[start..end].iter().collect();
+    let mut caret: String = chars[start..at]
+        .iter()
+        .map(|&c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    if start > 0 {
+        shown.insert(0, '…');
+        caret.insert(0, ' ');
+    }
+    if end < chars.len() {
+        shown.push('…');
+    }
+    (shown, caret)
+}
+
+/// All validated workflows by name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Workflows keyed by their unique name.
+    pub workflows: BTreeMap<String, Arc<WorkflowSpec>>,
+}
+
+impl Catalog {
+    /// The workflow called `name`, if it was loaded.
+    pub fn get(&self, name: &str) -> Option<&Arc<WorkflowSpec>> {
+        self.workflows.get(name)
+    }
+}
+
+/// Loads every `*.yaml` / `*.yml` file in `dir` (sorted, not recursive). A workflow with
+/// problems is left out of the catalog; all problems are returned.
+pub fn load_dir(dir: &Path) -> (Catalog, Vec<Diagnostic>) {
+    load::load_dir(dir)
+}
+
+/// Same as [`load_dir`] for explicit files (or directories among them).
+pub fn load_paths(paths: &[PathBuf]) -> (Catalog, Vec<Diagnostic>) {
+    load::load_paths(paths)
+}
+
+/// Validates one document's text (used by the editor); `file` is only for messages.
+pub fn parse_str(file: &Path, text: &str) -> Result<WorkflowSpec, Vec<Diagnostic>> {
+    load::parse_str(file, text)
+}
+
+/// Parses `250ms`, `30s`, `5m`, `1h`, `1h30m`, `1.5s`; the error text names the accepted forms.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    duration::parse_duration(s)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,152 @@
+//! Validated, ready-to-run workflow specs. Everything here has passed validation:
+//! names are unique, dependencies exist and are acyclic, templates only reference
+//! known names.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::template::Template;
+
+/// Index of a task inside its workflow's `tasks` vector.
+pub type TaskIdx = usize;
+
+/// A validated `kind: workflow` document.
+#[derive(Debug, Clone)]
+pub struct WorkflowSpec {
+    /// Unique workflow name.
+    pub name: String,
+    /// Free-form description shown in listings.
+    pub description: Option<String>,
+    /// File the workflow was read from.
+    pub file: PathBuf,
+    /// Parameter defaults; a run may override any declared key.
+    pub params: BTreeMap<String, String>,
+    /// Tasks in file order; `depends_on` holds indices into this vector.
+    pub tasks: Vec<TaskSpec>,
+    /// Cancel running tasks and skip the rest as soon as one task fails for good.
+    pub fail_fast: bool,
+    /// At most this many runs of the workflow are active at once (`None`: unlimited).
+    pub max_active_runs: Option<u32>,
+    /// Cron schedule, if any (the scheduler acts on it; here it is only validated).
+    pub schedule: Option<Schedule>,
+    /// What to do when a schedule fires while a run is still active.
+    pub overlap: Overlap,
+    /// Run missed fire times after downtime.
+    pub catchup: bool,
+    /// At most this many missed fire times are run on catch-up.
+    pub catchup_limit: u32,
+}
+
+/// A cron schedule with its optional time zone.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// The expression as written (5 or 6 fields).
+    pub expr: String,
+    /// The parsed expression.
+    pub cron: Arc<croner::Cron>,
+    /// Time zone the expression is evaluated in (`None`: UTC).
+    pub timezone: Option<chrono_tz::Tz>,
+}
+
+/// One task of a workflow.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    /// Unique (within the workflow) task name.
+    pub name: String,
+    /// What to execute.
+    pub run: CommandSpec,
+    /// Upstream tasks, as indices into `WorkflowSpec::tasks`.
+    pub depends_on: Vec<TaskIdx>,
+    /// When the task may start relative to its upstream tasks.
+    pub trigger: TriggerRule,
+    /// Extra attempts after the first one fails or times out.
+    pub retries: u32,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+    /// Per-attempt limit; the attempt is timed out after it.
+    pub timeout: Option<Duration>,
+    /// Extra environment variables (values are templates).
+    pub env: BTreeMap<String, Template>,
+    /// Working directory, relative paths resolved against the directory the command runs in.
+    pub cwd: Option<PathBuf>,
+}
+
+/// How a task's process is started.
+#[derive(Debug, Clone)]
+pub enum CommandSpec {
+    /// Executed directly: program and arguments, each a template.
+    Argv(Vec<Template>),
+    /// Executed as `sh -c <string>`.
+    Shell(Template),
+}
+
+/// Airflow-style trigger rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerRule {
+    /// Every upstream task succeeded (the default). Otherwise the task is skipped.
+    #[default]
+    AllSuccess,
+    /// Every upstream task finished, whatever its outcome.
+    AllDone,
+    /// At least one upstream task succeeded (starts as soon as one does).
+    OneSuccess,
+    /// At least one upstream task failed (starts as soon as one does).
+    OneFailed,
+}
+
+/// What the scheduler does when a fire time comes while a run is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Drop the new fire time.
+    #[default]
+    Skip,
+    /// Queue it behind the active run.
+    Queue,
+    /// Cancel the active run and start the new one.
+    CancelPrevious,
+    /// Start it alongside.
+    Allow,
+}
+
+/// Exponential backoff between attempts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// Delay before the second attempt.
+    pub initial: Duration,
+    /// Upper bound of any delay.
+    pub max: Duration,
+    /// Growth factor per attempt (>= 1.0).
+    pub multiplier: f64,
+    /// Randomise each delay ("full jitter": uniformly in [delay/2, delay]).
+    pub jitter: bool,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            multiplier: 2.0,
+            jitter: true,
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay to wait after attempt `failed_attempt` (1-based) failed.
+    pub fn delay(&self, failed_attempt: u32) -> Duration {
+        let exp = failed_attempt.saturating_sub(1).min(64) as i32;
+        let raw = self.initial.as_secs_f64() * self.multiplier.max(1.0).powi(exp);
+        let capped = raw.min(self.max.as_secs_f64());
+        let secs = if self.jitter {
+            capped / 2.0 + fastrand::f64() * capped / 2.0
+        } else {
+            capped
+        };
+        Duration::from_secs_f64(secs.max(0.0))
+    }
+}

@@ -1,0 +1,390 @@
+//! DuckDB history: one writer thread owns the connection and appends batches of events;
+//! reads for the CLI open the file separately (see [`query`]).
+
+pub mod query;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use duckdb::types::{TimeUnit, Value};
+use duckdb::{Appender, Connection, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::protocol::{Event, RunId, RunState};
+
+/// Name of the history file inside the data dir.
+pub const DB_FILE: &str = "state.duckdb";
+
+/// Events waiting for the writer; beyond this, senders wait (backpressure, never loss).
+const CHANNEL_CAPACITY: usize = 4096;
+/// Largest number of messages written in one transaction.
+const MAX_BATCH: usize = 8192;
+
+/// What can go wrong with the history file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// DuckDB reported an error.
+    #[error("history store: {0}")]
+    Db(#[from] duckdb::Error),
+    /// The file was written by a newer opsconsole.
+    #[error(
+        "history store has schema version {found}, this opsconsole understands up to {supported}: upgrade opsconsole"
+    )]
+    TooNew {
+        /// Version in the file.
+        found: i32,
+        /// Newest version this build knows.
+        supported: i32,
+    },
+    /// The file could not be opened.
+    #[error("cannot open history store {path}: {detail}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why, including who holds a lock.
+        detail: String,
+    },
+    /// The writer has stopped (after an earlier error or shutdown).
+    #[error("history store writer has stopped")]
+    Closed,
+    /// A write failed.
+    #[error("history store write failed: {0}")]
+    Write(String),
+}
+
+enum WriterMsg {
+    Event(Event),
+    Flush(oneshot::Sender<Result<(), String>>),
+    /// Write what came before, checkpoint and stop (other senders may still exist).
+    Close,
+}
+
+/// Cheap handle for sending events to the writer.
+#[derive(Clone)]
+pub struct StoreSender {
+    tx: mpsc::Sender<WriterMsg>,
+}
+
+impl StoreSender {
+    /// Queues an event for writing; waits only when the writer is far behind.
+    pub async fn send(&self, event: Event) -> Result<(), StoreError> {
+        self.tx
+            .send(WriterMsg::Event(event))
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Returns once every event sent before this call is committed to the file.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(WriterMsg::Flush(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::Write)
+    }
+}
+
+/// State found in the file when it was opened.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    /// The next unused run id.
+    pub next_run_id: RunId,
+    /// Runs that were not finished when the last process stopped (now marked failed).
+    pub interrupted: Vec<RunId>,
+}
+
+/// The open history store: the writer thread and a way to reach it.
+pub struct Store {
+    sender: StoreSender,
+    writer: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+/// Path of the history file in `data_dir`.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DB_FILE)
+}
+
+/// Opens a connection to `path`, read-only or not, with a message that names the file.
+pub(crate) fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let mut config = duckdb::Config::default();
+    if read_only {
+        config = config.access_mode(duckdb::AccessMode::ReadOnly)?;
+    }
+    Connection::open_with_flags(path, config).map_err(|e| StoreError::Open {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the history in `data_dir`, migrates it, and starts the writer.
+    pub fn open(data_dir: &Path) -> Result<(Self, Recovered), StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
+            path: data_dir.to_path_buf(),
+            detail: format!("cannot create the data directory: {e}"),
+        })?;
+        let path = db_path(data_dir);
+        let conn = connect(&path, false)?;
+        schema::migrate(&conn)?;
+        let recovered = recover(&conn)?;
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let writer = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Write(format!("cannot start the writer thread: {e}")))?;
+        Ok((
+            Self {
+                sender: StoreSender { tx },
+                writer: Some(writer),
+                path,
+            },
+            recovered,
+        ))
+    }
+
+    /// A handle for sending events.
+    pub fn sender(&self) -> StoreSender {
+        self.sender.clone()
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes everything still queued and closes the file.
+    pub async fn close(mut self) -> Result<(), StoreError> {
+        let flushed = self.sender.flush().await;
+        let _ = self.sender.tx.send(WriterMsg::Close).await;
+        let writer = self.writer.take();
+        if let Some(w) = writer {
+            tokio::task::spawn_blocking(move || w.join())
+                .await
+                .map_err(|e| StoreError::Write(e.to_string()))?
+                .map_err(|_| StoreError::Write("writer thread panicked".into()))?;
+        }
+        flushed
+    }
+}
+
+/// Marks runs left unfinished by a previous process and finds the next run id.
+fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
+    let next: i64 = conn.query_row("SELECT coalesce(max(run_id), 0) + 1 FROM runs", [], |r| {
+        r.get(0)
+    })?;
+    let mut stmt = conn.prepare(
+        "SELECT r.run_id FROM runs r
+         LEFT JOIN (SELECT run_id, arg_max(state, ts) AS state FROM run_events GROUP BY run_id) e USING (run_id)
+         WHERE e.state IS NULL OR e.state IN ('queued', 'running')
+         ORDER BY r.run_id",
+    )?;
+    let interrupted: Vec<RunId> = stmt
+        .query_map([], |r| r.get::<_, i64>(0))?
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .map(|id| RunId(id as u64))
+        .collect();
+    if !interrupted.is_empty() {
+        let now = ts(chrono::Utc::now());
+        let mut app = conn.appender("run_events")?;
+        for id in &interrupted {
+            app.append_row(params![
+                id.0 as i64,
+                RunState::Failed.as_str(),
+                now.clone(),
+                "interrupted: opsconsole stopped before the run finished"
+            ])?;
+        }
+        app.flush()?;
+    }
+    Ok(Recovered {
+        next_run_id: RunId(next as u64),
+        interrupted,
+    })
+}
+
+fn ts(at: chrono::DateTime<chrono::Utc>) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, at.timestamp_micros())
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriterMsg>) {
+    let mut batch = Vec::with_capacity(256);
+    let mut acks = Vec::new();
+    let mut failed: Option<String> = None;
+    let mut closing = false;
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                WriterMsg::Event(e) => batch.push(e),
+                WriterMsg::Flush(ack) => acks.push(ack),
+                WriterMsg::Close => closing = true,
+            }
+            next = if batch.len() < MAX_BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !batch.is_empty() {
+            if let Err(e) = write_batch(&conn, &batch) {
+                tracing::error!("history store write failed: {e}");
+                failed = Some(e.to_string());
+            }
+            batch.clear();
+        }
+        for ack in acks.drain(..) {
+            let _ = ack.send(match &failed {
+                Some(e) => Err(e.clone()),
+                None => Ok(()),
+            });
+        }
+        if closing {
+            break;
+        }
+    }
+    if let Err(e) = conn.execute_batch("CHECKPOINT") {
+        tracing::warn!("history store checkpoint on close failed: {e}");
+    }
+}
+
+/// Lazily created appenders, one per table, all inside one transaction.
+#[derive(Default)]
+struct Appenders<'c> {
+    runs: Option<Appender<'c>>,
+    run_events: Option<Appender<'c>>,
+    task_events: Option<Appender<'c>>,
+    task_attempts: Option<Appender<'c>>,
+    logs: Option<Appender<'c>>,
+}
+
+fn appender<'c, 'a>(
+    slot: &'a mut Option<Appender<'c>>,
+    conn: &'c Connection,
+    table: &str,
+) -> duckdb::Result<&'a mut Appender<'c>> {
+    if slot.is_none() {
+        *slot = Some(conn.appender(table)?);
+    }
+    Ok(slot.as_mut().expect("set above"))
+}
+
+fn write_batch(conn: &Connection, batch: &[Event]) -> duckdb::Result<()> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let result = append_all(conn, batch);
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn append_all(conn: &Connection, batch: &[Event]) -> duckdb::Result<()> {
+    let mut a = Appenders::default();
+    for event in batch {
+        match event {
+            Event::RunCreated {
+                run_id,
+                workflow,
+                params,
+                trigger,
+                at,
+            } => {
+                let params_json = serde_json::to_string(
+                    &params
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                        .collect::<serde_json::Map<_, _>>(),
+                )
+                .unwrap_or_else(|_| "{}".into());
+                appender(&mut a.runs, conn, "runs")?.append_row(params![
+                    run_id.0 as i64,
+                    workflow.as_ref(),
+                    params_json,
+                    trigger,
+                    ts(*at)
+                ])?;
+            }
+            Event::RunState {
+                run_id,
+                state,
+                at,
+                message,
+                ..
+            } => {
+                appender(&mut a.run_events, conn, "run_events")?.append_row(params![
+                    run_id.0 as i64,
+                    state.as_str(),
+                    ts(*at),
+                    message.as_deref()
+                ])?;
+            }
+            Event::TaskState {
+                key,
+                state,
+                at,
+                message,
+            } => {
+                appender(&mut a.task_events, conn, "task_events")?.append_row(params![
+                    key.run_id.0 as i64,
+                    key.task.as_ref(),
+                    key.attempt,
+                    state.as_str(),
+                    ts(*at),
+                    message.as_deref()
+                ])?;
+            }
+            Event::Attempt(rec) => {
+                let message = match rec.outcome {
+                    crate::protocol::Outcome::Exited(0) => None,
+                    ref o => Some(o.describe()),
+                };
+                appender(&mut a.task_attempts, conn, "task_attempts")?.append_row(params![
+                    rec.key.run_id.0 as i64,
+                    rec.key.task.as_ref(),
+                    rec.key.attempt,
+                    rec.outcome.task_state().as_str(),
+                    ts(rec.started_at),
+                    ts(rec.ended_at),
+                    rec.outcome.exit_code(),
+                    rec.outcome.signal(),
+                    message
+                ])?;
+            }
+            Event::Logs(b) => {
+                let app = appender(&mut a.logs, conn, "logs")?;
+                for line in &b.lines {
+                    app.append_row(params![
+                        b.key.run_id.0 as i64,
+                        b.key.task.as_ref(),
+                        b.key.attempt,
+                        b.stream.as_str(),
+                        line.seq as i64,
+                        ts(line.at),
+                        line.text.as_str()
+                    ])?;
+                }
+            }
+        }
+    }
+    for app in [
+        &mut a.runs,
+        &mut a.run_events,
+        &mut a.task_events,
+        &mut a.task_attempts,
+        &mut a.logs,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        app.flush()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! Read-side queries over the history file, for `history`, `logs` and tests.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{StoreError, connect, db_path};
+use crate::protocol::{RunId, RunState, Stream};
+
+/// One row of `opsconsole history`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunSummary {
+    /// The run.
+    pub run_id: RunId,
+    /// Its workflow.
+    pub workflow: String,
+    /// Latest state.
+    pub state: RunState,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When its first task was started, if it ever was.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished, if it has.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Seconds from start to end (or to now, for active runs).
+    pub duration_secs: Option<f64>,
+    /// Tasks whose last attempt failed or timed out.
+    pub failed_tasks: Vec<String>,
+    /// Why the run ended as it did, when recorded.
+    pub message: Option<String>,
+}
+
+/// Filters for [`runs`].
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only this workflow.
+    pub workflow: Option<String>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+/// One stored output line.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StoredLine {
+    /// Task that wrote it.
+    pub task: String,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Stream it was written to.
+    pub stream: Stream,
+    /// When it was read.
+    pub at: DateTime<Utc>,
+    /// The text.
+    pub line: String,
+}
+
+/// Filters for [`logs`].
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    /// Only this task.
+    pub task: Option<String>,
+    /// Only this stream.
+    pub stream: Option<Stream>,
+}
+
+/// One finished task attempt.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AttemptRow {
+    /// Task name.
+    pub task: String,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Final state of the attempt.
+    pub state: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: DateTime<Utc>,
+    /// Exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// Signal, if a signal ended it.
+    pub signal: Option<i32>,
+    /// Why it failed, if it did.
+    pub message: Option<String>,
+}
+
+/// Read-only view of a data dir's history file.
+pub struct Reader {
+    conn: duckdb::Connection,
+}
+
+fn micros(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(v).unwrap_or_default()
+}
+
+impl Reader {
+    /// Opens the history in `data_dir` for reading.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = db_path(data_dir);
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path,
+                detail: "no history yet: run a workflow first (opsconsole run NAME --wait)".into(),
+            });
+        }
+        Ok(Self {
+            conn: connect(&path, true)?,
+        })
+    }
+
+    /// Runs, newest first.
+    pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "WITH ev AS (
+                 SELECT run_id,
+                        arg_max(state, ts) AS state,
+                        arg_max(message, ts) AS message,
+                        min(ts) FILTER (WHERE state = 'running') AS started_at,
+                        max(ts) FILTER (WHERE state IN ('succeeded', 'failed', 'cancelled')) AS ended_at
+                 FROM run_events GROUP BY run_id),
+             last_attempt AS (
+                 SELECT run_id, task, arg_max(state, attempt) AS state
+                 FROM task_attempts GROUP BY run_id, task),
+             failed AS (
+                 SELECT run_id, string_agg(task, ',' ORDER BY task) AS tasks
+                 FROM last_attempt WHERE state IN ('failed', 'timed_out') GROUP BY run_id)
+             SELECT r.run_id, r.workflow, coalesce(ev.state, 'queued'),
+                    epoch_us(r.created_at), epoch_us(ev.started_at), epoch_us(ev.ended_at),
+                    coalesce(failed.tasks, ''), ev.message
+             FROM runs r LEFT JOIN ev USING (run_id) LEFT JOIN failed USING (run_id)
+             WHERE ?::VARCHAR IS NULL OR r.workflow = ?::VARCHAR
+             ORDER BY r.run_id DESC
+             LIMIT ?",
+        )?;
+        let wf = filter.workflow.as_deref();
+        let limit = filter.limit.max(1) as i64;
+        let rows = stmt.query_map(duckdb::params![wf, wf, limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ))
+        })?;
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, workflow, state, created, started, ended, failed, message) = row?;
+            let started_at = started.map(micros);
+            let ended_at = ended.map(micros);
+            let duration_secs = started_at.map(|s| {
+                (ended_at.unwrap_or(now) - s)
+                    .num_microseconds()
+                    .unwrap_or(0) as f64
+                    / 1e6
+            });
+            out.push(RunSummary {
+                run_id: RunId(id as u64),
+                workflow,
+                state: state.parse().unwrap_or(RunState::Failed),
+                created_at: micros(created),
+                started_at,
+                ended_at,
+                duration_secs,
+                failed_tasks: failed
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+                message,
+            });
+        }
+        Ok(out)
+    }
+
+    /// True when the run exists.
+    pub fn run_exists(&self, run: RunId) -> Result<bool, StoreError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM runs WHERE run_id = ?",
+            [run.0 as i64],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Every stored line of a run in output order, handed to `each` as it is read.
+    pub fn logs(
+        &self,
+        run: RunId,
+        filter: &LogFilter,
+        mut each: impl FnMut(StoredLine) -> std::io::Result<()>,
+    ) -> Result<usize, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT task, attempt, stream, epoch_us(ts), line FROM logs
+             WHERE run_id = ? AND (?::VARCHAR IS NULL OR task = ?::VARCHAR)
+               AND (?::VARCHAR IS NULL OR stream = ?::VARCHAR)
+             ORDER BY ts, task, attempt, seq",
+        )?;
+        let task = filter.task.as_deref();
+        let stream = filter.stream.map(Stream::as_str);
+        let mut rows = stmt.query(duckdb::params![run.0 as i64, task, task, stream, stream])?;
+        let mut n = 0;
+        while let Some(r) = rows.next()? {
+            let line = StoredLine {
+                task: r.get(0)?,
+                attempt: r.get::<_, i64>(1)? as u32,
+                stream: r.get::<_, String>(2)?.parse().unwrap_or(Stream::Stdout),
+                at: micros(r.get(3)?),
+                line: r.get(4)?,
+            };
+            n += 1;
+            if each(line).is_err() {
+                // The reader went away (a closed pipe): stop quietly.
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Every finished attempt of a run, by task and attempt.
+    pub fn attempts(&self, run: RunId) -> Result<Vec<AttemptRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT task, attempt, state, epoch_us(started_at), epoch_us(ended_at), exit_code, signal, message
+             FROM task_attempts WHERE run_id = ? ORDER BY started_at, task, attempt",
+        )?;
+        let rows = stmt.query_map([run.0 as i64], |r| {
+            Ok(AttemptRow {
+                task: r.get(0)?,
+                attempt: r.get::<_, i64>(1)? as u32,
+                state: r.get(2)?,
+                started_at: micros(r.get(3)?),
+                ended_at: micros(r.get(4)?),
+                exit_code: r.get(5)?,
+                signal: r.get(6)?,
+                message: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Final state of every task of a run (the last recorded event per task).
+    pub fn task_states(&self, run: RunId) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT task, arg_max(state, ts) FROM task_events WHERE run_id = ? GROUP BY task ORDER BY task",
+        )?;
+        let rows = stmt.query_map([run.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}

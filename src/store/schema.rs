@@ -1,0 +1,92 @@
+//! Table definitions and migrations. The version table says which migrations ran.
+
+use duckdb::Connection;
+
+use super::StoreError;
+
+/// Schema version this build writes.
+pub const CURRENT_VERSION: i32 = 1;
+
+/// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: run history, task attempts, state events, log lines.
+    r#"
+    CREATE TABLE runs (
+        run_id     BIGINT PRIMARY KEY,
+        workflow   VARCHAR NOT NULL,
+        params     VARCHAR NOT NULL,   -- JSON object of effective parameters
+        trigger    VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE run_events (
+        run_id  BIGINT NOT NULL,
+        state   VARCHAR NOT NULL,
+        ts      TIMESTAMP NOT NULL,
+        message VARCHAR
+    );
+    CREATE TABLE task_events (
+        run_id  BIGINT NOT NULL,
+        task    VARCHAR NOT NULL,
+        attempt INTEGER NOT NULL,
+        state   VARCHAR NOT NULL,
+        ts      TIMESTAMP NOT NULL,
+        message VARCHAR
+    );
+    CREATE TABLE task_attempts (
+        run_id     BIGINT NOT NULL,
+        task       VARCHAR NOT NULL,
+        attempt    INTEGER NOT NULL,
+        state      VARCHAR NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        ended_at   TIMESTAMP NOT NULL,
+        exit_code  INTEGER,
+        signal     INTEGER,
+        message    VARCHAR
+    );
+    CREATE TABLE logs (
+        run_id  BIGINT NOT NULL,
+        task    VARCHAR NOT NULL,
+        attempt INTEGER NOT NULL,
+        stream  VARCHAR NOT NULL,
+        seq     BIGINT NOT NULL,
+        ts      TIMESTAMP NOT NULL,
+        line    VARCHAR NOT NULL
+    );
+    "#,
+];
+
+/// Brings the schema up to [`CURRENT_VERSION`], refusing files from a newer build.
+pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)",
+    )?;
+    let version: i32 = conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )?;
+    if version > CURRENT_VERSION {
+        return Err(StoreError::TooNew {
+            found: version,
+            supported: CURRENT_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let step = conn.execute_batch(sql).and_then(|()| {
+            conn.execute(
+                "INSERT INTO schema_version (version) VALUES (?)",
+                [i as i32 + 1],
+            )
+            .map(drop)
+        });
+        match step {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! The real `opsconsole` binary against the bundled examples and crafted workflows.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_opsconsole");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A project directory: `workflows/` with the given files, data in `.opsconsole/`.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("workflows")).expect("mkdir");
+        for (name, body) in files {
+            std::fs::write(dir.path().join("workflows").join(name), body).expect("write");
+        }
+        Self { dir }
+    }
+
+    /// The bundled examples, copied so that runs write to a temp data dir.
+    fn examples() -> Self {
+        let p = Self::new(&[]);
+        for entry in std::fs::read_dir(repo().join("workflows")).expect("examples") {
+            let path = entry.expect("entry").path();
+            std::fs::copy(
+                &path,
+                p.dir
+                    .path()
+                    .join("workflows")
+                    .join(path.file_name().expect("name")),
+            )
+            .expect("copy");
+        }
+        p
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args).current_dir(self.path()).env("NO_COLOR", "1");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run opsconsole")
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn etl_example_fans_out_and_in_and_is_in_history_and_logs() {
+    let p = Project::examples();
+    let out = p.run(&["run", "etl", "--wait", "--param", "region=us"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[extract] extracting 100 rows for region us"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[transform-events:err] a warning on stderr"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-- load: succeeded"), "{stdout}");
+    assert!(stdout.contains("run 1 succeeded"), "{stdout}");
+    // Output of a task comes after its start and before its end.
+    let start = stdout.find("-- extract: running").expect("extract started");
+    let line = stdout.find("[extract] extracting").expect("extract output");
+    let end = stdout.find("-- extract: succeeded").expect("extract ended");
+    assert!(start < line && line < end, "{stdout}");
+
+    let hist = p.run(&["history", "--json"]);
+    assert!(hist.status.success());
+    let runs: serde_json::Value = serde_json::from_slice(&hist.stdout).expect("json");
+    assert_eq!(runs[0]["workflow"], "etl");
+    assert_eq!(runs[0]["state"], "succeeded");
+    assert!(runs[0]["duration_secs"].as_f64().expect("duration") > 0.0);
+
+    let logs = p.run(&["logs", "1", "--task", "load"]);
+    assert!(logs.status.success());
+    assert!(text(&logs.stdout).contains("[load#1] loading into warehouse-us"));
+    let err_only = p.run(&["logs", "1", "--stream", "stderr", "--json"]);
+    let lines: Vec<serde_json::Value> = text(&err_only.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["task"], "transform-events");
+    assert_eq!(lines[0]["line"], "a warning on stderr");
+}
+
+#[test]
+fn failure_example_exits_1_with_skipped_tasks_and_failed_task_in_history() {
+    let p = Project::examples();
+    let out = p.run(&["run", "failure", "--wait"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("-- validate: failed: exit code 3"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-- load: skipped"), "{stdout}");
+    assert!(stdout.contains("-- publish: skipped"), "{stdout}");
+    assert!(stdout.contains("-- audit: succeeded"), "{stdout}");
+    assert!(stdout.contains("[alert] paging on-call"), "{stdout}");
+    let hist = text(&p.run(&["history"]).stdout);
+    let row = hist
+        .lines()
+        .find(|l| l.contains("failure"))
+        .expect("history row");
+    assert!(
+        row.contains("failed") && row.trim_end().ends_with("validate"),
+        "{hist}"
+    );
+}
+
+#[test]
+fn flaky_and_timeout_examples() {
+    let p = Project::examples();
+    let out = p.run(&["run", "flaky", "--wait"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(stdout.matches("-- fetch: retrying").count(), 2, "{stdout}");
+    assert!(stdout.contains("[fetch] attempt 3: fetched"), "{stdout}");
+
+    let out = p.run(&["run", "timeout", "--wait"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("-- slow: timed_out"), "{stdout}");
+    assert!(stdout.contains("-- cleanup: succeeded"), "{stdout}");
+    assert!(!stdout.contains("never printed"));
+}
+
+#[test]
+fn invalid_input_exits_2_with_a_clear_message() {
+    let p = Project::examples();
+    let out = p.run(&["run", "etll", "--wait"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown workflow `etll`: did you mean `etl`?"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = p.run(&["run", "etl", "--param", "color=red"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no parameter `color`") && err.contains("batch, region"),
+        "{err}"
+    );
+
+    let out = p.run(&["run", "etl", "--param", "novalue"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("KEY=VALUE"));
+
+    let out = p.run(&["logs", "999"]);
+    assert_ne!(out.status.code(), Some(0));
+}
+
+#[test]
+fn missing_command_is_a_failed_attempt_with_a_clear_message() {
+    let p = Project::new(&[(
+        "w.yaml",
+        "kind: workflow\nname: w\ntasks:\n  t: { run: [\"no-such-command-xyz\", \"arg\"] }\n",
+    )]);
+    let out = p.run(&["run", "w", "--wait"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("command `no-such-command-xyz` not found"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn tens_of_megabytes_on_both_streams_do_not_stall_and_are_all_stored() {
+    // 200k lines of ~100 bytes on each stream at the same time (~40 MB in all), plus
+    // a 200 KiB line without newline characters and some invalid UTF-8.
+    let script = r#"
+import sys, threading
+line = "x" * 96
+def spam(f, tag):
+    for i in range(200000):
+        f.write(f"{tag}{i:07d}{line}\n")
+    f.flush()
+t = threading.Thread(target=spam, args=(sys.stderr, "E"))
+t.start(); spam(sys.stdout, "O"); t.join()
+sys.stdout.write("L" * 200000 + "\n")
+sys.stdout.flush()
+sys.stdout.buffer.write(b"bad \xff\xfe bytes\n")
+"#;
+    let wf = "kind: workflow\nname: big\ntasks:\n  spam: { run: [python3, spam.py] }\n";
+    let p = Project::new(&[("big.yaml", wf)]);
+    std::fs::write(p.path().join("spam.py"), script).expect("write script");
+    let out = p.run(&["run", "big"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let logs = p.run(&["logs", "1", "--json"]);
+    assert!(logs.status.success());
+    let all = text(&logs.stdout);
+    let (mut out_n, mut err_n, mut long, mut bad) = (0, 0, Vec::new(), false);
+    let mut last_out = -1i64;
+    for l in all.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("json");
+        let line = v["line"].as_str().expect("line");
+        if let Some(n) = line.strip_prefix('O') {
+            let n: i64 = n[..7].parse().expect("number");
+            assert_eq!(n, last_out + 1, "stdout lines in order");
+            last_out = n;
+            out_n += 1;
+        } else if line.starts_with('E') {
+            assert_eq!(v["stream"], "stderr");
+            err_n += 1;
+        } else if line.starts_with('L') {
+            long.push(line.len());
+        } else if line.starts_with("bad") {
+            bad = line.contains('\u{fffd}');
+        }
+    }
+    assert_eq!((out_n, err_n), (200_000, 200_000));
+    assert!(
+        long.iter().all(|&n| n <= 64 * 1024),
+        "long line split: {long:?}"
+    );
+    assert_eq!(long.iter().sum::<usize>(), 200_000);
+    assert!(bad, "invalid UTF-8 replaced");
+}
+
+fn wait_for(path: &Path, timeout: Duration) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn ctrl_c_cancels_the_run_records_it_and_leaves_no_process() {
+    let p = Project::new(&[(
+        "slow.yaml",
+        "kind: workflow\nname: slow\ntasks:\n  work:\n    run: \"echo started; sleep 60 & echo $! > grandchild.pid; wait\"\n  after: { run: \"true\", depends_on: [work] }\n",
+    )]);
+    let child = p
+        .cmd(&["run", "slow", "--wait", "--kill-grace", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pidfile = p.path().join("grandchild.pid");
+    assert!(wait_for(&pidfile, Duration::from_secs(30)), "task started");
+    let grandchild: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("run 1 cancelled"),
+        "{}",
+        text(&out.stdout)
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')),
+        "grandchild survived: {stat}"
+    );
+    let hist: serde_json::Value =
+        serde_json::from_slice(&p.run(&["history", "--json"]).stdout).expect("json");
+    assert_eq!(hist[0]["state"], "cancelled");
+    let logs = text(&p.run(&["logs", "1"]).stdout);
+    assert!(
+        logs.contains("[work#1] started"),
+        "output before Ctrl-C is stored: {logs}"
+    );
+}
+
+#[test]
+fn sigterm_also_flushes_and_records_the_run() {
+    let p = Project::new(&[(
+        "s.yaml",
+        "kind: workflow\nname: s\ntasks:\n  t: { run: \"for i in 1 2 3; do echo line $i; done; touch ready; sleep 60\" }\n",
+    )]);
+    let child = p
+        .cmd(&["run", "s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert!(wait_for(&p.path().join("ready"), Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(100));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(143));
+    let logs = text(&p.run(&["logs", "1"]).stdout);
+    for i in 1..=3 {
+        assert!(logs.contains(&format!("line {i}")), "{logs}");
+    }
+}
+
+#[test]
+fn bench_prints_json() {
+    let p = Project::new(&[]);
+    let out = p.run(&[
+        "bench",
+        "throughput",
+        "--tasks",
+        "20",
+        "--slots",
+        "4",
+        "--repeat",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["bench"], "throughput");
+    assert!(v["ratio"].as_f64().is_some());
+    let out = p.run(&["bench", "latency", "--runs", "5"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["engine_ms"]["p99"].as_f64().is_some());
+}
+
+#[test]
+fn help_explains_every_command() {
+    let out = Command::new(BIN).arg("--help").output().expect("help");
+    let help = text(&out.stdout);
+    for cmd in ["validate", "run", "history", "logs", "bench"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+    let out = Command::new(BIN)
+        .args(["run", "--help"])
+        .output()
+        .expect("help");
+    assert!(text(&out.stdout).contains("130"));
+}

@@ -1,0 +1,96 @@
+//! Helpers shared by the integration tests: real principals on real DuckDB files in temp dirs.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opsconsole::principal::{PrincipalConfig, PrincipalHandle, RunOutcome};
+use opsconsole::protocol::RunId;
+use opsconsole::spec::{Catalog, parse_str};
+use opsconsole::store::Store;
+use opsconsole::store::query::Reader;
+
+/// A principal over a temp data dir, with the given workflow documents.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub principal: Option<PrincipalHandle>,
+}
+
+pub fn catalog(docs: &[&str]) -> Catalog {
+    let mut catalog = Catalog::default();
+    for doc in docs {
+        let spec = parse_str(Path::new("test.yaml"), doc)
+            .unwrap_or_else(|d| panic!("test workflow invalid: {d:?}"));
+        catalog.workflows.insert(spec.name.clone(), Arc::new(spec));
+    }
+    catalog
+}
+
+impl Harness {
+    pub fn new(docs: &[&str], slots: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, recovered) = Store::open(dir.path()).expect("open store");
+        let principal = PrincipalHandle::start(
+            catalog(docs),
+            store,
+            recovered,
+            PrincipalConfig {
+                slots,
+                kill_grace: Duration::from_millis(500),
+                workdir: dir.path().to_path_buf(),
+            },
+        );
+        Self {
+            dir,
+            principal: Some(principal),
+        }
+    }
+
+    pub fn principal(&self) -> &PrincipalHandle {
+        self.principal.as_ref().expect("running")
+    }
+
+    pub async fn trigger(&self, workflow: &str, params: &[(&str, &str)]) -> RunId {
+        let params: BTreeMap<String, String> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.principal()
+            .trigger(workflow, params)
+            .await
+            .expect("principal alive")
+            .expect("trigger accepted")
+    }
+
+    pub async fn run(&self, workflow: &str) -> RunOutcome {
+        let id = self.trigger(workflow, &[]).await;
+        self.wait(id).await
+    }
+
+    pub async fn wait(&self, id: RunId) -> RunOutcome {
+        tokio::time::timeout(Duration::from_secs(120), self.principal().wait(id))
+            .await
+            .expect("run finished within 120 s")
+            .expect("principal alive")
+            .expect("run known")
+    }
+
+    /// Stops the principal (flushing the store) and opens the history for reading.
+    pub async fn finish(&mut self) -> Reader {
+        if let Some(p) = self.principal.take() {
+            p.shutdown().await;
+        }
+        Reader::open(self.dir.path()).expect("open history")
+    }
+}
+
+/// `n` lines of `kind: workflow` text from a list of (task, yaml body) pairs.
+pub fn workflow(name: &str, extra: &str, tasks: &[(&str, &str)]) -> String {
+    let mut s = format!("kind: workflow\nname: {name}\n{extra}tasks:\n");
+    for (task, body) in tasks {
+        s.push_str(&format!("  {task}: {body}\n"));
+    }
+    s
+}

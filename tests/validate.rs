@@ -1,0 +1,295 @@
+//! `opsconsole validate` end to end: the real binary on fixture files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FIXTURES: &str = "tests/fixtures/validate";
+
+/// Runs `opsconsole validate ARGS` in the crate root (so fixture paths stay relative).
+fn validate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_opsconsole"))
+        .arg("validate")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run opsconsole")
+}
+
+fn fixture(name: &str) -> String {
+    format!("{FIXTURES}/{name}")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts exit code 1, that stderr starts with `file:line:col: <words...>` and that the
+/// summary counts `problems` problem(s).
+#[track_caller]
+fn assert_fails_at(name: &str, line: usize, col: usize, words: &str, problems: usize) {
+    let out = validate(&[&fixture(name)]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+    let prefix = format!("{}:{line}:{col}: {words}", fixture(name));
+    assert!(err.starts_with(&prefix), "expected `{prefix}`, got:\n{err}");
+    let summary = format!("\n{problems} problem(s) in 1 file(s)\n");
+    assert!(err.ends_with(&summary), "expected `{summary}`, got:\n{err}");
+    assert!(out.stdout.is_empty(), "nothing on stdout on failure");
+}
+
+#[test]
+fn unknown_key() {
+    assert_fails_at(
+        "unknown_key.yaml",
+        2,
+        1,
+        "unknown key `nmae`: did you mean `name`?",
+        1,
+    );
+}
+
+#[test]
+fn wrong_type() {
+    assert_fails_at("wrong_type.yaml", 6, 14, "wrong type", 1);
+}
+
+#[test]
+fn missing_required_key() {
+    assert_fails_at("missing_name.yaml", 1, 1, "missing required key `name`", 1);
+}
+
+#[test]
+fn duplicate_task_name() {
+    assert_fails_at(
+        "duplicate_task.yaml",
+        6,
+        3,
+        "duplicate task name `build`",
+        1,
+    );
+}
+
+#[test]
+fn dependency_cycle() {
+    assert_fails_at("cycle.yaml", 6, 18, "dependency cycle: a -> c -> b -> a", 1);
+}
+
+#[test]
+fn unknown_dependency() {
+    assert_fails_at(
+        "unknown_dep.yaml",
+        5,
+        37,
+        "task `load` depends on unknown task `extrct`: did you mean `extract`?",
+        1,
+    );
+}
+
+#[test]
+fn bad_cron() {
+    assert_fails_at(
+        "bad_cron.yaml",
+        3,
+        14,
+        "invalid cron expression `0 25 * * *`",
+        1,
+    );
+}
+
+#[test]
+fn bad_duration() {
+    assert_fails_at(
+        "bad_duration.yaml",
+        6,
+        14,
+        "`timeout`: invalid duration `5 minutes`",
+        1,
+    );
+}
+
+#[test]
+fn empty_commands() {
+    assert_fails_at("empty_command.yaml", 4, 13, "empty command", 3);
+    let err = stderr(&validate(&[&fixture("empty_command.yaml")]));
+    assert!(err.contains(&format!(
+        "\n\n{}:5:13: empty command",
+        fixture("empty_command.yaml")
+    )));
+    assert!(err.contains(&format!(
+        "\n\n{}:6:14: empty command",
+        fixture("empty_command.yaml")
+    )));
+}
+
+#[test]
+fn unknown_template_reference() {
+    assert_fails_at("bad_template.yaml", 6, 31, "unknown parameter `regoin`", 1);
+}
+
+#[test]
+fn alias_bomb() {
+    assert_fails_at("alias_bomb.yaml", 1, 1, "unknown key `a`", 1);
+}
+
+#[test]
+fn not_utf8() {
+    assert_fails_at("not_utf8.yaml", 3, 18, "invalid UTF-8", 1);
+}
+
+#[test]
+fn empty_file() {
+    assert_fails_at("empty.yaml", 1, 1, "empty file", 1);
+}
+
+#[test]
+fn other_kind() {
+    assert_fails_at(
+        "monitor.yaml",
+        1,
+        7,
+        "kind `monitor` is not supported yet",
+        1,
+    );
+}
+
+#[test]
+fn many_problems_in_one_file() {
+    assert_fails_at("many_problems.yaml", 3, 11, "invalid cron expression", 6);
+}
+
+#[test]
+fn diagnostic_shows_source_line_and_caret() {
+    let err = stderr(&validate(&[&fixture("unknown_dep.yaml")]));
+    let expected = format!(
+        "{}:5:37: task `load` depends on unknown task `extrct`: did you mean `extract`?\n  |    load: {{ run: ./load, depends_on: [extrct] }}\n  |  {}^\n",
+        fixture("unknown_dep.yaml"),
+        " ".repeat(36)
+    );
+    assert!(
+        err.starts_with(&expected),
+        "expected:\n{expected}\ngot:\n{err}"
+    );
+}
+
+#[test]
+fn same_name_in_two_files() {
+    let out = validate(&[&fixture("dupname")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let prefix = format!(
+        "{}:3:7: workflow `same` is already defined in {}",
+        fixture("dupname/b.yaml"),
+        fixture("dupname/a.yaml")
+    );
+    assert!(err.starts_with(&prefix), "expected `{prefix}`, got:\n{err}");
+}
+
+#[test]
+fn several_files_are_all_reported() {
+    let out = validate(&[
+        &fixture("unknown_key.yaml"),
+        &fixture("cycle.yaml"),
+        &fixture("good"),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{}:2:1:", fixture("unknown_key.yaml"))));
+    assert!(err.contains(&format!("\n\n{}:6:18:", fixture("cycle.yaml"))));
+    assert!(err.ends_with("\n2 problem(s) in 2 file(s)\n"), "{err}");
+}
+
+#[test]
+fn good_files_pass() {
+    let out = validate(&["--workflows", &fixture("good")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout.starts_with("ok: 2 workflow(s) in 2 file(s)\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("hello") && stdout.contains("nightly-etl"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn repo_workflows_directory_passes() {
+    // The examples shipped in `workflows/`; until they exist, the good fixtures stand in.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = if root.join("workflows").is_dir() {
+        "workflows".to_string()
+    } else {
+        fixture("good")
+    };
+    let out = validate(&["--workflows", &dir]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: "));
+}
+
+#[test]
+fn missing_workflows_directory() {
+    let out = validate(&["--workflows", "no/such/dir"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with(
+        "no/such/dir: no workflows directory at no/such/dir: create it or pass --workflows DIR\n"
+    ), "{err}");
+}
+
+/// A scratch directory for generated files, removed afterwards.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("opsconsole-validate-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A valid workflow of about `bytes` bytes (a long chain of tasks).
+fn big_workflow(bytes: usize) -> String {
+    let mut text = String::from("kind: workflow\nname: big\nparams: { region: eu }\ntasks:\n");
+    let mut i = 0;
+    while text.len() < bytes {
+        text.push_str(&format!(
+            "  t{i}:\n    run: [\"./step.sh\", \"{{{{ params.region }}}}\"]\n"
+        ));
+        if i > 0 {
+            text.push_str(&format!("    depends_on: [t{}]\n", i - 1));
+        }
+        i += 1;
+    }
+    text
+}
+
+#[test]
+fn three_megabytes_load_and_five_are_rejected() {
+    let scratch = Scratch::new("big");
+    let three = scratch.0.join("three.yaml");
+    std::fs::write(&three, big_workflow(3 << 20)).unwrap();
+    let out = validate(&[three.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let five = scratch.0.join("five.yaml");
+    std::fs::write(&five, big_workflow(5 << 20)).unwrap();
+    let out = validate(&[five.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "{}: file is 5.0 MiB, larger than the 4 MiB limit",
+            five.display()
+        )),
+        "{err}"
+    );
+}
