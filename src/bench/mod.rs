@@ -117,8 +117,19 @@ async fn bare_pass(n: usize, parallel: usize, command: &[&str]) -> anyhow::Resul
     Ok(t0.elapsed())
 }
 
-/// Peak and current resident set size of this process, in MiB.
-fn rss_mib() -> (f64, f64) {
+/// Memory figures of this process from /proc/self/status, in MiB.
+struct Memory {
+    /// Peak resident set size so far.
+    peak: f64,
+    /// Resident set size now.
+    now: f64,
+    /// Resident anonymous memory (heap, stacks) now.
+    anon: f64,
+    /// Resident file-backed memory (mostly the binary's code, shared and reclaimable) now.
+    file: f64,
+}
+
+fn memory() -> Memory {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -128,7 +139,12 @@ fn rss_mib() -> (f64, f64) {
             .map(|kb| kb / 1024.0)
             .unwrap_or(0.0)
     };
-    (field("VmHWM:"), field("VmRSS:"))
+    Memory {
+        peak: field("VmHWM:"),
+        now: field("VmRSS:"),
+        anon: field("RssAnon:"),
+        file: field("RssFile:"),
+    }
 }
 
 fn round(x: f64, places: i32) -> f64 {
@@ -158,7 +174,7 @@ pub async fn throughput(tasks: usize, slots: usize, repeat: usize) -> anyhow::Re
         "bare_spawns_per_s": round(bare, 1),
         "ratio": round(engine / bare, 3),
         "target_ratio": 0.8,
-        "peak_rss_mib": round(rss_mib().0, 1),
+        "peak_rss_mib": round(memory().peak, 1),
     }))
 }
 
@@ -204,20 +220,49 @@ pub async fn latency(runs: usize) -> anyhow::Result<Value> {
     }))
 }
 
-/// `bench rss`: peak resident memory with `tasks` processes running at once.
+/// `bench rss`: peak resident memory with `tasks` processes running at once, beside the same
+/// engine running a single task (the reference: what the process costs before any load).
 pub async fn rss(tasks: usize, slots: usize, sleep_secs: f64) -> anyhow::Result<Value> {
-    let (_, baseline) = rss_mib();
     let secs = format!("{sleep_secs}");
+    let before = memory();
+    engine_pass(1, 1, &["sleep", "0.2"]).await?;
+    let one = memory();
+    // Sample while the tasks run: the split between anonymous and file-backed memory is only
+    // reported for "now", so take it at its largest.
+    let done = tokio_util::sync::CancellationToken::new();
+    let sampler = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let mut worst = memory();
+            while !done.is_cancelled() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let m = memory();
+                if m.now > worst.now {
+                    worst = m;
+                }
+            }
+            worst
+        }
+    });
     let elapsed = engine_pass(tasks, slots, &["sleep", &secs]).await?;
-    let (peak, _) = rss_mib();
+    done.cancel();
+    let busiest = sampler.await?;
+    let peak = memory().peak;
     Ok(json!({
         "bench": "rss",
         "tasks": tasks,
         "slots": slots,
         "task": format!("sleep {secs}"),
         "elapsed_s": round(elapsed.as_secs_f64(), 3),
-        "baseline_rss_mib": round(baseline, 1),
+        "rss_before_engine_mib": round(before.now, 1),
+        "peak_rss_one_task_mib": round(one.peak, 1),
         "peak_rss_mib": round(peak, 1),
+        "added_by_tasks_mib": round(peak - one.peak, 1),
+        "at_busiest": {
+            "rss_mib": round(busiest.now, 1),
+            "anon_mib": round(busiest.anon, 1),
+            "file_backed_mib": round(busiest.file, 1),
+        },
         "target_peak_rss_mib": 40.0,
     }))
 }

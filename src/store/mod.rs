@@ -6,6 +6,7 @@ mod schema;
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{Appender, Connection, params};
@@ -20,6 +21,8 @@ pub const DB_FILE: &str = "state.duckdb";
 const CHANNEL_CAPACITY: usize = 4096;
 /// Largest number of messages written in one transaction.
 const MAX_BATCH: usize = 8192;
+/// How long the writer gathers events before committing them together.
+const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(20);
 
 /// What can go wrong with the history file.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,10 @@ pub(crate) fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreE
     let mut config = duckdb::Config::default();
     if read_only {
         config = config.access_mode(duckdb::AccessMode::ReadOnly)?;
+    } else {
+        // The writer appends small batches from one thread; DuckDB's worker pool would only
+        // add hand-offs and take CPU from the task processes.
+        config = config.threads(1)?;
     }
     Connection::open_with_flags(path, config).map_err(|e| StoreError::Open {
         path: path.to_path_buf(),
@@ -217,24 +224,40 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriterMsg>) {
     let mut acks = Vec::new();
     let mut failed: Option<String> = None;
     let mut closing = false;
+    // Kept across batches: creating an appender looks the table up in the catalog each time.
+    let mut appenders = Appenders::default();
     while let Some(first) = rx.blocking_recv() {
+        // Group commit: gather what arrives within a short window into one transaction, since
+        // each DuckDB commit costs far more than the rows in it. A flush or close is answered
+        // without waiting out the window.
+        let window_end = Instant::now() + GROUP_COMMIT_WINDOW;
         let mut next = Some(first);
-        while let Some(msg) = next {
-            match msg {
-                WriterMsg::Event(e) => batch.push(e),
-                WriterMsg::Flush(ack) => acks.push(ack),
-                WriterMsg::Close => closing = true,
+        loop {
+            while let Some(msg) = next {
+                match msg {
+                    WriterMsg::Event(e) => batch.push(e),
+                    WriterMsg::Flush(ack) => acks.push(ack),
+                    WriterMsg::Close => closing = true,
+                }
+                next = if batch.len() < MAX_BATCH {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
             }
-            next = if batch.len() < MAX_BATCH {
-                rx.try_recv().ok()
-            } else {
-                None
-            };
+            let urgent = !acks.is_empty() || closing || batch.len() >= MAX_BATCH;
+            if urgent || Instant::now() >= window_end {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            next = rx.try_recv().ok();
         }
         if !batch.is_empty() {
-            if let Err(e) = write_batch(&conn, &batch) {
+            if let Err(e) = write_batch(&conn, &mut appenders, &batch) {
                 tracing::error!("history store write failed: {e}");
                 failed = Some(e.to_string());
+                // A failed flush invalidates an appender; start over with fresh ones.
+                appenders = Appenders::default();
             }
             batch.clear();
         }
@@ -248,6 +271,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriterMsg>) {
             break;
         }
     }
+    drop(appenders);
     if let Err(e) = conn.execute_batch("CHECKPOINT") {
         tracing::warn!("history store checkpoint on close failed: {e}");
     }
@@ -274,9 +298,13 @@ fn appender<'c, 'a>(
     Ok(slot.as_mut().expect("set above"))
 }
 
-fn write_batch(conn: &Connection, batch: &[Event]) -> duckdb::Result<()> {
+fn write_batch<'c>(
+    conn: &'c Connection,
+    appenders: &mut Appenders<'c>,
+    batch: &[Event],
+) -> duckdb::Result<()> {
     conn.execute_batch("BEGIN TRANSACTION")?;
-    let result = append_all(conn, batch);
+    let result = append_all(conn, appenders, batch);
     match result {
         Ok(()) => conn.execute_batch("COMMIT"),
         Err(e) => {
@@ -286,8 +314,11 @@ fn write_batch(conn: &Connection, batch: &[Event]) -> duckdb::Result<()> {
     }
 }
 
-fn append_all(conn: &Connection, batch: &[Event]) -> duckdb::Result<()> {
-    let mut a = Appenders::default();
+fn append_all<'c>(
+    conn: &'c Connection,
+    a: &mut Appenders<'c>,
+    batch: &[Event],
+) -> duckdb::Result<()> {
     for event in batch {
         match event {
             Event::RunCreated {
