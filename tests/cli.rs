@@ -55,6 +55,15 @@ impl Project {
     fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("run opsconsole")
     }
+
+    /// Starts opsconsole in the background with its output captured.
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn opsconsole")
+    }
 }
 
 fn text(b: &[u8]) -> String {
@@ -266,12 +275,7 @@ fn ctrl_c_cancels_the_run_records_it_and_leaves_no_process() {
         "slow.yaml",
         "kind: workflow\nname: slow\ntasks:\n  work:\n    run: \"echo started; sleep 60 & echo $! > grandchild.pid; wait\"\n  after: { run: \"true\", depends_on: [work] }\n",
     )]);
-    let child = p
-        .cmd(&["run", "slow", "--wait", "--kill-grace", "1s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = p.spawn(&["run", "slow", "--wait", "--kill-grace", "1s"]);
     let pidfile = p.path().join("grandchild.pid");
     assert!(wait_for(&pidfile, Duration::from_secs(30)), "task started");
     let grandchild: i32 = std::fs::read_to_string(&pidfile)
@@ -318,12 +322,7 @@ fn sigterm_also_flushes_and_records_the_run() {
         "s.yaml",
         "kind: workflow\nname: s\ntasks:\n  t: { run: \"for i in 1 2 3; do echo line $i; done; touch ready; sleep 60\" }\n",
     )]);
-    let child = p
-        .cmd(&["run", "s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let child = p.spawn(&["run", "s"]);
     assert!(wait_for(&p.path().join("ready"), Duration::from_secs(30)));
     std::thread::sleep(Duration::from_millis(100));
     nix::sys::signal::kill(

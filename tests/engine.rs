@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{Harness, workflow};
+use common::{Harness, numbered_tasks, workflow};
 use opsconsole::protocol::RunState;
 use opsconsole::store::query::{AttemptRow, Reader};
 
@@ -91,14 +91,7 @@ async fn diamond_with_failure_skips_downstream_and_keeps_independent_branch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wide_graph_of_200_parallel_tasks() {
-    let tasks: Vec<(String, String)> = (0..200)
-        .map(|i| (format!("t{i}"), r#"{ run: ["true"] }"#.to_string()))
-        .collect();
-    let refs: Vec<(&str, &str)> = tasks
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let wf = workflow("wide", "", &refs);
+    let wf = workflow("wide", "", &numbered_tasks(200, r#"["true"]"#, false));
     let mut h = Harness::new(&[&wf], 16);
     let outcome = h.run("wide").await;
     assert_eq!(outcome.state, RunState::Succeeded);
@@ -110,21 +103,7 @@ async fn wide_graph_of_200_parallel_tasks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_chain_of_200_tasks_runs_in_order() {
-    let tasks: Vec<(String, String)> = (0..200)
-        .map(|i| {
-            let dep = if i == 0 {
-                String::new()
-            } else {
-                format!(", depends_on: [t{}]", i - 1)
-            };
-            (format!("t{i}"), format!(r#"{{ run: ["true"]{dep} }}"#))
-        })
-        .collect();
-    let refs: Vec<(&str, &str)> = tasks
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let wf = workflow("deep", "", &refs);
+    let wf = workflow("deep", "", &numbered_tasks(200, r#"["true"]"#, true));
     let mut h = Harness::new(&[&wf], 4);
     let outcome = h.run("deep").await;
     assert_eq!(outcome.state, RunState::Succeeded);
@@ -378,14 +357,7 @@ async fn max_active_runs_holds_later_runs_until_earlier_ones_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slot_limit_bounds_concurrency_and_queue_is_fifo() {
-    let tasks: Vec<(String, String)> = (0..6)
-        .map(|i| (format!("t{i}"), r#"{ run: "sleep 0.2" }"#.to_string()))
-        .collect();
-    let refs: Vec<(&str, &str)> = tasks
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let wf = workflow("slots", "", &refs);
+    let wf = workflow("slots", "", &numbered_tasks(6, r#""sleep 0.2""#, false));
     let mut h = Harness::new(&[&wf], 2);
     let outcome = h.run("slots").await;
     assert_eq!(outcome.state, RunState::Succeeded);

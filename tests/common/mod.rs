@@ -86,11 +86,24 @@ impl Harness {
     }
 }
 
-/// `n` lines of `kind: workflow` text from a list of (task, yaml body) pairs.
-pub fn workflow(name: &str, extra: &str, tasks: &[(&str, &str)]) -> String {
+/// A `kind: workflow` document from a list of (task, flow-mapping body) pairs.
+pub fn workflow<S: AsRef<str>>(name: &str, extra: &str, tasks: &[(S, S)]) -> String {
     let mut s = format!("kind: workflow\nname: {name}\n{extra}tasks:\n");
     for (task, body) in tasks {
-        s.push_str(&format!("  {task}: {body}\n"));
+        s.push_str(&format!("  {}: {}\n", task.as_ref(), body.as_ref()));
     }
     s
+}
+
+/// `n` tasks named `t0..` with the same body, each depending on the previous when `chain`.
+pub fn numbered_tasks(n: usize, run: &str, chain: bool) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let dep = match i {
+                i if chain && i > 0 => format!(", depends_on: [t{}]", i - 1),
+                _ => String::new(),
+            };
+            (format!("t{i}"), format!("{{ run: {run}{dep} }}"))
+        })
+        .collect()
 }
