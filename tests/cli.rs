@@ -373,3 +373,29 @@ fn help_explains_every_command() {
         .expect("help");
     assert!(text(&out.stdout).contains("130"));
 }
+
+#[test]
+fn a_second_command_on_a_busy_data_dir_says_who_holds_it() {
+    let p = Project::new(&[(
+        "w.yaml",
+        "kind: workflow\nname: w\ntasks:\n  t: { run: \"touch ready; sleep 30\" }\n",
+    )]);
+    let mut first = p.spawn(&["run", "w"]);
+    assert!(wait_for(&p.path().join("ready"), Duration::from_secs(30)));
+    let out = p.run(&["run", "w"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "another opsconsole process (PID {}) is using this data directory",
+            first.id()
+        )),
+        "{err}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    let _ = first.wait();
+}

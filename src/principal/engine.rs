@@ -152,7 +152,20 @@ impl Engine {
                 reply,
             } => {
                 let result = self.trigger(&workflow, params, trigger).await;
-                let _ = reply.send(result);
+                if result.is_ok() {
+                    // Acknowledge only once the run is in the file. The flush rides the store's
+                    // group commit, and waiting for it off the actor keeps the engine running.
+                    let store = self.store_tx.clone();
+                    tokio::spawn(async move {
+                        let result = match store.flush().await {
+                            Ok(()) => result,
+                            Err(e) => Err(TriggerError::NotStored(e.to_string())),
+                        };
+                        let _ = reply.send(result);
+                    });
+                } else {
+                    let _ = reply.send(result);
+                }
                 self.dispatch();
             }
             Command::Cancel { run_id, reply } => {

@@ -55,6 +55,9 @@ pub enum TriggerError {
     /// The principal is stopping and takes no new work.
     #[error("opsconsole is shutting down and accepts no new runs")]
     ShuttingDown,
+    /// The run could not be written to the history store, so it was not accepted durably.
+    #[error("the run could not be stored ({0}); check the data directory's disk and permissions")]
+    NotStored(String),
 }
 
 fn hint(s: &Option<String>) -> String {

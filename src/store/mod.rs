@@ -124,8 +124,25 @@ pub(crate) fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreE
     }
     Connection::open_with_flags(path, config).map_err(|e| StoreError::Open {
         path: path.to_path_buf(),
-        detail: e.to_string(),
+        detail: explain_open_error(&e.to_string()),
     })
+}
+
+/// DuckDB allows one writing process per file; say so in our words, naming the holder.
+fn explain_open_error(raw: &str) -> String {
+    if !raw.contains("Could not set lock") {
+        return raw.to_string();
+    }
+    let holder = raw
+        .split("(PID ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .map(|pid| format!(" (PID {pid})"))
+        .unwrap_or_default();
+    format!(
+        "another opsconsole process{holder} is using this data directory; wait for it to finish, \
+         stop it, or pass a different --data-dir"
+    )
 }
 
 impl Store {
@@ -213,6 +230,20 @@ fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
         next_run_id: RunId(next as u64),
         interrupted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lock_conflicts_name_the_holder() {
+        let raw = "IO Error: Could not set lock on file \"/x/state.duckdb\": Conflicting lock is held in /usr/bin/opsconsole (PID 4242). See also https://duckdb.org";
+        let msg = super::explain_open_error(raw);
+        assert!(
+            msg.starts_with("another opsconsole process (PID 4242) is using"),
+            "{msg}"
+        );
+        assert_eq!(super::explain_open_error("disk full"), "disk full");
+    }
 }
 
 fn ts(at: chrono::DateTime<chrono::Utc>) -> Value {
