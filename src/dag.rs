@@ -53,7 +53,6 @@ pub struct Settled {
 #[derive(Debug, Clone)]
 pub struct Dag {
     parents: Vec<Vec<usize>>,
-    children: Vec<Vec<usize>>,
     topo: Vec<usize>,
 }
 
@@ -92,16 +91,13 @@ impl Dag {
         let g = graph(n, edges);
         let topo = toposort(&g, None).map_err(|_| cycles(n, edges))?;
         let mut parents = vec![Vec::new(); n];
-        let mut children = vec![Vec::new(); n];
         for &(parent, child) in edges {
             if !parents[child].contains(&parent) {
                 parents[child].push(parent);
-                children[parent].push(child);
             }
         }
         Ok(Self {
             parents,
-            children,
             topo: topo.into_iter().map(NodeIndex::index).collect(),
         })
     }
@@ -130,16 +126,6 @@ impl Dag {
     /// Direct upstream tasks of `node`.
     pub fn parents(&self, node: usize) -> &[usize] {
         &self.parents[node]
-    }
-
-    /// Direct downstream tasks of `node`.
-    pub fn children(&self, node: usize) -> &[usize] {
-        &self.children[node]
-    }
-
-    /// Nodes in an order where every parent precedes its children.
-    pub fn topological_order(&self) -> &[usize] {
-        &self.topo
     }
 
     /// Depth of every node: 0 for roots, else 1 + the deepest parent.

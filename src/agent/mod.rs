@@ -66,13 +66,6 @@ impl LocalAgent {
             token.cancel();
         }
     }
-
-    /// Stops every running attempt.
-    pub fn cancel_all(&self) {
-        for token in lock(&self.running).values() {
-            token.cancel();
-        }
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -5,7 +5,6 @@ pub mod run;
 pub mod validate;
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::process::ExitCode;
 
 /// Exit code for a run that failed.
@@ -54,9 +53,4 @@ impl Style {
 pub fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(code)
-}
-
-/// Loads the catalog, printing problems in files other than the ones a command needs.
-pub fn load_catalog(dir: &Path) -> (crate::spec::Catalog, Vec<crate::spec::Diagnostic>) {
-    crate::spec::load_dir(dir)
 }

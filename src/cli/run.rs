@@ -31,7 +31,7 @@ pub struct RunOptions {
 
 /// Runs the workflow to the end; exit 0 succeeded, 1 failed, 2 invalid input, 130 Ctrl-C.
 pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
-    let (catalog, problems) = super::load_catalog(&dirs.workflows);
+    let (catalog, problems) = crate::spec::load_dir(&dirs.workflows);
     if catalog.get(&opts.workflow).is_none() && !problems.is_empty() {
         for p in &problems {
             eprintln!("{p}\n");

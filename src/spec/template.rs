@@ -105,13 +105,6 @@ impl Template {
         Ok(Self { parts })
     }
 
-    /// True when the template renders to the empty string whatever the context.
-    pub fn is_empty_literal(&self) -> bool {
-        self.parts
-            .iter()
-            .all(|p| matches!(p, Part::Text(t) if t.trim().is_empty()))
-    }
-
     /// Substitutes every placeholder.
     pub fn render(&self, ctx: &RenderContext<'_>) -> String {
         let mut out = String::new();

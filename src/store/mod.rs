@@ -104,7 +104,6 @@ pub struct Recovered {
 pub struct Store {
     sender: StoreSender,
     writer: Option<JoinHandle<()>>,
-    path: PathBuf,
 }
 
 /// Path of the history file in `data_dir`.
@@ -165,7 +164,6 @@ impl Store {
             Self {
                 sender: StoreSender { tx },
                 writer: Some(writer),
-                path,
             },
             recovered,
         ))
@@ -174,11 +172,6 @@ impl Store {
     /// A handle for sending events.
     pub fn sender(&self) -> StoreSender {
         self.sender.clone()
-    }
-
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Writes everything still queued and closes the file.
