@@ -6,6 +6,7 @@
 
 mod engine;
 mod run;
+pub mod schedule;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
