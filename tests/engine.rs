@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use common::{Harness, numbered_tasks, workflow};
 use opsconsole::protocol::RunState;
+use opsconsole::protocol::api::{Client, ClientExt};
 use opsconsole::store::query::{AttemptRow, Reader};
 
 fn attempts_by_task(
@@ -416,4 +417,67 @@ async fn params_and_templates_reach_the_process() {
         })
         .expect("logs");
     assert_eq!(lines, vec![format!("us-show run {id} us")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_status_are_served_by_the_principal_while_it_owns_the_store() {
+    use opsconsole::protocol::api::{ApiErrorKind, ClientError, Request, Response};
+    let wf = workflow("talk", "", &[("t", r#"{ run: "seq 1 25" }"#)]);
+    let h = Harness::new(&[&wf], 2);
+    let outcome = h.run("talk").await;
+    let p = h.principal();
+
+    let status = p.status().await.expect("status");
+    assert_eq!(status.pid, std::process::id());
+    assert_eq!(status.slots, 2);
+    assert_eq!(status.workflows[0].name, "talk");
+    assert!(status.workflows[0].active_runs.is_empty());
+
+    let runs = match p
+        .call(Request::History {
+            workflow: None,
+            limit: 5,
+        })
+        .await
+    {
+        Ok(Response::Runs(runs)) => runs,
+        other => panic!("unexpected: {other:?}"),
+    };
+    assert_eq!(runs[0].run_id, outcome.run_id);
+
+    // Paging through the output: 25 lines in pages of 10.
+    let mut got = Vec::new();
+    let mut offset = 0;
+    loop {
+        let request = Request::Logs {
+            run_id: outcome.run_id,
+            task: None,
+            stream: None,
+            offset,
+            limit: 10,
+        };
+        let Ok(Response::Lines { lines, more }) = p.call(request).await else {
+            panic!("logs page");
+        };
+        offset += lines.len();
+        got.extend(lines.into_iter().map(|l| l.line));
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(got, (1..=25).map(|i| i.to_string()).collect::<Vec<_>>());
+
+    let missing = p
+        .call(Request::Logs {
+            run_id: opsconsole::protocol::RunId(999),
+            task: None,
+            stream: None,
+            offset: 0,
+            limit: 10,
+        })
+        .await;
+    assert!(matches!(missing, Ok(Response::Error(e)) if e.kind == ApiErrorKind::NotFound));
+
+    let unknown = p.trigger("nope", Default::default()).await;
+    assert!(matches!(unknown, Err(ClientError::Api(e)) if e.kind == ApiErrorKind::InvalidInput));
 }

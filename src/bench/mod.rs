@@ -11,6 +11,7 @@ use tokio::process::Command;
 use tokio::sync::Semaphore;
 
 use crate::principal::{PrincipalConfig, PrincipalHandle};
+use crate::protocol::api::ClientExt;
 use crate::spec::{Catalog, parse_str};
 use crate::store::Store;
 
@@ -79,7 +80,7 @@ async fn engine_pass(tasks: usize, slots: usize, command: &[&str]) -> anyhow::Re
     let scratch = Scratch::new("engine")?;
     let principal = start(wide_workflow("bench", tasks, command)?, &scratch.0, slots)?;
     let t0 = Instant::now();
-    let id = principal.trigger("bench", BTreeMap::new()).await??;
+    let id = principal.trigger("bench", BTreeMap::new()).await?;
     let outcome = principal.wait(id).await?;
     principal.shutdown().await;
     let elapsed = t0.elapsed();
@@ -194,7 +195,7 @@ pub async fn latency(runs: usize) -> anyhow::Result<Value> {
     let mut bare_ms = Vec::with_capacity(runs);
     for i in 0..runs + 5 {
         let t0 = Instant::now();
-        let id = principal.trigger("one", BTreeMap::new()).await??;
+        let id = principal.trigger("one", BTreeMap::new()).await?;
         principal.wait(id).await?;
         let e = t0.elapsed().as_secs_f64() * 1e3;
         let t0 = Instant::now();

@@ -11,6 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{Dirs, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_TERMINATED, Style, fail};
 use crate::humantime::format_duration;
 use crate::principal::{PrincipalConfig, PrincipalHandle, RunOutcome};
+use crate::protocol::api::{ApiError, ApiErrorKind, Client, ClientError, ClientExt};
 use crate::protocol::{Event, RunId, RunState, Stream, TaskState};
 use crate::store::Store;
 
@@ -59,12 +60,18 @@ pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
     );
     let mut events = principal.subscribe();
     let run_id = match principal.trigger(&opts.workflow, opts.params.clone()).await {
-        Ok(Ok(id)) => id,
-        Ok(Err(e)) => {
+        Ok(id) => id,
+        Err(e) => {
             principal.shutdown().await;
-            return fail(EXIT_INVALID, e);
+            let code = match &e {
+                ClientError::Api(ApiError {
+                    kind: ApiErrorKind::InvalidInput,
+                    ..
+                }) => EXIT_INVALID,
+                _ => EXIT_FAILED,
+            };
+            return fail(code, e);
         }
-        Err(e) => return fail(EXIT_FAILED, e),
     };
     let style = Style::stdout();
     let started = Instant::now();

@@ -11,9 +11,13 @@ use super::run::RunCtx;
 use super::{Command, PrincipalConfig, RunOutcome, TriggerError};
 use crate::agent::{AgentEvent, LocalAgent};
 use crate::dag::{Dag, NodeState};
+use crate::protocol::api::{
+    ApiError, ApiErrorKind, MAX_LOG_PAGE, Request, Response, StatusReport, WorkflowStatus,
+};
 use crate::protocol::{AttemptRecord, Event, RunId, RunState, TaskState};
 use crate::spec::Catalog;
-use crate::store::{Recovered, Store, StoreSender};
+use crate::store::query::{LogFilter, Reader, RunFilter};
+use crate::store::{Recovered, SharedReader, Store, StoreError, StoreSender};
 
 /// Outcomes of finished runs kept for late `wait` calls.
 const FINISHED_MEMORY: usize = 4096;
@@ -56,7 +60,7 @@ pub(super) struct Engine {
     store_failed: bool,
     events: broadcast::Sender<Event>,
     next_run_id: u64,
-    waiters: HashMap<RunId, Vec<oneshot::Sender<Option<RunOutcome>>>>,
+    waiters: HashMap<RunId, Vec<oneshot::Sender<Response>>>,
     finished: HashMap<RunId, RunOutcome>,
     finished_order: VecDeque<RunId>,
     timer_tx: mpsc::UnboundedSender<Timer>,
@@ -64,6 +68,8 @@ pub(super) struct Engine {
     clock: EventClock,
     workdir: PathBuf,
     shutting_down: bool,
+    reader: SharedReader,
+    started_at: DateTime<Utc>,
 }
 
 impl Engine {
@@ -87,6 +93,8 @@ impl Engine {
             agent,
             agent_rx,
             store_tx: store.sender(),
+            reader: store.reader(),
+            started_at: Utc::now(),
             store: Some(store),
             store_failed: false,
             events,
@@ -129,7 +137,7 @@ impl Engine {
         }
         for (_, waiters) in self.waiters.drain() {
             for w in waiters {
-                let _ = w.send(None);
+                let _ = w.send(Response::RunEnded(None));
             }
         }
     }
@@ -145,46 +153,136 @@ impl Engine {
 
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Trigger {
-                workflow,
-                params,
-                trigger,
-                reply,
-            } => {
-                let result = self.trigger(&workflow, params, trigger).await;
-                if result.is_ok() {
-                    // Acknowledge only once the run is in the file. The flush rides the store's
-                    // group commit, and waiting for it off the actor keeps the engine running.
-                    let store = self.store_tx.clone();
-                    tokio::spawn(async move {
-                        let result = match store.flush().await {
-                            Ok(()) => result,
-                            Err(e) => Err(TriggerError::NotStored(e.to_string())),
-                        };
-                        let _ = reply.send(result);
-                    });
-                } else {
-                    let _ = reply.send(result);
+            Command::Api { request, reply } => self.on_request(request, reply).await,
+            Command::Shutdown => self.begin_shutdown().await,
+        }
+    }
+
+    async fn on_request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        match request {
+            Request::Trigger { workflow, params } => {
+                match self.trigger(&workflow, params, "manual".into()).await {
+                    Ok(run_id) => {
+                        // Acknowledge only once the run is in the file. The flush rides the
+                        // store's group commit; waiting for it off the actor keeps the engine
+                        // running meanwhile.
+                        let store = self.store_tx.clone();
+                        tokio::spawn(async move {
+                            let response = match store.flush().await {
+                                Ok(()) => Response::Accepted { run_id },
+                                Err(e) => {
+                                    Response::Error(TriggerError::NotStored(e.to_string()).into())
+                                }
+                            };
+                            let _ = reply.send(response);
+                        });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Response::Error(e.into()));
+                    }
                 }
                 self.dispatch();
             }
-            Command::Cancel { run_id, reply } => {
+            Request::Cancel { run_id } => {
                 let found = self.runs.contains_key(&run_id);
                 if found {
                     self.cancel_run(run_id, "cancelled by user").await;
                 }
-                let _ = reply.send(found);
+                let _ = reply.send(Response::Cancelled { found });
             }
-            Command::Wait { run_id, reply } => {
+            Request::WaitRun { run_id } => {
                 if let Some(outcome) = self.finished.get(&run_id) {
-                    let _ = reply.send(Some(outcome.clone()));
+                    let _ = reply.send(Response::RunEnded(Some(outcome.clone())));
                 } else if self.runs.contains_key(&run_id) {
                     self.waiters.entry(run_id).or_default().push(reply);
                 } else {
-                    let _ = reply.send(None);
+                    let _ = reply.send(Response::RunEnded(None));
                 }
             }
-            Command::Shutdown => self.begin_shutdown().await,
+            Request::Status => {
+                let _ = reply.send(Response::Status(self.status()));
+            }
+            Request::History { workflow, limit } => {
+                self.read(reply, move |r| {
+                    r.runs(&RunFilter { workflow, limit }).map(Response::Runs)
+                });
+            }
+            Request::Logs {
+                run_id,
+                task,
+                stream,
+                offset,
+                limit,
+            } => {
+                self.read(reply, move |r| {
+                    if !r.run_exists(run_id)? {
+                        return Ok(Response::Error(ApiError::new(
+                            ApiErrorKind::NotFound,
+                            format!("no run {run_id}: `opsconsole history` lists the runs"),
+                        )));
+                    }
+                    let filter = LogFilter { task, stream };
+                    let (lines, more) =
+                        r.logs_page(run_id, &filter, offset, limit.min(MAX_LOG_PAGE))?;
+                    Ok(Response::Lines { lines, more })
+                });
+            }
+        }
+    }
+
+    /// Runs a query on the store's reader off the actor and answers with its result.
+    fn read(
+        &self,
+        reply: oneshot::Sender<Response>,
+        query: impl FnOnce(&Reader) -> Result<Response, StoreError> + Send + 'static,
+    ) {
+        let reader = self.reader.clone();
+        let store = self.store_tx.clone();
+        tokio::spawn(async move {
+            // Read what has happened so far: commit events still in the group-commit window.
+            let _ = store.flush().await;
+            let answer = tokio::task::spawn_blocking(move || {
+                let guard = reader.lock().unwrap_or_else(|e| e.into_inner());
+                query(&guard).unwrap_or_else(|e| {
+                    Response::Error(ApiError::new(ApiErrorKind::Internal, e.to_string()))
+                })
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Response::Error(ApiError::new(ApiErrorKind::Internal, e.to_string()))
+            });
+            let _ = reply.send(answer);
+        });
+    }
+
+    fn status(&self) -> StatusReport {
+        let mut active: HashMap<&str, Vec<RunId>> = HashMap::new();
+        for run in self.runs.values() {
+            active
+                .entry(run.workflow.as_ref())
+                .or_default()
+                .push(run.id);
+        }
+        StatusReport {
+            pid: std::process::id(),
+            started_at: self.started_at,
+            slots: self.agent.slots(),
+            busy_slots: self.agent.slots() - self.free_slots,
+            queued_tasks: self.ready.len(),
+            workflows: self
+                .catalog
+                .workflows
+                .values()
+                .map(|spec| {
+                    let mut runs = active.remove(spec.name.as_str()).unwrap_or_default();
+                    runs.sort();
+                    WorkflowStatus {
+                        name: spec.name.clone(),
+                        schedule: spec.schedule.as_ref().map(|s| s.expr.clone()),
+                        active_runs: runs,
+                    }
+                })
+                .collect(),
         }
     }
 
@@ -381,7 +479,7 @@ impl Engine {
             failed_tasks,
         };
         for w in self.waiters.remove(&id).unwrap_or_default() {
-            let _ = w.send(Some(outcome.clone()));
+            let _ = w.send(Response::RunEnded(Some(outcome.clone())));
         }
         self.finished.insert(id, outcome);
         self.finished_order.push_back(id);

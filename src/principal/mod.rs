@@ -8,13 +8,16 @@ mod engine;
 mod run;
 pub mod schedule;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::protocol::{Event, RunId, RunState};
+use crate::protocol::Event;
+pub use crate::protocol::api::RunOutcome;
+use crate::protocol::api::{
+    ApiError, ApiErrorKind, BoxFuture, Client, ClientError, Request, Response,
+};
 use crate::spec::Catalog;
 use crate::store::Store;
 
@@ -67,33 +70,26 @@ fn hint(s: &Option<String>) -> String {
         .unwrap_or_else(|| ": run `opsconsole validate` to list the valid workflows".into())
 }
 
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RunOutcome {
-    /// The run.
-    pub run_id: RunId,
-    /// Its final state.
-    pub state: RunState,
-    /// Tasks that failed or timed out for good.
-    pub failed_tasks: Vec<String>,
+impl From<TriggerError> for ApiError {
+    fn from(e: TriggerError) -> Self {
+        let kind = match e {
+            TriggerError::UnknownWorkflow { .. } | TriggerError::UnknownParam { .. } => {
+                ApiErrorKind::InvalidInput
+            }
+            TriggerError::ShuttingDown | TriggerError::NotStored(_) => ApiErrorKind::Unavailable,
+        };
+        ApiError::new(kind, e.to_string())
+    }
 }
 
-/// Requests the principal serves.
+/// Messages the principal's actor serves.
 pub(crate) enum Command {
-    Trigger {
-        workflow: String,
-        params: BTreeMap<String, String>,
-        trigger: String,
-        reply: oneshot::Sender<Result<RunId, TriggerError>>,
+    /// A face's request; the answer goes to `reply`.
+    Api {
+        request: Request,
+        reply: oneshot::Sender<Response>,
     },
-    Cancel {
-        run_id: RunId,
-        reply: oneshot::Sender<bool>,
-    },
-    Wait {
-        run_id: RunId,
-        reply: oneshot::Sender<Option<RunOutcome>>,
-    },
+    /// Stop: cancel all work, flush the store.
     Shutdown,
 }
 
@@ -107,6 +103,24 @@ pub struct PrincipalHandle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Client for PrincipalHandle {
+    fn call(&self, request: Request) -> BoxFuture<'_, Result<Response, ClientError>> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            self.commands
+                .send(Command::Api { request, reply })
+                .await
+                .map_err(|_| ClientError::Unreachable(Stopped.to_string()))?;
+            rx.await
+                .map_err(|_| ClientError::Unreachable(Stopped.to_string()))
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
 }
 
 impl PrincipalHandle {
@@ -126,42 +140,6 @@ impl PrincipalHandle {
             events,
             task,
         }
-    }
-
-    /// Every event from now on. A receiver that falls far behind gets `Lagged`.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
-    }
-
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
-        let (tx, rx) = oneshot::channel();
-        self.commands.send(make(tx)).await.map_err(|_| Stopped)?;
-        rx.await.map_err(|_| Stopped)
-    }
-
-    /// Accepts a run of `workflow` with parameter overrides.
-    pub async fn trigger(
-        &self,
-        workflow: &str,
-        params: BTreeMap<String, String>,
-    ) -> Result<Result<RunId, TriggerError>, Stopped> {
-        self.ask(|reply| Command::Trigger {
-            workflow: workflow.to_string(),
-            params,
-            trigger: "manual".into(),
-            reply,
-        })
-        .await
-    }
-
-    /// Cancels a run; false when no such run is active.
-    pub async fn cancel(&self, run_id: RunId) -> Result<bool, Stopped> {
-        self.ask(|reply| Command::Cancel { run_id, reply }).await
-    }
-
-    /// Waits until the run has finished; `None` for a run this principal does not know.
-    pub async fn wait(&self, run_id: RunId) -> Result<Option<RunOutcome>, Stopped> {
-        self.ask(|reply| Command::Wait { run_id, reply }).await
     }
 
     /// Cancels all work, writes every event to the store and stops.

@@ -3,6 +3,8 @@
 //! Everything that crosses a module boundary is one of these typed values; the same types
 //! are serialised when they cross a process boundary.
 
+pub mod api;
+
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;

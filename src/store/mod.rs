@@ -100,10 +100,14 @@ pub struct Recovered {
     pub interrupted: Vec<RunId>,
 }
 
+/// Read access next to the writer: a second connection to the same database.
+pub type SharedReader = std::sync::Arc<std::sync::Mutex<query::Reader>>;
+
 /// The open history store: the writer thread and a way to reach it.
 pub struct Store {
     sender: StoreSender,
     writer: Option<JoinHandle<()>>,
+    reader: SharedReader,
 }
 
 /// Path of the history file in `data_dir`.
@@ -155,6 +159,9 @@ impl Store {
         let conn = connect(&path, false)?;
         schema::migrate(&conn)?;
         let recovered = recover(&conn)?;
+        let reader = std::sync::Arc::new(std::sync::Mutex::new(query::Reader::from_connection(
+            conn.try_clone()?,
+        )));
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
@@ -164,6 +171,7 @@ impl Store {
             Self {
                 sender: StoreSender { tx },
                 writer: Some(writer),
+                reader,
             },
             recovered,
         ))
@@ -172,6 +180,11 @@ impl Store {
     /// A handle for sending events.
     pub fn sender(&self) -> StoreSender {
         self.sender.clone()
+    }
+
+    /// Queries on the same database, for requests served by the principal.
+    pub fn reader(&self) -> SharedReader {
+        self.reader.clone()
     }
 
     /// Writes everything still queued and closes the file.

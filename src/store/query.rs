@@ -3,13 +3,13 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{StoreError, connect, db_path};
 use crate::protocol::{RunId, RunState, Stream};
 
 /// One row of `opsconsole history`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunSummary {
     /// The run.
     pub run_id: RunId,
@@ -41,7 +41,7 @@ pub struct RunFilter {
 }
 
 /// One stored output line.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StoredLine {
     /// Task that wrote it.
     pub task: String,
@@ -95,6 +95,11 @@ fn micros(v: i64) -> DateTime<Utc> {
 }
 
 impl Reader {
+    /// Reads through an existing connection (the principal's, next to its writer).
+    pub(crate) fn from_connection(conn: duckdb::Connection) -> Self {
+        Self { conn }
+    }
+
     /// Opens the history in `data_dir` for reading.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = db_path(data_dir);
@@ -193,17 +198,56 @@ impl Reader {
         &self,
         run: RunId,
         filter: &LogFilter,
+        each: impl FnMut(StoredLine) -> std::io::Result<()>,
+    ) -> Result<usize, StoreError> {
+        self.logs_range(run, filter, 0, i64::MAX, each)
+    }
+
+    /// One page of a run's lines: at most `limit` after skipping `offset`; `true` when more follow.
+    pub fn logs_page(
+        &self,
+        run: RunId,
+        filter: &LogFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<StoredLine>, bool), StoreError> {
+        let mut lines = Vec::new();
+        let limit = limit.min(i64::MAX as usize - 1);
+        self.logs_range(run, filter, offset as i64, limit as i64 + 1, |l| {
+            lines.push(l);
+            Ok(())
+        })?;
+        let more = lines.len() > limit;
+        lines.truncate(limit);
+        Ok((lines, more))
+    }
+
+    fn logs_range(
+        &self,
+        run: RunId,
+        filter: &LogFilter,
+        offset: i64,
+        limit: i64,
         mut each: impl FnMut(StoredLine) -> std::io::Result<()>,
     ) -> Result<usize, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT task, attempt, stream, epoch_us(ts), line FROM logs
              WHERE run_id = ? AND (?::VARCHAR IS NULL OR task = ?::VARCHAR)
                AND (?::VARCHAR IS NULL OR stream = ?::VARCHAR)
-             ORDER BY ts, task, attempt, seq",
+             ORDER BY ts, task, attempt, seq
+             LIMIT ? OFFSET ?",
         )?;
         let task = filter.task.as_deref();
         let stream = filter.stream.map(Stream::as_str);
-        let mut rows = stmt.query(duckdb::params![run.0 as i64, task, task, stream, stream])?;
+        let mut rows = stmt.query(duckdb::params![
+            run.0 as i64,
+            task,
+            task,
+            stream,
+            stream,
+            limit,
+            offset
+        ])?;
         let mut n = 0;
         while let Some(r) = rows.next()? {
             let line = StoredLine {

@@ -1,0 +1,253 @@
+//! Requests a face sends to the principal and the answers it gets, the same in-process and
+//! over the network; and the [`Client`] trait both transports implement.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use super::{Event, RunId, RunState, Stream};
+use crate::store::query::{RunSummary, StoredLine};
+
+/// Version of the request/response/event types; peers with another version are refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Most lines one [`Request::Logs`] answer carries; page with `offset` for more.
+pub const MAX_LOG_PAGE: usize = 10_000;
+
+/// Something a face asks of the principal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Principal, agents and workflows at a glance.
+    Status,
+    /// Start a run now.
+    Trigger {
+        /// Workflow name.
+        workflow: String,
+        /// Parameter overrides.
+        params: BTreeMap<String, String>,
+    },
+    /// Stop a run.
+    Cancel {
+        /// The run.
+        run_id: RunId,
+    },
+    /// Answer when the run has ended (long poll).
+    WaitRun {
+        /// The run.
+        run_id: RunId,
+    },
+    /// Past and present runs, newest first.
+    History {
+        /// Only this workflow.
+        workflow: Option<String>,
+        /// At most this many.
+        limit: usize,
+    },
+    /// Stored output of a run, in order.
+    Logs {
+        /// The run.
+        run_id: RunId,
+        /// Only this task.
+        task: Option<String>,
+        /// Only this stream.
+        stream: Option<Stream>,
+        /// Skip this many lines (paging).
+        offset: usize,
+        /// At most this many lines (capped at [`MAX_LOG_PAGE`]).
+        limit: usize,
+    },
+}
+
+/// The principal's answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to [`Request::Status`].
+    Status(StatusReport),
+    /// The run was accepted and stored.
+    Accepted {
+        /// Its id.
+        run_id: RunId,
+    },
+    /// Answer to [`Request::Cancel`]: false when the run was not active.
+    Cancelled {
+        /// Whether an active run was found.
+        found: bool,
+    },
+    /// Answer to [`Request::WaitRun`]; `None` for a run the principal does not know.
+    RunEnded(Option<RunOutcome>),
+    /// Answer to [`Request::History`].
+    Runs(Vec<RunSummary>),
+    /// Answer to [`Request::Logs`].
+    Lines {
+        /// The lines of this page.
+        lines: Vec<StoredLine>,
+        /// True when more lines follow this page.
+        more: bool,
+    },
+    /// The request could not be served.
+    Error(ApiError),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    /// The run.
+    pub run_id: RunId,
+    /// Its final state.
+    pub state: RunState,
+    /// Tasks that failed or timed out for good.
+    pub failed_tasks: Vec<String>,
+}
+
+/// Answer to [`Request::Status`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Process id of the principal.
+    pub pid: u32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Agent slots in all.
+    pub slots: usize,
+    /// Slots running a task now.
+    pub busy_slots: usize,
+    /// Task attempts waiting for a slot.
+    pub queued_tasks: usize,
+    /// Every valid workflow.
+    pub workflows: Vec<WorkflowStatus>,
+}
+
+/// One workflow in a [`StatusReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowStatus {
+    /// Its name.
+    pub name: String,
+    /// Its cron expression, if scheduled.
+    pub schedule: Option<String>,
+    /// Active runs (queued or running).
+    pub active_runs: Vec<RunId>,
+}
+
+/// Why a request failed, for the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// What kind of failure.
+    pub kind: ApiErrorKind,
+    /// What was wrong and what to do.
+    pub message: String,
+}
+
+/// Broad classes of [`ApiError`]; faces map them to exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiErrorKind {
+    /// The request itself was wrong (unknown workflow, bad parameter).
+    InvalidInput,
+    /// What it refers to does not exist.
+    NotFound,
+    /// The principal cannot serve it now (shutting down, store failing).
+    Unavailable,
+    /// A bug or an unexpected failure.
+    Internal,
+}
+
+impl ApiError {
+    /// An error of `kind` with a message.
+    pub fn new(kind: ApiErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a call through a [`Client`] failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The principal answered with an error.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The principal could not be reached or stopped answering.
+    #[error("principal unreachable: {0}")]
+    Unreachable(String),
+    /// The principal answered with a reply that does not fit the request.
+    #[error("unexpected reply from the principal: {0}")]
+    Protocol(String),
+}
+
+/// A boxed future, so that [`Client`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How every face talks to a principal, in-process or over the network.
+pub trait Client: Send + Sync {
+    /// Sends one request and waits for its answer.
+    fn call(&self, request: Request) -> BoxFuture<'_, Result<Response, ClientError>>;
+    /// Every event from now on; a receiver that falls behind gets `Lagged`.
+    fn subscribe(&self) -> broadcast::Receiver<Event>;
+}
+
+fn unexpected(r: Response) -> ClientError {
+    match r {
+        Response::Error(e) => ClientError::Api(e),
+        other => ClientError::Protocol(format!("{other:?}")),
+    }
+}
+
+/// Typed calls on top of [`Client::call`].
+pub trait ClientExt: Client {
+    /// Starts a run; returns once it is stored.
+    fn trigger(
+        &self,
+        workflow: &str,
+        params: BTreeMap<String, String>,
+    ) -> BoxFuture<'_, Result<RunId, ClientError>> {
+        let request = Request::Trigger {
+            workflow: workflow.to_string(),
+            params,
+        };
+        Box::pin(async move {
+            match self.call(request).await? {
+                Response::Accepted { run_id } => Ok(run_id),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    /// Cancels a run; false when it was not active.
+    fn cancel(&self, run_id: RunId) -> BoxFuture<'_, Result<bool, ClientError>> {
+        Box::pin(async move {
+            match self.call(Request::Cancel { run_id }).await? {
+                Response::Cancelled { found } => Ok(found),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    /// Waits for a run to end; `None` when the principal does not know it.
+    fn wait(&self, run_id: RunId) -> BoxFuture<'_, Result<Option<RunOutcome>, ClientError>> {
+        Box::pin(async move {
+            match self.call(Request::WaitRun { run_id }).await? {
+                Response::RunEnded(outcome) => Ok(outcome),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    /// Principal status.
+    fn status(&self) -> BoxFuture<'_, Result<StatusReport, ClientError>> {
+        Box::pin(async move {
+            match self.call(Request::Status).await? {
+                Response::Status(s) => Ok(s),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+}
+
+impl<C: Client + ?Sized> ClientExt for C {}
