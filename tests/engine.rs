@@ -344,6 +344,7 @@ async fn max_active_runs_holds_later_runs_until_earlier_ones_end() {
     }
     let reader = h.finish().await;
     let mut runs = reader.runs(&Default::default()).expect("runs");
+    assert_eq!(runs.len(), 3);
     runs.sort_by_key(|r| r.run_id);
     for pair in runs.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::run::RunCtx;
+use super::schedule::{OverlapAction, Scheduler, overlap_action};
 use super::{Command, PrincipalConfig, RunOutcome, TriggerError};
 use crate::agent::{AgentEvent, LocalAgent};
 use crate::dag::{Dag, NodeState};
@@ -21,6 +22,25 @@ use crate::store::{Recovered, SharedReader, Store, StoreError, StoreSender};
 
 /// Outcomes of finished runs kept for late `wait` calls.
 const FINISHED_MEMORY: usize = 4096;
+
+/// What started a run.
+enum Origin {
+    /// A face asked for it.
+    Manual,
+    /// A schedule fired; `exclusive` runs wait until the workflow has no other active run.
+    Schedule { at: DateTime<Utc>, exclusive: bool },
+}
+
+/// Sleeps until `at` (forever when `None`); a time in the past returns at once.
+async fn sleep_until(at: Option<DateTime<Utc>>) {
+    match at {
+        Some(at) => {
+            let wait = (at - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+        }
+        None => std::future::pending().await,
+    }
+}
 
 /// Internal wake-ups (timers).
 enum Timer {
@@ -70,6 +90,7 @@ pub(super) struct Engine {
     shutting_down: bool,
     reader: SharedReader,
     started_at: DateTime<Utc>,
+    scheduler: Scheduler,
 }
 
 impl Engine {
@@ -83,7 +104,13 @@ impl Engine {
         let (agent_tx, agent_rx) = mpsc::channel(4096);
         let agent = LocalAgent::new(config.slots, config.kill_grace, agent_tx);
         let (timer_tx, timer_rx) = mpsc::unbounded_channel();
+        let mut scheduler = Scheduler::new();
+        scheduler.set_workflows(catalog.workflows.values().cloned(), Utc::now());
+        for s in &recovered.schedules {
+            scheduler.restore(&s.workflow, s.last_fire, s.paused);
+        }
         Self {
+            scheduler,
             catalog,
             dags: HashMap::new(),
             runs: HashMap::new(),
@@ -117,6 +144,9 @@ impl Engine {
                 biased;
                 Some(ev) = self.agent_rx.recv() => self.on_agent(ev).await,
                 Some(t) = self.timer_rx.recv() => self.on_timer(t).await,
+                () = sleep_until(self.scheduler.next_wakeup()), if !self.shutting_down => {
+                    self.on_schedule().await;
+                }
                 cmd = commands.recv(), if !self.shutting_down => match cmd {
                     Some(cmd) => self.on_command(cmd).await,
                     None => self.begin_shutdown().await,
@@ -161,7 +191,7 @@ impl Engine {
     async fn on_request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
         match request {
             Request::Trigger { workflow, params } => {
-                match self.trigger(&workflow, params, "manual".into()).await {
+                match self.trigger(&workflow, params, Origin::Manual).await {
                     Ok(run_id) => {
                         // Acknowledge only once the run is in the file. The flush rides the
                         // store's group commit; waiting for it off the actor keeps the engine
@@ -198,6 +228,14 @@ impl Engine {
                 } else {
                     let _ = reply.send(Response::RunEnded(None));
                 }
+            }
+            Request::Pause { workflow } => {
+                let response = self.set_paused(&workflow, true).await;
+                let _ = reply.send(response);
+            }
+            Request::Resume { workflow } => {
+                let response = self.set_paused(&workflow, false).await;
+                let _ = reply.send(response);
             }
             Request::Status => {
                 let _ = reply.send(Response::Status(self.status()));
@@ -256,6 +294,7 @@ impl Engine {
     }
 
     fn status(&self) -> StatusReport {
+        let now = Utc::now();
         let mut active: HashMap<&str, Vec<RunId>> = HashMap::new();
         for run in self.runs.values() {
             active
@@ -279,11 +318,96 @@ impl Engine {
                     WorkflowStatus {
                         name: spec.name.clone(),
                         schedule: spec.schedule.as_ref().map(|s| s.expr.clone()),
+                        paused: self.scheduler.is_paused(&spec.name),
+                        next_fires: self.scheduler.upcoming(&spec.name, now, 3),
                         active_runs: runs,
                     }
                 })
                 .collect(),
         }
+    }
+
+    async fn set_paused(&mut self, workflow: &str, paused: bool) -> Response {
+        let Some(spec) = self.catalog.get(workflow) else {
+            return Response::Error(ApiError::new(
+                ApiErrorKind::NotFound,
+                format!("no workflow `{workflow}`"),
+            ));
+        };
+        if spec.schedule.is_none() {
+            return Response::Error(ApiError::new(
+                ApiErrorKind::InvalidInput,
+                format!(
+                    "workflow `{workflow}` has no schedule; pause and resume apply to scheduled runs"
+                ),
+            ));
+        }
+        let changed = self.scheduler.is_paused(workflow) != paused;
+        if paused {
+            self.scheduler.pause(workflow);
+        } else {
+            self.scheduler.resume(workflow, Utc::now());
+        }
+        if changed {
+            let at = self.clock.now();
+            self.emit(Event::WorkflowPaused {
+                workflow: Arc::from(workflow),
+                paused,
+                at,
+            })
+            .await;
+            // Persist before answering: a paused schedule must stay paused after a crash.
+            let _ = self.store_tx.flush().await;
+        }
+        Response::Paused {
+            workflow: workflow.to_string(),
+            paused,
+        }
+    }
+
+    /// Starts the runs whose fire times have come, as each workflow's overlap policy says.
+    async fn on_schedule(&mut self) {
+        for fire in self.scheduler.due(Utc::now()) {
+            let Some(spec) = self.catalog.get(&fire.workflow).cloned() else {
+                continue;
+            };
+            let active: Vec<RunId> = self
+                .runs
+                .values()
+                .filter(|r| r.workflow.as_ref() == spec.name)
+                .map(|r| r.id)
+                .collect();
+            let exclusive = match overlap_action(spec.overlap, !active.is_empty()) {
+                OverlapAction::Skip => {
+                    tracing::info!(
+                        workflow = %spec.name,
+                        scheduled_for = %fire.scheduled_for,
+                        "skipped a fire time: a run is still active (overlap: skip)"
+                    );
+                    continue;
+                }
+                OverlapAction::Start => false,
+                OverlapAction::Enqueue => true,
+                OverlapAction::CancelActiveThenStart => {
+                    for id in active {
+                        self.cancel_run(
+                            id,
+                            "replaced by a newer scheduled run (overlap: cancel_previous)",
+                        )
+                        .await;
+                    }
+                    false
+                }
+            };
+            let origin = Origin::Schedule {
+                at: fire.scheduled_for,
+                exclusive,
+            };
+            if let Err(e) = self.trigger(&spec.name, BTreeMap::new(), origin).await {
+                tracing::error!(workflow = %spec.name, "scheduled run not started: {e}");
+            }
+        }
+        self.dispatch();
     }
 
     async fn begin_shutdown(&mut self) {
@@ -310,7 +434,7 @@ impl Engine {
         &mut self,
         workflow: &str,
         overrides: BTreeMap<String, String>,
-        trigger: String,
+        origin: Origin,
     ) -> Result<RunId, TriggerError> {
         if self.shutting_down {
             return Err(TriggerError::ShuttingDown);
@@ -345,7 +469,14 @@ impl Engine {
         let id = RunId(self.next_run_id);
         self.next_run_id += 1;
         let dag = self.dag_for(&spec);
-        let run = RunCtx::new(id, spec, dag, params);
+        let mut run = RunCtx::new(id, spec, dag, params);
+        let (trigger, scheduled_for) = match origin {
+            Origin::Manual => ("manual", None),
+            Origin::Schedule { at, exclusive } => {
+                run.exclusive = exclusive;
+                ("schedule", Some(at))
+            }
+        };
         let at = self.clock.now();
         let workflow_name = run.workflow.clone();
         let created = Event::RunCreated {
@@ -356,7 +487,8 @@ impl Engine {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            trigger,
+            trigger: trigger.to_string(),
+            scheduled_for,
             at,
         };
         self.runs.insert(id, run);
@@ -415,7 +547,7 @@ impl Engine {
                 .values()
                 .filter(|r| r.workflow == run.workflow && r.state == RunState::Running)
                 .count();
-            if limit.is_some_and(|l| active >= l) {
+            if limit.is_some_and(|l| active >= l) || (run.exclusive && active > 0) {
                 i += 1;
                 continue;
             }

@@ -32,6 +32,8 @@ pub(super) struct RunCtx {
     pub tasks: Vec<TaskCtx>,
     pub cancel_requested: bool,
     pub fail_fast_tripped: bool,
+    /// Held until the workflow has no other active run (scheduled, overlap: queue).
+    pub exclusive: bool,
 }
 
 impl RunCtx {
@@ -63,6 +65,7 @@ impl RunCtx {
             tasks,
             cancel_requested: false,
             fail_fast_tripped: false,
+            exclusive: false,
         }
     }
 

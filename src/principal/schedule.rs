@@ -176,6 +176,11 @@ impl Scheduler {
         true
     }
 
+    /// True when the workflow is scheduled and paused.
+    pub fn is_paused(&self, workflow: &str) -> bool {
+        self.entries.get(workflow).is_some_and(|e| e.paused)
+    }
+
     /// Stops a workflow's schedule from firing. False when no scheduled workflow has that name.
     pub fn pause(&mut self, workflow: &str) -> bool {
         let Some(entry) = self.entries.get_mut(workflow) else {

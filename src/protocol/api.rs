@@ -48,6 +48,16 @@ pub enum Request {
         /// At most this many.
         limit: usize,
     },
+    /// Stop a workflow's schedule from firing (persists across restarts).
+    Pause {
+        /// The workflow.
+        workflow: String,
+    },
+    /// Let a paused workflow's schedule fire again.
+    Resume {
+        /// The workflow.
+        workflow: String,
+    },
     /// Stored output of a run, in order.
     Logs {
         /// The run.
@@ -83,6 +93,13 @@ pub enum Response {
     RunEnded(Option<RunOutcome>),
     /// Answer to [`Request::History`].
     Runs(Vec<RunSummary>),
+    /// Answer to [`Request::Pause`] and [`Request::Resume`].
+    Paused {
+        /// The workflow.
+        workflow: String,
+        /// Its schedule's state now.
+        paused: bool,
+    },
     /// Answer to [`Request::Logs`].
     Lines {
         /// The lines of this page.
@@ -129,6 +146,10 @@ pub struct WorkflowStatus {
     pub name: String,
     /// Its cron expression, if scheduled.
     pub schedule: Option<String>,
+    /// Its schedule is paused.
+    pub paused: bool,
+    /// The next few fire times (empty when unscheduled or never matching).
+    pub next_fires: Vec<DateTime<Utc>>,
     /// Active runs (queued or running).
     pub active_runs: Vec<RunId>,
 }

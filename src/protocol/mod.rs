@@ -257,6 +257,17 @@ pub enum Event {
         params: Vec<(String, String)>,
         /// What started it (`manual`, `schedule`, ...).
         trigger: String,
+        /// For a scheduled run, the fire time it is for.
+        scheduled_for: Option<DateTime<Utc>>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A workflow's schedule was paused or resumed.
+    WorkflowPaused {
+        /// The workflow.
+        workflow: Arc<str>,
+        /// True when paused.
+        paused: bool,
         /// When.
         at: DateTime<Utc>,
     },

@@ -98,6 +98,19 @@ pub struct Recovered {
     pub next_run_id: RunId,
     /// Runs that were not finished when the last process stopped (now marked failed).
     pub interrupted: Vec<RunId>,
+    /// Last recorded fire time and paused flag of every workflow that has either.
+    pub schedules: Vec<ScheduleState>,
+}
+
+/// What the scheduler must remember about a workflow across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleState {
+    /// The workflow.
+    pub workflow: String,
+    /// The fire time of its latest scheduled run.
+    pub last_fire: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether its schedule is paused.
+    pub paused: bool,
 }
 
 /// Read access next to the writer: a second connection to the same database.
@@ -232,9 +245,30 @@ fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
         }
         app.flush()?;
     }
+    let mut stmt = conn.prepare(
+        "WITH fires AS (SELECT workflow, max(scheduled_for) AS last_fire FROM runs
+                        WHERE scheduled_for IS NOT NULL GROUP BY workflow),
+              pauses AS (SELECT workflow, arg_max(paused, ts) AS paused FROM workflow_state
+                         GROUP BY workflow)
+         SELECT workflow, epoch_us(fires.last_fire), coalesce(pauses.paused, false)
+         FROM fires FULL OUTER JOIN pauses USING (workflow)
+         ORDER BY workflow",
+    )?;
+    let schedules = stmt
+        .query_map([], |r| {
+            Ok(ScheduleState {
+                workflow: r.get(0)?,
+                last_fire: r
+                    .get::<_, Option<i64>>(1)?
+                    .and_then(chrono::DateTime::from_timestamp_micros),
+                paused: r.get(2)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Recovered {
         next_run_id: RunId(next as u64),
         interrupted,
+        schedules,
     })
 }
 
@@ -322,6 +356,7 @@ struct Appenders<'c> {
     task_events: Option<Appender<'c>>,
     task_attempts: Option<Appender<'c>>,
     logs: Option<Appender<'c>>,
+    workflow_state: Option<Appender<'c>>,
 }
 
 fn appender<'c, 'a>(
@@ -363,6 +398,7 @@ fn append_all<'c>(
                 workflow,
                 params,
                 trigger,
+                scheduled_for,
                 at,
             } => {
                 let params_json = serde_json::to_string(
@@ -377,6 +413,18 @@ fn append_all<'c>(
                     workflow.as_ref(),
                     params_json,
                     trigger,
+                    ts(*at),
+                    scheduled_for.map(ts)
+                ])?;
+            }
+            Event::WorkflowPaused {
+                workflow,
+                paused,
+                at,
+            } => {
+                appender(&mut a.workflow_state, conn, "workflow_state")?.append_row(params![
+                    workflow.as_ref(),
+                    *paused,
                     ts(*at)
                 ])?;
             }
@@ -448,6 +496,7 @@ fn append_all<'c>(
         &mut a.task_events,
         &mut a.task_attempts,
         &mut a.logs,
+        &mut a.workflow_state,
     ]
     .into_iter()
     .flatten()

@@ -31,13 +31,22 @@ pub struct RunSummary {
     pub message: Option<String>,
 }
 
-/// Filters for [`runs`].
-#[derive(Debug, Clone, Default)]
+/// Filters for [`Reader::runs`].
+#[derive(Debug, Clone)]
 pub struct RunFilter {
     /// Only this workflow.
     pub workflow: Option<String>,
     /// At most this many, newest first.
     pub limit: usize,
+}
+
+impl Default for RunFilter {
+    fn default() -> Self {
+        Self {
+            workflow: None,
+            limit: 20,
+        }
+    }
 }
 
 /// One stored output line.
@@ -55,7 +64,7 @@ pub struct StoredLine {
     pub line: String,
 }
 
-/// Filters for [`logs`].
+/// Filters for [`Reader::logs`].
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
     /// Only this task.

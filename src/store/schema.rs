@@ -5,7 +5,7 @@ use duckdb::Connection;
 use super::StoreError;
 
 /// Schema version this build writes.
-pub const CURRENT_VERSION: i32 = 1;
+pub const CURRENT_VERSION: i32 = 2;
 
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -51,6 +51,15 @@ const MIGRATIONS: &[&str] = &[
         seq     BIGINT NOT NULL,
         ts      TIMESTAMP NOT NULL,
         line    VARCHAR NOT NULL
+    );
+    "#,
+    // 1 -> 2: the fire time a scheduled run is for, and pause/resume of schedules.
+    r#"
+    ALTER TABLE runs ADD COLUMN scheduled_for TIMESTAMP;
+    CREATE TABLE workflow_state (
+        workflow VARCHAR NOT NULL,
+        paused   BOOLEAN NOT NULL,
+        ts       TIMESTAMP NOT NULL
     );
     "#,
 ];

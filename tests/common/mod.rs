@@ -31,7 +31,11 @@ pub fn catalog(docs: &[&str]) -> Catalog {
 
 impl Harness {
     pub fn new(docs: &[&str], slots: usize) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::in_dir(tempfile::tempdir().expect("temp dir"), docs, slots)
+    }
+
+    /// A principal over an existing data dir (a restart).
+    pub fn in_dir(dir: tempfile::TempDir, docs: &[&str], slots: usize) -> Self {
         let (store, recovered) = Store::open(dir.path()).expect("open store");
         let principal = PrincipalHandle::start(
             catalog(docs),
@@ -75,6 +79,14 @@ impl Harness {
             .expect("run finished within 120 s")
             .expect("principal alive")
             .expect("run known")
+    }
+
+    /// Stops the principal (flushing the store) and hands back its data dir.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(p) = self.principal.take() {
+            p.shutdown().await;
+        }
+        self.dir
     }
 
     /// Stops the principal (flushing the store) and opens the history for reading.
