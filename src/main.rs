@@ -67,6 +67,43 @@ enum Cmd {
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         kill_grace: Duration,
     },
+    /// Run the principal service for this directory until Ctrl-C or SIGTERM.
+    ///
+    /// It owns the data dir: runs schedules, executes triggered runs on the local agent pool,
+    /// and serves every other command through a local socket in the data dir (and
+    /// `--listen`). Other commands find it automatically.
+    Principal {
+        /// Also listen here, e.g. tcp://127.0.0.1:7400 (events on the next port). Loopback only.
+        #[arg(long, value_name = "ENDPOINT")]
+        listen: Option<String>,
+        /// Task processes allowed at once (default: number of CPUs).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        slots: Option<u32>,
+        /// Time between SIGTERM and SIGKILL when a task is cancelled or times out.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        kill_grace: Duration,
+    },
+    /// Show the running principal: slots, queue, schedules with next fire times, active runs.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel an active run (through the running principal).
+    Cancel {
+        /// The run.
+        run_id: RunId,
+    },
+    /// Pause a workflow's schedule; it stays paused across restarts.
+    Pause {
+        /// The workflow.
+        workflow: String,
+    },
+    /// Resume a paused workflow's schedule.
+    Resume {
+        /// The workflow.
+        workflow: String,
+    },
     /// List past runs, newest first: state, start, duration and failed tasks.
     History {
         /// Only runs of this workflow.
@@ -201,11 +238,29 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
             };
             cli::run::run(&dirs, opts).await
         }
+        Cmd::Principal {
+            listen,
+            slots,
+            kill_grace,
+        } => {
+            let opts = cli::principal::PrincipalOptions {
+                listen,
+                slots: slots
+                    .map(|s| s as usize)
+                    .unwrap_or_else(opsconsole::agent::default_slots),
+                kill_grace,
+            };
+            cli::principal::principal(&dirs, opts).await
+        }
+        Cmd::Status { json } => cli::control::status(&dirs, json).await,
+        Cmd::Cancel { run_id } => cli::control::cancel(&dirs, run_id).await,
+        Cmd::Pause { workflow } => cli::control::set_paused(&dirs, workflow, true).await,
+        Cmd::Resume { workflow } => cli::control::set_paused(&dirs, workflow, false).await,
         Cmd::History {
             workflow,
             limit,
             json,
-        } => cli::history::history(&dirs, RunFilter { workflow, limit }, json),
+        } => cli::history::history(&dirs, RunFilter { workflow, limit }, json).await,
         Cmd::Logs {
             run_id,
             task,
@@ -216,7 +271,7 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
                 StreamArg::Stdout => Stream::Stdout,
                 StreamArg::Stderr => Stream::Stderr,
             });
-            cli::history::logs(&dirs, run_id, LogFilter { task, stream }, json)
+            cli::history::logs(&dirs, run_id, LogFilter { task, stream }, json).await
         }
         Cmd::Bench(b) => {
             let result = match b {

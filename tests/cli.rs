@@ -399,3 +399,98 @@ fn a_second_command_on_a_busy_data_dir_says_who_holds_it() {
     .expect("signal");
     let _ = first.wait();
 }
+
+/// Waits until the principal's local socket exists (it is created once it listens).
+fn wait_for_principal(p: &Project) {
+    assert!(
+        wait_for(
+            &p.path().join(".opsconsole/principal.sock"),
+            Duration::from_secs(30)
+        ),
+        "principal started"
+    );
+}
+
+#[test]
+fn commands_go_through_a_running_principal() {
+    let p = Project::examples();
+    let mut principal = p.spawn(&["principal"]);
+    wait_for_principal(&p);
+
+    // The principal holds the store; these only work if they go through it.
+    let out = p.run(&["run", "etl", "--wait"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("[load] loading into warehouse-eu"),
+        "{stdout}"
+    );
+    let hist = p.run(&["history", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&hist.stdout).expect("json");
+    assert_eq!(runs[0]["state"], "succeeded");
+    let logs = text(&p.run(&["logs", "1", "--task", "load"]).stdout);
+    assert!(
+        logs.contains("[load#1] loading into warehouse-eu"),
+        "{logs}"
+    );
+    let status = text(&p.run(&["status"]).stdout);
+    assert!(
+        status.contains(&format!("principal pid {}", principal.id())),
+        "{status}"
+    );
+    assert!(status.contains("etl"), "{status}");
+
+    // A second principal on the same data dir refuses, naming the holder.
+    let second = p.run(&["principal"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        text(&second.stderr).contains(&format!("(PID {})", principal.id())),
+        "{}",
+        text(&second.stderr)
+    );
+
+    let paused = p.run(&["pause", "etl"]);
+    assert_eq!(paused.status.code(), Some(2), "etl has no schedule");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(principal.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    let status = principal.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    // After it stopped, the same commands read the file directly.
+    let hist = text(&p.run(&["history"]).stdout);
+    assert!(hist.contains("etl"), "{hist}");
+    let none = p.run(&["status"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(text(&none.stderr).contains("no principal is running"));
+}
+
+#[test]
+fn ctrl_c_of_a_run_through_the_principal_cancels_it_there() {
+    let p = Project::new(&[(
+        "slow.yaml",
+        "kind: workflow\nname: slow\ntasks:\n  t: { run: \"touch ready; sleep 60\" }\n",
+    )]);
+    let mut principal = p.spawn(&["principal", "--kill-grace", "1s"]);
+    wait_for_principal(&p);
+    let client = p.spawn(&["run", "slow", "--wait"]);
+    assert!(wait_for(&p.path().join("ready"), Duration::from_secs(30)));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(client.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal");
+    let out = client.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let hist: serde_json::Value =
+        serde_json::from_slice(&p.run(&["history", "--json"]).stdout).expect("json");
+    assert_eq!(hist[0]["state"], "cancelled");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(principal.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    assert_eq!(principal.wait().expect("wait").code(), Some(0));
+}

@@ -441,7 +441,7 @@ async fn reads_and_status_are_served_by_the_principal_while_it_owns_the_store() 
         })
         .await
     {
-        Ok(Response::Runs(runs)) => runs,
+        Ok(Response::Runs { runs }) => runs,
         other => panic!("unexpected: {other:?}"),
     };
     assert_eq!(runs[0].run_id, outcome.run_id);

@@ -27,7 +27,7 @@ async fn runs(h: &Harness) -> Vec<RunSummary> {
         })
         .await
     {
-        Ok(Response::Runs(r)) => r,
+        Ok(Response::Runs { runs: r }) => r,
         other => panic!("history: {other:?}"),
     }
 }

@@ -1,39 +1,66 @@
-//! `opsconsole history` and `opsconsole logs`: read the stored history.
+//! `opsconsole history` and `opsconsole logs`: through the running principal when there is
+//! one (it owns the store), otherwise straight from the history file.
 
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
+use super::connect::running_principal;
 use super::{Dirs, EXIT_FAILED, EXIT_INVALID, Style, fail};
 use crate::humantime::format_secs;
+use crate::protocol::api::{ApiErrorKind, Client, ClientError, MAX_LOG_PAGE, Request, Response};
 use crate::protocol::{RunId, RunState, Stream};
-use crate::store::query::{LogFilter, Reader, RunFilter};
+use crate::store::query::{LogFilter, Reader, RunFilter, RunSummary, StoredLine};
+
+fn api_failure(e: ClientError) -> ExitCode {
+    match &e {
+        ClientError::Api(a)
+            if matches!(a.kind, ApiErrorKind::NotFound | ApiErrorKind::InvalidInput) =>
+        {
+            fail(EXIT_INVALID, e)
+        }
+        _ => fail(EXIT_FAILED, e),
+    }
+}
 
 /// Lists runs, newest first.
-pub fn history(dirs: &Dirs, filter: RunFilter, json: bool) -> ExitCode {
-    let reader = match Reader::open(&dirs.data) {
-        Ok(r) => r,
-        Err(e) => return fail(EXIT_FAILED, e),
+pub async fn history(dirs: &Dirs, filter: RunFilter, json: bool) -> ExitCode {
+    let runs = if let Some(client) = running_principal(&dirs.data).await {
+        let request = Request::History {
+            workflow: filter.workflow.clone(),
+            limit: filter.limit,
+        };
+        match client.call(request).await {
+            Ok(Response::Runs { runs }) => runs,
+            Ok(Response::Error(e)) => return api_failure(e.into()),
+            Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
+            Err(e) => return api_failure(e),
+        }
+    } else {
+        match Reader::open(&dirs.data).and_then(|r| r.runs(&filter)) {
+            Ok(r) => r,
+            Err(e) => return fail(EXIT_FAILED, e),
+        }
     };
-    let runs = match reader.runs(&filter) {
-        Ok(r) => r,
-        Err(e) => return fail(EXIT_FAILED, e),
-    };
+    print_runs(&runs, filter.workflow.as_deref(), json);
+    ExitCode::SUCCESS
+}
+
+fn print_runs(runs: &[RunSummary], workflow: Option<&str>, json: bool) {
     let mut out = BufWriter::new(std::io::stdout().lock());
     if json {
-        let _ = serde_json::to_writer_pretty(&mut out, &runs);
+        let _ = serde_json::to_writer_pretty(&mut out, runs);
         let _ = writeln!(out);
-        return ExitCode::SUCCESS;
+        return;
     }
     if runs.is_empty() {
         let _ = writeln!(
             out,
             "no runs recorded{}",
-            match &filter.workflow {
-                Some(w) => format!(" for workflow `{w}`"),
-                None => String::new(),
-            }
+            workflow
+                .map(|w| format!(" for workflow `{w}`"))
+                .unwrap_or_default()
         );
-        return ExitCode::SUCCESS;
+        return;
     }
     let style = Style::stdout();
     let wf_width = runs
@@ -47,7 +74,7 @@ pub fn history(dirs: &Dirs, filter: RunFilter, json: bool) -> ExitCode {
         "{:>6}  {:<wf_width$}  {:<9}  {:<19}  {:>9}  FAILED TASKS",
         "RUN", "WORKFLOW", "STATE", "STARTED", "DURATION"
     );
-    for r in &runs {
+    for r in runs {
         let state = format!("{:<9}", r.state.as_str());
         let state = match r.state {
             RunState::Succeeded => style.paint("32", &state),
@@ -72,11 +99,59 @@ pub fn history(dirs: &Dirs, filter: RunFilter, json: bool) -> ExitCode {
             r.failed_tasks.join(", ")
         );
     }
-    ExitCode::SUCCESS
+}
+
+fn write_line(
+    out: &mut impl Write,
+    l: &StoredLine,
+    json: bool,
+    style: Style,
+) -> std::io::Result<()> {
+    if json {
+        serde_json::to_writer(&mut *out, l).map_err(std::io::Error::other)?;
+        writeln!(out)
+    } else {
+        let time = l.at.with_timezone(&chrono::Local).format("%H:%M:%S%.3f");
+        let tag = match l.stream {
+            Stream::Stdout => format!("[{}#{}]", l.task, l.attempt),
+            Stream::Stderr => style.paint("31", &format!("[{}#{}:err]", l.task, l.attempt)),
+        };
+        writeln!(out, "{time} {tag} {}", l.line)
+    }
 }
 
 /// Prints the stored output of a run in order.
-pub fn logs(dirs: &Dirs, run: RunId, filter: LogFilter, json: bool) -> ExitCode {
+pub async fn logs(dirs: &Dirs, run: RunId, filter: LogFilter, json: bool) -> ExitCode {
+    let style = Style::stdout();
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if let Some(client) = running_principal(&dirs.data).await {
+        let mut offset = 0;
+        loop {
+            let request = Request::Logs {
+                run_id: run,
+                task: filter.task.clone(),
+                stream: filter.stream,
+                offset,
+                limit: MAX_LOG_PAGE,
+            };
+            let (lines, more) = match client.call(request).await {
+                Ok(Response::Lines { lines, more }) => (lines, more),
+                Ok(Response::Error(e)) => return api_failure(e.into()),
+                Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
+                Err(e) => return api_failure(e),
+            };
+            offset += lines.len();
+            for l in &lines {
+                if write_line(&mut out, l, json, style).is_err() {
+                    return ExitCode::SUCCESS; // reader went away (`| head`)
+                }
+            }
+            if !more {
+                let _ = out.flush();
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
     let reader = match Reader::open(&dirs.data) {
         Ok(r) => r,
         Err(e) => return fail(EXIT_FAILED, e),
@@ -94,21 +169,7 @@ pub fn logs(dirs: &Dirs, run: RunId, filter: LogFilter, json: bool) -> ExitCode 
         }
         Err(e) => return fail(EXIT_FAILED, e),
     }
-    let style = Style::stdout();
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    let result = reader.logs(run, &filter, |l| {
-        if json {
-            serde_json::to_writer(&mut out, &l).map_err(std::io::Error::other)?;
-            writeln!(out)
-        } else {
-            let time = l.at.with_timezone(&chrono::Local).format("%H:%M:%S%.3f");
-            let tag = match l.stream {
-                Stream::Stdout => format!("[{}#{}]", l.task, l.attempt),
-                Stream::Stderr => style.paint("31", &format!("[{}#{}:err]", l.task, l.attempt)),
-            };
-            writeln!(out, "{time} {tag} {}", l.line)
-        }
-    });
+    let result = reader.logs(run, &filter, |l| write_line(&mut out, &l, json, style));
     let _ = out.flush();
     match result {
         Ok(_) => ExitCode::SUCCESS,

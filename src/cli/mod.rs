@@ -1,6 +1,9 @@
 //! Command-line faces: each subcommand of `opsconsole` lives in its own module.
 
+pub mod connect;
+pub mod control;
 pub mod history;
+pub mod principal;
 pub mod run;
 pub mod validate;
 
@@ -53,4 +56,39 @@ impl Style {
 pub fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(code)
+}
+
+/// Starts an in-process principal over the data dir, printing spec problems: all of them when
+/// `needed` names a workflow that did not load, otherwise a one-line warning.
+pub fn start_embedded(
+    dirs: &Dirs,
+    slots: usize,
+    kill_grace: std::time::Duration,
+    needed: Option<&str>,
+) -> Result<crate::principal::PrincipalHandle, ExitCode> {
+    let (catalog, problems) = crate::spec::load_dir(&dirs.workflows);
+    let missing = needed.is_some_and(|n| catalog.get(n).is_none());
+    if missing {
+        for p in &problems {
+            eprintln!("{p}\n");
+        }
+    } else if !problems.is_empty() {
+        eprintln!(
+            "warning: {} problem(s) in workflow files; `opsconsole validate` lists them",
+            problems.len()
+        );
+    }
+    let (store, recovered) =
+        crate::store::Store::open(&dirs.data).map_err(|e| fail(EXIT_FAILED, e))?;
+    let workdir = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    Ok(crate::principal::PrincipalHandle::start(
+        catalog,
+        store,
+        recovered,
+        crate::principal::PrincipalConfig {
+            slots,
+            kill_grace,
+            workdir,
+        },
+    ))
 }

@@ -10,10 +10,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::{Dirs, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_TERMINATED, Style, fail};
 use crate::humantime::format_duration;
-use crate::principal::{PrincipalConfig, PrincipalHandle, RunOutcome};
+use crate::principal::RunOutcome;
 use crate::protocol::api::{ApiError, ApiErrorKind, Client, ClientError, ClientExt};
 use crate::protocol::{Event, RunId, RunState, Stream, TaskState};
-use crate::store::Store;
 
 /// Options of `opsconsole run`.
 #[derive(Debug, Clone)]
@@ -31,50 +30,111 @@ pub struct RunOptions {
 }
 
 /// Runs the workflow to the end; exit 0 succeeded, 1 failed, 2 invalid input, 130 Ctrl-C.
+///
+/// With a principal running for the data dir, the run goes through it; otherwise this
+/// process runs an embedded principal for the duration of the run.
 pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
-    let (catalog, problems) = crate::spec::load_dir(&dirs.workflows);
-    if catalog.get(&opts.workflow).is_none() && !problems.is_empty() {
-        for p in &problems {
-            eprintln!("{p}\n");
-        }
-    } else if !problems.is_empty() {
-        eprintln!(
-            "warning: {} problem(s) in other workflow files; `opsconsole validate` lists them",
-            problems.len()
-        );
+    if let Some(client) = super::connect::running_principal(&dirs.data).await {
+        let driven = drive(&client, &opts).await;
+        return driven.report();
     }
-    let (store, recovered) = match Store::open(&dirs.data) {
-        Ok(s) => s,
-        Err(e) => return fail(EXIT_FAILED, e),
-    };
-    let workdir = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let principal = PrincipalHandle::start(
-        catalog,
-        store,
-        recovered,
-        PrincipalConfig {
-            slots: opts.slots,
-            kill_grace: opts.kill_grace,
-            workdir,
-        },
-    );
-    let mut events = principal.subscribe();
-    let run_id = match principal.trigger(&opts.workflow, opts.params.clone()).await {
-        Ok(id) => id,
-        Err(e) => {
-            principal.shutdown().await;
-            let code = match &e {
-                ClientError::Api(ApiError {
+    let principal =
+        match super::start_embedded(dirs, opts.slots, opts.kill_grace, Some(&opts.workflow)) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
+    let driven = drive(&principal, &opts).await;
+    // Writes every accepted event and log line to the store before we exit.
+    principal.shutdown().await;
+    driven.report()
+}
+
+/// What happened while driving a run, reported once the principal is done with it.
+struct Driven {
+    run_id: Option<RunId>,
+    outcome: Result<Option<RunOutcome>, ClientError>,
+    interrupted: Option<u8>,
+    printer: Printer,
+    started: Instant,
+}
+
+impl Driven {
+    fn report(self) -> ExitCode {
+        self.printer.finish();
+        let Some(run_id) = self.run_id else {
+            let code = match &self.outcome {
+                Err(ClientError::Api(ApiError {
                     kind: ApiErrorKind::InvalidInput,
                     ..
-                }) => EXIT_INVALID,
+                })) => EXIT_INVALID,
                 _ => EXIT_FAILED,
             };
-            return fail(code, e);
+            return match self.outcome {
+                Err(e) => fail(code, e),
+                Ok(_) => fail(EXIT_FAILED, "the run was not started"),
+            };
+        };
+        let style = self.printer.style;
+        let elapsed = format_duration(self.started.elapsed());
+        match self.outcome {
+            Ok(Some(RunOutcome {
+                state,
+                failed_tasks,
+                ..
+            })) => {
+                let line = match state {
+                    RunState::Succeeded => {
+                        style.paint("32", &format!("run {run_id} succeeded in {elapsed}"))
+                    }
+                    RunState::Failed => style.paint(
+                        "31",
+                        &format!(
+                            "run {run_id} failed in {elapsed}; failed tasks: {}",
+                            failed_tasks.join(", ")
+                        ),
+                    ),
+                    other => style.paint("33", &format!("run {run_id} {other} after {elapsed}")),
+                };
+                println!("{line}");
+                println!("  history: opsconsole logs {run_id}");
+                match (self.interrupted, state) {
+                    (Some(code), _) => ExitCode::from(code),
+                    (None, RunState::Succeeded) => ExitCode::SUCCESS,
+                    _ => ExitCode::from(EXIT_FAILED),
+                }
+            }
+            Ok(None) => fail(EXIT_FAILED, format!("lost track of run {run_id}")),
+            Err(e) => fail(EXIT_FAILED, format!("run {run_id}: {e}")),
+        }
+    }
+}
+
+/// Triggers the run through `client`, prints as it goes, and waits for its end; Ctrl-C and
+/// SIGTERM cancel it.
+async fn drive(client: &dyn Client, opts: &RunOptions) -> Driven {
+    let started = Instant::now();
+    let mut events = client.subscribe();
+    let mut printer = Printer {
+        run_id: RunId(0),
+        style: Style::stdout(),
+        verbose: opts.wait,
+        dropped: 0,
+    };
+    let mut driven = Driven {
+        run_id: None,
+        outcome: Ok(None),
+        interrupted: None,
+        printer,
+        started,
+    };
+    let run_id = match client.trigger(&opts.workflow, opts.params.clone()).await {
+        Ok(id) => id,
+        Err(e) => {
+            driven.outcome = Err(e);
+            return driven;
         }
     };
-    let style = Style::stdout();
-    let started = Instant::now();
+    printer.run_id = run_id;
     if !opts.wait {
         println!("run {run_id} of `{}` started", opts.workflow);
     }
@@ -82,18 +142,14 @@ pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) else {
-        principal.shutdown().await;
-        return fail(EXIT_FAILED, "cannot install signal handlers");
+        driven.outcome = Err(ClientError::Unreachable(
+            "cannot install signal handlers".into(),
+        ));
+        return driven;
     };
     let mut interrupted: Option<u8> = None;
-    let mut printer = Printer {
-        run_id,
-        style,
-        verbose: opts.wait,
-        dropped: 0,
-    };
     let outcome = {
-        let wait = principal.wait(run_id);
+        let wait = client.wait(run_id);
         tokio::pin!(wait);
         loop {
             tokio::select! {
@@ -102,12 +158,12 @@ pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
                 _ = sigint.recv(), if interrupted.is_none() => {
                     interrupted = Some(EXIT_INTERRUPTED);
                     eprintln!("interrupted: cancelling run {run_id} (its tasks get SIGTERM)...");
-                    let _ = principal.cancel(run_id).await;
+                    let _ = client.cancel(run_id).await;
                 }
                 _ = sigterm.recv(), if interrupted.is_none() => {
                     interrupted = Some(EXIT_TERMINATED);
                     eprintln!("terminated: cancelling run {run_id}...");
-                    let _ = principal.cancel(run_id).await;
+                    let _ = client.cancel(run_id).await;
                 }
             }
         }
@@ -116,41 +172,16 @@ pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
     while let Ok(ev) = events.try_recv() {
         printer.on(Ok(ev));
     }
-    // Writes every accepted event and log line to the store before we exit.
-    principal.shutdown().await;
-    printer.finish();
-    let elapsed = format_duration(started.elapsed());
-    match outcome {
-        Ok(Some(RunOutcome {
-            state,
-            failed_tasks,
-            ..
-        })) => {
-            let line = match state {
-                RunState::Succeeded => {
-                    style.paint("32", &format!("run {run_id} succeeded in {elapsed}"))
-                }
-                RunState::Failed => style.paint(
-                    "31",
-                    &format!(
-                        "run {run_id} failed in {elapsed}; failed tasks: {}",
-                        failed_tasks.join(", ")
-                    ),
-                ),
-                other => style.paint("33", &format!("run {run_id} {other} after {elapsed}")),
-            };
-            println!("{line}");
-            println!("  history: opsconsole logs {run_id}");
-            match (interrupted, state) {
-                (Some(code), _) => ExitCode::from(code),
-                (None, RunState::Succeeded) => ExitCode::SUCCESS,
-                _ => ExitCode::from(EXIT_FAILED),
-            }
-        }
-        Ok(None) | Err(_) => fail(EXIT_FAILED, format!("lost track of run {run_id}")),
+    Driven {
+        run_id: Some(run_id),
+        outcome,
+        interrupted,
+        printer,
+        started,
     }
 }
 
+#[derive(Clone, Copy)]
 struct Printer {
     run_id: RunId,
     style: Style,

@@ -167,7 +167,7 @@ impl Engine {
         }
         for (_, waiters) in self.waiters.drain() {
             for w in waiters {
-                let _ = w.send(Response::RunEnded(None));
+                let _ = w.send(Response::RunEnded { outcome: None });
             }
         }
     }
@@ -222,11 +222,13 @@ impl Engine {
             }
             Request::WaitRun { run_id } => {
                 if let Some(outcome) = self.finished.get(&run_id) {
-                    let _ = reply.send(Response::RunEnded(Some(outcome.clone())));
+                    let _ = reply.send(Response::RunEnded {
+                        outcome: Some(outcome.clone()),
+                    });
                 } else if self.runs.contains_key(&run_id) {
                     self.waiters.entry(run_id).or_default().push(reply);
                 } else {
-                    let _ = reply.send(Response::RunEnded(None));
+                    let _ = reply.send(Response::RunEnded { outcome: None });
                 }
             }
             Request::Pause { workflow } => {
@@ -242,7 +244,8 @@ impl Engine {
             }
             Request::History { workflow, limit } => {
                 self.read(reply, move |r| {
-                    r.runs(&RunFilter { workflow, limit }).map(Response::Runs)
+                    r.runs(&RunFilter { workflow, limit })
+                        .map(|runs| Response::Runs { runs })
                 });
             }
             Request::Logs {
@@ -611,7 +614,9 @@ impl Engine {
             failed_tasks,
         };
         for w in self.waiters.remove(&id).unwrap_or_default() {
-            let _ = w.send(Response::RunEnded(Some(outcome.clone())));
+            let _ = w.send(Response::RunEnded {
+                outcome: Some(outcome.clone()),
+            });
         }
         self.finished.insert(id, outcome);
         self.finished_order.push_back(id);

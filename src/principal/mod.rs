@@ -102,7 +102,7 @@ pub struct Stopped;
 pub struct PrincipalHandle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Client for PrincipalHandle {
@@ -138,14 +138,16 @@ impl PrincipalHandle {
         Self {
             commands,
             events,
-            task,
+            task: tokio::sync::Mutex::new(Some(task)),
         }
     }
 
-    /// Cancels all work, writes every event to the store and stops.
-    pub async fn shutdown(self) {
+    /// Cancels all work, writes every event to the store and stops; later calls return at once.
+    pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
-        if let Err(e) = self.task.await {
+        if let Some(task) = self.task.lock().await.take()
+            && let Err(e) = task.await
+        {
             tracing::error!("principal task ended abnormally: {e}");
         }
     }

@@ -89,10 +89,16 @@ pub enum Response {
         /// Whether an active run was found.
         found: bool,
     },
-    /// Answer to [`Request::WaitRun`]; `None` for a run the principal does not know.
-    RunEnded(Option<RunOutcome>),
+    /// Answer to [`Request::WaitRun`].
+    RunEnded {
+        /// How it ended; `None` for a run the principal does not know.
+        outcome: Option<RunOutcome>,
+    },
     /// Answer to [`Request::History`].
-    Runs(Vec<RunSummary>),
+    Runs {
+        /// Newest first.
+        runs: Vec<RunSummary>,
+    },
     /// Answer to [`Request::Pause`] and [`Request::Resume`].
     Paused {
         /// The workflow.
@@ -254,7 +260,7 @@ pub trait ClientExt: Client {
     fn wait(&self, run_id: RunId) -> BoxFuture<'_, Result<Option<RunOutcome>, ClientError>> {
         Box::pin(async move {
             match self.call(Request::WaitRun { run_id }).await? {
-                Response::RunEnded(outcome) => Ok(outcome),
+                Response::RunEnded { outcome } => Ok(outcome),
                 other => Err(unexpected(other)),
             }
         })

@@ -4,6 +4,7 @@
 //! are serialised when they cross a process boundary.
 
 pub mod api;
+pub mod zmq;
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,7 +20,8 @@ pub struct RunId(pub u64);
 
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        // Forward so that width and alignment (`{:>6}`) apply.
+        fmt::Display::fmt(&self.0, f)
     }
 }
 

@@ -1,0 +1,131 @@
+//! `status`, `cancel`, `pause`, `resume`: requests to the running principal.
+
+use std::process::ExitCode;
+
+use super::connect::running_principal;
+use super::{Dirs, EXIT_FAILED, EXIT_INVALID, fail};
+use crate::protocol::RunId;
+use crate::protocol::api::{ApiErrorKind, Client, ClientError, ClientExt, Request, Response};
+use crate::protocol::zmq::ZmqClient;
+
+async fn connect(dirs: &Dirs) -> Result<ZmqClient, ExitCode> {
+    running_principal(&dirs.data).await.ok_or_else(|| {
+        fail(
+            EXIT_FAILED,
+            format!(
+                "no principal is running for {}: start one with `opsconsole principal`",
+                dirs.data.display()
+            ),
+        )
+    })
+}
+
+fn failure(e: ClientError) -> ExitCode {
+    match &e {
+        ClientError::Api(a)
+            if matches!(a.kind, ApiErrorKind::NotFound | ApiErrorKind::InvalidInput) =>
+        {
+            fail(EXIT_INVALID, e)
+        }
+        _ => fail(EXIT_FAILED, e),
+    }
+}
+
+/// Prints the principal's status: slots, queue, and per workflow its schedule, next fire
+/// times, paused state and active runs.
+pub async fn status(dirs: &Dirs, json: bool) -> ExitCode {
+    let client = match connect(dirs).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let s = match client.status().await {
+        Ok(s) => s,
+        Err(e) => return failure(e),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "principal pid {} since {}; slots {}/{} busy; {} task(s) queued",
+        s.pid,
+        s.started_at
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S"),
+        s.busy_slots,
+        s.slots,
+        s.queued_tasks
+    );
+    for w in &s.workflows {
+        let schedule = match &w.schedule {
+            Some(expr) if w.paused => format!("{expr} (paused)"),
+            Some(expr) => expr.clone(),
+            None => "manual".into(),
+        };
+        let next = w
+            .next_fires
+            .iter()
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let active = w
+            .active_runs
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "  {:<24} {:<24} next: {:<44} active: {}",
+            w.name,
+            schedule,
+            if next.is_empty() { "-" } else { &next },
+            if active.is_empty() { "-" } else { &active }
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Cancels a run.
+pub async fn cancel(dirs: &Dirs, run: RunId) -> ExitCode {
+    let client = match connect(dirs).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.cancel(run).await {
+        Ok(true) => {
+            println!("run {run}: cancelling");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => fail(EXIT_INVALID, format!("run {run} is not active")),
+        Err(e) => failure(e),
+    }
+}
+
+/// Pauses or resumes a workflow's schedule.
+pub async fn set_paused(dirs: &Dirs, workflow: String, paused: bool) -> ExitCode {
+    let client = match connect(dirs).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let request = if paused {
+        Request::Pause { workflow }
+    } else {
+        Request::Resume { workflow }
+    };
+    match client.call(request).await {
+        Ok(Response::Paused { workflow, paused }) => {
+            println!(
+                "{workflow}: schedule {}",
+                if paused { "paused" } else { "resumed" }
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Response::Error(e)) => failure(e.into()),
+        Ok(other) => fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
+        Err(e) => failure(e),
+    }
+}

@@ -1,0 +1,108 @@
+//! `opsconsole principal`: the long-running service that owns a data dir.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use super::{Dirs, EXIT_FAILED, EXIT_INVALID, fail};
+use crate::protocol::api::Client;
+use crate::protocol::zmq::{self, Endpoints};
+
+/// Options of `opsconsole principal`.
+#[derive(Debug, Clone)]
+pub struct PrincipalOptions {
+    /// Extra endpoint (loopback only for now), e.g. `tcp://127.0.0.1:7400`.
+    pub listen: Option<String>,
+    /// Agent slots.
+    pub slots: usize,
+    /// SIGTERM-to-SIGKILL grace.
+    pub kill_grace: Duration,
+}
+
+/// True for endpoints that only this machine can reach.
+fn is_loopback(endpoint: &str) -> bool {
+    match endpoint.strip_prefix("tcp://") {
+        Some(rest) => {
+            let host = rest.rsplit_once(':').map(|(h, _)| h).unwrap_or(rest);
+            matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1")
+        }
+        None => endpoint.starts_with("ipc://"),
+    }
+}
+
+/// Runs until SIGINT or SIGTERM, then cancels active runs, flushes the store and exits 0.
+pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
+    let mut endpoints = vec![Endpoints::for_data_dir(&dirs.data)];
+    if let Some(listen) = &opts.listen {
+        if !is_loopback(listen) {
+            return fail(
+                EXIT_INVALID,
+                format!(
+                    "--listen {listen}: only loopback addresses (127.0.0.1, ::1) are supported until \
+                     token authentication lands"
+                ),
+            );
+        }
+        match Endpoints::from_listen(listen) {
+            Ok(e) => endpoints.push(e),
+            Err(e) => return fail(EXIT_INVALID, format!("--listen {listen}: {e}")),
+        }
+    }
+    // Opening the store takes the data dir's lock, so past this point no other principal owns
+    // it and a socket file left by a crashed one can be replaced.
+    let principal = match super::start_embedded(dirs, opts.slots, opts.kill_grace, None) {
+        Ok(p) => Arc::new(p),
+        Err(code) => return code,
+    };
+    if let Some(path) = super::connect::socket_file(&endpoints[0].requests) {
+        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(format!("{path}.events"));
+    }
+    let stop = CancellationToken::new();
+    let client: Arc<dyn Client> = principal.clone();
+    for e in &endpoints {
+        match zmq::serve(e, client.clone(), stop.clone()).await {
+            Ok(bound) => eprintln!(
+                "principal (pid {}) listening on {} (events on {})",
+                std::process::id(),
+                bound.requests,
+                bound.events
+            ),
+            Err(err) => {
+                principal.shutdown().await;
+                return fail(EXIT_FAILED, err);
+            }
+        }
+    }
+    let (Ok(mut sigint), Ok(mut sigterm)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        principal.shutdown().await;
+        return fail(EXIT_FAILED, "cannot install signal handlers");
+    };
+    eprintln!("Ctrl-C or SIGTERM stops it (active runs are cancelled, history is flushed).");
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    eprintln!("stopping: cancelling active runs and flushing history...");
+    principal.shutdown().await;
+    stop.cancel();
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_loopback_is_accepted() {
+        assert!(super::is_loopback("tcp://127.0.0.1:7400"));
+        assert!(super::is_loopback("tcp://[::1]:7400"));
+        assert!(super::is_loopback("ipc:///tmp/x.sock"));
+        assert!(!super::is_loopback("tcp://0.0.0.0:7400"));
+        assert!(!super::is_loopback("tcp://10.1.2.3:7400"));
+    }
+}
