@@ -48,7 +48,7 @@ async fn reopening_keeps_history_and_continues_run_ids() {
 
     let (store, recovered) = Store::open(h.dir.path()).expect("reopen");
     assert_eq!(recovered.next_run_id.0, 3, "run ids are never reused");
-    assert!(recovered.interrupted.is_empty());
+    assert!(recovered.unfinished.is_empty());
     store.close().await.expect("close");
 }
 
@@ -73,7 +73,7 @@ async fn a_file_from_a_newer_version_is_refused_with_a_clear_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_left_unfinished_by_a_dead_process_are_marked_interrupted() {
+async fn runs_left_unfinished_by_a_dead_process_are_found_on_open() {
     let wf = workflow("w", "", &[("t", r#"{ run: "sleep 30" }"#)]);
     let h = Harness::new(&[&wf], 2);
     let id = h.trigger("w", &[]).await;
@@ -100,7 +100,14 @@ async fn runs_left_unfinished_by_a_dead_process_are_marked_interrupted() {
         );
     }
     let (store, recovered) = Store::open(copy.path()).expect("open copy");
-    assert_eq!(recovered.interrupted, vec![id]);
+    assert_eq!(recovered.unfinished.len(), 1);
+    let run = &recovered.unfinished[0];
+    assert_eq!(run.run_id, id);
+    assert!(run.started);
+    assert_eq!(
+        run.tasks.get("t"),
+        Some(&(opsconsole::protocol::TaskState::Running, 1))
+    );
     store.close().await.expect("close");
     drop(tmp);
 }

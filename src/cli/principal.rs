@@ -33,7 +33,8 @@ fn is_loopback(endpoint: &str) -> bool {
     }
 }
 
-/// Runs until SIGINT or SIGTERM, then cancels active runs, flushes the store and exits 0.
+/// Runs until SIGINT or SIGTERM, then stops the task processes (their runs resume when a
+/// principal next starts here), flushes the store and exits 0.
 pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     let mut endpoints = vec![Endpoints::for_data_dir(&dirs.data)];
     if let Some(listen) = &opts.listen {
@@ -84,13 +85,15 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
         principal.shutdown().await;
         return fail(EXIT_FAILED, "cannot install signal handlers");
     };
-    eprintln!("Ctrl-C or SIGTERM stops it (active runs are cancelled, history is flushed).");
+    eprintln!("Ctrl-C or SIGTERM stops it; active runs are resumed by the next principal.");
     tokio::select! {
         _ = sigint.recv() => {}
         _ = sigterm.recv() => {}
     }
-    eprintln!("stopping: cancelling active runs and flushing history...");
-    principal.shutdown().await;
+    eprintln!(
+        "stopping: active runs resume when a principal next starts here; flushing history..."
+    );
+    principal.shutdown_for_restart().await;
     stop.cancel();
     ExitCode::SUCCESS
 }

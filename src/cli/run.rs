@@ -35,6 +35,19 @@ pub struct RunOptions {
 /// process runs an embedded principal for the duration of the run.
 pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
     if let Some(client) = super::connect::running_principal(&dirs.data).await {
+        if !opts.wait {
+            // The principal runs it; nothing here needs to stay.
+            return match client.trigger(&opts.workflow, opts.params.clone()).await {
+                Ok(id) => {
+                    println!(
+                        "run {id} of `{}` accepted; follow it with `opsconsole logs {id}`",
+                        opts.workflow
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => Driven::failed(e).report(),
+            };
+        }
         let driven = drive(&client, &opts).await;
         return driven.report();
     }
@@ -59,6 +72,21 @@ struct Driven {
 }
 
 impl Driven {
+    fn failed(e: ClientError) -> Self {
+        Self {
+            run_id: None,
+            outcome: Err(e),
+            interrupted: None,
+            printer: Printer {
+                run_id: RunId(0),
+                style: Style::stdout(),
+                verbose: false,
+                dropped: 0,
+            },
+            started: Instant::now(),
+        }
+    }
+
     fn report(self) -> ExitCode {
         self.printer.finish();
         let Some(run_id) = self.run_id else {

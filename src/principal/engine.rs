@@ -15,10 +15,10 @@ use crate::dag::{Dag, NodeState};
 use crate::protocol::api::{
     ApiError, ApiErrorKind, MAX_LOG_PAGE, Request, Response, StatusReport, WorkflowStatus,
 };
-use crate::protocol::{AttemptRecord, Event, RunId, RunState, TaskState};
+use crate::protocol::{AttemptRecord, Event, Outcome, RunId, RunState, TaskState};
 use crate::spec::Catalog;
 use crate::store::query::{LogFilter, Reader, RunFilter};
-use crate::store::{Recovered, SharedReader, Store, StoreError, StoreSender};
+use crate::store::{Recovered, SharedReader, Store, StoreError, StoreSender, UnfinishedRun};
 
 /// Outcomes of finished runs kept for late `wait` calls.
 const FINISHED_MEMORY: usize = 4096;
@@ -91,6 +91,10 @@ pub(super) struct Engine {
     reader: SharedReader,
     started_at: DateTime<Utc>,
     scheduler: Scheduler,
+    /// Runs left unfinished by the previous principal, taken over when the loop starts.
+    unfinished: Vec<UnfinishedRun>,
+    /// Stopping for a restart: processes are stopped, runs stay unfinished.
+    interrupting: bool,
 }
 
 impl Engine {
@@ -110,6 +114,8 @@ impl Engine {
             scheduler.restore(&s.workflow, s.last_fire, s.paused);
         }
         Self {
+            unfinished: recovered.unfinished,
+            interrupting: false,
             scheduler,
             catalog,
             dags: HashMap::new(),
@@ -138,6 +144,8 @@ impl Engine {
     }
 
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let unfinished = std::mem::take(&mut self.unfinished);
+        self.resume_runs(unfinished).await;
         loop {
             tokio::select! {
                 // Agent reports first: they free slots and carry output that must not pile up.
@@ -149,10 +157,12 @@ impl Engine {
                 }
                 cmd = commands.recv(), if !self.shutting_down => match cmd {
                     Some(cmd) => self.on_command(cmd).await,
-                    None => self.begin_shutdown().await,
+                    None => self.begin_shutdown(false).await,
                 },
             }
-            if self.shutting_down && self.runs.is_empty() {
+            let idle = self.runs.is_empty()
+                || (self.interrupting && self.free_slots == self.agent.slots());
+            if self.shutting_down && idle {
                 break;
             }
         }
@@ -184,7 +194,7 @@ impl Engine {
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Api { request, reply } => self.on_request(request, reply).await,
-            Command::Shutdown => self.begin_shutdown().await,
+            Command::Shutdown { interrupt } => self.begin_shutdown(interrupt).await,
         }
     }
 
@@ -413,12 +423,131 @@ impl Engine {
         self.dispatch();
     }
 
-    async fn begin_shutdown(&mut self) {
+    async fn begin_shutdown(&mut self, interrupt: bool) {
         self.shutting_down = true;
+        if interrupt {
+            // Leave the runs as they are in the store; the next principal resumes them.
+            self.interrupting = true;
+            for run in self.runs.values() {
+                for idx in 0..run.tasks.len() {
+                    if run.tasks[idx].on_agent {
+                        self.agent.cancel(&run.key(idx));
+                    }
+                }
+            }
+            return;
+        }
         let ids: Vec<RunId> = self.runs.keys().copied().collect();
         for id in ids {
             self.cancel_run(id, "opsconsole is shutting down").await;
         }
+    }
+
+    /// Takes over the runs a previous principal left unfinished: finished tasks stay finished,
+    /// tasks that were running lose that attempt ("principal restarted") and are retried if
+    /// attempts remain, queued ones are queued again, and queued runs wait their turn.
+    async fn resume_runs(&mut self, unfinished: Vec<UnfinishedRun>) {
+        for u in unfinished {
+            let Some(spec) = self.catalog.get(&u.workflow).cloned() else {
+                let at = self.clock.now();
+                self.emit(Event::RunState {
+                    run_id: u.run_id,
+                    workflow: Arc::from(u.workflow.as_str()),
+                    state: RunState::Failed,
+                    at,
+                    message: Some(format!(
+                        "workflow `{}` is no longer defined (or invalid), so the run cannot resume",
+                        u.workflow
+                    )),
+                })
+                .await;
+                continue;
+            };
+            let id = u.run_id;
+            let dag = self.dag_for(&spec);
+            let mut run = RunCtx::new(id, spec.clone(), dag, u.params);
+            let mut interrupted = Vec::new();
+            let mut requeue = Vec::new();
+            for (idx, task) in spec.tasks.iter().enumerate() {
+                let Some(&(state, attempt)) = u.tasks.get(&task.name) else {
+                    continue;
+                };
+                run.tasks[idx].attempt = attempt;
+                run.tasks[idx].state = state;
+                run.nodes[idx] = match state {
+                    TaskState::Succeeded => NodeState::Succeeded,
+                    TaskState::Failed | TaskState::TimedOut => NodeState::Failed,
+                    TaskState::Skipped => NodeState::Skipped,
+                    TaskState::Cancelled => NodeState::Cancelled,
+                    TaskState::Pending => NodeState::Waiting,
+                    TaskState::Running => {
+                        interrupted.push(idx);
+                        NodeState::Started
+                    }
+                    TaskState::Queued => {
+                        // It may have started in the last moments before the crash without
+                        // that being recorded: run it under the next number, so that no
+                        // attempt number runs twice, without using up a retry.
+                        run.tasks[idx].extra_attempts += 1;
+                        requeue.push((idx, attempt + 1));
+                        NodeState::Started
+                    }
+                    TaskState::Retrying => {
+                        // Its backoff has passed while nobody was running.
+                        requeue.push((idx, attempt + 1));
+                        NodeState::Started
+                    }
+                };
+            }
+            let started = u.started;
+            self.runs.insert(id, run);
+            if !started {
+                self.held.push_back(id);
+                continue;
+            }
+            self.emit_run_state(
+                id,
+                RunState::Running,
+                Some("resumed after a restart".into()),
+            )
+            .await;
+            for idx in interrupted {
+                self.interrupted_attempt(id, idx).await;
+            }
+            for (idx, attempt) in requeue {
+                if let Some(run) = self.runs.get_mut(&id) {
+                    run.tasks[idx].attempt = attempt;
+                }
+                self.set_task(
+                    id,
+                    idx,
+                    TaskState::Queued,
+                    Some("queued again after a restart".into()),
+                )
+                .await;
+                self.ready.push_back((id, idx, attempt));
+            }
+            self.advance(id).await;
+        }
+        self.start_held_runs().await;
+        self.dispatch();
+    }
+
+    /// Records the attempt a dead principal left running as used, then retries or fails it.
+    async fn interrupted_attempt(&mut self, id: RunId, idx: usize) {
+        let Some(run) = self.runs.get(&id) else {
+            return;
+        };
+        let key = run.key(idx);
+        let at = self.clock.now();
+        let record = AttemptRecord {
+            key,
+            started_at: at,
+            ended_at: at,
+            outcome: Outcome::Interrupted,
+        };
+        // Same path as an attempt that failed: retry if attempts remain, else fail for good.
+        self.on_attempt_finished(record).await;
     }
 
     fn dag_for(&mut self, spec: &crate::spec::WorkflowSpec) -> Arc<Dag> {
@@ -629,6 +758,7 @@ impl Engine {
     }
 
     /// Hands queued attempts to the agent while it has free slots.
+    /// Hands queued attempts to the agent while it has free slots.
     fn dispatch(&mut self) {
         while self.free_slots > 0 {
             let Some((id, idx, attempt)) = self.ready.pop_front() else {
@@ -661,6 +791,10 @@ impl Engine {
                 }
             }
             AgentEvent::Logs(batch) => self.emit(Event::Logs(Arc::new(batch))).await,
+            AgentEvent::Finished(_) if self.interrupting => {
+                // Stopped for a restart: the next principal records and retries this attempt.
+                self.free_slots += 1;
+            }
             AgentEvent::Finished(record) => {
                 self.free_slots += 1;
                 let id = record.key.run_id;
@@ -685,15 +819,18 @@ impl Engine {
             return;
         }
         let retries = run.spec.tasks[idx].retries;
+        let extra = run.tasks[idx].extra_attempts;
         let stopping = run.cancel_requested || run.fail_fast_tripped;
         let message = (state != TaskState::Succeeded).then(|| describe.clone());
         match state {
-            TaskState::Failed | TaskState::TimedOut if key.attempt <= retries && !stopping => {
+            TaskState::Failed | TaskState::TimedOut
+                if key.attempt <= retries + extra && !stopping =>
+            {
                 let delay = run.spec.tasks[idx].backoff.delay(key.attempt);
                 let note = format!(
                     "attempt {}/{} {describe}; retrying in {}",
                     key.attempt,
-                    retries + 1,
+                    retries + extra + 1,
                     crate::humantime::format_duration(delay)
                 );
                 self.set_task(key.run_id, idx, TaskState::Retrying, Some(note))

@@ -89,8 +89,9 @@ pub(crate) enum Command {
         request: Request,
         reply: oneshot::Sender<Response>,
     },
-    /// Stop: cancel all work, flush the store.
-    Shutdown,
+    /// Stop and flush the store. `interrupt`: stop the processes but leave the runs unfinished,
+    /// to be resumed by the next principal; otherwise cancel them.
+    Shutdown { interrupt: bool },
 }
 
 /// The principal stopped before answering.
@@ -144,7 +145,17 @@ impl PrincipalHandle {
 
     /// Cancels all work, writes every event to the store and stops; later calls return at once.
     pub async fn shutdown(&self) {
-        let _ = self.commands.send(Command::Shutdown).await;
+        self.stop(false).await;
+    }
+
+    /// Stops the task processes but leaves their runs unfinished in the store, so that the next
+    /// principal resumes them (a service restart); writes every event and stops.
+    pub async fn shutdown_for_restart(&self) {
+        self.stop(true).await;
+    }
+
+    async fn stop(&self, interrupt: bool) {
+        let _ = self.commands.send(Command::Shutdown { interrupt }).await;
         if let Some(task) = self.task.lock().await.take()
             && let Err(e) = task.await
         {

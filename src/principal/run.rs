@@ -17,6 +17,8 @@ pub(super) struct TaskCtx {
     pub attempt: u32,
     /// An agent holds the current attempt (dispatched, not yet finished).
     pub on_agent: bool,
+    /// Attempts that do not count against `retries` (re-queued after a restart).
+    pub extra_attempts: u32,
 }
 
 /// An active (queued or running) run.
@@ -51,6 +53,7 @@ impl RunCtx {
                 state: TaskState::Pending,
                 attempt: 0,
                 on_agent: false,
+                extra_attempts: 0,
             })
             .collect();
         Self {

@@ -163,6 +163,8 @@ pub enum Outcome {
     Cancelled,
     /// Could not be started; the text says why.
     SpawnFailed(String),
+    /// The principal stopped or died while it ran; the attempt counts as used.
+    Interrupted,
 }
 
 impl Outcome {
@@ -200,6 +202,7 @@ impl Outcome {
             Outcome::TimedOut => "timed out".to_string(),
             Outcome::Cancelled => "cancelled".to_string(),
             Outcome::SpawnFailed(why) => why.clone(),
+            Outcome::Interrupted => "principal restarted".to_string(),
         }
     }
 }

@@ -12,7 +12,7 @@ use duckdb::types::{TimeUnit, Value};
 use duckdb::{Appender, Connection, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::protocol::{Event, RunId, RunState};
+use crate::protocol::{Event, RunId};
 
 /// Name of the history file inside the data dir.
 pub const DB_FILE: &str = "state.duckdb";
@@ -96,10 +96,25 @@ impl StoreSender {
 pub struct Recovered {
     /// The next unused run id.
     pub next_run_id: RunId,
-    /// Runs that were not finished when the last process stopped (now marked failed).
-    pub interrupted: Vec<RunId>,
+    /// Runs that were not finished when the last process stopped, oldest first.
+    pub unfinished: Vec<UnfinishedRun>,
     /// Last recorded fire time and paused flag of every workflow that has either.
     pub schedules: Vec<ScheduleState>,
+}
+
+/// A run the previous principal left queued or running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnfinishedRun {
+    /// The run.
+    pub run_id: RunId,
+    /// Its workflow.
+    pub workflow: String,
+    /// Its effective parameters.
+    pub params: std::collections::BTreeMap<String, String>,
+    /// It had started (its tasks may have run).
+    pub started: bool,
+    /// Last recorded state and attempt of each task that has any.
+    pub tasks: std::collections::HashMap<String, (crate::protocol::TaskState, u32)>,
 }
 
 /// What the scheduler must remember about a workflow across restarts.
@@ -220,31 +235,7 @@ fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
     let next: i64 = conn.query_row("SELECT coalesce(max(run_id), 0) + 1 FROM runs", [], |r| {
         r.get(0)
     })?;
-    let mut stmt = conn.prepare(
-        "SELECT r.run_id FROM runs r
-         LEFT JOIN (SELECT run_id, arg_max(state, ts) AS state FROM run_events GROUP BY run_id) e USING (run_id)
-         WHERE e.state IS NULL OR e.state IN ('queued', 'running')
-         ORDER BY r.run_id",
-    )?;
-    let interrupted: Vec<RunId> = stmt
-        .query_map([], |r| r.get::<_, i64>(0))?
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .map(|id| RunId(id as u64))
-        .collect();
-    if !interrupted.is_empty() {
-        let now = ts(chrono::Utc::now());
-        let mut app = conn.appender("run_events")?;
-        for id in &interrupted {
-            app.append_row(params![
-                id.0 as i64,
-                RunState::Failed.as_str(),
-                now.clone(),
-                "interrupted: opsconsole stopped before the run finished"
-            ])?;
-        }
-        app.flush()?;
-    }
+    let unfinished = unfinished_runs(conn)?;
     let mut stmt = conn.prepare(
         "WITH fires AS (SELECT workflow, max(scheduled_for) AS last_fire FROM runs
                         WHERE scheduled_for IS NOT NULL GROUP BY workflow),
@@ -267,9 +258,60 @@ fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Recovered {
         next_run_id: RunId(next as u64),
-        interrupted,
+        unfinished,
         schedules,
     })
+}
+
+/// Runs whose last recorded state is queued or running, with where each of their tasks stood.
+fn unfinished_runs(conn: &Connection) -> Result<Vec<UnfinishedRun>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT r.run_id, r.workflow, r.params, coalesce(e.state, 'queued')
+         FROM runs r
+         LEFT JOIN (SELECT run_id, arg_max(state, ts) AS state FROM run_events GROUP BY run_id) e
+           USING (run_id)
+         WHERE e.state IS NULL OR e.state IN ('queued', 'running')
+         ORDER BY r.run_id",
+    )?;
+    let runs = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tasks_stmt = conn.prepare(
+        "SELECT task, arg_max(state, ts), arg_max(attempt, ts) FROM task_events
+         WHERE run_id = ? GROUP BY task",
+    )?;
+    let mut out = Vec::with_capacity(runs.len());
+    for (id, workflow, params, state) in runs {
+        let tasks = tasks_stmt
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter_map(|(task, state, attempt)| {
+                Some((task, (state.parse().ok()?, attempt.max(0) as u32)))
+            })
+            .collect();
+        out.push(UnfinishedRun {
+            run_id: RunId(id as u64),
+            workflow,
+            params: serde_json::from_str(&params).unwrap_or_default(),
+            started: state == "running",
+            tasks,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
