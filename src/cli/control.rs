@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use super::connect::running_principal;
-use super::{Dirs, EXIT_FAILED, EXIT_INVALID, fail};
+use super::{Dirs, EXIT_FAILED, EXIT_INVALID, client_failure, fail};
 use crate::protocol::RunId;
-use crate::protocol::api::{ApiErrorKind, Client, ClientError, ClientExt, Request, Response};
+use crate::protocol::api::{Client, ClientExt, Request, Response};
 use crate::protocol::zmq::ZmqClient;
 
 async fn connect(dirs: &Dirs) -> Result<ZmqClient, ExitCode> {
@@ -20,17 +20,6 @@ async fn connect(dirs: &Dirs) -> Result<ZmqClient, ExitCode> {
     })
 }
 
-fn failure(e: ClientError) -> ExitCode {
-    match &e {
-        ClientError::Api(a)
-            if matches!(a.kind, ApiErrorKind::NotFound | ApiErrorKind::InvalidInput) =>
-        {
-            fail(EXIT_INVALID, e)
-        }
-        _ => fail(EXIT_FAILED, e),
-    }
-}
-
 /// Prints the principal's status: slots, queue, and per workflow its schedule, next fire
 /// times, paused state and active runs.
 pub async fn status(dirs: &Dirs, json: bool) -> ExitCode {
@@ -40,7 +29,7 @@ pub async fn status(dirs: &Dirs, json: bool) -> ExitCode {
     };
     let s = match client.status().await {
         Ok(s) => s,
-        Err(e) => return failure(e),
+        Err(e) => return client_failure(e),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
@@ -101,7 +90,7 @@ pub async fn cancel(dirs: &Dirs, run: RunId) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(false) => fail(EXIT_INVALID, format!("run {run} is not active")),
-        Err(e) => failure(e),
+        Err(e) => client_failure(e),
     }
 }
 
@@ -124,8 +113,8 @@ pub async fn set_paused(dirs: &Dirs, workflow: String, paused: bool) -> ExitCode
             );
             ExitCode::SUCCESS
         }
-        Ok(Response::Error(e)) => failure(e.into()),
+        Ok(Response::Error(e)) => client_failure(e.into()),
         Ok(other) => fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
-        Err(e) => failure(e),
+        Err(e) => client_failure(e),
     }
 }

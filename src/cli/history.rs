@@ -5,22 +5,11 @@ use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
 use super::connect::running_principal;
-use super::{Dirs, EXIT_FAILED, EXIT_INVALID, Style, fail};
+use super::{Dirs, EXIT_FAILED, EXIT_INVALID, Style, client_failure, fail};
 use crate::humantime::format_secs;
-use crate::protocol::api::{ApiErrorKind, Client, ClientError, MAX_LOG_PAGE, Request, Response};
+use crate::protocol::api::{Client, MAX_LOG_PAGE, Request, Response};
 use crate::protocol::{RunId, RunState, Stream};
 use crate::store::query::{LogFilter, Reader, RunFilter, RunSummary, StoredLine};
-
-fn api_failure(e: ClientError) -> ExitCode {
-    match &e {
-        ClientError::Api(a)
-            if matches!(a.kind, ApiErrorKind::NotFound | ApiErrorKind::InvalidInput) =>
-        {
-            fail(EXIT_INVALID, e)
-        }
-        _ => fail(EXIT_FAILED, e),
-    }
-}
 
 /// Lists runs, newest first.
 pub async fn history(dirs: &Dirs, filter: RunFilter, json: bool) -> ExitCode {
@@ -31,9 +20,9 @@ pub async fn history(dirs: &Dirs, filter: RunFilter, json: bool) -> ExitCode {
         };
         match client.call(request).await {
             Ok(Response::Runs { runs }) => runs,
-            Ok(Response::Error(e)) => return api_failure(e.into()),
+            Ok(Response::Error(e)) => return client_failure(e.into()),
             Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
-            Err(e) => return api_failure(e),
+            Err(e) => return client_failure(e),
         }
     } else {
         match Reader::open(&dirs.data).and_then(|r| r.runs(&filter)) {
@@ -136,9 +125,9 @@ pub async fn logs(dirs: &Dirs, run: RunId, filter: LogFilter, json: bool) -> Exi
             };
             let (lines, more) = match client.call(request).await {
                 Ok(Response::Lines { lines, more }) => (lines, more),
-                Ok(Response::Error(e)) => return api_failure(e.into()),
+                Ok(Response::Error(e)) => return client_failure(e.into()),
                 Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
-                Err(e) => return api_failure(e),
+                Err(e) => return client_failure(e),
             };
             offset += lines.len();
             for l in &lines {

@@ -52,6 +52,19 @@ impl Style {
     }
 }
 
+/// Prints a failed request's error; invalid input and unknown names exit 2, the rest 1.
+pub fn client_failure(e: crate::protocol::api::ClientError) -> ExitCode {
+    use crate::protocol::api::{ApiErrorKind, ClientError};
+    match &e {
+        ClientError::Api(a)
+            if matches!(a.kind, ApiErrorKind::NotFound | ApiErrorKind::InvalidInput) =>
+        {
+            fail(EXIT_INVALID, e)
+        }
+        _ => fail(EXIT_FAILED, e),
+    }
+}
+
 /// Prints an error for the user and returns the exit code.
 pub fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
