@@ -60,12 +60,8 @@ enum Cmd {
         /// Stream task states and output (stderr lines marked) until the run ends.
         #[arg(short, long)]
         wait: bool,
-        /// Task processes allowed at once (default: number of CPUs).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        slots: Option<u32>,
-        /// Time between SIGTERM and SIGKILL when a task is cancelled or times out.
-        #[arg(long, default_value = "5s", value_parser = parse_duration)]
-        kill_grace: Duration,
+        #[command(flatten)]
+        pool: PoolArgs,
     },
     /// Run the principal service for this directory until Ctrl-C or SIGTERM.
     ///
@@ -76,12 +72,8 @@ enum Cmd {
         /// Also listen here, e.g. tcp://127.0.0.1:7400 (events on the next port). Loopback only.
         #[arg(long, value_name = "ENDPOINT")]
         listen: Option<String>,
-        /// Task processes allowed at once (default: number of CPUs).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        slots: Option<u32>,
-        /// Time between SIGTERM and SIGKILL when a task is cancelled or times out.
-        #[arg(long, default_value = "5s", value_parser = parse_duration)]
-        kill_grace: Duration,
+        #[command(flatten)]
+        pool: PoolArgs,
     },
     /// Show the running principal: slots, queue, schedules with next fire times, active runs.
     Status {
@@ -133,6 +125,25 @@ enum Cmd {
     /// Measure performance; prints JSON with a reference measured in the same run.
     #[command(subcommand)]
     Bench(BenchCmd),
+}
+
+/// The local agent pool's settings, shared by every command that runs tasks.
+#[derive(clap::Args)]
+struct PoolArgs {
+    /// Task processes allowed at once (default: number of CPUs).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    slots: Option<u32>,
+    /// Time between SIGTERM and SIGKILL when a task is cancelled or times out.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    kill_grace: Duration,
+}
+
+impl PoolArgs {
+    fn slots(&self) -> usize {
+        self.slots
+            .map(|s| s as usize)
+            .unwrap_or_else(opsconsole::agent::default_slots)
+    }
 }
 
 #[derive(Subcommand)]
@@ -224,31 +235,22 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
             name,
             params,
             wait,
-            slots,
-            kill_grace,
+            pool,
         } => {
             let opts = cli::run::RunOptions {
                 workflow: name,
                 params: params.into_iter().collect::<BTreeMap<_, _>>(),
                 wait,
-                slots: slots
-                    .map(|s| s as usize)
-                    .unwrap_or_else(opsconsole::agent::default_slots),
-                kill_grace,
+                slots: pool.slots(),
+                kill_grace: pool.kill_grace,
             };
             cli::run::run(&dirs, opts).await
         }
-        Cmd::Principal {
-            listen,
-            slots,
-            kill_grace,
-        } => {
+        Cmd::Principal { listen, pool } => {
             let opts = cli::principal::PrincipalOptions {
                 listen,
-                slots: slots
-                    .map(|s| s as usize)
-                    .unwrap_or_else(opsconsole::agent::default_slots),
-                kill_grace,
+                slots: pool.slots(),
+                kill_grace: pool.kill_grace,
             };
             cli::principal::principal(&dirs, opts).await
         }

@@ -66,6 +66,11 @@ impl Project {
     }
 }
 
+/// Sends `sig` to the process `pid` (a child this test started).
+fn signal(pid: u32, sig: nix::sys::signal::Signal) -> nix::Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -283,11 +288,7 @@ fn ctrl_c_cancels_the_run_records_it_and_leaves_no_process() {
         .trim()
         .parse()
         .expect("pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("signal");
+    signal(child.id(), nix::sys::signal::Signal::SIGINT).expect("signal");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(
         out.status.code(),
@@ -325,11 +326,7 @@ fn sigterm_also_flushes_and_records_the_run() {
     let child = p.spawn(&["run", "s"]);
     assert!(wait_for(&p.path().join("ready"), Duration::from_secs(30)));
     std::thread::sleep(Duration::from_millis(100));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("signal");
+    signal(child.id(), nix::sys::signal::Signal::SIGTERM).expect("signal");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(143));
     let logs = text(&p.run(&["logs", "1"]).stdout);
@@ -392,11 +389,7 @@ fn a_second_command_on_a_busy_data_dir_says_who_holds_it() {
         )),
         "{err}"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(first.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("signal");
+    signal(first.id(), nix::sys::signal::Signal::SIGTERM).expect("signal");
     let _ = first.wait();
 }
 
@@ -452,11 +445,7 @@ fn commands_go_through_a_running_principal() {
     let paused = p.run(&["pause", "etl"]);
     assert_eq!(paused.status.code(), Some(2), "etl has no schedule");
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(principal.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("signal");
+    signal(principal.id(), nix::sys::signal::Signal::SIGTERM).expect("signal");
     let status = principal.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
     // After it stopped, the same commands read the file directly.
@@ -477,21 +466,13 @@ fn ctrl_c_of_a_run_through_the_principal_cancels_it_there() {
     wait_for_principal(&p);
     let client = p.spawn(&["run", "slow", "--wait"]);
     assert!(wait_for(&p.path().join("ready"), Duration::from_secs(30)));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(client.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("signal");
+    signal(client.id(), nix::sys::signal::Signal::SIGINT).expect("signal");
     let out = client.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     let hist: serde_json::Value =
         serde_json::from_slice(&p.run(&["history", "--json"]).stdout).expect("json");
     assert_eq!(hist[0]["state"], "cancelled");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(principal.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("signal");
+    signal(principal.id(), nix::sys::signal::Signal::SIGTERM).expect("signal");
     assert_eq!(principal.wait().expect("wait").code(), Some(0));
 }
 
@@ -526,7 +507,7 @@ fn attempts(p: &Project) -> Vec<(String, u32, String, Option<String>)> {
 
 const RESUMABLE: &str = "kind: workflow\nname: multi\ntasks:\n  a: { run: \"echo a\" }\n  b: { run: \"touch b.$OPSCONSOLE_ATTEMPT; sleep 2\", depends_on: [a], retries: RETRIES }\n  c: { run: \"echo c\", depends_on: [b] }\n";
 
-fn crash_mid_run(retries: u32, signal: nix::sys::signal::Signal) -> Project {
+fn crash_mid_run(retries: u32, sig: nix::sys::signal::Signal) -> Project {
     let p = Project::new(&[(
         "multi.yaml",
         &RESUMABLE.replace("RETRIES", &retries.to_string()),
@@ -539,10 +520,9 @@ fn crash_mid_run(retries: u32, signal: nix::sys::signal::Signal) -> Project {
         wait_for(&p.path().join("b.1"), Duration::from_secs(30)),
         "b started"
     );
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(principal.id() as i32), signal)
-        .expect("signal");
+    signal(principal.id(), sig).expect("signal");
     let out = principal.wait_with_output().expect("wait");
-    if signal == nix::sys::signal::Signal::SIGTERM {
+    if sig == nix::sys::signal::Signal::SIGTERM {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     }
     // A killed principal leaves its socket file; wait for the next one's, not that one.
@@ -564,10 +544,7 @@ fn kill_9_of_the_principal_mid_run_resumes_on_restart_without_rerunning_attempts
     let mut principal = restart(&p);
     let run = wait_for_end(&p);
     assert_eq!(run["state"], "succeeded", "{run}");
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(principal.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
+    let _ = signal(principal.id(), nix::sys::signal::Signal::SIGTERM);
     let _ = principal.wait();
     let a = attempts(&p);
     let of = |t: &str| a.iter().filter(|x| x.0 == t).cloned().collect::<Vec<_>>();
@@ -594,10 +571,7 @@ fn a_task_without_attempts_left_fails_with_principal_restarted() {
     let run = wait_for_end(&p);
     assert_eq!(run["state"], "failed", "{run}");
     assert_eq!(run["failed_tasks"], serde_json::json!(["b"]));
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(principal.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
+    let _ = signal(principal.id(), nix::sys::signal::Signal::SIGTERM);
     let _ = principal.wait();
     let states = opsconsole::store::query::Reader::open(&p.path().join(".opsconsole"))
         .expect("history")
@@ -615,10 +589,7 @@ fn sigterm_of_the_principal_mid_run_flushes_and_the_next_one_resumes() {
     let mut principal = restart(&p);
     let run = wait_for_end(&p);
     assert_eq!(run["state"], "succeeded", "{run}");
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(principal.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
+    let _ = signal(principal.id(), nix::sys::signal::Signal::SIGTERM);
     let _ = principal.wait();
     assert!(p.path().join("b.2").exists(), "b ran a second attempt");
 }

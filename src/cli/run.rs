@@ -77,12 +77,7 @@ impl Driven {
             run_id: None,
             outcome: Err(e),
             interrupted: None,
-            printer: Printer {
-                run_id: RunId(0),
-                style: Style::stdout(),
-                verbose: false,
-                dropped: 0,
-            },
+            printer: Printer::new(false),
             started: Instant::now(),
         }
     }
@@ -142,12 +137,7 @@ impl Driven {
 async fn drive(client: &dyn Client, opts: &RunOptions) -> Driven {
     let started = Instant::now();
     let mut events = client.subscribe();
-    let mut printer = Printer {
-        run_id: RunId(0),
-        style: Style::stdout(),
-        verbose: opts.wait,
-        dropped: 0,
-    };
+    let mut printer = Printer::new(opts.wait);
     let mut driven = Driven {
         run_id: None,
         outcome: Ok(None),
@@ -218,6 +208,16 @@ struct Printer {
 }
 
 impl Printer {
+    /// A printer for a run not yet known; `verbose` prints states and output.
+    fn new(verbose: bool) -> Self {
+        Self {
+            run_id: RunId(0),
+            style: Style::stdout(),
+            verbose,
+            dropped: 0,
+        }
+    }
+
     fn on(&mut self, ev: Result<Event, RecvError>) {
         let ev = match ev {
             Ok(ev) => ev,
