@@ -81,6 +81,19 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run the failed, timed-out, cancelled and skipped tasks of an ended run again.
+    ///
+    /// The run keeps its id and parameters; tasks that succeeded keep their result, the others
+    /// run under their next attempt numbers with a fresh retry budget. Exits like `run`.
+    Retry {
+        /// The run (as shown by `history`).
+        run_id: RunId,
+        /// Stream task states and output until the run ends.
+        #[arg(short, long)]
+        wait: bool,
+        #[command(flatten)]
+        pool: PoolArgs,
+    },
     /// Cancel an active run (through the running principal).
     Cancel {
         /// The run.
@@ -121,6 +134,9 @@ enum Cmd {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Keep printing new lines until the run ends (needs a running principal).
+        #[arg(short, long)]
+        follow: bool,
     },
     /// Measure performance; prints JSON with a reference measured in the same run.
     #[command(subcommand)]
@@ -243,6 +259,18 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
                 wait,
                 slots: pool.slots(),
                 kill_grace: pool.kill_grace,
+                retry_of: None,
+            };
+            cli::run::run(&dirs, opts).await
+        }
+        Cmd::Retry { run_id, wait, pool } => {
+            let opts = cli::run::RunOptions {
+                workflow: String::new(),
+                params: BTreeMap::new(),
+                wait,
+                slots: pool.slots(),
+                kill_grace: pool.kill_grace,
+                retry_of: Some(run_id),
             };
             cli::run::run(&dirs, opts).await
         }
@@ -268,12 +296,13 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
             task,
             stream,
             json,
+            follow,
         } => {
             let stream = stream.map(|s| match s {
                 StreamArg::Stdout => Stream::Stdout,
                 StreamArg::Stderr => Stream::Stderr,
             });
-            cli::history::logs(&dirs, run_id, LogFilter { task, stream }, json).await
+            cli::history::logs(&dirs, run_id, LogFilter { task, stream }, json, follow).await
         }
         Cmd::Bench(b) => {
             let result = match b {

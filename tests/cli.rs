@@ -476,6 +476,84 @@ fn ctrl_c_of_a_run_through_the_principal_cancels_it_there() {
     assert_eq!(principal.wait().expect("wait").code(), Some(0));
 }
 
+#[test]
+fn logs_follow_streams_a_running_run_until_it_ends() {
+    let p = Project::new(&[(
+        "ticker.yaml",
+        "kind: workflow\nname: ticker\ntasks:\n  tick:\n    run: |\n      for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.2; done\n      echo oops >&2\n",
+    )]);
+    let mut principal = p.spawn(&["principal"]);
+    wait_for_principal(&p);
+    let started = p.run(&["run", "ticker"]);
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    assert!(text(&started.stdout).contains("logs 1 --follow"));
+    // Follows from the middle of the run: stored lines first, then live ones, none twice.
+    std::thread::sleep(Duration::from_millis(300));
+    let out = p.run(&["logs", "1", "--follow"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let ticks: Vec<_> = stdout
+        .lines()
+        .filter_map(|l| l.split_once("[tick#1] ").map(|(_, t)| t.to_string()))
+        .collect();
+    assert_eq!(
+        ticks,
+        ["tick 1", "tick 2", "tick 3", "tick 4", "tick 5", "tick 6"],
+        "{stdout}"
+    );
+    assert!(stdout.contains("[tick#1:err] oops"), "{stdout}");
+    // An ended run: --follow prints what is stored and returns.
+    let again = p.run(&["logs", "1", "--follow", "--stream", "stderr"]);
+    assert_eq!(
+        text(&again.stdout).lines().count(),
+        1,
+        "{}",
+        text(&again.stdout)
+    );
+    signal(principal.id(), nix::sys::signal::Signal::SIGTERM).expect("signal");
+    assert_eq!(principal.wait().expect("wait").code(), Some(0));
+}
+
+#[test]
+fn retry_runs_the_failed_part_of_a_run_again() {
+    let p = Project::new(&[(
+        "gate.yaml",
+        "kind: workflow\nname: gate\ntasks:\n  setup: { run: \"echo setup >> setup.log\" }\n  check: { run: \"test -f open\", depends_on: [setup] }\n  after: { run: \"echo after\", depends_on: [check] }\n",
+    )]);
+    let first = p.run(&["run", "gate", "--wait"]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stdout));
+    // Without a principal, retry runs it here (like `run`): still closed, so it fails again.
+    let again = p.run(&["retry", "1"]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again.stdout));
+    std::fs::write(p.path().join("open"), "").expect("write");
+    let retried = p.run(&["retry", "1", "--wait"]);
+    let stdout = text(&retried.stdout);
+    assert!(
+        retried.status.success(),
+        "{stdout}{}",
+        text(&retried.stderr)
+    );
+    assert!(stdout.contains("-- check: running (attempt 3)"), "{stdout}");
+    assert!(stdout.contains("[after] after"), "{stdout}");
+    assert!(
+        !stdout.contains("-- setup: running"),
+        "setup succeeded before: {stdout}"
+    );
+    let setup_runs = std::fs::read_to_string(p.path().join("setup.log")).expect("log");
+    assert_eq!(setup_runs.lines().count(), 1);
+    let hist: serde_json::Value =
+        serde_json::from_slice(&p.run(&["history", "--json"]).stdout).expect("json");
+    assert_eq!(hist.as_array().map(Vec::len), Some(1), "still one run");
+    assert_eq!(hist[0]["state"], "succeeded");
+    let unknown = p.run(&["retry", "42"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        text(&unknown.stderr).contains("no run 42"),
+        "{}",
+        text(&unknown.stderr)
+    );
+}
+
 /// Polls `history --json` until run 1 has ended; returns its record.
 fn wait_for_end(p: &Project) -> serde_json::Value {
     let t0 = Instant::now();

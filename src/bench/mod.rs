@@ -69,6 +69,8 @@ fn start(catalog: Catalog, dir: &Path, slots: usize) -> anyhow::Result<Principal
         PrincipalConfig {
             slots,
             kill_grace: Duration::from_secs(5),
+            workflows_dir: None,
+            spec_problems: Vec::new(),
             workdir: std::env::current_dir()?,
         },
     ))

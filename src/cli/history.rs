@@ -1,14 +1,17 @@
 //! `opsconsole history` and `opsconsole logs`: through the running principal when there is
 //! one (it owns the store), otherwise straight from the history file.
 
+use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
+
+use tokio::sync::broadcast;
 
 use super::connect::running_principal;
 use super::{Dirs, EXIT_FAILED, EXIT_INVALID, Style, client_failure, fail};
 use crate::humantime::format_secs;
-use crate::protocol::api::{Client, MAX_LOG_PAGE, Request, Response};
-use crate::protocol::{RunId, RunState, Stream};
+use crate::protocol::api::{Client, ClientExt, MAX_LOG_PAGE, Request, Response};
+use crate::protocol::{Event, RunId, RunState, Stream};
 use crate::store::query::{LogFilter, Reader, RunFilter, RunSummary, StoredLine};
 
 /// Lists runs, newest first.
@@ -109,11 +112,28 @@ fn write_line(
     }
 }
 
-/// Prints the stored output of a run in order.
-pub async fn logs(dirs: &Dirs, run: RunId, filter: LogFilter, json: bool) -> ExitCode {
+/// Prints the stored output of a run in order; with `follow`, then new lines as they come
+/// until the run ends.
+pub async fn logs(
+    dirs: &Dirs,
+    run: RunId,
+    filter: LogFilter,
+    json: bool,
+    follow: bool,
+) -> ExitCode {
     let style = Style::stdout();
     let mut out = BufWriter::new(std::io::stdout().lock());
     if let Some(client) = running_principal(&dirs.data).await {
+        // Subscribe before reading what is stored, and ask whether the run is still active
+        // before that: a line is then either in the pages or in the events (or both, which the
+        // sequence numbers tell), and an ended run has all its lines in the pages.
+        let mut events = client.subscribe();
+        let active = follow
+            && match client.run_detail(run).await {
+                Ok(d) => !d.summary.state.is_terminal(),
+                Err(e) => return client_failure(e),
+            };
+        let mut printed: HashMap<(String, u32), u64> = HashMap::new();
         let mut offset = 0;
         loop {
             let request = Request::Logs {
@@ -131,15 +151,35 @@ pub async fn logs(dirs: &Dirs, run: RunId, filter: LogFilter, json: bool) -> Exi
             };
             offset += lines.len();
             for l in &lines {
+                let last = printed.entry((l.task.clone(), l.attempt)).or_default();
+                *last = (*last).max(l.seq);
                 if write_line(&mut out, l, json, style).is_err() {
                     return ExitCode::SUCCESS; // reader went away (`| head`)
                 }
             }
             if !more {
-                let _ = out.flush();
-                return ExitCode::SUCCESS;
+                break;
             }
         }
+        if out.flush().is_err() || !active {
+            return ExitCode::SUCCESS;
+        }
+        return follow_events(
+            &mut events,
+            run,
+            &filter,
+            &mut printed,
+            json,
+            style,
+            &mut out,
+        )
+        .await;
+    }
+    if follow {
+        eprintln!(
+            "note: no principal is running for {}, so no new lines will arrive; printing what is stored",
+            dirs.data.display()
+        );
     }
     let reader = match Reader::open(&dirs.data) {
         Ok(r) => r,
@@ -163,5 +203,66 @@ pub async fn logs(dirs: &Dirs, run: RunId, filter: LogFilter, json: bool) -> Exi
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(EXIT_FAILED, e),
+    }
+}
+
+/// Prints the run's new lines from the event stream until the run ends.
+async fn follow_events(
+    events: &mut broadcast::Receiver<Event>,
+    run: RunId,
+    filter: &LogFilter,
+    printed: &mut HashMap<(String, u32), u64>,
+    json: bool,
+    style: Style,
+    out: &mut impl Write,
+) -> ExitCode {
+    loop {
+        let batch = match events.recv().await {
+            Ok(Event::Logs(batch)) if batch.key.run_id == run => batch,
+            Ok(Event::RunState { run_id, state, .. }) if run_id == run && state.is_terminal() => {
+                let _ = out.flush();
+                return ExitCode::SUCCESS;
+            }
+            Ok(_) => continue,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                eprintln!(
+                    "note: {n} events were missed while following; `opsconsole logs {run}` prints every stored line"
+                );
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                let _ = out.flush();
+                return fail(EXIT_FAILED, "the principal went away while following");
+            }
+        };
+        if filter
+            .task
+            .as_deref()
+            .is_some_and(|t| t != &*batch.key.task)
+            || filter.stream.is_some_and(|s| s != batch.stream)
+        {
+            continue;
+        }
+        let key = (batch.key.task.to_string(), batch.key.attempt);
+        let last = printed.get(&key).copied();
+        for l in &batch.lines {
+            if last.is_some_and(|last| l.seq <= last) {
+                continue; // already printed from the store
+            }
+            let line = StoredLine {
+                task: key.0.clone(),
+                attempt: key.1,
+                stream: batch.stream,
+                at: l.at,
+                line: l.text.clone(),
+                seq: l.seq,
+            };
+            if write_line(out, &line, json, style).is_err() {
+                return ExitCode::SUCCESS;
+            }
+        }
+        if out.flush().is_err() {
+            return ExitCode::SUCCESS;
+        }
     }
 }

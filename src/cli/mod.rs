@@ -102,6 +102,8 @@ pub fn start_embedded(
             slots,
             kill_grace,
             workdir,
+            workflows_dir: Some(dirs.workflows.clone()),
+            spec_problems: problems,
         },
     ))
 }

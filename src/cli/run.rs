@@ -27,6 +27,26 @@ pub struct RunOptions {
     pub slots: usize,
     /// SIGTERM-to-SIGKILL grace.
     pub kill_grace: Duration,
+    /// Instead of a new run, run the failed part of this ended run again (`opsconsole retry`).
+    pub retry_of: Option<RunId>,
+}
+
+impl RunOptions {
+    /// Starts the run this face is about: a new one, or a retry.
+    async fn start(&self, client: &dyn Client) -> Result<RunId, ClientError> {
+        match self.retry_of {
+            Some(id) => client.retry(id).await,
+            None => client.trigger(&self.workflow, self.params.clone()).await,
+        }
+    }
+
+    /// "run 7 of `etl`" or "retry of run 7".
+    fn describe(&self, id: RunId) -> String {
+        match self.retry_of {
+            Some(_) => format!("retry of run {id}"),
+            None => format!("run {id} of `{}`", self.workflow),
+        }
+    }
 }
 
 /// Runs the workflow to the end; exit 0 succeeded, 1 failed, 2 invalid input, 130 Ctrl-C.
@@ -37,11 +57,11 @@ pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
     if let Some(client) = super::connect::running_principal(&dirs.data).await {
         if !opts.wait {
             // The principal runs it; nothing here needs to stay.
-            return match client.trigger(&opts.workflow, opts.params.clone()).await {
+            return match opts.start(&client).await {
                 Ok(id) => {
                     println!(
-                        "run {id} of `{}` accepted; follow it with `opsconsole logs {id}`",
-                        opts.workflow
+                        "{} accepted; follow it with `opsconsole logs {id} --follow`",
+                        opts.describe(id)
                     );
                     ExitCode::SUCCESS
                 }
@@ -51,11 +71,11 @@ pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
         let driven = drive(&client, &opts).await;
         return driven.report();
     }
-    let principal =
-        match super::start_embedded(dirs, opts.slots, opts.kill_grace, Some(&opts.workflow)) {
-            Ok(p) => p,
-            Err(code) => return code,
-        };
+    let needed = opts.retry_of.is_none().then_some(opts.workflow.as_str());
+    let principal = match super::start_embedded(dirs, opts.slots, opts.kill_grace, needed) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let driven = drive(&principal, &opts).await;
     // Writes every accepted event and log line to the store before we exit.
     principal.shutdown().await;
@@ -87,7 +107,7 @@ impl Driven {
         let Some(run_id) = self.run_id else {
             let code = match &self.outcome {
                 Err(ClientError::Api(ApiError {
-                    kind: ApiErrorKind::InvalidInput,
+                    kind: ApiErrorKind::InvalidInput | ApiErrorKind::NotFound,
                     ..
                 })) => EXIT_INVALID,
                 _ => EXIT_FAILED,
@@ -145,7 +165,7 @@ async fn drive(client: &dyn Client, opts: &RunOptions) -> Driven {
         printer,
         started,
     };
-    let run_id = match client.trigger(&opts.workflow, opts.params.clone()).await {
+    let run_id = match opts.start(client).await {
         Ok(id) => id,
         Err(e) => {
             driven.outcome = Err(e);
@@ -154,7 +174,7 @@ async fn drive(client: &dyn Client, opts: &RunOptions) -> Driven {
     };
     printer.run_id = run_id;
     if !opts.wait {
-        println!("run {run_id} of `{}` started", opts.workflow);
+        println!("{} started", opts.describe(run_id));
     }
     let (Ok(mut sigint), Ok(mut sigterm)) = (
         signal(SignalKind::interrupt()),

@@ -16,9 +16,12 @@ use crate::protocol::api::{
     ApiError, ApiErrorKind, MAX_LOG_PAGE, Request, Response, StatusReport, WorkflowStatus,
 };
 use crate::protocol::{AttemptRecord, Event, Outcome, RunId, RunState, TaskState};
-use crate::spec::Catalog;
+use crate::spec::{Catalog, Diagnostic};
 use crate::store::query::{LogFilter, Reader, RunFilter};
 use crate::store::{Recovered, SharedReader, Store, StoreError, StoreSender, UnfinishedRun};
+
+mod detail;
+mod specs;
 
 /// Outcomes of finished runs kept for late `wait` calls.
 const FINISHED_MEMORY: usize = 4096;
@@ -42,12 +45,24 @@ async fn sleep_until(at: Option<DateTime<Utc>>) {
     }
 }
 
-/// Internal wake-ups (timers).
-enum Timer {
+/// Messages the engine sends itself: timers and results of work done off the actor.
+enum Internal {
+    /// A task's backoff has passed.
     RetryDue {
         run: RunId,
         task: usize,
         attempt: u32,
+    },
+    /// Something changed in the workflows directory.
+    FilesChanged,
+    /// The debounce after [`Internal::FilesChanged`] has passed: rescan.
+    ReloadDue,
+    /// A rescan of the workflows directory finished.
+    Loaded(Box<specs::Scan>),
+    /// The stored state of a run to retry was read.
+    RetryLoaded {
+        snapshot: Box<UnfinishedRun>,
+        reply: oneshot::Sender<Response>,
     },
 }
 
@@ -83,8 +98,8 @@ pub(super) struct Engine {
     waiters: HashMap<RunId, Vec<oneshot::Sender<Response>>>,
     finished: HashMap<RunId, RunOutcome>,
     finished_order: VecDeque<RunId>,
-    timer_tx: mpsc::UnboundedSender<Timer>,
-    timer_rx: mpsc::UnboundedReceiver<Timer>,
+    timer_tx: mpsc::UnboundedSender<Internal>,
+    timer_rx: mpsc::UnboundedReceiver<Internal>,
     clock: EventClock,
     workdir: PathBuf,
     shutting_down: bool,
@@ -95,6 +110,16 @@ pub(super) struct Engine {
     unfinished: Vec<UnfinishedRun>,
     /// Stopping for a restart: processes are stopped, runs stay unfinished.
     interrupting: bool,
+    /// Where the catalog comes from, watched for changes.
+    workflows_dir: Option<PathBuf>,
+    /// Problems of the workflow files as last loaded.
+    spec_problems: Vec<Diagnostic>,
+    /// Content hash of each workflow file as last loaded, to tell real changes from noise.
+    spec_hashes: HashMap<PathBuf, [u8; 32]>,
+    /// A rescan is scheduled (debouncing bursts of file events).
+    reload_scheduled: bool,
+    /// Keeps the directory watch alive.
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl Engine {
@@ -113,7 +138,21 @@ impl Engine {
         for s in &recovered.schedules {
             scheduler.restore(&s.workflow, s.last_fire, s.paused);
         }
+        let spec_hashes = config
+            .workflows_dir
+            .as_deref()
+            .map(specs::hash_files)
+            .unwrap_or_default();
+        let watcher = config
+            .workflows_dir
+            .as_deref()
+            .and_then(|dir| specs::watch(dir, timer_tx.clone()));
         Self {
+            workflows_dir: config.workflows_dir,
+            spec_problems: config.spec_problems,
+            spec_hashes,
+            reload_scheduled: false,
+            _watcher: watcher,
             unfinished: recovered.unfinished,
             interrupting: false,
             scheduler,
@@ -151,7 +190,7 @@ impl Engine {
                 // Agent reports first: they free slots and carry output that must not pile up.
                 biased;
                 Some(ev) = self.agent_rx.recv() => self.on_agent(ev).await,
-                Some(t) = self.timer_rx.recv() => self.on_timer(t).await,
+                Some(m) = self.timer_rx.recv() => self.on_internal(m).await,
                 () = sleep_until(self.scheduler.next_wakeup()), if !self.shutting_down => {
                     self.on_schedule().await;
                 }
@@ -278,6 +317,21 @@ impl Engine {
                     Ok(Response::Lines { lines, more })
                 });
             }
+            Request::Workflows => {
+                let _ = reply.send(self.workflows());
+            }
+            Request::GetSpec { workflow } => {
+                let _ = reply.send(self.get_spec(&workflow));
+            }
+            Request::PutSpec { file, text } => {
+                let response = self.put_spec(&file, &text).await;
+                let _ = reply.send(response);
+            }
+            Request::Retry { run_id } => self.retry(run_id, reply),
+            Request::RunDetail { run_id } => self.run_detail(run_id, reply),
+            Request::Queue => {
+                let _ = reply.send(Response::Queue(self.queue()));
+            }
         }
     }
 
@@ -321,6 +375,7 @@ impl Engine {
             slots: self.agent.slots(),
             busy_slots: self.agent.slots() - self.free_slots,
             queued_tasks: self.ready.len(),
+            spec_problems: self.spec_problems.clone(),
             workflows: self
                 .catalog
                 .workflows
@@ -710,11 +765,15 @@ impl Engine {
             .await;
         }
         for idx in settled.ready {
-            if let Some(run) = self.runs.get_mut(&id) {
-                run.tasks[idx].attempt = 1;
-            }
+            // A retried run's tasks go on numbering from their earlier attempts.
+            let Some(attempt) = self.runs.get_mut(&id).map(|run| {
+                run.tasks[idx].attempt += 1;
+                run.tasks[idx].attempt
+            }) else {
+                continue;
+            };
             self.set_task(id, idx, TaskState::Queued, None).await;
-            self.ready.push_back((id, idx, 1));
+            self.ready.push_back((id, idx, attempt));
         }
         self.finish_if_done(id).await;
     }
@@ -839,7 +898,7 @@ impl Engine {
                 let next = key.attempt + 1;
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let _ = tx.send(Timer::RetryDue {
+                    let _ = tx.send(Internal::RetryDue {
                         run: key.run_id,
                         task: idx,
                         attempt: next,
@@ -864,8 +923,17 @@ impl Engine {
         }
     }
 
-    async fn on_timer(&mut self, timer: Timer) {
-        let Timer::RetryDue { run, task, attempt } = timer;
+    async fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::RetryDue { run, task, attempt } => self.retry_due(run, task, attempt).await,
+            Internal::FilesChanged => self.files_changed(),
+            Internal::ReloadDue => self.reload_due(),
+            Internal::Loaded(scan) => self.apply_scan(*scan).await,
+            Internal::RetryLoaded { snapshot, reply } => self.reopen(*snapshot, reply).await,
+        }
+    }
+
+    async fn retry_due(&mut self, run: RunId, task: usize, attempt: u32) {
         let due = self.runs.get_mut(&run).is_some_and(|r| {
             let t = &mut r.tasks[task];
             if t.state == TaskState::Retrying && t.attempt + 1 == attempt {

@@ -33,6 +33,11 @@ pub struct PrincipalConfig {
     pub kill_grace: Duration,
     /// Directory tasks run in (their `cwd` is relative to it).
     pub workdir: PathBuf,
+    /// The workflows directory the catalog was loaded from: watched for changes and written by
+    /// `PutSpec`. `None`: specs are fixed (benchmarks, some tests).
+    pub workflows_dir: Option<PathBuf>,
+    /// Problems found when the catalog was loaded.
+    pub spec_problems: Vec<crate::spec::Diagnostic>,
 }
 
 /// Why a trigger was refused.

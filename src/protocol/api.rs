@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::{Event, RunId, RunState, Stream};
-use crate::store::query::{RunSummary, StoredLine};
+use super::{Event, RunId, RunState, Stream, TaskState};
+use crate::spec::Diagnostic;
+use crate::store::query::{AttemptRow, RunSummary, StoredLine};
 
 /// Version of the request/response/event types; peers with another version are refused.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -71,6 +72,34 @@ pub enum Request {
         /// At most this many lines (capped at [`MAX_LOG_PAGE`]).
         limit: usize,
     },
+    /// Every workflow with its parameters, tasks and schedule.
+    Workflows,
+    /// The YAML text of a workflow's file.
+    GetSpec {
+        /// The workflow.
+        workflow: String,
+    },
+    /// Validate `text` and, when valid, write it atomically to `file` in the workflows directory
+    /// and reload; nothing is written when it is invalid.
+    PutSpec {
+        /// File name relative to the workflows directory (e.g. `etl.yaml`).
+        file: String,
+        /// The complete new content.
+        text: String,
+    },
+    /// Run the failed, timed-out, cancelled and skipped tasks of an ended run again, in the same
+    /// run; tasks that succeeded keep their result.
+    Retry {
+        /// The run.
+        run_id: RunId,
+    },
+    /// One run with its tasks, their states and attempts.
+    RunDetail {
+        /// The run.
+        run_id: RunId,
+    },
+    /// Runs waiting for `max_active_runs` and task attempts waiting for a slot, in order.
+    Queue,
 }
 
 /// The principal's answer to a [`Request`].
@@ -113,8 +142,129 @@ pub enum Response {
         /// True when more lines follow this page.
         more: bool,
     },
+    /// Answer to [`Request::Workflows`].
+    Workflows {
+        /// By name.
+        workflows: Vec<WorkflowInfo>,
+    },
+    /// Answer to [`Request::GetSpec`].
+    Spec {
+        /// File name relative to the workflows directory.
+        file: String,
+        /// Its content.
+        text: String,
+    },
+    /// Answer to [`Request::PutSpec`] when the text was valid and has been written and loaded.
+    SpecSaved {
+        /// File name relative to the workflows directory.
+        file: String,
+        /// Workflows the file defines now.
+        workflows: Vec<String>,
+    },
+    /// Answer to [`Request::PutSpec`] when the text was invalid; nothing was written.
+    SpecRejected {
+        /// Every problem, in file order.
+        problems: Vec<Diagnostic>,
+    },
+    /// Answer to [`Request::RunDetail`].
+    Run(Box<RunDetail>),
+    /// Answer to [`Request::Queue`].
+    Queue(QueueReport),
     /// The request could not be served.
     Error(ApiError),
+}
+
+/// A workflow as the console shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowInfo {
+    /// Its name.
+    pub name: String,
+    /// Its description.
+    pub description: Option<String>,
+    /// File name relative to the workflows directory.
+    pub file: String,
+    /// Declared parameters with their defaults.
+    pub params: BTreeMap<String, String>,
+    /// Task names with the names they depend on, in spec order.
+    pub tasks: Vec<TaskNode>,
+    /// Its cron expression, if scheduled.
+    pub schedule: Option<String>,
+    /// Its schedule is paused.
+    pub paused: bool,
+    /// The next few fire times.
+    pub next_fires: Vec<DateTime<Utc>>,
+}
+
+/// A task and what it depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskNode {
+    /// The task's name.
+    pub name: String,
+    /// Names of the tasks it depends on.
+    pub depends_on: Vec<String>,
+}
+
+/// Answer to [`Request::RunDetail`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunDetail {
+    /// The run as `history` lists it.
+    pub summary: RunSummary,
+    /// Its effective parameters.
+    pub params: Vec<(String, String)>,
+    /// Every task of its workflow, in spec order.
+    pub tasks: Vec<TaskDetail>,
+    /// Every finished attempt, oldest first.
+    pub attempts: Vec<AttemptRow>,
+}
+
+/// One task of a [`RunDetail`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDetail {
+    /// The task's name.
+    pub name: String,
+    /// Names of the tasks it depends on.
+    pub depends_on: Vec<String>,
+    /// Its latest state.
+    pub state: TaskState,
+    /// Its latest attempt number (0 before the first).
+    pub attempt: u32,
+    /// Attempts it may use in all (retries + 1).
+    pub max_attempts: u32,
+    /// When its latest attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When its latest attempt ended.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// Answer to [`Request::Queue`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueReport {
+    /// Runs accepted but waiting for their workflow's `max_active_runs`, oldest first.
+    pub held_runs: Vec<QueuedRun>,
+    /// Task attempts waiting for a free agent slot, in dispatch order.
+    pub ready_tasks: Vec<QueuedTask>,
+}
+
+/// A run waiting to start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedRun {
+    /// The run.
+    pub run_id: RunId,
+    /// Its workflow.
+    pub workflow: String,
+}
+
+/// A task attempt waiting for a slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedTask {
+    /// Its run.
+    pub run_id: RunId,
+    /// The run's workflow.
+    pub workflow: String,
+    /// The task.
+    pub task: String,
+    /// Attempt number.
+    pub attempt: u32,
 }
 
 /// How a run ended.
@@ -143,6 +293,10 @@ pub struct StatusReport {
     pub queued_tasks: usize,
     /// Every valid workflow.
     pub workflows: Vec<WorkflowStatus>,
+    /// Problems in the workflow files as last loaded (the last good version of a broken file
+    /// stays in effect).
+    #[serde(default)]
+    pub spec_problems: Vec<Diagnostic>,
 }
 
 /// One workflow in a [`StatusReport`].
@@ -261,6 +415,36 @@ pub trait ClientExt: Client {
         Box::pin(async move {
             match self.call(Request::WaitRun { run_id }).await? {
                 Response::RunEnded { outcome } => Ok(outcome),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    /// One run with its tasks and attempts.
+    fn run_detail(&self, run_id: RunId) -> BoxFuture<'_, Result<RunDetail, ClientError>> {
+        Box::pin(async move {
+            match self.call(Request::RunDetail { run_id }).await? {
+                Response::Run(d) => Ok(*d),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    /// Every workflow.
+    fn workflows(&self) -> BoxFuture<'_, Result<Vec<WorkflowInfo>, ClientError>> {
+        Box::pin(async move {
+            match self.call(Request::Workflows).await? {
+                Response::Workflows { workflows } => Ok(workflows),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    /// Runs the failed part of an ended run again; returns once it is stored.
+    fn retry(&self, run_id: RunId) -> BoxFuture<'_, Result<RunId, ClientError>> {
+        Box::pin(async move {
+            match self.call(Request::Retry { run_id }).await? {
+                Response::Accepted { run_id } => Ok(run_id),
                 other => Err(unexpected(other)),
             }
         })

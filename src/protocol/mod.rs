@@ -304,4 +304,18 @@ pub enum Event {
     Attempt(AttemptRecord),
     /// Output lines.
     Logs(Arc<LogBatch>),
+    /// Workflow files changed on disk and were loaded.
+    SpecsReloaded {
+        /// Workflows added, changed or removed.
+        workflows: Vec<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Workflow files changed on disk but have problems; the last good versions stay in effect.
+    SpecProblems {
+        /// Every problem.
+        problems: Vec<crate::spec::Diagnostic>,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }

@@ -25,7 +25,7 @@ pub use types::*;
 pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 
 /// One problem in a spec file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Diagnostic {
     /// The file, as given by the caller (e.g. `workflows/x.yaml`).
     pub file: PathBuf,

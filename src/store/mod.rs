@@ -530,6 +530,8 @@ fn append_all<'c>(
                     ])?;
                 }
             }
+            // Spec reloads are live news for faces; the files themselves are the record.
+            Event::SpecsReloaded { .. } | Event::SpecProblems { .. } => {}
         }
     }
     for app in [

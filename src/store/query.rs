@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, connect, db_path};
-use crate::protocol::{RunId, RunState, Stream};
+use crate::protocol::{RunId, RunState, Stream, TaskState};
 
 /// One row of `opsconsole history`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,6 +62,24 @@ pub struct StoredLine {
     pub at: DateTime<Utc>,
     /// The text.
     pub line: String,
+    /// Position within the attempt's output (both streams share the counter).
+    #[serde(default)]
+    pub seq: u64,
+}
+
+/// Where one task of a run stands, from its recorded events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskProgress {
+    /// Task name.
+    pub task: String,
+    /// Latest state.
+    pub state: TaskState,
+    /// Latest attempt number.
+    pub attempt: u32,
+    /// When the latest attempt started running.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the task reached its (final) state, if it has.
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 /// Filters for [`Reader::logs`].
@@ -74,7 +92,7 @@ pub struct LogFilter {
 }
 
 /// One finished task attempt.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AttemptRow {
     /// Task name.
     pub task: String,
@@ -125,12 +143,28 @@ impl Reader {
 
     /// Runs, newest first.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        self.summaries(filter.workflow.as_deref(), None, filter.limit)
+    }
+
+    /// One run as [`runs`](Self::runs) lists it; `None` when there is no such run.
+    pub fn run(&self, run: RunId) -> Result<Option<RunSummary>, StoreError> {
+        Ok(self.summaries(None, Some(run), 1)?.pop())
+    }
+
+    fn summaries(
+        &self,
+        workflow: Option<&str>,
+        run: Option<RunId>,
+        limit: usize,
+    ) -> Result<Vec<RunSummary>, StoreError> {
+        // A retried run goes back to running after it ended: it has ended only when its latest
+        // state is final, and it started when it last went to running.
         let mut stmt = self.conn.prepare(
             "WITH ev AS (
                  SELECT run_id,
                         arg_max(state, ts) AS state,
                         arg_max(message, ts) AS message,
-                        min(ts) FILTER (WHERE state = 'running') AS started_at,
+                        max(ts) FILTER (WHERE state = 'running') AS started_at,
                         max(ts) FILTER (WHERE state IN ('succeeded', 'failed', 'cancelled')) AS ended_at
                  FROM run_events GROUP BY run_id),
              last_attempt AS (
@@ -140,16 +174,19 @@ impl Reader {
                  SELECT run_id, string_agg(task, ',' ORDER BY task) AS tasks
                  FROM last_attempt WHERE state IN ('failed', 'timed_out') GROUP BY run_id)
              SELECT r.run_id, r.workflow, coalesce(ev.state, 'queued'),
-                    epoch_us(r.created_at), epoch_us(ev.started_at), epoch_us(ev.ended_at),
+                    epoch_us(r.created_at), epoch_us(ev.started_at),
+                    CASE WHEN ev.state IN ('succeeded', 'failed', 'cancelled')
+                         THEN epoch_us(ev.ended_at) END,
                     coalesce(failed.tasks, ''), ev.message
              FROM runs r LEFT JOIN ev USING (run_id) LEFT JOIN failed USING (run_id)
-             WHERE ?::VARCHAR IS NULL OR r.workflow = ?::VARCHAR
+             WHERE (?::VARCHAR IS NULL OR r.workflow = ?::VARCHAR)
+               AND (?::BIGINT IS NULL OR r.run_id = ?::BIGINT)
              ORDER BY r.run_id DESC
              LIMIT ?",
         )?;
-        let wf = filter.workflow.as_deref();
-        let limit = filter.limit.max(1) as i64;
-        let rows = stmt.query_map(duckdb::params![wf, wf, limit], |r| {
+        let id = run.map(|r| r.0 as i64);
+        let limit = limit.max(1) as i64;
+        let rows = stmt.query_map(duckdb::params![workflow, workflow, id, id, limit], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -187,6 +224,91 @@ impl Reader {
                     .map(String::from)
                     .collect(),
                 message,
+            });
+        }
+        Ok(out)
+    }
+
+    /// What a retry needs of an ended run: its parameters, where each task stood, and the
+    /// run's state; `None` when there is no such run.
+    pub fn snapshot(
+        &self,
+        run: RunId,
+    ) -> Result<Option<(super::UnfinishedRun, RunState)>, StoreError> {
+        let Some(summary) = self.run(run)? else {
+            return Ok(None);
+        };
+        let tasks = self
+            .task_progress(run)?
+            .into_iter()
+            .map(|p| (p.task, (p.state, p.attempt)))
+            .collect();
+        let snapshot = super::UnfinishedRun {
+            run_id: run,
+            workflow: summary.workflow,
+            params: self.params(run)?.into_iter().collect(),
+            started: true,
+            tasks,
+        };
+        Ok(Some((snapshot, summary.state)))
+    }
+
+    /// A run's effective parameters, in name order.
+    pub fn params(&self, run: RunId) -> Result<Vec<(String, String)>, StoreError> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT params FROM runs WHERE run_id = ?",
+                [run.0 as i64],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                duckdb::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        let map: std::collections::BTreeMap<String, String> = json
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default();
+        Ok(map.into_iter().collect())
+    }
+
+    /// Where each task of a run stands: latest state and attempt, and when its latest attempt
+    /// started and ended.
+    pub fn task_progress(&self, run: RunId) -> Result<Vec<TaskProgress>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT task, arg_max(state, ts), arg_max(attempt, ts),
+                    epoch_us(max(ts) FILTER (WHERE state = 'running')),
+                    epoch_us(max(ts) FILTER (WHERE state IN
+                        ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped')))
+             FROM task_events WHERE run_id = ? GROUP BY task ORDER BY task",
+        )?;
+        let rows = stmt.query_map([run.0 as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (task, state, attempt, started, ended) = row?;
+            let Ok(state) = state.parse::<TaskState>() else {
+                continue;
+            };
+            let started_at = started.map(micros);
+            // An end before the latest start belongs to an earlier attempt.
+            let ended_at = ended
+                .map(micros)
+                .filter(|e| state.is_terminal() && started_at.is_none_or(|s| *e >= s));
+            out.push(TaskProgress {
+                task,
+                state,
+                attempt: attempt.max(0) as u32,
+                started_at,
+                ended_at,
             });
         }
         Ok(out)
@@ -240,7 +362,7 @@ impl Reader {
         mut each: impl FnMut(StoredLine) -> std::io::Result<()>,
     ) -> Result<usize, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT task, attempt, stream, epoch_us(ts), line FROM logs
+            "SELECT task, attempt, stream, epoch_us(ts), line, seq FROM logs
              WHERE run_id = ? AND (?::VARCHAR IS NULL OR task = ?::VARCHAR)
                AND (?::VARCHAR IS NULL OR stream = ?::VARCHAR)
              ORDER BY ts, task, attempt, seq
@@ -265,6 +387,7 @@ impl Reader {
                 stream: r.get::<_, String>(2)?.parse().unwrap_or(Stream::Stdout),
                 at: micros(r.get(3)?),
                 line: r.get(4)?,
+                seq: r.get::<_, i64>(5)?.max(0) as u64,
             };
             n += 1;
             if each(line).is_err() {

@@ -44,6 +44,8 @@ impl Harness {
             PrincipalConfig {
                 slots,
                 kill_grace: Duration::from_millis(500),
+                workflows_dir: None,
+                spec_problems: Vec::new(),
                 workdir: dir.path().to_path_buf(),
             },
         );
@@ -51,6 +53,40 @@ impl Harness {
             dir,
             principal: Some(principal),
         }
+    }
+
+    /// A principal over a `workflows/` directory in the temp dir holding `files` (name, text),
+    /// watched and writable as in production.
+    pub fn with_files(files: &[(&str, &str)], slots: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wf_dir = dir.path().join("workflows");
+        std::fs::create_dir(&wf_dir).expect("workflows dir");
+        for (name, text) in files {
+            std::fs::write(wf_dir.join(name), text).expect("write workflow");
+        }
+        let (catalog, problems) = opsconsole::spec::load_dir(&wf_dir);
+        let (store, recovered) = Store::open(dir.path()).expect("open store");
+        let principal = PrincipalHandle::start(
+            catalog,
+            store,
+            recovered,
+            PrincipalConfig {
+                slots,
+                kill_grace: Duration::from_millis(500),
+                workflows_dir: Some(wf_dir),
+                spec_problems: problems,
+                workdir: dir.path().to_path_buf(),
+            },
+        );
+        Self {
+            dir,
+            principal: Some(principal),
+        }
+    }
+
+    /// The watched workflows directory of [`with_files`](Self::with_files).
+    pub fn workflows_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("workflows")
     }
 
     pub fn principal(&self) -> &PrincipalHandle {

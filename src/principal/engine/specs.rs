@@ -1,0 +1,423 @@
+//! Workflow files at run time: listing, reading and writing them, and hot reload when the
+//! workflows directory changes. Running work keeps the spec it started with.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use notify::Watcher;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::{Engine, Internal};
+use crate::protocol::Event;
+use crate::protocol::api::{ApiError, ApiErrorKind, Response, TaskNode, WorkflowInfo};
+use crate::spec::{Catalog, Diagnostic, WorkflowSpec};
+
+/// How long file events are collected before a rescan (editors write in several steps).
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Result of rescanning the workflows directory.
+pub(super) struct Scan {
+    catalog: Catalog,
+    problems: Vec<Diagnostic>,
+    hashes: HashMap<PathBuf, [u8; 32]>,
+}
+
+fn is_workflow_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+/// Content hash of every workflow file in `dir`.
+pub(super) fn hash_files(dir: &Path) -> HashMap<PathBuf, [u8; 32]> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| is_workflow_file(p))
+        .filter_map(|p| {
+            let bytes = std::fs::read(&p).ok()?;
+            Some((p, Sha256::digest(&bytes).into()))
+        })
+        .collect()
+}
+
+fn scan(dir: &Path) -> Scan {
+    // Hash first: a file changing while it is loaded then shows up as a change next time.
+    let hashes = hash_files(dir);
+    let (catalog, problems) = crate::spec::load_dir(dir);
+    Scan {
+        catalog,
+        problems,
+        hashes,
+    }
+}
+
+/// Watches `dir` and tells the engine when something in it changes; `None` (logged) when the
+/// platform refuses, in which case specs are only reloaded by `PutSpec`.
+pub(super) fn watch(
+    dir: &Path,
+    tx: mpsc::UnboundedSender<Internal>,
+) -> Option<notify::RecommendedWatcher> {
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(Internal::FilesChanged);
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("cannot watch {}: {e}; edits need a restart", dir.display());
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!("cannot watch {}: {e}; edits need a restart", dir.display());
+        return None;
+    }
+    Some(watcher)
+}
+
+/// The file's name relative to the workflows directory, as faces show it.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+fn info(spec: &WorkflowSpec) -> (String, Option<String>, Vec<TaskNode>) {
+    let tasks = spec
+        .tasks
+        .iter()
+        .map(|t| TaskNode {
+            name: t.name.clone(),
+            depends_on: t
+                .depends_on
+                .iter()
+                .map(|&d| spec.tasks[d].name.clone())
+                .collect(),
+        })
+        .collect();
+    (
+        file_name(&spec.file),
+        spec.schedule.as_ref().map(|s| s.expr.clone()),
+        tasks,
+    )
+}
+
+/// Why a `PutSpec` file name is refused, if it is.
+fn check_file_name(file: &str) -> Option<String> {
+    let path = Path::new(file);
+    let plain = path.components().count() == 1
+        && !file.starts_with('.')
+        && matches!(
+            path.components().next(),
+            Some(std::path::Component::Normal(_))
+        );
+    if !plain {
+        return Some(format!(
+            "`{file}` is not a plain file name: workflow files live directly in the workflows \
+             directory (e.g. `nightly.yaml`)"
+        ));
+    }
+    if !is_workflow_file(path) {
+        return Some(format!(
+            "`{file}` does not end in .yaml or .yml, so it would not be loaded"
+        ));
+    }
+    None
+}
+
+/// Where `name:` is written in `text`, for a diagnostic about the workflow's name.
+fn name_position(text: &str) -> (usize, usize) {
+    text.lines()
+        .enumerate()
+        .find_map(|(i, line)| {
+            let rest = line.strip_prefix("name:")?;
+            let col = 6 + rest.len() - rest.trim_start().len();
+            Some((i + 1, col))
+        })
+        .unwrap_or((0, 0))
+}
+
+/// Writes `text` to `path` so that readers see the old or the new content, never a mix.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.{}.tmp", file_name(path), std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename itself must survive a crash too.
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl Engine {
+    pub(super) fn workflows(&self) -> Response {
+        let now = Utc::now();
+        let workflows = self
+            .catalog
+            .workflows
+            .values()
+            .map(|spec| {
+                let (file, schedule, tasks) = info(spec);
+                WorkflowInfo {
+                    name: spec.name.clone(),
+                    description: spec.description.clone(),
+                    file,
+                    params: spec.params.clone(),
+                    tasks,
+                    schedule,
+                    paused: self.scheduler.is_paused(&spec.name),
+                    next_fires: self.scheduler.upcoming(&spec.name, now, 3),
+                }
+            })
+            .collect();
+        Response::Workflows { workflows }
+    }
+
+    pub(super) fn get_spec(&self, workflow: &str) -> Response {
+        let Some(spec) = self.catalog.get(workflow) else {
+            return Response::Error(ApiError::new(
+                ApiErrorKind::NotFound,
+                format!("no workflow `{workflow}` is loaded"),
+            ));
+        };
+        match std::fs::read_to_string(&spec.file) {
+            Ok(text) => Response::Spec {
+                file: file_name(&spec.file),
+                text,
+            },
+            Err(e) => Response::Error(ApiError::new(
+                ApiErrorKind::Unavailable,
+                format!("cannot read {}: {e}", spec.file.display()),
+            )),
+        }
+    }
+
+    pub(super) async fn put_spec(&mut self, file: &str, text: &str) -> Response {
+        let Some(dir) = self.workflows_dir.clone() else {
+            return Response::Error(ApiError::new(
+                ApiErrorKind::Unavailable,
+                "this principal was started without a workflows directory",
+            ));
+        };
+        if let Some(why) = check_file_name(file) {
+            return Response::Error(ApiError::new(ApiErrorKind::InvalidInput, why));
+        }
+        let path = dir.join(file);
+        let spec = match crate::spec::parse_str(&path, text) {
+            Ok(spec) => spec,
+            Err(problems) => return Response::SpecRejected { problems },
+        };
+        if let Some(other) = self.catalog.get(&spec.name)
+            && file_name(&other.file) != file
+        {
+            let (line, col) = name_position(text);
+            return Response::SpecRejected {
+                problems: vec![Diagnostic {
+                    file: path,
+                    line,
+                    col,
+                    message: format!(
+                        "workflow `{}` is already defined in {}: choose another name",
+                        spec.name,
+                        file_name(&other.file)
+                    ),
+                    source_line: (line > 0)
+                        .then(|| text.lines().nth(line - 1).map(str::to_string))
+                        .flatten(),
+                }],
+            };
+        }
+        if let Err(e) = write_atomically(&path, text) {
+            return Response::Error(ApiError::new(
+                ApiErrorKind::Unavailable,
+                format!("cannot write {}: {e}", path.display()),
+            ));
+        }
+        // Reload now rather than waiting for the watcher, so the answer reflects the change.
+        let scan = match tokio::task::spawn_blocking(move || scan(&dir)).await {
+            Ok(scan) => scan,
+            Err(e) => {
+                return Response::Error(ApiError::new(ApiErrorKind::Internal, e.to_string()));
+            }
+        };
+        self.apply_scan(scan).await;
+        let workflows = self
+            .catalog
+            .workflows
+            .values()
+            .filter(|s| file_name(&s.file) == file)
+            .map(|s| s.name.clone())
+            .collect();
+        Response::SpecSaved {
+            file: file.to_string(),
+            workflows,
+        }
+    }
+
+    pub(super) fn files_changed(&mut self) {
+        if self.reload_scheduled || self.workflows_dir.is_none() {
+            return;
+        }
+        self.reload_scheduled = true;
+        let tx = self.timer_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(DEBOUNCE).await;
+            let _ = tx.send(Internal::ReloadDue);
+        });
+    }
+
+    pub(super) fn reload_due(&mut self) {
+        self.reload_scheduled = false;
+        let Some(dir) = self.workflows_dir.clone() else {
+            return;
+        };
+        let tx = self.timer_tx.clone();
+        tokio::spawn(async move {
+            if let Ok(scan) = tokio::task::spawn_blocking(move || scan(&dir)).await {
+                let _ = tx.send(Internal::Loaded(Box::new(scan)));
+            }
+        });
+    }
+
+    /// Takes a rescan into effect: valid workflows replace their old versions, a workflow whose
+    /// file now has problems keeps its last good version, a deleted file's workflows go away.
+    /// Runs already started keep the spec they started with.
+    pub(super) async fn apply_scan(&mut self, scan: Scan) {
+        if scan.hashes == self.spec_hashes && scan.problems == self.spec_problems {
+            return; // touched, or our own write already applied
+        }
+        let broken: BTreeSet<&Path> = scan.problems.iter().map(|d| d.file.as_path()).collect();
+        let mut catalog = scan.catalog;
+        for (name, old) in &self.catalog.workflows {
+            let file_still_there = scan.hashes.contains_key(&old.file);
+            if !catalog.workflows.contains_key(name)
+                && file_still_there
+                && broken.contains(old.file.as_path())
+            {
+                catalog.workflows.insert(name.clone(), old.clone());
+            }
+        }
+        let changed_files: BTreeSet<&PathBuf> = scan
+            .hashes
+            .iter()
+            .filter(|(p, h)| self.spec_hashes.get(*p) != Some(h))
+            .map(|(p, _)| p)
+            .chain(
+                self.spec_hashes
+                    .keys()
+                    .filter(|p| !scan.hashes.contains_key(*p)),
+            )
+            .collect();
+        let mut changed: Vec<String> = Vec::new();
+        for (name, spec) in &catalog.workflows {
+            match self.catalog.get(name) {
+                Some(old) if Arc::ptr_eq(old, spec) => {}
+                Some(old) if !changed_files.contains(&spec.file) && old.file == spec.file => {}
+                _ => changed.push(name.clone()),
+            }
+        }
+        changed.extend(
+            self.catalog
+                .workflows
+                .keys()
+                .filter(|n| !catalog.workflows.contains_key(*n))
+                .cloned(),
+        );
+        changed.sort();
+        for name in &changed {
+            self.dags.remove(name);
+        }
+        // Unchanged workflows keep their Arc, so nothing downstream sees a difference.
+        for (name, spec) in catalog.workflows.iter_mut() {
+            if !changed.contains(name)
+                && let Some(old) = self.catalog.get(name)
+            {
+                *spec = old.clone();
+            }
+        }
+        self.catalog = catalog;
+        self.spec_hashes = scan.hashes;
+        self.scheduler
+            .set_workflows(self.catalog.workflows.values().cloned(), Utc::now());
+        let problems_changed = scan.problems != self.spec_problems;
+        self.spec_problems = scan.problems;
+        let at = self.clock.now();
+        if !changed.is_empty() {
+            tracing::info!(workflows = ?changed, "workflow files reloaded");
+            self.emit(Event::SpecsReloaded {
+                workflows: changed,
+                at,
+            })
+            .await;
+        }
+        if problems_changed && !self.spec_problems.is_empty() {
+            let at = self.clock.now();
+            for p in &self.spec_problems {
+                tracing::warn!("{p}");
+            }
+            self.emit(Event::SpecProblems {
+                problems: self.spec_problems.clone(),
+                at,
+            })
+            .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_must_be_plain_yaml_files() {
+        assert_eq!(check_file_name("nightly.yaml"), None);
+        assert_eq!(check_file_name("a.yml"), None);
+        for bad in [
+            "../x.yaml",
+            "sub/x.yaml",
+            "/etc/x.yaml",
+            ".hidden.yaml",
+            "x.txt",
+            "",
+        ] {
+            assert!(check_file_name(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn name_position_points_at_the_value() {
+        assert_eq!(name_position("kind: workflow\nname:   etl\n"), (2, 9));
+        assert_eq!(name_position("tasks: []\n"), (0, 0));
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.yaml");
+        write_atomically(&path, "one").unwrap();
+        write_atomically(&path, "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
+}
