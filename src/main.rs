@@ -175,6 +175,20 @@ enum BenchCmd {
         /// Passes per side; the best of each is reported.
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// Drive the runs through a principal process (`opsconsole principal`) over its local
+        /// socket, beside an embedded principal, instead of beside bare spawns.
+        #[arg(long)]
+        via_principal: bool,
+    },
+    /// Status requests per second and p99 from N concurrent clients over ZeroMQ (TCP loopback),
+    /// beside the in-process client under the same load.
+    Api {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Requests per client.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
     },
     /// Trigger-to-completed latency of a one-task run beside a bare spawn-and-wait.
     Latency {
@@ -310,7 +324,17 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
                     tasks,
                     slots,
                     repeat,
+                    via_principal: true,
+                } => opsconsole::bench::throughput_via_principal(tasks, slots, repeat).await,
+                BenchCmd::Throughput {
+                    tasks,
+                    slots,
+                    repeat,
+                    via_principal: false,
                 } => opsconsole::bench::throughput(tasks, slots, repeat).await,
+                BenchCmd::Api { clients, requests } => {
+                    opsconsole::bench::api(clients, requests).await
+                }
                 BenchCmd::Latency { runs } => opsconsole::bench::latency(runs).await,
                 BenchCmd::Rss {
                     tasks,

@@ -355,6 +355,23 @@ fn bench_prints_json() {
     let out = p.run(&["bench", "latency", "--runs", "5"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(v["engine_ms"]["p99"].as_f64().is_some());
+    let out = p.run(&["bench", "api", "--clients", "2", "--requests", "20"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["zeromq_tcp_loopback"]["p99_ms"].as_f64().is_some(), "{v}");
+    assert!(v["in_process"]["p99_ms"].as_f64().is_some(), "{v}");
+    let out = p.run(&[
+        "bench",
+        "throughput",
+        "--via-principal",
+        "--tasks",
+        "10",
+        "--repeat",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["ratio"].as_f64().is_some(), "{v}");
 }
 
 #[test]

@@ -15,6 +15,9 @@ use crate::protocol::api::ClientExt;
 use crate::spec::{Catalog, parse_str};
 use crate::store::Store;
 
+mod api;
+pub use api::{api, throughput_via_principal};
+
 /// A scratch data dir removed on drop.
 struct Scratch(PathBuf);
 
@@ -39,13 +42,19 @@ impl Drop for Scratch {
     }
 }
 
-/// A workflow of `tasks` independent tasks running `command`.
-fn wide_workflow(name: &str, tasks: usize, command: &[&str]) -> anyhow::Result<Catalog> {
+/// The YAML of a workflow of `tasks` independent tasks running `command`.
+fn wide_yaml(name: &str, tasks: usize, command: &[&str]) -> anyhow::Result<String> {
     let argv = serde_json::to_string(command)?;
     let mut yaml = format!("kind: workflow\nname: {name}\ntasks:\n");
     for i in 0..tasks {
         yaml.push_str(&format!("  t{i}: {{ run: {argv} }}\n"));
     }
+    Ok(yaml)
+}
+
+/// A workflow of `tasks` independent tasks running `command`.
+fn wide_workflow(name: &str, tasks: usize, command: &[&str]) -> anyhow::Result<Catalog> {
+    let yaml = wide_yaml(name, tasks, command)?;
     let spec = parse_str(Path::new("<bench>"), &yaml).map_err(|d| {
         anyhow::anyhow!(
             "bench workflow invalid: {}",
