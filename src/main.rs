@@ -230,6 +230,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // The task watchdog is this binary too; it must not parse the user-facing CLI.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == opsconsole::agent::reaper::REAP_COMMAND)
+    {
+        let grace = args.get(2).and_then(|g| g.to_str()).unwrap_or("");
+        return ExitCode::from(opsconsole::agent::reaper::watchdog(grace));
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

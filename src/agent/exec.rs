@@ -74,19 +74,29 @@ pub async fn run_attempt(
     cancel: CancellationToken,
     kill_grace: Duration,
     events: mpsc::Sender<AgentEvent>,
+    reaper: Option<&super::reaper::Reaper>,
 ) {
     let clock = Clock::start();
     let key = job.key.clone();
     let outcome = match spawn(&job) {
         Err(why) => Outcome::SpawnFailed(why),
         Ok(mut child) => {
+            let pid = child.id();
+            if let (Some(r), Some(pid)) = (reaper, pid) {
+                r.track(pid);
+            }
             let _ = events
                 .send(AgentEvent::Started {
                     key: key.clone(),
                     at: clock.wall,
                 })
                 .await;
-            supervise(&mut child, &job, &cancel, kill_grace, clock, &events).await
+            let outcome = supervise(&mut child, &job, &cancel, kill_grace, clock, &events).await;
+            // The group has been killed and reaped by now.
+            if let (Some(r), Some(pid)) = (reaper, pid) {
+                r.untrack(pid);
+            }
+            outcome
         }
     };
     let record = AttemptRecord {

@@ -3,6 +3,7 @@
 
 mod exec;
 pub mod lines;
+pub mod reaper;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,16 +29,24 @@ pub struct LocalAgent {
     kill_grace: Duration,
     events: mpsc::Sender<AgentEvent>,
     running: Arc<Mutex<HashMap<AttemptKey, CancellationToken>>>,
+    reaper: Option<Arc<reaper::Reaper>>,
 }
 
 impl LocalAgent {
-    /// A pool of `slots` concurrent processes reporting to `events`.
-    pub fn new(slots: usize, kill_grace: Duration, events: mpsc::Sender<AgentEvent>) -> Self {
+    /// A pool of `slots` concurrent processes reporting to `events`; with a `reaper`, their
+    /// process groups are stopped if this process dies.
+    pub fn new(
+        slots: usize,
+        kill_grace: Duration,
+        events: mpsc::Sender<AgentEvent>,
+        reaper: Option<reaper::Reaper>,
+    ) -> Self {
         Self {
             slots: slots.max(1),
             kill_grace,
             events,
             running: Arc::default(),
+            reaper: reaper.map(Arc::new),
         }
     }
 
@@ -53,9 +62,10 @@ impl LocalAgent {
         let running = self.running.clone();
         let events = self.events.clone();
         let grace = self.kill_grace;
+        let reaper = self.reaper.clone();
         tokio::spawn(async move {
             let key = job.key.clone();
-            exec::run_attempt(job, token, grace, events).await;
+            exec::run_attempt(job, token, grace, events, reaper.as_deref()).await;
             lock(&running).remove(&key);
         });
     }

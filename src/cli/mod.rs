@@ -104,6 +104,7 @@ pub fn start_embedded(
             workdir,
             workflows_dir: Some(dirs.workflows.clone()),
             spec_problems: problems,
+            watchdog: true,
         },
     ))
 }

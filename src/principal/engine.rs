@@ -131,7 +131,14 @@ impl Engine {
         events: broadcast::Sender<Event>,
     ) -> Self {
         let (agent_tx, agent_rx) = mpsc::channel(4096);
-        let agent = LocalAgent::new(config.slots, config.kill_grace, agent_tx);
+        let reaper = if config.watchdog {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| crate::agent::reaper::Reaper::start(&exe, config.kill_grace))
+        } else {
+            None
+        };
+        let agent = LocalAgent::new(config.slots, config.kill_grace, agent_tx, reaper);
         let (timer_tx, timer_rx) = mpsc::unbounded_channel();
         let mut scheduler = Scheduler::new();
         scheduler.set_workflows(catalog.workflows.values().cloned(), Utc::now());

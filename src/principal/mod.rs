@@ -38,6 +38,9 @@ pub struct PrincipalConfig {
     pub workflows_dir: Option<PathBuf>,
     /// Problems found when the catalog was loaded.
     pub spec_problems: Vec<crate::spec::Diagnostic>,
+    /// Start the watchdog (`opsconsole __reap`, from this executable) that stops task
+    /// processes if this process dies. Only for the `opsconsole` binary itself.
+    pub watchdog: bool,
 }
 
 /// Why a trigger was refused.

@@ -46,6 +46,7 @@ impl Harness {
                 kill_grace: Duration::from_millis(500),
                 workflows_dir: None,
                 spec_problems: Vec::new(),
+                watchdog: false,
                 workdir: dir.path().to_path_buf(),
             },
         );
@@ -75,6 +76,7 @@ impl Harness {
                 kill_grace: Duration::from_millis(500),
                 workflows_dir: Some(wf_dir),
                 spec_problems: problems,
+                watchdog: false,
                 workdir: dir.path().to_path_buf(),
             },
         );

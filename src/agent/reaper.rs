@@ -1,0 +1,163 @@
+//! Task processes must not outlive a principal that dies (kill -9, OOM killer, crash).
+//!
+//! Linux's parent-death signal would need a `pre_exec` hook in every spawn, which forces std
+//! off its posix_spawn fast path onto fork (costly for a process that maps DuckDB). Instead
+//! one small watchdog process — this binary, `opsconsole __reap` — is told over a pipe which
+//! process groups are live. When the pipe reaches end-of-file, the principal is gone (the
+//! kernel closes its end however it died), and the watchdog stops every group still listed:
+//! SIGTERM, then SIGKILL after a grace period.
+
+use std::collections::HashSet;
+use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// The hidden subcommand that runs the watchdog.
+pub const REAP_COMMAND: &str = "__reap";
+
+/// What the watchdog prints once it listens.
+const READY: &str = "opsconsole watchdog ready";
+
+/// The principal's side: tells the watchdog which process groups are live.
+pub struct Reaper {
+    pipe: Mutex<Option<ChildStdin>>,
+    child: Mutex<Child>,
+}
+
+impl Reaper {
+    /// Starts the watchdog (`exe __reap`); `None`, logged, when it cannot start — tasks then
+    /// run without the guarantee rather than not at all.
+    pub fn start(exe: &std::path::Path, grace: Duration) -> Option<Reaper> {
+        let spawned = Command::new(exe)
+            .args([REAP_COMMAND, &grace.as_millis().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            // Its own group: a Ctrl-C in the terminal reaches the foreground group, and the
+            // principal, not the terminal, decides what happens to its tasks.
+            .process_group(0)
+            .spawn();
+        match spawned {
+            Ok(mut child) => {
+                // Only a real watchdog answers; anything else (say, a test harness binary)
+                // is not relied upon.
+                let mut hello = String::new();
+                let ok = child
+                    .stdout
+                    .take()
+                    .map(std::io::BufReader::new)
+                    .is_some_and(|mut out| out.read_line(&mut hello).is_ok())
+                    && hello.trim_end() == READY;
+                if !ok {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    tracing::warn!("{} is not an opsconsole watchdog", exe.display());
+                    return None;
+                }
+                Some(Reaper {
+                    pipe: Mutex::new(child.stdin.take()),
+                    child: Mutex::new(child),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot start the watchdog that stops tasks if opsconsole dies: {e}; \
+                     tasks may outlive a crash"
+                );
+                None
+            }
+        }
+    }
+
+    fn send(&self, line: &str) {
+        let mut pipe = self.pipe.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = pipe.as_mut()
+            && p.write_all(line.as_bytes()).is_err()
+        {
+            tracing::warn!("the task watchdog has gone away; tasks may outlive a crash");
+            *pipe = None;
+        }
+    }
+
+    /// A task's process group has started.
+    pub fn track(&self, pgid: u32) {
+        self.send(&format!("+{pgid}\n"));
+    }
+
+    /// A task's process group has been stopped or has ended.
+    pub fn untrack(&self, pgid: u32) {
+        self.send(&format!("-{pgid}\n"));
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        // Closing the pipe is the normal way out; every group was untracked by now.
+        self.pipe.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = child.wait();
+    }
+}
+
+fn signal_all(groups: &HashSet<i32>, sig: Signal) -> bool {
+    let mut any = false;
+    for &g in groups {
+        // ESRCH: the group is already gone.
+        any |= killpg(Pid::from_raw(g), sig).is_ok();
+    }
+    any
+}
+
+/// The watchdog's main loop: reads `+PGID` / `-PGID` lines until end-of-file, then stops the
+/// groups left. Returns the process exit code.
+pub fn watchdog(grace_ms: &str) -> u8 {
+    let grace = Duration::from_millis(grace_ms.parse().unwrap_or(5000));
+    println!("{READY}");
+    let _ = std::io::stdout().flush();
+    let mut groups: HashSet<i32> = HashSet::new();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let (op, num) = line.split_at(line.len().min(1));
+        let Ok(pgid) = num.parse::<i32>() else {
+            continue;
+        };
+        if pgid <= 1 {
+            continue; // never signal "every process" or init's group
+        }
+        match op {
+            "+" => {
+                groups.insert(pgid);
+            }
+            "-" => {
+                groups.remove(&pgid);
+            }
+            _ => {}
+        }
+    }
+    if groups.is_empty() {
+        return 0;
+    }
+    eprintln!(
+        "opsconsole watchdog: the principal is gone; stopping {} task process group(s)",
+        groups.len()
+    );
+    signal_all(&groups, Signal::SIGTERM);
+    let t0 = Instant::now();
+    while t0.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(50));
+        // Signal 0 probes whether any member of a group is left.
+        if !groups
+            .iter()
+            .any(|&g| killpg(Pid::from_raw(g), None).is_ok())
+        {
+            return 0;
+        }
+    }
+    signal_all(&groups, Signal::SIGKILL);
+    0
+}
