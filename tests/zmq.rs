@@ -811,7 +811,10 @@ async fn an_unanswered_request_replaces_the_socket_and_repeats_long_polls() {
 
     let mut log = Vec::new();
     while let Ok(s) = seen.try_recv() {
-        log.push(s);
+        // Heartbeats probing the waiting long poll's connection may interleave.
+        if s.op != "status" {
+            log.push(s);
+        }
     }
     // First socket: the long poll and the cancel it never answered.
     assert_eq!(log[0].op, "cancel", "{log:?}");
@@ -823,5 +826,71 @@ async fn an_unanswered_request_replaces_the_socket_and_repeats_long_polls() {
     assert_eq!(log[2].op, "cancel");
     assert_eq!(log[2].peer, log[1].peer);
 
+    fake.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_poll_alone_notices_a_silent_principal_through_heartbeats() {
+    // A fake principal whose first connection goes silent (as a hung process or a peer gone
+    // without closing the connection would); later connections are answered.
+    let mut router = RouterSocket::new();
+    let bound = router.bind("tcp://127.0.0.1:0").await.expect("bind");
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let fake = tokio::spawn(async move {
+        let mut first_peer: Option<Bytes> = None;
+        loop {
+            let message = router.recv().await.expect("recv");
+            let peer = message.get(0).expect("identity").clone();
+            let envelope: Value =
+                serde_json::from_slice(message.get(1).expect("frame")).expect("JSON");
+            let id = envelope["id"].as_u64().expect("id");
+            let op = envelope["body"]["op"].as_str().expect("op").to_string();
+            let first = first_peer.get_or_insert_with(|| peer.clone()) == &peer;
+            let _ = seen_tx.send((first, op.clone()));
+            if first {
+                continue;
+            }
+            let body = match op.as_str() {
+                "wait_run" => json!({"reply": "run_ended", "outcome": {
+                    "run_id": 9, "state": "failed", "failed_tasks": ["x"]}}),
+                _ => json!({"reply": "error", "kind": "internal", "message": "fake"}),
+            };
+            let answer = json!({"v": PROTOCOL_VERSION, "id": id, "body": body});
+            let mut message = frame(serde_json::to_vec(&answer).expect("encode"));
+            message.push_front(peer);
+            router.send(message).await.expect("send");
+        }
+    });
+    let endpoints = Endpoints {
+        requests: bound.to_string(),
+        events: format!("tcp://127.0.0.1:{}", free_port()),
+    };
+    let client = ZmqClient::connect(&endpoints, Duration::from_millis(300))
+        .await
+        .expect("connect");
+    // Nothing else is asked: only the heartbeat can find out that the first socket is dead.
+    let outcome = within(
+        "long poll answered after a reconnect",
+        client.wait(RunId(9)),
+    )
+    .await
+    .expect("answered")
+    .expect("known");
+    assert_eq!(outcome.state, RunState::Failed);
+    let mut log = Vec::new();
+    while let Ok(s) = seen.try_recv() {
+        log.push(s);
+    }
+    assert!(
+        log.contains(&(true, "status".to_string())),
+        "the silent connection was probed: {log:?}"
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|(first, op)| !first && op == "wait_run")
+            .count(),
+        1,
+        "the long poll was sent again on the new connection: {log:?}"
+    );
     fake.abort();
 }

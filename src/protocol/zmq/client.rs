@@ -24,6 +24,9 @@ const EVENT_BUFFER: usize = 16 * 1024;
 /// Calls queued for the connection task before callers wait for room.
 const CALL_QUEUE: usize = 1024;
 
+/// Longest quiet time on a connection with a long poll waiting before it is probed.
+const MAX_HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
 /// Longest pause between attempts to reach the event socket.
 const MAX_EVENT_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -36,6 +39,10 @@ const MAX_EVENT_BACKOFF: Duration = Duration::from_secs(5);
 /// identity, and the read-only calls still waiting are sent again on it. A lost connection
 /// (the principal stopped) fails every waiting call, `WaitRun` included; the next call
 /// connects afresh.
+///
+/// While a long poll waits, the connection is probed with a status request whenever it has
+/// been quiet for a while (at most 5 s): a principal that stopped answering, or a peer that
+/// vanished without closing the connection, is noticed like any unanswered request.
 ///
 /// Events arrive through a SUB socket. As with any ZeroMQ subscription, events published
 /// before it took effect (the first moments after [`ZmqClient::connect`]) are not seen.
@@ -66,6 +73,8 @@ impl ZmqClient {
             pending: HashMap::new(),
             link: None,
             connecting: None,
+            last_heard: Instant::now(),
+            heartbeat: None,
         };
         let tasks = [
             tokio::spawn(connection.run(call_rx)),
@@ -144,7 +153,11 @@ enum Step {
     Monitor(Option<SocketEvent>),
     Connected(Result<Link, zeromq::ZmqError>),
     Deadline,
+    Heartbeat,
 }
+
+/// The answer slot of a heartbeat in flight, kept so that the call counts as wanted.
+type HeartbeatReply = oneshot::Receiver<Result<Response, ClientError>>;
 
 /// Owns the DEALER socket and every call in flight.
 struct Connection {
@@ -154,19 +167,57 @@ struct Connection {
     pending: HashMap<u64, Pending>,
     link: Option<Link>,
     connecting: Option<Connecting>,
+    /// When the current socket last brought an answer (or connected).
+    last_heard: Instant,
+    /// The heartbeat in flight: its call id.
+    heartbeat: Option<(u64, HeartbeatReply)>,
 }
 
 impl Connection {
+    /// When to probe the connection: only while a long poll waits on it.
+    fn heartbeat_due(&self) -> Option<Instant> {
+        let waiting = self
+            .pending
+            .values()
+            .any(|p| p.deadline.is_none() && p.sent);
+        (self.link.is_some() && self.heartbeat.is_none() && waiting)
+            .then(|| self.last_heard + self.timeout.min(MAX_HEARTBEAT_EVERY))
+    }
+
+    async fn send_heartbeat(&mut self) {
+        let (reply, answer) = oneshot::channel();
+        let id = self.next_id;
+        self.next_id += 1;
+        self.pending.insert(
+            id,
+            Pending {
+                request: Request::Status,
+                reply,
+                deadline: Some(Instant::now() + self.timeout),
+                sent: false,
+            },
+        );
+        self.heartbeat = Some((id, answer));
+        self.send(id).await;
+    }
+
     async fn run(mut self, mut calls: mpsc::Receiver<Call>) {
         // Connecting early makes the first call as fast as later ones.
         self.start_connecting();
         loop {
+            if let Some((id, _)) = &self.heartbeat
+                && !self.pending.contains_key(id)
+            {
+                self.heartbeat = None; // answered, expired or failed
+            }
             let deadline = self.pending.values().filter_map(|p| p.deadline).min();
+            let heartbeat = self.heartbeat_due();
             let step = tokio::select! {
                 call = calls.recv() => Step::Call(call),
                 step = link_step(&mut self.link) => step,
                 linked = connected(&mut self.connecting) => Step::Connected(linked),
                 () = sleep_until(deadline) => Step::Deadline,
+                () = sleep_until(heartbeat) => Step::Heartbeat,
             };
             match step {
                 // The client was dropped.
@@ -183,6 +234,7 @@ impl Connection {
                     self.on_connected(linked).await;
                 }
                 Step::Deadline => self.expire().await,
+                Step::Heartbeat => self.send_heartbeat().await,
             }
         }
     }
@@ -266,6 +318,7 @@ impl Connection {
             Ok(link) => {
                 tracing::debug!(endpoint = %self.endpoint, "connected");
                 self.link = Some(link);
+                self.last_heard = Instant::now();
                 let mut unsent: Vec<u64> = self
                     .pending
                     .iter()
@@ -292,6 +345,7 @@ impl Connection {
     }
 
     fn on_answer(&mut self, message: ZmqMessage) {
+        self.last_heard = Instant::now();
         let mut frames = message.into_vec();
         let frame = match (frames.pop(), frames.is_empty()) {
             (Some(frame), true) => frame,
@@ -406,7 +460,14 @@ impl Connection {
 fn can_repeat(request: &Request) -> bool {
     matches!(
         request,
-        Request::Status | Request::WaitRun { .. } | Request::History { .. } | Request::Logs { .. }
+        Request::Status
+            | Request::WaitRun { .. }
+            | Request::History { .. }
+            | Request::Logs { .. }
+            | Request::Workflows
+            | Request::GetSpec { .. }
+            | Request::RunDetail { .. }
+            | Request::Queue
     )
 }
 
