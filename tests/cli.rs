@@ -607,6 +607,39 @@ fn tasks_do_not_outlive_a_principal_killed_with_sigkill() {
     assert!(!alive(pid), "the task process outlived the principal");
 }
 
+#[test]
+fn a_broken_edit_shows_in_status_while_the_last_good_version_keeps_running() {
+    let p = Project::new(&[(
+        "hello.yaml",
+        "kind: workflow\nname: hello\ntasks:\n  a: { run: \"echo v1\" }\n",
+    )]);
+    let mut principal = p.spawn(&["principal"]);
+    wait_for_principal(&p);
+    std::fs::write(
+        p.path().join("workflows/hello.yaml"),
+        "kind: workflow\nname: hello\ntasks:\n  a: { run: \"echo v2\", retries: many }\n",
+    )
+    .expect("edit");
+    let t0 = Instant::now();
+    let status = loop {
+        let out = text(&p.run(&["status"]).stdout);
+        if out.contains("problem(s)") || t0.elapsed() > Duration::from_secs(30) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.contains("hello.yaml:4:"), "{status}");
+    assert!(status.contains("retries"), "{status}");
+    let out = p.run(&["run", "hello", "--wait"]);
+    assert!(
+        text(&out.stdout).contains("[a] v1"),
+        "{}",
+        text(&out.stdout)
+    );
+    signal(principal.id(), nix::sys::signal::Signal::SIGTERM).expect("signal");
+    assert_eq!(principal.wait().expect("wait").code(), Some(0));
+}
+
 /// Polls `history --json` until run 1 has ended; returns its record.
 fn wait_for_end(p: &Project) -> serde_json::Value {
     let t0 = Instant::now();

@@ -75,6 +75,15 @@ pub async fn status(dirs: &Dirs, json: bool) -> ExitCode {
             if active.is_empty() { "-" } else { &active }
         );
     }
+    if !s.spec_problems.is_empty() {
+        println!(
+            "\n{} problem(s) in workflow files (the last good version of each stays in effect):",
+            s.spec_problems.len()
+        );
+        for p in &s.spec_problems {
+            println!("{p}\n");
+        }
+    }
     ExitCode::SUCCESS
 }
 
