@@ -736,12 +736,19 @@ struct Seen {
     op: String,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_unanswered_request_replaces_the_socket_and_repeats_long_polls() {
-    // A fake principal that never answers its first connection, and answers later ones.
+/// A fake principal that never answers its first connection (as a hung process or a peer
+/// gone without closing the connection would) and answers later ones with `body(op)`. Every
+/// request it sees goes to the returned channel.
+async fn half_dead_principal(
+    body: fn(&str) -> Value,
+) -> (
+    String,
+    mpsc::UnboundedReceiver<Seen>,
+    tokio::task::JoinHandle<()>,
+) {
     let mut router = RouterSocket::new();
     let bound = router.bind("tcp://127.0.0.1:0").await.expect("bind");
-    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let (seen_tx, seen) = mpsc::unbounded_channel();
     let fake = tokio::spawn(async move {
         let mut first_peer: Option<Bytes> = None;
         loop {
@@ -759,19 +766,25 @@ async fn an_unanswered_request_replaces_the_socket_and_repeats_long_polls() {
             if first_peer.get_or_insert_with(|| peer.clone()) == &peer {
                 continue;
             }
-            let body = match op.as_str() {
-                "wait_run" => json!({"reply": "run_ended", "outcome": {
-                    "run_id": 5, "state": "succeeded", "failed_tasks": []}}),
-                _ => json!({"reply": "cancelled", "found": true}),
-            };
-            let answer = json!({"v": PROTOCOL_VERSION, "id": id, "body": body});
+            let answer = json!({"v": PROTOCOL_VERSION, "id": id, "body": body(&op)});
             let mut message = frame(serde_json::to_vec(&answer).expect("encode"));
             message.push_front(peer);
             router.send(message).await.expect("send");
         }
     });
+    (bound.to_string(), seen, fake)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unanswered_request_replaces_the_socket_and_repeats_long_polls() {
+    let (bound, mut seen, fake) = half_dead_principal(|op| match op {
+        "wait_run" => json!({"reply": "run_ended", "outcome": {
+            "run_id": 5, "state": "succeeded", "failed_tasks": []}}),
+        _ => json!({"reply": "cancelled", "found": true}),
+    })
+    .await;
     let endpoints = Endpoints {
-        requests: bound.to_string(),
+        requests: bound,
         events: format!("tcp://127.0.0.1:{}", free_port()),
     };
     let client = Arc::new(
@@ -831,38 +844,14 @@ async fn an_unanswered_request_replaces_the_socket_and_repeats_long_polls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_poll_alone_notices_a_silent_principal_through_heartbeats() {
-    // A fake principal whose first connection goes silent (as a hung process or a peer gone
-    // without closing the connection would); later connections are answered.
-    let mut router = RouterSocket::new();
-    let bound = router.bind("tcp://127.0.0.1:0").await.expect("bind");
-    let (seen_tx, mut seen) = mpsc::unbounded_channel();
-    let fake = tokio::spawn(async move {
-        let mut first_peer: Option<Bytes> = None;
-        loop {
-            let message = router.recv().await.expect("recv");
-            let peer = message.get(0).expect("identity").clone();
-            let envelope: Value =
-                serde_json::from_slice(message.get(1).expect("frame")).expect("JSON");
-            let id = envelope["id"].as_u64().expect("id");
-            let op = envelope["body"]["op"].as_str().expect("op").to_string();
-            let first = first_peer.get_or_insert_with(|| peer.clone()) == &peer;
-            let _ = seen_tx.send((first, op.clone()));
-            if first {
-                continue;
-            }
-            let body = match op.as_str() {
-                "wait_run" => json!({"reply": "run_ended", "outcome": {
-                    "run_id": 9, "state": "failed", "failed_tasks": ["x"]}}),
-                _ => json!({"reply": "error", "kind": "internal", "message": "fake"}),
-            };
-            let answer = json!({"v": PROTOCOL_VERSION, "id": id, "body": body});
-            let mut message = frame(serde_json::to_vec(&answer).expect("encode"));
-            message.push_front(peer);
-            router.send(message).await.expect("send");
-        }
-    });
+    let (bound, mut seen, fake) = half_dead_principal(|op| match op {
+        "wait_run" => json!({"reply": "run_ended", "outcome": {
+            "run_id": 9, "state": "failed", "failed_tasks": ["x"]}}),
+        _ => json!({"reply": "error", "kind": "internal", "message": "fake"}),
+    })
+    .await;
     let endpoints = Endpoints {
-        requests: bound.to_string(),
+        requests: bound,
         events: format!("tcp://127.0.0.1:{}", free_port()),
     };
     let client = ZmqClient::connect(&endpoints, Duration::from_millis(300))
@@ -881,13 +870,14 @@ async fn a_long_poll_alone_notices_a_silent_principal_through_heartbeats() {
     while let Ok(s) = seen.try_recv() {
         log.push(s);
     }
+    let first_peer = log[0].peer.clone();
     assert!(
-        log.contains(&(true, "status".to_string())),
+        log.iter().any(|s| s.peer == first_peer && s.op == "status"),
         "the silent connection was probed: {log:?}"
     );
     assert_eq!(
         log.iter()
-            .filter(|(first, op)| !first && op == "wait_run")
+            .filter(|s| s.peer != first_peer && s.op == "wait_run")
             .count(),
         1,
         "the long poll was sent again on the new connection: {log:?}"

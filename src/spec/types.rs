@@ -39,6 +39,16 @@ pub struct WorkflowSpec {
     pub catchup_limit: u32,
 }
 
+impl WorkflowSpec {
+    /// Names of the tasks `task` depends on.
+    pub fn parent_names(&self, task: &TaskSpec) -> Vec<String> {
+        task.depends_on
+            .iter()
+            .map(|&d| self.tasks[d].name.clone())
+            .collect()
+    }
+}
+
 /// A cron schedule with its optional time zone.
 #[derive(Debug, Clone)]
 pub struct Schedule {

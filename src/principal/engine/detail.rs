@@ -77,11 +77,7 @@ impl Engine {
                     .iter()
                     .map(|t| TaskShape {
                         name: t.name.clone(),
-                        depends_on: t
-                            .depends_on
-                            .iter()
-                            .map(|&d| spec.tasks[d].name.clone())
-                            .collect(),
+                        depends_on: spec.parent_names(t),
                         max_attempts: t.retries + 1,
                     })
                     .collect()

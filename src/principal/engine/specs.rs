@@ -98,11 +98,7 @@ fn info(spec: &WorkflowSpec) -> (String, Option<String>, Vec<TaskNode>) {
         .iter()
         .map(|t| TaskNode {
             name: t.name.clone(),
-            depends_on: t
-                .depends_on
-                .iter()
-                .map(|&d| spec.tasks[d].name.clone())
-                .collect(),
+            depends_on: spec.parent_names(t),
         })
         .collect();
     (
