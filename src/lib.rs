@@ -14,3 +14,4 @@ pub mod principal;
 pub mod protocol;
 pub mod spec;
 pub mod store;
+pub mod tui;

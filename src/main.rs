@@ -34,12 +34,33 @@ struct Cli {
         env = "OPSCONSOLE_DATA_DIR"
     )]
     data_dir: PathBuf,
+    /// Console options (when no command is given).
+    #[command(flatten)]
+    console: ConsoleArgs,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
 
+/// Options of the full-screen console (`opsconsole` or `opsconsole console`).
+#[derive(clap::Args, Clone)]
+struct ConsoleArgs {
+    /// Colour theme: a name from themes/ (dark, light, high-contrast, ...) or a .yaml path.
+    #[arg(long, default_value = "dark", env = "OPSCONSOLE_THEME")]
+    theme: String,
+    /// Show everything but allow no changes (trigger, cancel, retry, pause, edit are disabled).
+    #[arg(long)]
+    read_only: bool,
+    #[command(flatten)]
+    pool: PoolArgs,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// The full-screen console (also what `opsconsole` with no command starts).
+    ///
+    /// Attaches to the principal running for the data dir, or runs an embedded one (stopped
+    /// gracefully on quit). Needs a terminal; press ? inside for the keys.
+    Console(ConsoleArgs),
     /// Check workflow files and print every problem as file:line:col.
     ///
     /// With no PATH, checks every *.yaml in the workflows directory. Exits 1 if any problem.
@@ -144,7 +165,7 @@ enum Cmd {
 }
 
 /// The local agent pool's settings, shared by every command that runs tasks.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct PoolArgs {
     /// Task processes allowed at once (default: number of CPUs).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -164,6 +185,25 @@ impl PoolArgs {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// The console's loop on an in-memory terminal fed with log lines, then idle: frame times
+    /// (beside a plain-paragraph reference), CPU under load and CPU while idle.
+    Console {
+        /// Log lines per second.
+        #[arg(long, default_value_t = 10_000)]
+        rate: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// Seconds of idle measured afterwards.
+        #[arg(long, default_value_t = 10.0)]
+        idle: f64,
+        /// Terminal width.
+        #[arg(long, default_value_t = 120)]
+        width: u16,
+        /// Terminal height.
+        #[arg(long, default_value_t = 40)]
+        height: u16,
+    },
     /// N trivial tasks through the whole engine beside N bare spawns of `true`.
     Throughput {
         /// Number of tasks.
@@ -240,23 +280,37 @@ fn main() -> ExitCode {
         return ExitCode::from(opsconsole::agent::reaper::watchdog(grace));
     }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OPSCONSOLE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let dirs = Dirs {
         workflows: cli.workflows,
         data: cli.data_dir,
     };
-    let Some(command) = cli.command else {
-        eprintln!(
-            "The full-screen console is not built yet. Try:\n  opsconsole validate\n  opsconsole run <workflow> --wait\n  opsconsole history\n\nSee `opsconsole --help`."
-        );
-        return ExitCode::from(cli::EXIT_INVALID);
-    };
+    let command = cli.command.unwrap_or(Cmd::Console(cli.console));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPSCONSOLE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    if matches!(command, Cmd::Console(_)) && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        // The console owns the screen: diagnostics go to a file in the data dir instead.
+        let file = std::fs::create_dir_all(&dirs.data).and_then(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dirs.data.join("console.log"))
+        });
+        match file {
+            Ok(f) => tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .init(),
+            Err(_) => tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("off"))
+                .init(),
+        }
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -269,6 +323,16 @@ fn main() -> ExitCode {
 
 async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
     match command {
+        Cmd::Console(args) => {
+            let opts = opsconsole::tui::ConsoleOptions {
+                theme: args.theme,
+                themes_dir: PathBuf::from("themes"),
+                read_only: args.read_only,
+                slots: args.pool.slots(),
+                kill_grace: args.pool.kill_grace,
+            };
+            opsconsole::tui::console(&dirs, opts).await
+        }
         Cmd::Validate { paths } => cli::validate::validate(&paths, &dirs.workflows),
         Cmd::Run {
             name,
@@ -328,6 +392,8 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
             cli::history::logs(&dirs, run_id, LogFilter { task, stream }, json, follow).await
         }
         Cmd::Bench(b) => {
+            // `bench console` prints one line, as its callers expect.
+            let one_line = matches!(b, BenchCmd::Console { .. });
             let result = match b {
                 BenchCmd::Throughput {
                     tasks,
@@ -350,8 +416,19 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
                     slots,
                     sleep,
                 } => opsconsole::bench::rss(tasks, slots, sleep).await,
+                BenchCmd::Console {
+                    rate,
+                    secs,
+                    idle,
+                    width,
+                    height,
+                } => opsconsole::tui::bench::console(rate, secs, idle, width, height).await,
             };
             match result {
+                Ok(v) if one_line => {
+                    println!("{v}");
+                    ExitCode::SUCCESS
+                }
                 Ok(v) => {
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                     ExitCode::SUCCESS

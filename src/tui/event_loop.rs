@@ -1,0 +1,201 @@
+//! The one `select!` loop: terminal input, engine events, answers to requests and a single
+//! deadline timer. It redraws only when the state is dirty, at most 60 frames a second, and
+//! when nothing changes it arms no timer at all (no CPU while idle).
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use ratatui::crossterm::event::{Event as TermEvent, KeyEventKind};
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+
+use super::app::{App, Effect, Purpose};
+use super::render;
+use crate::protocol::api::{Client, ClientError, Response};
+
+/// Shortest time between two frames (60 frames a second).
+pub const FRAME: Duration = Duration::from_micros(16_667);
+/// Events are coalesced this long before status, queue and history are fetched again.
+const REFRESH_DELAY: Duration = Duration::from_millis(250);
+/// While runs are active, durations on screen advance this often.
+const TICK: Duration = Duration::from_secs(1);
+/// Most engine events applied between two looks at the keyboard.
+const EVENT_BATCH: usize = 4096;
+
+/// Frame times, for `bench console`.
+#[derive(Debug, Default)]
+pub struct FrameStats {
+    /// Time spent in each draw.
+    pub frames: Vec<Duration>,
+}
+
+/// Options of [`run`].
+#[derive(Default)]
+pub struct LoopOptions<'a> {
+    /// Record frame times here.
+    pub stats: Option<&'a mut FrameStats>,
+    /// Keep `app.now` as it is (tests and benchmarks); otherwise it is the wall clock.
+    pub fixed_now: bool,
+}
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The user quit.
+    Quit,
+    /// `stop` fired (SIGTERM, SIGHUP).
+    Stopped,
+    /// The terminal input ended.
+    InputClosed,
+}
+
+type Answer = (Purpose, Result<Response, ClientError>);
+
+fn execute(
+    effects: Vec<Effect>,
+    client: &Arc<dyn Client>,
+    tx: &mpsc::UnboundedSender<Answer>,
+) -> bool {
+    let mut quit = false;
+    for e in effects {
+        match e {
+            Effect::Quit => quit = true,
+            Effect::Call(request, purpose) => {
+                let client = client.clone();
+                let tx = tx.clone();
+                // Requests run beside the loop so that a slow answer never freezes the screen.
+                tokio::spawn(async move {
+                    let r = client.call(request).await;
+                    let _ = tx.send((purpose, r));
+                });
+            }
+        }
+    }
+    quit
+}
+
+/// Runs the console until the user quits, `stop` completes or input ends.
+pub async fn run<B, S, F>(
+    terminal: &mut Terminal<B>,
+    mut input: S,
+    client: Arc<dyn Client>,
+    app: &mut App,
+    stop: F,
+    mut opts: LoopOptions<'_>,
+) -> io::Result<Ended>
+where
+    B: Backend,
+    S: Stream<Item = io::Result<TermEvent>> + Unpin,
+    F: Future<Output = ()>,
+{
+    tokio::pin!(stop);
+    let mut events = client.subscribe();
+    let mut events_open = true;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Answer>();
+    execute(app.refresh_effects(), &client, &tx);
+    let mut last_draw: Option<Instant> = None;
+    let mut refresh_at: Option<Instant> = None;
+    let mut tick_at: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if app.refresh_wanted && refresh_at.is_none() {
+            refresh_at = Some(now + REFRESH_DELAY);
+        }
+        if !app.wants_tick() {
+            tick_at = None;
+        } else if tick_at.is_none() {
+            tick_at = Some(now + TICK);
+        }
+        let mut draw_at = app.dirty.then(|| last_draw.map_or(now, |t| t + FRAME));
+        if draw_at.is_some_and(|d| d <= now) {
+            if !opts.fixed_now {
+                app.now = chrono::Utc::now();
+            }
+            let t0 = Instant::now();
+            terminal
+                .draw(|f| render::draw(f, app))
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            if let Some(s) = opts.stats.as_deref_mut() {
+                s.frames.push(t0.elapsed());
+            }
+            app.dirty = false;
+            last_draw = Some(t0);
+            draw_at = None;
+        }
+        let wake = [draw_at, refresh_at, tick_at].into_iter().flatten().min();
+        let sleep = async move {
+            match wake {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let quit = tokio::select! {
+            ev = input.next() => match ev {
+                Some(Ok(ev)) => on_terminal(app, ev, &client, &tx),
+                Some(Err(e)) => return Err(e),
+                None => return Ok(Ended::InputClosed),
+            },
+            ev = events.recv(), if events_open => {
+                match ev {
+                    Ok(ev) => {
+                        app.on_event(ev);
+                        for _ in 0..EVENT_BATCH {
+                            match events.try_recv() {
+                                Ok(ev) => app.on_event(ev),
+                                Err(TryRecvError::Lagged(n)) => app.on_lagged(n),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => app.on_lagged(n),
+                    Err(RecvError::Closed) => events_open = false,
+                }
+                execute(app.take_outbox(), &client, &tx)
+            }
+            Some((purpose, result)) = rx.recv() => {
+                let effects = app.on_response(purpose, result);
+                execute(effects, &client, &tx)
+            }
+            _ = sleep => {
+                let now = Instant::now();
+                let mut quit = false;
+                if refresh_at.is_some_and(|t| t <= now) {
+                    refresh_at = None;
+                    quit = execute(app.refresh_effects(), &client, &tx);
+                }
+                if tick_at.is_some_and(|t| t <= now) {
+                    tick_at = None;
+                    app.dirty = true;
+                }
+                quit
+            }
+            _ = &mut stop => return Ok(Ended::Stopped),
+        };
+        if quit {
+            return Ok(Ended::Quit);
+        }
+    }
+}
+
+fn on_terminal(
+    app: &mut App,
+    ev: TermEvent,
+    client: &Arc<dyn Client>,
+    tx: &mpsc::UnboundedSender<Answer>,
+) -> bool {
+    let effects = match ev {
+        TermEvent::Key(k) if k.kind != KeyEventKind::Release => app.on_key(k),
+        TermEvent::Mouse(m) => app.on_mouse(m),
+        TermEvent::Resize(..) => {
+            app.dirty = true;
+            Vec::new()
+        }
+        _ => Vec::new(),
+    };
+    execute(effects, client, tx)
+}

@@ -1,0 +1,194 @@
+//! The full-screen console: panes over the engine's state, driven by one key table, talking to
+//! the principal only through [`Client`] (embedded or attached makes no difference here).
+
+pub mod ansi;
+pub mod app;
+pub mod bench;
+pub mod dag_view;
+pub mod editor;
+pub mod event_loop;
+pub mod keymap;
+mod keys;
+mod log_nav;
+pub mod logs;
+mod modals;
+pub mod palette;
+pub mod panes;
+pub mod render;
+mod rows;
+mod sync;
+pub mod terminal;
+pub mod theme;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Dirs, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_TERMINATED, fail};
+use crate::protocol::api::Client;
+use crate::protocol::zmq::{self, Endpoints};
+use app::{App, AppConfig};
+use event_loop::{Ended, LoopOptions};
+use theme::Theme;
+
+/// Options of `opsconsole [console]`.
+#[derive(Debug, Clone)]
+pub struct ConsoleOptions {
+    /// Theme name (a file in `themes/`).
+    pub theme: String,
+    /// Directory of theme files.
+    pub themes_dir: PathBuf,
+    /// Show actions disabled.
+    pub read_only: bool,
+    /// Agent slots of an embedded principal.
+    pub slots: usize,
+    /// SIGTERM-to-SIGKILL grace of an embedded principal.
+    pub kill_grace: Duration,
+}
+
+/// Why the console refuses to start without a terminal.
+pub const NOT_A_TERMINAL: &str = "the console needs a terminal on stdin and stdout; in scripts use \
+     `opsconsole run`, `status`, `history` or `logs` (see `opsconsole --help`)";
+
+/// Runs the console until `q`, SIGTERM or SIGHUP.
+///
+/// With a principal already running for the data dir the console attaches to it and leaves it
+/// running on quit; otherwise it runs an embedded principal (serving other commands on the
+/// data dir's socket) and stops it gracefully on quit.
+pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        return fail(EXIT_INVALID, NOT_A_TERMINAL);
+    }
+    let no_color = std::env::var_os("NO_COLOR").is_some();
+    let (theme, theme_warning) = Theme::resolve(&opts.themes_dir, &opts.theme, no_color);
+
+    let (client, embedded, stop_serving, origin): (Arc<dyn Client>, _, _, String) =
+        match crate::cli::connect::running_principal(&dirs.data).await {
+            Some(remote) => (
+                Arc::new(remote),
+                None,
+                None,
+                format!("attached to {}", dirs.data.display()),
+            ),
+            None => {
+                let principal =
+                    match crate::cli::start_embedded(dirs, opts.slots, opts.kill_grace, None) {
+                        Ok(p) => Arc::new(p),
+                        Err(code) => return code,
+                    };
+                let stop = CancellationToken::new();
+                serve_local(dirs, principal.clone(), stop.clone()).await;
+                (
+                    principal.clone() as Arc<dyn Client>,
+                    Some(principal),
+                    Some(stop),
+                    "embedded".to_string(),
+                )
+            }
+        };
+
+    let config = AppConfig {
+        read_only: opts
+            .read_only
+            .then(|| "the console was started with --read-only".to_string()),
+        owns_principal: embedded.is_some(),
+        themes_dir: opts.themes_dir.clone(),
+        no_color,
+        origin,
+        local_time: true,
+    };
+    let mut app = App::new(config, theme, chrono::Utc::now());
+    if let Some(w) = theme_warning {
+        app.warn(w);
+    }
+
+    let signal_code = Arc::new(AtomicU8::new(EXIT_TERMINATED));
+    // Installed before the first frame: a signal that arrives once the screen shows must find
+    // the handler (which restores the terminal), not the default action.
+    let signals = terminated(signal_code.clone());
+    let ended = match terminal::Guard::enter() {
+        Ok(mut guard) => {
+            let input = ratatui::crossterm::event::EventStream::new();
+            let r = event_loop::run(
+                &mut guard.terminal,
+                input,
+                client.clone(),
+                &mut app,
+                signals,
+                LoopOptions::default(),
+            )
+            .await;
+            drop(guard);
+            r
+        }
+        Err(e) => Err(e),
+    };
+
+    if let Some(p) = &embedded {
+        let active = app.active_runs();
+        if ended.as_ref().is_ok_and(|e| *e == Ended::Stopped) {
+            // Like `opsconsole principal`: a signal leaves runs for the next principal.
+            eprintln!("stopping: active runs resume when opsconsole next starts here...");
+            p.shutdown_for_restart().await;
+        } else {
+            if active > 0 {
+                eprintln!("stopping: cancelling {active} active run(s)...");
+            }
+            p.shutdown().await;
+        }
+    }
+    if let Some(stop) = stop_serving {
+        stop.cancel();
+    }
+    match ended {
+        Ok(Ended::Stopped) => ExitCode::from(signal_code.load(Ordering::Relaxed)),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(EXIT_FAILED, format!("console: {e}")),
+    }
+}
+
+/// Serves other `opsconsole` commands on the data dir's socket while the console runs.
+async fn serve_local(dirs: &Dirs, client: Arc<dyn Client>, stop: CancellationToken) {
+    let endpoints = Endpoints::for_data_dir(&dirs.data);
+    // The store's lock is held, so a socket file left here belongs to a dead process.
+    if let Some(path) = crate::cli::connect::socket_file(&endpoints.requests) {
+        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(format!("{path}.events"));
+    }
+    if let Err(e) = zmq::serve(&endpoints, client, stop).await {
+        tracing::warn!("other commands cannot reach this console's principal: {e}");
+    }
+}
+
+/// Installs handlers for SIGTERM, SIGHUP (the terminal went away) and a SIGINT sent from
+/// outside (in raw mode Ctrl-C is a key, not a signal) at once, and returns a future that
+/// completes on the first of them, recording the exit code the signal calls for.
+fn terminated(code: Arc<AtomicU8>) -> impl Future<Output = ()> {
+    let handlers = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut hup), Ok(mut int)) => {
+                let c = tokio::select! {
+                    _ = term.recv() => EXIT_TERMINATED,
+                    _ = hup.recv() => 128 + libc::SIGHUP as u8,
+                    _ = int.recv() => EXIT_INTERRUPTED,
+                };
+                code.store(c, Ordering::Relaxed);
+            }
+            _ => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,175 @@
+//! Overview: runs queued, running and failed in the last hour, agent slots, next scheduled
+//! fires and recent failures.
+
+use chrono::Duration;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Gauge, Paragraph};
+
+use super::block;
+use crate::protocol::RunState;
+use crate::tui::app::App;
+
+/// Draws the overview.
+pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
+    let [top, bottom] = Layout::vertical([Constraint::Length(6), Constraint::Min(3)]).areas(area);
+    let [runs, slots] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
+    let [fires, failures] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bottom);
+    let t = &app.theme;
+    let hour_ago = app.now - Duration::hours(1);
+    let count = |s: RunState| app.data.runs.iter().filter(|r| r.state == s).count();
+    let failed_hour = app
+        .data
+        .runs
+        .iter()
+        .filter(|r| r.state == RunState::Failed && r.ended_at.is_some_and(|e| e >= hour_ago))
+        .count();
+    let problems = app
+        .data
+        .status
+        .as_ref()
+        .map_or(0, |s| s.spec_problems.len());
+    let mut lines = vec![
+        Line::from(vec![
+            Span::raw(format!("{:<25}", "queued")),
+            Span::styled(
+                count(RunState::Queued).to_string(),
+                t.run_state(RunState::Queued),
+            ),
+        ]),
+        Line::from(vec![
+            Span::raw(format!("{:<25}", "running")),
+            Span::styled(
+                count(RunState::Running).to_string(),
+                t.run_state(RunState::Running),
+            ),
+        ]),
+        Line::from(vec![
+            Span::raw(format!("{:<25}", "failed in the last hour")),
+            Span::styled(failed_hour.to_string(), t.run_state(RunState::Failed)),
+        ]),
+    ];
+    if problems > 0 {
+        lines.push(Line::styled(
+            format!("{problems} problem(s) in workflow files"),
+            t.error(),
+        ));
+    } else {
+        let wf = app.data.status.as_ref().map_or(0, |s| s.workflows.len());
+        lines.push(Line::styled(format!("{wf} workflow(s) loaded"), t.muted()));
+    }
+    frame.render_widget(Paragraph::new(lines).block(block(app, "Runs", true)), runs);
+
+    let slots_block = block(app, "Agent slots", false);
+    match &app.data.status {
+        Some(s) => {
+            let inner = slots_block.inner(slots);
+            frame.render_widget(slots_block, slots);
+            let [gauge, text] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+            let ratio = if s.slots == 0 {
+                0.0
+            } else {
+                (s.busy_slots as f64 / s.slots as f64).clamp(0.0, 1.0)
+            };
+            frame.render_widget(
+                Gauge::default()
+                    .ratio(ratio)
+                    .label(format!("{}/{} busy", s.busy_slots, s.slots))
+                    .gauge_style(t.run_state(RunState::Running)),
+                gauge,
+            );
+            frame.render_widget(
+                Paragraph::new(vec![
+                    Line::raw(format!("{} free", s.slots.saturating_sub(s.busy_slots))),
+                    Line::raw(format!("{} task(s) waiting for a slot", s.queued_tasks)),
+                ]),
+                text,
+            );
+        }
+        None => super::note(
+            frame,
+            slots,
+            slots_block,
+            app.data
+                .errors
+                .get("status")
+                .cloned()
+                .unwrap_or_else(|| "loading...".into()),
+            t.muted(),
+        ),
+    }
+
+    let mut next: Vec<(chrono::DateTime<chrono::Utc>, String, bool)> = app
+        .data
+        .status
+        .iter()
+        .flat_map(|s| &s.workflows)
+        .filter_map(|w| Some((*w.next_fires.first()?, w.name.clone(), w.paused)))
+        .collect();
+    next.sort();
+    let fire_lines: Vec<Line> = if next.is_empty() {
+        vec![Line::styled("no scheduled workflows", t.muted())]
+    } else {
+        next.iter()
+            .map(|(at, name, paused)| {
+                let mut spans = vec![
+                    Span::styled(app.fmt_time(*at, "%m-%d %H:%M  "), t.muted()),
+                    Span::raw(name.clone()),
+                ];
+                if *paused {
+                    spans.push(Span::styled(" (paused)", t.muted()));
+                }
+                Line::from(spans)
+            })
+            .collect()
+    };
+    frame.render_widget(
+        Paragraph::new(fire_lines).block(block(app, "Next scheduled fires", false)),
+        fires,
+    );
+
+    let fail_lines: Vec<Line> = {
+        let failed: Vec<_> = app
+            .data
+            .runs
+            .iter()
+            .filter(|r| r.state == RunState::Failed)
+            .take(failures.height.saturating_sub(2) as usize)
+            .collect();
+        if failed.is_empty() {
+            vec![Line::styled("no failed runs", t.muted())]
+        } else {
+            failed
+                .iter()
+                .map(|r| {
+                    // Today's failures by time only: the width goes to the task names.
+                    let when = r
+                        .ended_at
+                        .map(|e| {
+                            let fmt = if app.fmt_time(e, "%F") == app.fmt_time(app.now, "%F") {
+                                "%H:%M"
+                            } else {
+                                "%m-%d"
+                            };
+                            app.fmt_time(e, fmt)
+                        })
+                        .unwrap_or_default();
+                    Line::from(vec![
+                        Span::styled(format!("#{:<4}", r.run_id), t.run_state(RunState::Failed)),
+                        Span::styled(format!("{when:<6}"), t.muted()),
+                        Span::raw(format!("{} ", r.workflow)),
+                        Span::styled(r.failed_tasks.join(", "), t.error()),
+                    ])
+                })
+                .collect()
+        }
+    };
+    frame.render_widget(
+        Paragraph::new(fail_lines).block(block(app, "Recent failures (Enter: runs)", false)),
+        failures,
+    );
+}

@@ -1,0 +1,215 @@
+//! The rows each list shows, filtered as shown, and the runs list's selection.
+
+use std::collections::BTreeMap;
+
+use super::app::{App, Effect, WorkflowRow, WorkflowStats, detail_call};
+use super::dag_view::Layout;
+use super::keymap::Pane;
+use crate::protocol::{RunId, RunState};
+use crate::store::query::RunSummary;
+
+impl App {
+    pub(super) fn workflow_rows_all(&self) -> Vec<WorkflowRow> {
+        let last_state = |name: &str| {
+            self.data
+                .runs
+                .iter()
+                .find(|r| r.workflow == name)
+                .map(|r| r.state)
+        };
+        let active = |name: &str| {
+            self.data
+                .runs
+                .iter()
+                .filter(|r| r.workflow == name && !r.state.is_terminal())
+                .count()
+        };
+        let mut rows: Vec<WorkflowRow> = if !self.data.workflows.is_empty() {
+            self.data
+                .workflows
+                .iter()
+                .map(|w| WorkflowRow {
+                    name: w.name.clone(),
+                    schedule: w.schedule.clone(),
+                    next_fire: w.next_fires.first().copied(),
+                    paused: w.paused,
+                    last_state: last_state(&w.name),
+                    active: active(&w.name),
+                })
+                .collect()
+        } else {
+            // Until `Workflows` answers, the status report has the essentials.
+            self.data
+                .status
+                .iter()
+                .flat_map(|s| &s.workflows)
+                .map(|w| WorkflowRow {
+                    name: w.name.clone(),
+                    schedule: w.schedule.clone(),
+                    next_fire: w.next_fires.first().copied(),
+                    paused: w.paused,
+                    last_state: last_state(&w.name),
+                    active: active(&w.name),
+                })
+                .collect()
+        };
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows
+    }
+
+    /// Rows of the workflows pane, filtered.
+    pub fn workflow_rows(&self) -> Vec<WorkflowRow> {
+        let f = self.lists[Pane::Workflows.index()].filter.to_lowercase();
+        self.workflow_rows_all()
+            .into_iter()
+            .filter(|r| r.name.to_lowercase().contains(&f))
+            .collect()
+    }
+
+    /// Rows of the runs pane, filtered (matches id, workflow, state).
+    pub fn run_rows(&self) -> Vec<&RunSummary> {
+        let f = self.lists[Pane::Runs.index()].filter.to_lowercase();
+        self.data
+            .runs
+            .iter()
+            .filter(|r| {
+                f.is_empty()
+                    || format!("{} {} {}", r.run_id, r.workflow, r.state).contains(f.as_str())
+            })
+            .collect()
+    }
+
+    /// Rows of the history pane, filtered.
+    pub fn history_rows(&self) -> Vec<WorkflowStats> {
+        let f = self.lists[Pane::History.index()].filter.to_lowercase();
+        let mut by: BTreeMap<&str, WorkflowStats> = BTreeMap::new();
+        // Oldest first, so that sparklines read left to right.
+        for r in self.data.runs.iter().rev() {
+            let s = by
+                .entry(r.workflow.as_str())
+                .or_insert_with(|| WorkflowStats {
+                    name: r.workflow.clone(),
+                    runs: 0,
+                    failed: 0,
+                    ended: 0,
+                    mean_secs: None,
+                    durations_ms: Vec::new(),
+                });
+            s.runs += 1;
+            if r.state.is_terminal() {
+                s.ended += 1;
+                if matches!(r.state, RunState::Failed | RunState::Cancelled) {
+                    s.failed += 1;
+                }
+            }
+            if let Some(d) = r.duration_secs.filter(|_| r.state.is_terminal()) {
+                s.durations_ms.push((d * 1000.0).round() as u64);
+            }
+        }
+        let mut rows: Vec<WorkflowStats> = by.into_values().collect();
+        for s in &mut rows {
+            if !s.durations_ms.is_empty() {
+                let sum: u64 = s.durations_ms.iter().sum();
+                s.mean_secs = Some(sum as f64 / s.durations_ms.len() as f64 / 1000.0);
+            }
+        }
+        rows.retain(|s| s.name.to_lowercase().contains(&f));
+        rows
+    }
+
+    /// Rows of the queue pane: held runs, then ready tasks, as text columns.
+    pub fn queue_rows(&self) -> Vec<(RunId, String, String)> {
+        let f = self.lists[Pane::Queue.index()].filter.to_lowercase();
+        let Some(Ok(q)) = &self.data.queue else {
+            return Vec::new();
+        };
+        q.held_runs
+            .iter()
+            .map(|r| {
+                (
+                    r.run_id,
+                    r.workflow.clone(),
+                    "run waiting (max_active_runs)".into(),
+                )
+            })
+            .chain(q.ready_tasks.iter().map(|t| {
+                (
+                    t.run_id,
+                    t.workflow.clone(),
+                    format!("task {} attempt {} waiting for a slot", t.task, t.attempt),
+                )
+            }))
+            .filter(|(_, w, what)| format!("{w} {what}").to_lowercase().contains(&f))
+            .collect()
+    }
+
+    pub(super) fn rows_len(&self) -> usize {
+        match self.pane {
+            Pane::Workflows => self.workflow_rows().len(),
+            Pane::Runs => self.run_rows().len(),
+            Pane::History => self.history_rows().len(),
+            Pane::Queue => self.queue_rows().len(),
+            Pane::Overview | Pane::Logs | Pane::Agents => 0,
+        }
+    }
+
+    /// The selected workflow's name (workflows or history pane).
+    pub fn selected_workflow(&self) -> Option<String> {
+        match self.pane {
+            Pane::History => {
+                let rows = self.history_rows();
+                rows.get(self.lists[Pane::History.index()].selected)
+                    .map(|r| r.name.clone())
+            }
+            _ => {
+                let rows = self.workflow_rows();
+                rows.get(self.lists[Pane::Workflows.index()].selected)
+                    .map(|r| r.name.clone())
+            }
+        }
+    }
+
+    pub(super) fn selected_run_summary(&self) -> Option<&RunSummary> {
+        let id = self.selected_run?;
+        self.data.runs.iter().find(|r| r.run_id == id)
+    }
+
+    /// Re-anchors the runs list on the selected run after the list changed; a request for a
+    /// newly selected run's detail goes to the outbox.
+    pub(super) fn anchor_runs(&mut self) {
+        let idx = self
+            .selected_run
+            .and_then(|id| self.run_rows().iter().position(|r| r.run_id == id));
+        match idx {
+            Some(i) => self.lists[Pane::Runs.index()].selected = i,
+            None => {
+                let e = self.select_run_at(self.lists[Pane::Runs.index()].selected);
+                self.outbox.extend(e);
+            }
+        }
+    }
+
+    /// Requests that arose outside a key or an answer (e.g. from an event).
+    pub fn take_outbox(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Selects the run at row `i` of the runs list; returns the detail request when it changed.
+    pub(super) fn select_run_at(&mut self, i: usize) -> Option<Effect> {
+        let rows = self.run_rows();
+        let i = i.min(rows.len().saturating_sub(1));
+        let id = rows.get(i).map(|r| r.run_id);
+        self.lists[Pane::Runs.index()].selected = i;
+        if id != self.selected_run {
+            self.selected_run = id;
+            self.dag_selected = 0;
+            self.dag_scroll = (0, 0);
+            if self.data.detail.as_ref().map(|d| d.summary.run_id) != id {
+                self.data.detail = None;
+                self.dag_layout = Layout::default();
+            }
+            return id.map(detail_call);
+        }
+        None
+    }
+}

@@ -1,0 +1,970 @@
+//! Console state, keys and rendering without a terminal: unit tests of the key handling and
+//! snapshot tests of every pane on ratatui's `TestBackend`, with fixed data and a fixed "now".
+//!
+//! Snapshots live in `tests/snapshots/console/`; `UPDATE_SNAPSHOTS=1` rewrites them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::app::{App, AppConfig, Confirmed, Effect, Modal, Purpose};
+use super::keymap::{Context, Pane};
+use super::logs::PageKind;
+use super::render;
+use super::theme::Theme;
+use crate::protocol::api::{
+    QueueReport, QueuedRun, QueuedTask, Request, Response, RunDetail, StatusReport, TaskDetail,
+    TaskNode, WorkflowInfo, WorkflowStatus,
+};
+use crate::protocol::{AttemptKey, Event, LogBatch, LogLine, RunId, RunState, Stream, TaskState};
+use crate::store::query::{RunSummary, StoredLine};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 14, 15, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn ago(secs: i64) -> DateTime<Utc> {
+    now() - Duration::seconds(secs)
+}
+
+fn config(read_only: bool) -> AppConfig {
+    AppConfig {
+        read_only: read_only.then(|| "the console was started with --read-only".to_string()),
+        owns_principal: true,
+        themes_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/themes")),
+        no_color: true,
+        origin: "embedded".into(),
+        local_time: false,
+    }
+}
+
+fn run(id: u64, wf: &str, state: RunState, started: i64, took: Option<f64>) -> RunSummary {
+    RunSummary {
+        run_id: RunId(id),
+        workflow: wf.into(),
+        state,
+        created_at: ago(started),
+        started_at: Some(ago(started)),
+        ended_at: took.map(|t| ago(started) + Duration::milliseconds((t * 1000.0) as i64)),
+        duration_secs: took,
+        failed_tasks: if state == RunState::Failed {
+            vec!["validate".into()]
+        } else {
+            Vec::new()
+        },
+        message: None,
+    }
+}
+
+fn task(name: &str, deps: &[&str], state: TaskState, secs: Option<(i64, i64)>) -> TaskDetail {
+    TaskDetail {
+        name: name.into(),
+        depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        state,
+        attempt: u32::from(state != TaskState::Pending),
+        max_attempts: 1,
+        started_at: secs.map(|(s, _)| ago(s)),
+        ended_at: secs.and_then(|(s, d)| (d > 0).then(|| ago(s) + Duration::seconds(d))),
+    }
+}
+
+fn etl_detail() -> RunDetail {
+    let mut flaky = task(
+        "transform-events",
+        &["extract"],
+        TaskState::Retrying,
+        Some((20, 2)),
+    );
+    flaky.attempt = 2;
+    flaky.max_attempts = 4;
+    RunDetail {
+        summary: run(7, "etl", RunState::Running, 60, None),
+        params: vec![("region".into(), "eu".into())],
+        tasks: vec![
+            task("extract", &[], TaskState::Succeeded, Some((60, 12))),
+            task(
+                "transform-orders",
+                &["extract"],
+                TaskState::Succeeded,
+                Some((48, 3)),
+            ),
+            task(
+                "transform-users",
+                &["extract"],
+                TaskState::Running,
+                Some((48, 0)),
+            ),
+            flaky,
+            task(
+                "load",
+                &["transform-orders", "transform-users", "transform-events"],
+                TaskState::Pending,
+                None,
+            ),
+            task("report", &["load", "extract"], TaskState::Pending, None),
+        ],
+        attempts: Vec::new(),
+    }
+}
+
+/// An app filled with the answers a principal would give.
+fn app_with_data(read_only: bool) -> App {
+    let mut app = App::new(config(read_only), Theme::monochrome(), now());
+    let status = StatusReport {
+        pid: 4242,
+        started_at: ago(3600),
+        slots: 4,
+        busy_slots: 1,
+        queued_tasks: 1,
+        workflows: vec![
+            WorkflowStatus {
+                name: "etl".into(),
+                schedule: Some("0 2 * * *".into()),
+                paused: false,
+                next_fires: vec![
+                    Utc.with_ymd_and_hms(2026, 3, 15, 2, 0, 0)
+                        .single()
+                        .expect("t"),
+                ],
+                active_runs: vec![RunId(7)],
+            },
+            WorkflowStatus {
+                name: "failure".into(),
+                schedule: None,
+                paused: false,
+                next_fires: Vec::new(),
+                active_runs: Vec::new(),
+            },
+            WorkflowStatus {
+                name: "nightly-report".into(),
+                schedule: Some("30 6 * * 1-5".into()),
+                paused: true,
+                next_fires: vec![
+                    Utc.with_ymd_and_hms(2026, 3, 16, 6, 30, 0)
+                        .single()
+                        .expect("t"),
+                ],
+                active_runs: Vec::new(),
+            },
+        ],
+        spec_problems: Vec::new(),
+    };
+    let workflows = status
+        .workflows
+        .iter()
+        .map(|w| WorkflowInfo {
+            name: w.name.clone(),
+            description: (w.name == "etl")
+                .then(|| "Extract once, transform three ways, load".into()),
+            file: format!("{}.yaml", w.name),
+            params: if w.name == "etl" {
+                BTreeMap::from([
+                    ("batch".to_string(), "100".to_string()),
+                    ("region".to_string(), "eu".to_string()),
+                ])
+            } else {
+                BTreeMap::new()
+            },
+            tasks: if w.name == "etl" {
+                etl_detail()
+                    .tasks
+                    .into_iter()
+                    .map(|t| TaskNode {
+                        name: t.name,
+                        depends_on: t.depends_on,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            schedule: w.schedule.clone(),
+            paused: w.paused,
+            next_fires: w.next_fires.clone(),
+        })
+        .collect();
+    let runs = vec![
+        run(7, "etl", RunState::Running, 60, None),
+        run(6, "failure", RunState::Failed, 600, Some(1.5)),
+        run(5, "etl", RunState::Succeeded, 1800, Some(14.2)),
+        run(4, "etl", RunState::Succeeded, 5400, Some(11.8)),
+        run(3, "failure", RunState::Failed, 9000, Some(1.2)),
+        run(2, "etl", RunState::Failed, 12000, Some(30.0)),
+        run(1, "etl", RunState::Succeeded, 15000, Some(9.7)),
+    ];
+    let answers = vec![
+        (Purpose::Status, Response::Status(status)),
+        (Purpose::Workflows, Response::Workflows { workflows }),
+        (Purpose::History, Response::Runs { runs }),
+        (
+            Purpose::Queue,
+            Response::Queue(QueueReport {
+                held_runs: vec![QueuedRun {
+                    run_id: RunId(8),
+                    workflow: "etl".into(),
+                }],
+                ready_tasks: vec![QueuedTask {
+                    run_id: RunId(7),
+                    workflow: "etl".into(),
+                    task: "transform-events".into(),
+                    attempt: 2,
+                }],
+            }),
+        ),
+    ];
+    for (p, r) in answers {
+        let _ = app.on_response(p, Ok(r));
+    }
+    let _ = app.on_response(
+        Purpose::Detail(RunId(7)),
+        Ok(Response::Run(Box::new(etl_detail()))),
+    );
+    app
+}
+
+fn key(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+}
+
+fn code(c: KeyCode) -> KeyEvent {
+    KeyEvent::new(c, KeyModifiers::NONE)
+}
+
+fn type_str(app: &mut App, s: &str) -> Vec<Effect> {
+    s.chars().flat_map(|c| app.on_key(key(c))).collect()
+}
+
+/// The screen as text, trailing spaces removed.
+fn screen(app: &mut App, w: u16, h: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+    terminal.draw(|f| render::draw(f, app)).expect("draw");
+    let buf = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..h {
+        let mut line = String::new();
+        for x in 0..w {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn check_snapshot(name: &str, actual: &str) {
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/snapshots/console"
+    ))
+    .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() || !path.exists() {
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&path, actual).expect("write snapshot");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).expect("read snapshot");
+    assert!(
+        expected == actual,
+        "snapshot {name} differs (UPDATE_SNAPSHOTS=1 rewrites it)\n--- expected\n{expected}\n--- actual\n{actual}"
+    );
+}
+
+fn logs_app() -> App {
+    let mut app = app_with_data(false);
+    let effects = app.open_logs(RunId(7), None);
+    let generation = match effects.first() {
+        Some(Effect::Call(_, Purpose::Logs { generation, .. })) => *generation,
+        other => panic!("expected a logs request, got {other:?}"),
+    };
+    let line = |task: &str, stream: Stream, secs: i64, text: &str| StoredLine {
+        seq: 0,
+        task: task.into(),
+        attempt: 1,
+        stream,
+        at: ago(secs),
+        line: text.into(),
+    };
+    let lines = vec![
+        line(
+            "extract",
+            Stream::Stdout,
+            60,
+            "extracting 100 rows for region eu",
+        ),
+        line(
+            "extract",
+            Stream::Stdout,
+            55,
+            "\x1b[32mok\x1b[0m 100 rows written to /tmp/extract.csv",
+        ),
+        line(
+            "transform-orders",
+            Stream::Stdout,
+            48,
+            "transform orders of run 7",
+        ),
+        line(
+            "transform-events",
+            Stream::Stderr,
+            47,
+            "a warning on stderr: upstream slow",
+        ),
+        line(
+            "transform-users",
+            Stream::Stdout,
+            46,
+            "a very long line that goes on and on to show what wrapping does to lines wider than the pane, with more words",
+        ),
+    ];
+    let _ = app.on_response(
+        Purpose::Logs {
+            generation,
+            kind: PageKind::Forward,
+            offset: 0,
+        },
+        Ok(Response::Lines { lines, more: false }),
+    );
+    // A live line after the stored ones.
+    app.on_event(Event::Logs(Arc::new(LogBatch {
+        key: AttemptKey {
+            run_id: RunId(7),
+            task_idx: 2,
+            task: Arc::from("transform-users"),
+            attempt: 1,
+        },
+        stream: Stream::Stdout,
+        lines: vec![LogLine {
+            seq: 1,
+            at: ago(10),
+            text: "users transformed: 42".into(),
+        }],
+    })));
+    app
+}
+
+// ----- snapshots -----
+
+#[test]
+fn snapshot_every_pane_at_80x24_and_120x40() {
+    for (w, h) in [(80u16, 24u16), (120, 40)] {
+        for pane in Pane::ALL {
+            let mut app = if pane == Pane::Logs {
+                logs_app()
+            } else {
+                app_with_data(false)
+            };
+            app.pane = pane;
+            let text = screen(&mut app, w, h);
+            check_snapshot(&format!("{}-{w}x{h}", pane.name()), &text);
+        }
+    }
+}
+
+#[test]
+fn snapshot_dag_focused_with_a_selected_task() {
+    let mut app = app_with_data(false);
+    app.pane = Pane::Runs;
+    app.on_key(code(KeyCode::Enter));
+    assert_eq!(app.context(), Context::Dag);
+    app.on_key(key('l'));
+    app.on_key(key('j'));
+    check_snapshot("dag-focused-100x30", &screen(&mut app, 100, 30));
+}
+
+#[test]
+fn snapshot_dialogs() {
+    let mut app = app_with_data(false);
+    app.pane = Pane::Workflows;
+    app.on_key(key('t'));
+    check_snapshot("trigger-form-80x24", &screen(&mut app, 80, 24));
+
+    let mut app = app_with_data(false);
+    app.pane = Pane::Runs;
+    app.on_key(key('?'));
+    check_snapshot("help-runs-80x24", &screen(&mut app, 80, 24));
+
+    let mut app = app_with_data(false);
+    type_str(&mut app, ":w");
+    check_snapshot("palette-80x24", &screen(&mut app, 80, 24));
+
+    let mut app = logs_app();
+    app.on_key(key('w'));
+    app.on_key(key('T'));
+    type_str(&mut app, "/warning");
+    app.on_key(code(KeyCode::Enter));
+    check_snapshot("logs-wrap-search-80x24", &screen(&mut app, 80, 24));
+}
+
+#[test]
+fn a_small_terminal_says_so_instead_of_drawing_garbage() {
+    let mut app = app_with_data(false);
+    let text = screen(&mut app, 60, 20);
+    assert!(
+        text.contains("terminal too small (need 80x24, have 60x20)"),
+        "{text}"
+    );
+    assert!(!text.contains("Overview"));
+}
+
+#[test]
+fn a_dag_of_150_tasks_scrolls_with_the_selection() {
+    let mut app = app_with_data(false);
+    let mut detail = etl_detail();
+    detail.tasks = (0..150)
+        .map(|i| {
+            let deps: Vec<String> = if i < 10 {
+                Vec::new()
+            } else {
+                vec![format!("t{:03}", i % 10)]
+            };
+            TaskDetail {
+                depends_on: deps,
+                ..task(&format!("t{i:03}"), &[], TaskState::Pending, None)
+            }
+        })
+        .collect();
+    let _ = app.on_response(
+        Purpose::Detail(RunId(7)),
+        Ok(Response::Run(Box::new(detail))),
+    );
+    app.pane = Pane::Runs;
+    app.on_key(code(KeyCode::Enter));
+    app.on_key(key('l'));
+    app.on_key(key('G'));
+    let text = screen(&mut app, 80, 24);
+    assert!(
+        text.contains("t149"),
+        "the last task is scrolled into view:\n{text}"
+    );
+    assert!(
+        !text.contains("t000"),
+        "the first is scrolled away:\n{text}"
+    );
+}
+
+// ----- keys and state -----
+
+#[test]
+fn tab_cycles_through_every_pane_and_back() {
+    let mut app = app_with_data(false);
+    let mut seen = vec![app.pane];
+    for _ in 0..Pane::ALL.len() {
+        app.on_key(code(KeyCode::Tab));
+        seen.push(app.pane);
+    }
+    assert_eq!(&seen[..7], &Pane::ALL);
+    assert_eq!(seen[7], Pane::Overview);
+    app.on_key(code(KeyCode::BackTab));
+    assert_eq!(app.pane, Pane::Agents);
+}
+
+#[test]
+fn slash_filters_the_focused_list_and_esc_clears_it() {
+    let mut app = app_with_data(false);
+    app.pane = Pane::Runs;
+    assert_eq!(app.run_rows().len(), 7);
+    app.on_key(key('/'));
+    type_str(&mut app, "fail");
+    assert!(matches!(app.modal, Some(Modal::Filter)));
+    let ids: Vec<u64> = app.run_rows().iter().map(|r| r.run_id.0).collect();
+    assert_eq!(ids, [6, 3, 2]);
+    app.on_key(code(KeyCode::Enter));
+    assert!(app.modal.is_none());
+    assert_eq!(app.run_rows().len(), 3, "the filter stays after Enter");
+    app.on_key(code(KeyCode::Esc));
+    assert_eq!(app.run_rows().len(), 7);
+}
+
+#[test]
+fn palette_completes_and_runs_commands() {
+    let mut app = app_with_data(false);
+    type_str(&mut app, ":wf e");
+    app.on_key(code(KeyCode::Tab));
+    match &app.modal {
+        Some(Modal::Palette(p)) => assert_eq!(p.input, "wf etl"),
+        other => panic!("palette expected, got {other:?}"),
+    }
+    app.on_key(code(KeyCode::Enter));
+    assert_eq!(app.pane, Pane::Runs);
+    assert!(app.run_rows().iter().all(|r| r.workflow == "etl"));
+
+    type_str(&mut app, ":hist");
+    app.on_key(code(KeyCode::Tab));
+    app.on_key(code(KeyCode::Enter));
+    assert_eq!(app.pane, Pane::History);
+
+    type_str(&mut app, ":nope");
+    app.on_key(code(KeyCode::Enter));
+    let msg = app.message.clone().expect("an error");
+    assert!(msg.error && msg.text.contains("unknown command"), "{msg:?}");
+}
+
+#[test]
+fn q_asks_first_while_runs_are_active() {
+    let mut app = app_with_data(false);
+    assert_eq!(app.active_runs(), 1);
+    let effects = app.on_key(key('q'));
+    assert!(effects.is_empty());
+    assert!(matches!(
+        app.modal,
+        Some(Modal::Confirm {
+            then: Confirmed::Quit,
+            ..
+        })
+    ));
+    assert!(app.on_key(key('n')).is_empty());
+    assert!(app.modal.is_none());
+    app.on_key(key('q'));
+    assert_eq!(app.on_key(key('y')), vec![Effect::Quit]);
+}
+
+#[test]
+fn q_quits_at_once_when_nothing_runs() {
+    let mut app = App::new(config(false), Theme::monochrome(), now());
+    assert_eq!(app.on_key(key('q')), vec![Effect::Quit]);
+}
+
+#[test]
+fn read_only_disables_actions_and_says_why() {
+    let mut app = app_with_data(true);
+    app.pane = Pane::Workflows;
+    for k in ['t', 'p', 'e', 'n'] {
+        let effects = app.on_key(key(k));
+        assert!(effects.is_empty(), "{k}");
+        assert!(app.modal.is_none(), "{k} opened a dialog");
+        let msg = app.message.clone().expect("a message");
+        assert!(msg.error && msg.text.contains("--read-only"), "{msg:?}");
+    }
+    app.pane = Pane::Runs;
+    assert!(app.on_key(key('c')).is_empty());
+    assert!(app.modal.is_none());
+    // The hint bar shows them disabled; the help says why.
+    let text = screen(&mut app, 100, 30);
+    assert!(text.contains("[read-only]"));
+    app.on_key(key('?'));
+    let help = screen(&mut app, 100, 30);
+    assert!(
+        help.contains("are off: the console was started with"),
+        "{help}"
+    );
+    assert!(help.contains("[disabled]"), "{help}");
+}
+
+#[test]
+fn trigger_form_is_prefilled_and_sends_the_edited_params() {
+    let mut app = app_with_data(false);
+    app.pane = Pane::Workflows;
+    // Rows are sorted by name: etl first.
+    app.on_key(key('t'));
+    let Some(Modal::Form(form)) = &app.modal else {
+        panic!("form expected");
+    };
+    assert_eq!(form.workflow, "etl");
+    assert_eq!(
+        form.fields,
+        vec![
+            ("batch".into(), "100".into()),
+            ("region".into(), "eu".into())
+        ]
+    );
+    app.on_key(code(KeyCode::Down));
+    app.on_key(code(KeyCode::Backspace));
+    app.on_key(code(KeyCode::Backspace));
+    type_str(&mut app, "us");
+    let effects = app.on_key(code(KeyCode::Enter));
+    let params = BTreeMap::from([
+        ("batch".to_string(), "100".to_string()),
+        ("region".to_string(), "us".to_string()),
+    ]);
+    assert_eq!(
+        effects,
+        vec![Effect::Call(
+            Request::Trigger {
+                workflow: "etl".into(),
+                params
+            },
+            Purpose::Trigger("etl".into())
+        )]
+    );
+    // The accepted run is selected in the runs pane, and its detail requested.
+    let effects = app.on_response(
+        Purpose::Trigger("etl".into()),
+        Ok(Response::Accepted { run_id: RunId(9) }),
+    );
+    assert_eq!(app.pane, Pane::Runs);
+    assert_eq!(app.selected_run, Some(RunId(9)));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Call(Request::RunDetail { run_id: RunId(9) }, _)))
+    );
+}
+
+#[test]
+fn cancel_asks_for_confirmation() {
+    let mut app = app_with_data(false);
+    app.pane = Pane::Runs;
+    assert_eq!(app.selected_run, Some(RunId(7)));
+    assert!(app.on_key(key('c')).is_empty());
+    let effects = app.on_key(key('y'));
+    assert_eq!(
+        effects,
+        vec![Effect::Call(
+            Request::Cancel { run_id: RunId(7) },
+            Purpose::Cancel(RunId(7))
+        )]
+    );
+    // An ended run cannot be cancelled.
+    app.on_key(key('j'));
+    assert_eq!(app.selected_run, Some(RunId(6)));
+    app.on_key(key('c'));
+    assert!(app.modal.is_none());
+}
+
+#[test]
+fn retry_pause_and_edit_send_their_requests() {
+    let mut app = app_with_data(false);
+    app.pane = Pane::Runs;
+    app.on_key(key('j'));
+    let effects = app.on_key(key('r'));
+    assert_eq!(
+        effects,
+        vec![Effect::Call(
+            Request::Retry { run_id: RunId(6) },
+            Purpose::Retry(RunId(6))
+        )]
+    );
+    app.pane = Pane::Workflows;
+    app.on_key(key('j'));
+    app.on_key(key('j'));
+    assert_eq!(app.selected_workflow().as_deref(), Some("nightly-report"));
+    let effects = app.on_key(key('p'));
+    assert!(
+        matches!(&effects[..], [Effect::Call(Request::Resume { workflow }, _)] if workflow == "nightly-report")
+    );
+    let effects = app.on_key(key('e'));
+    assert!(
+        matches!(&effects[..], [Effect::Call(Request::GetSpec { workflow }, _)] if workflow == "nightly-report")
+    );
+}
+
+#[test]
+fn editor_save_goes_through_put_spec_and_problems_are_reported() {
+    let mut app = app_with_data(false);
+    let _ = app.on_response(
+        Purpose::GetSpec("etl".into()),
+        Ok(Response::Spec {
+            file: "etl.yaml".into(),
+            text: "kind: workflow\nname: etl\ntasks: {}\n".into(),
+        }),
+    );
+    assert!(app.editor.is_some());
+    type_str(&mut app, "x");
+    let effects = app.on_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
+    assert!(
+        matches!(&effects[..], [Effect::Call(Request::PutSpec { file, text }, _)] if file == "etl.yaml" && text.starts_with("xkind"))
+    );
+    let problem = crate::spec::Diagnostic {
+        file: "etl.yaml".into(),
+        line: 1,
+        col: 1,
+        message: "unknown key `xkind`".into(),
+        source_line: None,
+    };
+    app.on_response(
+        Purpose::PutSpec("etl.yaml".into()),
+        Ok(Response::SpecRejected {
+            problems: vec![problem],
+        }),
+    );
+    let msg = app.message.clone().expect("message");
+    assert!(
+        msg.error && msg.text.contains("etl.yaml:1:1: unknown key"),
+        "{msg:?}"
+    );
+    // Esc with unsaved changes asks first.
+    app.on_key(code(KeyCode::Esc));
+    assert!(matches!(
+        app.modal,
+        Some(Modal::Confirm {
+            then: Confirmed::DiscardEdits,
+            ..
+        })
+    ));
+    app.on_key(key('y'));
+    assert!(app.editor.is_none());
+}
+
+#[test]
+fn new_workflow_asks_for_a_file_name() {
+    let mut app = app_with_data(false);
+    app.pane = Pane::Workflows;
+    app.on_key(key('n'));
+    type_str(&mut app, "../x");
+    app.on_key(code(KeyCode::Enter));
+    assert!(app.editor.is_none(), "a path is refused");
+    for _ in 0..4 {
+        app.on_key(code(KeyCode::Backspace));
+    }
+    type_str(&mut app, "backup");
+    app.on_key(code(KeyCode::Enter));
+    let session = app.editor.as_ref().expect("editor open");
+    assert_eq!(session.file, "backup.yaml");
+}
+
+#[test]
+fn events_update_runs_and_the_dag() {
+    let mut app = app_with_data(false);
+    app.on_event(Event::TaskState {
+        key: AttemptKey {
+            run_id: RunId(7),
+            task_idx: 2,
+            task: Arc::from("transform-users"),
+            attempt: 1,
+        },
+        state: TaskState::Succeeded,
+        at: ago(5),
+        message: None,
+    });
+    let d = app.data.detail.as_ref().expect("detail");
+    assert_eq!(d.tasks[2].state, TaskState::Succeeded);
+    app.on_event(Event::RunCreated {
+        run_id: RunId(8),
+        workflow: Arc::from("etl"),
+        params: Vec::new(),
+        trigger: "schedule".into(),
+        scheduled_for: None,
+        at: now(),
+    });
+    assert_eq!(app.data.runs[0].run_id, RunId(8));
+    assert_eq!(
+        app.selected_run,
+        Some(RunId(7)),
+        "the selection stays on its run"
+    );
+    app.on_event(Event::RunState {
+        run_id: RunId(7),
+        workflow: Arc::from("etl"),
+        state: RunState::Succeeded,
+        at: now(),
+        message: None,
+    });
+    assert_eq!(app.data.runs[1].state, RunState::Succeeded);
+    assert!(app.refresh_wanted);
+}
+
+#[test]
+fn logs_follow_scroll_search_and_page_older_lines() {
+    let mut app = logs_app();
+    assert_eq!(app.logs.lines().len(), 6);
+    assert!(app.log_view.follow);
+    type_str(&mut app, "/WARNING");
+    app.on_key(code(KeyCode::Enter));
+    assert_eq!(app.log_view.current_match, Some(3));
+    assert!(!app.log_view.follow, "jumping to a match stops following");
+    app.on_key(key('G'));
+    assert!(app.log_view.follow);
+    app.on_key(key('f'));
+    assert!(!app.log_view.follow);
+    app.on_key(key('w'));
+    assert!(app.log_view.wrap);
+}
+
+#[test]
+fn mouse_wheel_moves_the_selection() {
+    use ratatui::crossterm::event::{MouseEvent, MouseEventKind};
+    let mut app = app_with_data(false);
+    app.pane = Pane::Runs;
+    let wheel = |kind| MouseEvent {
+        kind,
+        column: 10,
+        row: 5,
+        modifiers: KeyModifiers::NONE,
+    };
+    app.on_mouse(wheel(MouseEventKind::ScrollDown));
+    assert_eq!(app.selected_run, Some(RunId(4)));
+    app.on_mouse(wheel(MouseEventKind::ScrollUp));
+    assert_eq!(app.selected_run, Some(RunId(7)));
+}
+
+#[test]
+fn help_is_generated_from_the_key_table() {
+    let mut app = app_with_data(false);
+    app.pane = Pane::Logs;
+    let lines = render::help_lines(&app);
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    for b in super::keymap::BINDINGS
+        .iter()
+        .filter(|b| b.scope.applies(Context::Pane(Pane::Logs)))
+    {
+        assert!(text.contains(b.help), "help lacks `{}`", b.help);
+    }
+}
+
+#[test]
+fn scrolling_above_the_buffer_fetches_older_lines_and_keeps_the_view() {
+    let mut app = app_with_data(false);
+    app.logs = super::logs::LogBuffer::with_capacity(5);
+    app.log_height = 2;
+    let effects = app.open_logs(RunId(7), Some("extract".into()));
+    let Some(Effect::Call(_, Purpose::Logs { generation, .. })) = effects.first().cloned() else {
+        panic!("expected a logs request");
+    };
+    let page = |range: std::ops::Range<u64>| -> Vec<StoredLine> {
+        range
+            .map(|i| StoredLine {
+                seq: i,
+                task: "extract".into(),
+                attempt: 1,
+                stream: Stream::Stdout,
+                at: now(),
+                line: format!("line {i}"),
+            })
+            .collect()
+    };
+    let _ = app.on_response(
+        Purpose::Logs {
+            generation,
+            kind: PageKind::Forward,
+            offset: 0,
+        },
+        Ok(Response::Lines {
+            lines: page(0..8),
+            more: false,
+        }),
+    );
+    assert_eq!(
+        app.logs.first_offset(),
+        3,
+        "only the newest 5 lines are kept"
+    );
+    assert!(app.on_key(key('k')).is_empty());
+    assert!(!app.log_view.follow, "scrolling up stops following");
+    let effects = app.on_key(key('g'));
+    let [
+        Effect::Call(
+            Request::Logs {
+                offset,
+                limit,
+                task,
+                ..
+            },
+            purpose,
+        ),
+    ] = &effects[..]
+    else {
+        panic!("expected an older page request, got {effects:?}");
+    };
+    assert_eq!((*offset, *limit, task.as_deref()), (0, 3, Some("extract")));
+    let _ = app.on_response(
+        purpose.clone(),
+        Ok(Response::Lines {
+            lines: page(0..3),
+            more: true,
+        }),
+    );
+    let texts: Vec<&str> = app.logs.lines().iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts, ["line 0", "line 1", "line 2", "line 3", "line 4"]);
+    assert_eq!(
+        app.log_view.top, 3,
+        "the same line stays at the top of the view"
+    );
+    // Following again reads the tail back (the buffer dropped it for the older lines).
+    let effects = app.on_key(key('G'));
+    assert!(
+        matches!(
+            &effects[..],
+            [Effect::Call(Request::Logs { offset: 0, .. }, _)]
+        ),
+        "{effects:?}"
+    );
+    assert!(app.log_view.follow);
+}
+
+#[test]
+fn theme_command_switches_the_theme() {
+    let mut app = app_with_data(false);
+    app.config.no_color = false;
+    type_str(&mut app, ":theme light");
+    app.on_key(code(KeyCode::Enter));
+    assert_eq!(app.theme.name(), "light");
+    type_str(&mut app, ":theme nope");
+    app.on_key(code(KeyCode::Enter));
+    assert!(
+        app.message
+            .as_ref()
+            .is_some_and(|m| m.error && m.text.contains("nope"))
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_loop_draws_only_when_something_changed() {
+    use super::event_loop::{self, Ended, FrameStats, LoopOptions};
+    let client = Arc::new(super::bench::FixedClient::new(now()));
+    let mut app = App::new(config(false), Theme::monochrome(), now());
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+    let mut stats = FrameStats::default();
+    // A while with no input and no events (the count of frames is checked, not the time).
+    let ended = event_loop::run(
+        &mut terminal,
+        futures::stream::pending(),
+        client.clone(),
+        &mut app,
+        tokio::time::sleep(std::time::Duration::from_millis(1500)),
+        LoopOptions {
+            stats: Some(&mut stats),
+            fixed_now: true,
+        },
+    )
+    .await
+    .expect("loop");
+    assert_eq!(ended, Ended::Stopped);
+    // The first frame and the frames for the first answers, then nothing.
+    assert!(
+        (1..=6).contains(&stats.frames.len()),
+        "{} frames",
+        stats.frames.len()
+    );
+    assert!(app.data.status.is_some(), "the loop fetched the status");
+
+    // A burst of 1,000 events is coalesced into a few frames, not one per event.
+    let before = stats.frames.len();
+    let feed = {
+        let client = client.clone();
+        async move {
+            tokio::task::yield_now().await;
+            for i in 0..1000u64 {
+                client.publish(Event::RunCreated {
+                    run_id: RunId(100 + i),
+                    workflow: Arc::from("etl"),
+                    params: Vec::new(),
+                    trigger: "manual".into(),
+                    scheduled_for: None,
+                    at: now(),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    };
+    event_loop::run(
+        &mut terminal,
+        futures::stream::pending(),
+        client,
+        &mut app,
+        feed,
+        LoopOptions {
+            stats: Some(&mut stats),
+            fixed_now: true,
+        },
+    )
+    .await
+    .expect("loop");
+    let burst = stats.frames.len() - before;
+    assert!(burst <= 10, "{burst} frames for one burst");
+}
