@@ -456,8 +456,9 @@ async fn reads_and_status_are_served_by_the_principal_while_it_owns_the_store() 
             stream: None,
             offset,
             limit: 10,
+            from_end: false,
         };
-        let Ok(Response::Lines { lines, more }) = p.call(request).await else {
+        let Ok(Response::Lines { lines, more, .. }) = p.call(request).await else {
             panic!("logs page");
         };
         offset += lines.len();
@@ -468,6 +469,31 @@ async fn reads_and_status_are_served_by_the_principal_while_it_owns_the_store() 
     }
     assert_eq!(got, (1..=25).map(|i| i.to_string()).collect::<Vec<_>>());
 
+    // The tail without reading what precedes it, then the page before it.
+    let tail = |offset| Request::Logs {
+        run_id: outcome.run_id,
+        task: None,
+        stream: None,
+        offset,
+        limit: 10,
+        from_end: true,
+    };
+    let Ok(Response::Lines { lines, more, first }) = p.call(tail(0)).await else {
+        panic!("tail page");
+    };
+    let texts: Vec<_> = lines.iter().map(|l| l.line.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["16", "17", "18", "19", "20", "21", "22", "23", "24", "25"]
+    );
+    assert_eq!((first, more), (15, true));
+    let Ok(Response::Lines { lines, more, first }) = p.call(tail(20)).await else {
+        panic!("first page from the end");
+    };
+    let texts: Vec<_> = lines.iter().map(|l| l.line.as_str()).collect();
+    assert_eq!(texts, ["1", "2", "3", "4", "5"]);
+    assert_eq!((first, more), (0, false));
+
     let missing = p
         .call(Request::Logs {
             run_id: opsconsole::protocol::RunId(999),
@@ -475,6 +501,7 @@ async fn reads_and_status_are_served_by_the_principal_while_it_owns_the_store() 
             stream: None,
             offset: 0,
             limit: 10,
+            from_end: false,
         })
         .await;
     assert!(matches!(missing, Ok(Response::Error(e)) if e.kind == ApiErrorKind::NotFound));

@@ -216,8 +216,11 @@ async fn round_trip(served: &Served) {
             stream: None,
             offset: lines.len(),
             limit: 10,
+            from_end: false,
         };
-        let Ok(Response::Lines { lines: got, more }) = within("logs", client.call(page)).await
+        let Ok(Response::Lines {
+            lines: got, more, ..
+        }) = within("logs", client.call(page)).await
         else {
             panic!("a page of lines");
         };
@@ -235,10 +238,11 @@ async fn round_trip(served: &Served) {
         stream: Some(Stream::Stderr),
         offset: 0,
         limit: 10,
+        from_end: false,
     };
     assert!(matches!(
         within("stderr logs", client.call(stderr)).await,
-        Ok(Response::Lines { lines, more: false }) if lines.is_empty()
+        Ok(Response::Lines { lines, more: false, .. }) if lines.is_empty()
     ));
 
     // Errors travel as they do in-process.
@@ -248,6 +252,7 @@ async fn round_trip(served: &Served) {
         stream: None,
         offset: 0,
         limit: 10,
+        from_end: false,
     };
     assert!(matches!(
         within("missing logs", client.call(missing)).await,

@@ -142,9 +142,10 @@ pub async fn logs(
                 stream: filter.stream,
                 offset,
                 limit: MAX_LOG_PAGE,
+                from_end: false,
             };
             let (lines, more) = match client.call(request).await {
-                Ok(Response::Lines { lines, more }) => (lines, more),
+                Ok(Response::Lines { lines, more, .. }) => (lines, more),
                 Ok(Response::Error(e)) => return client_failure(e.into()),
                 Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
                 Err(e) => return client_failure(e),

@@ -310,6 +310,7 @@ impl Engine {
                 stream,
                 offset,
                 limit,
+                from_end,
             } => {
                 self.read(reply, move |r| {
                     if !r.run_exists(run_id)? {
@@ -319,9 +320,23 @@ impl Engine {
                         )));
                     }
                     let filter = LogFilter { task, stream };
-                    let (lines, more) =
-                        r.logs_page(run_id, &filter, offset, limit.min(MAX_LOG_PAGE))?;
-                    Ok(Response::Lines { lines, more })
+                    let limit = limit.min(MAX_LOG_PAGE);
+                    if from_end {
+                        let end = r.log_count(run_id, &filter)?.saturating_sub(offset);
+                        let first = end.saturating_sub(limit);
+                        let (lines, _) = r.logs_page(run_id, &filter, first, end - first)?;
+                        return Ok(Response::Lines {
+                            lines,
+                            more: first > 0,
+                            first,
+                        });
+                    }
+                    let (lines, more) = r.logs_page(run_id, &filter, offset, limit)?;
+                    Ok(Response::Lines {
+                        lines,
+                        more,
+                        first: offset,
+                    })
                 });
             }
             Request::Workflows => {

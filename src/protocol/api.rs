@@ -71,6 +71,10 @@ pub enum Request {
         offset: usize,
         /// At most this many lines (capped at [`MAX_LOG_PAGE`]).
         limit: usize,
+        /// Count `offset` from the end: the page is the `limit` lines that end `offset` lines
+        /// before the last one (the tail of a huge run without reading all of it).
+        #[serde(default)]
+        from_end: bool,
     },
     /// Every workflow with its parameters, tasks and schedule.
     Workflows,
@@ -139,8 +143,11 @@ pub enum Response {
     Lines {
         /// The lines of this page.
         lines: Vec<StoredLine>,
-        /// True when more lines follow this page.
+        /// True when more lines follow this page (for a `from_end` page: precede it).
         more: bool,
+        /// Position of the page's first line, counted from the start.
+        #[serde(default)]
+        first: usize,
     },
     /// Answer to [`Request::Workflows`].
     Workflows {

@@ -334,6 +334,20 @@ impl Reader {
         self.logs_range(run, filter, 0, i64::MAX, each)
     }
 
+    /// How many lines a run has stored (that pass `filter`).
+    pub fn log_count(&self, run: RunId, filter: &LogFilter) -> Result<usize, StoreError> {
+        let task = filter.task.as_deref();
+        let stream = filter.stream.map(Stream::as_str);
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM logs
+             WHERE run_id = ? AND (?::VARCHAR IS NULL OR task = ?::VARCHAR)
+               AND (?::VARCHAR IS NULL OR stream = ?::VARCHAR)",
+            duckdb::params![run.0 as i64, task, task, stream, stream],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as usize)
+    }
+
     /// One page of a run's lines: at most `limit` after skipping `offset`; `true` when more follow.
     pub fn logs_page(
         &self,

@@ -129,6 +129,7 @@ fn fixed_answer(request: Request, now: DateTime<Utc>) -> Response {
         Request::Logs { .. } => Response::Lines {
             lines: Vec::new(),
             more: false,
+            first: 0,
         },
         _ => Response::Error(crate::protocol::api::ApiError::new(
             crate::protocol::api::ApiErrorKind::InvalidInput,
@@ -216,6 +217,7 @@ pub async fn console(
                 Ok(Response::Lines {
                     lines: Vec::new(),
                     more: false,
+                    first: 0,
                 }),
             );
         }

@@ -17,7 +17,7 @@ impl App {
         self.log_view.follow = true;
         self.log_view.top = 0;
         self.log_view.current_match = None;
-        vec![self.logs_call(offset, limit, PageKind::Forward)]
+        vec![self.logs_call(offset, limit, PageKind::Tail)]
     }
 
     pub(super) fn logs_call(&self, offset: usize, limit: usize, kind: PageKind) -> Effect {
@@ -30,6 +30,7 @@ impl App {
                 stream: None,
                 offset,
                 limit,
+                from_end: kind == PageKind::Tail,
             },
             Purpose::Logs {
                 generation: self.logs.generation,

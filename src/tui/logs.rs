@@ -41,7 +41,10 @@ pub struct Entry {
 /// Where the next stored page goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageKind {
-    /// Reading forward from the start towards the end (opening the pane).
+    /// The last page of what is stored (opening the pane): a huge run opens without reading
+    /// everything before its tail.
+    Tail,
+    /// Reading forward towards the end.
     Forward,
     /// An older page before the first buffered line.
     Older,
@@ -202,7 +205,11 @@ impl LogBuffer {
             return None;
         }
         match kind {
-            PageKind::Forward => {
+            PageKind::Tail | PageKind::Forward => {
+                if kind == PageKind::Tail {
+                    // `offset` is where the tail starts in the store.
+                    self.first_offset = offset;
+                }
                 let n = page.len();
                 for l in page {
                     let task: Arc<str> = Arc::from(l.task.as_str());
@@ -216,7 +223,7 @@ impl LogBuffer {
                         text: l.line,
                     });
                 }
-                if more && n > 0 {
+                if kind == PageKind::Forward && more && n > 0 {
                     return Some((offset + n, PAGE));
                 }
                 self.loading = false;

@@ -194,11 +194,10 @@ impl App {
                 let text = e.to_string();
                 match &purpose {
                     Purpose::Queue => self.data.queue = Some(Err(text.clone())),
-                    Purpose::Logs { kind, .. } if *kind == PageKind::Forward => {
+                    Purpose::Logs { kind, .. } if *kind != PageKind::Older => {
                         // Nothing stored: show live lines only.
                         let g = self.logs.generation;
-                        self.logs
-                            .on_page(g, PageKind::Forward, 0, Vec::new(), false);
+                        self.logs.on_page(g, *kind, 0, Vec::new(), false);
                     }
                     _ => {}
                 }
@@ -242,8 +241,14 @@ impl App {
                     kind,
                     offset,
                 },
-                Response::Lines { lines, more },
+                Response::Lines { lines, more, first },
             ) => {
+                // A tail page says where it starts; other pages start where they were asked.
+                let offset = if kind == PageKind::Tail {
+                    first
+                } else {
+                    offset
+                };
                 let next = self.logs.on_page(generation, kind, offset, lines, more);
                 if !self.log_view.follow {
                     // `top` is a store offset, so older lines in front keep the view still.

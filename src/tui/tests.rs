@@ -325,10 +325,14 @@ fn logs_app() -> App {
     let _ = app.on_response(
         Purpose::Logs {
             generation,
-            kind: PageKind::Forward,
+            kind: PageKind::Tail,
             offset: 0,
         },
-        Ok(Response::Lines { lines, more: false }),
+        Ok(Response::Lines {
+            lines,
+            more: false,
+            first: 0,
+        }),
     );
     // A live line after the stored ones.
     app.on_event(Event::Logs(Arc::new(LogBatch {
@@ -831,12 +835,13 @@ fn scrolling_above_the_buffer_fetches_older_lines_and_keeps_the_view() {
     let _ = app.on_response(
         Purpose::Logs {
             generation,
-            kind: PageKind::Forward,
+            kind: PageKind::Tail,
             offset: 0,
         },
         Ok(Response::Lines {
             lines: page(0..8),
             more: false,
+            first: 0,
         }),
     );
     assert_eq!(
@@ -867,6 +872,7 @@ fn scrolling_above_the_buffer_fetches_older_lines_and_keeps_the_view() {
         Ok(Response::Lines {
             lines: page(0..3),
             more: true,
+            first: 0,
         }),
     );
     let texts: Vec<&str> = app.logs.lines().iter().map(|e| e.text.as_str()).collect();

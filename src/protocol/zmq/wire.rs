@@ -191,6 +191,7 @@ mod tests {
             Response::Lines {
                 lines: vec![],
                 more: false,
+                first: 0,
             },
             Response::Error(ApiError::new(ApiErrorKind::NotFound, "gone")),
         ] {
