@@ -165,6 +165,17 @@ async fn drive(client: &dyn Client, opts: &RunOptions) -> Driven {
         printer,
         started,
     };
+    // Before the trigger: its task may start (and a Ctrl-C arrive) before the trigger's
+    // acknowledgement does, and a signal must find the handler, not the default action.
+    let (Ok(mut sigint), Ok(mut sigterm)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        driven.outcome = Err(ClientError::Unreachable(
+            "cannot install signal handlers".into(),
+        ));
+        return driven;
+    };
     let run_id = match opts.start(client).await {
         Ok(id) => id,
         Err(e) => {
@@ -176,15 +187,6 @@ async fn drive(client: &dyn Client, opts: &RunOptions) -> Driven {
     if !opts.wait {
         println!("{} started", opts.describe(run_id));
     }
-    let (Ok(mut sigint), Ok(mut sigterm)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        driven.outcome = Err(ClientError::Unreachable(
-            "cannot install signal handlers".into(),
-        ));
-        return driven;
-    };
     let mut interrupted: Option<u8> = None;
     let outcome = {
         let wait = client.wait(run_id);
