@@ -461,6 +461,10 @@ fn commands_go_through_a_running_principal() {
 
     let paused = p.run(&["pause", "etl"]);
     assert_eq!(paused.status.code(), Some(2), "etl has no schedule");
+    let paused = p.run(&["pause", "nightly-report"]);
+    assert!(paused.status.success(), "{}", text(&paused.stderr));
+    let status = text(&p.run(&["status"]).stdout);
+    assert!(status.contains("0 2 * * * (paused)"), "{status}");
 
     signal(principal.id(), nix::sys::signal::Signal::SIGTERM).expect("signal");
     let status = principal.wait().expect("wait");
