@@ -4,7 +4,8 @@
 //! Keys: Ctrl-S saves ([`EditorOutcome::Save`] with the full text; the console validates and
 //! writes it, then calls [`Editor::mark_saved`] or [`Editor::set_problems`]); Esc closes, or
 //! asks first when there are unsaved changes; every other key edits (ratatui-textarea's
-//! default bindings: arrows, Home/End, PageUp/PageDown, Ctrl-Z/Ctrl-Y undo/redo, …).
+//! default bindings: arrows, Home/End, PageUp/PageDown, …), plus the undo/redo keys people
+//! expect: Ctrl-Z undo, Ctrl-Shift-Z or Ctrl-R redo (the text area's own Ctrl-U works too).
 
 use std::path::Path;
 
@@ -109,6 +110,8 @@ impl Editor {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match key.code {
             KeyCode::Char('s' | 'S') if ctrl => EditorOutcome::Save(self.text()),
+            KeyCode::Char('z') if ctrl => self.changed(|t| t.undo()),
+            KeyCode::Char('Z') if ctrl => self.changed(|t| t.redo()),
             KeyCode::Esc => {
                 if self.dirty {
                     EditorOutcome::AskDiscard
@@ -116,13 +119,16 @@ impl Editor {
                     EditorOutcome::Close
                 }
             }
-            _ => {
-                if self.textarea.input(key) {
-                    self.dirty = self.textarea.lines() != self.saved.as_slice();
-                }
-                EditorOutcome::Continue
-            }
+            _ => self.changed(|t| t.input(key)),
         }
+    }
+
+    /// Applies an edit; `edit` says whether the text changed.
+    fn changed(&mut self, edit: impl FnOnce(&mut TextArea<'static>) -> bool) -> EditorOutcome {
+        if edit(&mut self.textarea) {
+            self.dirty = self.textarea.lines() != self.saved.as_slice();
+        }
+        EditorOutcome::Continue
     }
 
     /// Shows `problems` (every one, `line:col message`) under the text and moves the cursor to
@@ -392,6 +398,19 @@ mod tests {
         e.mark_saved();
         assert!(!e.is_dirty());
         assert_eq!(e.handle_key(key(KeyCode::Esc)), EditorOutcome::Close);
+    }
+
+    #[test]
+    fn ctrl_z_undoes_and_ctrl_r_redoes() {
+        let mut e = Editor::open("f.yaml".into(), "x".into());
+        e.handle_key(key(KeyCode::Char('y')));
+        assert_eq!(e.text(), "yx");
+        e.handle_key(ctrl('z'));
+        assert_eq!(e.text(), "x");
+        assert!(!e.is_dirty(), "undone back to the saved text");
+        e.handle_key(ctrl('r'));
+        assert_eq!(e.text(), "yx");
+        assert!(e.is_dirty());
     }
 
     #[test]

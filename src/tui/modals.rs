@@ -96,7 +96,8 @@ impl App {
                 Vec::new()
             }
             Modal::Confirm { question, then } => match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => self.confirmed(then),
+                // Only an explicit `y`: Enter out of habit must not discard edits or cancel runs.
+                KeyCode::Char('y') | KeyCode::Char('Y') => self.confirmed(then),
                 KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
                     self.say("cancelled");
                     Vec::new()
