@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
-/// `850ms`, `1.2s`, `3m04s`, `2h05m`.
+/// `<1ms`, `850ms`, `1.2s`, `3m04s`, `2h05m`.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms < 1000 {
+    if ms == 0 && !d.is_zero() {
+        // "0ms" reads as "did not run"; it ran, just quickly.
+        "<1ms".to_string()
+    } else if ms < 1000 {
         format!("{ms}ms")
     } else if ms < 60_000 {
         format!("{:.1}s", d.as_secs_f64())
@@ -27,6 +30,8 @@ mod tests {
 
     #[test]
     fn picks_a_readable_unit() {
+        assert_eq!(format_duration(Duration::from_micros(300)), "<1ms");
+        assert_eq!(format_duration(Duration::ZERO), "0ms");
         assert_eq!(format_duration(Duration::from_millis(850)), "850ms");
         assert_eq!(format_duration(Duration::from_millis(1250)), "1.2s");
         assert_eq!(format_duration(Duration::from_secs(184)), "3m04s");

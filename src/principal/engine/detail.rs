@@ -119,9 +119,22 @@ impl Engine {
                 started_at: p.started_at,
                 ended_at: p.ended_at,
             }));
+            let attempts = r.attempts(run_id)?;
+            // A finished attempt's own clock is the process's real run time; the state events
+            // are stamped when the principal handled them, which for a quick task can be
+            // microseconds apart.
+            for t in &mut tasks {
+                if let Some(a) = attempts
+                    .iter()
+                    .find(|a| a.task == t.name && a.attempt == t.attempt)
+                {
+                    t.started_at = Some(a.started_at);
+                    t.ended_at = Some(a.ended_at);
+                }
+            }
             Ok(Response::Run(Box::new(RunDetail {
                 params: r.params(run_id)?,
-                attempts: r.attempts(run_id)?,
+                attempts,
                 summary,
                 tasks,
             })))
