@@ -469,6 +469,10 @@ fn commands_go_through_a_running_principal() {
     signal(principal.id(), nix::sys::signal::Signal::SIGTERM).expect("signal");
     let status = principal.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
+    assert!(
+        !p.path().join(".opsconsole/principal.sock").exists(),
+        "a clean stop removes its socket, so later commands do not try to reach it"
+    );
     // After it stopped, the same commands read the file directly.
     let hist = text(&p.run(&["history"]).stdout);
     assert!(hist.contains("etl"), "{hist}");

@@ -14,7 +14,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client of the principal running for `data_dir`, or `None` when none answers.
 pub async fn running_principal(data_dir: &Path) -> Option<ZmqClient> {
     let endpoints = Endpoints::for_data_dir(data_dir);
-    if !socket_file(&endpoints.requests).is_some_and(|p| Path::new(p).exists()) {
+    let socket = socket_file(&endpoints.requests)?;
+    if !Path::new(socket).exists() {
+        return None;
+    }
+    // A socket file nobody listens on (left by a crash) refuses at once; without this check
+    // every command would wait out the probe timeout.
+    if std::os::unix::net::UnixStream::connect(socket).is_err() {
         return None;
     }
     let probe = ZmqClient::connect(&endpoints, PROBE_TIMEOUT).await.ok()?;
@@ -26,4 +32,14 @@ pub async fn running_principal(data_dir: &Path) -> Option<ZmqClient> {
 /// The path of an `ipc://` endpoint.
 pub fn socket_file(endpoint: &str) -> Option<&str> {
     endpoint.strip_prefix("ipc://")
+}
+
+/// Removes the socket files of `endpoints` (on a clean stop, so that later commands do not
+/// try to reach a principal that is gone).
+pub fn remove_socket_files(endpoints: &Endpoints) {
+    for e in [&endpoints.requests, &endpoints.events] {
+        if let Some(path) = socket_file(e) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }

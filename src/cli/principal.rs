@@ -58,10 +58,7 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
         Ok(p) => Arc::new(p),
         Err(code) => return code,
     };
-    if let Some(path) = super::connect::socket_file(&endpoints[0].requests) {
-        let _ = std::fs::remove_file(path);
-        let _ = std::fs::remove_file(format!("{path}.events"));
-    }
+    super::connect::remove_socket_files(&endpoints[0]);
     let stop = CancellationToken::new();
     let client: Arc<dyn Client> = principal.clone();
     for e in &endpoints {
@@ -95,6 +92,7 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     );
     principal.shutdown_for_restart().await;
     stop.cancel();
+    super::connect::remove_socket_files(&endpoints[0]);
     ExitCode::SUCCESS
 }
 

@@ -145,6 +145,7 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
     }
     if let Some(stop) = stop_serving {
         stop.cancel();
+        crate::cli::connect::remove_socket_files(&Endpoints::for_data_dir(&dirs.data));
     }
     match ended {
         Ok(Ended::Stopped) => ExitCode::from(signal_code.load(Ordering::Relaxed)),
@@ -157,10 +158,7 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
 async fn serve_local(dirs: &Dirs, client: Arc<dyn Client>, stop: CancellationToken) {
     let endpoints = Endpoints::for_data_dir(&dirs.data);
     // The store's lock is held, so a socket file left here belongs to a dead process.
-    if let Some(path) = crate::cli::connect::socket_file(&endpoints.requests) {
-        let _ = std::fs::remove_file(path);
-        let _ = std::fs::remove_file(format!("{path}.events"));
-    }
+    crate::cli::connect::remove_socket_files(&endpoints);
     if let Err(e) = zmq::serve(&endpoints, client, stop).await {
         tracing::warn!("other commands cannot reach this console's principal: {e}");
     }
