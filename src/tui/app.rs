@@ -200,9 +200,10 @@ pub struct WorkflowStats {
     pub name: String,
     /// Runs seen.
     pub runs: usize,
-    /// Ended runs that failed or were cancelled.
+    /// Runs that failed.
     pub failed: usize,
-    /// Ended runs.
+    /// Runs that succeeded or failed (a cancelled run says nothing about the workflow's
+    /// health, so it counts in neither).
     pub ended: usize,
     /// Mean duration of ended runs, seconds.
     pub mean_secs: Option<f64>,
@@ -211,7 +212,7 @@ pub struct WorkflowStats {
 }
 
 impl WorkflowStats {
-    /// Failed share of ended runs, 0..=1.
+    /// Failed share of the runs that succeeded or failed, 0..=1.
     pub fn failure_rate(&self) -> f64 {
         if self.ended == 0 {
             0.0

@@ -96,11 +96,9 @@ impl App {
                     durations_ms: Vec::new(),
                 });
             s.runs += 1;
-            if r.state.is_terminal() {
+            if matches!(r.state, RunState::Succeeded | RunState::Failed) {
                 s.ended += 1;
-                if matches!(r.state, RunState::Failed | RunState::Cancelled) {
-                    s.failed += 1;
-                }
+                s.failed += usize::from(r.state == RunState::Failed);
             }
             if let Some(d) = r.duration_secs.filter(|_| r.state.is_terminal()) {
                 s.durations_ms.push((d * 1000.0).round() as u64);

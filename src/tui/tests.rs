@@ -974,3 +974,17 @@ async fn the_loop_draws_only_when_something_changed() {
     let burst = stats.frames.len() - before;
     assert!(burst <= 10, "{burst} frames for one burst");
 }
+
+#[test]
+fn failure_rate_counts_failed_against_succeeded_and_ignores_cancelled_runs() {
+    let mut app = App::new(config(false), Theme::default_dark(), now());
+    app.data.runs = vec![
+        run(4, "w", RunState::Cancelled, 40, Some(1.0)),
+        run(3, "w", RunState::Failed, 30, Some(1.0)),
+        run(2, "w", RunState::Succeeded, 20, Some(1.0)),
+        run(1, "w", RunState::Succeeded, 10, Some(1.0)),
+    ];
+    let rows = app.history_rows();
+    assert_eq!((rows[0].runs, rows[0].failed, rows[0].ended), (4, 1, 3));
+    assert!((rows[0].failure_rate() - 1.0 / 3.0).abs() < 1e-9);
+}
