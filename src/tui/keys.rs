@@ -10,6 +10,19 @@ use crate::protocol::RunId;
 use crate::protocol::api::Request;
 
 impl App {
+    /// The run a command names (`:cancel 12`), else the selected one; `Err` (already warned)
+    /// when the argument is not a run id.
+    fn run_arg(&mut self, arg: Option<String>) -> Result<Option<RunId>, ()> {
+        match arg.map(|a| a.parse::<RunId>()) {
+            Some(Ok(id)) => Ok(Some(id)),
+            Some(Err(e)) => {
+                self.warn(e);
+                Err(())
+            }
+            None => Ok(self.selected_run),
+        }
+    }
+
     /// Handles a key press.
     pub fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         self.dirty = true;
@@ -159,13 +172,8 @@ impl App {
                 }
             }
             Action::Cancel => {
-                let id = match arg.map(|a| a.parse::<RunId>()) {
-                    Some(Ok(id)) => Some(id),
-                    Some(Err(e)) => {
-                        self.warn(e);
-                        return out;
-                    }
-                    None => self.selected_run,
+                let Ok(id) = self.run_arg(arg) else {
+                    return out;
                 };
                 match id {
                     None => self.warn("select a run to cancel"),
@@ -186,13 +194,8 @@ impl App {
                 }
             }
             Action::Retry => {
-                let id = match arg.map(|a| a.parse::<RunId>()) {
-                    Some(Ok(id)) => Some(id),
-                    Some(Err(e)) => {
-                        self.warn(e);
-                        return out;
-                    }
-                    None => self.selected_run,
+                let Ok(id) = self.run_arg(arg) else {
+                    return out;
                 };
                 match (id, self.selected_run_summary()) {
                     (None, _) => self.warn("select a run to retry"),

@@ -24,18 +24,20 @@ impl App {
                 .filter(|r| r.workflow == name && !r.state.is_terminal())
                 .count()
         };
+        let row =
+            |name: &String, schedule: &Option<String>, next: &[_], paused: bool| WorkflowRow {
+                name: name.clone(),
+                schedule: schedule.clone(),
+                next_fire: next.first().copied(),
+                paused,
+                last_state: last_state(name),
+                active: active(name),
+            };
         let mut rows: Vec<WorkflowRow> = if !self.data.workflows.is_empty() {
             self.data
                 .workflows
                 .iter()
-                .map(|w| WorkflowRow {
-                    name: w.name.clone(),
-                    schedule: w.schedule.clone(),
-                    next_fire: w.next_fires.first().copied(),
-                    paused: w.paused,
-                    last_state: last_state(&w.name),
-                    active: active(&w.name),
-                })
+                .map(|w| row(&w.name, &w.schedule, &w.next_fires, w.paused))
                 .collect()
         } else {
             // Until `Workflows` answers, the status report has the essentials.
@@ -43,14 +45,7 @@ impl App {
                 .status
                 .iter()
                 .flat_map(|s| &s.workflows)
-                .map(|w| WorkflowRow {
-                    name: w.name.clone(),
-                    schedule: w.schedule.clone(),
-                    next_fire: w.next_fires.first().copied(),
-                    paused: w.paused,
-                    last_state: last_state(&w.name),
-                    active: active(&w.name),
-                })
+                .map(|w| row(&w.name, &w.schedule, &w.next_fires, w.paused))
                 .collect()
         };
         rows.sort_by(|a, b| a.name.cmp(&b.name));

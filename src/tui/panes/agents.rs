@@ -2,10 +2,9 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::widgets::{Gauge, Row, Table};
+use ratatui::widgets::{Row, Table};
 
-use super::{block, header, note};
-use crate::protocol::RunState;
+use super::{block, header, note, slots_gauge};
 use crate::tui::app::App;
 
 /// Draws the agents pane.
@@ -48,16 +47,5 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
         &["AGENT", "PROCESS", "SLOTS", "BUSY", "FREE", "WAITING"],
     ));
     frame.render_widget(table, table_area);
-    let ratio = if s.slots == 0 {
-        0.0
-    } else {
-        (s.busy_slots as f64 / s.slots as f64).clamp(0.0, 1.0)
-    };
-    frame.render_widget(
-        Gauge::default()
-            .ratio(ratio)
-            .label(format!("{}/{} slots busy", s.busy_slots, s.slots))
-            .gauge_style(app.theme.run_state(RunState::Running)),
-        gauge,
-    );
+    frame.render_widget(slots_gauge(app, s, "slots busy"), gauge);
 }

@@ -13,10 +13,23 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Row, Table, TableState};
 
 use super::app::App;
 use super::keymap::Pane;
+
+/// The agent slots in use as a gauge labelled `busy/slots {what}`.
+fn slots_gauge(app: &App, s: &crate::protocol::api::StatusReport, what: &str) -> Gauge<'static> {
+    let ratio = if s.slots == 0 {
+        0.0
+    } else {
+        (s.busy_slots as f64 / s.slots as f64).clamp(0.0, 1.0)
+    };
+    Gauge::default()
+        .ratio(ratio)
+        .label(format!("{}/{} {what}", s.busy_slots, s.slots))
+        .gauge_style(app.theme.run_state(crate::protocol::RunState::Running))
+}
 
 /// Draws the focused pane into `area`.
 pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {

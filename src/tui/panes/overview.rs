@@ -5,7 +5,7 @@ use chrono::Duration;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Gauge, Paragraph};
+use ratatui::widgets::Paragraph;
 
 use super::block;
 use crate::protocol::RunState;
@@ -70,18 +70,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
             frame.render_widget(slots_block, slots);
             let [gauge, text] =
                 Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
-            let ratio = if s.slots == 0 {
-                0.0
-            } else {
-                (s.busy_slots as f64 / s.slots as f64).clamp(0.0, 1.0)
-            };
-            frame.render_widget(
-                Gauge::default()
-                    .ratio(ratio)
-                    .label(format!("{}/{} busy", s.busy_slots, s.slots))
-                    .gauge_style(t.run_state(RunState::Running)),
-                gauge,
-            );
+            frame.render_widget(super::slots_gauge(app, s, "busy"), gauge);
             frame.render_widget(
                 Paragraph::new(vec![
                     Line::raw(format!("{} free", s.slots.saturating_sub(s.busy_slots))),
