@@ -59,12 +59,17 @@ impl App {
                 message,
                 ..
             } => {
+                // As the store reports it: a run (re)started when it last went to running, and
+                // a retried run has not ended any more.
                 let update = |r: &mut RunSummary| {
                     r.state = state;
-                    if state == RunState::Running && r.started_at.is_none() {
+                    if state == RunState::Running {
                         r.started_at = Some(at);
                     }
-                    if state.is_terminal() {
+                    if !state.is_terminal() {
+                        r.ended_at = None;
+                        r.duration_secs = None;
+                    } else {
                         r.ended_at = Some(at);
                         let from = r.started_at.unwrap_or(r.created_at);
                         r.duration_secs = Some((at - from).num_milliseconds() as f64 / 1000.0);

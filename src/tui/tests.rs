@@ -988,3 +988,28 @@ fn failure_rate_counts_failed_against_succeeded_and_ignores_cancelled_runs() {
     assert_eq!((rows[0].runs, rows[0].failed, rows[0].ended), (4, 1, 3));
     assert!((rows[0].failure_rate() - 1.0 / 3.0).abs() < 1e-9);
 }
+
+#[test]
+fn a_retried_run_shows_as_running_again_and_not_ended() {
+    let mut app = app_with_data(false);
+    for state in [RunState::Queued, RunState::Running] {
+        app.on_event(Event::RunState {
+            run_id: RunId(6),
+            workflow: "failure".into(),
+            state,
+            at: now(),
+            message: None,
+        });
+    }
+    let r = app
+        .data
+        .runs
+        .iter()
+        .find(|r| r.run_id == RunId(6))
+        .expect("run 6");
+    assert_eq!(r.state, RunState::Running);
+    assert_eq!(
+        (r.started_at, r.ended_at, r.duration_secs),
+        (Some(now()), None, None)
+    );
+}
