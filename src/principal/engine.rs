@@ -98,8 +98,8 @@ pub(super) struct Engine {
     waiters: HashMap<RunId, Vec<oneshot::Sender<Response>>>,
     finished: HashMap<RunId, RunOutcome>,
     finished_order: VecDeque<RunId>,
-    timer_tx: mpsc::UnboundedSender<Internal>,
-    timer_rx: mpsc::UnboundedReceiver<Internal>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
     clock: EventClock,
     workdir: PathBuf,
     shutting_down: bool,
@@ -139,7 +139,7 @@ impl Engine {
             None
         };
         let agent = LocalAgent::new(config.slots, config.kill_grace, agent_tx, reaper);
-        let (timer_tx, timer_rx) = mpsc::unbounded_channel();
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let mut scheduler = Scheduler::new();
         scheduler.set_workflows(catalog.workflows.values().cloned(), Utc::now());
         for s in &recovered.schedules {
@@ -153,7 +153,7 @@ impl Engine {
         let watcher = config
             .workflows_dir
             .as_deref()
-            .and_then(|dir| specs::watch(dir, timer_tx.clone()));
+            .and_then(|dir| specs::watch(dir, internal_tx.clone()));
         Self {
             workflows_dir: config.workflows_dir,
             spec_problems: config.spec_problems,
@@ -181,8 +181,8 @@ impl Engine {
             waiters: HashMap::new(),
             finished: HashMap::new(),
             finished_order: VecDeque::new(),
-            timer_tx,
-            timer_rx,
+            internal_tx,
+            internal_rx,
             clock: EventClock { last_us: 0 },
             workdir: config.workdir,
             shutting_down: false,
@@ -197,7 +197,7 @@ impl Engine {
                 // Agent reports first: they free slots and carry output that must not pile up.
                 biased;
                 Some(ev) = self.agent_rx.recv() => self.on_agent(ev).await,
-                Some(m) = self.timer_rx.recv() => self.on_internal(m).await,
+                Some(m) = self.internal_rx.recv() => self.on_internal(m).await,
                 () = sleep_until(self.scheduler.next_wakeup()), if !self.shutting_down => {
                     self.on_schedule().await;
                 }
@@ -248,21 +248,7 @@ impl Engine {
         match request {
             Request::Trigger { workflow, params } => {
                 match self.trigger(&workflow, params, Origin::Manual).await {
-                    Ok(run_id) => {
-                        // Acknowledge only once the run is in the file. The flush rides the
-                        // store's group commit; waiting for it off the actor keeps the engine
-                        // running meanwhile.
-                        let store = self.store_tx.clone();
-                        tokio::spawn(async move {
-                            let response = match store.flush().await {
-                                Ok(()) => Response::Accepted { run_id },
-                                Err(e) => {
-                                    Response::Error(TriggerError::NotStored(e.to_string()).into())
-                                }
-                            };
-                            let _ = reply.send(response);
-                        });
-                    }
+                    Ok(run_id) => self.accept_when_stored(run_id, reply),
                     Err(e) => {
                         let _ = reply.send(Response::Error(e.into()));
                     }
@@ -355,6 +341,19 @@ impl Engine {
                 let _ = reply.send(Response::Queue(self.queue()));
             }
         }
+    }
+
+    /// Answers `Accepted` only once the run is in the file. The flush rides the store's group
+    /// commit; waiting for it off the actor keeps the engine running meanwhile.
+    fn accept_when_stored(&self, run_id: RunId, reply: oneshot::Sender<Response>) {
+        let store = self.store_tx.clone();
+        tokio::spawn(async move {
+            let response = match store.flush().await {
+                Ok(()) => Response::Accepted { run_id },
+                Err(e) => Response::Error(TriggerError::NotStored(e.to_string()).into()),
+            };
+            let _ = reply.send(response);
+        });
     }
 
     /// Runs a query on the store's reader off the actor and answers with its result.
@@ -916,7 +915,7 @@ impl Engine {
                 );
                 self.set_task(key.run_id, idx, TaskState::Retrying, Some(note))
                     .await;
-                let tx = self.timer_tx.clone();
+                let tx = self.internal_tx.clone();
                 let next = key.attempt + 1;
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;

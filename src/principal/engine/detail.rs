@@ -152,7 +152,7 @@ impl Engine {
         }
         let reader = self.reader.clone();
         let store = self.store_tx.clone();
-        let tx = self.timer_tx.clone();
+        let tx = self.internal_tx.clone();
         tokio::spawn(async move {
             let _ = store.flush().await;
             let loaded = tokio::task::spawn_blocking(move || {
@@ -219,6 +219,8 @@ impl Engine {
         let dag = self.dag_for(&spec);
         let mut run = RunCtx::new(id, spec.clone(), dag, u.params);
         let mut again = 0;
+        // Tasks that ran before and go back to pending (the others were pending all along).
+        let mut reset = Vec::new();
         for (idx, task) in spec.tasks.iter().enumerate() {
             let (state, attempt) = u
                 .tasks
@@ -232,6 +234,9 @@ impl Engine {
             } else {
                 run.tasks[idx].extra_attempts = attempt;
                 again += 1;
+                if attempt > 0 {
+                    reset.push(idx);
+                }
             }
         }
         self.finished.remove(&id);
@@ -243,30 +248,13 @@ impl Engine {
             Some(format!("retry: {again} task(s) to run again")),
         )
         .await;
-        for idx in 0..spec.tasks.len() {
-            let pending = self
-                .runs
-                .get(&id)
-                .is_some_and(|r| r.nodes[idx] == NodeState::Waiting);
-            let was_run = self.runs.get(&id).is_some_and(|r| r.tasks[idx].attempt > 0);
-            if pending && was_run {
-                self.set_task(id, idx, TaskState::Pending, Some("retry requested".into()))
-                    .await;
-            }
+        for idx in reset {
+            self.set_task(id, idx, TaskState::Pending, Some("retry requested".into()))
+                .await;
         }
         self.held.push_back(id);
         self.start_held_runs().await;
         self.dispatch();
-        let store = self.store_tx.clone();
-        tokio::spawn(async move {
-            let response = match store.flush().await {
-                Ok(()) => Response::Accepted { run_id: id },
-                Err(e) => Response::Error(ApiError::new(
-                    ApiErrorKind::Unavailable,
-                    format!("the retry could not be stored ({e})"),
-                )),
-            };
-            let _ = reply.send(response);
-        });
+        self.accept_when_stored(id, reply);
     }
 }

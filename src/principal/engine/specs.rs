@@ -272,7 +272,7 @@ impl Engine {
             return;
         }
         self.reload_scheduled = true;
-        let tx = self.timer_tx.clone();
+        let tx = self.internal_tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(DEBOUNCE).await;
             let _ = tx.send(Internal::ReloadDue);
@@ -284,7 +284,7 @@ impl Engine {
         let Some(dir) = self.workflows_dir.clone() else {
             return;
         };
-        let tx = self.timer_tx.clone();
+        let tx = self.internal_tx.clone();
         tokio::spawn(async move {
             if let Ok(scan) = tokio::task::spawn_blocking(move || scan(&dir)).await {
                 let _ = tx.send(Internal::Loaded(Box::new(scan)));
