@@ -80,7 +80,7 @@ fn start(catalog: Catalog, dir: &Path, slots: usize) -> anyhow::Result<Principal
             kill_grace: Duration::from_secs(5),
             workflows_dir: None,
             spec_problems: Vec::new(),
-            watchdog: false,
+            watchdog: true,
             workdir: std::env::current_dir()?,
         },
     ))
