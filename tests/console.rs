@@ -49,6 +49,16 @@ fn winsize(rows: u16, cols: u16) -> Winsize {
 }
 
 impl Console {
+    /// From the Workflows pane: `t` on `hello`, and Enter in the form (its default `who`).
+    fn trigger_hello(&mut self) {
+        self.send("2");
+        self.wait_for("hello");
+        self.send("t");
+        self.wait_for("Trigger hello");
+        self.wait_for("who = world");
+        self.send("\r");
+    }
+
     /// Starts `opsconsole ARGS` in a temp dir holding `workflows/hello.yaml`.
     fn start(args: &[&str], rows: u16, cols: u16) -> Console {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -208,12 +218,7 @@ impl Drop for Console {
 fn trigger_a_run_watch_it_succeed_read_its_logs_and_quit() {
     let mut c = Console::start(&[], 30, 100);
     c.wait_for("Overview");
-    c.send("2");
-    c.wait_for("hello");
-    c.send("t");
-    c.wait_for("Trigger hello");
-    c.wait_for("who = world");
-    c.send("\r");
+    c.trigger_hello();
     let screen = c.wait_for("succeeded");
     assert!(screen.contains("#1"), "the new run is listed:\n{screen}");
     c.send("l");
@@ -236,11 +241,7 @@ fn trigger_a_run_watch_it_succeed_read_its_logs_and_quit() {
 fn the_run_dag_shows_task_states() {
     let mut c = Console::start(&[], 30, 100);
     c.wait_for("Overview");
-    c.send("2");
-    c.wait_for("hello");
-    c.send("t");
-    c.wait_for("Trigger hello");
-    c.send("\r");
+    c.trigger_hello();
     c.wait_for("succeeded");
     // Both tasks with their state symbols, in dependency order.
     c.wait_for("✓ greet");
@@ -357,12 +358,8 @@ fn the_console_attaches_to_a_running_principal_and_leaves_it_running() {
     c0.wait_for("listening on");
     let mut c = Console::start_in(c0.dir(), &[], 30, 100);
     c.wait_for("attached to");
-    c.send("2");
-    c.wait_for("hello");
     // Runs and their events travel over the principal's socket.
-    c.send("t");
-    c.wait_for("Trigger hello");
-    c.send("\r");
+    c.trigger_hello();
     c.wait_for("succeeded");
     c.wait_for("✓ after");
     c.send("q");

@@ -137,8 +137,8 @@ async fn spawn_principal(dir: &Path, slots: usize) -> anyhow::Result<(Child, Zmq
     Ok((child, client))
 }
 
-/// Trigger to end of a run of `tasks` trivial tasks through `client`.
-async fn pass(client: &dyn Client, workflow: &str) -> anyhow::Result<Duration> {
+/// Trigger to the end of a run of `workflow` through `client`; fails unless it succeeded.
+pub(super) async fn pass(client: &dyn Client, workflow: &str) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
     let id = client.trigger(workflow, BTreeMap::new()).await?;
     let outcome = client.wait(id).await?;

@@ -92,14 +92,10 @@ async fn engine_pass(tasks: usize, slots: usize, command: &[&str]) -> anyhow::Re
     let scratch = Scratch::new("engine")?;
     let principal = start(wide_workflow("bench", tasks, command)?, &scratch.0, slots)?;
     let t0 = Instant::now();
-    let id = principal.trigger("bench", BTreeMap::new()).await?;
-    let outcome = principal.wait(id).await?;
+    let ran = api::pass(&principal, "bench").await;
     principal.shutdown().await;
     let elapsed = t0.elapsed();
-    anyhow::ensure!(
-        outcome.is_some_and(|o| o.state == crate::protocol::RunState::Succeeded),
-        "bench run did not succeed"
-    );
+    ran?;
     Ok(elapsed)
 }
 
