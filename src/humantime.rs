@@ -21,7 +21,8 @@ pub fn format_duration(d: Duration) -> String {
 
 /// Same as [`format_duration`] for fractional seconds.
 pub fn format_secs(secs: f64) -> String {
-    format_duration(Duration::from_secs_f64(secs.max(0.0)))
+    // Infinite or absurd values (a corrupt row) must not panic a face.
+    format_duration(Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX))
 }
 
 #[cfg(test)]

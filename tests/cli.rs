@@ -733,27 +733,35 @@ fn kill_9_of_the_principal_mid_run_resumes_on_restart_without_rerunning_attempts
     assert_eq!(b.len(), 2, "{a:?}");
     assert_eq!(
         (b[0].1, b[0].2.as_str(), b[0].3.as_deref()),
-        (1, "failed", Some("principal restarted"))
+        (1, "interrupted", Some("principal restarted")),
+        "the interrupted attempt is recorded as interrupted, not failed"
     );
     assert_eq!((b[1].1, b[1].2.as_str()), (2, "succeeded"));
     assert_eq!(of("c").len(), 1);
 }
 
 #[test]
-fn a_task_without_attempts_left_fails_with_principal_restarted() {
+fn an_interrupted_attempt_runs_again_without_using_up_a_retry() {
+    // No retries at all: a principal's death is not the task's failure.
     let p = crash_mid_run(0, nix::sys::signal::Signal::SIGKILL);
     let mut principal = restart(&p);
     let run = wait_for_end(&p);
-    assert_eq!(run["state"], "failed", "{run}");
-    assert_eq!(run["failed_tasks"], serde_json::json!(["b"]));
+    assert_eq!(run["state"], "succeeded", "{run}");
     let _ = signal(principal.id(), nix::sys::signal::Signal::SIGTERM);
     let _ = principal.wait();
+    let a = attempts(&p);
+    let b: Vec<_> = a
+        .iter()
+        .filter(|x| x.0 == "b")
+        .map(|x| (x.1, x.2.as_str()))
+        .collect();
+    assert_eq!(b, [(1, "interrupted"), (2, "succeeded")], "{a:?}");
     let states = opsconsole::store::query::Reader::open(&p.path().join(".opsconsole"))
         .expect("history")
         .task_states(opsconsole::protocol::RunId(1))
         .expect("states");
     assert!(
-        states.contains(&("c".to_string(), "skipped".to_string())),
+        states.contains(&("c".to_string(), "succeeded".to_string())),
         "{states:?}"
     );
 }

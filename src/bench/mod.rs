@@ -81,6 +81,7 @@ fn start(catalog: Catalog, dir: &Path, slots: usize) -> anyhow::Result<Principal
             workflows_dir: None,
             spec_problems: Vec::new(),
             watchdog: true,
+            one_off: false,
             workdir: std::env::current_dir()?,
         },
     ))

@@ -75,6 +75,12 @@ pub async fn status(dirs: &Dirs, json: bool) -> ExitCode {
             if active.is_empty() { "-" } else { &active }
         );
     }
+    if let Some(problem) = &s.store_problem {
+        println!(
+            "\nhistory store: {problem}\n  events are held in memory and written when the disk has \
+             room again; new runs are refused until then"
+        );
+    }
     if !s.spec_problems.is_empty() {
         println!(
             "\n{} problem(s) in workflow files (the last good version of each stays in effect):",

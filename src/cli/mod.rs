@@ -72,12 +72,14 @@ pub fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 }
 
 /// Starts an in-process principal over the data dir, printing spec problems: all of them when
-/// `needed` names a workflow that did not load, otherwise a one-line warning.
+/// `needed` names a workflow that did not load, otherwise a one-line warning. A `one_off`
+/// principal serves one command's run only (see [`crate::principal::PrincipalConfig`]).
 pub fn start_embedded(
     dirs: &Dirs,
     slots: usize,
     kill_grace: std::time::Duration,
     needed: Option<&str>,
+    one_off: bool,
 ) -> Result<crate::principal::PrincipalHandle, ExitCode> {
     let (catalog, problems) = crate::spec::load_dir(&dirs.workflows);
     let missing = needed.is_some_and(|n| catalog.get(n).is_none());
@@ -105,6 +107,7 @@ pub fn start_embedded(
             workflows_dir: Some(dirs.workflows.clone()),
             spec_problems: problems,
             watchdog: true,
+            one_off,
         },
     ))
 }

@@ -54,7 +54,7 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     }
     // Opening the store takes the data dir's lock, so past this point no other principal owns
     // it and a socket file left by a crashed one can be replaced.
-    let principal = match super::start_embedded(dirs, opts.slots, opts.kill_grace, None) {
+    let principal = match super::start_embedded(dirs, opts.slots, opts.kill_grace, None, false) {
         Ok(p) => Arc::new(p),
         Err(code) => return code,
     };
@@ -86,6 +86,13 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     tokio::select! {
         _ = sigint.recv() => {}
         _ = sigterm.recv() => {}
+        why = principal.died() => {
+            // Serving sockets over a dead engine would answer nothing forever; exit so that a
+            // supervisor (systemd, a container runtime) restarts us.
+            stop.cancel();
+            super::connect::remove_socket_files(&endpoints[0]);
+            return fail(EXIT_FAILED, format!("the principal's engine stopped: {why}"));
+        }
     }
     eprintln!(
         "stopping: active runs resume when a principal next starts here; flushing history..."

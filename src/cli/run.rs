@@ -72,7 +72,7 @@ pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
         return driven.report();
     }
     let needed = opts.retry_of.is_none().then_some(opts.workflow.as_str());
-    let principal = match super::start_embedded(dirs, opts.slots, opts.kill_grace, needed) {
+    let principal = match super::start_embedded(dirs, opts.slots, opts.kill_grace, needed, true) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -26,6 +26,29 @@ mod specs;
 /// Outcomes of finished runs kept for late `wait` calls.
 const FINISHED_MEMORY: usize = 4096;
 
+/// How many times a principal's death may interrupt one task before it is failed instead of
+/// run again: a task that brings the principal down every time must not loop forever.
+pub(crate) const MAX_INTERRUPTIONS: u32 = 10;
+
+/// How long a trigger's answer waits for the run to reach the file.
+const ACCEPT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a read waits for recent events to reach the file before it reads anyway.
+const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+/// Longest single sleep of the scheduler: fire times are checked against the wall clock at
+/// least this often, so a suspend or a clock step delays a fire by at most this much.
+const SCHEDULE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A task attempt waiting for a slot.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ReadyAttempt {
+    pub run: RunId,
+    pub task: usize,
+    pub attempt: u32,
+    /// Dispatched only once this many emitted events are durable: a task that became ready
+    /// because of its parents' results never starts before those results are in the file.
+    pub durable_after: u64,
+}
+
 /// What started a run.
 enum Origin {
     /// A face asked for it.
@@ -34,13 +57,20 @@ enum Origin {
     Schedule { at: DateTime<Utc>, exclusive: bool },
 }
 
-/// Sleeps until `at` (forever when `None`); a time in the past returns at once.
+/// How long to sleep before looking at the schedule again: until `at`, but never longer than
+/// [`SCHEDULE_RECHECK`], because a monotonic sleep does not follow the wall clock across a
+/// suspend or a clock step.
+fn schedule_wait(at: DateTime<Utc>, now: DateTime<Utc>) -> std::time::Duration {
+    (at - now)
+        .to_std()
+        .unwrap_or_default()
+        .min(SCHEDULE_RECHECK)
+}
+
+/// Sleeps until `at` or the next recheck (forever when `None`); a past time returns at once.
 async fn sleep_until(at: Option<DateTime<Utc>>) {
     match at {
-        Some(at) => {
-            let wait = (at - Utc::now()).to_std().unwrap_or_default();
-            tokio::time::sleep(wait).await;
-        }
+        Some(at) => tokio::time::sleep(schedule_wait(at, Utc::now())).await,
         None => std::future::pending().await,
     }
 }
@@ -64,6 +94,8 @@ enum Internal {
         snapshot: Box<UnfinishedRun>,
         reply: oneshot::Sender<Response>,
     },
+    /// The first this-many emitted events are in the file.
+    Durable(u64),
 }
 
 /// Event timestamps that strictly increase, so "the last event" is never ambiguous.
@@ -85,8 +117,16 @@ pub(super) struct Engine {
     runs: HashMap<RunId, RunCtx>,
     /// Runs held back by `max_active_runs`, in arrival order.
     held: VecDeque<RunId>,
-    /// Task attempts waiting for a slot: (run, task, attempt), FIFO.
-    ready: VecDeque<(RunId, usize, u32)>,
+    /// Task attempts waiting for a slot, FIFO.
+    ready: VecDeque<ReadyAttempt>,
+    /// Events handed to the store so far, and how many of them are known to be durable.
+    emitted: u64,
+    durable: u64,
+    /// A flush is under way to move `durable` forward.
+    syncing: bool,
+    /// A one-off principal (`opsconsole run` without a running principal): it fires no
+    /// schedules and leaves runs of earlier principals for the next real one.
+    one_off: bool,
     agent: LocalAgent,
     agent_rx: mpsc::Receiver<AgentEvent>,
     free_slots: usize,
@@ -160,7 +200,12 @@ impl Engine {
             spec_hashes,
             reload_scheduled: false,
             _watcher: watcher,
-            unfinished: recovered.unfinished,
+            // A one-off principal leaves them alone: the next real principal resumes them.
+            unfinished: if config.one_off {
+                Vec::new()
+            } else {
+                recovered.unfinished
+            },
             interrupting: false,
             scheduler,
             catalog,
@@ -168,6 +213,10 @@ impl Engine {
             runs: HashMap::new(),
             held: VecDeque::new(),
             ready: VecDeque::new(),
+            emitted: 0,
+            durable: 0,
+            syncing: false,
+            one_off: config.one_off,
             free_slots: agent.slots(),
             agent,
             agent_rx,
@@ -192,13 +241,20 @@ impl Engine {
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let unfinished = std::mem::take(&mut self.unfinished);
         self.resume_runs(unfinished).await;
+        let mut store_health = self.store_tx.health();
         loop {
             tokio::select! {
                 // Agent reports first: they free slots and carry output that must not pile up.
                 biased;
                 Some(ev) = self.agent_rx.recv() => self.on_agent(ev).await,
                 Some(m) = self.internal_rx.recv() => self.on_internal(m).await,
-                () = sleep_until(self.scheduler.next_wakeup()), if !self.shutting_down => {
+                Ok(()) = store_health.changed() => {
+                    let problem = store_health.borrow_and_update().clone();
+                    let at = self.clock.now();
+                    // News for faces; the store cannot record its own failure.
+                    let _ = self.events.send(Event::StoreHealth { problem, at });
+                }
+                () = sleep_until(self.scheduler.next_wakeup()), if !self.shutting_down && !self.one_off => {
                     self.on_schedule().await;
                 }
                 cmd = commands.recv(), if !self.shutting_down => match cmd {
@@ -229,7 +285,9 @@ impl Engine {
     }
 
     async fn emit(&mut self, event: Event) {
-        if self.store_tx.send(event.clone()).await.is_err() && !self.store_failed {
+        if self.store_tx.send(event.clone()).await.is_ok() {
+            self.emitted += 1;
+        } else if !self.store_failed {
             self.store_failed = true;
             tracing::error!("history store is not accepting events; history will be incomplete");
         }
@@ -348,9 +406,16 @@ impl Engine {
     fn accept_when_stored(&self, run_id: RunId, reply: oneshot::Sender<Response>) {
         let store = self.store_tx.clone();
         tokio::spawn(async move {
-            let response = match store.flush().await {
+            let response = match store.flush_within(ACCEPT_PATIENCE).await {
                 Ok(()) => Response::Accepted { run_id },
-                Err(e) => Response::Error(TriggerError::NotStored(e.to_string()).into()),
+                // Truthful: the run exists in memory and will be stored once the disk has
+                // room, but it is not durable, so it is not reported as accepted.
+                Err(e) => Response::Error(
+                    TriggerError::NotStored(format!(
+                        "run {run_id} is held in memory but not yet in the history file: {e}"
+                    ))
+                    .into(),
+                ),
             };
             let _ = reply.send(response);
         });
@@ -365,8 +430,9 @@ impl Engine {
         let reader = self.reader.clone();
         let store = self.store_tx.clone();
         tokio::spawn(async move {
-            // Read what has happened so far: commit events still in the group-commit window.
-            let _ = store.flush().await;
+            // Read what has happened so far: commit events still in the group-commit window
+            // (while the disk is full, read what is there rather than wait for it).
+            let _ = store.flush_within(READ_PATIENCE).await;
             let answer = tokio::task::spawn_blocking(move || {
                 let guard = reader.lock().unwrap_or_else(|e| e.into_inner());
                 query(&guard).unwrap_or_else(|e| {
@@ -397,6 +463,7 @@ impl Engine {
             busy_slots: self.agent.slots() - self.free_slots,
             queued_tasks: self.ready.len(),
             spec_problems: self.spec_problems.clone(),
+            store_problem: self.store_tx.problem(),
             workflows: self
                 .catalog
                 .workflows
@@ -432,6 +499,12 @@ impl Engine {
             ));
         }
         let changed = self.scheduler.is_paused(workflow) != paused;
+        if changed && let Some(problem) = self.store_tx.problem() {
+            return Response::Error(ApiError::new(
+                ApiErrorKind::Unavailable,
+                format!("cannot record the change, the history file cannot be written: {problem}"),
+            ));
+        }
         if paused {
             self.scheduler.pause(workflow);
         } else {
@@ -446,7 +519,12 @@ impl Engine {
             })
             .await;
             // Persist before answering: a paused schedule must stay paused after a crash.
-            let _ = self.store_tx.flush().await;
+            if let Err(e) = self.store_tx.flush_within(ACCEPT_PATIENCE).await {
+                return Response::Error(ApiError::new(
+                    ApiErrorKind::Unavailable,
+                    format!("the change is in effect but not yet stored: {e}"),
+                ));
+            }
         }
         Response::Paused {
             workflow: workflow.to_string(),
@@ -520,110 +598,189 @@ impl Engine {
     }
 
     /// Takes over the runs a previous principal left unfinished: finished tasks stay finished,
-    /// tasks that were running lose that attempt ("principal restarted") and are retried if
-    /// attempts remain, queued ones are queued again, and queued runs wait their turn.
+    /// attempts that were running are recorded as interrupted and run again under a new
+    /// attempt number (not using up a retry, but bounded), queued ones are queued again, and
+    /// queued runs wait their turn. A run whose resumption fails is failed with the reason.
     async fn resume_runs(&mut self, unfinished: Vec<UnfinishedRun>) {
+        use futures::FutureExt;
         for u in unfinished {
-            let Some(spec) = self.catalog.get(&u.workflow).cloned() else {
+            let id = u.run_id;
+            let workflow: Arc<str> = Arc::from(u.workflow.as_str());
+            let resumed = std::panic::AssertUnwindSafe(self.resume_run(u))
+                .catch_unwind()
+                .await;
+            if let Err(panic) = resumed {
+                let why = panic_text(panic.as_ref());
+                tracing::error!(run = %id, "run could not be resumed: {why}");
+                self.runs.remove(&id);
+                self.held.retain(|r| *r != id);
+                self.ready.retain(|r| r.run != id);
                 let at = self.clock.now();
                 self.emit(Event::RunState {
-                    run_id: u.run_id,
-                    workflow: Arc::from(u.workflow.as_str()),
+                    run_id: id,
+                    workflow,
                     state: RunState::Failed,
                     at,
-                    message: Some(format!(
-                        "workflow `{}` is no longer defined (or invalid), so the run cannot resume",
-                        u.workflow
-                    )),
+                    message: Some(format!("could not be resumed after a restart: {why}")),
                 })
                 .await;
-                continue;
-            };
-            let id = u.run_id;
-            let dag = self.dag_for(&spec);
-            let mut run = RunCtx::new(id, spec.clone(), dag, u.params);
-            let mut interrupted = Vec::new();
-            let mut requeue = Vec::new();
-            for (idx, task) in spec.tasks.iter().enumerate() {
-                let Some(&(state, attempt)) = u.tasks.get(&task.name) else {
-                    continue;
-                };
-                run.tasks[idx].attempt = attempt;
-                run.tasks[idx].state = state;
-                run.nodes[idx] = match state {
-                    TaskState::Succeeded => NodeState::Succeeded,
-                    TaskState::Failed | TaskState::TimedOut => NodeState::Failed,
-                    TaskState::Skipped => NodeState::Skipped,
-                    TaskState::Cancelled => NodeState::Cancelled,
-                    TaskState::Pending => NodeState::Waiting,
-                    TaskState::Running => {
-                        interrupted.push(idx);
-                        NodeState::Started
-                    }
-                    TaskState::Queued => {
-                        // It may have started in the last moments before the crash without
-                        // that being recorded: run it under the next number, so that no
-                        // attempt number runs twice, without using up a retry.
-                        run.tasks[idx].extra_attempts += 1;
-                        requeue.push((idx, attempt + 1));
-                        NodeState::Started
-                    }
-                    TaskState::Retrying => {
-                        // Its backoff has passed while nobody was running.
-                        requeue.push((idx, attempt + 1));
-                        NodeState::Started
-                    }
-                };
             }
-            let started = u.started;
-            self.runs.insert(id, run);
-            if !started {
-                self.held.push_back(id);
-                continue;
-            }
-            self.emit_run_state(
-                id,
-                RunState::Running,
-                Some("resumed after a restart".into()),
-            )
-            .await;
-            for idx in interrupted {
-                self.interrupted_attempt(id, idx).await;
-            }
-            for (idx, attempt) in requeue {
-                if let Some(run) = self.runs.get_mut(&id) {
-                    run.tasks[idx].attempt = attempt;
-                }
-                self.set_task(
-                    id,
-                    idx,
-                    TaskState::Queued,
-                    Some("queued again after a restart".into()),
-                )
-                .await;
-                self.ready.push_back((id, idx, attempt));
-            }
-            self.advance(id).await;
         }
         self.start_held_runs().await;
         self.dispatch();
     }
 
-    /// Records the attempt a dead principal left running as used, then retries or fails it.
+    async fn resume_run(&mut self, u: UnfinishedRun) {
+        if crate::failpoint::hit("resume-panic") {
+            panic!("failpoint resume-panic");
+        }
+        let Some(spec) = self.catalog.get(&u.workflow).cloned() else {
+            let at = self.clock.now();
+            self.emit(Event::RunState {
+                run_id: u.run_id,
+                workflow: Arc::from(u.workflow.as_str()),
+                state: RunState::Failed,
+                at,
+                message: Some(format!(
+                    "workflow `{}` is no longer defined (or invalid), so the run cannot resume",
+                    u.workflow
+                )),
+            })
+            .await;
+            return;
+        };
+        let id = u.run_id;
+        let dag = self.dag_for(&spec);
+        let mut run = RunCtx::new(id, spec.clone(), dag, u.params);
+        // (task, the attempt that may have been running): recorded as interrupted.
+        let mut interrupted = Vec::new();
+        let mut requeue = Vec::new();
+        for (idx, task) in spec.tasks.iter().enumerate() {
+            let Some(&(state, attempt)) = u.tasks.get(&task.name) else {
+                continue;
+            };
+            let t = &mut run.tasks[idx];
+            t.attempt = attempt;
+            t.state = state;
+            // Earlier interruptions did not use up retries either.
+            t.extra_attempts = u.interrupted.get(&task.name).copied().unwrap_or(0);
+            run.nodes[idx] = match state {
+                TaskState::Succeeded => NodeState::Succeeded,
+                TaskState::Failed | TaskState::TimedOut => NodeState::Failed,
+                TaskState::Skipped => NodeState::Skipped,
+                TaskState::Cancelled => NodeState::Cancelled,
+                TaskState::Pending => NodeState::Waiting,
+                // A queued attempt may have started in the last moments before the crash
+                // without that being recorded: treat it like a running one, so that no
+                // attempt number runs twice.
+                TaskState::Running | TaskState::Queued => {
+                    interrupted.push(idx);
+                    NodeState::Started
+                }
+                TaskState::Retrying => {
+                    // Its backoff has passed while nobody was running.
+                    requeue.push(idx);
+                    NodeState::Started
+                }
+            };
+        }
+        let started = u.started;
+        self.runs.insert(id, run);
+        if !started {
+            self.held.push_back(id);
+            return;
+        }
+        self.emit_run_state(
+            id,
+            RunState::Running,
+            Some("resumed after a restart".into()),
+        )
+        .await;
+        for idx in interrupted {
+            self.interrupted_attempt(id, idx).await;
+        }
+        for idx in requeue {
+            let Some(attempt) = self.runs.get_mut(&id).map(|run| {
+                run.tasks[idx].attempt = run.tasks[idx].attempt.saturating_add(1);
+                run.tasks[idx].attempt
+            }) else {
+                continue;
+            };
+            self.set_task(
+                id,
+                idx,
+                TaskState::Queued,
+                Some("queued again after a restart".into()),
+            )
+            .await;
+            self.push_ready(id, idx, attempt, true);
+        }
+        self.advance(id).await;
+    }
+
+    /// Records the attempt a dead principal left running as interrupted (it does not use up a
+    /// retry) and runs the task again under the next attempt number; after
+    /// [`MAX_INTERRUPTIONS`] the task fails instead.
     async fn interrupted_attempt(&mut self, id: RunId, idx: usize) {
-        let Some(run) = self.runs.get(&id) else {
+        let Some(run) = self.runs.get_mut(&id) else {
             return;
         };
         let key = run.key(idx);
+        let task = &mut run.tasks[idx];
+        task.extra_attempts = task.extra_attempts.saturating_add(1);
+        let times = task.extra_attempts;
         let at = self.clock.now();
-        let record = AttemptRecord {
+        self.emit(Event::Attempt(AttemptRecord {
             key,
             started_at: at,
             ended_at: at,
             outcome: Outcome::Interrupted,
+        }))
+        .await;
+        if times > MAX_INTERRUPTIONS {
+            if let Some(run) = self.runs.get_mut(&id) {
+                run.nodes[idx] = NodeState::Failed;
+            }
+            self.set_task(
+                id,
+                idx,
+                TaskState::Failed,
+                Some(format!(
+                    "interrupted by {times} principal restarts; not run again, since a task \
+                     that stops the principal would otherwise loop"
+                )),
+            )
+            .await;
+            return;
+        }
+        let Some(attempt) = self.runs.get_mut(&id).map(|run| {
+            run.tasks[idx].attempt = run.tasks[idx].attempt.saturating_add(1);
+            run.tasks[idx].attempt
+        }) else {
+            return;
         };
-        // Same path as an attempt that failed: retry if attempts remain, else fail for good.
-        self.on_attempt_finished(record).await;
+        self.set_task(
+            id,
+            idx,
+            TaskState::Queued,
+            Some(format!(
+                "attempt {} was interrupted by a principal restart; running it again",
+                attempt - 1
+            )),
+        )
+        .await;
+        self.push_ready(id, idx, attempt, true);
+    }
+
+    /// Queues an attempt for a slot; a `gated` one waits until every event emitted so far is
+    /// durable (its parents' results, its own earlier attempt).
+    fn push_ready(&mut self, run: RunId, task: usize, attempt: u32, gated: bool) {
+        self.ready.push_back(ReadyAttempt {
+            run,
+            task,
+            attempt,
+            durable_after: if gated { self.emitted } else { 0 },
+        });
     }
 
     fn dag_for(&mut self, spec: &crate::spec::WorkflowSpec) -> Arc<Dag> {
@@ -646,6 +803,13 @@ impl Engine {
     ) -> Result<RunId, TriggerError> {
         if self.shutting_down {
             return Err(TriggerError::ShuttingDown);
+        }
+        if crate::failpoint::hit("engine-panic-on-trigger") {
+            panic!("failpoint engine-panic-on-trigger");
+        }
+        // Refused before anything is created: an accepted run must be a stored run.
+        if let Some(problem) = self.store_tx.problem() {
+            return Err(TriggerError::NotStored(problem));
         }
         let Some(spec) = self.catalog.get(workflow).cloned() else {
             let suggestion = self
@@ -793,8 +957,15 @@ impl Engine {
             }) else {
                 continue;
             };
+            // A root task has no parent result to wait for; a dependent starts only once its
+            // parents' results are durable, so a crash can never run a parent again after
+            // its children started.
+            let gated = self
+                .runs
+                .get(&id)
+                .is_some_and(|run| !run.dag.parents(idx).is_empty());
             self.set_task(id, idx, TaskState::Queued, None).await;
-            self.ready.push_back((id, idx, attempt));
+            self.push_ready(id, idx, attempt, gated);
         }
         self.finish_if_done(id).await;
     }
@@ -837,25 +1008,52 @@ impl Engine {
         self.start_held_runs().await;
     }
 
-    /// Hands queued attempts to the agent while it has free slots.
-    /// Hands queued attempts to the agent while it has free slots.
+    /// Hands queued attempts to the agent while it has free slots; attempts that wait for
+    /// durable events stay queued (in order) until the store confirms them.
     fn dispatch(&mut self) {
-        while self.free_slots > 0 {
-            let Some((id, idx, attempt)) = self.ready.pop_front() else {
-                return;
-            };
-            let Some(run) = self.runs.get_mut(&id) else {
+        let mut waiting = 0;
+        let mut i = 0;
+        while self.free_slots > 0 && i < self.ready.len() {
+            let r = self.ready[i];
+            let Some(run) = self.runs.get_mut(&r.run) else {
+                self.ready.remove(i);
                 continue;
             };
-            let task = &mut run.tasks[idx];
-            if task.state != TaskState::Queued || task.attempt != attempt || task.on_agent {
-                continue; // cancelled or superseded while it waited
+            let task = &mut run.tasks[r.task];
+            if task.state != TaskState::Queued || task.attempt != r.attempt || task.on_agent {
+                self.ready.remove(i); // cancelled or superseded while it waited
+                continue;
             }
+            if r.durable_after > self.durable {
+                waiting += 1;
+                i += 1;
+                continue;
+            }
+            self.ready.remove(i);
             task.on_agent = true;
-            let job = run.assignment(idx, &self.workdir);
+            let job = run.assignment(r.task, &self.workdir);
             self.free_slots -= 1;
             self.agent.assign(job);
         }
+        if waiting > 0 {
+            self.sync();
+        }
+    }
+
+    /// Asks the store to commit what has been emitted, then dispatches what waited for it.
+    fn sync(&mut self) {
+        if self.syncing {
+            return;
+        }
+        self.syncing = true;
+        let mark = self.emitted;
+        let store = self.store_tx.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            // While the disk is full this waits: dependents wait with it, nothing is lost.
+            let done = store.flush().await;
+            let _ = tx.send(Internal::Durable(if done.is_ok() { mark } else { 0 }));
+        });
     }
 
     async fn on_agent(&mut self, ev: AgentEvent) {
@@ -900,23 +1098,22 @@ impl Engine {
         }
         let retries = run.spec.tasks[idx].retries;
         let extra = run.tasks[idx].extra_attempts;
+        let budget = retries.saturating_add(extra);
         let stopping = run.cancel_requested || run.fail_fast_tripped;
         let message = (state != TaskState::Succeeded).then(|| describe.clone());
         match state {
-            TaskState::Failed | TaskState::TimedOut
-                if key.attempt <= retries + extra && !stopping =>
-            {
+            TaskState::Failed | TaskState::TimedOut if key.attempt <= budget && !stopping => {
                 let delay = run.spec.tasks[idx].backoff.delay(key.attempt);
                 let note = format!(
                     "attempt {}/{} {describe}; retrying in {}",
                     key.attempt,
-                    retries + extra + 1,
+                    budget.saturating_add(1),
                     crate::humantime::format_duration(delay)
                 );
                 self.set_task(key.run_id, idx, TaskState::Retrying, Some(note))
                     .await;
                 let tx = self.internal_tx.clone();
-                let next = key.attempt + 1;
+                let next = key.attempt.saturating_add(1);
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
                     let _ = tx.send(Internal::RetryDue {
@@ -951,6 +1148,13 @@ impl Engine {
             Internal::ReloadDue => self.reload_due(),
             Internal::Loaded(scan) => self.apply_scan(*scan).await,
             Internal::RetryLoaded { snapshot, reply } => self.reopen(*snapshot, reply).await,
+            Internal::Durable(mark) => {
+                self.syncing = false;
+                if mark > self.durable {
+                    self.durable = mark;
+                    self.dispatch();
+                }
+            }
         }
     }
 
@@ -966,7 +1170,8 @@ impl Engine {
         });
         if due {
             self.set_task(run, task, TaskState::Queued, None).await;
-            self.ready.push_back((run, task, attempt));
+            // The failed attempt's record is durable before the next attempt starts.
+            self.push_ready(run, task, attempt, true);
             self.dispatch();
         }
     }
@@ -1010,5 +1215,40 @@ impl Engine {
         if user_cancel {
             self.held.retain(|r| *r != id);
         }
+    }
+}
+
+/// The message of a caught panic.
+pub(super) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "an internal error".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheduler_looks_at_the_wall_clock_again_at_least_every_recheck() {
+        let now = Utc::now();
+        // A fire hours away is not one long monotonic sleep: a suspend or a clock step would
+        // make it late by as much.
+        assert_eq!(
+            schedule_wait(now + chrono::Duration::hours(5), now),
+            SCHEDULE_RECHECK
+        );
+        assert!(SCHEDULE_RECHECK <= std::time::Duration::from_secs(60));
+        assert_eq!(
+            schedule_wait(now + chrono::Duration::seconds(3), now),
+            std::time::Duration::from_secs(3)
+        );
+        // A fire time already past (a wake after a suspend) is due at once.
+        assert_eq!(
+            schedule_wait(now - chrono::Duration::hours(1), now),
+            std::time::Duration::ZERO
+        );
     }
 }

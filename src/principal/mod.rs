@@ -11,7 +11,7 @@ pub mod schedule;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::protocol::Event;
 pub use crate::protocol::api::RunOutcome;
@@ -41,6 +41,9 @@ pub struct PrincipalConfig {
     /// Start the watchdog (`opsconsole __reap`, from this executable) that stops task
     /// processes if this process dies. Only for the `opsconsole` binary itself.
     pub watchdog: bool,
+    /// Serve one run and nothing else (`opsconsole run` without a principal): fire no
+    /// schedules and leave the unfinished runs of earlier principals for the next one.
+    pub one_off: bool,
 }
 
 /// Why a trigger was refused.
@@ -107,11 +110,20 @@ pub(crate) enum Command {
 #[error("the principal has stopped")]
 pub struct Stopped;
 
+/// How the engine's task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EngineEnd {
+    /// It was asked to stop and did.
+    Stopped,
+    /// It died (a bug); the text says why.
+    Died(String),
+}
+
 /// Talks to a running principal.
 pub struct PrincipalHandle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
-    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    ended: watch::Receiver<Option<EngineEnd>>,
 }
 
 impl Client for PrincipalHandle {
@@ -144,10 +156,32 @@ impl PrincipalHandle {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let engine = engine::Engine::new(catalog, store, recovered, config, events.clone());
         let task = tokio::spawn(engine.run(rx));
+        let (ended_tx, ended) = watch::channel(None);
+        tokio::spawn(async move {
+            let end = match task.await {
+                Ok(()) => EngineEnd::Stopped,
+                Err(e) if e.is_panic() => EngineEnd::Died(engine::panic_text(&*e.into_panic())),
+                Err(e) => EngineEnd::Died(e.to_string()),
+            };
+            if let EngineEnd::Died(why) = &end {
+                tracing::error!("the principal's engine died: {why}");
+            }
+            let _ = ended_tx.send(Some(end));
+        });
         Self {
             commands,
             events,
-            task: tokio::sync::Mutex::new(Some(task)),
+            ended,
+        }
+    }
+
+    /// Completes only if the engine dies (a bug), with the reason; a process serving nothing
+    /// must exit instead of answering "no principal" forever.
+    pub async fn died(&self) -> String {
+        let mut ended = self.ended.clone();
+        match ended.wait_for(Option::is_some).await.map(|e| e.clone()) {
+            Ok(Some(EngineEnd::Died(why))) => why,
+            _ => std::future::pending().await,
         }
     }
 
@@ -164,10 +198,7 @@ impl PrincipalHandle {
 
     async fn stop(&self, interrupt: bool) {
         let _ = self.commands.send(Command::Shutdown { interrupt }).await;
-        if let Some(task) = self.task.lock().await.take()
-            && let Err(e) = task.await
-        {
-            tracing::error!("principal task ended abnormally: {e}");
-        }
+        let mut ended = self.ended.clone();
+        let _ = ended.wait_for(Option::is_some).await;
     }
 }

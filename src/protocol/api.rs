@@ -304,6 +304,10 @@ pub struct StatusReport {
     /// stays in effect).
     #[serde(default)]
     pub spec_problems: Vec<Diagnostic>,
+    /// Why the history file cannot be written right now (events are held in memory and new
+    /// runs are refused until it can); `None` when all is well.
+    #[serde(default)]
+    pub store_problem: Option<String>,
 }
 
 /// One workflow in a [`StatusReport`].

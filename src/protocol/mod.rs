@@ -163,7 +163,8 @@ pub enum Outcome {
     Cancelled,
     /// Could not be started; the text says why.
     SpawnFailed(String),
-    /// The principal stopped or died while it ran; the attempt counts as used.
+    /// The principal stopped or died while it ran; recorded as `interrupted`, it does not use
+    /// up one of the task's retries.
     Interrupted,
 }
 
@@ -308,6 +309,14 @@ pub enum Event {
     SpecsReloaded {
         /// Workflows added, changed or removed.
         workflows: Vec<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The history file could not be written (`problem` says why), or can be again (`None`).
+    /// While it cannot, events are held in memory and new runs are refused.
+    StoreHealth {
+        /// Why it cannot be written; `None` once it can.
+        problem: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },

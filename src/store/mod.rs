@@ -3,14 +3,14 @@
 
 pub mod query;
 mod schema;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use duckdb::types::{TimeUnit, Value};
-use duckdb::{Appender, Connection, params};
-use tokio::sync::{mpsc, oneshot};
+use duckdb::Connection;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::protocol::{Event, RunId};
 
@@ -19,10 +19,6 @@ pub const DB_FILE: &str = "state.duckdb";
 
 /// Events waiting for the writer; beyond this, senders wait (backpressure, never loss).
 const CHANNEL_CAPACITY: usize = 4096;
-/// Largest number of messages written in one transaction.
-const MAX_BATCH: usize = 8192;
-/// How long the writer gathers events before committing them together.
-const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(20);
 
 /// What can go wrong with the history file.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +63,7 @@ enum WriterMsg {
 #[derive(Clone)]
 pub struct StoreSender {
     tx: mpsc::Sender<WriterMsg>,
+    health: watch::Receiver<Option<String>>,
 }
 
 impl StoreSender {
@@ -78,7 +75,8 @@ impl StoreSender {
             .map_err(|_| StoreError::Closed)
     }
 
-    /// Returns once every event sent before this call is committed to the file.
+    /// Returns once every event sent before this call is committed to the file. While the
+    /// file cannot be written this waits: the writer keeps the events and retries.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.tx
@@ -88,6 +86,29 @@ impl StoreSender {
         rx.await
             .map_err(|_| StoreError::Closed)?
             .map_err(StoreError::Write)
+    }
+
+    /// Like [`flush`](Self::flush), but gives up after `limit` with the writer's problem.
+    pub async fn flush_within(&self, limit: Duration) -> Result<(), StoreError> {
+        match tokio::time::timeout(limit, self.flush()).await {
+            Ok(done) => done,
+            Err(_) => Err(StoreError::Write(self.problem().unwrap_or_else(|| {
+                format!(
+                    "not written within {}",
+                    crate::humantime::format_duration(limit)
+                )
+            }))),
+        }
+    }
+
+    /// Why the writer cannot store events right now (it keeps them and retries), if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        self.health.borrow().clone()
+    }
+
+    /// Changes of [`problem`](Self::problem), for announcing them.
+    pub fn health(&self) -> watch::Receiver<Option<String>> {
+        self.health.clone()
     }
 }
 
@@ -115,6 +136,9 @@ pub struct UnfinishedRun {
     pub started: bool,
     /// Last recorded state and attempt of each task that has any.
     pub tasks: std::collections::HashMap<String, (crate::protocol::TaskState, u32)>,
+    /// How many attempts of each task a principal's death interrupted (they do not use up
+    /// its retries, but they are bounded).
+    pub interrupted: std::collections::HashMap<String, u32>,
 }
 
 /// What the scheduler must remember about a workflow across restarts.
@@ -187,17 +211,20 @@ impl Store {
         let conn = connect(&path, false)?;
         schema::migrate(&conn)?;
         let recovered = recover(&conn)?;
+        let next_seq = schema::next_event_seq(&conn)?;
         let reader = std::sync::Arc::new(std::sync::Mutex::new(query::Reader::from_connection(
             conn.try_clone()?,
         )));
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let (health_tx, health) = watch::channel(None);
+        let writer = writer::Writer::new(path, reader.clone(), health_tx, next_seq);
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer.run(conn, rx))
             .map_err(|e| StoreError::Write(format!("cannot start the writer thread: {e}")))?;
         Ok((
             Self {
-                sender: StoreSender { tx },
+                sender: StoreSender { tx, health },
                 writer: Some(writer),
                 reader,
             },
@@ -216,8 +243,9 @@ impl Store {
     }
 
     /// Writes everything still queued and closes the file.
+    /// While the file cannot be written, the writer keeps trying for a bounded time and then
+    /// reports what it could not store, so that this returns.
     pub async fn close(mut self) -> Result<(), StoreError> {
-        let flushed = self.sender.flush().await;
         let _ = self.sender.tx.send(WriterMsg::Close).await;
         let writer = self.writer.take();
         if let Some(w) = writer {
@@ -226,7 +254,32 @@ impl Store {
                 .map_err(|e| StoreError::Write(e.to_string()))?
                 .map_err(|_| StoreError::Write("writer thread panicked".into()))?;
         }
-        flushed
+        match self.sender.problem() {
+            Some(problem) => Err(StoreError::Write(problem)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Store {
+    /// A store dropped without [`Store::close`] (its owner died) still writes what it holds.
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            // Not a blocking send: this may run on an async worker. A full channel drains
+            // quickly; give up after a few seconds rather than hang a dying process.
+            for _ in 0..5000 {
+                match self.sender.tx.try_send(WriterMsg::Close) {
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Ok(()) => {
+                        let _ = writer.join();
+                        return;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+        }
     }
 }
 
@@ -239,7 +292,7 @@ fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
     let mut stmt = conn.prepare(
         "WITH fires AS (SELECT workflow, max(scheduled_for) AS last_fire FROM runs
                         WHERE scheduled_for IS NOT NULL GROUP BY workflow),
-              pauses AS (SELECT workflow, arg_max(paused, ts) AS paused FROM workflow_state
+              pauses AS (SELECT workflow, arg_max(paused, event_seq) AS paused FROM workflow_state
                          GROUP BY workflow)
          SELECT workflow, epoch_us(fires.last_fire), coalesce(pauses.paused, false)
          FROM fires FULL OUTER JOIN pauses USING (workflow)
@@ -268,7 +321,7 @@ fn unfinished_runs(conn: &Connection) -> Result<Vec<UnfinishedRun>, StoreError> 
     let mut stmt = conn.prepare(
         "SELECT r.run_id, r.workflow, r.params, coalesce(e.state, 'queued')
          FROM runs r
-         LEFT JOIN (SELECT run_id, arg_max(state, ts) AS state FROM run_events GROUP BY run_id) e
+         LEFT JOIN (SELECT run_id, arg_max(state, event_seq) AS state FROM run_events GROUP BY run_id) e
            USING (run_id)
          WHERE e.state IS NULL OR e.state IN ('queued', 'running')
          ORDER BY r.run_id",
@@ -284,8 +337,12 @@ fn unfinished_runs(conn: &Connection) -> Result<Vec<UnfinishedRun>, StoreError> 
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut tasks_stmt = conn.prepare(
-        "SELECT task, arg_max(state, ts), arg_max(attempt, ts) FROM task_events
+        "SELECT task, arg_max(state, event_seq), arg_max(attempt, event_seq) FROM task_events
          WHERE run_id = ? GROUP BY task",
+    )?;
+    let mut interrupted_stmt = conn.prepare(
+        "SELECT task, count(*) FROM task_attempts WHERE run_id = ? AND state = 'interrupted'
+         GROUP BY task",
     )?;
     let mut out = Vec::with_capacity(runs.len());
     for (id, workflow, params, state) in runs {
@@ -303,12 +360,19 @@ fn unfinished_runs(conn: &Connection) -> Result<Vec<UnfinishedRun>, StoreError> 
                 Some((task, (state.parse().ok()?, attempt.max(0) as u32)))
             })
             .collect();
+        let interrupted = interrupted_stmt
+            .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(|(task, n)| (task, n.max(0) as u32))
+            .collect();
         out.push(UnfinishedRun {
             run_id: RunId(id as u64),
             workflow,
             params: serde_json::from_str(&params).unwrap_or_default(),
             started: state == "running",
             tasks,
+            interrupted,
         });
     }
     Ok(out)
@@ -326,226 +390,4 @@ mod tests {
         );
         assert_eq!(super::explain_open_error("disk full"), "disk full");
     }
-}
-
-fn ts(at: chrono::DateTime<chrono::Utc>) -> Value {
-    Value::Timestamp(TimeUnit::Microsecond, at.timestamp_micros())
-}
-
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriterMsg>) {
-    let mut batch = Vec::with_capacity(256);
-    let mut acks = Vec::new();
-    let mut failed: Option<String> = None;
-    let mut closing = false;
-    // Kept across batches: creating an appender looks the table up in the catalog each time.
-    let mut appenders = Appenders::default();
-    while let Some(first) = rx.blocking_recv() {
-        // Group commit: gather what arrives within a short window into one transaction, since
-        // each DuckDB commit costs far more than the rows in it. A flush or close is answered
-        // without waiting out the window.
-        let window_end = Instant::now() + GROUP_COMMIT_WINDOW;
-        let mut next = Some(first);
-        loop {
-            while let Some(msg) = next {
-                match msg {
-                    WriterMsg::Event(e) => batch.push(e),
-                    WriterMsg::Flush(ack) => acks.push(ack),
-                    WriterMsg::Close => closing = true,
-                }
-                next = if batch.len() < MAX_BATCH {
-                    rx.try_recv().ok()
-                } else {
-                    None
-                };
-            }
-            let urgent = !acks.is_empty() || closing || batch.len() >= MAX_BATCH;
-            if urgent || Instant::now() >= window_end {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-            next = rx.try_recv().ok();
-        }
-        if !batch.is_empty() {
-            if let Err(e) = write_batch(&conn, &mut appenders, &batch) {
-                tracing::error!("history store write failed: {e}");
-                failed = Some(e.to_string());
-                // A failed flush invalidates an appender; start over with fresh ones.
-                appenders = Appenders::default();
-            }
-            batch.clear();
-        }
-        for ack in acks.drain(..) {
-            let _ = ack.send(match &failed {
-                Some(e) => Err(e.clone()),
-                None => Ok(()),
-            });
-        }
-        if closing {
-            break;
-        }
-    }
-    drop(appenders);
-    if let Err(e) = conn.execute_batch("CHECKPOINT") {
-        tracing::warn!("history store checkpoint on close failed: {e}");
-    }
-}
-
-/// Lazily created appenders, one per table, all inside one transaction.
-#[derive(Default)]
-struct Appenders<'c> {
-    runs: Option<Appender<'c>>,
-    run_events: Option<Appender<'c>>,
-    task_events: Option<Appender<'c>>,
-    task_attempts: Option<Appender<'c>>,
-    logs: Option<Appender<'c>>,
-    workflow_state: Option<Appender<'c>>,
-}
-
-fn appender<'c, 'a>(
-    slot: &'a mut Option<Appender<'c>>,
-    conn: &'c Connection,
-    table: &str,
-) -> duckdb::Result<&'a mut Appender<'c>> {
-    if slot.is_none() {
-        *slot = Some(conn.appender(table)?);
-    }
-    Ok(slot.as_mut().expect("set above"))
-}
-
-fn write_batch<'c>(
-    conn: &'c Connection,
-    appenders: &mut Appenders<'c>,
-    batch: &[Event],
-) -> duckdb::Result<()> {
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let result = append_all(conn, appenders, batch);
-    match result {
-        Ok(()) => conn.execute_batch("COMMIT"),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
-}
-
-fn append_all<'c>(
-    conn: &'c Connection,
-    a: &mut Appenders<'c>,
-    batch: &[Event],
-) -> duckdb::Result<()> {
-    for event in batch {
-        match event {
-            Event::RunCreated {
-                run_id,
-                workflow,
-                params,
-                trigger,
-                scheduled_for,
-                at,
-            } => {
-                let params_json = serde_json::to_string(
-                    &params
-                        .iter()
-                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                        .collect::<serde_json::Map<_, _>>(),
-                )
-                .unwrap_or_else(|_| "{}".into());
-                appender(&mut a.runs, conn, "runs")?.append_row(params![
-                    run_id.0 as i64,
-                    workflow.as_ref(),
-                    params_json,
-                    trigger,
-                    ts(*at),
-                    scheduled_for.map(ts)
-                ])?;
-            }
-            Event::WorkflowPaused {
-                workflow,
-                paused,
-                at,
-            } => {
-                appender(&mut a.workflow_state, conn, "workflow_state")?.append_row(params![
-                    workflow.as_ref(),
-                    *paused,
-                    ts(*at)
-                ])?;
-            }
-            Event::RunState {
-                run_id,
-                state,
-                at,
-                message,
-                ..
-            } => {
-                appender(&mut a.run_events, conn, "run_events")?.append_row(params![
-                    run_id.0 as i64,
-                    state.as_str(),
-                    ts(*at),
-                    message.as_deref()
-                ])?;
-            }
-            Event::TaskState {
-                key,
-                state,
-                at,
-                message,
-            } => {
-                appender(&mut a.task_events, conn, "task_events")?.append_row(params![
-                    key.run_id.0 as i64,
-                    key.task.as_ref(),
-                    key.attempt,
-                    state.as_str(),
-                    ts(*at),
-                    message.as_deref()
-                ])?;
-            }
-            Event::Attempt(rec) => {
-                let message = match rec.outcome {
-                    crate::protocol::Outcome::Exited(0) => None,
-                    ref o => Some(o.describe()),
-                };
-                appender(&mut a.task_attempts, conn, "task_attempts")?.append_row(params![
-                    rec.key.run_id.0 as i64,
-                    rec.key.task.as_ref(),
-                    rec.key.attempt,
-                    rec.outcome.task_state().as_str(),
-                    ts(rec.started_at),
-                    ts(rec.ended_at),
-                    rec.outcome.exit_code(),
-                    rec.outcome.signal(),
-                    message
-                ])?;
-            }
-            Event::Logs(b) => {
-                let app = appender(&mut a.logs, conn, "logs")?;
-                for line in &b.lines {
-                    app.append_row(params![
-                        b.key.run_id.0 as i64,
-                        b.key.task.as_ref(),
-                        b.key.attempt,
-                        b.stream.as_str(),
-                        line.seq as i64,
-                        ts(line.at),
-                        line.text.as_str()
-                    ])?;
-                }
-            }
-            // Spec reloads are live news for faces; the files themselves are the record.
-            Event::SpecsReloaded { .. } | Event::SpecProblems { .. } => {}
-        }
-    }
-    for app in [
-        &mut a.runs,
-        &mut a.run_events,
-        &mut a.task_events,
-        &mut a.task_attempts,
-        &mut a.logs,
-        &mut a.workflow_state,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        app.flush()?;
-    }
-    Ok(())
 }

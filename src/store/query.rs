@@ -136,9 +136,17 @@ impl Reader {
                 detail: "no history yet: run a workflow first (opsconsole run NAME --wait)".into(),
             });
         }
-        Ok(Self {
-            conn: connect(&path, true)?,
-        })
+        let conn = connect(&path, true)?;
+        if super::schema::version(&conn)? < super::schema::CURRENT_VERSION {
+            // A file of an older opsconsole, and nobody is writing it (we could open it):
+            // bring it up to date once, then read as usual.
+            drop(conn);
+            super::schema::migrate(&connect(&path, false)?)?;
+            return Ok(Self {
+                conn: connect(&path, true)?,
+            });
+        }
+        Ok(Self { conn })
     }
 
     /// Runs, newest first.
@@ -162,10 +170,10 @@ impl Reader {
         let mut stmt = self.conn.prepare(
             "WITH ev AS (
                  SELECT run_id,
-                        arg_max(state, ts) AS state,
-                        arg_max(message, ts) AS message,
-                        max(ts) FILTER (WHERE state = 'running') AS started_at,
-                        max(ts) FILTER (WHERE state IN ('succeeded', 'failed', 'cancelled')) AS ended_at
+                        arg_max(state, event_seq) AS state,
+                        arg_max(message, event_seq) AS message,
+                        arg_max(ts, event_seq) FILTER (WHERE state = 'running') AS started_at,
+                        arg_max(ts, event_seq) FILTER (WHERE state IN ('succeeded', 'failed', 'cancelled')) AS ended_at
                  FROM run_events GROUP BY run_id),
              last_attempt AS (
                  SELECT run_id, task, arg_max(state, attempt) AS state
@@ -249,6 +257,7 @@ impl Reader {
             params: self.params(run)?.into_iter().collect(),
             started: true,
             tasks,
+            interrupted: Default::default(),
         };
         Ok(Some((snapshot, summary.state)))
     }
@@ -277,9 +286,9 @@ impl Reader {
     /// started and ended.
     pub fn task_progress(&self, run: RunId) -> Result<Vec<TaskProgress>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT task, arg_max(state, ts), arg_max(attempt, ts),
-                    epoch_us(max(ts) FILTER (WHERE state = 'running')),
-                    epoch_us(max(ts) FILTER (WHERE state IN
+            "SELECT task, arg_max(state, event_seq), arg_max(attempt, event_seq),
+                    epoch_us(arg_max(ts, event_seq) FILTER (WHERE state = 'running')),
+                    epoch_us(arg_max(ts, event_seq) FILTER (WHERE state IN
                         ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped')))
              FROM task_events WHERE run_id = ? GROUP BY task ORDER BY task",
         )?;
@@ -379,7 +388,7 @@ impl Reader {
             "SELECT task, attempt, stream, epoch_us(ts), line, seq FROM logs
              WHERE run_id = ? AND (?::VARCHAR IS NULL OR task = ?::VARCHAR)
                AND (?::VARCHAR IS NULL OR stream = ?::VARCHAR)
-             ORDER BY ts, task, attempt, seq
+             ORDER BY event_seq, task, attempt, seq
              LIMIT ? OFFSET ?",
         )?;
         let task = filter.task.as_deref();
@@ -416,7 +425,7 @@ impl Reader {
     pub fn attempts(&self, run: RunId) -> Result<Vec<AttemptRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT task, attempt, state, epoch_us(started_at), epoch_us(ended_at), exit_code, signal, message
-             FROM task_attempts WHERE run_id = ? ORDER BY started_at, task, attempt",
+             FROM task_attempts WHERE run_id = ? ORDER BY event_seq, task, attempt",
         )?;
         let rows = stmt.query_map([run.0 as i64], |r| {
             Ok(AttemptRow {
@@ -436,7 +445,7 @@ impl Reader {
     /// Final state of every task of a run (the last recorded event per task).
     pub fn task_states(&self, run: RunId) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT task, arg_max(state, ts) FROM task_events WHERE run_id = ? GROUP BY task ORDER BY task",
+            "SELECT task, arg_max(state, event_seq) FROM task_events WHERE run_id = ? GROUP BY task ORDER BY task",
         )?;
         let rows = stmt.query_map([run.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

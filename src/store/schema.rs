@@ -5,7 +5,7 @@ use duckdb::Connection;
 use super::StoreError;
 
 /// Schema version this build writes.
-pub const CURRENT_VERSION: i32 = 2;
+pub const CURRENT_VERSION: i32 = 3;
 
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -62,7 +62,66 @@ const MIGRATIONS: &[&str] = &[
         ts       TIMESTAMP NOT NULL
     );
     "#,
+    // 2 -> 3: a persistent, strictly increasing event sequence. Order comes from it, never
+    // from timestamps (a wall clock stepped back across a restart must not reorder history).
+    // Rows from older files are numbered in their timestamp order.
+    r#"
+    ALTER TABLE runs ADD COLUMN event_seq BIGINT;
+    ALTER TABLE run_events ADD COLUMN event_seq BIGINT;
+    ALTER TABLE task_events ADD COLUMN event_seq BIGINT;
+    ALTER TABLE task_attempts ADD COLUMN event_seq BIGINT;
+    ALTER TABLE workflow_state ADD COLUMN event_seq BIGINT;
+    ALTER TABLE logs ADD COLUMN event_seq BIGINT;
+    UPDATE run_events SET event_seq = n.n FROM
+        (SELECT rowid AS rid, row_number() OVER (ORDER BY ts, rowid) AS n FROM run_events) n
+        WHERE run_events.rowid = n.rid;
+    UPDATE task_events SET event_seq = n.n FROM
+        (SELECT rowid AS rid, row_number() OVER (ORDER BY ts, rowid) AS n FROM task_events) n
+        WHERE task_events.rowid = n.rid;
+    UPDATE task_attempts SET event_seq = n.n FROM
+        (SELECT rowid AS rid, row_number() OVER (ORDER BY ended_at, rowid) AS n FROM task_attempts) n
+        WHERE task_attempts.rowid = n.rid;
+    UPDATE workflow_state SET event_seq = n.n FROM
+        (SELECT rowid AS rid, row_number() OVER (ORDER BY ts, rowid) AS n FROM workflow_state) n
+        WHERE workflow_state.rowid = n.rid;
+    UPDATE logs SET event_seq = n.n FROM
+        (SELECT rowid AS rid, row_number() OVER (ORDER BY ts, task, attempt, seq, rowid) AS n FROM logs) n
+        WHERE logs.rowid = n.rid;
+    "#,
 ];
+
+/// The next unused event sequence number in the file.
+pub fn next_event_seq(conn: &Connection) -> duckdb::Result<u64> {
+    let max: i64 = conn.query_row(
+        "SELECT coalesce(max(m), 0) FROM (
+             SELECT max(event_seq) AS m FROM runs UNION ALL
+             SELECT max(event_seq) FROM run_events UNION ALL
+             SELECT max(event_seq) FROM task_events UNION ALL
+             SELECT max(event_seq) FROM task_attempts UNION ALL
+             SELECT max(event_seq) FROM workflow_state UNION ALL
+             SELECT max(event_seq) FROM logs)",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(max.max(0) as u64 + 1)
+}
+
+/// The schema version recorded in the file (0 for a new file).
+pub fn version(conn: &Connection) -> Result<i32, StoreError> {
+    let exists: i64 = conn.query_row(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if exists == 0 {
+        return Ok(0);
+    }
+    Ok(conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )?)
+}
 
 /// Brings the schema up to [`CURRENT_VERSION`], refusing files from a newer build.
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -84,6 +84,7 @@ fn fixed_answer(request: Request, now: DateTime<Utc>) -> Response {
                 active_runs: Vec::new(),
             }],
             spec_problems: Vec::new(),
+            store_problem: None,
         }),
         Request::Workflows => Response::Workflows {
             workflows: vec![WorkflowInfo {

@@ -77,11 +77,16 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
                 format!("attached to {}", dirs.data.display()),
             ),
             None => {
-                let principal =
-                    match crate::cli::start_embedded(dirs, opts.slots, opts.kill_grace, None) {
-                        Ok(p) => Arc::new(p),
-                        Err(code) => return code,
-                    };
+                let principal = match crate::cli::start_embedded(
+                    dirs,
+                    opts.slots,
+                    opts.kill_grace,
+                    None,
+                    false,
+                ) {
+                    Ok(p) => Arc::new(p),
+                    Err(code) => return code,
+                };
                 let stop = CancellationToken::new();
                 serve_local(dirs, principal.clone(), stop.clone()).await;
                 (
@@ -111,7 +116,23 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
     let signal_code = Arc::new(AtomicU8::new(EXIT_TERMINATED));
     // Installed before the first frame: a signal that arrives once the screen shows must find
     // the handler (which restores the terminal), not the default action.
-    let signals = terminated(signal_code.clone());
+    let died = Arc::new(std::sync::Mutex::new(None::<String>));
+    let signals = {
+        let (embedded, died, code) = (embedded.clone(), died.clone(), signal_code.clone());
+        let signals = terminated(signal_code.clone());
+        async move {
+            let Some(p) = embedded else {
+                return signals.await;
+            };
+            tokio::select! {
+                () = signals => {}
+                why = p.died() => {
+                    code.store(EXIT_FAILED, Ordering::Relaxed);
+                    *died.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                }
+            }
+        }
+    };
     let ended = match terminal::Guard::enter() {
         Ok(mut guard) => {
             let input = ratatui::crossterm::event::EventStream::new();
@@ -146,6 +167,12 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
     if let Some(stop) = stop_serving {
         stop.cancel();
         crate::cli::connect::remove_socket_files(&Endpoints::for_data_dir(&dirs.data));
+    }
+    if let Some(why) = died.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return fail(
+            EXIT_FAILED,
+            format!("the principal's engine stopped: {why}"),
+        );
     }
     match ended {
         Ok(Ended::Stopped) => ExitCode::from(signal_code.load(Ordering::Relaxed)),

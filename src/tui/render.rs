@@ -111,6 +111,14 @@ fn tab_bar(frame: &mut Frame, area: Rect, app: &App) {
     if app.config.read_only.is_some() {
         right.push_str(" [read-only]");
     }
+    let store_problem = app
+        .data
+        .status
+        .as_ref()
+        .is_some_and(|s| s.store_problem.is_some());
+    if store_problem {
+        right.insert_str(0, "HISTORY NOT WRITABLE  ");
+    }
     let room = (area.width as usize).saturating_sub(used + 1);
     if room > 3 {
         let right: String = right.chars().take(room).collect();

@@ -133,6 +133,16 @@ impl App {
                 self.say(format!("workflows reloaded: {}", workflows.join(", ")));
                 self.refresh_wanted = true;
             }
+            Event::StoreHealth { problem, .. } => {
+                match &problem {
+                    Some(p) => self.warn(format!("history store: {p}; new runs are refused")),
+                    None => self.say("history store: writing again, nothing was lost".to_string()),
+                }
+                if let Some(s) = self.data.status.as_mut() {
+                    s.store_problem = problem;
+                }
+                self.refresh_wanted = true;
+            }
             Event::SpecProblems { problems, .. } => {
                 let first = problems
                     .first()

@@ -47,6 +47,7 @@ impl Harness {
                 workflows_dir: None,
                 spec_problems: Vec::new(),
                 watchdog: false,
+                one_off: false,
                 workdir: dir.path().to_path_buf(),
             },
         );
@@ -77,6 +78,7 @@ impl Harness {
                 workflows_dir: Some(wf_dir),
                 spec_problems: problems,
                 watchdog: false,
+                one_off: false,
                 workdir: dir.path().to_path_buf(),
             },
         );

@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 use super::super::run::RunCtx;
 use super::{Engine, Internal};
 use crate::dag::NodeState;
+use crate::principal::TriggerError;
 use crate::protocol::api::{
     ApiError, ApiErrorKind, QueueReport, QueuedRun, QueuedTask, Response, RunDetail, TaskDetail,
 };
@@ -47,7 +48,8 @@ impl Engine {
             ready_tasks: self
                 .ready
                 .iter()
-                .filter_map(|&(id, idx, attempt)| {
+                .filter_map(|r| {
+                    let (id, idx, attempt) = (r.run, r.task, r.attempt);
                     let run = self.runs.get(&id)?;
                     let task = &run.tasks[idx];
                     // Entries superseded by a cancel are skipped by dispatch; hide them too.
@@ -204,6 +206,10 @@ impl Engine {
                 ApiErrorKind::InvalidInput,
                 format!("run {id} is already active again"),
             ));
+            return;
+        }
+        if let Some(problem) = self.store_tx.problem() {
+            let _ = reply.send(Response::Error(TriggerError::NotStored(problem).into()));
             return;
         }
         let Some(spec) = self.catalog.get(&u.workflow).cloned() else {

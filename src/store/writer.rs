@@ -1,0 +1,502 @@
+//! The store's one writer thread: numbers events in arrival order, commits them in groups,
+//! and never drops a batch because a write failed.
+//!
+//! A failed commit (a full disk, an I/O error) keeps the batch and retries it with backoff;
+//! events arriving meanwhile are held in memory up to a bound, past which senders wait.
+//! A flush is answered only once everything before it is in the file. If DuckDB invalidated
+//! the database after the error, the file is opened again (the write-ahead log has
+//! everything committed before).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use duckdb::types::{TimeUnit, Value};
+use duckdb::{Appender, Connection, params};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{SharedReader, WriterMsg, connect};
+use crate::protocol::{Event, Outcome};
+
+/// Largest number of events written in one transaction.
+const MAX_BATCH: usize = 8192;
+/// How long the writer gathers events before committing them together.
+const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(20);
+/// Events held while the file cannot be written, in bytes (roughly); past it senders wait.
+const MAX_HELD_BYTES: usize = 128 * 1024 * 1024;
+/// First and longest pause between attempts to write a failed batch.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// On close, how long to keep trying to write what is held before giving up (loudly).
+const CLOSE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// An event waiting to be written, with its place in the file's sequence.
+struct Pending {
+    seq: u64,
+    event: Event,
+}
+
+/// The writer's state between commits.
+pub(super) struct Writer {
+    path: PathBuf,
+    reader: SharedReader,
+    health: watch::Sender<Option<String>>,
+    next_seq: u64,
+    pending: VecDeque<Pending>,
+    held_bytes: usize,
+    /// Flushes waiting for every event up to (and including) this sequence number.
+    acks: VecDeque<(u64, oneshot::Sender<Result<(), String>>)>,
+    closing: bool,
+    /// The channel has no senders left.
+    disconnected: bool,
+    /// When the writer first failed to write after being asked to stop.
+    close_failing_since: Option<Instant>,
+    /// A write failed since the last success: the next one first skips what the failed
+    /// commit may have stored after all.
+    after_failure: bool,
+}
+
+/// Why a writing session on one connection ended.
+enum SessionEnd {
+    /// Everything is written and the writer was asked to stop.
+    Done,
+    /// The connection is unusable after an error: open the file again.
+    Broken,
+}
+
+impl Writer {
+    pub(super) fn new(
+        path: PathBuf,
+        reader: SharedReader,
+        health: watch::Sender<Option<String>>,
+        next_seq: u64,
+    ) -> Self {
+        Self {
+            path,
+            reader,
+            health,
+            next_seq,
+            pending: VecDeque::new(),
+            held_bytes: 0,
+            acks: VecDeque::new(),
+            closing: false,
+            disconnected: false,
+            close_failing_since: None,
+            after_failure: false,
+        }
+    }
+
+    /// Writes until closed, reopening the file when an error broke the connection.
+    pub(super) fn run(mut self, conn: Connection, mut rx: mpsc::Receiver<WriterMsg>) {
+        let mut conn = Some(conn);
+        let mut pause = RETRY_FIRST;
+        loop {
+            let c = match conn.take() {
+                Some(c) => c,
+                None => match connect(&self.path, false) {
+                    Ok(c) => {
+                        match c.try_clone() {
+                            Ok(r) => {
+                                let mut guard =
+                                    self.reader.lock().unwrap_or_else(|e| e.into_inner());
+                                *guard = super::query::Reader::from_connection(r);
+                            }
+                            Err(e) => tracing::warn!("history store reader not renewed: {e}"),
+                        }
+                        tracing::info!("history store: reopened {}", self.path.display());
+                        c
+                    }
+                    Err(e) => {
+                        self.set_problem(format!("cannot reopen the history file: {e}"));
+                        if self.give_up_closing() {
+                            return;
+                        }
+                        self.wait_absorbing(&mut rx, pause);
+                        pause = (pause * 2).min(RETRY_MAX);
+                        continue;
+                    }
+                },
+            };
+            match self.session(&c, &mut rx) {
+                SessionEnd::Done => {
+                    if let Err(e) = c.execute_batch("CHECKPOINT") {
+                        tracing::warn!("history store checkpoint on close failed: {e}");
+                    }
+                    return;
+                }
+                SessionEnd::Broken => {
+                    drop(c);
+                    self.wait_absorbing(&mut rx, pause);
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// Gathers, numbers and commits events on one connection.
+    fn session(&mut self, conn: &Connection, rx: &mut mpsc::Receiver<WriterMsg>) -> SessionEnd {
+        // Kept across batches: creating an appender looks the table up in the catalog each time.
+        let mut appenders = Appenders::default();
+        let mut pause = RETRY_FIRST;
+        loop {
+            if self.pending.is_empty() && self.acks.is_empty() {
+                if self.closing || self.disconnected {
+                    return SessionEnd::Done;
+                }
+                match rx.blocking_recv() {
+                    Some(msg) => self.take(msg),
+                    None => self.disconnected = true,
+                }
+            }
+            self.gather(rx);
+            match self.write_pending(conn, &mut appenders) {
+                Ok(()) => {
+                    pause = RETRY_FIRST;
+                    if self.health.borrow().is_some() {
+                        tracing::info!("history store: writing again, nothing was lost");
+                        self.health.send_replace(None);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "history store write failed ({} event(s) held, retrying): {e}",
+                        self.pending.len()
+                    );
+                    self.set_problem(format!("cannot write the history file: {e}"));
+                    // A failed flush invalidates an appender; start over with fresh ones.
+                    appenders = Appenders::default();
+                    self.after_failure = true;
+                    if self.give_up_closing() {
+                        return SessionEnd::Done;
+                    }
+                    if conn.execute_batch("SELECT 1").is_err() {
+                        return SessionEnd::Broken;
+                    }
+                    self.wait_absorbing(rx, pause);
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// Group commit: gathers what arrives within a short window, since each DuckDB commit
+    /// costs far more than the rows in it. A flush or close is served without waiting it out.
+    fn gather(&mut self, rx: &mut mpsc::Receiver<WriterMsg>) {
+        let window_end = Instant::now() + GROUP_COMMIT_WINDOW;
+        loop {
+            self.drain(rx);
+            let urgent = !self.acks.is_empty()
+                || self.closing
+                || self.disconnected
+                || self.pending.len() >= MAX_BATCH
+                || self.held_bytes >= MAX_HELD_BYTES;
+            if urgent || Instant::now() >= window_end {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Takes whatever is queued, within the memory bound.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<WriterMsg>) {
+        while self.held_bytes < MAX_HELD_BYTES {
+            match rx.try_recv() {
+                Ok(msg) => self.take(msg),
+                Err(mpsc::error::TryRecvError::Empty) => return,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.disconnected = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits `pause` before the next attempt, still taking messages (within the bound).
+    fn wait_absorbing(&mut self, rx: &mut mpsc::Receiver<WriterMsg>, pause: Duration) {
+        let until = Instant::now() + pause;
+        while Instant::now() < until {
+            self.drain(rx);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn take(&mut self, msg: WriterMsg) {
+        match msg {
+            WriterMsg::Event(event) => {
+                self.held_bytes += approx_bytes(&event);
+                self.pending.push_back(Pending {
+                    seq: self.next_seq,
+                    event,
+                });
+                self.next_seq += 1;
+            }
+            WriterMsg::Flush(ack) => {
+                let upto = self.next_seq - 1;
+                if self.pending.front().is_none_or(|p| p.seq > upto) {
+                    let _ = ack.send(Ok(()));
+                } else {
+                    self.acks.push_back((upto, ack));
+                }
+            }
+            WriterMsg::Close => self.closing = true,
+        }
+    }
+
+    /// Commits the held events in order, in transactions of at most [`MAX_BATCH`]; answers
+    /// each flush as soon as everything before it is in.
+    fn write_pending<'c>(
+        &mut self,
+        conn: &'c Connection,
+        appenders: &mut Appenders<'c>,
+    ) -> duckdb::Result<()> {
+        if self.after_failure {
+            // A commit that reported an error may still have reached the file; writing its
+            // rows again would duplicate them (and a run's row would violate its key).
+            let stored = super::schema::next_event_seq(conn)?;
+            while self.pending.front().is_some_and(|p| p.seq < stored) {
+                if let Some(p) = self.pending.pop_front() {
+                    self.held_bytes = self.held_bytes.saturating_sub(approx_bytes(&p.event));
+                }
+            }
+            self.after_failure = false;
+        }
+        while !self.pending.is_empty() {
+            let n = self.pending.len().min(MAX_BATCH);
+            let (a, b) = self.pending.as_slices();
+            let chunk: Vec<&Pending> = a.iter().chain(b.iter()).take(n).collect();
+            write_batch(conn, appenders, &chunk)?;
+            let last = chunk.last().map_or(0, |p| p.seq);
+            for p in self.pending.drain(..n) {
+                self.held_bytes = self.held_bytes.saturating_sub(approx_bytes(&p.event));
+            }
+            while self.acks.front().is_some_and(|(upto, _)| *upto <= last) {
+                if let Some((_, ack)) = self.acks.pop_front() {
+                    let _ = ack.send(Ok(()));
+                }
+            }
+        }
+        // Flushes that came with nothing to write (or after the last event) are answered too.
+        for (_, ack) in self.acks.drain(..) {
+            let _ = ack.send(Ok(()));
+        }
+        Ok(())
+    }
+
+    fn set_problem(&self, problem: String) {
+        self.health.send_replace(Some(problem));
+    }
+
+    /// While closing, the writer tries for a bounded time; then it reports what it could not
+    /// store and stops, so that a process on a full disk still exits.
+    fn give_up_closing(&mut self) -> bool {
+        if !(self.closing || self.disconnected) {
+            return false;
+        }
+        let since = *self.close_failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < CLOSE_PATIENCE {
+            return false;
+        }
+        let problem = self.health.borrow().clone().unwrap_or_default();
+        tracing::error!(
+            "history store: giving up on {} event(s) that could not be written: {problem}",
+            self.pending.len()
+        );
+        eprintln!(
+            "error: {} history event(s) could not be written to {} ({problem}); free space and \
+             check the data directory",
+            self.pending.len(),
+            self.path.display()
+        );
+        for (_, ack) in self.acks.drain(..) {
+            let _ = ack.send(Err(problem.clone()));
+        }
+        self.pending.clear();
+        true
+    }
+}
+
+/// What an event costs in memory while it is held, roughly.
+fn approx_bytes(event: &Event) -> usize {
+    match event {
+        Event::Logs(b) => b.lines.iter().map(|l| l.text.len() + 64).sum::<usize>() + 128,
+        _ => 256,
+    }
+}
+
+fn ts(at: chrono::DateTime<chrono::Utc>) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, at.timestamp_micros())
+}
+
+/// Lazily created appenders, one per table, all inside one transaction.
+#[derive(Default)]
+struct Appenders<'c> {
+    runs: Option<Appender<'c>>,
+    run_events: Option<Appender<'c>>,
+    task_events: Option<Appender<'c>>,
+    task_attempts: Option<Appender<'c>>,
+    logs: Option<Appender<'c>>,
+    workflow_state: Option<Appender<'c>>,
+}
+
+fn appender<'c, 'a>(
+    slot: &'a mut Option<Appender<'c>>,
+    conn: &'c Connection,
+    table: &str,
+) -> duckdb::Result<&'a mut Appender<'c>> {
+    if slot.is_none() {
+        *slot = Some(conn.appender(table)?);
+    }
+    Ok(slot.as_mut().expect("set above"))
+}
+
+fn write_batch<'c>(
+    conn: &'c Connection,
+    appenders: &mut Appenders<'c>,
+    batch: &[&Pending],
+) -> duckdb::Result<()> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let result = append_all(conn, appenders, batch);
+    match result.and_then(|()| conn.execute_batch("COMMIT")) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn append_all<'c>(
+    conn: &'c Connection,
+    a: &mut Appenders<'c>,
+    batch: &[&Pending],
+) -> duckdb::Result<()> {
+    for p in batch {
+        let seq = p.seq as i64;
+        match &p.event {
+            Event::RunCreated {
+                run_id,
+                workflow,
+                params,
+                trigger,
+                scheduled_for,
+                at,
+            } => {
+                let params_json = serde_json::to_string(
+                    &params
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                        .collect::<serde_json::Map<_, _>>(),
+                )
+                .unwrap_or_else(|_| "{}".into());
+                appender(&mut a.runs, conn, "runs")?.append_row(params![
+                    run_id.0 as i64,
+                    workflow.as_ref(),
+                    params_json,
+                    trigger,
+                    ts(*at),
+                    scheduled_for.map(ts),
+                    seq
+                ])?;
+            }
+            Event::WorkflowPaused {
+                workflow,
+                paused,
+                at,
+            } => {
+                appender(&mut a.workflow_state, conn, "workflow_state")?.append_row(params![
+                    workflow.as_ref(),
+                    *paused,
+                    ts(*at),
+                    seq
+                ])?;
+            }
+            Event::RunState {
+                run_id,
+                state,
+                at,
+                message,
+                ..
+            } => {
+                appender(&mut a.run_events, conn, "run_events")?.append_row(params![
+                    run_id.0 as i64,
+                    state.as_str(),
+                    ts(*at),
+                    message.as_deref(),
+                    seq
+                ])?;
+            }
+            Event::TaskState {
+                key,
+                state,
+                at,
+                message,
+            } => {
+                appender(&mut a.task_events, conn, "task_events")?.append_row(params![
+                    key.run_id.0 as i64,
+                    key.task.as_ref(),
+                    key.attempt,
+                    state.as_str(),
+                    ts(*at),
+                    message.as_deref(),
+                    seq
+                ])?;
+            }
+            Event::Attempt(rec) => {
+                let message = match rec.outcome {
+                    Outcome::Exited(0) => None,
+                    ref o => Some(o.describe()),
+                };
+                // An interrupted attempt is neither failed nor succeeded: it did not count.
+                let state = match rec.outcome {
+                    Outcome::Interrupted => "interrupted",
+                    ref o => o.task_state().as_str(),
+                };
+                appender(&mut a.task_attempts, conn, "task_attempts")?.append_row(params![
+                    rec.key.run_id.0 as i64,
+                    rec.key.task.as_ref(),
+                    rec.key.attempt,
+                    state,
+                    ts(rec.started_at),
+                    ts(rec.ended_at),
+                    rec.outcome.exit_code(),
+                    rec.outcome.signal(),
+                    message,
+                    seq
+                ])?;
+            }
+            Event::Logs(b) => {
+                let app = appender(&mut a.logs, conn, "logs")?;
+                for line in &b.lines {
+                    app.append_row(params![
+                        b.key.run_id.0 as i64,
+                        b.key.task.as_ref(),
+                        b.key.attempt,
+                        b.stream.as_str(),
+                        line.seq as i64,
+                        ts(line.at),
+                        line.text.as_str(),
+                        seq
+                    ])?;
+                }
+            }
+            // Spec reloads are live news for faces; the files themselves are the record.
+            Event::SpecsReloaded { .. }
+            | Event::SpecProblems { .. }
+            | Event::StoreHealth { .. } => {}
+        }
+    }
+    for app in [
+        &mut a.runs,
+        &mut a.run_events,
+        &mut a.task_events,
+        &mut a.task_attempts,
+        &mut a.logs,
+        &mut a.workflow_state,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        app.flush()?;
+    }
+    Ok(())
+}
