@@ -20,6 +20,9 @@ use nix::unistd::Pid;
 /// The hidden subcommand that runs the watchdog.
 pub const REAP_COMMAND: &str = "__reap";
 
+/// How long the watchdog lets messages gather before it reads them.
+const COALESCE: Duration = Duration::from_millis(10);
+
 /// What the watchdog prints once it listens.
 const READY: &str = "opsconsole watchdog ready";
 
@@ -120,8 +123,21 @@ pub fn watchdog(grace_ms: &str) -> u8 {
     println!("{READY}");
     let _ = std::io::stdout().flush();
     let mut groups: HashSet<i32> = HashSet::new();
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
+    let mut input = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match input.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if input.buffer().is_empty() {
+            // Coalesce: a busy principal tracks thousands of groups a second, and waking for
+            // each line would take CPU from its tasks. What arrives meanwhile is read in one go;
+            // the principal's death is still noticed within this pause.
+            std::thread::sleep(COALESCE);
+        }
+        let line = line.trim_end();
         let (op, num) = line.split_at(line.len().min(1));
         let Ok(pgid) = num.parse::<i32>() else {
             continue;

@@ -322,9 +322,11 @@ impl Engine {
             }
             Request::WaitRun { run_id } => {
                 if let Some(outcome) = self.finished.get(&run_id) {
-                    let _ = reply.send(Response::RunEnded {
+                    // It may have ended a moment ago: its end is told once it is stored.
+                    let response = Response::RunEnded {
                         outcome: Some(outcome.clone()),
-                    });
+                    };
+                    self.answer_when_stored(vec![reply], response);
                 } else if self.runs.contains_key(&run_id) {
                     self.waiters.entry(run_id).or_default().push(reply);
                 } else {
@@ -418,6 +420,22 @@ impl Engine {
                 ),
             };
             let _ = reply.send(response);
+        });
+    }
+
+    /// Tells `waiters` that a run ended once its end is in the file, so that a face never
+    /// reports an end that a crash could still undo. While the disk is full it tells them
+    /// after [`ACCEPT_PATIENCE`] anyway: the end is real, only not yet durable.
+    fn answer_when_stored(&self, waiters: Vec<oneshot::Sender<Response>>, response: Response) {
+        if waiters.is_empty() {
+            return;
+        }
+        let store = self.store_tx.clone();
+        tokio::spawn(async move {
+            let _ = store.flush_within(ACCEPT_PATIENCE).await;
+            for w in waiters {
+                let _ = w.send(response.clone());
+            }
         });
     }
 
@@ -993,11 +1011,13 @@ impl Engine {
             state,
             failed_tasks,
         };
-        for w in self.waiters.remove(&id).unwrap_or_default() {
-            let _ = w.send(Response::RunEnded {
+        let waiters = self.waiters.remove(&id).unwrap_or_default();
+        self.answer_when_stored(
+            waiters,
+            Response::RunEnded {
                 outcome: Some(outcome.clone()),
-            });
-        }
+            },
+        );
         self.finished.insert(id, outcome);
         self.finished_order.push_back(id);
         if self.finished_order.len() > FINISHED_MEMORY
