@@ -273,6 +273,17 @@ impl Checker<'_> {
             return None;
         };
         match parse_cron(&expr.value) {
+            Ok(cron) if never_fires(&cron) => {
+                self.err(
+                    &expr.referenced,
+                    format!(
+                        "cron expression `{}` never fires (no date matches its day-of-month \
+                         and month fields, e.g. 30 February): fix those fields",
+                        expr.value
+                    ),
+                );
+                None
+            }
             Ok(cron) => Some(Schedule {
                 expr: expr.value.clone(),
                 cron: Arc::new(cron),
@@ -793,6 +804,17 @@ fn bad_field(parser: &CronParser, expr: &str, fields: &[(usize, &str)]) -> Optio
         }
     }
     None
+}
+
+/// True for an expression no date matches (`0 0 30 2 *`): a schedule that silently never
+/// runs. Without a year field a match repeats at least every few years (29 February), so one
+/// search from a fixed date settles it, and croner bounds that search.
+fn never_fires(cron: &croner::Cron) -> bool {
+    use chrono::TimeZone;
+    let Some(start) = chrono::Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single() else {
+        return false;
+    };
+    cron.find_next_occurrence(&start, true).is_err()
 }
 
 /// Whitespace-separated fields and their byte offsets.

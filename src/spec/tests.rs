@@ -945,3 +945,19 @@ fn odd_files_in_the_directory_are_reported_and_good_ones_load() {
     let (_, d) = load_paths(&[dir.0.join("fifo.yaml"), dir.0.join("zero.yaml")]);
     assert_eq!(d.len(), 2, "{d:#?}");
 }
+
+#[test]
+fn a_schedule_that_never_fires_is_refused() {
+    for never in ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 0 31 2 *"] {
+        let text =
+            format!("kind: workflow\nname: w\nschedule: \"{never}\"\ntasks:\n  a: {{ run: x }}\n");
+        let d = problem(&text);
+        assert_at(&d, 3, 11, &["never fires", never]);
+    }
+    // Rare is not never.
+    for rare in ["0 0 29 2 *", "0 0 31 12 *", "0 0 13 * 5"] {
+        let text =
+            format!("kind: workflow\nname: w\nschedule: \"{rare}\"\ntasks:\n  a: {{ run: x }}\n");
+        assert!(ok(&text).schedule.is_some(), "{rare}");
+    }
+}
