@@ -64,11 +64,11 @@ fn not_regular(path: &Path, what: &str, via_link: bool) -> Diagnostic {
     };
     file_diag(
         path,
+        // The diagnostic already starts with the path.
         format!(
-            "{} is {what}{link}, not a regular file: it was not read; only regular files (or \
-             symbolic links to them) ending in .yaml or .yml are workflow files, so remove or \
-             rename it",
-            path.display()
+            "is {what}{link}, not a regular file, so it was not read: only regular files (or \
+             symbolic links to them) are workflow files; remove it, or rename it so that it \
+             does not end in .yaml or .yml"
         ),
     )
 }
@@ -100,9 +100,8 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, Diagnostic> {
             return Err(file_diag(
                 path,
                 format!(
-                    "{} is a dangling symbolic link (to {target}, which does not exist): fix or \
-                     remove the link",
-                    path.display()
+                    "is a dangling symbolic link (to {target}, which does not exist): fix or \
+                     remove the link"
                 ),
             ));
         }

@@ -253,7 +253,7 @@ fn conflict(file: &str, path: &Path, base_hash: Option<&str>) -> Option<Response
         }
         Err(problem) => Some(Response::Error(ApiError::new(
             ApiErrorKind::Conflict,
-            format!("not saved: {}", problem.message),
+            format!("not saved: {problem}"),
         ))),
     }
 }
