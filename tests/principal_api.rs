@@ -6,8 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Harness, workflow};
-use opsconsole::protocol::api::{Client, ClientExt, Request, Response};
+use opsconsole::protocol::api::{ApiErrorKind, Client, ClientExt, Request, Response};
 use opsconsole::protocol::{Event, RunState, TaskState};
+use opsconsole::spec::content_hash;
 
 async fn call(h: &Harness, request: Request) -> Response {
     h.principal()
@@ -201,6 +202,7 @@ async fn put_spec_validates_writes_atomically_and_reloads() {
         Request::PutSpec {
             file: "hello.yaml".into(),
             text: broken.into(),
+            base_hash: Some(content_hash(wf.as_bytes())),
         },
     )
     .await
@@ -223,6 +225,7 @@ async fn put_spec_validates_writes_atomically_and_reloads() {
         Request::PutSpec {
             file: "other.yaml".into(),
             text: dup.into(),
+            base_hash: None,
         },
     )
     .await
@@ -238,6 +241,7 @@ async fn put_spec_validates_writes_atomically_and_reloads() {
         Request::PutSpec {
             file: "../evil.yaml".into(),
             text: wf.clone(),
+            base_hash: None,
         },
     )
     .await;
@@ -255,6 +259,7 @@ async fn put_spec_validates_writes_atomically_and_reloads() {
         Request::PutSpec {
             file: "fresh.yaml".into(),
             text: new.clone(),
+            base_hash: None,
         },
     )
     .await;
@@ -262,7 +267,8 @@ async fn put_spec_validates_writes_atomically_and_reloads() {
         saved,
         Response::SpecSaved {
             file: "fresh.yaml".into(),
-            workflows: vec!["fresh".into()]
+            workflows: vec!["fresh".into()],
+            hash: Some(content_hash(new.as_bytes())),
         }
     );
     let names: Vec<_> = h
@@ -277,7 +283,7 @@ async fn put_spec_validates_writes_atomically_and_reloads() {
         names.contains(&("fresh".into(), "fresh.yaml".into(), Some("world".into()))),
         "{names:?}"
     );
-    let Response::Spec { file, text } = call(
+    let Response::Spec { file, text, hash } = call(
         &h,
         Request::GetSpec {
             workflow: "fresh".into(),
@@ -288,6 +294,7 @@ async fn put_spec_validates_writes_atomically_and_reloads() {
         panic!("spec expected")
     };
     assert_eq!((file.as_str(), text.as_str()), ("fresh.yaml", new.as_str()));
+    assert_eq!(hash, Some(content_hash(new.as_bytes())));
     assert_eq!(h.run("fresh").await.state, RunState::Succeeded);
     let leftovers: Vec<_> = std::fs::read_dir(h.workflows_dir())
         .unwrap()
@@ -403,5 +410,221 @@ async fn a_reload_does_not_disturb_a_running_run() {
         ["first", "second"],
         "the run kept the spec it started with"
     );
+    h.finish().await;
+}
+
+async fn put(h: &Harness, file: &str, text: &str, base_hash: Option<String>) -> Response {
+    call(
+        h,
+        Request::PutSpec {
+            file: file.into(),
+            text: text.into(),
+            base_hash,
+        },
+    )
+    .await
+}
+
+async fn get(h: &Harness, workflow: &str) -> (String, String) {
+    match call(
+        h,
+        Request::GetSpec {
+            workflow: workflow.into(),
+        },
+    )
+    .await
+    {
+        Response::Spec {
+            text,
+            hash: Some(hash),
+            ..
+        } => (text, hash),
+        other => panic!("spec with a hash expected, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_spec_refuses_to_clobber_a_file_changed_on_disk() {
+    let v1 = workflow("clash", "", &[("a", r#"{ run: "echo v1" }"#)]);
+    let mut h = Harness::with_files(&[("clash.yaml", &v1)], 2);
+    let path = h.workflows_dir().join("clash.yaml");
+    let (text, hash) = get(&h, "clash").await;
+    assert_eq!(
+        (text.as_str(), hash.clone()),
+        (v1.as_str(), content_hash(v1.as_bytes()))
+    );
+
+    // Someone else edits the file while it is open in the editor.
+    let theirs = workflow("clash", "", &[("a", r#"{ run: "echo theirs" }"#)]);
+    std::fs::write(&path, &theirs).unwrap();
+    let mine = workflow("clash", "", &[("a", r#"{ run: "echo mine" }"#)]);
+    let answer = put(&h, "clash.yaml", &mine, Some(hash.clone())).await;
+    let Response::SpecConflict {
+        file,
+        message,
+        hash: now,
+        text,
+    } = answer
+    else {
+        panic!("a conflict expected, got {answer:?}")
+    };
+    assert_eq!(file, "clash.yaml");
+    assert!(message.contains("changed on disk"), "{message}");
+    assert_eq!(now, Some(content_hash(theirs.as_bytes())));
+    assert_eq!(
+        text.as_deref(),
+        Some(theirs.as_str()),
+        "offered for a reload"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        theirs,
+        "not clobbered"
+    );
+
+    // Overwrite on purpose: based on what is there now.
+    let saved = put(&h, "clash.yaml", &mine, now).await;
+    assert!(
+        matches!(&saved, Response::SpecSaved { hash: Some(h), .. } if *h == content_hash(mine.as_bytes())),
+        "{saved:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), mine);
+
+    // Deleted meanwhile: a conflict too, with nothing to reload; no base re-creates it.
+    std::fs::remove_file(&path).unwrap();
+    let answer = put(&h, "clash.yaml", &v1, Some(content_hash(mine.as_bytes()))).await;
+    assert!(
+        matches!(&answer, Response::SpecConflict { hash: None, text: None, message, .. } if message.contains("deleted")),
+        "{answer:?}"
+    );
+    assert!(!path.exists());
+    assert!(matches!(
+        put(&h, "clash.yaml", &v1, None).await,
+        Response::SpecSaved { .. }
+    ));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), v1);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_file_never_replaces_an_existing_one() {
+    let v1 = workflow("taken", "", &[("a", r#"{ run: "echo v1" }"#)]);
+    let mut h = Harness::with_files(&[("taken.yaml", &v1)], 2);
+    let path = h.workflows_dir().join("taken.yaml");
+    let other = workflow("another", "", &[("a", r#"{ run: "true" }"#)]);
+    let answer = put(&h, "taken.yaml", &other, None).await;
+    let Response::Error(e) = answer else {
+        panic!("refusal expected, got {answer:?}")
+    };
+    assert_eq!(e.kind, ApiErrorKind::Conflict);
+    assert!(
+        e.message.starts_with("file exists: taken.yaml"),
+        "{}",
+        e.message
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), v1);
+
+    // Also when the name is taken by something that is not a workflow file.
+    std::fs::create_dir(h.workflows_dir().join("dir.yaml")).unwrap();
+    let answer = put(&h, "dir.yaml", &other, None).await;
+    assert!(
+        matches!(&answer, Response::Error(e) if e.kind == ApiErrorKind::Conflict),
+        "{answer:?}"
+    );
+    assert!(h.workflows_dir().join("dir.yaml").is_dir());
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_keeps_the_mode_and_the_symbolic_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let v1 = workflow("private", "", &[("a", r#"{ run: "echo v1" }"#)]);
+    let mut h = Harness::with_files(&[("private.yaml", &v1)], 2);
+    let mut events = h.principal().subscribe();
+    let private = h.workflows_dir().join("private.yaml");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_, hash) = get(&h, "private").await;
+    let v2 = workflow("private", "", &[("a", r#"{ run: "echo v2" }"#)]);
+    assert!(matches!(
+        put(&h, "private.yaml", &v2, Some(hash)).await,
+        Response::SpecSaved { .. }
+    ));
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "still 0600 after the save");
+    assert_eq!(std::fs::read_to_string(&private).unwrap(), v2);
+
+    // A file kept elsewhere and linked into workflows/.
+    let shared = h.dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let target = shared.join("linked.yaml");
+    let l1 = workflow("linked", "", &[("a", r#"{ run: "echo l1" }"#)]);
+    std::fs::write(&target, &l1).unwrap();
+    let link = h.workflows_dir().join("linked.yaml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    event(&mut events, |e| {
+        matches!(e, Event::SpecsReloaded { workflows, .. } if workflows.contains(&"linked".to_string()))
+    })
+    .await;
+    let (text, hash) = get(&h, "linked").await;
+    assert_eq!(text, l1);
+    let l2 = workflow("linked", "", &[("a", r#"{ run: "echo l2" }"#)]);
+    assert!(matches!(
+        put(&h, "linked.yaml", &l2, Some(hash)).await,
+        Response::SpecSaved { .. }
+    ));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link is still a link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        l2,
+        "its target has the new text"
+    );
+    let names: Vec<String> = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["linked.yaml"],
+        "no temporary file left beside the target"
+    );
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_files_in_workflows_are_problems_and_the_rest_runs() {
+    let good = workflow("good", "", &[("a", r#"{ run: "echo ok" }"#)]);
+    let mut h = Harness::with_files(&[("good.yaml", &good)], 2);
+    let mut events = h.principal().subscribe();
+    let dir = h.workflows_dir();
+    nix::unistd::mkfifo(&dir.join("fifo.yaml"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.yaml")).unwrap();
+    // The hot reload must neither hang on the FIFO nor read /dev/zero.
+    let Event::SpecProblems { problems, .. } = event(
+        &mut events,
+        |e| matches!(e, Event::SpecProblems { problems, .. } if problems.len() == 2),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    assert!(
+        problems.iter().any(|p| p.message.contains("FIFO")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.message.contains("character device")),
+        "{problems:?}"
+    );
+    assert_eq!(h.run("good").await.state, RunState::Succeeded);
+    let status = h.principal().status().await.unwrap();
+    assert_eq!(status.spec_problems.len(), 2, "{:?}", status.spec_problems);
     h.finish().await;
 }

@@ -128,7 +128,14 @@ fn unknown_template_reference() {
 
 #[test]
 fn alias_bomb() {
-    assert_fails_at("alias_bomb.yaml", 1, 1, "unknown key `a`", 1);
+    // Its keys are unknown too, but reading past them must not expand the bomb.
+    assert_fails_at(
+        "alias_bomb.yaml",
+        6,
+        8,
+        "too many alias expansions (`*name`): the document is rejected as a possible alias bomb",
+        1,
+    );
 }
 
 #[test]
@@ -292,4 +299,201 @@ fn three_megabytes_load_and_five_are_rejected() {
         )),
         "{err}"
     );
+}
+
+/// Runs `opsconsole ARGS` in `dir`, killed (and the test failed) if it takes over 60 s: a
+/// command that blocks on a FIFO must fail the test, not hang it.
+fn bounded(dir: &Path, args: &[&str]) -> Output {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_opsconsole"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run opsconsole");
+    let t0 = std::time::Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "`opsconsole {}` still running after 60 s:\n{}",
+                args.join(" "),
+                stderr(&out)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+const GOOD: &str =
+    "kind: workflow\nname: good\ntasks:\n  hello: { run: \"echo hello from good\" }\n";
+
+/// A project whose `workflows/` holds one good file beside every kind of odd one.
+fn odd_project(tag: &str) -> Scratch {
+    let scratch = Scratch::new(tag);
+    let wf = scratch.0.join("workflows");
+    std::fs::create_dir(&wf).unwrap();
+    std::fs::write(wf.join("good.yaml"), GOOD).unwrap();
+    nix::unistd::mkfifo(&wf.join("fifo.yaml"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", wf.join("zero.yaml")).unwrap();
+    let big = std::fs::File::create(wf.join("big.yaml")).unwrap();
+    big.set_len(10_000_000).unwrap();
+    std::fs::write(wf.join("latin1.yaml"), b"kind: workflow\nname: caf\xe9\n").unwrap();
+    std::fs::write(wf.join("empty.yaml"), "").unwrap();
+    scratch
+}
+
+#[test]
+fn odd_files_are_problems_never_read_blindly() {
+    let p = odd_project("odd");
+    let out = bounded(&p.0, &["validate"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for (file, words) in [
+        ("big.yaml", "file is 9.5 MiB, larger than the 4 MiB limit"),
+        ("empty.yaml:1:1", "empty file"),
+        ("fifo.yaml", "is a named pipe (FIFO), not a regular file"),
+        ("latin1.yaml:2:10", "invalid UTF-8 (byte 0xe9)"),
+        (
+            "zero.yaml",
+            "is a character device (through a symbolic link)",
+        ),
+    ] {
+        let line = format!("workflows/{file}: ");
+        let found = err
+            .split("\n\n")
+            .find(|d| d.starts_with(&line))
+            .unwrap_or_else(|| panic!("no problem for {file}:\n{err}"));
+        assert!(found.contains(words), "{found}");
+    }
+    assert!(err.ends_with("\n5 problem(s) in 5 file(s)\n"), "{err}");
+
+    // Named one by one, they are reported the same way.
+    let out = bounded(
+        &p.0,
+        &["validate", "workflows/fifo.yaml", "workflows/zero.yaml"],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.ends_with("\n2 problem(s) in 2 file(s)\n"), "{err}");
+
+    // A one-off run and a principal both start beside them and run the good workflow.
+    let out = bounded(&p.0, &["run", "good", "--wait"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hello from good"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut principal = Command::new(env!("CARGO_BIN_EXE_opsconsole"))
+        .arg("principal")
+        .current_dir(&p.0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start principal");
+    let sock = p.0.join(".opsconsole/principal.sock");
+    let t0 = std::time::Instant::now();
+    while !sock.exists() && t0.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = bounded(&p.0, &["run", "good", "--wait"]);
+    let status = bounded(&p.0, &["status"]);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(principal.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let stopped = principal.wait().expect("wait");
+    assert!(
+        out.status.success(),
+        "through the principal: {}",
+        stderr(&out)
+    );
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        status.contains("5 problem(s) in workflow files"),
+        "{status}"
+    );
+    assert!(status.contains("fifo.yaml"), "{status}");
+    assert_eq!(stopped.code(), Some(0));
+}
+
+#[test]
+fn an_unknown_key_does_not_hide_the_other_problems() {
+    let scratch = Scratch::new("all");
+    let file = scratch.0.join("all.yaml");
+    std::fs::write(
+        &file,
+        concat!(
+            "kind: workflow\n",
+            "name: all\n",
+            "owner: ops\n",
+            "tasks:\n",
+            "  a: { run: x, depends_on: [c] }\n",
+            "  b: { run: y, depends_on: [nope] }\n",
+            "  c: { run: z, depends_on: [a] }\n",
+        ),
+    )
+    .unwrap();
+    let out = validate(&[file.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let f = file.display();
+    assert!(
+        err.starts_with(&format!("{f}:3:1: unknown key `owner`")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("\n\n{f}:5:29: dependency cycle: a -> c -> a")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "\n\n{f}:6:29: task `b` depends on unknown task `nope`"
+        )),
+        "{err}"
+    );
+    assert!(err.ends_with("\n3 problem(s) in 1 file(s)\n"), "{err}");
+}
+
+#[test]
+fn absurd_durations_and_counts_are_refused_where_written() {
+    let scratch = Scratch::new("absurd");
+    let file = scratch.0.join("absurd.yaml");
+    std::fs::write(
+        &file,
+        concat!(
+            "kind: workflow\n",
+            "name: absurd\n",
+            "tasks:\n",
+            "  a:\n",
+            "    run: x\n",
+            "    retries: 1000000000000\n",
+            "    backoff: { initial: 1s, max: 18446744073709551615s }\n",
+        ),
+    )
+    .unwrap();
+    let out = validate(&[file.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let f = file.display();
+    assert!(
+        err.starts_with(&format!(
+            "{f}:6:14: `retries` is 1000000000000, more than the limit of 1000"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "\n\n{f}:7:34: `backoff.max` `18446744073709551615s` is longer than the limit of 24h (1 day)"
+        )),
+        "{err}"
+    );
+    assert!(err.ends_with("\n2 problem(s) in 1 file(s)\n"), "{err}");
 }

@@ -391,8 +391,12 @@ impl Engine {
             Request::GetSpec { workflow } => {
                 let _ = reply.send(self.get_spec(&workflow));
             }
-            Request::PutSpec { file, text } => {
-                let response = self.put_spec(&file, &text).await;
+            Request::PutSpec {
+                file,
+                text,
+                base_hash,
+            } => {
+                let response = self.put_spec(&file, &text, base_hash.as_deref()).await;
                 let _ = reply.send(response);
             }
             Request::Retry { run_id } => self.retry(run_id, reply),

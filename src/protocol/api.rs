@@ -84,12 +84,19 @@ pub enum Request {
         workflow: String,
     },
     /// Validate `text` and, when valid, write it atomically to `file` in the workflows directory
-    /// and reload; nothing is written when it is invalid.
+    /// and reload; nothing is written when it is invalid. The write keeps the file's mode and
+    /// goes through a symbolic link to its target.
     PutSpec {
         /// File name relative to the workflows directory (e.g. `etl.yaml`).
         file: String,
         /// The complete new content.
         text: String,
+        /// What the text was based on: the `hash` of [`Response::Spec`] (or of the last
+        /// [`Response::SpecSaved`]); the save is refused with [`Response::SpecConflict`] when
+        /// the file on disk no longer has it. `None`: a new file, refused when `file` exists
+        /// (a new file never replaces one).
+        #[serde(default)]
+        base_hash: Option<String>,
     },
     /// Run the failed, timed-out, cancelled and skipped tasks of an ended run again, in the same
     /// run; tasks that succeeded keep their result.
@@ -160,6 +167,9 @@ pub enum Response {
         file: String,
         /// Its content.
         text: String,
+        /// SHA-256 (lower-case hex) of that content, to send back as `base_hash` when saving.
+        #[serde(default)]
+        hash: Option<String>,
     },
     /// Answer to [`Request::PutSpec`] when the text was valid and has been written and loaded.
     SpecSaved {
@@ -167,6 +177,22 @@ pub enum Response {
         file: String,
         /// Workflows the file defines now.
         workflows: Vec<String>,
+        /// SHA-256 (lower-case hex) of the text written: the `base_hash` of the next save.
+        #[serde(default)]
+        hash: Option<String>,
+    },
+    /// Answer to [`Request::PutSpec`] when the file changed on disk since the text was loaded
+    /// (edited elsewhere, replaced or deleted); nothing was written.
+    SpecConflict {
+        /// File name relative to the workflows directory.
+        file: String,
+        /// What changed, for the user.
+        message: String,
+        /// Hash of the file as it is now, `None` when it is gone: sending the save again with
+        /// this `base_hash` overwrites what is there now.
+        hash: Option<String>,
+        /// Its text now, when it exists and is UTF-8 (to reload instead).
+        text: Option<String>,
     },
     /// Answer to [`Request::PutSpec`] when the text was invalid; nothing was written.
     SpecRejected {
@@ -345,6 +371,8 @@ pub enum ApiErrorKind {
     NotFound,
     /// The principal cannot serve it now (shutting down, store failing).
     Unavailable,
+    /// It would replace something it must not (a new workflow file over an existing one).
+    Conflict,
     /// A bug or an unexpected failure.
     Internal,
 }

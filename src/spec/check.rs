@@ -10,13 +10,21 @@ use serde_saphyr::{Location, Spanned};
 
 use super::Diagnostic;
 use super::duration::parse_duration;
-use super::raw::{OrderedMap, RawBackoff, RawRun, RawTask, RawWorkflow, is_absent};
+use super::limits::{
+    MAX_ACTIVE_RUNS, MAX_BACKOFF, MAX_BACKOFF_MULTIPLIER, MAX_CATCHUP_LIMIT, MAX_RETRIES,
+    MAX_TIMEOUT,
+};
+use super::raw::{
+    BACKOFF_KEYS, OrderedMap, RawBackoff, RawRun, RawTask, RawWorkflow, StrayKeys, TASK_KEYS,
+    WORKFLOW_KEYS, is_absent,
+};
 use super::source::Source;
-use super::suggest::{did_you_mean, one_of};
+use super::suggest::{closest, did_you_mean, one_of};
 use super::template::Template;
 use super::types::{
     Backoff, CommandSpec, Overlap, Schedule, TaskIdx, TaskSpec, TriggerRule, WorkflowSpec,
 };
+use super::yaml_error;
 
 /// Kinds a document may declare; only `workflow` is loaded so far.
 const KINDS: [&str; 3] = ["workflow", "monitor", "supervisor"];
@@ -70,10 +78,14 @@ pub fn check(
         suggest_budget: SUGGEST_BUDGET,
     };
     if is_absent(&raw.kind) {
-        c.err(&start, "missing required key `kind`: add `kind: workflow`");
+        if !meant(&raw.stray, WORKFLOW_KEYS).contains(&"kind") {
+            c.err(&start, "missing required key `kind`: add `kind: workflow`");
+        }
     } else if let Some(problem) = kind_problem(&raw.kind.value) {
         c.err(&raw.kind.referenced, problem);
-        if KINDS.contains(&raw.kind.value.as_str()) {
+        // Another kind of document (known, or unknown with keys a workflow does not have):
+        // checking it as a workflow would only add noise. A typo in `workflow` is checked on.
+        if KINDS.contains(&raw.kind.value.as_str()) || !raw.stray.unknown.is_empty() {
             return Err(c.diags);
         }
     }
@@ -98,6 +110,25 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// The allowed keys that the unknown keys of a mapping look like typos of: a missing required
+/// key among them is not reported again as missing.
+fn meant(stray: &StrayKeys, allowed: &[&'static str]) -> Vec<&'static str> {
+    stray
+        .unknown
+        .iter()
+        .filter_map(|k| closest(&k.value, allowed.iter().copied()))
+        .collect()
+}
+
+/// `720h (30 days)`: how a duration limit reads in a message.
+fn limit_words(limit: Duration) -> String {
+    let hours = limit.as_secs() / 3600;
+    match hours / 24 {
+        1 => format!("{hours}h (1 day)"),
+        days => format!("{hours}h ({days} days)"),
+    }
+}
+
 /// A task's `depends_on` entries resolved to indices, with where each was written.
 type Deps = Vec<(TaskIdx, Location)>;
 
@@ -115,10 +146,46 @@ impl Checker<'_> {
         self.diags.push(self.src.at(loc, message));
     }
 
+    /// Reports the keys of a fixed mapping that are unknown or repeated; returns the allowed
+    /// keys the unknown ones look like typos of (see [`meant`]).
+    fn stray(&mut self, stray: &StrayKeys, allowed: &[&'static str]) -> Vec<&'static str> {
+        for key in &stray.unknown {
+            self.err(
+                &key.referenced,
+                yaml_error::unknown_key(&key.value, allowed),
+            );
+        }
+        for key in &stray.repeated {
+            self.err(
+                &key.referenced,
+                format!(
+                    "duplicate key `{}`: a key may appear only once here",
+                    key.value
+                ),
+            );
+        }
+        meant(stray, allowed)
+    }
+
+    /// A count read as `u64`, at most `max`; reports a larger one at its position.
+    fn count(&mut self, what: &str, raw: &Spanned<u64>, max: u64) -> Option<u32> {
+        if raw.value > max {
+            self.err(
+                &raw.referenced,
+                format!("`{what}` is {}, more than the limit of {max}", raw.value),
+            );
+            return None;
+        }
+        u32::try_from(raw.value).ok()
+    }
+
     fn workflow(&mut self, raw: RawWorkflow) -> WorkflowSpec {
+        let meant = self.stray(&raw.stray, WORKFLOW_KEYS);
         if is_absent(&raw.name) {
-            let start = self.start;
-            self.err(&start, "missing required key `name`");
+            if !meant.contains(&"name") {
+                let start = self.start;
+                self.err(&start, "missing required key `name`");
+            }
         } else {
             self.name("workflow", &raw.name);
         }
@@ -128,13 +195,19 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|o| self.choice("overlap policy", o, &OVERLAPS))
             .unwrap_or_default();
-        if let Some(max) = &raw.max_active_runs
-            && max.value == 0
-        {
-            self.err(&max.referenced, "`max_active_runs` must be at least 1");
-        }
+        let max_active_runs = raw.max_active_runs.as_ref().and_then(|max| {
+            if max.value == 0 {
+                self.err(&max.referenced, "`max_active_runs` must be at least 1");
+                return None;
+            }
+            self.count("max_active_runs", max, MAX_ACTIVE_RUNS)
+        });
+        let catchup_limit = raw
+            .catchup_limit
+            .as_ref()
+            .and_then(|l| self.count("catchup_limit", l, MAX_CATCHUP_LIMIT));
         let params = self.params(raw.params.as_ref());
-        let tasks = self.tasks(&raw.tasks, &params);
+        let tasks = self.tasks(&raw.tasks, &params, meant.contains(&"tasks"));
         WorkflowSpec {
             name: raw.name.value,
             description: raw.description,
@@ -142,11 +215,11 @@ impl Checker<'_> {
             params,
             tasks,
             fail_fast: raw.fail_fast.unwrap_or(false),
-            max_active_runs: raw.max_active_runs.map(|m| m.value),
+            max_active_runs,
             schedule,
             overlap,
             catchup: raw.catchup.unwrap_or(false),
-            catchup_limit: raw.catchup_limit.unwrap_or(DEFAULT_CATCHUP_LIMIT),
+            catchup_limit: catchup_limit.unwrap_or(DEFAULT_CATCHUP_LIMIT),
         }
     }
 
@@ -200,6 +273,17 @@ impl Checker<'_> {
             return None;
         };
         match parse_cron(&expr.value) {
+            Ok(cron) if never_fires(&cron) => {
+                self.err(
+                    &expr.referenced,
+                    format!(
+                        "cron expression `{}` never fires (no date matches its day-of-month \
+                         and month fields, e.g. 30 February): fix those fields",
+                        expr.value
+                    ),
+                );
+                None
+            }
             Ok(cron) => Some(Schedule {
                 expr: expr.value.clone(),
                 cron: Arc::new(cron),
@@ -263,14 +347,17 @@ impl Checker<'_> {
         &mut self,
         raw: &Spanned<OrderedMap<Spanned<RawTask>>>,
         params: &BTreeMap<String, String>,
+        misspelt: bool,
     ) -> Vec<TaskSpec> {
         let entries = &raw.value.entries;
         if is_absent(raw) {
-            let start = self.start;
-            self.err(
-                &start,
-                "missing required key `tasks`: a workflow needs at least one task",
-            );
+            if !misspelt {
+                let start = self.start;
+                self.err(
+                    &start,
+                    "missing required key `tasks`: a workflow needs at least one task",
+                );
+            }
             return Vec::new();
         }
         if entries.is_empty() {
@@ -366,11 +453,14 @@ impl Checker<'_> {
         raw: &RawTask,
         params: &BTreeMap<String, String>,
     ) -> TaskSpec {
+        let meant = self.stray(&raw.stray, TASK_KEYS);
         let run = if is_absent(&raw.run) {
-            self.err(
-                &name.referenced,
-                format!("task `{}` is missing required key `run`", name.value),
-            );
+            if !meant.contains(&"run") {
+                self.err(
+                    &name.referenced,
+                    format!("task `{}` is missing required key `run`", name.value),
+                );
+            }
             CommandSpec::Shell(Template::literal(""))
         } else {
             self.command(&raw.run, params)
@@ -383,7 +473,7 @@ impl Checker<'_> {
         let timeout = raw
             .timeout
             .as_ref()
-            .and_then(|t| self.duration("timeout", t));
+            .and_then(|t| self.duration("timeout", t, MAX_TIMEOUT));
         if let (Some(t), Some(Duration::ZERO)) = (&raw.timeout, timeout) {
             self.err(&t.referenced, "`timeout` must be greater than 0");
         }
@@ -392,7 +482,11 @@ impl Checker<'_> {
             run,
             depends_on: Vec::new(),
             trigger,
-            retries: raw.retries.unwrap_or(0),
+            retries: raw
+                .retries
+                .as_ref()
+                .and_then(|r| self.count("retries", r, MAX_RETRIES))
+                .unwrap_or(0),
             backoff: raw
                 .backoff
                 .as_ref()
@@ -475,9 +569,21 @@ impl Checker<'_> {
         env
     }
 
-    fn duration(&mut self, what: &str, raw: &Spanned<String>) -> Option<Duration> {
+    /// A duration of at most `max`; reports a bad or longer one at its position.
+    fn duration(&mut self, what: &str, raw: &Spanned<String>, max: Duration) -> Option<Duration> {
         match parse_duration(&raw.value) {
-            Ok(d) => Some(d),
+            Ok(d) if d <= max => Some(d),
+            Ok(_) => {
+                let limit = limit_words(max);
+                self.err(
+                    &raw.referenced,
+                    format!(
+                        "`{what}` `{}` is longer than the limit of {limit}",
+                        raw.value.trim()
+                    ),
+                );
+                None
+            }
             Err(e) => {
                 self.err(&raw.referenced, format!("`{what}`: {e}"));
                 None
@@ -486,29 +592,41 @@ impl Checker<'_> {
     }
 
     fn backoff(&mut self, raw: &RawBackoff) -> Backoff {
+        self.stray(&raw.stray, BACKOFF_KEYS);
         let mut b = Backoff::default();
-        let initial = raw.initial.as_ref();
-        if let Some(d) = initial.and_then(|i| self.duration("backoff.initial", i)) {
-            b.initial = d;
-        }
-        if let Some(d) = raw
+        let initial = raw
+            .initial
+            .as_ref()
+            .and_then(|i| self.duration("backoff.initial", i, MAX_BACKOFF));
+        let max = raw
             .max
             .as_ref()
-            .and_then(|m| self.duration("backoff.max", m))
-        {
+            .and_then(|m| self.duration("backoff.max", m, MAX_BACKOFF));
+        let bad_max = raw.max.is_some() && max.is_none();
+        if let Some(d) = initial {
+            b.initial = d;
+        }
+        if let Some(d) = max {
             b.max = d;
         }
         if let Some(m) = &raw.multiplier {
-            if m.value.is_finite() && m.value >= 1.0 {
+            if m.value.is_finite() && (1.0..=MAX_BACKOFF_MULTIPLIER).contains(&m.value) {
                 b.multiplier = m.value;
             } else {
-                self.err(&m.referenced, "`backoff.multiplier` must be a number >= 1");
+                self.err(
+                    &m.referenced,
+                    format!(
+                        "`backoff.multiplier` must be a number from 1 to {MAX_BACKOFF_MULTIPLIER}"
+                    ),
+                );
             }
         }
         if let Some(j) = raw.jitter {
             b.jitter = j;
         }
-        if let Some(i) = initial
+        // Only between values that were read: a bad one has been reported already.
+        if let (Some(i), Some(_)) = (&raw.initial, initial)
+            && !bad_max
             && b.initial > b.max
         {
             self.err(
@@ -686,6 +804,17 @@ fn bad_field(parser: &CronParser, expr: &str, fields: &[(usize, &str)]) -> Optio
         }
     }
     None
+}
+
+/// True for an expression no date matches (`0 0 30 2 *`): a schedule that silently never
+/// runs. Without a year field a match repeats at least every few years (29 February), so one
+/// search from a fixed date settles it, and croner bounds that search.
+fn never_fires(cron: &croner::Cron) -> bool {
+    use chrono::TimeZone;
+    let Some(start) = chrono::Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single() else {
+        return false;
+    };
+    cron.find_next_occurrence(&start, true).is_err()
 }
 
 /// Whitespace-separated fields and their byte offsets.

@@ -61,25 +61,33 @@ fn parse_part(s: &str) -> Result<(u128, &str), String> {
             format!("unknown unit at `{after}`")
         });
     };
-    let nanos = scaled(number, *scale).ok_or_else(|| format!("`{number}` is not a number"))?;
+    let nanos = scaled(number, *scale)?;
     Ok((nanos, &after[unit.len()..]))
 }
 
 /// `number` (digits with an optional fraction) times `scale`, exactly, truncated to whole ns.
-fn scaled(number: &str, scale: u128) -> Option<u128> {
+fn scaled(number: &str, scale: u128) -> Result<u128, String> {
     let (int, frac) = number.split_once('.').unwrap_or((number, ""));
     if int.is_empty() && frac.is_empty() || frac.contains('.') {
-        return None;
+        return Err(format!("`{number}` is not a number"));
     }
-    let int_value: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let mut total = int_value.checked_mul(scale)?;
+    let too_large = || "it is too large".to_string();
+    // Only digits reach here, so a failed parse is an overflow.
+    let int_value: u128 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| too_large())?
+    };
+    let mut total = int_value.checked_mul(scale).ok_or_else(too_large)?;
+    // 18 digits of a fraction are finer than a nanosecond of any unit and fit the arithmetic.
     let frac = &frac[..frac.len().min(18)];
     if !frac.is_empty() {
-        let numer: u128 = frac.parse().ok()?;
-        let denom = 10u128.checked_pow(u32::try_from(frac.len()).ok()?)?;
-        total = total.checked_add(numer.checked_mul(scale)? / denom)?;
+        let numer: u128 = frac.parse().map_err(|_| too_large())?;
+        let denom = 10u128.pow(frac.len() as u32);
+        let part = numer.checked_mul(scale).ok_or_else(too_large)? / denom;
+        total = total.checked_add(part).ok_or_else(too_large)?;
     }
-    Some(total)
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -118,6 +126,34 @@ mod tests {
             );
         }
         assert!(parse_duration("30").unwrap_err().contains("no unit"));
+        assert!(
+            parse_duration("1.2.3s")
+                .unwrap_err()
+                .contains("not a number")
+        );
+    }
+
+    #[test]
+    fn absurd_values_are_too_large_or_exact_never_a_panic() {
+        let max = format!("{}s", u64::MAX);
+        assert_eq!(parse_duration(&max), Ok(Duration::from_secs(u64::MAX)));
+        for huge in [
+            format!("{}0s", u64::MAX),
+            format!("{}h", u64::MAX),
+            format!("{}ms{}h", u64::MAX, u64::MAX),
+            format!("{}h", u128::MAX),
+            format!("{}0h", u128::MAX),
+            format!("{}.5m", u128::MAX),
+            "99999999999999999999999h".to_string(),
+        ] {
+            let err = parse_duration(&huge).unwrap_err();
+            assert!(err.contains("it is too large"), "{huge}: {err}");
+        }
+        // A long fraction is cut at 18 digits, not an overflow.
+        assert_eq!(
+            parse_duration("0.1234567890123456789012345s"),
+            Ok(Duration::from_nanos(123_456_789))
+        );
         assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
     }
 }

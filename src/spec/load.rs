@@ -1,41 +1,17 @@
 //! Reading workflow files and directories into a [`Catalog`].
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_saphyr::{DuplicateKeyPolicy, Error, Location, Spanned};
 
+use super::file::{file_diag, read_text, too_large};
 use super::raw::{KindProbe, RawWorkflow};
 use super::source::Source;
 use super::{Catalog, Diagnostic, MAX_FILE_BYTES, WorkflowSpec, check, yaml_error};
 
 const EMPTY_FILE: &str = "empty file: a workflow file starts with `kind: workflow`";
-
-/// A diagnostic about a whole file (no line).
-fn file_diag(file: &Path, message: impl Into<String>) -> Diagnostic {
-    Diagnostic {
-        file: file.to_path_buf(),
-        line: 0,
-        col: 0,
-        message: message.into(),
-        source_line: None,
-    }
-}
-
-fn too_large(file: &Path, bytes: u64) -> Diagnostic {
-    let mib = |b: f64| b / (1024.0 * 1024.0);
-    file_diag(
-        file,
-        format!(
-            "file is {:.1} MiB, larger than the {} MiB limit for a workflow file: split it up",
-            mib(bytes as f64),
-            MAX_FILE_BYTES / (1024 * 1024)
-        ),
-    )
-}
 
 /// See [`super::load_dir`].
 pub fn load_dir(dir: &Path) -> (Catalog, Vec<Diagnostic>) {
@@ -141,8 +117,10 @@ impl Loader {
     }
 }
 
-/// `*.yaml` / `*.yml` files, skipping hidden ones (editor lock and swap files).
-fn is_workflow_file(path: &Path) -> bool {
+/// `*.yaml` / `*.yml` names, skipping hidden ones (editor lock and swap files). Whatever sits
+/// at such a name is then read or reported by [`read_text`]: a FIFO or a directory called
+/// `x.yaml` is a problem to show, not something to skip in silence.
+pub fn is_workflow_file(path: &Path) -> bool {
     let hidden = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -151,54 +129,7 @@ fn is_workflow_file(path: &Path) -> bool {
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
-    yaml && !hidden && path.is_file()
-}
-
-/// Reads at most [`MAX_FILE_BYTES`] (plus one, to notice more) and checks it is UTF-8.
-fn read_text(path: &Path) -> Result<String, Diagnostic> {
-    let cannot =
-        |e: std::io::Error| file_diag(path, format!("cannot read {}: {e}", path.display()));
-    let file = File::open(path).map_err(cannot)?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if size > MAX_FILE_BYTES as u64 {
-        return Err(too_large(path, size));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.take(MAX_FILE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    if bytes.len() > MAX_FILE_BYTES {
-        return Err(too_large(path, bytes.len() as u64));
-    }
-    String::from_utf8(bytes).map_err(|e| not_utf8(path, e.as_bytes(), e.utf8_error()))
-}
-
-/// Points at the first byte that is not valid UTF-8.
-fn not_utf8(path: &Path, bytes: &[u8], err: std::str::Utf8Error) -> Diagnostic {
-    let valid = err.valid_up_to();
-    let line_start = bytes[..valid]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    let line = 1 + bytes[..valid].iter().filter(|&&b| b == b'\n').count();
-    let col = 1 + String::from_utf8_lossy(&bytes[line_start..valid])
-        .chars()
-        .count();
-    let line_end = bytes[valid..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(bytes.len(), |i| valid + i);
-    let text = String::from_utf8_lossy(&bytes[line_start..line_end]);
-    Diagnostic {
-        file: path.to_path_buf(),
-        line,
-        col,
-        message: format!(
-            "invalid UTF-8 (byte 0x{:02x}): workflow files must be UTF-8 text",
-            bytes[valid]
-        ),
-        source_line: Some(text.trim_end_matches('\r').to_string()),
-    }
+    yaml && !hidden
 }
 
 fn strip_bom(text: &str) -> &str {

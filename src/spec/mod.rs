@@ -5,6 +5,8 @@
 
 mod check;
 mod duration;
+mod file;
+pub mod limits;
 mod load;
 mod raw;
 mod source;
@@ -106,6 +108,35 @@ pub fn load_dir(dir: &Path) -> (Catalog, Vec<Diagnostic>) {
 /// Same as [`load_dir`] for explicit files (or directories among them).
 pub fn load_paths(paths: &[PathBuf]) -> (Catalog, Vec<Diagnostic>) {
     load::load_paths(paths)
+}
+
+/// The bytes of the workflow file at `path`, read only if it is a regular file (or a symbolic
+/// link to one) of at most [`MAX_FILE_BYTES`]; never blocks on a FIFO, never reads a device.
+/// Every reader of workflow files goes through this (or [`read_file`]).
+pub fn read_file_bytes(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+    file::read_bytes(path)
+}
+
+/// [`read_file_bytes`] as UTF-8 text.
+pub fn read_file(path: &Path) -> Result<String, Diagnostic> {
+    file::read_text(path)
+}
+
+/// SHA-256 of a file's content in lower-case hex: what the editor's saves are based on.
+pub fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// True for names the workflows directory loads: `*.yaml` / `*.yml`, not hidden.
+pub fn is_workflow_file(path: &Path) -> bool {
+    load::is_workflow_file(path)
 }
 
 /// Validates one document's text (used by the editor); `file` is only for messages.

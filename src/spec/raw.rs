@@ -39,96 +39,305 @@ pub struct KindProbe {
     pub kind: Option<Spanned<String>>,
 }
 
-/// A `kind: workflow` document. Required keys default to [`absent`] and are checked after
+/// Keys of a fixed mapping that were not read into a field: reported by the checks, with
+/// their positions, beside every other problem of the file (an unknown key must not hide the
+/// rest, as it would if it aborted the parse).
+#[derive(Default)]
+pub struct StrayKeys {
+    /// Keys that are not allowed in this mapping, in file order.
+    pub unknown: Vec<Spanned<String>>,
+    /// Second and later occurrences of an allowed key.
+    pub repeated: Vec<Spanned<String>>,
+}
+
+/// A mapping with a fixed set of keys, read by [`FieldsVisitor`].
+trait Fields: Sized {
+    /// Every key allowed, in the order the docs list them.
+    const KEYS: &'static [&'static str];
+    /// The value before any key is read (required keys [`absent`]).
+    fn empty() -> Self;
+    fn stray(&mut self) -> &mut StrayKeys;
+    /// Reads the value of `key` (one of [`Self::KEYS`]) from `map`.
+    fn read<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
+}
+
+struct FieldsVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Fields> Visitor<'de> for FieldsVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping (`key: value` lines)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut out = T::empty();
+        let mut seen: Vec<&'static str> = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<String>>()? {
+            match T::KEYS.iter().find(|k| **k == key.value) {
+                Some(k) if seen.contains(k) => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    out.stray().repeated.push(key);
+                }
+                Some(k) => {
+                    seen.push(k);
+                    out.read(k, &mut map)?;
+                }
+                None => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    out.stray().unknown.push(key);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `Deserialize` for a [`Fields`] type.
+macro_rules! deserialize_fields {
+    ($ty:ident) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_struct(
+                    stringify!($ty),
+                    <$ty as Fields>::KEYS,
+                    FieldsVisitor(PhantomData),
+                )
+            }
+        }
+    };
+}
+
+/// A value written as null (`key:` alone) reads as the default, keeping its location.
+struct NullAsDefault<T>(Spanned<T>);
+
+impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for NullAsDefault<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        null_as_default(deserializer).map(NullAsDefault)
+    }
+}
+
+/// A `kind: workflow` document. Required keys start [`absent`] and are checked after
 /// parsing, so every missing one is reported, at a useful place.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawWorkflow {
     /// `kind:` (must be `workflow`).
-    #[serde(default = "absent")]
     pub kind: Spanned<String>,
     /// `name:`.
-    #[serde(default = "absent")]
     pub name: Spanned<String>,
     /// `description:`.
-    #[serde(default)]
     pub description: Option<String>,
     /// `schedule:` cron expression.
-    #[serde(default)]
     pub schedule: Option<Spanned<String>>,
     /// `timezone:` IANA name.
-    #[serde(default)]
     pub timezone: Option<Spanned<String>>,
     /// `overlap:` policy name.
-    #[serde(default)]
     pub overlap: Option<Spanned<String>>,
     /// `catchup:`.
-    #[serde(default)]
     pub catchup: Option<bool>,
-    /// `catchup_limit:`.
-    #[serde(default)]
-    pub catchup_limit: Option<u32>,
+    /// `catchup_limit:` (read wide so that an absurd count gets a clear bound message).
+    pub catchup_limit: Option<Spanned<u64>>,
     /// `fail_fast:`.
-    #[serde(default)]
     pub fail_fast: Option<bool>,
     /// `max_active_runs:`.
-    #[serde(default)]
-    pub max_active_runs: Option<Spanned<u32>>,
+    pub max_active_runs: Option<Spanned<u64>>,
     /// `params:` name -> scalar default.
-    #[serde(default)]
     pub params: Option<OrderedMap<Option<String>>>,
     /// `tasks:` name -> task, in file order.
-    #[serde(default = "absent", deserialize_with = "null_as_default")]
     pub tasks: Spanned<OrderedMap<Spanned<RawTask>>>,
+    /// Keys that are not part of a workflow.
+    pub stray: StrayKeys,
 }
+
+impl Fields for RawWorkflow {
+    const KEYS: &'static [&'static str] = &[
+        "kind",
+        "name",
+        "description",
+        "schedule",
+        "timezone",
+        "overlap",
+        "catchup",
+        "catchup_limit",
+        "fail_fast",
+        "max_active_runs",
+        "params",
+        "tasks",
+    ];
+
+    fn empty() -> Self {
+        Self {
+            kind: absent(),
+            name: absent(),
+            description: None,
+            schedule: None,
+            timezone: None,
+            overlap: None,
+            catchup: None,
+            catchup_limit: None,
+            fail_fast: None,
+            max_active_runs: None,
+            params: None,
+            tasks: absent(),
+            stray: StrayKeys::default(),
+        }
+    }
+
+    fn stray(&mut self) -> &mut StrayKeys {
+        &mut self.stray
+    }
+
+    fn read<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "kind" => self.kind = map.next_value()?,
+            "name" => self.name = map.next_value()?,
+            "description" => self.description = map.next_value()?,
+            "schedule" => self.schedule = map.next_value()?,
+            "timezone" => self.timezone = map.next_value()?,
+            "overlap" => self.overlap = map.next_value()?,
+            "catchup" => self.catchup = map.next_value()?,
+            "catchup_limit" => self.catchup_limit = map.next_value()?,
+            "fail_fast" => self.fail_fast = map.next_value()?,
+            "max_active_runs" => self.max_active_runs = map.next_value()?,
+            "params" => self.params = map.next_value()?,
+            "tasks" => self.tasks = map.next_value::<NullAsDefault<_>>()?.0,
+            // KEYS lists exactly the keys matched above; anything else is read and dropped.
+            _ => {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+deserialize_fields!(RawWorkflow);
 
 /// One entry of `tasks:`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTask {
     /// `run:` command.
-    #[serde(default = "absent")]
     pub run: Spanned<RawRun>,
     /// `depends_on:` task names.
-    #[serde(default)]
     pub depends_on: Option<Vec<Spanned<String>>>,
     /// `trigger:` rule name.
-    #[serde(default)]
     pub trigger: Option<Spanned<String>>,
-    /// `retries:`.
-    #[serde(default)]
-    pub retries: Option<u32>,
+    /// `retries:` (read wide so that an absurd count gets a clear bound message).
+    pub retries: Option<Spanned<u64>>,
     /// `backoff:`.
-    #[serde(default)]
     pub backoff: Option<RawBackoff>,
     /// `timeout:` duration.
-    #[serde(default)]
     pub timeout: Option<Spanned<String>>,
     /// `env:` name -> template.
-    #[serde(default)]
     pub env: Option<OrderedMap<Spanned<String>>>,
     /// `cwd:`.
-    #[serde(default)]
     pub cwd: Option<String>,
+    /// Keys that are not part of a task.
+    pub stray: StrayKeys,
 }
 
+impl Fields for RawTask {
+    const KEYS: &'static [&'static str] = &[
+        "run",
+        "depends_on",
+        "trigger",
+        "retries",
+        "backoff",
+        "timeout",
+        "env",
+        "cwd",
+    ];
+
+    fn empty() -> Self {
+        Self {
+            run: absent(),
+            depends_on: None,
+            trigger: None,
+            retries: None,
+            backoff: None,
+            timeout: None,
+            env: None,
+            cwd: None,
+            stray: StrayKeys::default(),
+        }
+    }
+
+    fn stray(&mut self) -> &mut StrayKeys {
+        &mut self.stray
+    }
+
+    fn read<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "run" => self.run = map.next_value()?,
+            "depends_on" => self.depends_on = map.next_value()?,
+            "trigger" => self.trigger = map.next_value()?,
+            "retries" => self.retries = map.next_value()?,
+            "backoff" => self.backoff = map.next_value()?,
+            "timeout" => self.timeout = map.next_value()?,
+            "env" => self.env = map.next_value()?,
+            "cwd" => self.cwd = map.next_value()?,
+            // KEYS lists exactly the keys matched above; anything else is read and dropped.
+            _ => {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+deserialize_fields!(RawTask);
+
 /// `backoff:` of a task; every field is optional.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawBackoff {
     /// `initial:` duration.
-    #[serde(default)]
     pub initial: Option<Spanned<String>>,
     /// `max:` duration.
-    #[serde(default)]
     pub max: Option<Spanned<String>>,
     /// `multiplier:`.
-    #[serde(default)]
     pub multiplier: Option<Spanned<f64>>,
     /// `jitter:`.
-    #[serde(default)]
     pub jitter: Option<bool>,
+    /// Keys that are not part of a backoff.
+    pub stray: StrayKeys,
 }
+
+impl Fields for RawBackoff {
+    const KEYS: &'static [&'static str] = &["initial", "max", "multiplier", "jitter"];
+
+    fn empty() -> Self {
+        Self {
+            initial: None,
+            max: None,
+            multiplier: None,
+            jitter: None,
+            stray: StrayKeys::default(),
+        }
+    }
+
+    fn stray(&mut self) -> &mut StrayKeys {
+        &mut self.stray
+    }
+
+    fn read<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "initial" => self.initial = map.next_value()?,
+            "max" => self.max = map.next_value()?,
+            "multiplier" => self.multiplier = map.next_value()?,
+            "jitter" => self.jitter = map.next_value()?,
+            // KEYS lists exactly the keys matched above; anything else is read and dropped.
+            _ => {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+deserialize_fields!(RawBackoff);
+
+/// The keys allowed in a workflow, a task and a backoff mapping (for messages).
+pub const WORKFLOW_KEYS: &[&str] = <RawWorkflow as Fields>::KEYS;
+/// See [`WORKFLOW_KEYS`].
+pub const TASK_KEYS: &[&str] = <RawTask as Fields>::KEYS;
+/// See [`WORKFLOW_KEYS`].
+pub const BACKOFF_KEYS: &[&str] = <RawBackoff as Fields>::KEYS;
 
 /// `run:` as written: a shell string or an argv list.
 #[derive(Default)]

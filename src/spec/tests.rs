@@ -685,7 +685,6 @@ fn load_dir_reads_sorted_yaml_files_only() {
     );
     dir.write("notes.txt", "not yaml");
     dir.write(".#b.yaml", "editor lock file");
-    std::fs::create_dir(dir.0.join("sub.yaml")).unwrap();
     let (catalog, d) = load_dir(&dir.0);
     assert!(d.is_empty(), "{d:#?}");
     let names: Vec<&String> = catalog.workflows.keys().collect();
@@ -715,4 +714,250 @@ fn missing_directory_is_one_clear_problem() {
         "{}",
         d[0].message
     );
+}
+
+#[test]
+fn unknown_keys_do_not_hide_the_other_problems() {
+    let d = problems(concat!(
+        "kind: workflow\nname: w\nowner: ops\n",
+        "tasks:\n",
+        "  a: { run: x, depends_on: [c], colour: red }\n",
+        "  b: { run: y, depends_on: [nope], backoff: { initial: 1s, zzz: 2 } }\n",
+        "  c: { run: z, depends_on: [a] }\n",
+        "name: again\n",
+    ));
+    let at: Vec<(usize, usize)> = d.iter().map(|x| (x.line, x.col)).collect();
+    assert_eq!(
+        at,
+        [(3, 1), (5, 29), (5, 33), (6, 29), (6, 60), (8, 1)],
+        "{d:#?}"
+    );
+    assert!(d[0].message.contains("unknown key `owner`"), "{}", d[0]);
+    assert!(d[1].message.contains("dependency cycle"), "{}", d[1]);
+    assert!(d[2].message.contains("unknown key `colour`"), "{}", d[2]);
+    assert!(d[3].message.contains("unknown task `nope`"), "{}", d[3]);
+    assert!(d[4].message.contains("unknown key `zzz`"), "{}", d[4]);
+    assert!(d[5].message.contains("duplicate key `name`"), "{}", d[5]);
+}
+
+#[test]
+fn a_misspelt_required_key_is_reported_once() {
+    // `nmae` is the problem; "missing `name`" would only repeat it.
+    let d = problem("kind: workflow\nnmae: w\ntasks:\n  a: { run: x }\n");
+    assert_at(&d, 2, 1, &["unknown key `nmae`"]);
+    let d = problems("kind: workflow\nnmae: w\ntasks:\n  a: { rn: x }\n");
+    assert_eq!(d.len(), 2, "{d:#?}");
+    assert_at(&d[1], 4, 8, &["unknown key `rn`", "did you mean `run`?"]);
+    let d = problems("kidn: workflow\nname: w\ntaks:\n  a: { run: x }\n");
+    assert_eq!(d.len(), 2, "{d:#?}");
+    assert_at(&d[0], 1, 1, &["unknown key `kidn`", "`kind`"]);
+    assert_at(&d[1], 3, 1, &["unknown key `taks`", "`tasks`"]);
+}
+
+#[test]
+fn durations_and_counts_have_upper_bounds() {
+    let d = problems(concat!(
+        "kind: workflow\nname: w\nmax_active_runs: 1000000000000\ncatchup_limit: 5000\n",
+        "tasks:\n",
+        "  a:\n",
+        "    run: x\n",
+        "    timeout: 18446744073709551615s\n",
+        "    retries: 1000000000000\n",
+        "    backoff: { initial: 18446744073709551615s, max: 999999h, multiplier: 1e300 }\n",
+        "  b: { run: x, timeout: 721h, backoff: { max: 25h } }\n",
+    ));
+    let at: Vec<(usize, usize)> = d.iter().map(|x| (x.line, x.col)).collect();
+    assert_eq!(
+        at,
+        [
+            (3, 18),
+            (4, 16),
+            (8, 14),
+            (9, 14),
+            (10, 25),
+            (10, 53),
+            (10, 74),
+            (11, 25),
+            (11, 47)
+        ],
+        "{d:#?}"
+    );
+    let words = [
+        "`max_active_runs` is 1000000000000, more than the limit of 10000",
+        "`catchup_limit` is 5000, more than the limit of 1000",
+        "`timeout` `18446744073709551615s` is longer than the limit of 720h (30 days)",
+        "`retries` is 1000000000000, more than the limit of 1000",
+        "`backoff.initial` `18446744073709551615s` is longer than the limit of 24h (1 day)",
+        "`backoff.max` `999999h` is longer than the limit of 24h (1 day)",
+        "`backoff.multiplier` must be a number from 1 to 100",
+        "`timeout` `721h` is longer than the limit of 720h",
+        "`backoff.max` `25h` is longer",
+    ];
+    for (d, w) in d.iter().zip(words) {
+        assert!(d.message.contains(w), "`{w}` not in {d}");
+    }
+    // Values beyond u64 are refused by the parser, at the value, as numbers too large.
+    let d = problem(
+        "kind: workflow\nname: w\ntasks:\n  a: { run: x, timeout: 99999999999999999999999h }\n",
+    );
+    assert_at(&d, 4, 25, &["`timeout`", "too large"]);
+    let d = problem(
+        "kind: workflow\nname: w\ntasks:\n  a: { run: x, retries: 100000000000000000000000 }\n",
+    );
+    assert_eq!(d.line, 4, "{d}");
+
+    // The limits themselves are allowed.
+    let spec = ok(concat!(
+        "kind: workflow\nname: w\nmax_active_runs: 10000\ncatchup_limit: 1000\n",
+        "tasks:\n",
+        "  a:\n",
+        "    run: x\n",
+        "    timeout: 720h\n",
+        "    retries: 1000\n",
+        "    backoff: { initial: 24h, max: 24h, multiplier: 100 }\n",
+    ));
+    assert_eq!(spec.max_active_runs, Some(10_000));
+    assert_eq!(spec.catchup_limit, 1000);
+    assert_eq!(spec.tasks[0].retries, 1000);
+    assert_eq!(spec.tasks[0].timeout, Some(limits::MAX_TIMEOUT));
+    assert_eq!(spec.tasks[0].backoff.max, limits::MAX_BACKOFF);
+}
+
+#[test]
+fn backoff_delay_saturates_for_any_attempt_and_any_fields() {
+    let fixed = |initial: Duration, max: Duration, multiplier: f64| Backoff {
+        initial,
+        max,
+        multiplier,
+        jitter: false,
+    };
+    let b = fixed(Duration::from_secs(1), Duration::from_secs(60), 2.0);
+    assert_eq!(b.delay(1), Duration::from_secs(1));
+    assert_eq!(b.delay(2), Duration::from_secs(2));
+    assert_eq!(b.delay(4), Duration::from_secs(8));
+    assert_eq!(b.delay(7), Duration::from_secs(60));
+    assert_eq!(
+        b.delay(0),
+        Duration::from_secs(1),
+        "attempt 0 counts as the first"
+    );
+    for attempt in [64, 65, 1000, u32::MAX - 1, u32::MAX] {
+        assert_eq!(
+            b.delay(attempt),
+            Duration::from_secs(60),
+            "attempt {attempt}"
+        );
+    }
+    // Fields no validation would let through: still a delay within `max`, never a panic.
+    let huge = Duration::from_secs(u64::MAX);
+    let odd = [
+        fixed(huge, huge, 2.0),
+        fixed(huge, huge, f64::MAX),
+        fixed(Duration::from_secs(1), huge, f64::INFINITY),
+        fixed(Duration::from_secs(1), huge, f64::NAN),
+        fixed(Duration::ZERO, huge, f64::MAX),
+        fixed(Duration::from_secs(1), huge, -5.0),
+        fixed(huge, Duration::from_secs(3), 1e300),
+        fixed(Duration::MAX, Duration::MAX, 1e300),
+    ];
+    for b in odd {
+        for jitter in [false, true] {
+            let b = Backoff { jitter, ..b };
+            for attempt in [0, 1, 2, 63, 64, 65, u32::MAX] {
+                let d = b.delay(attempt);
+                assert!(d <= b.max, "{b:?} attempt {attempt}: {d:?}");
+            }
+        }
+    }
+    assert_eq!(
+        fixed(Duration::ZERO, huge, f64::MAX).delay(9),
+        Duration::ZERO
+    );
+    assert_eq!(
+        fixed(Duration::from_secs(1), Duration::from_secs(60), f64::NAN).delay(9),
+        Duration::from_secs(1),
+        "a factor that is not a number does not grow the delay"
+    );
+    // Jitter stays within [delay/2, delay].
+    let j = Backoff {
+        jitter: true,
+        ..fixed(Duration::from_secs(8), Duration::from_secs(60), 2.0)
+    };
+    for _ in 0..100 {
+        let d = j.delay(1);
+        assert!(
+            d >= Duration::from_secs(4) && d <= Duration::from_secs(8),
+            "{d:?}"
+        );
+    }
+}
+
+#[test]
+fn odd_files_in_the_directory_are_reported_and_good_ones_load() {
+    let dir = TempDir::new();
+    dir.write(
+        "good.yaml",
+        "kind: workflow\nname: good\ntasks:\n  a: { run: x }\n",
+    );
+    nix::unistd::mkfifo(&dir.0.join("fifo.yaml"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.0.join("zero.yaml")).unwrap();
+    dir.write(
+        "real.txt",
+        "kind: workflow\nname: linked\ntasks:\n  a: { run: x }\n",
+    );
+    std::os::unix::fs::symlink(dir.0.join("real.txt"), dir.0.join("link.yml")).unwrap();
+    std::os::unix::fs::symlink(dir.0.join("gone"), dir.0.join("dangling.yaml")).unwrap();
+    std::fs::create_dir(dir.0.join("sub.yaml")).unwrap();
+    dir.write("latin1.yaml", b"kind: workflow\nname: caf\xe9\n");
+    dir.write("empty.yaml", "");
+    let big = std::fs::File::create(dir.0.join("big.yaml")).unwrap();
+    big.set_len(10 << 20).unwrap();
+
+    let (catalog, d) = load_dir(&dir.0);
+    assert_eq!(
+        catalog.workflows.keys().collect::<Vec<_>>(),
+        ["good", "linked"],
+        "a symbolic link to a regular file is read"
+    );
+    let mut by_file: Vec<(String, &str)> = d
+        .iter()
+        .map(|p| {
+            let name = p.file.file_name().unwrap().to_string_lossy().into_owned();
+            (name, p.message.as_str())
+        })
+        .collect();
+    by_file.sort();
+    let expect = [
+        ("big.yaml", "10.0 MiB, larger than the 4 MiB limit"),
+        ("dangling.yaml", "dangling symbolic link"),
+        ("empty.yaml", "empty file"),
+        ("fifo.yaml", "named pipe (FIFO)"),
+        ("latin1.yaml", "invalid UTF-8"),
+        ("sub.yaml", "is a directory"),
+        ("zero.yaml", "character device (through a symbolic link)"),
+    ];
+    assert_eq!(by_file.len(), expect.len(), "{d:#?}");
+    for ((file, message), (want_file, words)) in by_file.iter().zip(expect) {
+        assert_eq!(file, want_file);
+        assert!(message.contains(words), "{file}: {message}");
+    }
+    // Named explicitly, an odd file is reported the same way.
+    let (_, d) = load_paths(&[dir.0.join("fifo.yaml"), dir.0.join("zero.yaml")]);
+    assert_eq!(d.len(), 2, "{d:#?}");
+}
+
+#[test]
+fn a_schedule_that_never_fires_is_refused() {
+    for never in ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 0 31 2 *"] {
+        let text =
+            format!("kind: workflow\nname: w\nschedule: \"{never}\"\ntasks:\n  a: {{ run: x }}\n");
+        let d = problem(&text);
+        assert_at(&d, 3, 11, &["never fires", never]);
+    }
+    // Rare is not never.
+    for rare in ["0 0 29 2 *", "0 0 31 12 *", "0 0 13 * 5"] {
+        let text =
+            format!("kind: workflow\nname: w\nschedule: \"{rare}\"\ntasks:\n  a: {{ run: x }}\n");
+        assert!(ok(&text).schedule.is_some(), "{rare}");
+    }
 }

@@ -147,16 +147,34 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// Delay to wait after attempt `failed_attempt` (1-based) failed.
+    /// Delay to wait after attempt `failed_attempt` (1-based) failed: `initial` times
+    /// `multiplier` to the power of the attempts before it, capped at `max`, then jittered.
+    /// Never panics and never exceeds `max`, whatever the fields and the attempt number hold
+    /// (validation bounds them, but a bad value must cost a wrong delay, not the engine).
     pub fn delay(&self, failed_attempt: u32) -> Duration {
+        let max = self.max.as_secs_f64();
+        // Past 64 doublings (or fewer steps of a larger factor) every delay is at the cap.
         let exp = failed_attempt.saturating_sub(1).min(64) as i32;
-        let raw = self.initial.as_secs_f64() * self.multiplier.max(1.0).powi(exp);
-        let capped = raw.min(self.max.as_secs_f64());
+        let multiplier = if self.multiplier.is_finite() {
+            self.multiplier.max(1.0)
+        } else {
+            1.0
+        };
+        let raw = if self.initial.is_zero() {
+            0.0 // not 0 * inf = NaN
+        } else {
+            self.initial.as_secs_f64() * multiplier.powi(exp)
+        };
+        // `min` and `max` drop a NaN operand, so this is a number in [0, max] (or 0).
+        let capped = raw.min(max).max(0.0);
         let secs = if self.jitter {
             capped / 2.0 + fastrand::f64() * capped / 2.0
         } else {
             capped
         };
-        Duration::from_secs_f64(secs.max(0.0))
+        // A cap near `u64::MAX` seconds rounds up past what a `Duration` holds.
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(self.max)
+            .min(self.max)
     }
 }

@@ -96,7 +96,7 @@ pub fn message(err: &Error) -> String {
     one_line(&text)
 }
 
-fn unknown_key(field: &str, expected: &[&str]) -> String {
+pub fn unknown_key(field: &str, expected: &[&str]) -> String {
     let hint = did_you_mean(field, expected.iter().copied());
     if hint.is_empty() && !expected.is_empty() {
         format!(

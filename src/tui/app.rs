@@ -112,6 +112,21 @@ pub enum Modal {
     },
     /// File name of a new workflow.
     FileName(String),
+    /// A save was refused because the file changed on disk: reload it or overwrite it.
+    SpecConflict(SpecConflict),
+}
+
+/// What the principal said about a file that changed under the editor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecConflict {
+    /// File name relative to the workflows directory.
+    pub file: String,
+    /// What changed.
+    pub message: String,
+    /// Hash of the file now (`None`: it is gone); overwriting sends this as the base.
+    pub hash: Option<String>,
+    /// Its text now, to reload (`None`: gone or not text).
+    pub text: Option<String>,
 }
 
 /// A line at the bottom telling what happened.

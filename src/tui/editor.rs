@@ -1,9 +1,10 @@
 //! Inline editor for workflow files: a [`TextArea`] with line numbers, a title with the file
 //! name and a modified marker, and a panel listing validation problems under the text.
 //!
-//! Keys: Ctrl-S saves ([`EditorOutcome::Save`] with the full text; the console validates and
-//! writes it, then calls [`Editor::mark_saved`] or [`Editor::set_problems`]); Esc closes, or
-//! asks first when there are unsaved changes; every other key edits (ratatui-textarea's
+//! Keys: Ctrl-S saves ([`EditorOutcome::Save`] with the full text; the console sends it with
+//! [`Editor::base_hash`], then calls [`Editor::mark_saved`], [`Editor::set_problems`] or
+//! [`Editor::save_failed`]); Esc closes, or asks first when there are unsaved changes (text
+//! typed while a save was on its way counts: "saved" is the text that was sent); every other key edits (ratatui-textarea's
 //! default bindings: arrows, Home/End, PageUp/PageDown, …), plus the undo/redo keys people
 //! expect: Ctrl-Z undo, Ctrl-Shift-Z or Ctrl-R redo (the text area's own Ctrl-U works too).
 
@@ -33,6 +34,8 @@ pub enum EditorOutcome {
     Continue,
     /// Validate and save this text (the whole file).
     Save(String),
+    /// Ctrl-S while the previous save has not been answered yet: nothing sent.
+    SaveInProgress,
     /// Close the editor: nothing unsaved.
     Close,
     /// Unsaved changes: ask before closing.
@@ -46,6 +49,11 @@ pub struct Editor {
     textarea: TextArea<'static>,
     /// The lines as last opened or saved, to tell whether there are unsaved changes.
     saved: Vec<String>,
+    /// Hash of the file's content as last opened or saved (what a save replaces); `None` for
+    /// a file that does not exist yet.
+    base_hash: Option<String>,
+    /// The lines of the save on its way, until it is answered.
+    in_flight: Option<Vec<String>>,
     /// The file had CRLF line ends; they are kept on save.
     crlf: bool,
     dirty: bool,
@@ -55,8 +63,16 @@ pub struct Editor {
 }
 
 impl Editor {
-    /// Edits `text` of `file` (`file` is shown in the title and used in messages).
+    /// Edits `text` of `file` (`file` is shown in the title and used in messages), as read
+    /// from disk; its hash is computed here.
     pub fn open(file: String, text: String) -> Self {
+        Self::open_file(file, text, None)
+    }
+
+    /// Edits `text` of `file` whose content hashes to `hash` (as the principal reported it;
+    /// computed from `text` when `None`).
+    pub fn open_file(file: String, text: String, hash: Option<String>) -> Self {
+        let base_hash = hash.or_else(|| Some(crate::spec::content_hash(text.as_bytes())));
         let crlf = text.contains("\r\n");
         let lines: Vec<String> = text
             .split('\n')
@@ -75,6 +91,8 @@ impl Editor {
         Self {
             file,
             saved: textarea.lines().to_vec(),
+            base_hash,
+            in_flight: None,
             textarea,
             crlf,
             dirty: false,
@@ -89,6 +107,7 @@ impl Editor {
         let text = template(&workflow_name(&file));
         let mut editor = Self::open(file, text);
         editor.saved.clear();
+        editor.base_hash = None;
         editor.dirty = true;
         // Start on the first task's command.
         let row = editor
@@ -109,7 +128,13 @@ impl Editor {
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match key.code {
-            KeyCode::Char('s' | 'S') if ctrl => EditorOutcome::Save(self.text()),
+            KeyCode::Char('s' | 'S') if ctrl => {
+                if self.in_flight.is_some() {
+                    EditorOutcome::SaveInProgress
+                } else {
+                    EditorOutcome::Save(self.begin_save())
+                }
+            }
             KeyCode::Char('z') if ctrl => self.changed(|t| t.undo()),
             KeyCode::Char('Z') if ctrl => self.changed(|t| t.redo()),
             KeyCode::Esc => {
@@ -134,6 +159,7 @@ impl Editor {
     /// Shows `problems` (every one, `line:col message`) under the text and moves the cursor to
     /// the first one that has a position.
     pub fn set_problems(&mut self, problems: Vec<Diagnostic>) {
+        self.in_flight = None;
         if let Some(first) = problems.iter().find(|p| p.line > 0) {
             self.jump(first.line - 1, first.col.saturating_sub(1));
         }
@@ -145,11 +171,39 @@ impl Editor {
         &self.problems
     }
 
-    /// The text was saved: no unsaved changes, no problems.
-    pub fn mark_saved(&mut self) {
-        self.saved = self.textarea.lines().to_vec();
-        self.dirty = false;
+    /// The text to send for a save, remembered as the save on its way.
+    pub fn begin_save(&mut self) -> String {
+        self.in_flight = Some(self.textarea.lines().to_vec());
+        self.text()
+    }
+
+    /// What the save on its way replaces: the hash to send as `base_hash`.
+    pub fn base_hash(&self) -> Option<String> {
+        self.base_hash.clone()
+    }
+
+    /// True while a save has not been answered.
+    pub fn is_saving(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The save on its way was written; the file now hashes to `hash` (computed from the text
+    /// sent when `None`). Only the text that was sent counts as saved: anything typed since
+    /// stays an unsaved change.
+    pub fn mark_saved(&mut self, hash: Option<String>) {
+        if let Some(sent) = self.in_flight.take() {
+            let eol = if self.crlf { "\r\n" } else { "\n" };
+            let hash = hash.unwrap_or_else(|| crate::spec::content_hash(sent.join(eol).as_bytes()));
+            self.base_hash = Some(hash);
+            self.saved = sent;
+        }
+        self.dirty = self.textarea.lines() != self.saved.as_slice();
         self.problems.clear();
+    }
+
+    /// The save on its way was refused or failed: nothing was written.
+    pub fn save_failed(&mut self) {
+        self.in_flight = None;
     }
 
     /// True with unsaved changes.
@@ -395,9 +449,72 @@ mod tests {
         );
         assert!(e.is_dirty(), "dirty until the console says it was saved");
         assert_eq!(e.handle_key(key(KeyCode::Esc)), EditorOutcome::AskDiscard);
-        e.mark_saved();
+        e.mark_saved(None);
         assert!(!e.is_dirty());
         assert_eq!(e.handle_key(key(KeyCode::Esc)), EditorOutcome::Close);
+    }
+
+    #[test]
+    fn text_typed_while_a_save_is_on_its_way_stays_unsaved() {
+        let text = "name: a\n";
+        let mut e = Editor::open("f.yaml".into(), text.into());
+        let opened = crate::spec::content_hash(text.as_bytes());
+        assert_eq!(e.base_hash(), Some(opened.clone()));
+        e.handle_key(key(KeyCode::End));
+        e.handle_key(key(KeyCode::Char('b')));
+        assert_eq!(
+            e.handle_key(ctrl('s')),
+            EditorOutcome::Save("name: ab\n".into())
+        );
+        assert!(e.is_saving());
+        assert_eq!(
+            e.base_hash(),
+            Some(opened),
+            "the save replaces what was opened"
+        );
+        e.handle_key(key(KeyCode::Char('c')));
+        assert_eq!(
+            e.handle_key(ctrl('s')),
+            EditorOutcome::SaveInProgress,
+            "one save at a time"
+        );
+        e.mark_saved(None);
+        assert!(!e.is_saving());
+        assert!(e.is_dirty(), "`c` was typed after the save was sent");
+        assert_eq!(e.handle_key(key(KeyCode::Esc)), EditorOutcome::AskDiscard);
+        assert_eq!(
+            e.base_hash(),
+            Some(crate::spec::content_hash(b"name: ab\n")),
+            "the next save replaces what was written"
+        );
+        // Removing the late edit is back to the saved text: clean.
+        e.handle_key(key(KeyCode::Backspace));
+        assert!(!e.is_dirty());
+
+        // A refused save sends nothing more and keeps the base.
+        e.handle_key(key(KeyCode::Char('d')));
+        assert!(matches!(e.handle_key(ctrl('s')), EditorOutcome::Save(_)));
+        e.save_failed();
+        assert!(!e.is_saving() && e.is_dirty());
+        assert!(matches!(e.handle_key(ctrl('s')), EditorOutcome::Save(_)));
+        e.mark_saved(Some("abc".into()));
+        assert_eq!(
+            e.base_hash().as_deref(),
+            Some("abc"),
+            "the principal's hash wins"
+        );
+        assert!(!e.is_dirty());
+    }
+
+    #[test]
+    fn a_new_file_has_no_base() {
+        let e = Editor::new_from_template("x.yaml".into());
+        assert_eq!(e.base_hash(), None);
+        let crlf = Editor::open_file("c.yaml".into(), "a\r\nb\r\n".into(), None);
+        assert_eq!(
+            crlf.base_hash(),
+            Some(crate::spec::content_hash(b"a\r\nb\r\n"))
+        );
     }
 
     #[test]
@@ -454,7 +571,7 @@ mod tests {
         assert_eq!(e.cursor(), (4, 0));
         e.set_problems(vec![diag(2, 0, "no column")]);
         assert_eq!(e.cursor(), (1, 0));
-        e.mark_saved();
+        e.mark_saved(None);
         assert!(e.problems().is_empty());
     }
 

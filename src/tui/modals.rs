@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::app::{App, Confirmed, EditSession, Effect, Modal, Purpose, new_file_name};
+use super::app::{
+    App, Confirmed, EditSession, Effect, Modal, Purpose, SpecConflict, new_file_name,
+};
 use super::editor::{Editor, EditorOutcome};
 use super::keymap::Pane;
 use crate::protocol::api::Request;
@@ -164,11 +166,21 @@ impl App {
                 self.modal = Some(Modal::Help { scroll });
                 Vec::new()
             }
+            Modal::SpecConflict(c) => self.conflict_key(c, key),
             Modal::FileName(mut name) => {
                 match key.code {
                     KeyCode::Esc => {}
                     _ if ctrl_c => {}
                     KeyCode::Enter => match new_file_name(&name) {
+                        Ok(file) if self.file_is_known(&file) => {
+                            // The principal refuses it too; saying so now saves typing a whole
+                            // workflow first.
+                            self.warn(format!(
+                                "file exists: {file} is already in the workflows directory; \
+                                 type another name, or press e on its workflow to edit it"
+                            ));
+                            self.modal = Some(Modal::FileName(name));
+                        }
                         Ok(file) => {
                             self.say(format!("new file {file}: save validates and writes it"));
                             self.editor = Some(EditSession {
@@ -191,6 +203,69 @@ impl App {
                     }
                     _ => self.modal = Some(Modal::FileName(name)),
                 }
+                Vec::new()
+            }
+        }
+    }
+
+    /// True when a loaded workflow lives in `file`.
+    fn file_is_known(&self, file: &str) -> bool {
+        self.data.workflows.iter().any(|w| w.file == file)
+    }
+
+    /// Keys of the dialog shown when a save found the file changed on disk.
+    fn conflict_key(&mut self, c: SpecConflict, key: KeyEvent) -> Vec<Effect> {
+        let ctrl_c =
+            key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Char('o' | 'O') => {
+                let Some(session) = self.editor.as_mut().filter(|s| s.file == c.file) else {
+                    return Vec::new();
+                };
+                let text = session.editor.begin_save();
+                self.say(format!("overwriting {}...", c.file));
+                vec![Effect::Call(
+                    Request::PutSpec {
+                        file: c.file.clone(),
+                        text,
+                        // What is there now (nothing, if it was deleted): if it changes again
+                        // before this arrives, that is refused too.
+                        base_hash: c.hash,
+                    },
+                    Purpose::PutSpec(c.file),
+                )]
+            }
+            KeyCode::Char('r' | 'R') => match c.text {
+                Some(text) => {
+                    self.say(format!(
+                        "reloaded {} from disk; your edits were discarded",
+                        c.file
+                    ));
+                    self.editor = Some(EditSession {
+                        editor: Editor::open_file(c.file.clone(), text, c.hash),
+                        file: c.file,
+                    });
+                    Vec::new()
+                }
+                None => {
+                    self.warn(format!(
+                        "nothing to reload: {} is gone from disk; o saves your text as a new file",
+                        c.file
+                    ));
+                    self.modal = Some(Modal::SpecConflict(c));
+                    Vec::new()
+                }
+            },
+            KeyCode::Esc => {
+                self.say(format!(
+                    "not saved: {} changed on disk; Ctrl-S asks again",
+                    c.file
+                ));
+                Vec::new()
+            }
+            _ if ctrl_c => Vec::new(),
+            _ => {
+                self.modal = Some(Modal::SpecConflict(c));
                 Vec::new()
             }
         }
@@ -222,14 +297,23 @@ impl App {
             EditorOutcome::Continue => Vec::new(),
             EditorOutcome::Save(text) => {
                 let file = session.file.clone();
+                let base_hash = session.editor.base_hash();
                 self.say(format!("validating {file}..."));
                 vec![Effect::Call(
                     Request::PutSpec {
                         file: file.clone(),
                         text,
+                        base_hash,
                     },
                     Purpose::PutSpec(file),
                 )]
+            }
+            EditorOutcome::SaveInProgress => {
+                let file = session.file.clone();
+                self.say(format!(
+                    "still saving {file}: wait for the answer, then Ctrl-S again"
+                ));
+                Vec::new()
             }
             EditorOutcome::Close => {
                 self.editor = None;

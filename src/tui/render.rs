@@ -6,7 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
-use super::app::{App, Modal};
+use super::app::{App, Modal, SpecConflict};
 use super::keymap::{self, Arg, Context, Pane, Scope};
 use super::panes;
 
@@ -52,6 +52,7 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     hint_bar(frame, hints, app);
     match app.modal.clone() {
         Some(Modal::Confirm { question, .. }) => confirm(frame, body, app, &question),
+        Some(Modal::SpecConflict(c)) => conflict(frame, body, app, &c),
         Some(Modal::Form(form)) => panes::form::render(frame, body, app, &form),
         Some(Modal::Help { scroll }) => help(frame, body, app, scroll),
         Some(Modal::Palette(p)) => {
@@ -251,6 +252,35 @@ fn confirm(frame: &mut Frame, body: Rect, app: &App, question: &str) {
                 .borders(Borders::ALL)
                 .border_style(app.theme.border(true))
                 .title(" Confirm "),
+        ),
+        popup,
+    );
+}
+
+/// The choice after a save found its file changed on disk.
+fn conflict(frame: &mut Frame, body: Rect, app: &App, c: &SpecConflict) {
+    let question = format!("Not saved: {}.", c.message);
+    let w = (question.chars().count() as u16 + 4).clamp(50, body.width.saturating_sub(4));
+    let popup = centered(body, w, 6);
+    frame.render_widget(Clear, popup);
+    let mut keys = Vec::new();
+    if c.text.is_some() {
+        keys.push(Span::styled("r", app.theme.hint_key()));
+        keys.push(Span::raw(" reload from disk   "));
+    }
+    keys.extend([
+        Span::styled("o", app.theme.hint_key()),
+        Span::raw(" overwrite with your text   "),
+        Span::styled("Esc", app.theme.hint_key()),
+        Span::raw(" keep editing"),
+    ]);
+    let lines = vec![Line::raw(question), Line::raw(""), Line::from(keys)];
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: true }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(app.theme.error())
+                .title(" Changed on disk "),
         ),
         popup,
     );

@@ -1,7 +1,8 @@
 //! Engine events and answers to requests, applied to the console state.
 
 use super::app::{
-    App, EditSession, Effect, Purpose, detail_call, is_background, short, source_name,
+    App, EditSession, Effect, Modal, Purpose, SpecConflict, detail_call, is_background, short,
+    source_name,
 };
 use super::dag_view::Layout;
 use super::editor::Editor;
@@ -158,6 +159,13 @@ impl App {
         self.dirty = true;
     }
 
+    /// A save of `file` was answered without being written: the editor may save again.
+    fn save_answered(&mut self, file: &str) {
+        if let Some(s) = self.editor.as_mut().filter(|s| s.file == file) {
+            s.editor.save_failed();
+        }
+    }
+
     pub(super) fn set_paused(&mut self, workflow: &str, paused: bool) {
         for w in self
             .data
@@ -207,6 +215,9 @@ impl App {
             }
             Err(e) => {
                 let text = e.to_string();
+                if let Purpose::PutSpec(file) = &purpose {
+                    self.save_answered(file);
+                }
                 match &purpose {
                     Purpose::Queue => self.data.queue = Some(Err(text.clone())),
                     Purpose::Logs { kind, .. } if *kind != PageKind::Older => {
@@ -333,20 +344,33 @@ impl App {
                 let what = if paused { "paused" } else { "resumed" };
                 self.say(format!("schedule of `{workflow}` {what}"));
             }
-            (Purpose::GetSpec(_), Response::Spec { file, text }) => {
-                if self.config.read_only.is_none() {
+            (Purpose::GetSpec(_), Response::Spec { file, text, hash }) => {
+                if let Some(open) = &self.editor {
+                    // Opened twice (or `n` meanwhile): the open editor may hold edits.
+                    let open = open.file.clone();
+                    self.warn(format!(
+                        "not opening {file}: {open} is open in the editor (Esc closes it)"
+                    ));
+                } else if self.config.read_only.is_none() {
                     self.say(format!(
                         "editing {file}: Ctrl-S validates and saves, Esc closes"
                     ));
                     self.editor = Some(EditSession {
-                        editor: Editor::open(file.clone(), text),
+                        editor: Editor::open_file(file.clone(), text, hash),
                         file,
                     });
                 }
             }
-            (Purpose::PutSpec(_), Response::SpecSaved { file, workflows }) => {
-                if let Some(s) = self.editor.as_mut() {
-                    s.editor.mark_saved();
+            (
+                Purpose::PutSpec(_),
+                Response::SpecSaved {
+                    file,
+                    workflows,
+                    hash,
+                },
+            ) => {
+                if let Some(s) = self.editor.as_mut().filter(|s| s.file == file) {
+                    s.editor.mark_saved(hash);
                 }
                 self.say(format!(
                     "saved {file} and reloaded: {}",
@@ -369,8 +393,35 @@ impl App {
                 } else {
                     format!("not saved: {first}")
                 });
-                if let Some(s) = self.editor.as_mut() {
+                if let Some(s) = self.editor.as_mut().filter(|s| s.file == file) {
                     s.editor.set_problems(problems);
+                }
+            }
+            (
+                Purpose::PutSpec(_),
+                Response::SpecConflict {
+                    file,
+                    message,
+                    hash,
+                    text,
+                },
+            ) => {
+                self.save_answered(&file);
+                if self.editor.as_ref().is_some_and(|s| s.file == file) {
+                    let reload = if text.is_some() {
+                        "r reload from disk · "
+                    } else {
+                        ""
+                    };
+                    self.warn(format!(
+                        "not saved: {message}: {reload}o overwrite with your text · Esc keep editing"
+                    ));
+                    self.modal = Some(Modal::SpecConflict(SpecConflict {
+                        file,
+                        message,
+                        hash,
+                        text,
+                    }));
                 }
             }
             (purpose, other) => {

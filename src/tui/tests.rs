@@ -667,13 +667,14 @@ fn editor_save_goes_through_put_spec_and_problems_are_reported() {
         Ok(Response::Spec {
             file: "etl.yaml".into(),
             text: "kind: workflow\nname: etl\ntasks: {}\n".into(),
+            hash: Some("h1".into()),
         }),
     );
     assert!(app.editor.is_some());
     type_str(&mut app, "x");
     let effects = app.on_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
     assert!(
-        matches!(&effects[..], [Effect::Call(Request::PutSpec { file, text }, _)] if file == "etl.yaml" && text.starts_with("xkind"))
+        matches!(&effects[..], [Effect::Call(Request::PutSpec { file, text, base_hash }, _)] if file == "etl.yaml" && text.starts_with("xkind") && base_hash.as_deref() == Some("h1"))
     );
     let problem = crate::spec::Diagnostic {
         file: "etl.yaml".into(),
@@ -721,6 +722,247 @@ fn new_workflow_asks_for_a_file_name() {
     app.on_key(code(KeyCode::Enter));
     let session = app.editor.as_ref().expect("editor open");
     assert_eq!(session.file, "backup.yaml");
+}
+
+fn ctrl_s() -> KeyEvent {
+    KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL)
+}
+
+/// An app editing `etl.yaml` (opened with hash `h1`).
+fn editing_etl() -> App {
+    let mut app = app_with_data(false);
+    let _ = app.on_response(
+        Purpose::GetSpec("etl".into()),
+        Ok(Response::Spec {
+            file: "etl.yaml".into(),
+            text: "kind: workflow\nname: etl\n".into(),
+            hash: Some("h1".into()),
+        }),
+    );
+    assert!(app.editor.is_some());
+    app
+}
+
+/// The text and base hash of the one save in `effects`.
+fn put_spec(effects: &[Effect]) -> (String, Option<String>) {
+    match effects {
+        [
+            Effect::Call(
+                Request::PutSpec {
+                    text, base_hash, ..
+                },
+                Purpose::PutSpec(f),
+            ),
+        ] if f == "etl.yaml" => (text.clone(), base_hash.clone()),
+        other => panic!("expected one PutSpec, got {other:?}"),
+    }
+}
+
+fn saved(app: &mut App, hash: &str) {
+    app.on_response(
+        Purpose::PutSpec("etl.yaml".into()),
+        Ok(Response::SpecSaved {
+            file: "etl.yaml".into(),
+            workflows: vec!["etl".into()],
+            hash: Some(hash.into()),
+        }),
+    );
+}
+
+#[test]
+fn edits_typed_while_saving_are_kept_and_esc_asks() {
+    let mut app = editing_etl();
+    type_str(&mut app, "#");
+    let (text, base) = put_spec(&app.on_key(ctrl_s()));
+    assert_eq!(
+        (text.as_str(), base.as_deref()),
+        ("#kind: workflow\nname: etl\n", Some("h1"))
+    );
+    // Typed before the answer comes.
+    type_str(&mut app, "late");
+    assert!(
+        app.on_key(ctrl_s()).is_empty(),
+        "no second save while one is on its way"
+    );
+    saved(&mut app, "h2");
+    let editor = &app.editor.as_ref().expect("still open").editor;
+    assert!(editor.is_dirty(), "`late` was not in the saved text");
+    assert!(editor.text().starts_with("#late"), "{}", editor.text());
+    app.on_key(code(KeyCode::Esc));
+    assert!(
+        matches!(
+            app.modal,
+            Some(Modal::Confirm {
+                then: Confirmed::DiscardEdits,
+                ..
+            })
+        ),
+        "Esc asks before dropping the late edits"
+    );
+    app.on_key(key('n'));
+    assert!(app.editor.is_some());
+    // The next save replaces what the first one wrote.
+    let (_, base) = put_spec(&app.on_key(ctrl_s()));
+    assert_eq!(base.as_deref(), Some("h2"));
+}
+
+#[test]
+fn a_file_changed_on_disk_offers_reload_or_overwrite() {
+    let mut app = editing_etl();
+    type_str(&mut app, "#");
+    put_spec(&app.on_key(ctrl_s()));
+    let conflict = || {
+        Ok(Response::SpecConflict {
+            file: "etl.yaml".into(),
+            message: "etl.yaml changed on disk since it was opened".into(),
+            hash: Some("disk".into()),
+            text: Some("kind: workflow\nname: etl\n# theirs\n".into()),
+        })
+    };
+    app.on_response(Purpose::PutSpec("etl.yaml".into()), conflict());
+    assert!(
+        matches!(app.modal, Some(Modal::SpecConflict(_))),
+        "{:?}",
+        app.modal
+    );
+    let msg = app.message.clone().expect("message");
+    assert!(msg.error && msg.text.contains("changed on disk"), "{msg:?}");
+    assert!(
+        msg.text.contains("r reload") && msg.text.contains("o overwrite"),
+        "{msg:?}"
+    );
+    let shown = screen(&mut app, 100, 30);
+    assert!(
+        shown.contains("Changed on disk") && shown.contains("overwrite"),
+        "{shown}"
+    );
+
+    // Esc keeps editing; the edits are still there and still unsaved.
+    app.on_key(code(KeyCode::Esc));
+    assert!(app.modal.is_none());
+    let editor = &app.editor.as_ref().expect("open").editor;
+    assert!(editor.is_dirty() && editor.text().starts_with("#kind"));
+
+    // Overwrite: the same text again, based on what is on disk now.
+    put_spec(&app.on_key(ctrl_s()));
+    app.on_response(Purpose::PutSpec("etl.yaml".into()), conflict());
+    let (text, base) = put_spec(&app.on_key(key('o')));
+    assert_eq!(
+        (text.as_str(), base.as_deref()),
+        ("#kind: workflow\nname: etl\n", Some("disk"))
+    );
+    saved(&mut app, "mine");
+    assert!(!app.editor.as_ref().expect("open").editor.is_dirty());
+
+    // Reload: the text on disk replaces the edits.
+    type_str(&mut app, "x");
+    put_spec(&app.on_key(ctrl_s()));
+    app.on_response(Purpose::PutSpec("etl.yaml".into()), conflict());
+    assert!(app.on_key(key('r')).is_empty());
+    let editor = &app.editor.as_ref().expect("open").editor;
+    assert_eq!(editor.text(), "kind: workflow\nname: etl\n# theirs\n");
+    assert!(!editor.is_dirty());
+    assert_eq!(editor.base_hash().as_deref(), Some("disk"));
+
+    // A deleted file: nothing to reload; overwrite creates it anew.
+    type_str(&mut app, "y");
+    put_spec(&app.on_key(ctrl_s()));
+    app.on_response(
+        Purpose::PutSpec("etl.yaml".into()),
+        Ok(Response::SpecConflict {
+            file: "etl.yaml".into(),
+            message: "etl.yaml was deleted since it was opened".into(),
+            hash: None,
+            text: None,
+        }),
+    );
+    app.on_key(key('r'));
+    assert!(
+        matches!(app.modal, Some(Modal::SpecConflict(_))),
+        "r does nothing"
+    );
+    let (_, base) = put_spec(&app.on_key(key('o')));
+    assert_eq!(base, None, "sent as a new file");
+}
+
+#[test]
+fn a_new_file_never_takes_an_existing_name() {
+    let mut app = app_with_data(false);
+    app.pane = Pane::Workflows;
+    app.on_key(key('n'));
+    type_str(&mut app, "etl");
+    app.on_key(code(KeyCode::Enter));
+    assert!(app.editor.is_none(), "etl.yaml holds workflow etl");
+    assert!(
+        matches!(app.modal, Some(Modal::FileName(_))),
+        "still asking for a name"
+    );
+    let msg = app.message.clone().expect("message");
+    assert!(
+        msg.error && msg.text.contains("file exists: etl.yaml"),
+        "{msg:?}"
+    );
+    type_str(&mut app, "2");
+    app.on_key(code(KeyCode::Enter));
+    let session = app.editor.as_ref().expect("editor open");
+    assert_eq!(session.file, "etl2.yaml");
+
+    // A file the console did not know of: the principal refuses; the text stays, and a save
+    // can be tried again.
+    let effects = app.on_key(ctrl_s());
+    assert!(
+        matches!(
+            &effects[..],
+            [Effect::Call(
+                Request::PutSpec {
+                    base_hash: None,
+                    ..
+                },
+                _
+            )]
+        ),
+        "{effects:?}"
+    );
+    app.on_response(
+        Purpose::PutSpec("etl2.yaml".into()),
+        Ok(Response::Error(crate::protocol::api::ApiError::new(
+            crate::protocol::api::ApiErrorKind::Conflict,
+            "file exists: etl2.yaml is already in the workflows directory",
+        ))),
+    );
+    let msg = app.message.clone().expect("message");
+    assert!(msg.error && msg.text.contains("file exists"), "{msg:?}");
+    let session = app.editor.as_ref().expect("editor stays open");
+    assert!(session.editor.is_dirty() && !session.editor.is_saving());
+    assert_eq!(app.on_key(ctrl_s()).len(), 1, "can save again");
+}
+
+#[test]
+fn opening_a_file_never_replaces_an_open_editor() {
+    let mut app = editing_etl();
+    type_str(&mut app, "mine");
+    app.on_response(
+        Purpose::GetSpec("failure".into()),
+        Ok(Response::Spec {
+            file: "failure.yaml".into(),
+            text: "x".into(),
+            hash: None,
+        }),
+    );
+    let session = app.editor.as_ref().expect("open");
+    assert_eq!(session.file, "etl.yaml");
+    assert!(session.editor.text().starts_with("mine"));
+    // An answer about a save of another file (an editor closed meanwhile) is not applied here.
+    put_spec(&app.on_key(ctrl_s()));
+    app.on_response(
+        Purpose::PutSpec("failure.yaml".into()),
+        Ok(Response::SpecSaved {
+            file: "failure.yaml".into(),
+            workflows: vec![],
+            hash: None,
+        }),
+    );
+    assert!(app.editor.as_ref().expect("open").editor.is_saving());
 }
 
 #[test]

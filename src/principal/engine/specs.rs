@@ -27,13 +27,13 @@ pub(super) struct Scan {
 }
 
 fn is_workflow_file(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    )
+    crate::spec::is_workflow_file(path)
 }
 
-/// Content hash of every workflow file in `dir`.
+/// Content hash of every workflow file in `dir`, read as the loader reads them (only regular
+/// files, size-capped: a FIFO or a link to `/dev/zero` must not hang or bloat a reload). A file
+/// that cannot be read is still listed, by a hash of why, so that it counts as present (its
+/// workflows keep their last good version) and a change of what is wrong shows as a change.
 pub(super) fn hash_files(dir: &Path) -> HashMap<PathBuf, [u8; 32]> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return HashMap::new();
@@ -42,9 +42,12 @@ pub(super) fn hash_files(dir: &Path) -> HashMap<PathBuf, [u8; 32]> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| is_workflow_file(p))
-        .filter_map(|p| {
-            let bytes = std::fs::read(&p).ok()?;
-            Some((p, Sha256::digest(&bytes).into()))
+        .map(|p| {
+            let hash = match crate::spec::read_file_bytes(&p) {
+                Ok(bytes) => Sha256::digest(&bytes).into(),
+                Err(problem) => Sha256::digest(format!("unreadable: {}", problem.message)).into(),
+            };
+            (p, hash)
         })
         .collect()
 }
@@ -143,23 +146,116 @@ fn name_position(text: &str) -> (usize, usize) {
         .unwrap_or((0, 0))
 }
 
-/// Writes `text` to `path` so that readers see the old or the new content, never a mix.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+/// A temporary file beside `path` holding `text`, synced; the caller moves it into place.
+/// Created fresh (never through something already at that name) with `mode` less the umask.
+fn write_temp(path: &Path, text: &str, mode: u32) -> std::io::Result<(PathBuf, std::fs::File)> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}.{}.tmp", file_name(path), std::process::id()));
+    // Left over from a crash; a stale entry (even a planted link) is removed, not followed.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    if let Err(e) = f.write_all(text.as_bytes()).and_then(|()| f.sync_all()) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok((tmp, f))
+}
+
+/// Makes a directory entry change durable.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
+/// Replaces the existing file `path` with `text` so that readers see the old or the new
+/// content, never a mix. A symbolic link stays a link: its target is what is replaced (the
+/// temporary file is written in the target's directory so the rename stays on one file
+/// system). The file keeps its permissions (a 0600 file stays 0600) and, where allowed, its
+/// owner.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let is_link = std::fs::symlink_metadata(path)?.file_type().is_symlink();
+    let target = if is_link {
+        std::fs::canonicalize(path)?
+    } else {
+        path.to_path_buf()
+    };
+    let old = std::fs::metadata(&target)?;
+    // Owner-only until it has the old file's mode: it may be a 0600 file's new content.
+    let (tmp, f) = write_temp(&target, text, 0o600)?;
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        f.set_permissions(old.permissions())?;
+        // Only root may give a file away; for anyone else it is already theirs or fails.
+        let _ = std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid()));
+        std::fs::rename(&tmp, &target)?;
         // The rename itself must survive a crash too.
-        std::fs::File::open(dir)?.sync_all()
+        sync_dir(&target)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates `path` holding `text`, atomically, failing with `AlreadyExists` when anything is
+/// at that name (a new file never replaces one, even one created a moment ago).
+fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
+    // The mode a plain create gives.
+    let (tmp, _f) = write_temp(path, text, 0o666)?;
+    let result = (|| {
+        // A hard link, unlike a rename, never replaces what is there.
+        std::fs::hard_link(&tmp, path)?;
+        std::fs::remove_file(&tmp)?;
+        sync_dir(path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Why a save based on `base_hash` must not replace what is at `path` now, if it must not.
+fn conflict(file: &str, path: &Path, base_hash: Option<&str>) -> Option<Response> {
+    let exists = std::fs::symlink_metadata(path).is_ok();
+    let Some(base) = base_hash else {
+        return exists.then(|| {
+            Response::Error(ApiError::new(
+                ApiErrorKind::Conflict,
+                format!(
+                    "file exists: {file} is already in the workflows directory and a new file \
+                     never replaces one: choose another name, or open the existing file to edit it"
+                ),
+            ))
+        });
+    };
+    if !exists {
+        return Some(Response::SpecConflict {
+            file: file.to_string(),
+            message: format!("{file} was deleted since it was opened"),
+            hash: None,
+            text: None,
+        });
+    }
+    match crate::spec::read_file_bytes(path) {
+        Ok(bytes) => {
+            let now = crate::spec::content_hash(&bytes);
+            (now != base).then(|| Response::SpecConflict {
+                file: file.to_string(),
+                message: format!("{file} changed on disk since it was opened"),
+                hash: Some(now),
+                text: String::from_utf8(bytes).ok(),
+            })
+        }
+        Err(problem) => Some(Response::Error(ApiError::new(
+            ApiErrorKind::Conflict,
+            format!("not saved: {problem}"),
+        ))),
+    }
 }
 
 impl Engine {
@@ -193,19 +289,26 @@ impl Engine {
                 format!("no workflow `{workflow}` is loaded"),
             ));
         };
-        match std::fs::read_to_string(&spec.file) {
+        // The same bounded reader as loading: the file may have been replaced by anything.
+        match crate::spec::read_file(&spec.file) {
             Ok(text) => Response::Spec {
                 file: file_name(&spec.file),
+                hash: Some(crate::spec::content_hash(text.as_bytes())),
                 text,
             },
-            Err(e) => Response::Error(ApiError::new(
+            Err(problem) => Response::Error(ApiError::new(
                 ApiErrorKind::Unavailable,
-                format!("cannot read {}: {e}", spec.file.display()),
+                problem.to_string(),
             )),
         }
     }
 
-    pub(super) async fn put_spec(&mut self, file: &str, text: &str) -> Response {
+    pub(super) async fn put_spec(
+        &mut self,
+        file: &str,
+        text: &str,
+        base_hash: Option<&str>,
+    ) -> Response {
         let Some(dir) = self.workflows_dir.clone() else {
             return Response::Error(ApiError::new(
                 ApiErrorKind::Unavailable,
@@ -216,6 +319,10 @@ impl Engine {
             return Response::Error(ApiError::new(ApiErrorKind::InvalidInput, why));
         }
         let path = dir.join(file);
+        // Before validating: "someone else changed this file" matters more than typos.
+        if let Some(refused) = conflict(file, &path, base_hash) {
+            return refused;
+        }
         let spec = match crate::spec::parse_str(&path, text) {
             Ok(spec) => spec,
             Err(problems) => return Response::SpecRejected { problems },
@@ -240,11 +347,27 @@ impl Engine {
                 }],
             };
         }
-        if let Err(e) = write_atomically(&path, text) {
-            return Response::Error(ApiError::new(
-                ApiErrorKind::Unavailable,
-                format!("cannot write {}: {e}", path.display()),
-            ));
+        let written = match base_hash {
+            Some(_) => write_atomically(&path, text),
+            None => write_new(&path, text),
+        };
+        match written {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Response::Error(ApiError::new(
+                    ApiErrorKind::Conflict,
+                    format!(
+                        "file exists: {file} was created a moment ago by someone else and was \
+                         not replaced: choose another name, or open that file to edit it"
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Response::Error(ApiError::new(
+                    ApiErrorKind::Unavailable,
+                    format!("cannot write {}: {e}", path.display()),
+                ));
+            }
         }
         // Reload now rather than waiting for the watcher, so the answer reflects the change.
         let scan = match tokio::task::spawn_blocking(move || scan(&dir)).await {
@@ -264,6 +387,7 @@ impl Engine {
         Response::SpecSaved {
             file: file.to_string(),
             workflows,
+            hash: Some(crate::spec::content_hash(text.as_bytes())),
         }
     }
 
@@ -407,7 +531,7 @@ mod tests {
     fn atomic_write_replaces_the_content() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.yaml");
-        write_atomically(&path, "one").unwrap();
+        write_new(&path, "one").unwrap();
         write_atomically(&path, "two").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
         assert_eq!(
@@ -415,5 +539,39 @@ mod tests {
             1,
             "no temp file left"
         );
+    }
+
+    #[test]
+    fn a_new_file_never_replaces_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.yaml");
+        write_new(&path, "first").unwrap();
+        let err = write_new(&path, "second").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_save_keeps_the_mode_and_writes_through_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("real.yaml");
+        std::fs::write(&target, "old").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("a.yaml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_atomically(&link, "new").unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 1);
     }
 }
