@@ -2,6 +2,7 @@
 //! process; remote agents (a later transport) speak the same `Assignment`/`AgentEvent` pair.
 
 mod exec;
+pub mod orphans;
 pub mod lines;
 pub mod reaper;
 
