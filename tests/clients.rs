@@ -109,7 +109,8 @@ fn wait_bounded(mut child: Child, limit: Duration) -> Option<Output> {
     child.wait_with_output().ok()
 }
 
-const SLOW: &str = "kind: workflow\nname: slow\ntasks:\n  t: { run: \"echo started; touch ready; sleep 60\" }\n";
+const SLOW: &str =
+    "kind: workflow\nname: slow\ntasks:\n  t: { run: \"echo started; touch ready; sleep 60\" }\n";
 
 #[test]
 fn logs_follow_ends_with_an_error_when_the_principal_is_killed() {
@@ -156,8 +157,15 @@ fn a_principal_that_does_not_answer_is_reported_as_such() {
     let pid = principal.0.id();
     signal(pid, Signal::SIGSTOP).expect("stop");
     for args in [&["status"][..], &["run", "slow"], &["history"]] {
-        let out = wait_bounded(p.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn"), Duration::from_secs(60))
-            .unwrap_or_else(|| panic!("`{}` hangs on a stopped principal", args.join(" ")));
+        let out = wait_bounded(
+            p.cmd(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn"),
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|| panic!("`{}` hangs on a stopped principal", args.join(" ")));
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(
@@ -166,7 +174,10 @@ fn a_principal_that_does_not_answer_is_reported_as_such() {
             "{args:?}: {err}"
         );
         assert!(!err.contains("no principal is running"), "{args:?}: {err}");
-        assert!(!err.contains("another opsconsole process"), "{args:?}: {err}");
+        assert!(
+            !err.contains("another opsconsole process"),
+            "{args:?}: {err}"
+        );
     }
     signal(pid, Signal::SIGCONT).expect("continue");
     let out = p.run(&["status"]);

@@ -230,7 +230,15 @@ fn no_zombies_when_the_principal_runs_as_pid_1() {
     )]);
     // A new pid namespace with its own /proc, as in a container: opsconsole is PID 1 there.
     let unshare = Command::new("unshare")
-        .args(["-fp", "--mount-proc", "--kill-child", BIN, "principal", "--kill-grace", "1s"])
+        .args([
+            "-fp",
+            "--mount-proc",
+            "--kill-child",
+            BIN,
+            "principal",
+            "--kill-grace",
+            "1s",
+        ])
         .current_dir(p.path())
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())

@@ -2,8 +2,8 @@
 //! process; remote agents (a later transport) speak the same `Assignment`/`AgentEvent` pair.
 
 mod exec;
-pub mod orphans;
 pub mod lines;
+pub mod orphans;
 pub mod reaper;
 
 use std::collections::HashMap;

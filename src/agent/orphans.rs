@@ -218,14 +218,13 @@ impl Sweeper {
 
 async fn sweep_loop(grace: Duration) {
     let Some(sweeper) = SWEEPER.get() else { return };
-    let mut sigchld =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!("cannot watch SIGCHLD ({e}); orphans are reaped once a second");
-                None
-            }
-        };
+    let mut sigchld = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot watch SIGCHLD ({e}); orphans are reaped once a second");
+            None
+        }
+    };
     let mut stopping = HashMap::new();
     loop {
         let every = if stopping.is_empty() && !sweeper.recently_ended() {
@@ -297,7 +296,10 @@ fn children() -> Vec<i32> {
         for t in threads.flatten() {
             if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
                 listed = true;
-                found.extend(list.split_ascii_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+                found.extend(
+                    list.split_ascii_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
             }
         }
     }
@@ -360,7 +362,10 @@ fn sweep(stopping: &mut HashMap<i32, Instant>, grace: Duration) {
                 stopping.insert(pid, now + grace);
             }
             Some(&due) if due <= now => {
-                tracing::warn!(pid, "a process left behind by an ended task ignored SIGTERM");
+                tracing::warn!(
+                    pid,
+                    "a process left behind by an ended task ignored SIGTERM"
+                );
                 if let Some(g) = group {
                     let _ = killpg(g, Signal::SIGKILL);
                 }
