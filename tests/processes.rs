@@ -126,7 +126,7 @@ fn wait_for_socket(p: &Project, principal: &mut Child) {
 
 /// Two ways out of a task's process group: `setsid` with the output pipes held, and `setsid`
 /// of a shell whose child holds nothing.
-const ESCAPING: &str = "kind: workflow\nname: esc\ntasks:\n  holds-pipes: { run: \"setsid sleep 100 & echo $! > held.pid\" }\n  detached: { run: \"setsid sh -c 'echo $$ > detached.pid; sleep 100' >/dev/null 2>&1 < /dev/null & sleep 0.5\" }\n";
+const ESCAPING: &str = "kind: workflow\nname: esc\ntasks:\n  holds-pipes: { run: \"setsid sleep 100 & echo $! > held.pid\" }\n  detached: { run: \"setsid sh -c 'echo $$ > detached.pid; sleep 100' >/dev/null 2>&1 < /dev/null & while [ ! -s detached.pid ]; do sleep 0.05; done\" }\n";
 
 #[test]
 fn processes_escaping_with_setsid_are_stopped_when_their_run_ends() {

@@ -244,7 +244,7 @@ async fn sweep_loop(grace: Duration) {
         }
         sweep(&mut stopping, grace);
         // Coalesce bursts: thousands of tasks a second end with as many SIGCHLDs.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
