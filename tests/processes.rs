@@ -124,9 +124,9 @@ fn wait_for_socket(p: &Project, principal: &mut Child) {
     assert!(up && p.socket().exists(), "the principal did not start");
 }
 
-/// Two ways out of a task's process group: `setsid` with the output pipes held, and `setsid`
-/// of a shell whose child holds nothing.
-const ESCAPING: &str = "kind: workflow\nname: esc\ntasks:\n  holds-pipes: { run: \"setsid sleep 100 & echo $! > held.pid\" }\n  detached: { run: \"setsid sh -c 'echo $$ > detached.pid; sleep 100' >/dev/null 2>&1 < /dev/null & while [ ! -s detached.pid ]; do sleep 0.05; done\" }\n";
+/// Ways out of a task's process group: `setsid` with the output pipes held, `setsid` of a
+/// shell whose child holds nothing, and `setsid` with the task's token removed.
+const ESCAPING: &str = "kind: workflow\nname: esc\ntasks:\n  holds-pipes: { run: \"setsid sleep 100 & echo $! > held.pid\" }\n  stripped: { run: \"env -u OPSCONSOLE_TASK_TOKEN setsid sleep 100 & echo $! > stripped.pid\" }\n  detached: { run: \"setsid sh -c 'echo $$ > detached.pid; sleep 100' >/dev/null 2>&1 < /dev/null & while [ ! -s detached.pid ]; do sleep 0.05; done\" }\n";
 
 #[test]
 fn processes_escaping_with_setsid_are_stopped_when_their_run_ends() {
@@ -141,8 +141,13 @@ fn processes_escaping_with_setsid_are_stopped_when_their_run_ends() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    let escaped: Vec<i32> = [p.pids("held.pid"), p.pids("detached.pid")].concat();
-    assert_eq!(escaped.len(), 2, "both tasks wrote the escaped pid");
+    let escaped: Vec<i32> = [
+        p.pids("held.pid"),
+        p.pids("detached.pid"),
+        p.pids("stripped.pid"),
+    ]
+    .concat();
+    assert_eq!(escaped.len(), 3, "every task wrote its escaped pid");
     // Gone entirely: stopped, and (adopted by the principal) reaped rather than left a zombie.
     let gone = eventually(Duration::from_secs(20), || {
         escaped.iter().all(|&pid| proc_stat(pid).is_none())
@@ -162,8 +167,13 @@ fn processes_escaping_a_one_off_run_do_not_outlive_it() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    let escaped: Vec<i32> = [p.pids("held.pid"), p.pids("detached.pid")].concat();
-    assert_eq!(escaped.len(), 2, "both tasks wrote the escaped pid");
+    let escaped: Vec<i32> = [
+        p.pids("held.pid"),
+        p.pids("detached.pid"),
+        p.pids("stripped.pid"),
+    ]
+    .concat();
+    assert_eq!(escaped.len(), 3, "every task wrote its escaped pid");
     let stopped = eventually(Duration::from_secs(20), || {
         escaped.iter().all(|&pid| !alive(pid))
     });

@@ -225,9 +225,9 @@ async fn sweep_loop(grace: Duration) {
             None
         }
     };
-    let mut stopping = HashMap::new();
+    let mut orphans = Orphans::default();
     loop {
-        let every = if stopping.is_empty() && !sweeper.recently_ended() {
+        let every = if orphans.stopping.is_empty() && !sweeper.recently_ended() {
             IDLE_SWEEP
         } else {
             BUSY_SWEEP
@@ -242,7 +242,7 @@ async fn sweep_loop(grace: Duration) {
                 }
             } => {}
         }
-        sweep(&mut stopping, grace);
+        sweep(&mut orphans, grace);
         // Coalesce bursts: thousands of tasks a second end with as many SIGCHLDs.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -316,9 +316,33 @@ fn children() -> Vec<i32> {
     found
 }
 
-/// One pass: reaps exited orphans and stops live ones whose task has ended. `stopping` holds
-/// the orphans sent SIGTERM, with when SIGKILL is due.
-fn sweep(stopping: &mut HashMap<i32, Instant>, grace: Duration) {
+/// What the sweeper remembers between passes.
+#[derive(Default)]
+struct Orphans {
+    /// Orphans sent SIGTERM, with when SIGKILL is due.
+    stopping: HashMap<i32, Instant>,
+    /// Orphans without a token of ours (a task cleared its environment), with the tasks that
+    /// were running when each was first seen: it came from one of those, or from one that had
+    /// already ended, so once all of them have ended, its own task has too.
+    untokened: HashMap<i32, HashSet<u64>>,
+}
+
+/// Whether a live orphan's task has ended: by its token, or, without one, once every task that
+/// was running when it was first seen has ended. As PID 1 an orphan without our token may come
+/// from anywhere in the container, so only tokens count there.
+fn task_ended(pid: i32, live: &HashSet<u64>, untokened: &mut HashMap<i32, HashSet<u64>>) -> bool {
+    match token_of(pid).and_then(|t| token_number(&t, instance())) {
+        Some(n) => !live.contains(&n),
+        None if std::process::id() == 1 => false,
+        None => untokened
+            .entry(pid)
+            .or_insert_with(|| live.clone())
+            .is_disjoint(live),
+    }
+}
+
+/// One pass: reaps exited orphans and stops live ones whose task has ended.
+fn sweep(orphans: &mut Orphans, grace: Duration) {
     let (children, leaders, others) = {
         let _gate = REGISTRY.gate.write().unwrap_or_else(|e| e.into_inner());
         let s = state();
@@ -341,25 +365,22 @@ fn sweep(stopping: &mut HashMap<i32, Instant>, grace: Duration) {
             let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
             continue;
         }
-        let ended = token_of(pid)
-            .and_then(|t| token_number(&t, instance()))
-            .is_some_and(|n| !live.contains(&n));
-        if !ended {
+        seen.insert(pid);
+        if !task_ended(pid, &live, &mut orphans.untokened) {
             continue; // its task still runs, or it is not from one of ours (PID 1)
         }
-        seen.insert(pid);
         // Its own group (it ran setsid) holds what it started; a group of a live leader is
         // never signalled.
         let group = (st.pgid > 1 && !leaders.contains_key(&(st.pgid as u32)))
             .then(|| Pid::from_raw(st.pgid));
-        match stopping.get(&pid) {
+        match orphans.stopping.get(&pid) {
             None => {
                 tracing::info!(pid, "stopping a process left behind by an ended task");
                 if let Some(g) = group {
                     let _ = killpg(g, Signal::SIGTERM);
                 }
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-                stopping.insert(pid, now + grace);
+                orphans.stopping.insert(pid, now + grace);
             }
             Some(&due) if due <= now => {
                 tracing::warn!(
@@ -374,7 +395,8 @@ fn sweep(stopping: &mut HashMap<i32, Instant>, grace: Duration) {
             Some(_) => {}
         }
     }
-    stopping.retain(|pid, _| seen.contains(pid));
+    orphans.stopping.retain(|pid, _| seen.contains(pid));
+    orphans.untokened.retain(|pid, _| seen.contains(pid));
 }
 
 #[cfg(test)]
