@@ -8,6 +8,8 @@
 //!   Each task leader gets a token in its environment ([`TOKEN_ENV`]), inherited by everything
 //!   it starts, so an orphan tells which attempt it came from (`/proc/PID/environ`). Once that
 //!   attempt's leader has exited, the orphan is stopped: SIGTERM, then SIGKILL after the grace.
+//!   One without the token (its environment was cleared) is stopped once every task that was
+//!   running when it was first seen has ended.
 //! - Orphans are reaped. A subreaper (and PID 1 in a container, which is one by birth) must
 //!   wait for the orphans it adopts, or every `sleep 30 &` in a task leaves a zombie.
 //!
