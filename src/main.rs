@@ -277,7 +277,8 @@ fn main() -> ExitCode {
         .is_some_and(|a| a == opsconsole::agent::reaper::REAP_COMMAND)
     {
         let grace = args.get(2).and_then(|g| g.to_str()).unwrap_or("");
-        return ExitCode::from(opsconsole::agent::reaper::watchdog(grace));
+        let instance = args.get(3).and_then(|i| i.to_str()).unwrap_or("");
+        return ExitCode::from(opsconsole::agent::reaper::watchdog(grace, instance));
     }
     let cli = Cli::parse();
     let dirs = Dirs {

@@ -13,9 +13,11 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::lines::{LineSplitter, MAX_LINE};
+use super::orphans;
 use crate::protocol::{AttemptKey, AttemptRecord, LogBatch, LogLine, Outcome, Stream};
 
 /// Everything an agent needs to run one attempt.
@@ -78,9 +80,15 @@ pub async fn run_attempt(
 ) {
     let clock = Clock::start();
     let key = job.key.clone();
-    let outcome = match spawn(&job) {
+    let token = orphans::Token::next();
+    let spawned = orphans::spawn_registered(
+        orphans::ChildKind::Leader(token.clone()),
+        || spawn(&job, &token),
+        Child::id,
+    );
+    let outcome = match spawned {
         Err(why) => Outcome::SpawnFailed(why),
-        Ok(mut child) => {
+        Ok((mut child, registration)) => {
             let pid = child.id();
             if let (Some(r), Some(pid)) = (reaper, pid) {
                 r.track(pid);
@@ -91,7 +99,16 @@ pub async fn run_attempt(
                     at: clock.wall,
                 })
                 .await;
-            let outcome = supervise(&mut child, &job, &cancel, kill_grace, clock, &events).await;
+            let outcome = supervise(
+                &mut child,
+                registration,
+                &job,
+                &cancel,
+                kill_grace,
+                clock,
+                &events,
+            )
+            .await;
             // The group has been killed and reaped by now.
             if let (Some(r), Some(pid)) = (reaper, pid) {
                 r.untrack(pid);
@@ -108,7 +125,7 @@ pub async fn run_attempt(
     let _ = events.send(AgentEvent::Finished(record)).await;
 }
 
-fn spawn(job: &Assignment) -> Result<Child, String> {
+fn spawn(job: &Assignment, token: &orphans::Token) -> Result<Child, String> {
     let (program, args) = job
         .argv
         .split_first()
@@ -116,6 +133,9 @@ fn spawn(job: &Assignment) -> Result<Child, String> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .envs(job.env.iter().map(|(k, v)| (k, v)))
+        // Inherited by every descendant, so that one that leaves the group still says whose
+        // it is (see `orphans`).
+        .env(orphans::TOKEN_ENV, token.value())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -142,6 +162,7 @@ fn spawn(job: &Assignment) -> Result<Child, String> {
 
 async fn supervise(
     child: &mut Child,
+    registration: orphans::Registration,
     job: &Assignment,
     cancel: &CancellationToken,
     kill_grace: Duration,
@@ -182,18 +203,36 @@ async fn supervise(
     // Whatever the leader left behind in its group goes with it, so that the pipes close and
     // nothing outlives its task.
     signal_group(pgid, Signal::SIGKILL);
-    for reader in readers {
-        // A process that escaped the group (setsid) may hold a pipe open forever.
-        let abort = reader.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(5), reader)
-            .await
-            .is_err()
-        {
-            tracing::warn!(key = ?job.key, "output still open 5s after exit; stopped reading");
-            abort.abort();
-        }
+    // The leader has been waited for: from now on whatever carries its token and escaped the
+    // group is stopped by the orphan sweeper, which also closes the pipes it holds.
+    drop(registration);
+    let given_up = drain(readers, tokio::time::Instant::now() + OUTPUT_GRACE).await;
+    if given_up > 0 {
+        tracing::warn!(
+            key = ?job.key,
+            "output still open {OUTPUT_GRACE:?} after the task's leader exited (a process that \
+             left its group holds it); stopped reading"
+        );
     }
     outcome
+}
+
+/// How long the output pipes may stay open after the leader exited, all of them together.
+const OUTPUT_GRACE: Duration = Duration::from_secs(5);
+
+/// Waits for the output readers until one shared `deadline`, then stops those still reading
+/// (a process that escaped the group may hold a pipe open forever). Returns how many were
+/// stopped.
+async fn drain(readers: Vec<JoinHandle<()>>, deadline: tokio::time::Instant) -> usize {
+    let mut given_up = 0;
+    for reader in readers {
+        let abort = reader.abort_handle();
+        if tokio::time::timeout_at(deadline, reader).await.is_err() {
+            abort.abort();
+            given_up += 1;
+        }
+    }
+    given_up
 }
 
 fn from_status(status: std::io::Result<ExitStatus>) -> Outcome {
@@ -304,5 +343,30 @@ async fn pump(
         if n == 0 {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The readers share one deadline: one that would finish a while after the grace, waited
+    /// for behind one that never finishes, is given up at the same deadline rather than getting
+    /// a grace of its own (which it would outlast by 0.6 s, so this does not hang on timing).
+    #[tokio::test]
+    async fn output_readers_share_one_deadline() {
+        let grace = Duration::from_secs(1);
+        let never = tokio::spawn(std::future::pending::<()>());
+        let late = tokio::spawn(tokio::time::sleep(grace * 8 / 5));
+        let given_up = drain(vec![never, late], tokio::time::Instant::now() + grace).await;
+        assert_eq!(given_up, 2, "both readers stop at the one deadline");
+    }
+
+    #[tokio::test]
+    async fn readers_that_finish_are_not_given_up() {
+        let done = tokio::spawn(async {});
+        let soon = tokio::spawn(tokio::time::sleep(Duration::from_millis(10)));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        assert_eq!(drain(vec![done, soon], deadline).await, 0);
     }
 }

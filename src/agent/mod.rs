@@ -3,6 +3,7 @@
 
 mod exec;
 pub mod lines;
+pub mod orphans;
 pub mod reaper;
 
 use std::collections::HashMap;

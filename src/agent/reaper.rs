@@ -14,7 +14,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 /// The hidden subcommand that runs the watchdog.
@@ -30,23 +30,34 @@ const READY: &str = "opsconsole watchdog ready";
 pub struct Reaper {
     pipe: Mutex<Option<ChildStdin>>,
     child: Mutex<Child>,
+    /// Held until the watchdog has been waited for, so the orphan sweeper leaves it alone.
+    _registration: super::orphans::Registration,
 }
 
 impl Reaper {
     /// Starts the watchdog (`exe __reap`); `None`, logged, when it cannot start — tasks then
     /// run without the guarantee rather than not at all.
     pub fn start(exe: &std::path::Path, grace: Duration) -> Option<Reaper> {
-        let spawned = Command::new(exe)
-            .args([REAP_COMMAND, &grace.as_millis().to_string()])
+        let mut command = Command::new(exe);
+        command
+            .args([
+                REAP_COMMAND,
+                &grace.as_millis().to_string(),
+                super::orphans::instance(),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             // Its own group: a Ctrl-C in the terminal reaches the foreground group, and the
             // principal, not the terminal, decides what happens to its tasks.
-            .process_group(0)
-            .spawn();
+            .process_group(0);
+        let spawned = super::orphans::spawn_registered(
+            super::orphans::ChildKind::Other,
+            || command.spawn(),
+            |c| Some(c.id()),
+        );
         match spawned {
-            Ok(mut child) => {
+            Ok((mut child, registration)) => {
                 // Only a real watchdog answers; anything else (say, a test harness binary)
                 // is not relied upon.
                 let mut hello = String::new();
@@ -65,6 +76,7 @@ impl Reaper {
                 Some(Reaper {
                     pipe: Mutex::new(child.stdin.take()),
                     child: Mutex::new(child),
+                    _registration: registration,
                 })
             }
             Err(e) => {
@@ -116,9 +128,46 @@ fn signal_all(groups: &HashSet<i32>, sig: Signal) -> bool {
     any
 }
 
+/// Processes carrying a task token of principal `instance`: what escaped its tasks' groups.
+fn escaped(instance: &str) -> HashSet<i32> {
+    let me = std::process::id() as i32;
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return HashSet::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid > 1 && pid != me)
+        .filter(|&pid| {
+            super::orphans::token_of(pid)
+                .is_some_and(|t| super::orphans::token_number(&t, instance).is_some())
+        })
+        .collect()
+}
+
+/// Signals each process of `pids`, and the group of each that leads one (it ran setsid, and
+/// what it started is in that group). True if any was reached.
+fn signal_escaped(pids: &HashSet<i32>, sig: Signal) -> bool {
+    let mut any = false;
+    for &pid in pids {
+        if super::orphans::stat(pid).is_some_and(|s| s.pgid == pid) {
+            let _ = killpg(Pid::from_raw(pid), sig);
+        }
+        any |= kill(Pid::from_raw(pid), sig).is_ok();
+    }
+    any
+}
+
+/// True while a process of `pids` runs (zombies, waiting for init, do not count).
+fn any_running(pids: &HashSet<i32>) -> bool {
+    pids.iter()
+        .any(|&pid| super::orphans::stat(pid).is_some_and(|s| s.state != 'Z'))
+}
+
 /// The watchdog's main loop: reads `+PGID` / `-PGID` lines until end-of-file, then stops the
-/// groups left. Returns the process exit code.
-pub fn watchdog(grace_ms: &str) -> u8 {
+/// groups left and every process that carries a task token of the principal `instance`
+/// (descendants that escaped their group with setsid). Returns the process exit code.
+pub fn watchdog(grace_ms: &str, instance: &str) -> u8 {
     let grace = Duration::from_millis(grace_ms.parse().unwrap_or(5000));
     println!("{READY}");
     let _ = std::io::stdout().flush();
@@ -155,14 +204,24 @@ pub fn watchdog(grace_ms: &str) -> u8 {
             _ => {}
         }
     }
-    if groups.is_empty() {
+    // Escaped processes are found by their token only now: while the principal lived, it
+    // stopped them itself.
+    let escaped = if instance.is_empty() {
+        HashSet::new()
+    } else {
+        escaped(instance)
+    };
+    if groups.is_empty() && escaped.is_empty() {
         return 0;
     }
     eprintln!(
-        "opsconsole watchdog: the principal is gone; stopping {} task process group(s)",
-        groups.len()
+        "opsconsole watchdog: the principal is gone; stopping {} task process group(s) and {} \
+         process(es) that left them",
+        groups.len(),
+        escaped.len()
     );
     signal_all(&groups, Signal::SIGTERM);
+    signal_escaped(&escaped, Signal::SIGTERM);
     let t0 = Instant::now();
     while t0.elapsed() < grace {
         std::thread::sleep(Duration::from_millis(50));
@@ -170,10 +229,12 @@ pub fn watchdog(grace_ms: &str) -> u8 {
         if !groups
             .iter()
             .any(|&g| killpg(Pid::from_raw(g), None).is_ok())
+            && !any_running(&escaped)
         {
             return 0;
         }
     }
     signal_all(&groups, Signal::SIGKILL);
+    signal_escaped(&escaped, Signal::SIGKILL);
     0
 }

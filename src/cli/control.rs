@@ -2,22 +2,24 @@
 
 use std::process::ExitCode;
 
-use super::connect::running_principal;
+use super::connect::{Found, REQUEST_TIMEOUT, find_principal};
 use super::{Dirs, EXIT_FAILED, EXIT_INVALID, client_failure, fail};
 use crate::protocol::RunId;
 use crate::protocol::api::{Client, ClientExt, Request, Response};
 use crate::protocol::zmq::ZmqClient;
 
 async fn connect(dirs: &Dirs) -> Result<ZmqClient, ExitCode> {
-    running_principal(&dirs.data).await.ok_or_else(|| {
-        fail(
+    match find_principal(&dirs.data, REQUEST_TIMEOUT).await {
+        Found::Running { client, .. } => Ok(client),
+        Found::NotAnswering(n) => Err(fail(EXIT_FAILED, n)),
+        Found::Absent => Err(fail(
             EXIT_FAILED,
             format!(
                 "no principal is running for {}: start one with `opsconsole principal`",
                 dirs.data.display()
             ),
-        )
-    })
+        )),
+    }
 }
 
 /// Prints the principal's status: slots, queue, and per workflow its schedule, next fire

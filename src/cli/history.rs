@@ -7,31 +7,67 @@ use std::process::ExitCode;
 
 use tokio::sync::broadcast;
 
-use super::connect::running_principal;
+use super::connect::{self, Found, Reading};
 use super::{Dirs, EXIT_FAILED, EXIT_INVALID, Style, client_failure, fail};
 use crate::humantime::format_secs;
 use crate::protocol::api::{Client, ClientExt, MAX_LOG_PAGE, Request, Response};
+use crate::protocol::zmq::ZmqClient;
 use crate::protocol::{Event, RunId, RunState, Stream};
 use crate::store::query::{LogFilter, Reader, RunFilter, RunSummary, StoredLine};
 
+/// Where `history` and `logs` read from.
+enum Source {
+    /// The running principal (its pid), which owns the file.
+    Principal(ZmqClient, u32),
+    /// The file itself: no principal runs.
+    File(Reader),
+}
+
+/// How long a follower waits for an answer (the heartbeat included) before it decides the
+/// principal is gone.
+const FOLLOW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The running principal if there is one, otherwise the file. A principal that is starting
+/// (it holds the file but does not listen yet) is waited for; one that listens but does not
+/// answer is an error, as reading the file it holds would be.
+async fn source(dirs: &Dirs, request_timeout: std::time::Duration) -> Result<Source, ExitCode> {
+    match connect::find_principal(&dirs.data, request_timeout).await {
+        Found::Running { client, pid } => return Ok(Source::Principal(client, pid)),
+        Found::NotAnswering(n) => return Err(fail(EXIT_FAILED, n)),
+        Found::Absent => {}
+    }
+    if let Ok(reader) = Reader::open(&dirs.data) {
+        return Ok(Source::File(reader));
+    }
+    match connect::await_starting_principal(&dirs.data, request_timeout).await {
+        Reading::Principal(client, pid) => Ok(Source::Principal(client, pid)),
+        Reading::NotAnswering(n) => Err(fail(EXIT_FAILED, n)),
+        Reading::File => Reader::open(&dirs.data)
+            .map(Source::File)
+            .map_err(|e| fail(EXIT_FAILED, e)),
+    }
+}
+
 /// Lists runs, newest first.
 pub async fn history(dirs: &Dirs, filter: RunFilter, json: bool) -> ExitCode {
-    let runs = if let Some(client) = running_principal(&dirs.data).await {
-        let request = Request::History {
-            workflow: filter.workflow.clone(),
-            limit: filter.limit,
-        };
-        match client.call(request).await {
-            Ok(Response::Runs { runs }) => runs,
-            Ok(Response::Error(e)) => return client_failure(e.into()),
-            Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
-            Err(e) => return client_failure(e),
+    let runs = match source(dirs, connect::REQUEST_TIMEOUT).await {
+        Err(code) => return code,
+        Ok(Source::Principal(client, _)) => {
+            let request = Request::History {
+                workflow: filter.workflow.clone(),
+                limit: filter.limit,
+            };
+            match client.call(request).await {
+                Ok(Response::Runs { runs }) => runs,
+                Ok(Response::Error(e)) => return client_failure(e.into()),
+                Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
+                Err(e) => return client_failure(e),
+            }
         }
-    } else {
-        match Reader::open(&dirs.data).and_then(|r| r.runs(&filter)) {
+        Ok(Source::File(reader)) => match reader.runs(&filter) {
             Ok(r) => r,
             Err(e) => return fail(EXIT_FAILED, e),
-        }
+        },
     };
     print_runs(&runs, filter.workflow.as_deref(), json);
     ExitCode::SUCCESS
@@ -123,69 +159,49 @@ pub async fn logs(
 ) -> ExitCode {
     let style = Style::stdout();
     let mut out = BufWriter::new(std::io::stdout().lock());
-    if let Some(client) = running_principal(&dirs.data).await {
-        // Subscribe before reading what is stored, and ask whether the run is still active
-        // before that: a line is then either in the pages or in the events (or both, which the
-        // sequence numbers tell), and an ended run has all its lines in the pages.
-        let mut events = client.subscribe();
-        let active = follow
-            && match client.run_detail(run).await {
-                Ok(d) => !d.summary.state.is_terminal(),
-                Err(e) => return client_failure(e),
+    let timeout = if follow {
+        FOLLOW_TIMEOUT
+    } else {
+        connect::REQUEST_TIMEOUT
+    };
+    let reader = match source(dirs, timeout).await {
+        Err(code) => return code,
+        Ok(Source::File(reader)) => reader,
+        Ok(Source::Principal(client, pid)) => {
+            // Subscribe before reading what is stored, and ask whether the run is still active
+            // before that: a line is then either in the pages or in the events (or both, which
+            // the sequence numbers tell), and an ended run has all its lines in the pages.
+            let mut events = client.subscribe();
+            let active = follow
+                && match client.run_detail(run).await {
+                    Ok(d) => !d.summary.state.is_terminal(),
+                    Err(e) => return client_failure(e),
+                };
+            let mut follower = Follower {
+                client: &client,
+                pid,
+                run,
+                filter: &filter,
+                printed: HashMap::new(),
+                offset: 0,
+                json,
+                style,
             };
-        let mut printed: HashMap<(String, u32), u64> = HashMap::new();
-        let mut offset = 0;
-        loop {
-            let request = Request::Logs {
-                run_id: run,
-                task: filter.task.clone(),
-                stream: filter.stream,
-                offset,
-                limit: MAX_LOG_PAGE,
-                from_end: false,
-            };
-            let (lines, more) = match client.call(request).await {
-                Ok(Response::Lines { lines, more, .. }) => (lines, more),
-                Ok(Response::Error(e)) => return client_failure(e.into()),
-                Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
-                Err(e) => return client_failure(e),
-            };
-            offset += lines.len();
-            for l in &lines {
-                let last = printed.entry((l.task.clone(), l.attempt)).or_default();
-                *last = (*last).max(l.seq);
-                if write_line(&mut out, l, json, style).is_err() {
-                    return ExitCode::SUCCESS; // reader went away (`| head`)
-                }
+            if let Err(code) = follower.print_stored(&mut out).await {
+                return code;
             }
-            if !more {
-                break;
+            if out.flush().is_err() || !active {
+                return ExitCode::SUCCESS;
             }
+            return follower.follow(&mut events, &mut out).await;
         }
-        if out.flush().is_err() || !active {
-            return ExitCode::SUCCESS;
-        }
-        return follow_events(
-            &mut events,
-            run,
-            &filter,
-            &mut printed,
-            json,
-            style,
-            &mut out,
-        )
-        .await;
-    }
+    };
     if follow {
         eprintln!(
             "note: no principal is running for {}, so no new lines will arrive; printing what is stored",
             dirs.data.display()
         );
     }
-    let reader = match Reader::open(&dirs.data) {
-        Ok(r) => r,
-        Err(e) => return fail(EXIT_FAILED, e),
-    };
     match reader.run_exists(run) {
         Ok(true) => {}
         Ok(false) => {
@@ -207,63 +223,166 @@ pub async fn logs(
     }
 }
 
-/// Prints the run's new lines from the event stream until the run ends.
-async fn follow_events(
-    events: &mut broadcast::Receiver<Event>,
+/// How long after the principal said the run ended its last events may take to arrive before
+/// the rest is read from the store instead.
+const LAST_EVENTS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Prints a run's lines through the principal: the stored ones, then the live ones.
+struct Follower<'a> {
+    client: &'a ZmqClient,
+    pid: u32,
     run: RunId,
-    filter: &LogFilter,
-    printed: &mut HashMap<(String, u32), u64>,
+    filter: &'a LogFilter,
+    /// The highest line number printed per task attempt.
+    printed: HashMap<(String, u32), u64>,
+    /// How many stored lines have been paged through.
+    offset: usize,
     json: bool,
     style: Style,
-    out: &mut impl Write,
-) -> ExitCode {
-    loop {
-        let batch = match events.recv().await {
-            Ok(Event::Logs(batch)) if batch.key.run_id == run => batch,
-            Ok(Event::RunState { run_id, state, .. }) if run_id == run && state.is_terminal() => {
-                let _ = out.flush();
-                return ExitCode::SUCCESS;
+}
+
+impl Follower<'_> {
+    /// Prints the stored lines from `offset` on that were not printed yet.
+    async fn print_stored(&mut self, out: &mut impl Write) -> Result<(), ExitCode> {
+        let before = self.printed.clone();
+        loop {
+            let request = Request::Logs {
+                run_id: self.run,
+                task: self.filter.task.clone(),
+                stream: self.filter.stream,
+                offset: self.offset,
+                limit: MAX_LOG_PAGE,
+                from_end: false,
+            };
+            let (lines, more) = match self.client.call(request).await {
+                Ok(Response::Lines { lines, more, .. }) => (lines, more),
+                Ok(Response::Error(e)) => return Err(client_failure(e.into())),
+                Ok(other) => return Err(fail(EXIT_FAILED, format!("unexpected reply: {other:?}"))),
+                Err(e) => return Err(client_failure(e)),
+            };
+            self.offset += lines.len();
+            for l in &lines {
+                let key = (l.task.clone(), l.attempt);
+                if before.get(&key).is_some_and(|&last| l.seq <= last) {
+                    continue; // printed already
+                }
+                let last = self.printed.entry(key).or_default();
+                *last = (*last).max(l.seq);
+                if write_line(out, l, self.json, self.style).is_err() {
+                    return Err(ExitCode::SUCCESS); // reader went away (`| head`)
+                }
             }
-            Ok(_) => continue,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                eprintln!(
-                    "note: {n} events were missed while following; `opsconsole logs {run}` prints every stored line"
-                );
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Prints the run's new lines from the event stream until the run ends. A long poll for
+    /// the run's end runs alongside: it carries the client's heartbeat, so a principal that
+    /// died or stopped answering ends the follow with an error instead of a silent wait.
+    async fn follow(
+        &mut self,
+        events: &mut broadcast::Receiver<Event>,
+        out: &mut impl Write,
+    ) -> ExitCode {
+        let run = self.run;
+        let client = self.client;
+        let wait = client.wait(run);
+        tokio::pin!(wait);
+        let mut ended: Option<tokio::time::Instant> = None;
+        loop {
+            let last_events = async {
+                match ended {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let event = tokio::select! {
+                event = events.recv() => event,
+                result = &mut wait, if ended.is_none() => match result {
+                    Ok(_) => {
+                        ended = Some(tokio::time::Instant::now() + LAST_EVENTS_WAIT);
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = out.flush();
+                        return fail(
+                            EXIT_FAILED,
+                            format!(
+                                "lost the principal (pid {}) while following run {run}: {e}. It \
+                                 may have been killed or be stuck; `opsconsole status` tells \
+                                 whether one runs, `opsconsole logs {run}` prints what was stored",
+                                self.pid
+                            ),
+                        );
+                    }
+                },
+                () = last_events => {
+                    // The end event was not seen (dropped on the way): the store has the rest.
+                    let result = self.print_stored(out).await;
+                    let _ = out.flush();
+                    return match result {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(code) => code,
+                    };
+                }
+            };
+            let batch = match event {
+                Ok(Event::Logs(batch)) if batch.key.run_id == run => batch,
+                Ok(Event::RunState { run_id, state, .. })
+                    if run_id == run && state.is_terminal() =>
+                {
+                    let _ = out.flush();
+                    return ExitCode::SUCCESS;
+                }
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    eprintln!(
+                        "note: {n} events were missed while following; `opsconsole logs {run}` prints every stored line"
+                    );
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = out.flush();
+                    return fail(EXIT_FAILED, "the principal went away while following");
+                }
+            };
+            if self
+                .filter
+                .task
+                .as_deref()
+                .is_some_and(|t| t != &*batch.key.task)
+                || self.filter.stream.is_some_and(|s| s != batch.stream)
+            {
                 continue;
             }
-            Err(broadcast::error::RecvError::Closed) => {
-                let _ = out.flush();
-                return fail(EXIT_FAILED, "the principal went away while following");
+            let key = (batch.key.task.to_string(), batch.key.attempt);
+            let last = self.printed.get(&key).copied();
+            let mut newest = last;
+            for l in &batch.lines {
+                if last.is_some_and(|last| l.seq <= last) {
+                    continue; // already printed from the store
+                }
+                let line = StoredLine {
+                    task: key.0.clone(),
+                    attempt: key.1,
+                    stream: batch.stream,
+                    at: l.at,
+                    line: l.text.clone(),
+                    seq: l.seq,
+                };
+                if write_line(out, &line, self.json, self.style).is_err() {
+                    return ExitCode::SUCCESS;
+                }
+                newest = Some(newest.map_or(l.seq, |n| n.max(l.seq)));
             }
-        };
-        if filter
-            .task
-            .as_deref()
-            .is_some_and(|t| t != &*batch.key.task)
-            || filter.stream.is_some_and(|s| s != batch.stream)
-        {
-            continue;
-        }
-        let key = (batch.key.task.to_string(), batch.key.attempt);
-        let last = printed.get(&key).copied();
-        for l in &batch.lines {
-            if last.is_some_and(|last| l.seq <= last) {
-                continue; // already printed from the store
+            if let Some(n) = newest {
+                self.printed.insert(key, n);
             }
-            let line = StoredLine {
-                task: key.0.clone(),
-                attempt: key.1,
-                stream: batch.stream,
-                at: l.at,
-                line: l.text.clone(),
-                seq: l.seq,
-            };
-            if write_line(out, &line, json, style).is_err() {
+            if out.flush().is_err() {
                 return ExitCode::SUCCESS;
             }
-        }
-        if out.flush().is_err() {
-            return ExitCode::SUCCESS;
         }
     }
 }

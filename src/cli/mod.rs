@@ -93,8 +93,11 @@ pub fn start_embedded(
             problems.len()
         );
     }
-    let (store, recovered) =
-        crate::store::Store::open(&dirs.data).map_err(|e| fail(EXIT_FAILED, e))?;
+    let (store, recovered) = open_store(&dirs.data).map_err(|e| fail(EXIT_FAILED, e))?;
+    // This process now runs tasks: it adopts what they leave behind (see `agent::orphans`).
+    if let Some(warning) = crate::agent::orphans::adopt(kill_grace) {
+        tracing::warn!("{warning}");
+    }
     let workdir = std::env::current_dir().unwrap_or_else(|_| ".".into());
     Ok(crate::principal::PrincipalHandle::start(
         catalog,
@@ -110,4 +113,32 @@ pub fn start_embedded(
             one_off,
         },
     ))
+}
+
+/// How long a principal waits for commands that read the history file (`history`, `logs`
+/// without a principal) to let go of it.
+const READERS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens the store for writing. Readers are short-lived, so while only readers hold the file
+/// this retries (up to [`READERS_WAIT`]); a writer holding it is reported at once.
+fn open_store(
+    data_dir: &std::path::Path,
+) -> Result<(crate::store::Store, crate::store::Recovered), crate::store::StoreError> {
+    let until = std::time::Instant::now() + READERS_WAIT;
+    loop {
+        let err = match crate::store::Store::open(data_dir) {
+            Ok(opened) => return Ok(opened),
+            Err(e) => e,
+        };
+        // The failed open closed its descriptor, so this process holds no lock on the file
+        // and may look at who does.
+        let reader = matches!(
+            connect::lock_holder(data_dir),
+            Some(connect::Holder::Reader(_))
+        );
+        if !reader || std::time::Instant::now() >= until {
+            return Err(err);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

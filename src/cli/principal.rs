@@ -54,6 +54,8 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     }
     // Opening the store takes the data dir's lock, so past this point no other principal owns
     // it and a socket file left by a crashed one can be replaced.
+    // Until it listens, commands that find the file held wait for it rather than fail.
+    let starting = super::connect::mark_starting(&dirs.data);
     let principal = match super::start_embedded(dirs, opts.slots, opts.kill_grace, None, false) {
         Ok(p) => Arc::new(p),
         Err(code) => return code,
@@ -75,6 +77,7 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
             }
         }
     }
+    drop(starting);
     let (Ok(mut sigint), Ok(mut sigterm)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),

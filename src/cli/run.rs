@@ -54,7 +54,21 @@ impl RunOptions {
 /// With a principal running for the data dir, the run goes through it; otherwise this
 /// process runs an embedded principal for the duration of the run.
 pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
-    if let Some(client) = super::connect::running_principal(&dirs.data).await {
+    use super::connect::{Found, REQUEST_TIMEOUT, Reading};
+    let client = match super::connect::find_principal(&dirs.data, REQUEST_TIMEOUT).await {
+        Found::Running { client, .. } => Some(client),
+        // Running here instead would only fail on the file it holds.
+        Found::NotAnswering(n) => return fail(EXIT_FAILED, n),
+        // One that is starting holds the file: wait and go through it.
+        Found::Absent => {
+            match super::connect::await_starting_principal(&dirs.data, REQUEST_TIMEOUT).await {
+                Reading::Principal(client, _) => Some(client),
+                Reading::NotAnswering(n) => return fail(EXIT_FAILED, n),
+                Reading::File => None,
+            }
+        }
+    };
+    if let Some(client) = client {
         if !opts.wait {
             // The principal runs it; nothing here needs to stay.
             return match opts.start(&client).await {

@@ -1,0 +1,429 @@
+//! Processes that leave their task: descendants that escape the task's process group (`setsid`)
+//! and orphans whose parent exited.
+//!
+//! The principal makes itself a child subreaper (`PR_SET_CHILD_SUBREAPER`), so every
+//! descendant whose parent dies is re-parented to it rather than to init. That does two jobs:
+//!
+//! - Escaped processes can be found: they are children of this process that it did not spawn.
+//!   Each task leader gets a token in its environment ([`TOKEN_ENV`]), inherited by everything
+//!   it starts, so an orphan tells which attempt it came from (`/proc/PID/environ`). Once that
+//!   attempt's leader has exited, the orphan is stopped: SIGTERM, then SIGKILL after the grace.
+//!   One without the token (its environment was cleared) is stopped once every task that was
+//!   running when it was first seen has ended.
+//! - Orphans are reaped. A subreaper (and PID 1 in a container, which is one by birth) must
+//!   wait for the orphans it adopts, or every `sleep 30 &` in a task leaves a zombie.
+//!
+//! A blanket `waitpid(-1)` would steal exit statuses from tokio, which waits for each task
+//! leader by pid. So every child this process spawns into its own process group (task leaders,
+//! the watchdog) is registered ([`spawn_registered`]) before the sweeper may see it, and the
+//! sweeper only ever waits, by pid, for children that are not registered and not in this
+//! process's own group (children that other code spawned plainly stay in our group and are
+//! waited for by that code). Threads are not children, so tokio's and DuckDB's are never
+//! candidates.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::Pid;
+use tokio::sync::Notify;
+
+/// The environment variable that carries a task's token to all of its descendants.
+pub const TOKEN_ENV: &str = "OPSCONSOLE_TASK_TOKEN";
+
+/// How often the sweeper looks for orphans when nothing wakes it.
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
+/// How often while something is being stopped or a task has just ended.
+const BUSY_SWEEP: Duration = Duration::from_millis(100);
+/// How long after a task ends the sweeper keeps looking often: its group is killed at its end,
+/// and what those members had started is re-parented as they die.
+const AFTER_END: Duration = Duration::from_secs(2);
+/// The most of `/proc/PID/environ` that is read when looking for the token.
+const MAX_ENVIRON: u64 = 1 << 20;
+
+/// Names this process's tokens, so that tokens of another principal are never taken for ours.
+static INSTANCE: LazyLock<String> = LazyLock::new(|| format!("{:016x}", fastrand::u64(..)));
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::default);
+static SWEEPER: OnceLock<Sweeper> = OnceLock::new();
+
+#[derive(Default)]
+struct Registry {
+    /// Held shared while a child is spawned and registered, exclusively while the sweeper lists
+    /// children: a child just spawned is then never taken for an orphan.
+    gate: RwLock<()>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Task leaders running now, with their token numbers.
+    leaders: HashMap<u32, u64>,
+    /// Other children that their spawner waits for (the watchdog).
+    others: HashSet<u32>,
+}
+
+fn state() -> std::sync::MutexGuard<'static, State> {
+    // A panic while holding the lock cannot leave the sets half-updated; keep going.
+    REGISTRY.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This process's instance name, the prefix of every token it hands out.
+pub fn instance() -> &'static str {
+    &INSTANCE
+}
+
+/// A task's token, handed to its leader through [`TOKEN_ENV`].
+#[derive(Debug, Clone)]
+pub struct Token {
+    number: u64,
+    value: String,
+}
+
+impl Token {
+    /// A token no other task of this process has.
+    pub fn next() -> Self {
+        let number = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        Self {
+            number,
+            value: format!("{}-{number}", instance()),
+        }
+    }
+
+    /// The value of [`TOKEN_ENV`].
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+/// The number in `value` if it is a token of `instance`.
+pub(crate) fn token_number(value: &str, instance: &str) -> Option<u64> {
+    value
+        .strip_prefix(instance)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
+}
+
+/// What a registered child is to this process.
+#[derive(Debug, Clone)]
+pub enum ChildKind {
+    /// The leader of a task's process group, running under this token.
+    Leader(Token),
+    /// A child that whoever spawned it waits for.
+    Other,
+}
+
+/// A child's registration; dropping it (once the child has been waited for) ends it, and for
+/// a task leader marks the task as ended, so that what it left behind is stopped.
+#[derive(Debug)]
+pub struct Registration {
+    pid: Option<u32>,
+    leader: bool,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let Some(pid) = self.pid else { return };
+        {
+            let mut s = state();
+            s.leaders.remove(&pid);
+            s.others.remove(&pid);
+        }
+        if self.leader
+            && let Some(sweeper) = SWEEPER.get()
+        {
+            sweeper.task_ended();
+        }
+    }
+}
+
+/// Spawns a child with `spawn` and registers its pid (from `pid`) before the sweeper can look.
+///
+/// Every child this process puts in a process group of its own must come through here, or the
+/// sweeper would take it for an orphan.
+pub fn spawn_registered<C, E>(
+    kind: ChildKind,
+    spawn: impl FnOnce() -> Result<C, E>,
+    pid: impl FnOnce(&C) -> Option<u32>,
+) -> Result<(C, Registration), E> {
+    let _gate = REGISTRY.gate.read().unwrap_or_else(|e| e.into_inner());
+    let child = spawn()?;
+    let id = pid(&child);
+    let leader = matches!(kind, ChildKind::Leader(_));
+    if let Some(id) = id {
+        let mut s = state();
+        match kind {
+            ChildKind::Leader(token) => {
+                s.leaders.insert(id, token.number);
+            }
+            ChildKind::Other => {
+                s.others.insert(id);
+            }
+        }
+    }
+    Ok((child, Registration { pid: id, leader }))
+}
+
+/// Makes this process adopt the orphans of its tasks and starts the sweeper that reaps them
+/// and stops what ended tasks left behind (after `grace`, SIGKILL). Call it once, from the
+/// runtime, in a process that runs a principal; later calls do nothing.
+///
+/// Returns a warning when the process cannot be a subreaper: escaped processes then go to init
+/// as before, and only orphans that are this process's own children are handled.
+pub fn adopt(grace: Duration) -> Option<String> {
+    if SWEEPER.get().is_some() {
+        return None;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return Some("orphans of tasks are not adopted: no async runtime to sweep them".into());
+    };
+    let warning = nix::sys::prctl::set_child_subreaper(true).err().map(|e| {
+        format!(
+            "cannot make this process a child subreaper ({e}): processes that a task starts \
+             with setsid may outlive it"
+        )
+    });
+    let sweeper = Sweeper {
+        wake: Notify::new(),
+        ended_at: Mutex::new(None),
+    };
+    if SWEEPER.set(sweeper).is_ok() {
+        runtime.spawn(sweep_loop(grace));
+    }
+    warning
+}
+
+/// The sweeper's wake-up calls.
+struct Sweeper {
+    wake: Notify,
+    /// When a task last ended.
+    ended_at: Mutex<Option<Instant>>,
+}
+
+impl Sweeper {
+    fn task_ended(&self) {
+        *self.ended_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        self.wake.notify_one();
+    }
+
+    fn recently_ended(&self) -> bool {
+        self.ended_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() < AFTER_END)
+    }
+}
+
+async fn sweep_loop(grace: Duration) {
+    let Some(sweeper) = SWEEPER.get() else { return };
+    let mut sigchld = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot watch SIGCHLD ({e}); orphans are reaped once a second");
+            None
+        }
+    };
+    let mut orphans = Orphans::default();
+    loop {
+        let every = if orphans.stopping.is_empty() && !sweeper.recently_ended() {
+            IDLE_SWEEP
+        } else {
+            BUSY_SWEEP
+        };
+        tokio::select! {
+            () = sweeper.wake.notified() => {}
+            () = tokio::time::sleep(every) => {}
+            Some(()) = async {
+                match sigchld.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+        sweep(&mut orphans, grace);
+        // Coalesce bursts: thousands of tasks a second end with as many SIGCHLDs.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What `/proc/PID/stat` says about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stat {
+    pub state: char,
+    pub ppid: i32,
+    pub pgid: i32,
+}
+
+/// Parses `/proc/PID/stat`; the command name in parentheses may contain anything.
+pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
+    let (_, rest) = text.rsplit_once(") ")?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgid = fields.next()?.parse().ok()?;
+    Some(Stat { state, ppid, pgid })
+}
+
+pub(crate) fn stat(pid: i32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The value of [`TOKEN_ENV`] in a process's initial environment.
+pub(crate) fn token_of(pid: i32) -> Option<String> {
+    use std::io::Read;
+    let mut environ = Vec::new();
+    std::fs::File::open(format!("/proc/{pid}/environ"))
+        .ok()?
+        .take(MAX_ENVIRON)
+        .read_to_end(&mut environ)
+        .ok()?;
+    let key = format!("{TOKEN_ENV}=");
+    environ
+        .split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(key.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The children of this process: every thread's `children` list, or, on kernels without
+/// those, every process whose parent is this one.
+fn children() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    let mut listed = false;
+    if let Ok(threads) = std::fs::read_dir("/proc/self/task") {
+        for t in threads.flatten() {
+            if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
+                listed = true;
+                found.extend(
+                    list.split_ascii_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+    if !listed && let Ok(procs) = std::fs::read_dir("/proc") {
+        found.extend(
+            procs
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|&pid| stat(pid).is_some_and(|s| s.ppid == me)),
+        );
+    }
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+/// What the sweeper remembers between passes.
+#[derive(Default)]
+struct Orphans {
+    /// Orphans sent SIGTERM, with when SIGKILL is due.
+    stopping: HashMap<i32, Instant>,
+    /// Orphans without a token of ours (a task cleared its environment), with the tasks that
+    /// were running when each was first seen: it came from one of those, or from one that had
+    /// already ended, so once all of them have ended, its own task has too.
+    untokened: HashMap<i32, HashSet<u64>>,
+}
+
+/// Whether a live orphan's task has ended: by its token, or, without one, once every task that
+/// was running when it was first seen has ended. As PID 1 an orphan without our token may come
+/// from anywhere in the container, so only tokens count there.
+fn task_ended(pid: i32, live: &HashSet<u64>, untokened: &mut HashMap<i32, HashSet<u64>>) -> bool {
+    match token_of(pid).and_then(|t| token_number(&t, instance())) {
+        Some(n) => !live.contains(&n),
+        None if std::process::id() == 1 => false,
+        None => untokened
+            .entry(pid)
+            .or_insert_with(|| live.clone())
+            .is_disjoint(live),
+    }
+}
+
+/// One pass: reaps exited orphans and stops live ones whose task has ended.
+fn sweep(orphans: &mut Orphans, grace: Duration) {
+    let (children, leaders, others) = {
+        let _gate = REGISTRY.gate.write().unwrap_or_else(|e| e.into_inner());
+        let s = state();
+        (children(), s.leaders.clone(), s.others.clone())
+    };
+    let live: HashSet<u64> = leaders.values().copied().collect();
+    let my_group = nix::unistd::getpgrp().as_raw();
+    let now = Instant::now();
+    let mut seen = HashSet::new();
+    for pid in children {
+        if pid <= 1 || leaders.contains_key(&(pid as u32)) || others.contains(&(pid as u32)) {
+            continue;
+        }
+        let Some(st) = stat(pid) else { continue };
+        if st.pgid == my_group {
+            continue; // spawned plainly by code of this process, which waits for it
+        }
+        if st.state == 'Z' {
+            // An orphan, so ours to wait for; by pid, never -1 (see the module docs).
+            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+            continue;
+        }
+        seen.insert(pid);
+        if !task_ended(pid, &live, &mut orphans.untokened) {
+            continue; // its task still runs, or it is not from one of ours (PID 1)
+        }
+        // Its own group (it ran setsid) holds what it started; a group of a live leader is
+        // never signalled.
+        let group = (st.pgid > 1 && !leaders.contains_key(&(st.pgid as u32)))
+            .then(|| Pid::from_raw(st.pgid));
+        match orphans.stopping.get(&pid) {
+            None => {
+                tracing::info!(pid, "stopping a process left behind by an ended task");
+                if let Some(g) = group {
+                    let _ = killpg(g, Signal::SIGTERM);
+                }
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                orphans.stopping.insert(pid, now + grace);
+            }
+            Some(&due) if due <= now => {
+                tracing::warn!(
+                    pid,
+                    "a process left behind by an ended task ignored SIGTERM"
+                );
+                if let Some(g) = group {
+                    let _ = killpg(g, Signal::SIGKILL);
+                }
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            Some(_) => {}
+        }
+    }
+    orphans.stopping.retain(|pid, _| seen.contains(pid));
+    orphans.untokened.retain(|pid, _| seen.contains(pid));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_survives_odd_command_names() {
+        let s = parse_stat("42 (a) b) (c) S 7 42 42 0 -1 4194560").expect("parsed");
+        assert_eq!(
+            s,
+            Stat {
+                state: 'S',
+                ppid: 7,
+                pgid: 42
+            }
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn tokens_of_other_instances_are_not_ours() {
+        let t = Token::next();
+        assert_eq!(token_number(t.value(), instance()), Some(t.number));
+        assert_eq!(token_number("0123456789abcdef-5", "fedcba9876543210"), None);
+        assert_eq!(token_number(&format!("{}-x", instance()), instance()), None);
+    }
+}
