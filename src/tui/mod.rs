@@ -69,14 +69,18 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
     let (theme, theme_warning) = Theme::resolve(&opts.themes_dir, &opts.theme, no_color);
 
     let (client, embedded, stop_serving, origin): (Arc<dyn Client>, _, _, String) =
-        match crate::cli::connect::running_principal(&dirs.data).await {
-            Some(remote) => (
+        match crate::cli::connect::find_principal(&dirs.data, crate::cli::connect::REQUEST_TIMEOUT)
+            .await
+        {
+            // Starting an embedded one would fail on the file's lock with a worse message.
+            crate::cli::connect::Found::NotAnswering(n) => return fail(EXIT_FAILED, n),
+            crate::cli::connect::Found::Running { client: remote, .. } => (
                 Arc::new(remote),
                 None,
                 None,
                 format!("attached to {}", dirs.data.display()),
             ),
-            None => {
+            crate::cli::connect::Found::Absent => {
                 let principal = match crate::cli::start_embedded(
                     dirs,
                     opts.slots,
