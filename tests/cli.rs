@@ -1,30 +1,17 @@
 //! The real `opsconsole` binary against the bundled examples and crafted workflows.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_opsconsole");
+mod common;
+use common::project::{BIN, Project, signal, text};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A project directory: `workflows/` with the given files, data in `.opsconsole/`.
-struct Project {
-    dir: tempfile::TempDir,
-}
-
 impl Project {
-    fn new(files: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir(dir.path().join("workflows")).expect("mkdir");
-        for (name, body) in files {
-            std::fs::write(dir.path().join("workflows").join(name), body).expect("write");
-        }
-        Self { dir }
-    }
-
     /// The bundled examples, copied so that runs write to a temp data dir.
     fn examples() -> Self {
         let p = Self::new(&[]);
@@ -41,38 +28,6 @@ impl Project {
         }
         p
     }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args).current_dir(self.path()).env("NO_COLOR", "1");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run opsconsole")
-    }
-
-    /// Starts opsconsole in the background with its output captured.
-    fn spawn(&self, args: &[&str]) -> std::process::Child {
-        self.cmd(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn opsconsole")
-    }
-}
-
-/// Sends `sig` to the process `pid` (a child this test started).
-fn signal(pid: u32, sig: nix::sys::signal::Signal) -> nix::Result<()> {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

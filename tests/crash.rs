@@ -3,59 +3,17 @@
 //! that dies.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-const BIN: &str = env!("CARGO_BIN_EXE_opsconsole");
-
-/// A child process that is killed when the test ends, even by a failed assertion.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A project directory: `workflows/` with the given files, data in `.opsconsole/`.
-struct Project {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::project::{Project, Stopped, text};
 
 impl Project {
-    fn new(files: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir(dir.path().join("workflows")).expect("mkdir");
-        for (name, body) in files {
-            std::fs::write(dir.path().join("workflows").join(name), body).expect("write");
-        }
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn data(&self) -> PathBuf {
-        self.path().join(".opsconsole")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args).current_dir(self.path()).env("NO_COLOR", "1");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run opsconsole")
-    }
-
     /// Starts a principal and waits until it listens.
-    fn principal(&self, env: &[(&str, &str)]) -> Proc {
+    fn principal(&self, env: &[(&str, &str)]) -> Stopped {
         // A killed principal leaves its socket file; wait for the new one's.
         let sock = self.data().join("principal.sock");
         let _ = std::fs::remove_file(&sock);
@@ -73,7 +31,7 @@ impl Project {
             assert!(t0.elapsed() < Duration::from_secs(30), "principal listens");
             std::thread::sleep(Duration::from_millis(10));
         }
-        Proc(child)
+        Stopped(child)
     }
 
     fn history(&self) -> Vec<serde_json::Value> {
@@ -103,11 +61,7 @@ impl Project {
     }
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn kill(child: &mut Proc, sig: Signal) {
+fn kill(child: &mut Stopped, sig: Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), sig);
     let _ = child.0.wait();
 }

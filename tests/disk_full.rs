@@ -3,20 +3,11 @@
 //! tmpfs; skipped (with the reason printed) where that is not possible.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_opsconsole");
-
-/// A child process that is killed when the test ends, even by a failed assertion.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::project::{Project, Stopped, text};
 
 /// A tmpfs mounted for the test, unmounted on drop.
 struct Mount(PathBuf);
@@ -42,27 +33,7 @@ impl Drop for Mount {
     }
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-struct Project {
-    dir: tempfile::TempDir,
-}
-
 impl Project {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env("NO_COLOR", "1");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run opsconsole")
-    }
-
     fn status(&self) -> serde_json::Value {
         let out = self.run(&["status", "--json"]);
         assert!(out.status.success(), "status: {}", text(&out.stderr));
@@ -97,10 +68,8 @@ fn fill(dir: &Path) {
 
 #[test]
 fn a_full_disk_loses_no_accepted_line_refuses_new_runs_truthfully_and_recovers() {
-    let p = Project {
-        dir: tempfile::tempdir().expect("temp dir"),
-    };
-    let data = p.dir.path().join(".opsconsole");
+    let p = Project::new(&[]);
+    let data = p.data();
     let _mount = match Mount::new(&data, "24m") {
         Ok(m) => m,
         Err(why) => {
@@ -108,8 +77,7 @@ fn a_full_disk_loses_no_accepted_line_refuses_new_runs_truthfully_and_recovers()
             return;
         }
     };
-    let wf = p.dir.path().join("workflows");
-    std::fs::create_dir(&wf).expect("mkdir");
+    let wf = p.path().join("workflows");
     std::fs::write(
         wf.join("noisy.yaml"),
         "kind: workflow\nname: noisy\ntasks:\n  talk: { run: \"while [ ! -e go ]; do sleep 0.05; done; seq 1 3000\" }\n  after: { run: \"echo after\", depends_on: [talk] }\n",
@@ -120,7 +88,7 @@ fn a_full_disk_loses_no_accepted_line_refuses_new_runs_truthfully_and_recovers()
         "kind: workflow\nname: quick\ntasks:\n  t: { run: \"true\" }\n",
     )
     .expect("write");
-    let mut principal = Proc(
+    let mut principal = Stopped(
         p.cmd(&["principal"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -137,7 +105,7 @@ fn a_full_disk_loses_no_accepted_line_refuses_new_runs_truthfully_and_recovers()
 
     // The disk fills up; then the task writes its 3,000 lines and ends.
     fill(&data);
-    std::fs::write(p.dir.path().join("go"), "").expect("go");
+    std::fs::write(p.path().join("go"), "").expect("go");
     let s = p.wait_status("the principal reports the store problem", |s| {
         s["store_problem"].is_string()
     });

@@ -1,55 +1,15 @@
 //! Task processes that escape their process group or are orphaned, with the real binary:
 //! they are stopped with their task, and orphans are reaped (no zombies), also as PID 1.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-const BIN: &str = env!("CARGO_BIN_EXE_opsconsole");
-
-/// A project directory: `workflows/` with the given files, data in `.opsconsole/`.
-struct Project {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::project::{BIN, Project, Stopped, eventually, signal, text};
 
 impl Project {
-    fn new(files: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir(dir.path().join("workflows")).expect("mkdir");
-        for (name, body) in files {
-            std::fs::write(dir.path().join("workflows").join(name), body).expect("write");
-        }
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args).current_dir(self.path()).env("NO_COLOR", "1");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run opsconsole")
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn opsconsole")
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.path().join(".opsconsole/principal.sock")
-    }
-
     /// The pids a task wrote, one a line, to `name`.
     fn pids(&self, name: &str) -> Vec<i32> {
         std::fs::read_to_string(self.path().join(name))
@@ -58,24 +18,6 @@ impl Project {
             .filter_map(|l| l.trim().parse().ok())
             .collect()
     }
-}
-
-/// A child process stopped (SIGKILL) and waited for when the test ends, however it ends.
-struct Stopped(Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn signal(pid: i32, sig: Signal) -> nix::Result<()> {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
 }
 
 /// `/proc/PID/stat`'s state letter and parent pid; `None` once the pid is gone.
@@ -91,20 +33,6 @@ fn proc_stat(pid: i32) -> Option<(char, i32)> {
 /// Running: exists and is not a zombie.
 fn alive(pid: i32) -> bool {
     proc_stat(pid).is_some_and(|(state, _)| state != 'Z')
-}
-
-/// Polls `cond` every 50 ms for up to `limit`; true once it holds.
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if t0.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Zombie children of `parent`.

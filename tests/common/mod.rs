@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: real principals on real DuckDB files in temp dirs.
 #![allow(dead_code)]
 
+pub mod project;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

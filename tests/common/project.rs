@@ -1,0 +1,97 @@
+//! The real `opsconsole` binary in a project directory of its own, for the tests that drive it
+//! as a user would, and the process handles and polls they share.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_opsconsole");
+
+/// A project directory: `workflows/` with the given files, data in `.opsconsole/`.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("workflows")).expect("mkdir");
+        for (name, body) in files {
+            std::fs::write(dir.path().join("workflows").join(name), body).expect("write");
+        }
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The data dir (history file, sockets).
+    pub fn data(&self) -> PathBuf {
+        self.path().join(".opsconsole")
+    }
+
+    /// The principal's local socket, which exists once it listens.
+    pub fn socket(&self) -> PathBuf {
+        self.data().join("principal.sock")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args).current_dir(self.path()).env("NO_COLOR", "1");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run opsconsole")
+    }
+
+    /// Starts opsconsole in the background with its output captured.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn opsconsole")
+    }
+}
+
+/// A child process that is resumed, killed and waited for when the test ends, however it
+/// ends (a failed assertion must not leave a principal behind).
+pub struct Stopped(pub Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = signal(self.0.id(), Signal::SIGCONT);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Sends `sig` to the process `pid` (one this test started).
+pub fn signal(pid: impl TryInto<i32>, sig: Signal) -> nix::Result<()> {
+    // A pid that does not fit is no process (never -1 or 0: "every process" or "my group").
+    let pid = pid.try_into().unwrap_or(i32::MAX);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+}
+
+/// Polls `cond` every 20 ms for up to `limit`; true once it holds.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if t0.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
