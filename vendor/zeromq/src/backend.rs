@@ -2,7 +2,7 @@ use crate::async_rt;
 use crate::codec::{FramedIo, Message, ZmqFramedRead};
 use crate::fair_queue::QueueInner;
 use crate::util::PeerIdentity;
-use crate::write_queue::write_message_queue;
+use crate::write_queue::{write_message_queue, SendBudget};
 use crate::{
     MultiPeerBackend, SocketBackend, SocketEvent, SocketOptions, SocketType, ZmqError, ZmqResult,
 };
@@ -14,15 +14,18 @@ use futures::SinkExt;
 use parking_lot::Mutex;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Sender for notifying reconnection tasks when a peer disconnects.
 pub(crate) type DisconnectNotifier = mpsc::Sender<PeerIdentity>;
-const PEER_SEND_QUEUE_CAPACITY: usize = 100_000;
+// PATCH(opsconsole): the capacity is `SocketOptions::send_queue_limits` (default 100,000, the
+// upstream constant).
 
 pub(crate) struct Peer {
     pub(crate) send_queue: mpsc::Sender<Message>,
+    // PATCH(opsconsole): set for ROUTER sockets, which refuse sends over it (see send_to_peer).
+    pub(crate) budget: Option<Arc<SendBudget>>,
 }
 
 #[derive(Clone)]
@@ -61,6 +64,8 @@ pub(crate) struct GenericSocketBackend {
     peer_count: AtomicUsize,
     /// Notifiers for reconnection tasks - keyed by `peer_id`
     disconnect_notifiers: Mutex<HashMap<PeerIdentity, DisconnectNotifier>>,
+    /// PATCH(opsconsole): ROUTER messages refused because their peer's queue was full.
+    pub(crate) dropped: AtomicU64,
 }
 
 impl GenericSocketBackend {
@@ -79,6 +84,7 @@ impl GenericSocketBackend {
             single_peer: Mutex::new(None),
             peer_count: AtomicUsize::new(0),
             disconnect_notifiers: Mutex::new(HashMap::new()),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -150,6 +156,36 @@ impl GenericSocketBackend {
     }
 
     pub(crate) async fn send_to_peer(
+        &self,
+        peer_id: &PeerIdentity,
+        message: Message,
+    ) -> ZmqResult<()> {
+        // PATCH(opsconsole): a ROUTER does not queue without bound for a peer that stopped
+        // reading, nor wait for it: over the peer's budget the message is refused (and
+        // counted), like libzmq's ROUTER at its high-water mark.
+        let reserved = match self.peers.read_async(peer_id, |_, peer| peer.budget.clone()).await {
+            Some(Some(budget)) => {
+                let bytes = SendBudget::size_of(&message);
+                if !budget.try_reserve(bytes) {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    return Err(ZmqError::BufferFull(
+                        "The peer's send queue is full; message dropped",
+                    ));
+                }
+                Some((budget, bytes))
+            }
+            Some(None) => None,
+            None => return Err(ZmqError::Other("Destination client not found by identity")),
+        };
+        let result = self.send_to_peer_unbudgeted(peer_id, message).await;
+        if let (Err(_), Some((budget, bytes))) = (&result, reserved) {
+            budget.release(bytes);
+        }
+        result
+    }
+
+    // PATCH(opsconsole): upstream's `send_to_peer`, unchanged but for its name.
+    async fn send_to_peer_unbudgeted(
         &self,
         peer_id: &PeerIdentity,
         message: Message,
@@ -287,12 +323,22 @@ impl SocketBackend for GenericSocketBackend {
 impl MultiPeerBackend for GenericSocketBackend {
     async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
         let (recv_queue, send_queue) = io.into_parts();
-        let (queue_sender, queue_receiver) = mpsc::channel(PEER_SEND_QUEUE_CAPACITY);
+        // PATCH(opsconsole): queue bounds from the options (see SendBudget).
+        let options = &self.socket_options;
+        let (queue_sender, queue_receiver) = mpsc::channel(options.send_queue_messages);
+        let budget = (self.socket_type == SocketType::ROUTER).then(|| {
+            Arc::new(SendBudget::new(
+                options.send_queue_messages,
+                options.send_queue_bytes,
+            ))
+        });
+        let writer_budget = budget.clone();
         self.peers
             .upsert_async(
                 peer_id.clone(),
                 Peer {
                     send_queue: queue_sender,
+                    budget,
                 },
             )
             .await;
@@ -300,7 +346,8 @@ impl MultiPeerBackend for GenericSocketBackend {
         let writer_backend = self.clone();
         let writer_peer_id = peer_id.clone();
         async_rt::task::spawn(async move {
-            if let Err(error) = write_message_queue(queue_receiver, send_queue).await {
+            if let Err(error) = write_message_queue(queue_receiver, send_queue, writer_budget).await
+            {
                 log::debug!(
                     "Error sending message to peer {:?}: {:?}",
                     writer_peer_id,
@@ -369,7 +416,7 @@ mod tests {
         let (send_queue, recv_queue) = mpsc::channel(8);
         backend
             .peers
-            .upsert_async(peer_id.clone(), Peer { send_queue })
+            .upsert_async(peer_id.clone(), Peer { send_queue, budget: None })
             .await;
         backend.refresh_single_peer_cache();
         backend.round_robin.push(peer_id.clone());
@@ -453,7 +500,7 @@ mod tests {
             .expect("prefill peer queue");
         backend
             .peers
-            .upsert_async(peer_id.clone(), Peer { send_queue })
+            .upsert_async(peer_id.clone(), Peer { send_queue, budget: None })
             .await;
         backend.refresh_single_peer_cache();
         backend.round_robin.push(peer_id.clone());
@@ -484,7 +531,7 @@ mod tests {
         drop(recv_queue);
         backend
             .peers
-            .upsert_async(peer_id.clone(), Peer { send_queue })
+            .upsert_async(peer_id.clone(), Peer { send_queue, budget: None })
             .await;
         backend.refresh_single_peer_cache();
         backend.round_robin.push(peer_id.clone());

@@ -51,6 +51,9 @@ pub enum ZmqError {
     UnsupportedVersion(ZmtpVersion),
     #[error("Connect timed out after {0:?}")]
     ConnectTimeout(Duration),
+    // PATCH(opsconsole): an accepted peer did not finish greeting + READY in time.
+    #[error("Handshake timed out after {0:?}")]
+    HandshakeTimeout(Duration),
 }
 
 impl From<mpsc::TrySendError<Message>> for ZmqError {

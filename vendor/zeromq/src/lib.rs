@@ -71,7 +71,7 @@ pub mod __bench {
                 let (send_queue, recv_queue) = mpsc::channel(queue_capacity);
                 backend
                     .peers
-                    .upsert_async(peer_id.clone(), Peer { send_queue })
+                    .upsert_async(peer_id.clone(), Peer { send_queue, budget: None })
                     .await;
                 backend.round_robin.push(peer_id);
                 receivers.push(recv_queue);
@@ -111,6 +111,7 @@ pub mod __bench {
                 subscriber_count: AtomicUsize::new(0),
                 socket_monitor: Mutex::new(None),
                 socket_options: Arc::new(SocketOptions::default()),
+                dropped: std::sync::atomic::AtomicU64::new(0),
             });
             let mut receivers = Vec::with_capacity(subscriber_count);
 
@@ -128,6 +129,7 @@ pub mod __bench {
                             subscriptions: subscriptions.clone(),
                             send_queue,
                             _subscription_coro_stop: stop_sender,
+                            budget: None,
                         },
                     )
                     .await;
@@ -192,7 +194,7 @@ pub mod __bench {
         W: AsyncWrite + Unpin + Send + Sync + 'static,
     {
         let send_queue = ZmqFramedWrite::new(Box::new(writer), ZmqCodec::new());
-        write_message_queue(receiver, send_queue).await
+        write_message_queue(receiver, send_queue, None).await
     }
 }
 
@@ -346,6 +348,20 @@ pub enum SocketEvent {
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
+// PATCH(opsconsole): defaults of the bounds added by this copy (see PATCHES.md). Upstream
+// 0.7.0 has none of them: any frame length is reserved, handshakes wait forever and a peer
+// queue holds 100,000 messages of any size.
+/// Default [`SocketOptions::max_message_size`]: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+/// Default [`SocketOptions::max_message_frames`].
+pub const DEFAULT_MAX_MESSAGE_FRAMES: usize = 1024;
+/// Default [`SocketOptions::handshake_timeout`] of accepted connections.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default message bound of [`SocketOptions::send_queue_limits`] (upstream's fixed capacity).
+pub const DEFAULT_SEND_QUEUE_MESSAGES: usize = 100_000;
+/// Default byte bound of [`SocketOptions::send_queue_limits`]: 64 MiB.
+pub const DEFAULT_SEND_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+
 pub struct SocketOptions {
     pub(crate) peer_id: Option<PeerIdentity>,
     pub(crate) connect_timeout: Option<Duration>,
@@ -353,6 +369,12 @@ pub struct SocketOptions {
     // Shared by read preparation and decoder reservation.
     pub(crate) read_buffer_max_size: usize,
     pub(crate) read_buffer_short_reads: usize,
+    // PATCH(opsconsole): input and queue bounds, see the setters below.
+    pub(crate) max_message_size: usize,
+    pub(crate) max_message_frames: usize,
+    pub(crate) handshake_timeout: Option<Duration>,
+    pub(crate) send_queue_messages: usize,
+    pub(crate) send_queue_bytes: usize,
 }
 
 impl Default for SocketOptions {
@@ -363,11 +385,52 @@ impl Default for SocketOptions {
             read_buffer_initial_size: 128,
             read_buffer_max_size: 64 * 1024,
             read_buffer_short_reads: 2,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_message_frames: DEFAULT_MAX_MESSAGE_FRAMES,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            send_queue_messages: DEFAULT_SEND_QUEUE_MESSAGES,
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
         }
     }
 }
 
 impl SocketOptions {
+    /// PATCH(opsconsole): the largest message (sum of its frames' payloads) a peer may send,
+    /// checked against each frame's *declared* length before anything is allocated for it.
+    /// A peer that declares more is disconnected; the socket and the process carry on.
+    /// Commands (READY, SUBSCRIBE) are bounded by it too.
+    pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// PATCH(opsconsole): the most frames one incoming message may have; more disconnects the
+    /// peer (empty frames would otherwise cost memory without counting against
+    /// [`max_message_size`](Self::max_message_size)).
+    pub fn max_message_frames(&mut self, frames: usize) -> &mut Self {
+        self.max_message_frames = frames.max(1);
+        self
+    }
+
+    /// PATCH(opsconsole): how long an *accepted* connection may take to complete the ZMTP
+    /// greeting and READY exchange before it is closed (`None`: forever, as upstream).
+    pub fn handshake_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// PATCH(opsconsole): bounds what is queued towards one peer, in messages and in bytes
+    /// of payload. A PUB socket drops messages for a subscriber over either bound (as libzmq
+    /// does at its high-water mark); a ROUTER socket refuses the send with
+    /// [`ZmqError::BufferFull`] instead of waiting. Both count what they dropped (see
+    /// `dropped_messages`). Other socket types wait for room at the message bound, as
+    /// upstream. A single message larger than the byte bound still goes to an empty queue.
+    pub fn send_queue_limits(&mut self, messages: usize, bytes: usize) -> &mut Self {
+        self.send_queue_messages = messages.max(1);
+        self.send_queue_bytes = bytes;
+        self
+    }
+
     /// Tunes adaptive receive-buffer sizing for all peers, including accepted
     /// and reconnected peers. Defaults to 128-byte initial reads, a 64 KiB maximum,
     /// and two consecutive short positive reads before shrinking.

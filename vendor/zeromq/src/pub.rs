@@ -4,7 +4,7 @@ use crate::error::ZmqResult;
 use crate::message::*;
 use crate::transport::AcceptStopHandle;
 use crate::util::PeerIdentity;
-use crate::write_queue::write_message_queue;
+use crate::write_queue::{write_message_queue, SendBudget};
 use crate::{async_rt, CaptureSocket, SocketOptions};
 use crate::{MultiPeerBackend, Socket, SocketBackend, SocketEvent, SocketSend, SocketType};
 
@@ -16,11 +16,14 @@ use futures::{select, FutureExt, StreamExt};
 use parking_lot::Mutex;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 const PUB_SEND_QUEUE_CAPACITY: usize = 100_000;
 type PubSendQueue = mpsc::Sender<Message>;
+/// PATCH(opsconsole): subscriptions kept per subscriber; further SUBSCRIBE messages are
+/// ignored (each costs memory and upstream keeps any number of them).
+const MAX_SUBSCRIPTIONS_PER_PEER: usize = 1024;
 
 fn subscription_matches(subscriptions: &[Vec<u8>], first_frame: &Bytes) -> bool {
     // Single-subscription PUB fanout is common, so keep its comparison shape unchanged.
@@ -44,18 +47,38 @@ fn subscription_matches(subscriptions: &[Vec<u8>], first_frame: &Bytes) -> bool 
         })
 }
 
-fn send_to_subscriber(mut send_queue: PubSendQueue, message: &ZmqMessage) {
+/// PATCH(opsconsole): `budget` bounds the subscriber's queue (upstream's bound never took
+/// effect, see `SendBudget`); returns false when the message was dropped for it.
+fn send_to_subscriber(
+    mut send_queue: PubSendQueue,
+    budget: Option<&SendBudget>,
+    message: &ZmqMessage,
+) -> bool {
+    let bytes = message.iter().map(|frame| frame.len()).sum();
+    if let Some(budget) = budget {
+        if !budget.try_reserve(bytes) {
+            return false;
+        }
+    }
     let message = Message::Message(message.clone());
     match send_queue.try_send(message) {
-        Ok(()) => {}
+        Ok(()) => true,
         Err(error) if error.is_full() => {
             // PUB drops messages for slow subscribers so one full queue does not backpressure all publishers.
             drop(error.into_inner());
+            if let Some(budget) = budget {
+                budget.release(bytes);
+            }
+            false
         }
         Err(error) => {
             // The writer task owns transport error detection and subscriber cleanup.
             // A closed local queue is treated as a dropped PUB message on this send path.
             drop(error.into_inner());
+            if let Some(budget) = budget {
+                budget.release(bytes);
+            }
+            true
         }
     }
 }
@@ -64,6 +87,8 @@ pub(crate) struct Subscriber {
     pub(crate) subscriptions: Vec<Vec<u8>>,
     pub(crate) send_queue: PubSendQueue,
     pub(crate) _subscription_coro_stop: oneshot::Sender<()>,
+    // PATCH(opsconsole): bounds `send_queue` (None only in tests and benches).
+    pub(crate) budget: Option<Arc<SendBudget>>,
 }
 
 pub(crate) struct PubSocketBackend {
@@ -71,6 +96,8 @@ pub(crate) struct PubSocketBackend {
     pub(crate) subscriber_count: AtomicUsize,
     pub(crate) socket_monitor: Mutex<Option<mpsc::Sender<SocketEvent>>>,
     pub(crate) socket_options: Arc<SocketOptions>,
+    /// PATCH(opsconsole): messages dropped for subscribers whose queue was full.
+    pub(crate) dropped: AtomicU64,
 }
 
 struct PubFanoutQueue {
@@ -136,8 +163,14 @@ impl PubSocketBackend {
 
         let mut iter = self.subscribers.begin_async().await;
         while let Some(subscriber) = iter {
-            if subscription_matches(&subscriber.subscriptions, first_frame) {
-                send_to_subscriber(subscriber.send_queue.clone(), &message);
+            if subscription_matches(&subscriber.subscriptions, first_frame)
+                && !send_to_subscriber(
+                    subscriber.send_queue.clone(),
+                    subscriber.budget.as_deref(),
+                    &message,
+                )
+            {
+                self.dropped.fetch_add(1, Ordering::Relaxed); // PATCH(opsconsole)
             }
             iter = subscriber.next_async().await;
         }
@@ -163,7 +196,12 @@ impl PubSocketBackend {
             Some(1) => {
                 // Subscribe
                 if let Some(mut entry) = self.subscribers.get_sync(peer_id) {
-                    entry.subscriptions.push(Vec::from(&data[1..]));
+                    // PATCH(opsconsole): bounded, see MAX_SUBSCRIPTIONS_PER_PEER.
+                    if entry.subscriptions.len() < MAX_SUBSCRIPTIONS_PER_PEER {
+                        entry.subscriptions.push(Vec::from(&data[1..]));
+                    } else {
+                        log::warn!("Ignored a subscription beyond {MAX_SUBSCRIPTIONS_PER_PEER}");
+                    }
                 }
             }
             Some(0) => {
@@ -208,6 +246,12 @@ impl MultiPeerBackend for PubSocketBackend {
         let (mut recv_queue, send_queue) = io.into_parts();
         // TODO provide handling for recv_queue
         let (queue_sender, queue_receiver) = mpsc::channel(PUB_SEND_QUEUE_CAPACITY);
+        // PATCH(opsconsole): the subscriber's queue bound (see send_to_subscriber).
+        let budget = Arc::new(SendBudget::new(
+            self.socket_options.send_queue_messages,
+            self.socket_options.send_queue_bytes,
+        ));
+        let writer_budget = Some(budget.clone());
         let (sender, stop_receiver) = oneshot::channel();
         let old_subscriber = self
             .subscribers
@@ -217,6 +261,7 @@ impl MultiPeerBackend for PubSocketBackend {
                     subscriptions: vec![],
                     send_queue: queue_sender,
                     _subscription_coro_stop: sender,
+                    budget: Some(budget),
                 },
             )
             .await;
@@ -226,7 +271,8 @@ impl MultiPeerBackend for PubSocketBackend {
         let writer_backend = self.clone();
         let writer_peer_id = peer_id.clone();
         async_rt::task::spawn(async move {
-            if let Err(error) = write_message_queue(queue_receiver, send_queue).await {
+            if let Err(error) = write_message_queue(queue_receiver, send_queue, writer_budget).await
+            {
                 log::debug!(
                     "Error sending message to subscriber {:?}: {:?}",
                     writer_peer_id,
@@ -302,6 +348,14 @@ impl SocketSend for PubSocket {
     }
 }
 
+impl PubSocket {
+    /// PATCH(opsconsole): messages dropped so far for subscribers whose queue was over
+    /// `SocketOptions::send_queue_limits` (slow or stalled subscribers).
+    pub fn dropped_messages(&self) -> u64 {
+        self.backend.dropped.load(Ordering::Relaxed)
+    }
+}
+
 impl CaptureSocket for PubSocket {}
 
 #[async_trait]
@@ -312,6 +366,7 @@ impl Socket for PubSocket {
             subscriber_count: AtomicUsize::new(0),
             socket_monitor: Mutex::new(None),
             socket_options: Arc::new(options),
+            dropped: AtomicU64::new(0),
         });
         let fanout_queue = spawn_pub_fanout_queue(backend.clone());
 
@@ -352,6 +407,7 @@ mod tests {
             subscriber_count: AtomicUsize::new(0),
             socket_monitor: Mutex::new(None),
             socket_options: Arc::new(SocketOptions::default()),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -370,6 +426,7 @@ mod tests {
                     subscriptions,
                     send_queue: queue_sender,
                     _subscription_coro_stop: stop_sender,
+                    budget: None,
                 },
             )
             .await;
@@ -582,7 +639,7 @@ mod tests {
         }
         assert!(prefilled_count > 0);
 
-        send_to_subscriber(queue_sender, &ZmqMessage::from("dropped payload"));
+        send_to_subscriber(queue_sender, None, &ZmqMessage::from("dropped payload"));
 
         assert!(backend.subscribers.get_sync(&peer_id).is_some());
         assert_eq!(backend.subscriber_count.load(Ordering::Relaxed), 1);
@@ -619,7 +676,7 @@ mod tests {
         )
         .await;
 
-        send_to_subscriber(queue_sender, &ZmqMessage::from("payload"));
+        send_to_subscriber(queue_sender, None, &ZmqMessage::from("payload"));
 
         assert!(backend.subscribers.get_sync(&peer_id).is_some());
         assert_eq!(backend.subscriber_count.load(Ordering::Relaxed), 1);

@@ -112,6 +112,12 @@ impl SocketSend for RouterSocket {
 }
 
 impl RouterSocket {
+    /// PATCH(opsconsole): messages refused so far because their peer's send queue was over
+    /// `SocketOptions::send_queue_limits`.
+    pub fn dropped_messages(&self) -> u64 {
+        self.backend.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Splits the socket into separate send and recv halves, allowing concurrent
     /// sending and receiving from independent async tasks.
     ///
@@ -165,6 +171,16 @@ pub struct RouterSendHalf {
 pub struct RouterRecvHalf {
     inner: Arc<RouterSocketInner>,
     fair_queue: FairQueue<ZmqFramedRead, PeerIdentity>,
+}
+
+impl RouterSendHalf {
+    /// PATCH(opsconsole): see [`RouterSocket::dropped_messages`].
+    pub fn dropped_messages(&self) -> u64 {
+        self.inner
+            .backend
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 #[async_trait]

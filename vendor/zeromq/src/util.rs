@@ -191,7 +191,18 @@ pub(crate) async fn peer_connected(
     mut raw_socket: FramedIo,
     backend: Arc<dyn MultiPeerBackend>,
 ) -> ZmqResult<PeerIdentity> {
-    let peer_id = peer_handshake(&mut raw_socket, backend.clone()).await?;
+    // PATCH(opsconsole): only accepted connections come here. Bound their handshake, so that
+    // a peer that connects and sends nothing (or half a greeting) does not hold its socket
+    // and task forever. Only the handshake is timed: registering the peer afterwards is not
+    // cancelled half-way.
+    let handshake = peer_handshake(&mut raw_socket, backend.clone());
+    let peer_id = match backend.socket_options().handshake_timeout {
+        Some(timeout) => match async_rt::task::timeout(timeout, handshake).await {
+            Ok(result) => result?,
+            Err(_) => return Err(ZmqError::HandshakeTimeout(timeout)),
+        },
+        None => handshake.await?,
+    };
     backend.peer_connected(&peer_id, raw_socket).await;
     Ok(peer_id)
 }

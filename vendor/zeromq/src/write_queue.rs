@@ -3,15 +3,87 @@ use crate::codec::{CodecResult, Message, ZmqFramedWrite};
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 const WRITE_BATCH_LIMIT: usize = 128;
 
+/// PATCH(opsconsole): what is queued towards one peer, in messages and payload bytes, against
+/// the bounds of `SocketOptions::send_queue_limits`. The channel alone cannot bound it: its
+/// capacity grows by one for every clone of its sender, and PUB fanout clones the sender for
+/// each message, so upstream's "100,000 messages" never filled and a subscriber that stopped
+/// reading grew the publisher's memory without limit.
+#[derive(Debug)]
+pub(crate) struct SendBudget {
+    messages: AtomicUsize,
+    bytes: AtomicUsize,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+impl SendBudget {
+    pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Self {
+            messages: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            max_messages,
+            max_bytes,
+        }
+    }
+
+    /// Payload bytes of a queued message.
+    pub(crate) fn size_of(message: &Message) -> usize {
+        match message {
+            Message::Message(m) => m.iter().map(|frame| frame.len()).sum(),
+            Message::Greeting(_) | Message::Command(_) => 0,
+        }
+    }
+
+    /// Takes room for one message of `bytes`; false when the queue is over a bound. A message
+    /// bigger than the byte bound is let into an empty queue, so it is never unsendable.
+    pub(crate) fn try_reserve(&self, bytes: usize) -> bool {
+        let messages = self.messages.fetch_add(1, Ordering::AcqRel);
+        let queued = self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        let fits = messages < self.max_messages
+            && (messages == 0 || queued.saturating_add(bytes) <= self.max_bytes);
+        if !fits {
+            self.release(bytes);
+        }
+        fits
+    }
+
+    /// Gives back the room of one message (saturating: a peer that reconnected under the same
+    /// identity may be sent a message reserved against its predecessor's budget).
+    pub(crate) fn release(&self, bytes: usize) {
+        let _ = self
+            .messages
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(1))
+            });
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(bytes))
+            });
+    }
+}
+
 /// Writes queued socket messages into the underlying framed sink in small batches.
+///
+/// PATCH(opsconsole): `budget` is released as each message leaves the queue.
 #[inline]
 pub(crate) async fn write_message_queue(
     mut queue_receiver: mpsc::Receiver<Message>,
     mut send_queue: ZmqFramedWrite,
+    budget: Option<Arc<SendBudget>>,
 ) -> CodecResult<()> {
+    let release = |message: &Message| {
+        if let Some(budget) = &budget {
+            budget.release(SendBudget::size_of(message));
+        }
+    };
     while let Some(message) = queue_receiver.next().await {
+        release(&message);
         // When backlog already exists, feed a batch before flushing once to avoid per-message flush cost during bursts.
         send_queue.feed(message).await?;
 
@@ -20,6 +92,7 @@ pub(crate) async fn write_message_queue(
                 Ok(message) => message,
                 Err(_) => break,
             };
+            release(&message);
             send_queue.feed(message).await?;
         }
 
@@ -122,7 +195,7 @@ mod tests {
         };
         let send_queue = ZmqFramedWrite::new(Box::new(writer), ZmqCodec::new());
 
-        write_message_queue(receiver, send_queue)
+        write_message_queue(receiver, send_queue, None)
             .await
             .expect("write queued messages");
 
@@ -144,7 +217,7 @@ mod tests {
         drop(sender);
 
         let send_queue = ZmqFramedWrite::new(Box::new(FailingWrite), ZmqCodec::new());
-        let error = write_message_queue(receiver, send_queue)
+        let error = write_message_queue(receiver, send_queue, None)
             .await
             .expect_err("write error");
 

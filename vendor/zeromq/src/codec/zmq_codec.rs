@@ -33,6 +33,11 @@ pub struct ZmqCodec {
     // internal details to higher levels
     buffered_message: Option<ZmqMessage>,
     max_read_chunk_size: usize,
+    // PATCH(opsconsole): bounds of an incoming message, and the payload bytes of the frames
+    // of `buffered_message` so far (a multipart message counts as a whole).
+    max_message_size: usize,
+    max_message_frames: usize,
+    buffered_len: usize,
 }
 
 impl ZmqCodec {
@@ -46,6 +51,9 @@ impl ZmqCodec {
             waiting_for: 64, // len of the greeting frame
             buffered_message: None,
             max_read_chunk_size: options.read_buffer_max_size,
+            max_message_size: options.max_message_size,
+            max_message_frames: options.max_message_frames,
+            buffered_len: 0,
         }
     }
 
@@ -123,6 +131,27 @@ impl Decoder for ZmqCodec {
                     } else {
                         usize::from(src.get_u8())
                     };
+                    // PATCH(opsconsole): judge the declared length before the reserve at the top
+                    // of the loop allocates it (upstream reserves whatever is declared, so one
+                    // 9-byte header of 2^40 aborts the process). The error closes this
+                    // peer's connection only.
+                    if frame.command {
+                        if frame_len > self.max_message_size {
+                            return Err(CodecError::Decode(
+                                "Command frame exceeds the maximum message size",
+                            ));
+                        }
+                    } else {
+                        let frames = self.buffered_message.as_ref().map_or(0, ZmqMessage::len);
+                        if self.buffered_len.saturating_add(frame_len) > self.max_message_size {
+                            return Err(CodecError::Decode(
+                                "Message exceeds the maximum message size",
+                            ));
+                        }
+                        if frames >= self.max_message_frames {
+                            return Err(CodecError::Decode("Message has too many frames"));
+                        }
+                    }
                     self.state = DecoderState::Frame(frame);
                     self.waiting_for = frame_len;
                 }
@@ -135,12 +164,14 @@ impl Decoder for ZmqCodec {
                     }
 
                     // process incoming message frame
+                    self.buffered_len += data.len(); // PATCH(opsconsole): see FrameLen
                     match &mut self.buffered_message {
                         Some(v) => v.push_back(data.freeze()),
                         None => self.buffered_message = Some(ZmqMessage::from(data.freeze())),
                     }
 
                     if !frame.more {
+                        self.buffered_len = 0; // PATCH(opsconsole): see FrameLen
                         // Quoth the Raven “Nevermore.”
                         return Ok(Some(Message::Message(
                             self.buffered_message

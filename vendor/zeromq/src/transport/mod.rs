@@ -79,6 +79,32 @@ pub(crate) async fn connect(
 
 pub struct AcceptStopHandle(pub(crate) TaskHandle<()>);
 
+/// PATCH(opsconsole): how long an accept loop pauses after a failed accept. Upstream retries
+/// at once, so running out of descriptors (EMFILE/ENFILE, which leaves the pending
+/// connection in the backlog) spins a core at 100%. Doubles from 10 ms to 1 s while accepts
+/// keep failing; the first success resets it.
+pub(crate) struct AcceptBackoff(std::time::Duration);
+
+impl AcceptBackoff {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(10);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub(crate) fn new() -> Self {
+        Self(Self::FIRST)
+    }
+
+    /// The pause due after a failure (and the next one grows).
+    pub(crate) fn failed(&mut self) -> std::time::Duration {
+        let pause = self.0;
+        self.0 = (self.0 * 2).min(Self::MAX);
+        pause
+    }
+
+    pub(crate) fn succeeded(&mut self) {
+        self.0 = Self::FIRST;
+    }
+}
+
 /// Spawns an async task that listens for connections at the provided endpoint.
 ///
 /// `cback` will be invoked when a connection is accepted. If the result was

@@ -91,6 +91,7 @@ where
     let (stop_channel, stop_callback) = futures::channel::oneshot::channel::<()>();
     let task_handle = async_rt::task::spawn(async move {
         let mut stop_callback = stop_callback.fuse();
+        let mut backoff = super::AcceptBackoff::new(); // PATCH(opsconsole)
         loop {
             select! {
                 incoming = listener.accept().fuse() => {
@@ -110,7 +111,18 @@ where
                             )
                         })
                         .map_err(|err| err.into());
+                    let failed = maybe_accepted.is_err(); // PATCH(opsconsole)
                     async_rt::task::spawn(cback(maybe_accepted));
+                    // PATCH(opsconsole): pause after a failed accept instead of spinning
+                    // (see `AcceptBackoff`); still stop promptly when asked.
+                    if failed {
+                        select! {
+                            _ = async_rt::task::sleep(backoff.failed()).fuse() => {}
+                            _ = stop_callback => break,
+                        }
+                    } else {
+                        backoff.succeeded();
+                    }
                 }
                 _ = stop_callback => {
                     break
