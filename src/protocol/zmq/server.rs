@@ -49,9 +49,10 @@ const MAX_REQUEST_FRAMES: usize = 16;
 const REPLY_QUEUE_MESSAGES: usize = MAX_IN_FLIGHT_PER_PEER + MAX_REFUSALS;
 const REPLY_QUEUE_BYTES: usize = 2 * MAX_FRAME;
 
-/// Events queued for one subscriber, and their bytes. Beyond either, events are dropped for
-/// that subscriber only (it sees the gap in the sequence numbers) and counted.
-const EVENT_QUEUE_MESSAGES: usize = 16 * 1024;
+/// Events queued for one subscriber, and their bytes (the same bounds hold for the socket's
+/// queue in front of all subscribers). Beyond either, events are dropped for that subscriber
+/// only (it sees the gap in the sequence numbers) and counted.
+const EVENT_QUEUE_MESSAGES: usize = 8 * 1024;
 const EVENT_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 
 /// How often dropped answers and events are summed up in the log (when there were any).

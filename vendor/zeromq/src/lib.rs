@@ -111,7 +111,7 @@ pub mod __bench {
                 subscriber_count: AtomicUsize::new(0),
                 socket_monitor: Mutex::new(None),
                 socket_options: Arc::new(SocketOptions::default()),
-                dropped: std::sync::atomic::AtomicU64::new(0),
+                dropped: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             });
             let mut receivers = Vec::with_capacity(subscriber_count);
 

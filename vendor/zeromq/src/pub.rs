@@ -96,19 +96,37 @@ pub(crate) struct PubSocketBackend {
     pub(crate) subscriber_count: AtomicUsize,
     pub(crate) socket_monitor: Mutex<Option<mpsc::Sender<SocketEvent>>>,
     pub(crate) socket_options: Arc<SocketOptions>,
-    /// PATCH(opsconsole): messages dropped for subscribers whose queue was full.
-    pub(crate) dropped: AtomicU64,
+    /// PATCH(opsconsole): messages dropped for subscribers whose queue was full, or before
+    /// the fan-out because its queue was full.
+    pub(crate) dropped: Arc<AtomicU64>,
 }
 
 struct PubFanoutQueue {
     queue: Arc<ArrayQueue<ZmqMessage>>,
     wake_sender: mpsc::UnboundedSender<()>,
     wake_pending: Arc<AtomicBool>,
+    // PATCH(opsconsole): the fan-out queue in front of all subscribers is bounded like theirs
+    // (`send_queue_limits`: its capacity, and its bytes through this budget), and what it
+    // drops is counted. Upstream: 100,000 messages of any size, so with many subscribers
+    // (a slower fan-out) it held hundreds of MiB. None only in tests.
+    budget: Option<Arc<SendBudget>>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl PubFanoutQueue {
     fn publish(&self, message: ZmqMessage) -> ZmqResult<()> {
+        let bytes: usize = message.iter().map(|frame| frame.len()).sum();
+        if let Some(budget) = &self.budget {
+            if !budget.try_reserve(bytes) {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
         if self.queue.push(message).is_err() {
+            if let Some(budget) = &self.budget {
+                budget.release(bytes);
+            }
+            self.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
 
@@ -123,7 +141,14 @@ impl PubFanoutQueue {
 }
 
 fn spawn_pub_fanout_queue(backend: Arc<PubSocketBackend>) -> PubFanoutQueue {
-    let queue = Arc::new(ArrayQueue::new(PUB_SEND_QUEUE_CAPACITY));
+    // PATCH(opsconsole): bounded by the options (see PubFanoutQueue::budget).
+    let options = &backend.socket_options;
+    let queue = Arc::new(ArrayQueue::<ZmqMessage>::new(options.send_queue_messages));
+    let budget = Arc::new(SendBudget::new(
+        options.send_queue_messages,
+        options.send_queue_bytes,
+    ));
+    let (worker_budget, dropped) = (budget.clone(), backend.dropped.clone());
     let wake_pending = Arc::new(AtomicBool::new(false));
     let (wake_sender, mut wake_receiver) = mpsc::unbounded();
     let worker_queue = queue.clone();
@@ -133,6 +158,8 @@ fn spawn_pub_fanout_queue(backend: Arc<PubSocketBackend>) -> PubFanoutQueue {
         while wake_receiver.next().await.is_some() {
             loop {
                 while let Some(message) = worker_queue.pop() {
+                    // PATCH(opsconsole): its room in the fan-out queue is free again.
+                    worker_budget.release(message.iter().map(|frame| frame.len()).sum());
                     backend.fanout_message(message).await;
                 }
 
@@ -151,6 +178,8 @@ fn spawn_pub_fanout_queue(backend: Arc<PubSocketBackend>) -> PubFanoutQueue {
         queue,
         wake_sender,
         wake_pending,
+        budget: Some(budget),
+        dropped,
     }
 }
 
@@ -366,7 +395,7 @@ impl Socket for PubSocket {
             subscriber_count: AtomicUsize::new(0),
             socket_monitor: Mutex::new(None),
             socket_options: Arc::new(options),
-            dropped: AtomicU64::new(0),
+            dropped: Arc::new(AtomicU64::new(0)),
         });
         let fanout_queue = spawn_pub_fanout_queue(backend.clone());
 
@@ -407,7 +436,7 @@ mod tests {
             subscriber_count: AtomicUsize::new(0),
             socket_monitor: Mutex::new(None),
             socket_options: Arc::new(SocketOptions::default()),
-            dropped: AtomicU64::new(0),
+            dropped: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -441,6 +470,8 @@ mod tests {
             queue: Arc::new(ArrayQueue::new(capacity)),
             wake_sender,
             wake_pending: Arc::new(AtomicBool::new(false)),
+            budget: None,
+            dropped: Arc::new(AtomicU64::new(0)),
         };
         (fanout_queue, wake_receiver)
     }
