@@ -418,19 +418,21 @@ async fn a_long_poll_flood_that_disconnects_gives_its_slots_back() {
     still_serves(&mut principal, "the long-poll floods").await;
 }
 
-/// Subscribers that connect, subscribe and stop reading while a task prints 50,000 lines
+/// Subscribers that connect, subscribe and stop reading while a task prints 100,000 lines
 /// of 1 KB: the principal drops events for them (and says so in its log) rather than
 /// queueing every event for each of them.
 ///
 /// Resident memory also moves with what the store caches, by up to a couple of hundred MiB
 /// between runs of this size, so the bound is relative to a run with no stalled subscriber,
-/// and 40 of them make the unbounded queues (each holding every event) stand out clearly.
+/// and 20 of them make the unbounded queues (each holding every event) stand out: measured,
+/// 338 MiB over a reference run of 8 MiB before the fix, 167 MiB over 99 MiB after. The
+/// logged count of dropped events is the exact part of the check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_subscribers_do_not_grow_the_principal() {
-    const STALLED: usize = 40;
+    const STALLED: usize = 20;
     let loud = (
         "loud.yaml",
-        "kind: workflow\nname: loud\ntasks:\n  l: { run: \"l=$(head -c 1000 /dev/zero | tr '\\\\0' x); yes \\\"$l\\\" | head -n 50000\" }\n",
+        "kind: workflow\nname: loud\ntasks:\n  l: { run: \"l=$(head -c 1000 /dev/zero | tr '\\\\0' x); yes \\\"$l\\\" | head -n 100000\" }\n",
     );
     let mut principal = Principal::start(&[QUICK, loud], &[]);
     let client = principal.client().await;
@@ -494,7 +496,7 @@ async fn stalled_subscribers_do_not_grow_the_principal() {
          alone, by {grew} MiB (from {before} MiB) with {STALLED} stalled subscribers"
     );
     assert!(
-        grew < reference + 200,
+        grew < reference + 250,
         "resident memory grew by {grew} MiB with {STALLED} stalled subscribers, \
          {reference} MiB without"
     );
