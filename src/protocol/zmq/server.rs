@@ -52,7 +52,7 @@ const REPLY_QUEUE_BYTES: usize = 2 * MAX_FRAME;
 /// Events queued for one subscriber, and their bytes (the same bounds hold for the socket's
 /// queue in front of all subscribers). Beyond either, events are dropped for that subscriber
 /// only (it sees the gap in the sequence numbers) and counted.
-const EVENT_QUEUE_MESSAGES: usize = 8 * 1024;
+const EVENT_QUEUE_MESSAGES: usize = 4096;
 const EVENT_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 
 /// How often dropped answers and events are summed up in the log (when there were any).
