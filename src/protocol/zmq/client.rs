@@ -248,8 +248,9 @@ impl Connection {
         let timeout = self.timeout;
         self.connecting = Some(Box::pin(async move {
             let mut options = SocketOptions::default();
-            // The crate retries refused connections until this runs out.
-            options.connect_timeout(timeout);
+            // The crate retries refused connections until this runs out. An answer larger
+            // than any the principal sends closes the connection unread.
+            options.connect_timeout(timeout).max_message_size(MAX_FRAME);
             // No identity is set: the ROUTER assigns a fresh one to every new socket, which
             // avoids the crate's trouble with peers reconnecting under the same identity.
             let mut dealer = DealerSocket::with_options(options);
@@ -503,7 +504,7 @@ async fn receive_events(endpoint: String, timeout: Duration, events: broadcast::
     let mut backoff = Duration::from_millis(50);
     loop {
         let mut options = SocketOptions::default();
-        options.connect_timeout(timeout);
+        options.connect_timeout(timeout).max_message_size(MAX_FRAME);
         let mut sub = SubSocket::with_options(options);
         let mut monitor = sub.monitor();
         // Remembered by the socket and sent to the publisher on connecting.

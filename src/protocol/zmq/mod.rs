@@ -21,10 +21,15 @@ mod wire;
 use std::path::Path;
 
 pub use client::ZmqClient;
-pub use server::serve;
+pub use server::{MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_PEER, serve};
 
-/// Largest frame accepted (bytes); bigger ones are dropped with a warning.
+/// Largest message (bytes) either side sends or accepts. A peer that declares a larger one
+/// is disconnected by the socket before anything is allocated for it.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Largest message (bytes) a subscriber may send to the events socket: all it sends is its
+/// handshake and subscriptions, a few bytes each. A larger one disconnects it.
+pub const MAX_SUBSCRIBER_MESSAGE: usize = 4096;
 
 /// Where a principal listens: requests (ROUTER) and events (PUB).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,24 +1,62 @@
 //! The principal's side: a ROUTER answering requests and a PUB publishing events.
 
+use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use tokio::sync::broadcast;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, Id as TaskId, JoinSet};
 use tokio_util::sync::CancellationToken;
-use zeromq::{PubSocket, RouterSendHalf, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+use zeromq::{
+    PubSocket, RouterSendHalf, RouterSocket, Socket, SocketEvent, SocketOptions, SocketRecv,
+    SocketSend, ZmqMessage,
+};
 
 use super::wire;
-use super::{Endpoints, MAX_FRAME, ZmqError, check_endpoint};
+use super::{Endpoints, MAX_FRAME, MAX_SUBSCRIBER_MESSAGE, ZmqError, check_endpoint};
 use crate::protocol::Event;
 use crate::protocol::api::{ApiError, ApiErrorKind, Client, ClientError, Request, Response};
 
-/// Requests being served at once; beyond this new ones are refused as busy rather than
-/// queued without bound (long polls hold their slot until their run ends).
-const MAX_IN_FLIGHT: usize = 4096;
+/// Requests being served at once, over all peers; beyond this new ones are refused as busy
+/// rather than queued without bound (long polls hold their slot until their run ends).
+pub const MAX_IN_FLIGHT: usize = 4096;
+
+/// Requests one peer (one connection) may have in progress at once, so that one client
+/// cannot take the whole [`MAX_IN_FLIGHT`] budget with long polls. A face needs a few dozen
+/// at most (the busiest sends 32 calls at a time).
+pub const MAX_IN_FLIGHT_PER_PEER: usize = 256;
+
+/// "Busy" refusals (and answers to bad frames) being sent at once. Past this, requests over
+/// a budget are dropped unanswered (their callers time out), so that a flood of requests
+/// cannot spawn tasks without bound either.
+const MAX_REFUSALS: usize = 256;
+
+/// How long an accepted connection may take for the ZMTP greeting and READY before it is
+/// closed, so that a peer that connects and sends nothing holds nothing for long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Frames a request message may have on the wire. A request is one frame; a few more are
+/// read (and answered with a warning) rather than closing the connection; many more close it.
+const MAX_REQUEST_FRAMES: usize = 16;
+
+/// Answers queued for one peer (at most every request it may have in progress) and their
+/// bytes (two of the largest answers). Beyond either, answers to that peer are dropped and
+/// counted: it has stopped reading, and its calls time out and are repeated on a new socket.
+const REPLY_QUEUE_MESSAGES: usize = MAX_IN_FLIGHT_PER_PEER + MAX_REFUSALS;
+const REPLY_QUEUE_BYTES: usize = 2 * MAX_FRAME;
+
+/// Events queued for one subscriber, and their bytes (the same bounds hold for the socket's
+/// queue in front of all subscribers). Beyond either, events are dropped for that subscriber
+/// only (it sees the gap in the sequence numbers) and counted.
+const EVENT_QUEUE_MESSAGES: usize = 4096;
+const EVENT_QUEUE_BYTES: usize = 32 * 1024 * 1024;
+
+/// How often dropped answers and events are summed up in the log (when there were any).
+const DROP_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a reply may wait for room in a peer's send queue before it is dropped, so that a
 /// peer that stopped reading cannot pin a task forever.
@@ -31,25 +69,41 @@ const MAX_IPC_PATH: usize = 107;
 /// cancelled. Returns the actually bound endpoints (port 0 resolved) once listening.
 ///
 /// Each request is served in its own task, so a long poll (`WaitRun`) never holds up other
-/// requests. Frames that are malformed, truncated, of another protocol version or larger than
-/// [`MAX_FRAME`] are logged and dropped, and answered with an `invalid_input` error when their
-/// id can be read. Events from `client.subscribe()` are published in order on the PUB socket.
+/// requests. Frames that are malformed, truncated or of another protocol version are logged
+/// and dropped, and answered with an `invalid_input` error when their id can be read. Events from `client.subscribe()` are published in order on the PUB socket.
 ///
 /// An `ipc://` socket file left behind by a principal that died is replaced; one that another
 /// process still listens on is reported as [`ZmqError::Bind`].
 ///
-/// Exposure: the `zeromq` crate (0.7) allocates a frame's *declared* length before reading it
-/// and has no size limit, so one hostile frame header can abort the process before
-/// [`MAX_FRAME`] is checked here. Only listen where untrusted peers cannot connect (ipc,
-/// loopback) until the crate bounds frame sizes.
+/// Bounds (through the patched `zeromq` crate in `vendor/zeromq`): a peer that declares a
+/// message larger than [`MAX_FRAME`] on the request socket, or than
+/// [`MAX_SUBSCRIBER_MESSAGE`] on the events socket, is disconnected before anything is
+/// allocated for it; a connection must finish its handshake within a few seconds; a peer has
+/// at most [`MAX_IN_FLIGHT_PER_PEER`] requests in progress, and the ones of a peer that
+/// disconnects are dropped; answers and events queued for a peer that stopped reading are
+/// bounded, and what is dropped for it is counted and logged.
 pub async fn serve(
     endpoints: &Endpoints,
     client: Arc<dyn Client>,
     stop: CancellationToken,
 ) -> Result<Endpoints, ZmqError> {
-    let mut router = RouterSocket::new();
+    let mut options = SocketOptions::default();
+    options
+        .max_message_size(MAX_FRAME)
+        .max_message_frames(MAX_REQUEST_FRAMES)
+        .handshake_timeout(Some(HANDSHAKE_TIMEOUT))
+        .send_queue_limits(REPLY_QUEUE_MESSAGES, REPLY_QUEUE_BYTES);
+    let mut router = RouterSocket::with_options(options);
+    // Taken before binding, so that no disconnect is missed.
+    let peers = router.monitor();
     let requests = bind(&mut router, &endpoints.requests).await?;
-    let mut publisher = PubSocket::new();
+    let mut options = SocketOptions::default();
+    options
+        .max_message_size(MAX_SUBSCRIBER_MESSAGE)
+        .max_message_frames(1)
+        .handshake_timeout(Some(HANDSHAKE_TIMEOUT))
+        .send_queue_limits(EVENT_QUEUE_MESSAGES, EVENT_QUEUE_BYTES);
+    let mut publisher = PubSocket::with_options(options);
     // On failure here `router` is dropped, which closes its listener again.
     let events = bind(&mut publisher, &endpoints.events).await?;
     let bound = Endpoints {
@@ -59,7 +113,7 @@ pub async fn serve(
     // Subscribed before returning, so that no event after `serve` returns is missed.
     let event_rx = client.subscribe();
     tokio::spawn(publish_events(publisher, event_rx, stop.clone()));
-    tokio::spawn(serve_requests(router, client, stop));
+    tokio::spawn(serve_requests(router, peers, client, stop));
     tracing::debug!(requests = %bound.requests, events = %bound.events, "listening");
     Ok(bound)
 }
@@ -129,20 +183,49 @@ fn remove_stale_socket(path: &Path) -> Result<(), String> {
 }
 
 /// Receives requests until `stop`, serving each in its own task.
-async fn serve_requests(router: RouterSocket, client: Arc<dyn Client>, stop: CancellationToken) {
+async fn serve_requests(
+    router: RouterSocket,
+    mut peers: futures::channel::mpsc::Receiver<SocketEvent>,
+    client: Arc<dyn Client>,
+    stop: CancellationToken,
+) {
     let (sender, mut receiver) = router.split();
     // Owned here so that stopping aborts every request still being served (long polls), which
     // drops the last send half and closes the socket.
-    let mut in_flight = JoinSet::new();
+    let mut in_flight = InFlight::default();
+    let mut peers_open = true;
+    let mut report = tokio::time::interval(DROP_REPORT_EVERY);
+    let mut reported = Dropped::default();
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
-            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                if let Err(e) = done
-                    && e.is_panic()
-                {
-                    tracing::error!("serving a request panicked: {e}");
-                }
+            Some(done) = in_flight.tasks.join_next_with_id(), if !in_flight.tasks.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => {
+                        if e.is_panic() {
+                            tracing::error!("serving a request panicked: {e}");
+                        }
+                        e.id()
+                    }
+                };
+                in_flight.finished(id);
+            }
+            event = peers.next(), if peers_open => match event {
+                // The peer's connection closed: its long polls can never be answered, so they
+                // give their slots back now rather than when their runs end.
+                Some(SocketEvent::Disconnected(peer)) => in_flight.peer_gone(&Bytes::from(peer)),
+                Some(_) => {}
+                None => peers_open = false,
+            },
+            _ = report.tick() => {
+                let now = Dropped {
+                    answers: sender.dropped_messages(),
+                    requests: in_flight.dropped_requests,
+                    ..reported
+                };
+                now.report_since(&reported);
+                reported = now;
             }
             message = receiver.recv() => match message {
                 Ok(message) => on_message(message, &client, &sender, &mut in_flight),
@@ -155,7 +238,150 @@ async fn serve_requests(router: RouterSocket, client: Arc<dyn Client>, stop: Can
             },
         }
     }
-    tracing::debug!(in_flight = in_flight.len(), "request socket stopping");
+    tracing::debug!(in_flight = in_flight.tasks.len(), "request socket stopping");
+}
+
+/// The requests being served (and refusals being sent), by peer.
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<()>,
+    /// Every task of `tasks`: its peer and whether it serves a request (else it refuses one).
+    of_task: HashMap<TaskId, (Bytes, bool)>,
+    peers: HashMap<Bytes, PeerTasks>,
+    serving: usize,
+    refusing: usize,
+    /// Requests dropped unanswered because even the refusals were at their bound.
+    dropped_requests: u64,
+}
+
+/// One peer's tasks.
+#[derive(Default)]
+struct PeerTasks {
+    serving: usize,
+    handles: HashMap<TaskId, AbortHandle>,
+}
+
+/// What to do with a request that arrived.
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    Serve,
+    /// Answer "busy": `true` when the peer is at its own bound, `false` when all are.
+    Refuse {
+        peer_bound: bool,
+    },
+    Drop,
+}
+
+impl InFlight {
+    fn admit(&self, peer: &Bytes) -> Admission {
+        let of_peer = self.peers.get(peer).map_or(0, |p| p.serving);
+        if self.serving < MAX_IN_FLIGHT && of_peer < MAX_IN_FLIGHT_PER_PEER {
+            Admission::Serve
+        } else if self.refusing < MAX_REFUSALS {
+            Admission::Refuse {
+                peer_bound: of_peer >= MAX_IN_FLIGHT_PER_PEER,
+            }
+        } else {
+            Admission::Drop
+        }
+    }
+
+    /// Runs `task` for `peer`; `serving` says whether it counts against the request budgets
+    /// (else against the refusals').
+    fn spawn<F>(&mut self, peer: Bytes, serving: bool, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if !serving && self.refusing >= MAX_REFUSALS {
+            self.dropped_requests += 1;
+            return;
+        }
+        let handle = self.tasks.spawn(task);
+        let id = handle.id();
+        let tasks = self.peers.entry(peer.clone()).or_default();
+        tasks.handles.insert(id, handle);
+        if serving {
+            tasks.serving += 1;
+            self.serving += 1;
+        } else {
+            self.refusing += 1;
+        }
+        self.of_task.insert(id, (peer, serving));
+    }
+
+    /// Forgets a task that ended (answered, refused, aborted or panicked).
+    fn finished(&mut self, id: TaskId) {
+        let Some((peer, serving)) = self.of_task.remove(&id) else {
+            return;
+        };
+        if serving {
+            self.serving -= 1;
+        } else {
+            self.refusing -= 1;
+        }
+        if let Some(tasks) = self.peers.get_mut(&peer) {
+            tasks.handles.remove(&id);
+            if serving {
+                tasks.serving -= 1;
+            }
+            if tasks.handles.is_empty() {
+                self.peers.remove(&peer);
+            }
+        }
+    }
+
+    /// Aborts every task of a peer whose connection closed (their answers could not be
+    /// delivered); their slots are freed as they end.
+    fn peer_gone(&mut self, peer: &Bytes) {
+        if let Some(tasks) = self.peers.get(peer) {
+            tracing::debug!(
+                peer = %hex(peer),
+                "dropping {} requests of a peer that disconnected",
+                tasks.handles.len()
+            );
+            for handle in tasks.handles.values() {
+                handle.abort();
+            }
+        }
+    }
+}
+
+/// Counts of what was dropped for peers, as last reported.
+#[derive(Debug, Default, Clone, Copy)]
+struct Dropped {
+    answers: u64,
+    requests: u64,
+    events: u64,
+}
+
+impl Dropped {
+    /// Logs what was dropped since `before`, if anything.
+    fn report_since(&self, before: &Dropped) {
+        let (answers, requests, events) = (
+            self.answers.saturating_sub(before.answers),
+            self.requests.saturating_sub(before.requests),
+            self.events.saturating_sub(before.events),
+        );
+        if answers > 0 {
+            tracing::warn!(
+                "dropped {answers} answers (so far {}) to peers that stopped reading them",
+                self.answers
+            );
+        }
+        if requests > 0 {
+            tracing::warn!(
+                "dropped {requests} requests (so far {}) unanswered: the principal was refusing \
+                 {MAX_REFUSALS} others already",
+                self.requests
+            );
+        }
+        if events > 0 {
+            tracing::warn!(
+                "dropped {events} events (so far {}) for subscribers that stopped reading them",
+                self.events
+            );
+        }
+    }
 }
 
 /// Handles one ROUTER message: `[peer identity, frame]`.
@@ -163,7 +389,7 @@ fn on_message(
     message: ZmqMessage,
     client: &Arc<dyn Client>,
     sender: &RouterSendHalf,
-    in_flight: &mut JoinSet<()>,
+    in_flight: &mut InFlight,
 ) {
     let mut frames = message.into_vecdeque();
     let Some(peer) = frames.pop_front() else {
@@ -183,36 +409,47 @@ fn on_message(
     let reply =
         |id: u64, response: Response| send_reply(sender.clone(), peer.clone(), id, response);
     match wire::decode::<Request>(&frame) {
-        Ok((id, _)) if in_flight.len() >= MAX_IN_FLIGHT => {
-            tracing::warn!(peer = %hex(&peer), "refused a request: {MAX_IN_FLIGHT} requests in progress");
-            in_flight.spawn(reply(
-                id,
-                Response::Error(ApiError::new(
-                    ApiErrorKind::Unavailable,
+        Ok((id, request)) => match in_flight.admit(&peer) {
+            Admission::Serve => {
+                let client = Arc::clone(client);
+                let (sender, to) = (sender.clone(), peer.clone());
+                in_flight.spawn(peer, true, async move {
+                    let response = match client.call(request).await {
+                        Ok(response) => response,
+                        Err(e) => Response::Error(api_error(e)),
+                    };
+                    send_reply(sender, to, id, response).await;
+                });
+            }
+            Admission::Refuse { peer_bound } => {
+                let why = if peer_bound {
                     format!(
-                        "the principal is serving {MAX_IN_FLIGHT} requests already; try again shortly"
-                    ),
-                )),
-            ));
-        }
-        Ok((id, request)) => {
-            let client = Arc::clone(client);
-            let (sender, peer) = (sender.clone(), peer.clone());
-            in_flight.spawn(async move {
-                let response = match client.call(request).await {
-                    Ok(response) => response,
-                    Err(e) => Response::Error(api_error(e)),
+                        "this connection has {MAX_IN_FLIGHT_PER_PEER} requests in progress \
+                         already; wait for some to end"
+                    )
+                } else {
+                    format!(
+                        "the principal is serving {MAX_IN_FLIGHT} requests already; try again \
+                         shortly"
+                    )
                 };
-                send_reply(sender, peer, id, response).await;
-            });
-        }
+                tracing::warn!(peer = %hex(&peer), "refused a request: {why}");
+                let refusal = reply(
+                    id,
+                    Response::Error(ApiError::new(ApiErrorKind::Unavailable, why)),
+                );
+                in_flight.spawn(peer, false, refusal);
+            }
+            Admission::Drop => in_flight.dropped_requests += 1,
+        },
         Err(e) => {
             tracing::warn!(peer = %hex(&peer), "dropped a request: {e}");
             if let Some(id) = e.id() {
-                in_flight.spawn(reply(
+                let answer = reply(
                     id,
                     Response::Error(ApiError::new(ApiErrorKind::InvalidInput, e.to_string())),
-                ));
+                );
+                in_flight.spawn(peer, false, answer);
             }
         }
     }
@@ -251,7 +488,8 @@ async fn send_reply(mut sender: RouterSendHalf, peer: Bytes, id: u64, response: 
     message.push_front(peer.clone());
     match tokio::time::timeout(REPLY_SEND_TIMEOUT, sender.send(message)).await {
         Ok(Ok(())) => {}
-        // Usually the peer vanished mid-request (its identity is gone); nothing to do.
+        // Usually the peer vanished mid-request (its identity is gone), or it stopped reading
+        // and its queue is full (counted by the socket, reported by `serve_requests`).
         Ok(Err(e)) => tracing::debug!(peer = %hex(&peer), "answer to request {id} dropped: {e}"),
         Err(_) => tracing::warn!(
             peer = %hex(&peer),
@@ -281,9 +519,18 @@ async fn publish_events(
 ) {
     // Sequence numbers let subscribers notice gaps (slow subscriber, lag here).
     let mut seq: u64 = 0;
+    let mut report = tokio::time::interval(DROP_REPORT_EVERY);
+    let mut reported = Dropped::default();
     loop {
         let event = tokio::select! {
             () = stop.cancelled() => break,
+            _ = report.tick() => {
+                // Events the socket dropped for subscribers over their queue bound.
+                let now = Dropped { events: publisher.dropped_messages(), ..reported };
+                now.report_since(&reported);
+                reported = now;
+                continue;
+            }
             event = events.recv() => event,
         };
         match event {
@@ -323,4 +570,69 @@ async fn publish_events(
 /// The first bytes of a peer identity, for logs.
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spawns `n` requests for `peer` that wait forever.
+    fn serve_forever(in_flight: &mut InFlight, peer: &Bytes, n: usize) {
+        for _ in 0..n {
+            assert_eq!(in_flight.admit(peer), Admission::Serve);
+            in_flight.spawn(peer.clone(), true, std::future::pending());
+        }
+    }
+
+    #[tokio::test]
+    async fn one_peer_gets_its_share_and_gives_it_back_when_gone() {
+        let mut in_flight = InFlight::default();
+        let (greedy, other) = (Bytes::from_static(b"greedy"), Bytes::from_static(b"other"));
+        serve_forever(&mut in_flight, &greedy, MAX_IN_FLIGHT_PER_PEER);
+        assert_eq!(
+            in_flight.admit(&greedy),
+            Admission::Refuse { peer_bound: true }
+        );
+        assert_eq!(in_flight.admit(&other), Admission::Serve);
+
+        // Refusals have their own bound, past which requests are dropped.
+        for _ in 0..MAX_REFUSALS {
+            in_flight.spawn(greedy.clone(), false, std::future::pending());
+        }
+        assert_eq!(in_flight.admit(&greedy), Admission::Drop);
+        in_flight.spawn(greedy.clone(), false, std::future::pending());
+        assert_eq!(in_flight.dropped_requests, 1);
+
+        // Its connection closes: every task of it ends, and the slots come back.
+        in_flight.peer_gone(&greedy);
+        while let Some(done) = in_flight.tasks.join_next_with_id().await {
+            let id = match done {
+                Ok((id, ())) => id,
+                Err(e) => {
+                    assert!(e.is_cancelled());
+                    e.id()
+                }
+            };
+            in_flight.finished(id);
+        }
+        assert_eq!((in_flight.serving, in_flight.refusing), (0, 0));
+        assert!(in_flight.peers.is_empty() && in_flight.of_task.is_empty());
+        assert_eq!(in_flight.admit(&greedy), Admission::Serve);
+    }
+
+    #[tokio::test]
+    async fn all_peers_together_stay_within_the_global_budget() {
+        let mut in_flight = InFlight::default();
+        let peers: Vec<Bytes> = (0..MAX_IN_FLIGHT / MAX_IN_FLIGHT_PER_PEER)
+            .map(|i| Bytes::from(format!("peer-{i}")))
+            .collect();
+        for peer in &peers {
+            serve_forever(&mut in_flight, peer, MAX_IN_FLIGHT_PER_PEER);
+        }
+        assert_eq!(
+            in_flight.admit(&Bytes::from_static(b"late")),
+            Admission::Refuse { peer_bound: false }
+        );
+        in_flight.tasks.abort_all();
+    }
 }
