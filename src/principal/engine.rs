@@ -328,7 +328,10 @@ impl Engine {
                     };
                     self.answer_when_stored(vec![reply], response);
                 } else if self.runs.contains_key(&run_id) {
-                    self.waiters.entry(run_id).or_default().push(reply);
+                    let waiters = self.waiters.entry(run_id).or_default();
+                    // Long polls of peers that went away are dropped, not kept to the run's end.
+                    waiters.retain(|w| !w.is_closed());
+                    waiters.push(reply);
                 } else {
                     let _ = reply.send(Response::RunEnded { outcome: None });
                 }
