@@ -178,16 +178,21 @@ async fn supervise(
     .into_iter()
     .flatten()
     .map(|(reader, stream): (Reader, Stream)| {
-        tokio::spawn(pump(
+        pump(
             reader,
             stream,
             job.key.clone(),
             seq.clone(),
             clock,
             events.clone(),
-        ))
+        )
     })
     .collect::<Vec<_>>();
+    // One task reads both pipes: a task spawned per pipe costs more than the reading itself
+    // for the many tasks that print little.
+    let readers = vec![tokio::spawn(async move {
+        futures::future::join_all(readers).await;
+    })];
 
     let deadline = async {
         match job.timeout {
