@@ -1256,3 +1256,20 @@ fn a_retried_run_shows_as_running_again_and_not_ended() {
         (Some(now()), None, None)
     );
 }
+
+#[test]
+fn a_history_file_that_cannot_be_written_shows_in_the_header_until_it_can() {
+    let mut app = app_with_data(false);
+    assert!(!screen(&mut app, 120, 40).contains("HISTORY NOT WRITABLE"));
+    app.on_event(Event::StoreHealth {
+        problem: Some("cannot write the history file: No space left on device".into()),
+        at: now(),
+    });
+    let shown = screen(&mut app, 120, 40);
+    assert!(shown.contains("HISTORY NOT WRITABLE"), "{shown}");
+    app.on_event(Event::StoreHealth {
+        problem: None,
+        at: now(),
+    });
+    assert!(!screen(&mut app, 120, 40).contains("HISTORY NOT WRITABLE"));
+}
