@@ -237,12 +237,19 @@ fn ctrl_c_cancels_the_run_records_it_and_leaves_no_process() {
     )]);
     let child = p.spawn(&["run", "slow", "--wait", "--kill-grace", "1s"]);
     let pidfile = p.path().join("grandchild.pid");
-    assert!(wait_for(&pidfile, Duration::from_secs(30)), "task started");
-    let grandchild: i32 = std::fs::read_to_string(&pidfile)
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("pid");
+    // The shell creates the file before it writes the pid into it.
+    let read_pid = || {
+        std::fs::read_to_string(&pidfile)
+            .ok()?
+            .trim()
+            .parse::<i32>()
+            .ok()
+    };
+    assert!(
+        common::project::eventually(Duration::from_secs(30), || read_pid().is_some()),
+        "task started"
+    );
+    let grandchild: i32 = read_pid().expect("pid");
     signal(child.id(), nix::sys::signal::Signal::SIGINT).expect("signal");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(
