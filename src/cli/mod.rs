@@ -131,12 +131,14 @@ fn open_store(
             Err(e) => e,
         };
         // The failed open closed its descriptor, so this process holds no lock on the file
-        // and may look at who does.
-        let reader = matches!(
+        // and may look at who does. A reader that has let go meanwhile (no holder now) is
+        // worth another try as much as one still reading; only a writer is final.
+        let locked = matches!(err, crate::store::StoreError::Open { locked: true, .. });
+        let writer = matches!(
             connect::lock_holder(data_dir),
-            Some(connect::Holder::Reader(_))
+            Some(connect::Holder::Writer(_))
         );
-        if !reader || std::time::Instant::now() >= until {
+        if !locked || writer || std::time::Instant::now() >= until {
             return Err(err);
         }
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -43,6 +43,8 @@ pub enum StoreError {
         path: PathBuf,
         /// Why, including who holds a lock.
         detail: String,
+        /// Another process holds the file's lock (it may let go of it soon).
+        locked: bool,
     },
     /// The writer has stopped (after an earlier error or shutdown).
     #[error("history store writer has stopped")]
@@ -177,9 +179,13 @@ pub(crate) fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreE
         // add hand-offs and take CPU from the task processes.
         config = config.threads(1)?;
     }
-    Connection::open_with_flags(path, config).map_err(|e| StoreError::Open {
-        path: path.to_path_buf(),
-        detail: explain_open_error(&e.to_string()),
+    Connection::open_with_flags(path, config).map_err(|e| {
+        let raw = e.to_string();
+        StoreError::Open {
+            path: path.to_path_buf(),
+            locked: raw.contains("Could not set lock"),
+            detail: explain_open_error(&raw),
+        }
     })
 }
 
@@ -204,6 +210,7 @@ impl Store {
     /// Opens (creating if needed) the history in `data_dir`, migrates it, and starts the writer.
     pub fn open(data_dir: &Path) -> Result<(Self, Recovered), StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
+            locked: false,
             path: data_dir.to_path_buf(),
             detail: format!("cannot create the data directory: {e}"),
         })?;

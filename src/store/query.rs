@@ -132,6 +132,7 @@ impl Reader {
         let path = db_path(data_dir);
         if !path.exists() {
             return Err(StoreError::Open {
+                locked: false,
                 path,
                 detail: "no history yet: run a workflow first (opsconsole run NAME --wait)".into(),
             });
