@@ -218,11 +218,12 @@ fn kill_9_at_random_moments_never_reruns_a_parent_or_fails_a_good_run() {
     }
 }
 
-#[test]
-fn a_wall_clock_stepped_back_across_a_restart_does_not_resurrect_a_finished_run() {
+/// A project whose principal was killed with -9 while run 1's one task (`touch started;
+/// THEN`) ran, past the group-commit window, so that its start is in the file.
+fn killed_mid_task(then: &str) -> Project {
     let p = Project::new(&[(
         "slow.yaml",
-        "kind: workflow\nname: slow\ntasks:\n  t: { run: \"touch started; sleep 1\" }\n",
+        &format!("kind: workflow\nname: slow\ntasks:\n  t: {{ run: \"touch started; {then}\" }}\n"),
     )]);
     let mut principal = p.principal(&[]);
     let out = p.run(&["run", "slow"]);
@@ -234,6 +235,12 @@ fn a_wall_clock_stepped_back_across_a_restart_does_not_resurrect_a_finished_run(
     }
     std::thread::sleep(Duration::from_millis(200));
     kill(&mut principal, Signal::SIGKILL);
+    p
+}
+
+#[test]
+fn a_wall_clock_stepped_back_across_a_restart_does_not_resurrect_a_finished_run() {
+    let p = killed_mid_task("sleep 1");
     // The dead principal's clock ran a day ahead: its events carry tomorrow's timestamps.
     {
         let conn = duckdb::Connection::open(p.data().join("state.duckdb")).expect("open");
@@ -361,20 +368,7 @@ fn a_dead_engine_makes_the_principal_exit_non_zero_with_the_reason() {
 
 #[test]
 fn a_run_whose_resumption_fails_is_failed_with_the_reason_instead_of_crash_looping() {
-    let p = Project::new(&[(
-        "slow.yaml",
-        "kind: workflow\nname: slow\ntasks:\n  t: { run: \"touch started; sleep 30\" }\n",
-    )]);
-    let mut principal = p.principal(&[]);
-    let out = p.run(&["run", "slow"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let t0 = Instant::now();
-    while !p.path().join("started").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "task started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    kill(&mut principal, Signal::SIGKILL);
+    let p = killed_mid_task("sleep 30");
     let mut principal = p.principal(&[("OPSCONSOLE_FAILPOINT", "resume-panic")]);
     let runs = p.wait_all_ended(Duration::from_secs(30));
     assert_eq!(runs[0]["state"], "failed", "{runs:?}");
