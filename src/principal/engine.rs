@@ -413,9 +413,8 @@ impl Engine {
     /// Answers `Accepted` only once the run is in the file. The flush rides the store's group
     /// commit; waiting for it off the actor keeps the engine running meanwhile.
     fn accept_when_stored(&self, run_id: RunId, reply: oneshot::Sender<Response>) {
-        let store = self.store_tx.clone();
-        tokio::spawn(async move {
-            let response = match store.flush_within(ACCEPT_PATIENCE).await {
+        self.when_stored(move |stored| {
+            let response = match stored {
                 Ok(()) => Response::Accepted { run_id },
                 // Truthful: the run exists in memory and will be stored once the disk has
                 // room, but it is not durable, so it is not reported as accepted.
@@ -430,6 +429,13 @@ impl Engine {
         });
     }
 
+    /// Calls `then`, off the actor, once everything emitted so far is in the file, or with
+    /// the store's problem after [`ACCEPT_PATIENCE`].
+    fn when_stored(&self, then: impl FnOnce(Result<(), StoreError>) + Send + 'static) {
+        let store = self.store_tx.clone();
+        tokio::spawn(async move { then(store.flush_within(ACCEPT_PATIENCE).await) });
+    }
+
     /// Tells `waiters` that a run ended once its end is in the file, so that a face never
     /// reports an end that a crash could still undo. While the disk is full it tells them
     /// after [`ACCEPT_PATIENCE`] anyway: the end is real, only not yet durable.
@@ -437,9 +443,7 @@ impl Engine {
         if waiters.is_empty() {
             return;
         }
-        let store = self.store_tx.clone();
-        tokio::spawn(async move {
-            let _ = store.flush_within(ACCEPT_PATIENCE).await;
+        self.when_stored(move |_| {
             for w in waiters {
                 let _ = w.send(response.clone());
             }
@@ -725,20 +729,8 @@ impl Engine {
             self.interrupted_attempt(id, idx).await;
         }
         for idx in requeue {
-            let Some(attempt) = self.runs.get_mut(&id).map(|run| {
-                run.tasks[idx].attempt = run.tasks[idx].attempt.saturating_add(1);
-                run.tasks[idx].attempt
-            }) else {
-                continue;
-            };
-            self.set_task(
-                id,
-                idx,
-                TaskState::Queued,
-                Some("queued again after a restart".into()),
-            )
-            .await;
-            self.push_ready(id, idx, attempt, true);
+            let why = Some("queued again after a restart".to_string());
+            self.queue_next_attempt(id, idx, why, true).await;
         }
         self.advance(id).await;
     }
@@ -751,6 +743,7 @@ impl Engine {
             return;
         };
         let key = run.key(idx);
+        let interrupted = key.attempt;
         let task = &mut run.tasks[idx];
         task.extra_attempts = task.extra_attempts.saturating_add(1);
         let times = task.extra_attempts;
@@ -778,23 +771,31 @@ impl Engine {
             .await;
             return;
         }
+        let why = format!(
+            "attempt {interrupted} was interrupted by a principal restart; running it again"
+        );
+        self.queue_next_attempt(id, idx, Some(why), true).await;
+    }
+
+    /// Runs task `idx` again under its next attempt number: recorded as queued (with `why`),
+    /// then waiting for a slot; a `gated` attempt also waits for what was emitted before it
+    /// to be durable (see [`push_ready`](Self::push_ready)).
+    async fn queue_next_attempt(
+        &mut self,
+        id: RunId,
+        idx: usize,
+        why: Option<String>,
+        gated: bool,
+    ) {
         let Some(attempt) = self.runs.get_mut(&id).map(|run| {
-            run.tasks[idx].attempt = run.tasks[idx].attempt.saturating_add(1);
-            run.tasks[idx].attempt
+            let task = &mut run.tasks[idx];
+            task.attempt = task.attempt.saturating_add(1);
+            task.attempt
         }) else {
             return;
         };
-        self.set_task(
-            id,
-            idx,
-            TaskState::Queued,
-            Some(format!(
-                "attempt {} was interrupted by a principal restart; running it again",
-                attempt - 1
-            )),
-        )
-        .await;
-        self.push_ready(id, idx, attempt, true);
+        self.set_task(id, idx, TaskState::Queued, why).await;
+        self.push_ready(id, idx, attempt, gated);
     }
 
     /// Queues an attempt for a slot; a `gated` one waits until every event emitted so far is
@@ -976,12 +977,6 @@ impl Engine {
         }
         for idx in settled.ready {
             // A retried run's tasks go on numbering from their earlier attempts.
-            let Some(attempt) = self.runs.get_mut(&id).map(|run| {
-                run.tasks[idx].attempt += 1;
-                run.tasks[idx].attempt
-            }) else {
-                continue;
-            };
             // A root task has no parent result to wait for; a dependent starts only once its
             // parents' results are durable, so a crash can never run a parent again after
             // its children started.
@@ -989,8 +984,7 @@ impl Engine {
                 .runs
                 .get(&id)
                 .is_some_and(|run| !run.dag.parents(idx).is_empty());
-            self.set_task(id, idx, TaskState::Queued, None).await;
-            self.push_ready(id, idx, attempt, gated);
+            self.queue_next_attempt(id, idx, None, gated).await;
         }
         self.finish_if_done(id).await;
     }
