@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 mod common;
-use common::project::{Project, Stopped, text};
+use common::project::{Project, Stopped, eventually, text};
 
 impl Project {
     /// Starts a principal and waits until it listens.
@@ -26,11 +26,10 @@ impl Project {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn principal");
-        let t0 = Instant::now();
-        while !sock.exists() {
-            assert!(t0.elapsed() < Duration::from_secs(30), "principal listens");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        assert!(
+            eventually(Duration::from_secs(30), || sock.exists()),
+            "principal listens"
+        );
         Stopped(child)
     }
 
@@ -228,11 +227,13 @@ fn killed_mid_task(then: &str) -> Project {
     let mut principal = p.principal(&[]);
     let out = p.run(&["run", "slow"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let t0 = Instant::now();
-    while !p.path().join("started").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "task started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        eventually(Duration::from_secs(30), || p
+            .path()
+            .join("started")
+            .exists()),
+        "task started"
+    );
     std::thread::sleep(Duration::from_millis(200));
     kill(&mut principal, Signal::SIGKILL);
     p
@@ -296,11 +297,10 @@ fn a_one_off_run_fires_no_schedules_and_leaves_other_unfinished_runs_alone() {
     let mut principal = p.principal(&[]);
     let out = p.run(&["run", "slow"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let t0 = Instant::now();
-    while !p.path().join("slow.1").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "slow started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        eventually(Duration::from_secs(30), || p.path().join("slow.1").exists()),
+        "slow started"
+    );
     std::thread::sleep(Duration::from_millis(200));
     kill(&mut principal, Signal::SIGKILL);
     let _ = std::fs::remove_file(p.data().join("principal.sock"));
@@ -327,11 +327,10 @@ fn a_one_off_run_fires_no_schedules_and_leaves_other_unfinished_runs_alone() {
     );
     // The next real principal takes it over.
     let mut principal = p.principal(&[]);
-    let t0 = Instant::now();
-    while !p.path().join("slow.2").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "slow resumed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        eventually(Duration::from_secs(30), || p.path().join("slow.2").exists()),
+        "slow resumed"
+    );
     kill(&mut principal, Signal::SIGTERM);
 }
 

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::project::{Project, Stopped, text};
+use common::project::{Project, Stopped, eventually, text};
 
 /// A tmpfs mounted for the test, unmounted on drop.
 struct Mount(PathBuf);
@@ -95,11 +95,12 @@ fn a_full_disk_loses_no_accepted_line_refuses_new_runs_truthfully_and_recovers()
             .spawn()
             .expect("spawn"),
     );
-    let t0 = Instant::now();
-    while !data.join("principal.sock").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "principal listens");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        eventually(Duration::from_secs(30), || data
+            .join("principal.sock")
+            .exists()),
+        "principal listens"
+    );
     let out = p.run(&["run", "noisy"]);
     assert!(out.status.success(), "accepted: {}", text(&out.stderr));
 

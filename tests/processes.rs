@@ -10,6 +10,18 @@ mod common;
 use common::project::{BIN, Project, Stopped, eventually, signal, text};
 
 impl Project {
+    /// The pids that the three tasks of [`ESCAPING`] left behind, once each has written its own.
+    fn escaped_pids(&self) -> Vec<i32> {
+        let escaped = [
+            self.pids("held.pid"),
+            self.pids("detached.pid"),
+            self.pids("stripped.pid"),
+        ]
+        .concat();
+        assert_eq!(escaped.len(), 3, "every task wrote its escaped pid");
+        escaped
+    }
+
     /// The pids a task wrote, one a line, to `name`.
     fn pids(&self, name: &str) -> Vec<i32> {
         std::fs::read_to_string(self.path().join(name))
@@ -69,13 +81,7 @@ fn processes_escaping_with_setsid_are_stopped_when_their_run_ends() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    let escaped: Vec<i32> = [
-        p.pids("held.pid"),
-        p.pids("detached.pid"),
-        p.pids("stripped.pid"),
-    ]
-    .concat();
-    assert_eq!(escaped.len(), 3, "every task wrote its escaped pid");
+    let escaped = p.escaped_pids();
     // Gone entirely: stopped, and (adopted by the principal) reaped rather than left a zombie.
     let gone = eventually(Duration::from_secs(20), || {
         escaped.iter().all(|&pid| proc_stat(pid).is_none())
@@ -95,13 +101,7 @@ fn processes_escaping_a_one_off_run_do_not_outlive_it() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    let escaped: Vec<i32> = [
-        p.pids("held.pid"),
-        p.pids("detached.pid"),
-        p.pids("stripped.pid"),
-    ]
-    .concat();
-    assert_eq!(escaped.len(), 3, "every task wrote its escaped pid");
+    let escaped = p.escaped_pids();
     let stopped = eventually(Duration::from_secs(20), || {
         escaped.iter().all(|&pid| !alive(pid))
     });
