@@ -245,8 +245,9 @@ async fn sweep_loop(grace: Duration) {
             } => {}
         }
         sweep(&mut orphans, grace);
-        // Coalesce bursts: thousands of tasks a second end with as many SIGCHLDs.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Coalesce bursts: thousands of tasks a second end with as many SIGCHLDs, and a pass
+        // reads /proc once per thread of this process.
+        tokio::time::sleep(BUSY_SWEEP).await;
     }
 }
 
