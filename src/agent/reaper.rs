@@ -10,8 +10,8 @@
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill, killpg};
@@ -28,10 +28,32 @@ const READY: &str = "opsconsole watchdog ready";
 
 /// The principal's side: tells the watchdog which process groups are live.
 pub struct Reaper {
-    pipe: Mutex<Option<ChildStdin>>,
+    feed: Arc<Feed>,
+    writer: Option<std::thread::JoinHandle<()>>,
     child: Mutex<Child>,
     /// Held until the watchdog has been waited for, so the orphan sweeper leaves it alone.
     _registration: super::orphans::Registration,
+}
+
+/// Changes to the live groups not yet written to the watchdog. Written in batches by one
+/// thread: a busy principal starts thousands of groups a second, most of which end before the
+/// next batch, and writing a line per start and end cost more than the rest of the watchdog.
+/// A group that starts and ends within one batch is never written at all; one the watchdog has
+/// not heard of yet still carries the task token it finds by.
+struct Feed {
+    state: Mutex<FeedState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct FeedState {
+    /// Started since the last batch and not yet written.
+    added: HashSet<u32>,
+    /// Written as live and ended since.
+    removed: HashSet<u32>,
+    /// The writer has been woken for the next batch.
+    scheduled: bool,
+    closing: bool,
 }
 
 impl Reaper {
@@ -73,8 +95,32 @@ impl Reaper {
                     tracing::warn!("{} is not an opsconsole watchdog", exe.display());
                     return None;
                 }
+                let feed = Arc::new(Feed {
+                    state: Mutex::default(),
+                    wake: Condvar::new(),
+                });
+                let pipe = child.stdin.take();
+                let writer = {
+                    let feed = feed.clone();
+                    std::thread::Builder::new()
+                        .name("watchdog-feed".into())
+                        .spawn(move || feed_loop(&feed, pipe))
+                };
+                let writer = match writer {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        // The pipe went with the thread that did not start: the watchdog has
+                        // seen its end, with nothing running yet.
+                        let _ = child.wait();
+                        tracing::warn!(
+                            "cannot start the watchdog's feed ({e}); tasks may outlive a crash"
+                        );
+                        return None;
+                    }
+                };
                 Some(Reaper {
-                    pipe: Mutex::new(child.stdin.take()),
+                    feed,
+                    writer,
                     child: Mutex::new(child),
                     _registration: registration,
                 })
@@ -89,33 +135,99 @@ impl Reaper {
         }
     }
 
-    fn send(&self, line: &str) {
-        let mut pipe = self.pipe.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = pipe.as_mut()
-            && p.write_all(line.as_bytes()).is_err()
-        {
-            tracing::warn!("the task watchdog has gone away; tasks may outlive a crash");
-            *pipe = None;
-        }
-    }
-
     /// A task's process group has started.
     pub fn track(&self, pgid: u32) {
-        self.send(&format!("+{pgid}\n"));
+        self.feed.track(pgid);
     }
 
     /// A task's process group has been stopped or has ended.
     pub fn untrack(&self, pgid: u32) {
-        self.send(&format!("-{pgid}\n"));
+        self.feed.untrack(pgid);
+    }
+}
+
+impl Feed {
+    fn change(&self, f: impl FnOnce(&mut FeedState)) {
+        let mut st = lock(&self.state);
+        f(&mut st);
+        if !st.scheduled {
+            st.scheduled = true;
+            self.wake.notify_one();
+        }
+    }
+
+    fn track(&self, pgid: u32) {
+        self.change(|st| {
+            if !st.removed.remove(&pgid) {
+                st.added.insert(pgid);
+            }
+        });
+    }
+
+    fn untrack(&self, pgid: u32) {
+        self.change(|st| {
+            if !st.added.remove(&pgid) {
+                st.removed.insert(pgid);
+            }
+        });
+    }
+
+    fn close(&self) {
+        lock(&self.state).closing = true;
+        self.wake.notify_one();
     }
 }
 
 impl Drop for Reaper {
     fn drop(&mut self) {
         // Closing the pipe is the normal way out; every group was untracked by now.
-        self.pipe.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        self.feed.close();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+        let mut child = lock(&self.child);
         let _ = child.wait();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long the feed gathers changes before it writes them in one go.
+const FEED_BATCH: Duration = Duration::from_millis(10);
+
+/// Writes batches of changes to the watchdog until the reaper is dropped, then closes the pipe.
+fn feed_loop(feed: &Feed, mut pipe: Option<impl Write>) {
+    let mut text = String::new();
+    loop {
+        {
+            let mut st = lock(&feed.state);
+            while !st.scheduled && !st.closing {
+                st = feed.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.closing {
+                return;
+            }
+        }
+        std::thread::sleep(FEED_BATCH);
+        text.clear();
+        {
+            let mut st = lock(&feed.state);
+            st.scheduled = false;
+            for g in st.added.drain() {
+                text.push_str(&format!("+{g}\n"));
+            }
+            for g in st.removed.drain() {
+                text.push_str(&format!("-{g}\n"));
+            }
+        }
+        if let Some(p) = pipe.as_mut()
+            && p.write_all(text.as_bytes()).is_err()
+        {
+            tracing::warn!("the task watchdog has gone away; tasks may outlive a crash");
+            pipe = None;
+        }
     }
 }
 
@@ -237,4 +349,34 @@ pub fn watchdog(grace_ms: &str, instance: &str) -> u8 {
     signal_all(&groups, Signal::SIGKILL);
     signal_escaped(&escaped, Signal::SIGKILL);
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn the_feed_writes_live_groups_in_batches_and_skips_groups_that_came_and_went() {
+        let feed = Arc::new(Feed {
+            state: Mutex::default(),
+            wake: Condvar::new(),
+        });
+        let (mut rx, tx) = std::io::pipe().expect("pipe");
+        let writer = {
+            let feed = feed.clone();
+            std::thread::spawn(move || feed_loop(&feed, Some(tx)))
+        };
+        feed.track(101);
+        feed.track(102);
+        feed.untrack(102); // within one batch: never written
+        std::thread::sleep(FEED_BATCH * 5);
+        feed.untrack(101);
+        std::thread::sleep(FEED_BATCH * 5);
+        feed.close();
+        writer.join().expect("feed thread");
+        let mut text = String::new();
+        rx.read_to_string(&mut text).expect("read");
+        assert_eq!(text, "+101\n-101\n");
+    }
 }
