@@ -9,6 +9,7 @@ pub mod agent;
 pub mod bench;
 pub mod cli;
 pub mod dag;
+pub mod exit;
 pub mod failpoint;
 pub mod humantime;
 pub mod principal;

@@ -635,7 +635,7 @@ fn attempts(p: &Project) -> Vec<(String, u32, String, Option<String>)> {
         .attempts(opsconsole::protocol::RunId(1))
         .expect("attempts")
         .into_iter()
-        .map(|a| (a.task, a.attempt, a.state, a.message))
+        .map(|a| (a.task, a.attempt, a.state.to_string(), a.message))
         .collect()
 }
 

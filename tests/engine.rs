@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use common::{Harness, numbered_tasks, workflow};
 use opsconsole::protocol::RunState;
 use opsconsole::protocol::api::{Client, ClientExt};
-use opsconsole::store::query::{AttemptRow, Reader};
+use opsconsole::protocol::history::AttemptRow;
+use opsconsole::store::query::Reader;
 
 fn attempts_by_task(
     reader: &Reader,

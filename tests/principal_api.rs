@@ -94,7 +94,7 @@ async fn retry_reruns_only_what_failed_in_the_same_run_with_a_fresh_budget() {
         .unwrap()
         .into_iter()
         .filter(|a| a.task == "flaky")
-        .map(|a| (a.attempt, a.state))
+        .map(|a| (a.attempt, a.state.to_string()))
         .collect();
     assert_eq!(
         flaky,

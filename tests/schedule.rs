@@ -8,7 +8,8 @@ use std::time::Duration;
 use common::{Harness, workflow};
 use opsconsole::protocol::RunState;
 use opsconsole::protocol::api::{ApiErrorKind, Client, ClientExt, Request, Response};
-use opsconsole::store::query::{RunFilter, RunSummary};
+use opsconsole::protocol::history::RunSummary;
+use opsconsole::store::query::RunFilter;
 
 fn every_second(name: &str, extra: &str, run: &str) -> String {
     workflow(

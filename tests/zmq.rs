@@ -194,7 +194,7 @@ async fn round_trip(served: &Served) {
     assert_eq!(runs[0].run_id, id);
     assert_eq!(runs[0].workflow, "talk");
     assert_eq!(runs[0].state, RunState::Succeeded);
-    let without_duration = |mut r: opsconsole::store::query::RunSummary| {
+    let without_duration = |mut r: opsconsole::protocol::history::RunSummary| {
         r.duration_secs = r.duration_secs.map(|d| (d * 1000.0).round());
         r
     };

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::connect::{Found, REQUEST_TIMEOUT, find_principal};
+use crate::principal::bootstrap::{Found, REQUEST_TIMEOUT, find_principal};
 use super::{Dirs, EXIT_FAILED, EXIT_INVALID, client_failure, fail};
 use crate::protocol::RunId;
 use crate::protocol::api::{Client, ClientExt, Request, Response};

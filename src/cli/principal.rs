@@ -8,6 +8,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use super::{Dirs, EXIT_FAILED, EXIT_INVALID, fail};
+use crate::principal::bootstrap;
 use crate::protocol::api::Client;
 use crate::protocol::zmq::{self, Endpoints};
 
@@ -55,12 +56,13 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     // Opening the store takes the data dir's lock, so past this point no other principal owns
     // it and a socket file left by a crashed one can be replaced.
     // Until it listens, commands that find the file held wait for it rather than fail.
-    let starting = super::connect::mark_starting(&dirs.data);
-    let principal = match super::start_embedded(dirs, opts.slots, opts.kill_grace, None, false) {
+    let starting = bootstrap::mark_starting(&dirs.data);
+    let principal = match bootstrap::start_embedded(dirs, opts.slots, opts.kill_grace, None, false)
+    {
         Ok(p) => Arc::new(p),
-        Err(code) => return code,
+        Err(e) => return fail(EXIT_FAILED, e),
     };
-    super::connect::remove_socket_files(&endpoints[0]);
+    bootstrap::remove_socket_files(&endpoints[0]);
     let stop = CancellationToken::new();
     let client: Arc<dyn Client> = principal.clone();
     for e in &endpoints {
@@ -93,7 +95,7 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
             // Serving sockets over a dead engine would answer nothing forever; exit so that a
             // supervisor (systemd, a container runtime) restarts us.
             stop.cancel();
-            super::connect::remove_socket_files(&endpoints[0]);
+            bootstrap::remove_socket_files(&endpoints[0]);
             return fail(EXIT_FAILED, format!("the principal's engine stopped: {why}"));
         }
     }
@@ -102,7 +104,7 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     );
     principal.shutdown_for_restart().await;
     stop.cancel();
-    super::connect::remove_socket_files(&endpoints[0]);
+    bootstrap::remove_socket_files(&endpoints[0]);
     ExitCode::SUCCESS
 }
 

@@ -54,14 +54,14 @@ impl RunOptions {
 /// With a principal running for the data dir, the run goes through it; otherwise this
 /// process runs an embedded principal for the duration of the run.
 pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
-    use super::connect::{Found, REQUEST_TIMEOUT, Reading};
-    let client = match super::connect::find_principal(&dirs.data, REQUEST_TIMEOUT).await {
+    use crate::principal::bootstrap::{Found, REQUEST_TIMEOUT, Reading};
+    let client = match crate::principal::bootstrap::find_principal(&dirs.data, REQUEST_TIMEOUT).await {
         Found::Running { client, .. } => Some(client),
         // Running here instead would only fail on the file it holds.
         Found::NotAnswering(n) => return fail(EXIT_FAILED, n),
         // One that is starting holds the file: wait and go through it.
         Found::Absent => {
-            match super::connect::await_starting_principal(&dirs.data, REQUEST_TIMEOUT).await {
+            match crate::principal::bootstrap::await_starting_principal(&dirs.data, REQUEST_TIMEOUT).await {
                 Reading::Principal(client, _) => Some(client),
                 Reading::NotAnswering(n) => return fail(EXIT_FAILED, n),
                 Reading::File => None,
@@ -86,9 +86,15 @@ pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
         return driven.report();
     }
     let needed = opts.retry_of.is_none().then_some(opts.workflow.as_str());
-    let principal = match super::start_embedded(dirs, opts.slots, opts.kill_grace, needed, true) {
+    let principal = match crate::principal::bootstrap::start_embedded(
+        dirs,
+        opts.slots,
+        opts.kill_grace,
+        needed,
+        true,
+    ) {
         Ok(p) => p,
-        Err(code) => return code,
+        Err(e) => return fail(EXIT_FAILED, e),
     };
     let driven = drive(&principal, &opts).await;
     // Writes every accepted event and log line to the store before we exit.

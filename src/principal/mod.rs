@@ -4,6 +4,7 @@
 //! It is an actor: one task owns the state and everything else talks to it through
 //! [`PrincipalHandle`].
 
+pub mod bootstrap;
 mod engine;
 mod run;
 pub mod schedule;

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::{Event, RunId, RunState, Stream, TaskState};
-use crate::spec::Diagnostic;
-use crate::store::query::{AttemptRow, RunSummary, StoredLine};
+use super::Diagnostic;
+use super::history::{AttemptRow, RunSummary, StoredLine};
 
 /// Version of the request/response/event types; peers with another version are refused.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -4,7 +4,11 @@
 //! are serialised when they cross a process boundary.
 
 pub mod api;
+mod diagnostic;
+pub mod history;
 pub mod zmq;
+
+pub use diagnostic::Diagnostic;
 
 use std::fmt;
 use std::str::FromStr;
@@ -323,7 +327,7 @@ pub enum Event {
     /// Workflow files changed on disk but have problems; the last good versions stay in effect.
     SpecProblems {
         /// Every problem.
-        problems: Vec<crate::spec::Diagnostic>,
+        problems: Vec<Diagnostic>,
         /// When.
         at: DateTime<Utc>,
     },

@@ -3,33 +3,12 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+
 
 use super::{StoreError, connect, db_path};
+// Re-exported until the console's imports move to `protocol::history`.
+pub use crate::protocol::history::{AttemptRow, RunSummary, StoredLine};
 use crate::protocol::{RunId, RunState, Stream, TaskState};
-
-/// One row of `opsconsole history`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RunSummary {
-    /// The run.
-    pub run_id: RunId,
-    /// Its workflow.
-    pub workflow: String,
-    /// Latest state.
-    pub state: RunState,
-    /// When it was accepted.
-    pub created_at: DateTime<Utc>,
-    /// When its first task was started, if it ever was.
-    pub started_at: Option<DateTime<Utc>>,
-    /// When it finished, if it has.
-    pub ended_at: Option<DateTime<Utc>>,
-    /// Seconds from start to end (or to now, for active runs).
-    pub duration_secs: Option<f64>,
-    /// Tasks whose last attempt failed or timed out.
-    pub failed_tasks: Vec<String>,
-    /// Why the run ended as it did, when recorded.
-    pub message: Option<String>,
-}
 
 /// Filters for [`Reader::runs`].
 #[derive(Debug, Clone)]
@@ -47,24 +26,6 @@ impl Default for RunFilter {
             limit: 20,
         }
     }
-}
-
-/// One stored output line.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StoredLine {
-    /// Task that wrote it.
-    pub task: String,
-    /// Attempt number.
-    pub attempt: u32,
-    /// Stream it was written to.
-    pub stream: Stream,
-    /// When it was read.
-    pub at: DateTime<Utc>,
-    /// The text.
-    pub line: String,
-    /// Position within the attempt's output (both streams share the counter).
-    #[serde(default)]
-    pub seq: u64,
 }
 
 /// Where one task of a run stands, from its recorded events.
@@ -89,27 +50,6 @@ pub struct LogFilter {
     pub task: Option<String>,
     /// Only this stream.
     pub stream: Option<Stream>,
-}
-
-/// One finished task attempt.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AttemptRow {
-    /// Task name.
-    pub task: String,
-    /// Attempt number.
-    pub attempt: u32,
-    /// Final state of the attempt.
-    pub state: String,
-    /// When it started.
-    pub started_at: DateTime<Utc>,
-    /// When it ended.
-    pub ended_at: DateTime<Utc>,
-    /// Exit code, if it exited.
-    pub exit_code: Option<i32>,
-    /// Signal, if a signal ended it.
-    pub signal: Option<i32>,
-    /// Why it failed, if it did.
-    pub message: Option<String>,
 }
 
 /// Read-only view of a data dir's history file.
@@ -432,7 +372,10 @@ impl Reader {
             Ok(AttemptRow {
                 task: r.get(0)?,
                 attempt: r.get::<_, i64>(1)? as u32,
-                state: r.get(2)?,
+                state: r
+                    .get::<_, String>(2)?
+                    .parse()
+                    .map_err(|e: String| duckdb::Error::FromSqlConversionFailure(2, duckdb::types::Type::Text, e.into()))?,
                 started_at: micros(r.get(3)?),
                 ended_at: micros(r.get(4)?),
                 exit_code: r.get(5)?,

@@ -30,7 +30,8 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Dirs, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_TERMINATED, fail};
+use crate::exit::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_TERMINATED, fail};
+use crate::principal::bootstrap::{self, Dirs, Found};
 use crate::protocol::api::Client;
 use crate::protocol::zmq::{self, Endpoints};
 use app::{App, AppConfig};
@@ -69,19 +70,17 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
     let (theme, theme_warning) = Theme::resolve(&opts.themes_dir, &opts.theme, no_color);
 
     let (client, embedded, stop_serving, origin): (Arc<dyn Client>, _, _, String) =
-        match crate::cli::connect::find_principal(&dirs.data, crate::cli::connect::REQUEST_TIMEOUT)
-            .await
-        {
+        match bootstrap::find_principal(&dirs.data, bootstrap::REQUEST_TIMEOUT).await {
             // Starting an embedded one would fail on the file's lock with a worse message.
-            crate::cli::connect::Found::NotAnswering(n) => return fail(EXIT_FAILED, n),
-            crate::cli::connect::Found::Running { client: remote, .. } => (
+            Found::NotAnswering(n) => return fail(EXIT_FAILED, n),
+            Found::Running { client: remote, .. } => (
                 Arc::new(remote),
                 None,
                 None,
                 format!("attached to {}", dirs.data.display()),
             ),
-            crate::cli::connect::Found::Absent => {
-                let principal = match crate::cli::start_embedded(
+            Found::Absent => {
+                let principal = match bootstrap::start_embedded(
                     dirs,
                     opts.slots,
                     opts.kill_grace,
@@ -89,7 +88,7 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
                     false,
                 ) {
                     Ok(p) => Arc::new(p),
-                    Err(code) => return code,
+                    Err(e) => return fail(EXIT_FAILED, e),
                 };
                 let stop = CancellationToken::new();
                 serve_local(dirs, principal.clone(), stop.clone()).await;
@@ -170,7 +169,7 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
     }
     if let Some(stop) = stop_serving {
         stop.cancel();
-        crate::cli::connect::remove_socket_files(&Endpoints::for_data_dir(&dirs.data));
+        bootstrap::remove_socket_files(&Endpoints::for_data_dir(&dirs.data));
     }
     if let Some(why) = died.lock().unwrap_or_else(|e| e.into_inner()).take() {
         return fail(
@@ -189,7 +188,7 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
 async fn serve_local(dirs: &Dirs, client: Arc<dyn Client>, stop: CancellationToken) {
     let endpoints = Endpoints::for_data_dir(&dirs.data);
     // The store's lock is held, so a socket file left here belongs to a dead process.
-    crate::cli::connect::remove_socket_files(&endpoints);
+    bootstrap::remove_socket_files(&endpoints);
     if let Err(e) = zmq::serve(&endpoints, client, stop).await {
         tracing::warn!("other commands cannot reach this console's principal: {e}");
     }

@@ -1,5 +1,6 @@
-//! Finds the principal that owns a data dir, if one is running, and tells "none is running"
-//! from "one is running but does not answer".
+//! How a face gets a principal: finds the one that owns a data dir, if one is running (and
+//! tells "none is running" from "one is running but does not answer"), or starts one in-process.
+//! The CLI commands and the console both come through here.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -236,5 +237,89 @@ pub fn remove_socket_files(endpoints: &Endpoints) {
         if let Some(path) = socket_file(e) {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// Paths every command works from.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// Where workflow specs are read.
+    pub workflows: std::path::PathBuf,
+    /// Where history and runtime files live.
+    pub data: std::path::PathBuf,
+}
+
+/// Starts an in-process principal over the data dir, printing spec problems: all of them when
+/// `needed` names a workflow that did not load, otherwise a one-line warning. A `one_off`
+/// principal serves one command's run only (see [`crate::principal::PrincipalConfig`]).
+/// Fails when the history file cannot be opened for writing.
+pub fn start_embedded(
+    dirs: &Dirs,
+    slots: usize,
+    kill_grace: std::time::Duration,
+    needed: Option<&str>,
+    one_off: bool,
+) -> Result<crate::principal::PrincipalHandle, crate::store::StoreError> {
+    let (catalog, problems) = crate::spec::load_dir(&dirs.workflows);
+    let missing = needed.is_some_and(|n| catalog.get(n).is_none());
+    if missing {
+        for p in &problems {
+            eprintln!("{p}\n");
+        }
+    } else if !problems.is_empty() {
+        eprintln!(
+            "warning: {} problem(s) in workflow files; `opsconsole validate` lists them",
+            problems.len()
+        );
+    }
+    let (store, recovered) = open_store(&dirs.data)?;
+    // This process now runs tasks: it adopts what they leave behind (see `agent::orphans`).
+    if let Some(warning) = crate::agent::orphans::adopt(kill_grace) {
+        tracing::warn!("{warning}");
+    }
+    let workdir = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    Ok(crate::principal::PrincipalHandle::start(
+        catalog,
+        store,
+        recovered,
+        crate::principal::PrincipalConfig {
+            slots,
+            kill_grace,
+            workdir,
+            workflows_dir: Some(dirs.workflows.clone()),
+            spec_problems: problems,
+            watchdog: true,
+            one_off,
+        },
+    ))
+}
+
+/// How long a principal waits for commands that read the history file (`history`, `logs`
+/// without a principal) to let go of it.
+const READERS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens the store for writing. Readers are short-lived, so while only readers hold the file
+/// this retries (up to [`READERS_WAIT`]); a writer holding it is reported at once.
+fn open_store(
+    data_dir: &std::path::Path,
+) -> Result<(crate::store::Store, crate::store::Recovered), crate::store::StoreError> {
+    let until = std::time::Instant::now() + READERS_WAIT;
+    loop {
+        let err = match crate::store::Store::open(data_dir) {
+            Ok(opened) => return Ok(opened),
+            Err(e) => e,
+        };
+        // The failed open closed its descriptor, so this process holds no lock on the file
+        // and may look at who does. A reader that has let go meanwhile (no holder now) is
+        // worth another try as much as one still reading; only a writer is final.
+        let locked = matches!(err, crate::store::StoreError::Open { locked: true, .. });
+        let writer = matches!(
+            lock_holder(data_dir),
+            Some(Holder::Writer(_))
+        );
+        if !locked || writer || std::time::Instant::now() >= until {
+            return Err(err);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
