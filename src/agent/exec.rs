@@ -1,10 +1,11 @@
-//! Runs one task attempt as a process group: streams its output, enforces the timeout and
-//! cancellation, and reports how it ended.
+//! The one process runner behind every kind of work (a task, a service, a command check): a
+//! process group of its own, concurrent reading of stdout and stderr, the environment and
+//! working directory, the watchdog's tracking, the time limit, and the stop by signal then
+//! SIGKILL. It reports the exit status and, apart from it, whether it stopped the work itself.
 
-use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -18,38 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::lines::{LineSplitter, MAX_LINE};
 use super::orphans;
-use crate::protocol::{AttemptKey, AttemptRecord, LogBatch, LogLine, Outcome, Stream};
-
-/// Everything an agent needs to run one attempt.
-#[derive(Debug, Clone)]
-pub struct Assignment {
-    /// Which attempt this is.
-    pub key: AttemptKey,
-    /// Program and arguments, already rendered.
-    pub argv: Vec<String>,
-    /// Extra environment variables.
-    pub env: Vec<(String, String)>,
-    /// Working directory (`None`: the agent's own).
-    pub cwd: Option<PathBuf>,
-    /// Per-attempt time limit.
-    pub timeout: Option<Duration>,
-}
-
-/// What an agent reports while and after running an attempt.
-#[derive(Debug)]
-pub enum AgentEvent {
-    /// The process was started.
-    Started {
-        /// Which attempt.
-        key: AttemptKey,
-        /// When.
-        at: DateTime<Utc>,
-    },
-    /// Output lines (every batch of an attempt arrives before its `Finished`).
-    Logs(LogBatch),
-    /// The attempt is over.
-    Finished(AttemptRecord),
-}
+use crate::protocol::agent::{
+    AgentEvent, Assignment, Exit, StopCause, StopPolicy, WorkEnd, WorkId, WorkKind,
+};
+use crate::protocol::{LogLine, Stream};
 
 /// Wall-clock stamps that never go backwards within one attempt.
 #[derive(Clone, Copy)]
@@ -70,24 +43,24 @@ impl Clock {
     }
 }
 
-/// Runs `job` to the end; every event goes to `events`.
-pub async fn run_attempt(
+/// Runs `job` to the end; every event goes to `events`. Cancelling `stop` stops it by its
+/// stop policy.
+pub async fn run(
     job: Assignment,
-    cancel: CancellationToken,
-    kill_grace: Duration,
+    stop: CancellationToken,
     events: mpsc::Sender<AgentEvent>,
     reaper: Option<&super::reaper::Reaper>,
 ) {
     let clock = Clock::start();
-    let key = job.key.clone();
+    let id = job.id.clone();
     let token = orphans::Token::next();
     let spawned = orphans::spawn_registered(
         orphans::ChildKind::Leader(token.clone()),
         || spawn(&job, &token),
         Child::id,
     );
-    let outcome = match spawned {
-        Err(why) => Outcome::SpawnFailed(why),
+    let (exit, stopped, output) = match spawned {
+        Err(why) => (Exit::NotStarted(why), None, None),
         Ok((mut child, registration)) => {
             let pid = child.id();
             if let (Some(r), Some(pid)) = (reaper, pid) {
@@ -95,34 +68,28 @@ pub async fn run_attempt(
             }
             let _ = events
                 .send(AgentEvent::Started {
-                    key: key.clone(),
+                    id: id.clone(),
                     at: clock.wall,
+                    pid,
                 })
                 .await;
-            let outcome = supervise(
-                &mut child,
-                registration,
-                &job,
-                &cancel,
-                kill_grace,
-                clock,
-                &events,
-            )
-            .await;
+            let ended = supervise(&mut child, registration, &job, &stop, clock, &events).await;
             // The group has been killed and reaped by now.
             if let (Some(r), Some(pid)) = (reaper, pid) {
                 r.untrack(pid);
             }
-            outcome
+            ended
         }
     };
-    let record = AttemptRecord {
-        key,
+    let end = WorkEnd {
+        id,
         started_at: clock.wall,
         ended_at: clock.now(),
-        outcome,
+        exit,
+        stopped,
+        output,
     };
-    let _ = events.send(AgentEvent::Finished(record)).await;
+    let _ = events.send(AgentEvent::Finished(end)).await;
 }
 
 fn spawn(job: &Assignment, token: &orphans::Token) -> Result<Child, String> {
@@ -160,17 +127,66 @@ fn spawn(job: &Assignment, token: &orphans::Token) -> Result<Child, String> {
     })
 }
 
+/// Where a stream's lines go: to the principal as they come, or into a check's bounded
+/// capture.
+#[derive(Clone)]
+enum Sink {
+    Stream(mpsc::Sender<AgentEvent>),
+    Capture(Arc<Mutex<Capture>>),
+}
+
+/// A check's output, both streams in the order read, up to a bound.
+struct Capture {
+    text: String,
+    room: usize,
+}
+
+impl Capture {
+    fn push(&mut self, line: &str) {
+        if self.room == 0 {
+            return;
+        }
+        let mut take = line.len().min(self.room);
+        while !line.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.text.push_str(&line[..take]);
+        self.room -= take;
+        if self.room > 0 {
+            self.text.push('\n');
+            self.room -= 1;
+        }
+    }
+}
+
 async fn supervise(
     child: &mut Child,
     registration: orphans::Registration,
     job: &Assignment,
-    cancel: &CancellationToken,
-    kill_grace: Duration,
+    stop: &CancellationToken,
     clock: Clock,
     events: &mpsc::Sender<AgentEvent>,
-) -> Outcome {
+) -> (Exit, Option<StopCause>, Option<String>) {
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     let seq = Arc::new(AtomicU64::new(0));
+    let (timeout, capture) = match &job.kind {
+        WorkKind::Task { timeout } => (*timeout, None),
+        WorkKind::Service => (None, None),
+        WorkKind::Check {
+            timeout,
+            max_output,
+        } => (
+            Some(*timeout),
+            Some(Arc::new(Mutex::new(Capture {
+                text: String::new(),
+                room: *max_output,
+            }))),
+        ),
+    };
+    let sink = match &capture {
+        Some(c) => Sink::Capture(c.clone()),
+        None => Sink::Stream(events.clone()),
+    };
     let readers = [
         child.stdout.take().map(|r| (r.into(), Stream::Stdout)),
         child.stderr.take().map(|r| (r.into(), Stream::Stderr)),
@@ -181,10 +197,10 @@ async fn supervise(
         pump(
             reader,
             stream,
-            job.key.clone(),
+            job.id.clone(),
             seq.clone(),
             clock,
-            events.clone(),
+            sink.clone(),
         )
     })
     .collect::<Vec<_>>();
@@ -195,18 +211,18 @@ async fn supervise(
     })];
 
     let deadline = async {
-        match job.timeout {
+        match timeout {
             Some(t) => tokio::time::sleep(t).await,
             None => std::future::pending().await,
         }
     };
-    let outcome = tokio::select! {
-        status = child.wait() => from_status(status),
-        () = deadline => { terminate(child, pgid, kill_grace).await; Outcome::TimedOut }
-        () = cancel.cancelled() => { terminate(child, pgid, kill_grace).await; Outcome::Cancelled }
+    let (status, stopped) = tokio::select! {
+        status = child.wait() => (status, None),
+        () = deadline => (terminate(child, pgid, job.stop).await, Some(StopCause::TimedOut)),
+        () = stop.cancelled() => (terminate(child, pgid, job.stop).await, Some(StopCause::Requested)),
     };
     // Whatever the leader left behind in its group goes with it, so that the pipes close and
-    // nothing outlives its task.
+    // nothing outlives its work.
     signal_group(pgid, Signal::SIGKILL);
     // The leader has been waited for: from now on whatever carries its token and escaped the
     // group is stopped by the orphan sweeper, which also closes the pipes it holds.
@@ -214,12 +230,14 @@ async fn supervise(
     let given_up = drain(readers, tokio::time::Instant::now() + OUTPUT_GRACE).await;
     if given_up > 0 {
         tracing::warn!(
-            key = ?job.key,
-            "output still open {OUTPUT_GRACE:?} after the task's leader exited (a process that \
-             left its group holds it); stopped reading"
+            id = ?job.id,
+            "output still open {OUTPUT_GRACE:?} after the leader exited (a process that left \
+             its group holds it); stopped reading"
         );
     }
-    outcome
+    let output =
+        capture.map(|c| std::mem::take(&mut c.lock().unwrap_or_else(|e| e.into_inner()).text));
+    (exit_of(status), stopped, output)
 }
 
 /// How long the output pipes may stay open after the leader exited, all of them together.
@@ -240,15 +258,15 @@ async fn drain(readers: Vec<JoinHandle<()>>, deadline: tokio::time::Instant) -> 
     given_up
 }
 
-fn from_status(status: std::io::Result<ExitStatus>) -> Outcome {
+fn exit_of(status: std::io::Result<ExitStatus>) -> Exit {
     use std::os::unix::process::ExitStatusExt;
     match status {
         Ok(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => Outcome::Exited(code),
-            (None, Some(sig)) => Outcome::Signaled(sig),
-            (None, None) => Outcome::SpawnFailed(format!("unknown exit status {s:?}")),
+            (Some(code), _) => Exit::Code(code),
+            (None, Some(sig)) => Exit::Signal(sig),
+            (None, None) => Exit::NotStarted(format!("unknown exit status {s:?}")),
         },
-        Err(e) => Outcome::SpawnFailed(format!("could not wait for the process: {e}")),
+        Err(e) => Exit::NotStarted(format!("could not wait for the process: {e}")),
     }
 }
 
@@ -259,12 +277,23 @@ fn signal_group(pgid: Option<Pid>, sig: Signal) {
     }
 }
 
-/// SIGTERM to the group, SIGKILL after the grace period.
-async fn terminate(child: &mut Child, pgid: Option<Pid>, grace: Duration) {
-    signal_group(pgid, Signal::SIGTERM);
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        signal_group(pgid, Signal::SIGKILL);
-        let _ = child.wait().await;
+/// The stop policy's signal to the group, SIGKILL after its grace; returns how it ended.
+async fn terminate(
+    child: &mut Child,
+    pgid: Option<Pid>,
+    policy: StopPolicy,
+) -> std::io::Result<ExitStatus> {
+    match Signal::try_from(policy.signal) {
+        Ok(sig) => signal_group(pgid, sig),
+        // Refused at validation; should one come over the wire, stop it for good.
+        Err(_) => signal_group(pgid, Signal::SIGKILL),
+    }
+    match tokio::time::timeout(policy.grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            signal_group(pgid, Signal::SIGKILL);
+            child.wait().await
+        }
     }
 }
 
@@ -307,17 +336,17 @@ async fn read_into<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std::i
 async fn pump(
     mut reader: Reader,
     stream: Stream,
-    key: AttemptKey,
+    id: WorkId,
     seq: Arc<AtomicU64>,
     clock: Clock,
-    events: mpsc::Sender<AgentEvent>,
+    sink: Sink,
 ) {
     let mut splitter = LineSplitter::default();
     loop {
         let n = match reader.read_buf(splitter.buffer()).await {
             Ok(n) => n,
             Err(e) => {
-                tracing::warn!(?key, ?stream, "reading task output failed: {e}");
+                tracing::warn!(?id, ?stream, "reading output failed: {e}");
                 0
             }
         };
@@ -336,13 +365,23 @@ async fn pump(
             splitter.drain(&mut push);
         }
         if !lines.is_empty() {
-            let batch = LogBatch {
-                key: key.clone(),
-                stream,
-                lines,
-            };
-            if events.send(AgentEvent::Logs(batch)).await.is_err() {
-                return;
+            match &sink {
+                Sink::Stream(events) => {
+                    let output = AgentEvent::Output {
+                        id: id.clone(),
+                        stream,
+                        lines,
+                    };
+                    if events.send(output).await.is_err() {
+                        return;
+                    }
+                }
+                Sink::Capture(capture) => {
+                    let mut c = capture.lock().unwrap_or_else(|e| e.into_inner());
+                    for line in &lines {
+                        c.push(&line.text);
+                    }
+                }
             }
         }
         if n == 0 {

@@ -1,20 +1,19 @@
-//! Agents execute task attempts. The local pool runs them as child processes of this
-//! process; remote agents (a later transport) speak the same `Assignment`/`AgentEvent` pair.
+//! The local agent: runs assigned work (tasks, services, checks) as child processes of this
+//! process, through the one executor in `exec`. The principal reaches it, as any agent,
+//! through [`AgentLink`].
 
 mod exec;
 pub mod lines;
 pub mod orphans;
 pub mod reaper;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::AttemptKey;
-pub use exec::{AgentEvent, Assignment};
+use crate::protocol::agent::{AgentEvent, AgentId, AgentInfo, AgentLink, Assignment, WorkId};
 
 /// Default number of slots: one per CPU, at least 2.
 pub fn default_slots() -> usize {
@@ -24,56 +23,56 @@ pub fn default_slots() -> usize {
         .max(2)
 }
 
-/// Runs assigned attempts as local processes; the principal keeps track of its free slots.
+/// The in-process agent: runs work as local processes, labelled `local=true`.
 pub struct LocalAgent {
-    slots: usize,
-    kill_grace: Duration,
+    info: AgentInfo,
     events: mpsc::Sender<AgentEvent>,
-    running: Arc<Mutex<HashMap<AttemptKey, CancellationToken>>>,
+    running: Arc<Mutex<HashMap<WorkId, CancellationToken>>>,
     reaper: Option<Arc<reaper::Reaper>>,
 }
 
 impl LocalAgent {
-    /// A pool of `slots` concurrent processes reporting to `events`; with a `reaper`, their
-    /// process groups are stopped if this process dies.
+    /// A pool of `slots` concurrent tasks and checks reporting to `events`; with a `reaper`,
+    /// its process groups are stopped if this process dies.
     pub fn new(
         slots: usize,
-        kill_grace: Duration,
         events: mpsc::Sender<AgentEvent>,
         reaper: Option<reaper::Reaper>,
     ) -> Self {
         Self {
-            slots: slots.max(1),
-            kill_grace,
+            info: AgentInfo {
+                id: AgentId("local".into()),
+                slots: slots.max(1),
+                labels: BTreeMap::from([("local".to_string(), "true".to_string())]),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
             events,
             running: Arc::default(),
             reaper: reaper.map(Arc::new),
         }
     }
+}
 
-    /// How many attempts may run at once.
-    pub fn slots(&self) -> usize {
-        self.slots
+impl AgentLink for LocalAgent {
+    fn info(&self) -> &AgentInfo {
+        &self.info
     }
 
-    /// Starts an attempt (the caller ensures a slot is free).
-    pub fn assign(&self, job: Assignment) {
+    fn assign(&self, job: Assignment) {
         let token = CancellationToken::new();
-        lock(&self.running).insert(job.key.clone(), token.clone());
+        lock(&self.running).insert(job.id.clone(), token.clone());
         let running = self.running.clone();
         let events = self.events.clone();
-        let grace = self.kill_grace;
         let reaper = self.reaper.clone();
         tokio::spawn(async move {
-            let key = job.key.clone();
-            exec::run_attempt(job, token, grace, events, reaper.as_deref()).await;
-            lock(&running).remove(&key);
+            let id = job.id.clone();
+            exec::run(job, token, events, reaper.as_deref()).await;
+            lock(&running).remove(&id);
         });
     }
 
-    /// Asks a running attempt to stop (SIGTERM, then SIGKILL after the grace period).
-    pub fn cancel(&self, key: &AttemptKey) {
-        if let Some(token) = lock(&self.running).get(key) {
+    fn stop(&self, id: &WorkId) {
+        if let Some(token) = lock(&self.running).get(id) {
             token.cancel();
         }
     }

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use crate::principal::bootstrap::{Found, REQUEST_TIMEOUT, find_principal};
 use super::{Dirs, EXIT_FAILED, EXIT_INVALID, client_failure, fail};
+use crate::principal::bootstrap::{Found, REQUEST_TIMEOUT, find_principal};
 use crate::protocol::RunId;
 use crate::protocol::api::{Client, ClientExt, Request, Response};
 use crate::protocol::zmq::ZmqClient;

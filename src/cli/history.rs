@@ -7,13 +7,13 @@ use std::process::ExitCode;
 
 use tokio::sync::broadcast;
 
-use crate::principal::bootstrap::{self as connect, Found, Reading};
 use super::{Dirs, EXIT_FAILED, EXIT_INVALID, Style, client_failure, fail};
 use crate::humantime::format_secs;
+use crate::principal::bootstrap::{self as connect, Found, Reading};
 use crate::protocol::api::{Client, ClientExt, MAX_LOG_PAGE, Request, Response};
+use crate::protocol::history::{RunSummary, StoredLine};
 use crate::protocol::zmq::ZmqClient;
 use crate::protocol::{Event, RunId, RunState, Stream};
-use crate::protocol::history::{RunSummary, StoredLine};
 use crate::store::query::{LogFilter, Reader, RunFilter};
 
 /// Where `history` and `logs` read from.

@@ -55,13 +55,17 @@ impl RunOptions {
 /// process runs an embedded principal for the duration of the run.
 pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
     use crate::principal::bootstrap::{Found, REQUEST_TIMEOUT, Reading};
-    let client = match crate::principal::bootstrap::find_principal(&dirs.data, REQUEST_TIMEOUT).await {
+    let client = match crate::principal::bootstrap::find_principal(&dirs.data, REQUEST_TIMEOUT)
+        .await
+    {
         Found::Running { client, .. } => Some(client),
         // Running here instead would only fail on the file it holds.
         Found::NotAnswering(n) => return fail(EXIT_FAILED, n),
         // One that is starting holds the file: wait and go through it.
         Found::Absent => {
-            match crate::principal::bootstrap::await_starting_principal(&dirs.data, REQUEST_TIMEOUT).await {
+            match crate::principal::bootstrap::await_starting_principal(&dirs.data, REQUEST_TIMEOUT)
+                .await
+            {
                 Reading::Principal(client, _) => Some(client),
                 Reading::NotAnswering(n) => return fail(EXIT_FAILED, n),
                 Reading::File => None,

@@ -313,10 +313,7 @@ fn open_store(
         // and may look at who does. A reader that has let go meanwhile (no holder now) is
         // worth another try as much as one still reading; only a writer is final.
         let locked = matches!(err, crate::store::StoreError::Open { locked: true, .. });
-        let writer = matches!(
-            lock_holder(data_dir),
-            Some(Holder::Writer(_))
-        );
+        let writer = matches!(lock_holder(data_dir), Some(Holder::Writer(_)));
         if !locked || writer || std::time::Instant::now() >= until {
             return Err(err);
         }

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::agents::Agents;
 use super::run::RunCtx;
 use super::schedule::{OverlapAction, Scheduler, overlap_action};
 use super::{Command, PrincipalConfig, RunOutcome, TriggerError};
-use crate::agent::{AgentEvent, LocalAgent};
 use crate::dag::{Dag, NodeState};
+use crate::protocol::agent::{AgentEvent, StopPolicy, WorkId};
 use crate::protocol::api::{
     ApiError, ApiErrorKind, MAX_LOG_PAGE, Request, Response, StatusReport, WorkflowStatus,
 };
-use crate::protocol::{AttemptRecord, Event, Outcome, RunId, RunState, TaskState};
+use crate::protocol::{AttemptRecord, Event, LogBatch, Outcome, RunId, RunState, TaskState};
 use crate::spec::{Catalog, Diagnostic};
 use crate::store::query::{LogFilter, Reader, RunFilter};
 use crate::store::{Recovered, SharedReader, Store, StoreError, StoreSender, UnfinishedRun};
@@ -127,9 +128,11 @@ pub(super) struct Engine {
     /// A one-off principal (`opsconsole run` without a running principal): it fires no
     /// schedules and leaves runs of earlier principals for the next real one.
     one_off: bool,
-    agent: LocalAgent,
+    /// Every agent work can go to, with its free capacity.
+    agents: Agents,
     agent_rx: mpsc::Receiver<AgentEvent>,
-    free_slots: usize,
+    /// How a task is stopped: SIGTERM, then SIGKILL after this long.
+    kill_grace: std::time::Duration,
     store: Option<Store>,
     store_tx: StoreSender,
     store_failed: bool,
@@ -168,17 +171,9 @@ impl Engine {
         store: Store,
         recovered: Recovered,
         config: PrincipalConfig,
+        (agents, agent_rx): (Agents, mpsc::Receiver<AgentEvent>),
         events: broadcast::Sender<Event>,
     ) -> Self {
-        let (agent_tx, agent_rx) = mpsc::channel(4096);
-        let reaper = if config.watchdog {
-            std::env::current_exe()
-                .ok()
-                .and_then(|exe| crate::agent::reaper::Reaper::start(&exe, config.kill_grace))
-        } else {
-            None
-        };
-        let agent = LocalAgent::new(config.slots, config.kill_grace, agent_tx, reaper);
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let mut scheduler = Scheduler::new();
         scheduler.set_workflows(catalog.workflows.values().cloned(), Utc::now());
@@ -217,9 +212,9 @@ impl Engine {
             durable: 0,
             syncing: false,
             one_off: config.one_off,
-            free_slots: agent.slots(),
-            agent,
+            agents,
             agent_rx,
+            kill_grace: config.kill_grace,
             store_tx: store.sender(),
             reader: store.reader(),
             started_at: Utc::now(),
@@ -262,8 +257,7 @@ impl Engine {
                     None => self.begin_shutdown(false).await,
                 },
             }
-            let idle = self.runs.is_empty()
-                || (self.interrupting && self.free_slots == self.agent.slots());
+            let idle = self.runs.is_empty() || (self.interrupting && self.agents.is_idle());
             if self.shutting_down && idle {
                 break;
             }
@@ -488,8 +482,8 @@ impl Engine {
         StatusReport {
             pid: std::process::id(),
             started_at: self.started_at,
-            slots: self.agent.slots(),
-            busy_slots: self.agent.slots() - self.free_slots,
+            slots: self.agents.slots(),
+            busy_slots: self.agents.busy(),
             queued_tasks: self.ready.len(),
             spec_problems: self.spec_problems.clone(),
             store_problem: self.store_tx.problem(),
@@ -614,7 +608,7 @@ impl Engine {
             for run in self.runs.values() {
                 for idx in 0..run.tasks.len() {
                     if run.tasks[idx].on_agent {
-                        self.agent.cancel(&run.key(idx));
+                        self.agents.stop(&WorkId::Task(run.key(idx)));
                     }
                 }
             }
@@ -1034,7 +1028,7 @@ impl Engine {
     fn dispatch(&mut self) {
         let mut waiting = 0;
         let mut i = 0;
-        while self.free_slots > 0 && i < self.ready.len() {
+        while self.agents.has_free_slot() && i < self.ready.len() {
             let r = self.ready[i];
             let Some(run) = self.runs.get_mut(&r.run) else {
                 self.ready.remove(i);
@@ -1052,9 +1046,14 @@ impl Engine {
             }
             self.ready.remove(i);
             task.on_agent = true;
-            let job = run.assignment(r.task, &self.workdir);
-            self.free_slots -= 1;
-            self.agent.assign(job);
+            let job = run.assignment(r.task, &self.workdir, StopPolicy::term(self.kill_grace));
+            if let Err(job) = self.agents.assign(job) {
+                // Cannot happen while a slot is free; put it back rather than lose it.
+                run.tasks[r.task].on_agent = false;
+                self.ready.insert(i, r);
+                tracing::error!(id = ?job.id, "no agent took a task despite a free slot");
+                break;
+            }
         }
         if waiting > 0 {
             self.sync();
@@ -1079,7 +1078,10 @@ impl Engine {
 
     async fn on_agent(&mut self, ev: AgentEvent) {
         match ev {
-            AgentEvent::Started { key, .. } => {
+            AgentEvent::Started {
+                id: WorkId::Task(key),
+                ..
+            } => {
                 let current = self
                     .runs
                     .get(&key.run_id)
@@ -1089,13 +1091,34 @@ impl Engine {
                         .await;
                 }
             }
-            AgentEvent::Logs(batch) => self.emit(Event::Logs(Arc::new(batch))).await,
-            AgentEvent::Finished(_) if self.interrupting => {
-                // Stopped for a restart: the next principal records and retries this attempt.
-                self.free_slots += 1;
+            AgentEvent::Output {
+                id: WorkId::Task(key),
+                stream,
+                lines,
+            } => {
+                let batch = LogBatch { key, stream, lines };
+                self.emit(Event::Logs(Arc::new(batch))).await;
             }
-            AgentEvent::Finished(record) => {
-                self.free_slots += 1;
+            // Services and checks have no engine of their own yet.
+            AgentEvent::Started { .. } | AgentEvent::Output { .. } => {}
+            AgentEvent::Finished(end) if self.interrupting => {
+                // Stopped for a restart: the next principal records and retries this attempt.
+                self.agents.finished(&end.id);
+            }
+            AgentEvent::Finished(end) => {
+                if !self.agents.finished(&end.id) {
+                    tracing::warn!(id = ?end.id, "an agent reported the end of work it was not given");
+                    return;
+                }
+                let Some(key) = end.id.as_task().cloned() else {
+                    return; // services and checks have no engine of their own yet
+                };
+                let record = AttemptRecord {
+                    outcome: end.outcome(),
+                    key,
+                    started_at: end.started_at,
+                    ended_at: end.ended_at,
+                };
                 let id = record.key.run_id;
                 self.on_attempt_finished(record).await;
                 self.advance(id).await;
@@ -1219,7 +1242,7 @@ impl Engine {
                 continue;
             }
             if run.tasks[idx].on_agent {
-                self.agent.cancel(&run.key(idx));
+                self.agents.stop(&WorkId::Task(run.key(idx)));
                 continue;
             }
             let (node, state) = if user_cancel {

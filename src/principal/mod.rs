@@ -4,6 +4,7 @@
 //! It is an actor: one task owns the state and everything else talks to it through
 //! [`PrincipalHandle`].
 
+mod agents;
 pub mod bootstrap;
 mod engine;
 mod run;
@@ -94,6 +95,30 @@ impl From<TriggerError> for ApiError {
     }
 }
 
+/// The agents of an embedded principal: the local pool, and the channel all agents report on.
+fn local_pool(
+    config: &PrincipalConfig,
+) -> (
+    agents::Agents,
+    mpsc::Receiver<crate::protocol::agent::AgentEvent>,
+) {
+    let (agent_tx, agent_rx) = mpsc::channel(4096);
+    let reaper = if config.watchdog {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| crate::agent::reaper::Reaper::start(&exe, config.kill_grace))
+    } else {
+        None
+    };
+    let mut agents = agents::Agents::default();
+    agents.add(Box::new(crate::agent::LocalAgent::new(
+        config.slots,
+        agent_tx,
+        reaper,
+    )));
+    (agents, agent_rx)
+}
+
 /// Messages the principal's actor serves.
 pub(crate) enum Command {
     /// A face's request; the answer goes to `reply`.
@@ -155,7 +180,8 @@ impl PrincipalHandle {
     ) -> Self {
         let (commands, rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let engine = engine::Engine::new(catalog, store, recovered, config, events.clone());
+        let agents = local_pool(&config);
+        let engine = engine::Engine::new(catalog, store, recovered, config, agents, events.clone());
         let task = tokio::spawn(engine.run(rx));
         let (ended_tx, ended) = watch::channel(None);
         tokio::spawn(async move {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::agent::Assignment;
 use crate::dag::{Dag, NodeState};
+use crate::protocol::agent::{Assignment, StopPolicy, WorkId, WorkKind};
 use crate::protocol::{AttemptKey, RunId, RunState, TaskState};
 use crate::spec::{CommandSpec, RenderContext, TriggerRule, WorkflowSpec};
 
@@ -108,7 +108,7 @@ impl RunCtx {
     }
 
     /// The process to start for the current attempt of task `idx`.
-    pub fn assignment(&self, idx: usize, workdir: &Path) -> Assignment {
+    pub fn assignment(&self, idx: usize, workdir: &Path, stop: StopPolicy) -> Assignment {
         let task = &self.spec.tasks[idx];
         let ctx = RenderContext {
             params: &self.params,
@@ -137,14 +137,17 @@ impl RunCtx {
         );
         env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.render(&ctx))));
         Assignment {
-            key: self.key(idx),
+            id: WorkId::Task(self.key(idx)),
+            kind: WorkKind::Task {
+                timeout: task.timeout,
+            },
+            stop,
             argv,
             env,
             cwd: Some(match &task.cwd {
                 Some(dir) => workdir.join(dir),
                 None => workdir.to_path_buf(),
             }),
-            timeout: task.timeout,
         }
     }
 }

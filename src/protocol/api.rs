@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::{Event, RunId, RunState, Stream, TaskState};
 use super::Diagnostic;
 use super::history::{AttemptRow, RunSummary, StoredLine};
+use super::{Event, RunId, RunState, Stream, TaskState};
 
 /// Version of the request/response/event types; peers with another version are refused.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -3,6 +3,7 @@
 //! Everything that crosses a module boundary is one of these typed values; the same types
 //! are serialised when they cross a process boundary.
 
+pub mod agent;
 pub mod api;
 mod diagnostic;
 pub mod history;

@@ -4,7 +4,6 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-
 use super::{StoreError, connect, db_path};
 // Re-exported until the console's imports move to `protocol::history`.
 pub use crate::protocol::history::{AttemptRow, RunSummary, StoredLine};
@@ -372,10 +371,9 @@ impl Reader {
             Ok(AttemptRow {
                 task: r.get(0)?,
                 attempt: r.get::<_, i64>(1)? as u32,
-                state: r
-                    .get::<_, String>(2)?
-                    .parse()
-                    .map_err(|e: String| duckdb::Error::FromSqlConversionFailure(2, duckdb::types::Type::Text, e.into()))?,
+                state: r.get::<_, String>(2)?.parse().map_err(|e: String| {
+                    duckdb::Error::FromSqlConversionFailure(2, duckdb::types::Type::Text, e.into())
+                })?,
                 started_at: micros(r.get(3)?),
                 ended_at: micros(r.get(4)?),
                 exit_code: r.get(5)?,

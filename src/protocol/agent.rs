@@ -1,0 +1,234 @@
+//! What passes between the principal and an agent: assignments of work and the agent's reports.
+//!
+//! The principal reaches every agent through [`AgentLink`]; the in-process pool is one
+//! implementation and a network transport is only another. Every type here is serialisable so
+//! that it can cross a process boundary unchanged.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{AttemptKey, LogLine, Outcome, Stream};
+
+/// Names an agent; stable across its reconnects.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AgentId(pub String);
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One start of a supervised service: its path in the tree (`web/api`) and which start it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServiceStart {
+    /// Path of the service in its supervision tree.
+    pub path: Arc<str>,
+    /// Counts the starts of this service, from 1.
+    pub start: u64,
+}
+
+/// One probe of a monitor's command check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CheckProbe {
+    /// The monitor's name.
+    pub monitor: Arc<str>,
+    /// Counts the probes of this monitor, from 1.
+    pub probe: u64,
+}
+
+/// Names one piece of work given to an agent, whatever its kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkId {
+    /// An attempt of a workflow task.
+    Task(AttemptKey),
+    /// A start of a service.
+    Service(ServiceStart),
+    /// A probe of a command check.
+    Check(CheckProbe),
+}
+
+impl WorkId {
+    /// The task attempt, when this is one.
+    pub fn as_task(&self) -> Option<&AttemptKey> {
+        match self {
+            WorkId::Task(key) => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// How a piece of work runs and when it is over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkKind {
+    /// Runs to completion, within an optional time limit; output is streamed as it comes.
+    Task {
+        /// Stopped (and reported as timed out) once it has run this long.
+        timeout: Option<Duration>,
+    },
+    /// Runs until stopped; output is streamed. Takes no task slot.
+    Service,
+    /// Runs to completion within `timeout`; output is kept, up to `max_output` bytes, and
+    /// returned with the result instead of being streamed.
+    Check {
+        /// Stopped (and reported as timed out) once it has run this long.
+        timeout: Duration,
+        /// Most bytes of output kept (both streams together); the rest is dropped.
+        max_output: usize,
+    },
+}
+
+impl WorkKind {
+    /// Whether the work holds one of the agent's task slots while it runs.
+    pub fn takes_slot(&self) -> bool {
+        !matches!(self, WorkKind::Service)
+    }
+}
+
+/// How work is stopped: `signal` to its whole process group, then SIGKILL after `grace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopPolicy {
+    /// Signal number sent first (SIGTERM unless the spec says otherwise).
+    pub signal: i32,
+    /// How long the group has to exit before SIGKILL.
+    pub grace: Duration,
+}
+
+impl StopPolicy {
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub fn term(grace: Duration) -> Self {
+        Self {
+            signal: libc::SIGTERM,
+            grace,
+        }
+    }
+}
+
+/// One piece of work for an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// What this is.
+    pub id: WorkId,
+    /// How it runs.
+    pub kind: WorkKind,
+    /// Program and arguments, already rendered.
+    pub argv: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Working directory (`None`: the agent's own).
+    pub cwd: Option<PathBuf>,
+    /// How it is stopped on a timeout, a cancel or a stop.
+    pub stop: StopPolicy,
+}
+
+/// How a process ended, as the operating system tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    /// Exited with this status code.
+    Code(i32),
+    /// Ended by this signal.
+    Signal(i32),
+    /// Never started; the text says why.
+    NotStarted(String),
+}
+
+/// Why the agent itself ended a piece of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopCause {
+    /// It ran past its time limit.
+    TimedOut,
+    /// The principal asked for it to stop (a cancel, or a service being stopped). A supervisor
+    /// treats this as a normal exit whatever the exit status says.
+    Requested,
+}
+
+/// The end of a piece of work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkEnd {
+    /// Which work.
+    pub id: WorkId,
+    /// When the process started (or failed to).
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: DateTime<Utc>,
+    /// What the operating system reported.
+    pub exit: Exit,
+    /// Set when the agent stopped it, and why.
+    pub stopped: Option<StopCause>,
+    /// A check's output (both streams in order, up to its bound); `None` for other kinds.
+    pub output: Option<String>,
+}
+
+impl WorkEnd {
+    /// The outcome as a task records it: a stop by the agent wins over the exit status.
+    pub fn outcome(&self) -> Outcome {
+        match (&self.stopped, &self.exit) {
+            (_, Exit::NotStarted(why)) => Outcome::SpawnFailed(why.clone()),
+            (Some(StopCause::TimedOut), _) => Outcome::TimedOut,
+            (Some(StopCause::Requested), _) => Outcome::Cancelled,
+            (None, Exit::Code(c)) => Outcome::Exited(*c),
+            (None, Exit::Signal(s)) => Outcome::Signaled(*s),
+        }
+    }
+}
+
+/// What an agent reports about the work it was given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AgentEvent {
+    /// The process was started.
+    Started {
+        /// Which work.
+        id: WorkId,
+        /// When.
+        at: DateTime<Utc>,
+        /// Its process id (the leader of its process group) on the agent's machine.
+        pid: Option<u32>,
+    },
+    /// Output lines of one stream; every batch of a piece of work arrives before its end.
+    Output {
+        /// Which work wrote them.
+        id: WorkId,
+        /// Which stream.
+        stream: Stream,
+        /// The lines, in order.
+        lines: Vec<LogLine>,
+    },
+    /// The work is over.
+    Finished(WorkEnd),
+}
+
+/// What the principal knows of an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// Its name.
+    pub id: AgentId,
+    /// How many tasks and checks it runs at once (services do not count).
+    pub slots: usize,
+    /// Labels that tasks can ask for.
+    pub labels: BTreeMap<String, String>,
+    /// The opsconsole version it runs.
+    pub version: String,
+}
+
+/// The principal's handle on one agent. Reports come back on the channel the agent was set up
+/// with; an implementation never blocks the caller.
+pub trait AgentLink: Send + Sync {
+    /// Who the agent is and what it can take.
+    fn info(&self) -> &AgentInfo;
+    /// Starts a piece of work; the principal only assigns what fits the agent's free slots.
+    fn assign(&self, job: Assignment);
+    /// Stops a piece of work by its stop policy; its end is reported as requested.
+    fn stop(&self, id: &WorkId);
+}
