@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::agents::Agents;
-use super::run::RunCtx;
+use super::run::{RunCtx, Step};
 use super::schedule::{OverlapAction, Scheduler, overlap_action};
+use super::timers::{self, Deadlines};
 use super::{Command, PrincipalConfig, RunOutcome, TriggerError};
-use crate::dag::{Dag, NodeState};
+use crate::dag::Dag;
 use crate::protocol::agent::{AgentEvent, StopPolicy, WorkId};
 use crate::protocol::api::{
     ApiError, ApiErrorKind, MAX_LOG_PAGE, Request, Response, StatusReport, WorkflowStatus,
@@ -26,10 +27,6 @@ mod specs;
 
 /// Outcomes of finished runs kept for late `wait` calls.
 const FINISHED_MEMORY: usize = 4096;
-
-/// How many times a principal's death may interrupt one task before it is failed instead of
-/// run again: a task that brings the principal down every time must not loop forever.
-pub(crate) const MAX_INTERRUPTIONS: u32 = 10;
 
 /// How long a trigger's answer waits for the run to reach the file.
 const ACCEPT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -68,26 +65,24 @@ fn schedule_wait(at: DateTime<Utc>, now: DateTime<Utc>) -> std::time::Duration {
         .min(SCHEDULE_RECHECK)
 }
 
-/// Sleeps until `at` or the next recheck (forever when `None`); a past time returns at once.
-async fn sleep_until(at: Option<DateTime<Utc>>) {
-    match at {
-        Some(at) => tokio::time::sleep(schedule_wait(at, Utc::now())).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Messages the engine sends itself: timers and results of work done off the actor.
-enum Internal {
+/// What the engine's deadlines are for.
+enum Timer {
     /// A task's backoff has passed.
     RetryDue {
         run: RunId,
         task: usize,
         attempt: u32,
     },
-    /// Something changed in the workflows directory.
-    FilesChanged,
     /// The debounce after [`Internal::FilesChanged`] has passed: rescan.
     ReloadDue,
+    /// Time for the scheduler to look at the clock; only the latest `generation` counts.
+    Schedule { generation: u64 },
+}
+
+/// Messages the engine sends itself: results of work done off the actor.
+enum Internal {
+    /// Something changed in the workflows directory.
+    FilesChanged,
     /// A rescan of the workflows directory finished.
     Loaded(Box<specs::Scan>),
     /// The stored state of a run to retry was read.
@@ -161,6 +156,11 @@ pub(super) struct Engine {
     spec_hashes: HashMap<PathBuf, [u8; 32]>,
     /// A rescan is scheduled (debouncing bursts of file events).
     reload_scheduled: bool,
+    /// Every timer: backoffs, the reload debounce, the scheduler's wake-ups.
+    timers: Deadlines<Timer>,
+    /// The scheduler wake-up the armed [`Timer::Schedule`] is for, and its generation.
+    schedule_armed: Option<DateTime<Utc>>,
+    schedule_generation: u64,
     /// Keeps the directory watch alive.
     _watcher: Option<notify::RecommendedWatcher>,
 }
@@ -194,6 +194,9 @@ impl Engine {
             spec_problems: config.spec_problems,
             spec_hashes,
             reload_scheduled: false,
+            timers: Deadlines::default(),
+            schedule_armed: None,
+            schedule_generation: 0,
             _watcher: watcher,
             // A one-off principal leaves them alone: the next real principal resumes them.
             unfinished: if config.one_off {
@@ -238,6 +241,7 @@ impl Engine {
         self.resume_runs(unfinished).await;
         let mut store_health = self.store_tx.health();
         loop {
+            self.arm_schedule();
             tokio::select! {
                 // Agent reports first: they free slots and carry output that must not pile up.
                 biased;
@@ -249,9 +253,7 @@ impl Engine {
                     // News for faces; the store cannot record its own failure.
                     let _ = self.events.send(Event::StoreHealth { problem, at });
                 }
-                () = sleep_until(self.scheduler.next_wakeup()), if !self.shutting_down && !self.one_off => {
-                    self.on_schedule().await;
-                }
+                () = timers::sleep_until(self.timers.next_deadline()) => self.on_timers().await,
                 cmd = commands.recv(), if !self.shutting_down => match cmd {
                     Some(cmd) => self.on_command(cmd).await,
                     None => self.begin_shutdown(false).await,
@@ -263,6 +265,55 @@ impl Engine {
             }
         }
         self.finish().await;
+    }
+
+    /// Makes sure a [`Timer::Schedule`] is set for the scheduler's next wake-up, whenever that
+    /// changed (a fire, a pause, a reload). A monotonic deadline does not follow the wall clock
+    /// across a suspend or a clock step, so it is never further than [`SCHEDULE_RECHECK`].
+    fn arm_schedule(&mut self) {
+        if self.shutting_down || self.one_off {
+            return;
+        }
+        let wakeup = self.scheduler.next_wakeup();
+        if wakeup == self.schedule_armed {
+            return;
+        }
+        self.schedule_armed = wakeup;
+        self.schedule_generation += 1;
+        if let Some(at) = wakeup {
+            let due = tokio::time::Instant::now() + schedule_wait(at, Utc::now());
+            let generation = self.schedule_generation;
+            self.timers.insert(due, Timer::Schedule { generation });
+        }
+    }
+
+    /// Makes `timer` due after `delay`.
+    fn set_timer(&mut self, delay: std::time::Duration, timer: Timer) {
+        let now = tokio::time::Instant::now();
+        // Delays are bounded by the spec's limits; a sum past the clock's range is "never".
+        let at = now
+            .checked_add(delay)
+            .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 86_400));
+        self.timers.insert(at, timer);
+    }
+
+    /// Serves every timer that is due.
+    async fn on_timers(&mut self) {
+        while let Some(timer) = self.timers.pop_due(tokio::time::Instant::now()) {
+            match timer {
+                Timer::RetryDue { run, task, attempt } => self.retry_due(run, task, attempt).await,
+                Timer::ReloadDue => self.reload_due(),
+                Timer::Schedule { generation } => {
+                    if generation == self.schedule_generation {
+                        // Looked at again after this, whether or not anything fired.
+                        self.schedule_armed = None;
+                        if !self.shutting_down && !self.one_off {
+                            self.on_schedule().await;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     async fn finish(&mut self) {
@@ -687,25 +738,15 @@ impl Engine {
             t.state = state;
             // Earlier interruptions did not use up retries either.
             t.extra_attempts = u.interrupted.get(&task.name).copied().unwrap_or(0);
-            run.nodes[idx] = match state {
-                TaskState::Succeeded => NodeState::Succeeded,
-                TaskState::Failed | TaskState::TimedOut => NodeState::Failed,
-                TaskState::Skipped => NodeState::Skipped,
-                TaskState::Cancelled => NodeState::Cancelled,
-                TaskState::Pending => NodeState::Waiting,
+            match state {
                 // A queued attempt may have started in the last moments before the crash
                 // without that being recorded: treat it like a running one, so that no
                 // attempt number runs twice.
-                TaskState::Running | TaskState::Queued => {
-                    interrupted.push(idx);
-                    NodeState::Started
-                }
-                TaskState::Retrying => {
-                    // Its backoff has passed while nobody was running.
-                    requeue.push(idx);
-                    NodeState::Started
-                }
-            };
+                TaskState::Running | TaskState::Queued => interrupted.push(idx),
+                // Its backoff has passed while nobody was running.
+                TaskState::Retrying => requeue.push(idx),
+                _ => {}
+            }
         }
         let started = u.started;
         self.runs.insert(id, run);
@@ -720,76 +761,81 @@ impl Engine {
         )
         .await;
         for idx in interrupted {
-            self.interrupted_attempt(id, idx).await;
+            self.step(id, |run| run.interrupted(idx)).await;
         }
         for idx in requeue {
             let why = Some("queued again after a restart".to_string());
-            self.queue_next_attempt(id, idx, why, true).await;
+            self.step(id, |run| run.requeue(idx, why)).await;
         }
         self.advance(id).await;
     }
 
-    /// Records the attempt a dead principal left running as interrupted (it does not use up a
-    /// retry) and runs the task again under the next attempt number; after
-    /// [`MAX_INTERRUPTIONS`] the task fails instead.
-    async fn interrupted_attempt(&mut self, id: RunId, idx: usize) {
+    /// Applies one transition of run `id` and carries out its steps, in order.
+    async fn step(&mut self, id: RunId, transition: impl FnOnce(&mut RunCtx) -> Vec<Step>) {
         let Some(run) = self.runs.get_mut(&id) else {
             return;
         };
-        let key = run.key(idx);
-        let interrupted = key.attempt;
-        let task = &mut run.tasks[idx];
-        task.extra_attempts = task.extra_attempts.saturating_add(1);
-        let times = task.extra_attempts;
-        let at = self.clock.now();
-        self.emit(Event::Attempt(AttemptRecord {
-            key,
-            started_at: at,
-            ended_at: at,
-            outcome: Outcome::Interrupted,
-        }))
-        .await;
-        if times > MAX_INTERRUPTIONS {
-            if let Some(run) = self.runs.get_mut(&id) {
-                run.nodes[idx] = NodeState::Failed;
-            }
-            self.set_task(
-                id,
-                idx,
-                TaskState::Failed,
-                Some(format!(
-                    "interrupted by {times} principal restarts; not run again, since a task \
-                     that stops the principal would otherwise loop"
-                )),
-            )
-            .await;
-            return;
+        let steps = transition(run);
+        for step in steps {
+            self.carry_out(id, step).await;
         }
-        let why = format!(
-            "attempt {interrupted} was interrupted by a principal restart; running it again"
-        );
-        self.queue_next_attempt(id, idx, Some(why), true).await;
     }
 
-    /// Runs task `idx` again under its next attempt number: recorded as queued (with `why`),
-    /// then waiting for a slot; a `gated` attempt also waits for what was emitted before it
-    /// to be durable (see [`push_ready`](Self::push_ready)).
-    async fn queue_next_attempt(
-        &mut self,
-        id: RunId,
-        idx: usize,
-        why: Option<String>,
-        gated: bool,
-    ) {
-        let Some(attempt) = self.runs.get_mut(&id).map(|run| {
-            let task = &mut run.tasks[idx];
-            task.attempt = task.attempt.saturating_add(1);
-            task.attempt
-        }) else {
+    async fn carry_out(&mut self, id: RunId, step: Step) {
+        let Some(run) = self.runs.get(&id) else {
             return;
         };
-        self.set_task(id, idx, TaskState::Queued, why).await;
-        self.push_ready(id, idx, attempt, gated);
+        let key = |idx: usize, attempt: u32| crate::protocol::AttemptKey {
+            attempt,
+            ..run.key(idx)
+        };
+        match step {
+            Step::Task {
+                idx,
+                attempt,
+                state,
+                message,
+            } => {
+                let key = key(idx, attempt);
+                let at = self.clock.now();
+                self.emit(Event::TaskState {
+                    key,
+                    state,
+                    at,
+                    message,
+                })
+                .await;
+            }
+            Step::Interrupted { idx, attempt } => {
+                let key = key(idx, attempt);
+                let at = self.clock.now();
+                self.emit(Event::Attempt(AttemptRecord {
+                    key,
+                    started_at: at,
+                    ended_at: at,
+                    outcome: Outcome::Interrupted,
+                }))
+                .await;
+            }
+            Step::Queue {
+                idx,
+                attempt,
+                gated,
+            } => self.push_ready(id, idx, attempt, gated),
+            Step::RetryAfter {
+                idx,
+                attempt,
+                delay,
+            } => self.set_timer(
+                delay,
+                Timer::RetryDue {
+                    run: id,
+                    task: idx,
+                    attempt,
+                },
+            ),
+            Step::Stop { idx } => self.agents.stop(&WorkId::Task(run.key(idx))),
+        }
     }
 
     /// Queues an attempt for a slot; a `gated` one waits until every event emitted so far is
@@ -909,19 +955,8 @@ impl Engine {
     }
 
     async fn set_task(&mut self, id: RunId, idx: usize, state: TaskState, message: Option<String>) {
-        let Some(run) = self.runs.get_mut(&id) else {
-            return;
-        };
-        run.tasks[idx].state = state;
-        let key = run.key(idx);
-        let at = self.clock.now();
-        self.emit(Event::TaskState {
-            key,
-            state,
-            at,
-            message,
-        })
-        .await;
+        self.step(id, |run| run.set_state(idx, state, message))
+            .await;
     }
 
     /// Starts held runs whose workflow is below its `max_active_runs`, in arrival order.
@@ -956,30 +991,7 @@ impl Engine {
     }
 
     async fn advance_inner(&mut self, id: RunId) {
-        let Some(run) = self.runs.get_mut(&id) else {
-            return;
-        };
-        let settled = run.dag.settle(&mut run.nodes, &run.rules);
-        for idx in settled.skipped {
-            self.set_task(
-                id,
-                idx,
-                TaskState::Skipped,
-                Some("upstream tasks did not meet its trigger rule".into()),
-            )
-            .await;
-        }
-        for idx in settled.ready {
-            // A retried run's tasks go on numbering from their earlier attempts.
-            // A root task has no parent result to wait for; a dependent starts only once its
-            // parents' results are durable, so a crash can never run a parent again after
-            // its children started.
-            let gated = self
-                .runs
-                .get(&id)
-                .is_some_and(|run| !run.dag.parents(idx).is_empty());
-            self.queue_next_attempt(id, idx, None, gated).await;
-        }
+        self.step(id, RunCtx::settle).await;
         self.finish_if_done(id).await;
     }
 
@@ -1129,67 +1141,15 @@ impl Engine {
 
     async fn on_attempt_finished(&mut self, record: AttemptRecord) {
         let key = record.key.clone();
-        let state = record.outcome.task_state();
-        let describe = record.outcome.describe();
+        let outcome = record.outcome.clone();
         self.emit(Event::Attempt(record)).await;
-        let Some(run) = self.runs.get_mut(&key.run_id) else {
-            return;
-        };
-        let idx = key.task_idx;
-        run.tasks[idx].on_agent = false;
-        if run.tasks[idx].attempt != key.attempt {
-            return;
-        }
-        let retries = run.spec.tasks[idx].retries;
-        let extra = run.tasks[idx].extra_attempts;
-        let budget = retries.saturating_add(extra);
-        let stopping = run.cancel_requested || run.fail_fast_tripped;
-        let message = (state != TaskState::Succeeded).then(|| describe.clone());
-        match state {
-            TaskState::Failed | TaskState::TimedOut if key.attempt <= budget && !stopping => {
-                let delay = run.spec.tasks[idx].backoff.delay(key.attempt);
-                let note = format!(
-                    "attempt {}/{} {describe}; retrying in {}",
-                    key.attempt,
-                    budget.saturating_add(1),
-                    crate::humantime::format_duration(delay)
-                );
-                self.set_task(key.run_id, idx, TaskState::Retrying, Some(note))
-                    .await;
-                let tx = self.internal_tx.clone();
-                let next = key.attempt.saturating_add(1);
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = tx.send(Internal::RetryDue {
-                        run: key.run_id,
-                        task: idx,
-                        attempt: next,
-                    });
-                });
-            }
-            _ => {
-                run.nodes[idx] = match state {
-                    TaskState::Succeeded => NodeState::Succeeded,
-                    TaskState::Cancelled => NodeState::Cancelled,
-                    _ => NodeState::Failed,
-                };
-                let trip = run.nodes[idx] == NodeState::Failed
-                    && run.spec.fail_fast
-                    && !run.fail_fast_tripped;
-                self.set_task(key.run_id, idx, state, message).await;
-                if trip {
-                    self.stop_run(key.run_id, false, "fail_fast: another task failed")
-                        .await;
-                }
-            }
-        }
+        self.step(key.run_id, |run| run.attempt_finished(&key, &outcome))
+            .await;
     }
 
     async fn on_internal(&mut self, msg: Internal) {
         match msg {
-            Internal::RetryDue { run, task, attempt } => self.retry_due(run, task, attempt).await,
             Internal::FilesChanged => self.files_changed(),
-            Internal::ReloadDue => self.reload_due(),
             Internal::Loaded(scan) => self.apply_scan(*scan).await,
             Internal::RetryLoaded { snapshot, reply } => self.reopen(*snapshot, reply).await,
             Internal::Durable(mark) => {
@@ -1203,21 +1163,8 @@ impl Engine {
     }
 
     async fn retry_due(&mut self, run: RunId, task: usize, attempt: u32) {
-        let due = self.runs.get_mut(&run).is_some_and(|r| {
-            let t = &mut r.tasks[task];
-            if t.state == TaskState::Retrying && t.attempt + 1 == attempt {
-                t.attempt = attempt;
-                true
-            } else {
-                false
-            }
-        });
-        if due {
-            self.set_task(run, task, TaskState::Queued, None).await;
-            // The failed attempt's record is durable before the next attempt starts.
-            self.push_ready(run, task, attempt, true);
-            self.dispatch();
-        }
+        self.step(run, |r| r.retry_due(task, attempt)).await;
+        self.dispatch();
     }
 
     async fn cancel_run(&mut self, id: RunId, why: &str) {
@@ -1225,37 +1172,10 @@ impl Engine {
         self.finish_if_done(id).await;
     }
 
-    /// Stops a run's work: attempts with an agent are cancelled, undecided tasks are marked
+    /// Stops a run's work: attempts with an agent are stopped, undecided tasks are marked
     /// cancelled (user cancel) or skipped (fail_fast).
     async fn stop_run(&mut self, id: RunId, user_cancel: bool, why: &str) {
-        let Some(run) = self.runs.get_mut(&id) else {
-            return;
-        };
-        if user_cancel {
-            run.cancel_requested = true;
-        } else {
-            run.fail_fast_tripped = true;
-        }
-        let mut marked = Vec::new();
-        for idx in 0..run.tasks.len() {
-            if run.nodes[idx].is_finished() {
-                continue;
-            }
-            if run.tasks[idx].on_agent {
-                self.agents.stop(&WorkId::Task(run.key(idx)));
-                continue;
-            }
-            let (node, state) = if user_cancel {
-                (NodeState::Cancelled, TaskState::Cancelled)
-            } else {
-                (NodeState::Skipped, TaskState::Skipped)
-            };
-            run.nodes[idx] = node;
-            marked.push((idx, state));
-        }
-        for (idx, state) in marked {
-            self.set_task(id, idx, state, Some(why.to_string())).await;
-        }
+        self.step(id, |run| run.stop(user_cancel, why)).await;
         if user_cancel {
             self.held.retain(|r| *r != id);
         }

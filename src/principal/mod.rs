@@ -9,6 +9,7 @@ pub mod bootstrap;
 mod engine;
 mod run;
 pub mod schedule;
+mod timers;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -6,7 +6,6 @@ use tokio::sync::oneshot;
 
 use super::super::run::RunCtx;
 use super::{Engine, Internal};
-use crate::dag::NodeState;
 use crate::principal::TriggerError;
 use crate::protocol::api::{
     ApiError, ApiErrorKind, QueueReport, QueuedRun, QueuedTask, Response, RunDetail, TaskDetail,
@@ -236,7 +235,6 @@ impl Engine {
             run.tasks[idx].attempt = attempt;
             if state == TaskState::Succeeded {
                 run.tasks[idx].state = state;
-                run.nodes[idx] = NodeState::Succeeded;
             } else {
                 run.tasks[idx].extra_attempts = attempt;
                 again += 1;

@@ -396,11 +396,7 @@ impl Engine {
             return;
         }
         self.reload_scheduled = true;
-        let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(DEBOUNCE).await;
-            let _ = tx.send(Internal::ReloadDue);
-        });
+        self.set_timer(DEBOUNCE, super::Timer::ReloadDue);
     }
 
     pub(super) fn reload_due(&mut self) {
