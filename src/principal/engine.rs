@@ -7,22 +7,22 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use self::dispatch::ReadyAttempt;
 use super::agents::Agents;
 use super::run::{RunCtx, Step};
 use super::schedule::{OverlapAction, Scheduler, overlap_action};
 use super::timers::{self, Deadlines};
 use super::{Command, PrincipalConfig, RunOutcome, TriggerError};
 use crate::dag::Dag;
-use crate::protocol::agent::{AgentEvent, StopPolicy, WorkId};
-use crate::protocol::api::{
-    ApiError, ApiErrorKind, MAX_LOG_PAGE, Request, Response, StatusReport, WorkflowStatus,
-};
+use crate::protocol::agent::{AgentEvent, WorkId};
+use crate::protocol::api::Response;
 use crate::protocol::{AttemptRecord, Event, LogBatch, Outcome, RunId, RunState, TaskState};
 use crate::spec::{Catalog, Diagnostic};
-use crate::store::query::{LogFilter, Reader, RunFilter};
-use crate::store::{Recovered, SharedReader, Store, StoreError, StoreSender, UnfinishedRun};
+use crate::store::{Recovered, SharedReader, Store, StoreSender, UnfinishedRun};
 
 mod detail;
+mod dispatch;
+mod requests;
 mod specs;
 
 /// Outcomes of finished runs kept for late `wait` calls.
@@ -35,17 +35,6 @@ const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest single sleep of the scheduler: fire times are checked against the wall clock at
 /// least this often, so a suspend or a clock step delays a fire by at most this much.
 const SCHEDULE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// A task attempt waiting for a slot.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ReadyAttempt {
-    pub run: RunId,
-    pub task: usize,
-    pub attempt: u32,
-    /// Dispatched only once this many emitted events are durable: a task that became ready
-    /// because of its parents' results never starts before those results are in the file.
-    pub durable_after: u64,
-}
 
 /// What started a run.
 enum Origin {
@@ -84,7 +73,7 @@ enum Internal {
     /// Something changed in the workflows directory.
     FilesChanged,
     /// A rescan of the workflows directory finished.
-    Loaded(Box<specs::Scan>),
+    Loaded(Box<crate::spec::dir::Scan>),
     /// The stored state of a run to retry was read.
     RetryLoaded {
         snapshot: Box<UnfinishedRun>,
@@ -183,12 +172,14 @@ impl Engine {
         let spec_hashes = config
             .workflows_dir
             .as_deref()
-            .map(specs::hash_files)
+            .map(crate::spec::dir::hash_files)
             .unwrap_or_default();
-        let watcher = config
-            .workflows_dir
-            .as_deref()
-            .and_then(|dir| specs::watch(dir, internal_tx.clone()));
+        let watcher = config.workflows_dir.as_deref().and_then(|dir| {
+            let tx = internal_tx.clone();
+            crate::spec::dir::watch(dir, move || {
+                let _ = tx.send(Internal::FilesChanged);
+            })
+        });
         Self {
             workflows_dir: config.workflows_dir,
             spec_problems: config.spec_problems,
@@ -344,265 +335,6 @@ impl Engine {
         match cmd {
             Command::Api { request, reply } => self.on_request(request, reply).await,
             Command::Shutdown { interrupt } => self.begin_shutdown(interrupt).await,
-        }
-    }
-
-    async fn on_request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
-        match request {
-            Request::Trigger { workflow, params } => {
-                match self.trigger(&workflow, params, Origin::Manual).await {
-                    Ok(run_id) => self.accept_when_stored(run_id, reply),
-                    Err(e) => {
-                        let _ = reply.send(Response::Error(e.into()));
-                    }
-                }
-                self.dispatch();
-            }
-            Request::Cancel { run_id } => {
-                let found = self.runs.contains_key(&run_id);
-                if found {
-                    self.cancel_run(run_id, "cancelled by user").await;
-                }
-                let _ = reply.send(Response::Cancelled { found });
-            }
-            Request::WaitRun { run_id } => {
-                if let Some(outcome) = self.finished.get(&run_id) {
-                    // It may have ended a moment ago: its end is told once it is stored.
-                    let response = Response::RunEnded {
-                        outcome: Some(outcome.clone()),
-                    };
-                    self.answer_when_stored(vec![reply], response);
-                } else if self.runs.contains_key(&run_id) {
-                    let waiters = self.waiters.entry(run_id).or_default();
-                    // Long polls of peers that went away are dropped, not kept to the run's end.
-                    waiters.retain(|w| !w.is_closed());
-                    waiters.push(reply);
-                } else {
-                    let _ = reply.send(Response::RunEnded { outcome: None });
-                }
-            }
-            Request::Pause { workflow } => {
-                let response = self.set_paused(&workflow, true).await;
-                let _ = reply.send(response);
-            }
-            Request::Resume { workflow } => {
-                let response = self.set_paused(&workflow, false).await;
-                let _ = reply.send(response);
-            }
-            Request::Status => {
-                let _ = reply.send(Response::Status(self.status()));
-            }
-            Request::History { workflow, limit } => {
-                self.read(reply, move |r| {
-                    r.runs(&RunFilter { workflow, limit })
-                        .map(|runs| Response::Runs { runs })
-                });
-            }
-            Request::Logs {
-                run_id,
-                task,
-                stream,
-                offset,
-                limit,
-                from_end,
-            } => {
-                self.read(reply, move |r| {
-                    if !r.run_exists(run_id)? {
-                        return Ok(Response::Error(ApiError::new(
-                            ApiErrorKind::NotFound,
-                            format!("no run {run_id}: `opsconsole history` lists the runs"),
-                        )));
-                    }
-                    let filter = LogFilter { task, stream };
-                    let limit = limit.min(MAX_LOG_PAGE);
-                    if from_end {
-                        let end = r.log_count(run_id, &filter)?.saturating_sub(offset);
-                        let first = end.saturating_sub(limit);
-                        let (lines, _) = r.logs_page(run_id, &filter, first, end - first)?;
-                        return Ok(Response::Lines {
-                            lines,
-                            more: first > 0,
-                            first,
-                        });
-                    }
-                    let (lines, more) = r.logs_page(run_id, &filter, offset, limit)?;
-                    Ok(Response::Lines {
-                        lines,
-                        more,
-                        first: offset,
-                    })
-                });
-            }
-            Request::Workflows => {
-                let _ = reply.send(self.workflows());
-            }
-            Request::GetSpec { workflow } => {
-                let _ = reply.send(self.get_spec(&workflow));
-            }
-            Request::PutSpec {
-                file,
-                text,
-                base_hash,
-            } => {
-                let response = self.put_spec(&file, &text, base_hash.as_deref()).await;
-                let _ = reply.send(response);
-            }
-            Request::Retry { run_id } => self.retry(run_id, reply),
-            Request::RunDetail { run_id } => self.run_detail(run_id, reply),
-            Request::Queue => {
-                let _ = reply.send(Response::Queue(self.queue()));
-            }
-        }
-    }
-
-    /// Answers `Accepted` only once the run is in the file. The flush rides the store's group
-    /// commit; waiting for it off the actor keeps the engine running meanwhile.
-    fn accept_when_stored(&self, run_id: RunId, reply: oneshot::Sender<Response>) {
-        self.when_stored(move |stored| {
-            let response = match stored {
-                Ok(()) => Response::Accepted { run_id },
-                // Truthful: the run exists in memory and will be stored once the disk has
-                // room, but it is not durable, so it is not reported as accepted.
-                Err(e) => Response::Error(
-                    TriggerError::NotStored(format!(
-                        "run {run_id} is held in memory but not yet in the history file: {e}"
-                    ))
-                    .into(),
-                ),
-            };
-            let _ = reply.send(response);
-        });
-    }
-
-    /// Calls `then`, off the actor, once everything emitted so far is in the file, or with
-    /// the store's problem after [`ACCEPT_PATIENCE`].
-    fn when_stored(&self, then: impl FnOnce(Result<(), StoreError>) + Send + 'static) {
-        let store = self.store_tx.clone();
-        tokio::spawn(async move { then(store.flush_within(ACCEPT_PATIENCE).await) });
-    }
-
-    /// Tells `waiters` that a run ended once its end is in the file, so that a face never
-    /// reports an end that a crash could still undo. While the disk is full it tells them
-    /// after [`ACCEPT_PATIENCE`] anyway: the end is real, only not yet durable.
-    fn answer_when_stored(&self, waiters: Vec<oneshot::Sender<Response>>, response: Response) {
-        if waiters.is_empty() {
-            return;
-        }
-        self.when_stored(move |_| {
-            for w in waiters {
-                let _ = w.send(response.clone());
-            }
-        });
-    }
-
-    /// Runs a query on the store's reader off the actor and answers with its result.
-    fn read(
-        &self,
-        reply: oneshot::Sender<Response>,
-        query: impl FnOnce(&Reader) -> Result<Response, StoreError> + Send + 'static,
-    ) {
-        let reader = self.reader.clone();
-        let store = self.store_tx.clone();
-        tokio::spawn(async move {
-            // Read what has happened so far: commit events still in the group-commit window
-            // (while the disk is full, read what is there rather than wait for it).
-            let _ = store.flush_within(READ_PATIENCE).await;
-            let answer = tokio::task::spawn_blocking(move || {
-                let guard = reader.lock().unwrap_or_else(|e| e.into_inner());
-                query(&guard).unwrap_or_else(|e| {
-                    Response::Error(ApiError::new(ApiErrorKind::Internal, e.to_string()))
-                })
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Response::Error(ApiError::new(ApiErrorKind::Internal, e.to_string()))
-            });
-            let _ = reply.send(answer);
-        });
-    }
-
-    fn status(&self) -> StatusReport {
-        let now = Utc::now();
-        let mut active: HashMap<&str, Vec<RunId>> = HashMap::new();
-        for run in self.runs.values() {
-            active
-                .entry(run.workflow.as_ref())
-                .or_default()
-                .push(run.id);
-        }
-        StatusReport {
-            pid: std::process::id(),
-            started_at: self.started_at,
-            slots: self.agents.slots(),
-            busy_slots: self.agents.busy(),
-            queued_tasks: self.ready.len(),
-            spec_problems: self.spec_problems.clone(),
-            store_problem: self.store_tx.problem(),
-            workflows: self
-                .catalog
-                .workflows
-                .values()
-                .map(|spec| {
-                    let mut runs = active.remove(spec.name.as_str()).unwrap_or_default();
-                    runs.sort();
-                    WorkflowStatus {
-                        name: spec.name.clone(),
-                        schedule: spec.schedule.as_ref().map(|s| s.expr.clone()),
-                        paused: self.scheduler.is_paused(&spec.name),
-                        next_fires: self.scheduler.upcoming(&spec.name, now, 3),
-                        active_runs: runs,
-                    }
-                })
-                .collect(),
-        }
-    }
-
-    async fn set_paused(&mut self, workflow: &str, paused: bool) -> Response {
-        let Some(spec) = self.catalog.get(workflow) else {
-            return Response::Error(ApiError::new(
-                ApiErrorKind::NotFound,
-                format!("no workflow `{workflow}`"),
-            ));
-        };
-        if spec.schedule.is_none() {
-            return Response::Error(ApiError::new(
-                ApiErrorKind::InvalidInput,
-                format!(
-                    "workflow `{workflow}` has no schedule; pause and resume apply to scheduled runs"
-                ),
-            ));
-        }
-        let changed = self.scheduler.is_paused(workflow) != paused;
-        if changed && let Some(problem) = self.store_tx.problem() {
-            return Response::Error(ApiError::new(
-                ApiErrorKind::Unavailable,
-                format!("cannot record the change, the history file cannot be written: {problem}"),
-            ));
-        }
-        if paused {
-            self.scheduler.pause(workflow);
-        } else {
-            self.scheduler.resume(workflow, Utc::now());
-        }
-        if changed {
-            let at = self.clock.now();
-            self.emit(Event::WorkflowPaused {
-                workflow: Arc::from(workflow),
-                paused,
-                at,
-            })
-            .await;
-            // Persist before answering: a paused schedule must stay paused after a crash.
-            if let Err(e) = self.store_tx.flush_within(ACCEPT_PATIENCE).await {
-                return Response::Error(ApiError::new(
-                    ApiErrorKind::Unavailable,
-                    format!("the change is in effect but not yet stored: {e}"),
-                ));
-            }
-        }
-        Response::Paused {
-            workflow: workflow.to_string(),
-            paused,
         }
     }
 
@@ -838,17 +570,6 @@ impl Engine {
         }
     }
 
-    /// Queues an attempt for a slot; a `gated` one waits until every event emitted so far is
-    /// durable (its parents' results, its own earlier attempt).
-    fn push_ready(&mut self, run: RunId, task: usize, attempt: u32, gated: bool) {
-        self.ready.push_back(ReadyAttempt {
-            run,
-            task,
-            attempt,
-            durable_after: if gated { self.emitted } else { 0 },
-        });
-    }
-
     fn dag_for(&mut self, spec: &crate::spec::WorkflowSpec) -> Arc<Dag> {
         self.dags
             .entry(spec.name.clone())
@@ -1033,59 +754,6 @@ impl Engine {
             self.finished.remove(&old);
         }
         self.start_held_runs().await;
-    }
-
-    /// Hands queued attempts to the agent while it has free slots; attempts that wait for
-    /// durable events stay queued (in order) until the store confirms them.
-    fn dispatch(&mut self) {
-        let mut waiting = 0;
-        let mut i = 0;
-        while self.agents.has_free_slot() && i < self.ready.len() {
-            let r = self.ready[i];
-            let Some(run) = self.runs.get_mut(&r.run) else {
-                self.ready.remove(i);
-                continue;
-            };
-            let task = &mut run.tasks[r.task];
-            if task.state != TaskState::Queued || task.attempt != r.attempt || task.on_agent {
-                self.ready.remove(i); // cancelled or superseded while it waited
-                continue;
-            }
-            if r.durable_after > self.durable {
-                waiting += 1;
-                i += 1;
-                continue;
-            }
-            self.ready.remove(i);
-            task.on_agent = true;
-            let job = run.assignment(r.task, &self.workdir, StopPolicy::term(self.kill_grace));
-            if let Err(job) = self.agents.assign(job) {
-                // Cannot happen while a slot is free; put it back rather than lose it.
-                run.tasks[r.task].on_agent = false;
-                self.ready.insert(i, r);
-                tracing::error!(id = ?job.id, "no agent took a task despite a free slot");
-                break;
-            }
-        }
-        if waiting > 0 {
-            self.sync();
-        }
-    }
-
-    /// Asks the store to commit what has been emitted, then dispatches what waited for it.
-    fn sync(&mut self) {
-        if self.syncing {
-            return;
-        }
-        self.syncing = true;
-        let mark = self.emitted;
-        let store = self.store_tx.clone();
-        let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
-            // While the disk is full this waits: dependents wait with it, nothing is lost.
-            let done = store.flush().await;
-            let _ = tx.send(Internal::Durable(if done.is_ok() { mark } else { 0 }));
-        });
     }
 
     async fn on_agent(&mut self, ev: AgentEvent) {

@@ -4,6 +4,7 @@
 //! source line), and as many problems per file as can be found are reported together.
 
 mod check;
+pub mod dir;
 mod duration;
 mod file;
 pub mod limits;
