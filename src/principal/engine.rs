@@ -7,7 +7,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use self::dispatch::ReadyAttempt;
 use super::agents::Agents;
 use super::run::{RunCtx, Step};
 use super::schedule::{OverlapAction, Scheduler, overlap_action};
@@ -17,7 +16,7 @@ use crate::dag::Dag;
 use crate::protocol::agent::{AgentEvent, WorkId};
 use crate::protocol::api::Response;
 use crate::protocol::{AttemptRecord, Event, LogBatch, Outcome, RunId, RunState, TaskState};
-use crate::spec::{Catalog, Diagnostic};
+use crate::spec::Catalog;
 use crate::store::{Recovered, SharedReader, Store, StoreSender, UnfinishedRun};
 
 mod detail;
@@ -83,6 +82,34 @@ enum Internal {
     Durable(u64),
 }
 
+/// The outcomes of the last [`FINISHED_MEMORY`] finished runs.
+#[derive(Default)]
+struct FinishedRuns {
+    outcomes: HashMap<RunId, RunOutcome>,
+    order: VecDeque<RunId>,
+}
+
+impl FinishedRuns {
+    fn insert(&mut self, id: RunId, outcome: RunOutcome) {
+        self.outcomes.insert(id, outcome);
+        self.order.push_back(id);
+        if self.order.len() > FINISHED_MEMORY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.outcomes.remove(&old);
+        }
+    }
+
+    fn get(&self, id: &RunId) -> Option<&RunOutcome> {
+        self.outcomes.get(id)
+    }
+
+    fn remove(&mut self, id: RunId) {
+        self.outcomes.remove(&id);
+        self.order.retain(|r| *r != id);
+    }
+}
+
 /// Event timestamps that strictly increase, so "the last event" is never ambiguous.
 struct EventClock {
     last_us: i64,
@@ -102,13 +129,8 @@ pub(super) struct Engine {
     runs: HashMap<RunId, RunCtx>,
     /// Runs held back by `max_active_runs`, in arrival order.
     held: VecDeque<RunId>,
-    /// Task attempts waiting for a slot, FIFO.
-    ready: VecDeque<ReadyAttempt>,
-    /// Events handed to the store so far, and how many of them are known to be durable.
-    emitted: u64,
-    durable: u64,
-    /// A flush is under way to move `durable` forward.
-    syncing: bool,
+    /// Attempts waiting for a slot, and what of the history is known to be durable.
+    gate: dispatch::Gate,
     /// A one-off principal (`opsconsole run` without a running principal): it fires no
     /// schedules and leaves runs of earlier principals for the next real one.
     one_off: bool,
@@ -123,8 +145,8 @@ pub(super) struct Engine {
     events: broadcast::Sender<Event>,
     next_run_id: u64,
     waiters: HashMap<RunId, Vec<oneshot::Sender<Response>>>,
-    finished: HashMap<RunId, RunOutcome>,
-    finished_order: VecDeque<RunId>,
+    /// How recently finished runs ended, for late `wait` calls.
+    finished: FinishedRuns,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     clock: EventClock,
@@ -137,21 +159,13 @@ pub(super) struct Engine {
     unfinished: Vec<UnfinishedRun>,
     /// Stopping for a restart: processes are stopped, runs stay unfinished.
     interrupting: bool,
-    /// Where the catalog comes from, watched for changes.
-    workflows_dir: Option<PathBuf>,
-    /// Problems of the workflow files as last loaded.
-    spec_problems: Vec<Diagnostic>,
-    /// Content hash of each workflow file as last loaded, to tell real changes from noise.
-    spec_hashes: HashMap<PathBuf, [u8; 32]>,
-    /// A rescan is scheduled (debouncing bursts of file events).
-    reload_scheduled: bool,
+    /// The workflow files the catalog was loaded from.
+    files: specs::Files,
     /// Every timer: backoffs, the reload debounce, the scheduler's wake-ups.
     timers: Deadlines<Timer>,
     /// The scheduler wake-up the armed [`Timer::Schedule`] is for, and its generation.
     schedule_armed: Option<DateTime<Utc>>,
     schedule_generation: u64,
-    /// Keeps the directory watch alive.
-    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl Engine {
@@ -181,14 +195,16 @@ impl Engine {
             })
         });
         Self {
-            workflows_dir: config.workflows_dir,
-            spec_problems: config.spec_problems,
-            spec_hashes,
-            reload_scheduled: false,
+            files: specs::Files {
+                workflows_dir: config.workflows_dir,
+                spec_problems: config.spec_problems,
+                spec_hashes,
+                reload_scheduled: false,
+                _watcher: watcher,
+            },
             timers: Deadlines::default(),
             schedule_armed: None,
             schedule_generation: 0,
-            _watcher: watcher,
             // A one-off principal leaves them alone: the next real principal resumes them.
             unfinished: if config.one_off {
                 Vec::new()
@@ -201,10 +217,7 @@ impl Engine {
             dags: HashMap::new(),
             runs: HashMap::new(),
             held: VecDeque::new(),
-            ready: VecDeque::new(),
-            emitted: 0,
-            durable: 0,
-            syncing: false,
+            gate: dispatch::Gate::default(),
             one_off: config.one_off,
             agents,
             agent_rx,
@@ -217,8 +230,7 @@ impl Engine {
             events,
             next_run_id: recovered.next_run_id.0,
             waiters: HashMap::new(),
-            finished: HashMap::new(),
-            finished_order: VecDeque::new(),
+            finished: FinishedRuns::default(),
             internal_tx,
             internal_rx,
             clock: EventClock { last_us: 0 },
@@ -322,7 +334,7 @@ impl Engine {
 
     async fn emit(&mut self, event: Event) {
         if self.store_tx.send(event.clone()).await.is_ok() {
-            self.emitted += 1;
+            self.gate.emitted += 1;
         } else if !self.store_failed {
             self.store_failed = true;
             tracing::error!("history store is not accepting events; history will be incomplete");
@@ -420,7 +432,7 @@ impl Engine {
                 tracing::error!(run = %id, "run could not be resumed: {why}");
                 self.runs.remove(&id);
                 self.held.retain(|r| *r != id);
-                self.ready.retain(|r| r.run != id);
+                self.gate.ready.retain(|r| r.run != id);
                 let at = self.clock.now();
                 self.emit(Event::RunState {
                     run_id: id,
@@ -747,12 +759,6 @@ impl Engine {
             },
         );
         self.finished.insert(id, outcome);
-        self.finished_order.push_back(id);
-        if self.finished_order.len() > FINISHED_MEMORY
-            && let Some(old) = self.finished_order.pop_front()
-        {
-            self.finished.remove(&old);
-        }
         self.start_held_runs().await;
     }
 
@@ -821,9 +827,9 @@ impl Engine {
             Internal::Loaded(scan) => self.apply_scan(*scan).await,
             Internal::RetryLoaded { snapshot, reply } => self.reopen(*snapshot, reply).await,
             Internal::Durable(mark) => {
-                self.syncing = false;
-                if mark > self.durable {
-                    self.durable = mark;
+                self.gate.syncing = false;
+                if mark > self.gate.durable {
+                    self.gate.durable = mark;
                     self.dispatch();
                 }
             }

@@ -45,6 +45,7 @@ impl Engine {
                 })
                 .collect(),
             ready_tasks: self
+                .gate
                 .ready
                 .iter()
                 .filter_map(|r| {
@@ -243,8 +244,7 @@ impl Engine {
                 }
             }
         }
-        self.finished.remove(&id);
-        self.finished_order.retain(|r| *r != id);
+        self.finished.remove(id);
         self.runs.insert(id, run);
         self.emit_run_state(
             id,

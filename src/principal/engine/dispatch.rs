@@ -17,15 +17,28 @@ pub(in crate::principal) struct ReadyAttempt {
     pub durable_after: u64,
 }
 
+/// The queue of attempts waiting for a slot and the durable gate in front of it.
+#[derive(Default)]
+pub(super) struct Gate {
+    /// Task attempts waiting for a slot, FIFO.
+    pub ready: std::collections::VecDeque<ReadyAttempt>,
+    /// Events handed to the store so far.
+    pub emitted: u64,
+    /// How many of them are known to be durable.
+    pub durable: u64,
+    /// A flush is under way to move `durable` forward.
+    pub syncing: bool,
+}
+
 impl Engine {
     /// Queues an attempt for a slot; a `gated` one waits until every event emitted so far is
     /// durable (its parents' results, its own earlier attempt).
     pub(super) fn push_ready(&mut self, run: RunId, task: usize, attempt: u32, gated: bool) {
-        self.ready.push_back(ReadyAttempt {
+        self.gate.ready.push_back(ReadyAttempt {
             run,
             task,
             attempt,
-            durable_after: if gated { self.emitted } else { 0 },
+            durable_after: if gated { self.gate.emitted } else { 0 },
         });
     }
 
@@ -34,29 +47,29 @@ impl Engine {
     pub(super) fn dispatch(&mut self) {
         let mut waiting = 0;
         let mut i = 0;
-        while self.agents.has_free_slot() && i < self.ready.len() {
-            let r = self.ready[i];
+        while self.agents.has_free_slot() && i < self.gate.ready.len() {
+            let r = self.gate.ready[i];
             let Some(run) = self.runs.get_mut(&r.run) else {
-                self.ready.remove(i);
+                self.gate.ready.remove(i);
                 continue;
             };
             let task = &mut run.tasks[r.task];
             if task.state != TaskState::Queued || task.attempt != r.attempt || task.on_agent {
-                self.ready.remove(i); // cancelled or superseded while it waited
+                self.gate.ready.remove(i); // cancelled or superseded while it waited
                 continue;
             }
-            if r.durable_after > self.durable {
+            if r.durable_after > self.gate.durable {
                 waiting += 1;
                 i += 1;
                 continue;
             }
-            self.ready.remove(i);
+            self.gate.ready.remove(i);
             task.on_agent = true;
             let job = run.assignment(r.task, &self.workdir, StopPolicy::term(self.kill_grace));
             if let Err(job) = self.agents.assign(job) {
                 // Cannot happen while a slot is free; put it back rather than lose it.
                 run.tasks[r.task].on_agent = false;
-                self.ready.insert(i, r);
+                self.gate.ready.insert(i, r);
                 tracing::error!(id = ?job.id, "no agent took a task despite a free slot");
                 break;
             }
@@ -68,11 +81,11 @@ impl Engine {
 
     /// Asks the store to commit what has been emitted, then dispatches what waited for it.
     pub(super) fn sync(&mut self) {
-        if self.syncing {
+        if self.gate.syncing {
             return;
         }
-        self.syncing = true;
-        let mark = self.emitted;
+        self.gate.syncing = true;
+        let mark = self.gate.emitted;
         let store = self.store_tx.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {

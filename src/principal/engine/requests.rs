@@ -250,8 +250,8 @@ impl Engine {
             started_at: self.started_at,
             slots: self.agents.slots(),
             busy_slots: self.agents.busy(),
-            queued_tasks: self.ready.len(),
-            spec_problems: self.spec_problems.clone(),
+            queued_tasks: self.gate.ready.len(),
+            spec_problems: self.files.spec_problems.clone(),
             store_problem: self.store_tx.problem(),
             workflows: self
                 .catalog

@@ -84,6 +84,20 @@ fn conflict(file: &str, path: &Path, base_hash: Option<&str>) -> Option<Response
     }
 }
 
+/// The workflows directory as the engine last loaded it.
+pub(super) struct Files {
+    /// Where the catalog comes from, watched for changes.
+    pub workflows_dir: Option<PathBuf>,
+    /// Problems of the workflow files as last loaded.
+    pub spec_problems: Vec<Diagnostic>,
+    /// Content hash of each workflow file as last loaded, to tell real changes from noise.
+    pub spec_hashes: std::collections::HashMap<PathBuf, [u8; 32]>,
+    /// A rescan is scheduled (debouncing bursts of file events).
+    pub reload_scheduled: bool,
+    /// Keeps the directory watch alive.
+    pub _watcher: Option<notify::RecommendedWatcher>,
+}
+
 impl Engine {
     pub(super) fn workflows(&self) -> Response {
         let now = Utc::now();
@@ -135,7 +149,7 @@ impl Engine {
         text: &str,
         base_hash: Option<&str>,
     ) -> Response {
-        let Some(dir) = self.workflows_dir.clone() else {
+        let Some(dir) = self.files.workflows_dir.clone() else {
             return Response::Error(ApiError::new(
                 ApiErrorKind::Unavailable,
                 "this principal was started without a workflows directory",
@@ -218,16 +232,16 @@ impl Engine {
     }
 
     pub(super) fn files_changed(&mut self) {
-        if self.reload_scheduled || self.workflows_dir.is_none() {
+        if self.files.reload_scheduled || self.files.workflows_dir.is_none() {
             return;
         }
-        self.reload_scheduled = true;
+        self.files.reload_scheduled = true;
         self.set_timer(DEBOUNCE, super::Timer::ReloadDue);
     }
 
     pub(super) fn reload_due(&mut self) {
-        self.reload_scheduled = false;
-        let Some(dir) = self.workflows_dir.clone() else {
+        self.files.reload_scheduled = false;
+        let Some(dir) = self.files.workflows_dir.clone() else {
             return;
         };
         let tx = self.internal_tx.clone();
@@ -242,7 +256,7 @@ impl Engine {
     /// file now has problems keeps its last good version, a deleted file's workflows go away.
     /// Runs already started keep the spec they started with.
     pub(super) async fn apply_scan(&mut self, scan: Scan) {
-        if scan.hashes == self.spec_hashes && scan.problems == self.spec_problems {
+        if scan.hashes == self.files.spec_hashes && scan.problems == self.files.spec_problems {
             return; // touched, or our own write already applied
         }
         let broken: BTreeSet<&Path> = scan.problems.iter().map(|d| d.file.as_path()).collect();
@@ -259,10 +273,11 @@ impl Engine {
         let changed_files: BTreeSet<&PathBuf> = scan
             .hashes
             .iter()
-            .filter(|(p, h)| self.spec_hashes.get(*p) != Some(h))
+            .filter(|(p, h)| self.files.spec_hashes.get(*p) != Some(h))
             .map(|(p, _)| p)
             .chain(
-                self.spec_hashes
+                self.files
+                    .spec_hashes
                     .keys()
                     .filter(|p| !scan.hashes.contains_key(*p)),
             )
@@ -295,11 +310,11 @@ impl Engine {
             }
         }
         self.catalog = catalog;
-        self.spec_hashes = scan.hashes;
+        self.files.spec_hashes = scan.hashes;
         self.scheduler
             .set_workflows(self.catalog.workflows.values().cloned(), Utc::now());
-        let problems_changed = scan.problems != self.spec_problems;
-        self.spec_problems = scan.problems;
+        let problems_changed = scan.problems != self.files.spec_problems;
+        self.files.spec_problems = scan.problems;
         let at = self.clock.now();
         if !changed.is_empty() {
             tracing::info!(workflows = ?changed, "workflow files reloaded");
@@ -309,13 +324,13 @@ impl Engine {
             })
             .await;
         }
-        if problems_changed && !self.spec_problems.is_empty() {
+        if problems_changed && !self.files.spec_problems.is_empty() {
             let at = self.clock.now();
-            for p in &self.spec_problems {
+            for p in &self.files.spec_problems {
                 tracing::warn!("{p}");
             }
             self.emit(Event::SpecProblems {
-                problems: self.spec_problems.clone(),
+                problems: self.files.spec_problems.clone(),
                 at,
             })
             .await;
