@@ -479,9 +479,9 @@ impl Engine {
             };
             let t = &mut run.tasks[idx];
             t.attempt = attempt;
-            t.state = state;
             // Earlier interruptions did not use up retries either.
             t.extra_attempts = u.interrupted.get(&task.name).copied().unwrap_or(0);
+            run.restore(idx, state);
             match state {
                 // A queued attempt may have started in the last moments before the crash
                 // without that being recorded: treat it like a running one, so that no

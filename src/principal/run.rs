@@ -79,8 +79,11 @@ pub(super) struct RunCtx {
     pub rules: Vec<TriggerRule>,
     pub params: BTreeMap<String, String>,
     pub state: RunState,
-    /// The one record of where each task stands; the DAG's view is derived from it.
+    /// The one record of where each task stands; change a state only through this type's
+    /// methods, which keep the DAG's view (`nodes`) derived from it.
     pub tasks: Vec<TaskCtx>,
+    /// `node_of` each task's state, kept beside it so that settling does not rebuild it.
+    nodes: Vec<NodeState>,
     pub cancel_requested: bool,
     pub fail_fast_tripped: bool,
     /// Held until the workflow has no other active run (scheduled, overlap: queue).
@@ -94,6 +97,7 @@ impl RunCtx {
         dag: Arc<Dag>,
         params: BTreeMap<String, String>,
     ) -> Self {
+        let spec_len = spec.tasks.len();
         let tasks = spec
             .tasks
             .iter()
@@ -113,6 +117,7 @@ impl RunCtx {
             dag,
             params,
             state: RunState::Queued,
+            nodes: vec![NodeState::Waiting; spec_len],
             tasks,
             cancel_requested: false,
             fail_fast_tripped: false,
@@ -132,21 +137,25 @@ impl RunCtx {
 
     /// Task `idx` as the DAG sees it.
     pub fn node(&self, idx: usize) -> NodeState {
-        node_of(self.tasks[idx].state)
+        self.nodes[idx]
+    }
+
+    /// Puts task `idx` back where stored history says it stood (resuming or retrying a run).
+    pub fn restore(&mut self, idx: usize, state: TaskState) {
+        self.tasks[idx].state = state;
+        self.nodes[idx] = node_of(state);
     }
 
     /// True when every task is decided and no attempt is still with an agent.
     pub fn is_done(&self) -> bool {
-        self.tasks
-            .iter()
-            .all(|t| node_of(t.state).is_finished() && !t.on_agent)
+        self.nodes.iter().all(|n| n.is_finished()) && self.tasks.iter().all(|t| !t.on_agent)
     }
 
     /// The state the run ends in once it is done.
     pub fn final_state(&self) -> RunState {
         if self.cancel_requested {
             RunState::Cancelled
-        } else if (0..self.tasks.len()).any(|i| self.node(i) == NodeState::Failed) {
+        } else if self.nodes.contains(&NodeState::Failed) {
             RunState::Failed
         } else {
             RunState::Succeeded
@@ -169,7 +178,7 @@ impl RunCtx {
         message: Option<String>,
         steps: &mut Vec<Step>,
     ) {
-        self.tasks[idx].state = state;
+        self.restore(idx, state);
         steps.push(Step::Task {
             idx,
             attempt: self.tasks[idx].attempt,
@@ -212,8 +221,8 @@ impl RunCtx {
 
     /// Decides every task whose trigger rule can be decided: skips, and attempts to queue.
     pub fn settle(&mut self) -> Vec<Step> {
-        let mut nodes: Vec<NodeState> = (0..self.tasks.len()).map(|i| self.node(i)).collect();
-        let settled = self.dag.settle(&mut nodes, &self.rules);
+        // Settling marks what it decides in `nodes`; `set` below records the same.
+        let settled = self.dag.settle(&mut self.nodes, &self.rules);
         let mut steps = Vec::new();
         for idx in settled.skipped {
             let why = Some("upstream tasks did not meet its trigger rule".to_string());
@@ -429,7 +438,7 @@ mod tests {
         let i = idx(run, name);
         assert_eq!(run.tasks[i].state, TaskState::Queued, "{name} is queued");
         run.tasks[i].on_agent = true;
-        run.tasks[i].state = TaskState::Running;
+        run.set_state(i, TaskState::Running, None);
         run.key(i)
     }
 

@@ -235,7 +235,7 @@ impl Engine {
                 .unwrap_or((TaskState::Pending, 0));
             run.tasks[idx].attempt = attempt;
             if state == TaskState::Succeeded {
-                run.tasks[idx].state = state;
+                run.restore(idx, state);
             } else {
                 run.tasks[idx].extra_attempts = attempt;
                 again += 1;
