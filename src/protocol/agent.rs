@@ -232,3 +232,91 @@ pub trait AgentLink: Send + Sync {
     /// Stops a piece of work by its stop policy; its end is reported as requested.
     fn stop(&self, id: &WorkId);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{LogLine, RunId};
+
+    fn task() -> WorkId {
+        WorkId::Task(AttemptKey {
+            run_id: RunId(7),
+            task_idx: 1,
+            task: "load".into(),
+            attempt: 2,
+        })
+    }
+
+    #[test]
+    fn assignments_and_reports_cross_a_process_boundary_unchanged() {
+        let job = Assignment {
+            id: WorkId::Service(ServiceStart {
+                path: "web/api".into(),
+                start: 3,
+            }),
+            kind: WorkKind::Service,
+            argv: vec!["./api".into()],
+            env: vec![("PORT".into(), "8080".into())],
+            cwd: Some("/srv".into()),
+            stop: StopPolicy {
+                signal: libc::SIGINT,
+                grace: Duration::from_millis(2500),
+            },
+        };
+        let text = serde_json::to_string(&job).expect("serialises");
+        assert_eq!(serde_json::from_str::<Assignment>(&text).ok(), Some(job));
+        let events = [
+            AgentEvent::Started {
+                id: task(),
+                at: Utc::now(),
+                pid: Some(42),
+            },
+            AgentEvent::Output {
+                id: task(),
+                stream: Stream::Stderr,
+                lines: vec![LogLine {
+                    seq: 0,
+                    at: Utc::now(),
+                    text: "hello".into(),
+                }],
+            },
+            AgentEvent::Finished(WorkEnd {
+                id: WorkId::Check(CheckProbe {
+                    monitor: "disk".into(),
+                    probe: 9,
+                }),
+                started_at: Utc::now(),
+                ended_at: Utc::now(),
+                exit: Exit::Code(2),
+                stopped: None,
+                output: Some("97% used".into()),
+            }),
+        ];
+        for event in events {
+            let text = serde_json::to_string(&event).expect("serialises");
+            assert_eq!(serde_json::from_str::<AgentEvent>(&text).ok(), Some(event));
+        }
+    }
+
+    #[test]
+    fn a_stop_by_the_agent_wins_over_the_exit_status_for_a_task() {
+        let end = |exit, stopped| WorkEnd {
+            id: task(),
+            started_at: Utc::now(),
+            ended_at: Utc::now(),
+            exit,
+            stopped,
+            output: None,
+        };
+        assert_eq!(end(Exit::Code(0), None).outcome(), Outcome::Exited(0));
+        assert_eq!(end(Exit::Signal(9), None).outcome(), Outcome::Signaled(9));
+        let timed_out = end(Exit::Signal(15), Some(StopCause::TimedOut));
+        assert_eq!(timed_out.outcome(), Outcome::TimedOut);
+        let stopped = end(Exit::Code(0), Some(StopCause::Requested));
+        assert_eq!(stopped.outcome(), Outcome::Cancelled);
+        let never = end(Exit::NotStarted("no such file".into()), None);
+        assert_eq!(never.outcome(), Outcome::SpawnFailed("no such file".into()));
+        assert!(WorkKind::Task { timeout: None }.takes_slot());
+        assert!(!WorkKind::Service.takes_slot());
+    }
+}
