@@ -384,7 +384,29 @@ impl Dropped {
     }
 }
 
-/// Handles one ROUTER message: `[peer identity, frame]`.
+/// How a peer frames its requests, and so how it must be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// A DEALER: `[request]`, answered `[reply]`.
+    Bare,
+    /// A REQ socket (libzmq and its bindings): `["", request]`, answered `["", reply]`.
+    Delimited,
+}
+
+/// Splits what follows the peer identity into the framing and the one request frame.
+fn request_frame(mut frames: std::collections::VecDeque<Bytes>) -> Result<(Framing, Bytes), usize> {
+    let count = frames.len();
+    match (frames.pop_front(), frames.pop_front(), frames.is_empty()) {
+        (Some(frame), None, _) => Ok((Framing::Bare, frame)),
+        (Some(delimiter), Some(frame), true) if delimiter.is_empty() => {
+            Ok((Framing::Delimited, frame))
+        }
+        _ => Err(count),
+    }
+}
+
+/// Handles one ROUTER message: `[peer identity, frame]`, or `[peer identity, "", frame]` from a
+/// REQ socket.
 fn on_message(
     message: ZmqMessage,
     client: &Arc<dyn Client>,
@@ -395,19 +417,20 @@ fn on_message(
     let Some(peer) = frames.pop_front() else {
         return;
     };
-    let frame = match (frames.pop_front(), frames.is_empty()) {
-        (Some(frame), true) => frame,
-        _ => {
+    let (framing, frame) = match request_frame(frames) {
+        Ok(found) => found,
+        Err(count) => {
             tracing::warn!(
                 peer = %hex(&peer),
-                "dropped a message of {} frames; a request is exactly one frame",
-                frames.len() + 1
+                "dropped a message of {count} frames; a request is exactly one frame (after an \
+                 empty delimiter from a REQ socket)"
             );
             return;
         }
     };
-    let reply =
-        |id: u64, response: Response| send_reply(sender.clone(), peer.clone(), id, response);
+    let reply = |id: u64, response: Response| {
+        send_reply(sender.clone(), peer.clone(), framing, id, response)
+    };
     match wire::decode::<Request>(&frame) {
         Ok((id, request)) => match in_flight.admit(&peer) {
             Admission::Serve => {
@@ -418,7 +441,7 @@ fn on_message(
                         Ok(response) => response,
                         Err(e) => Response::Error(api_error(e)),
                     };
-                    send_reply(sender, to, id, response).await;
+                    send_reply(sender, to, framing, id, response).await;
                 });
             }
             Admission::Refuse { peer_bound } => {
@@ -465,7 +488,13 @@ fn api_error(e: ClientError) -> ApiError {
 }
 
 /// Sends `response` to `peer`; a peer that has gone costs a debug line.
-async fn send_reply(mut sender: RouterSendHalf, peer: Bytes, id: u64, response: Response) {
+async fn send_reply(
+    mut sender: RouterSendHalf,
+    peer: Bytes,
+    framing: Framing,
+    id: u64,
+    response: Response,
+) {
     let frame = match wire::encode(id, &response) {
         Ok(frame) if frame.len() <= MAX_FRAME => frame,
         Ok(frame) => {
@@ -485,6 +514,9 @@ async fn send_reply(mut sender: RouterSendHalf, peer: Bytes, id: u64, response: 
         }
     };
     let mut message = ZmqMessage::from(frame);
+    if framing == Framing::Delimited {
+        message.push_front(Bytes::new());
+    }
     message.push_front(peer.clone());
     match tokio::time::timeout(REPLY_SEND_TIMEOUT, sender.send(message)).await {
         Ok(Ok(())) => {}

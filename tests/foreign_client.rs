@@ -1,0 +1,83 @@
+//! The principal driven by a second, independent ZeroMQ implementation (pyzmq over libzmq):
+//! a plain REQ socket (which adds an empty delimiter frame) is answered as a DEALER is, and the
+//! events socket is readable by a SUB. Skipped, with the reason printed, where Python or pyzmq
+//! is missing.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::project::{Project, Stopped, eventually, text};
+
+const HELLO: &str = "kind: workflow\nname: hello\ntasks:\n  greet: { run: \"echo hi\" }\n";
+
+fn pyzmq() -> Result<(), String> {
+    let out = Command::new("python3")
+        .args(["-c", "import zmq"])
+        .output()
+        .map_err(|e| format!("python3 not runnable: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "pyzmq is not installed (pip install pyzmq): {}",
+            text(&out.stderr).trim()
+        ))
+    }
+}
+
+#[test]
+fn a_foreign_req_dealer_and_sub_client_drives_the_principal() {
+    if let Err(why) = pyzmq() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let p = Project::new(&[("hello.yaml", HELLO)]);
+    let mut principal = Stopped(p.spawn(&["principal", "--kill-grace", "1s"]));
+    assert!(
+        eventually(Duration::from_secs(30), || p.socket().exists()),
+        "the principal did not start listening"
+    );
+    let requests = format!("ipc://{}", p.socket().display());
+    let events = format!("{requests}.events");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/foreign_client.py"
+    );
+    let out = Command::new("timeout")
+        .args(["60", "python3", script, &requests, &events, "hello", "1"])
+        .output()
+        .expect("run the foreign client");
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "foreign client failed:\n{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let steps: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON line per step"))
+        .collect();
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["step"] == name)
+            .unwrap_or_else(|| panic!("no step {name} in {stdout}"))
+            .clone()
+    };
+    assert_eq!(step("status")["pid"], principal.0.id());
+    assert_eq!(step("ended")["state"], "succeeded");
+    assert_eq!(step("malformed")["reply"], "error");
+    let states = step("events")["run_states"].clone();
+    assert_eq!(
+        states.as_array().and_then(|s| s.last()).cloned(),
+        Some(serde_json::json!("succeeded")),
+        "the SUB saw the run end: {states}"
+    );
+    // Still serving opsconsole's own clients afterwards.
+    let status = p.run(&["status"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let _ = common::project::signal(principal.0.id(), nix::sys::signal::Signal::SIGTERM);
+    let _ = principal.0.wait();
+}
