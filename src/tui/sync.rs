@@ -1,10 +1,9 @@
 //! Engine events and answers to requests, applied to the console state.
 
-use super::app::{
-    App, EditSession, Effect, Modal, Purpose, SpecConflict, detail_call, is_background, short,
-    source_name,
-};
+use super::app::{App, Effect, Purpose, detail_call, is_background, short, source_name};
 use super::dag_view::Layout;
+use super::dialogs::Modal;
+use super::dialogs::conflict::SpecConflict;
 use super::editor::Editor;
 use super::keymap::Pane;
 use super::logs::PageKind;
@@ -17,7 +16,7 @@ impl App {
     pub fn on_event(&mut self, ev: Event) {
         match ev {
             Event::Logs(batch) => {
-                if self.logs.push_live(&batch) && self.pane == Pane::Logs {
+                if self.data.logs.push_live(&batch) && self.view.pane == Pane::Logs {
                     self.dirty = true;
                 }
                 return;
@@ -161,7 +160,7 @@ impl App {
 
     /// A save of `file` was answered without being written: the editor may save again.
     fn save_answered(&mut self, file: &str) {
-        if let Some(s) = self.editor.as_mut().filter(|s| s.file == file) {
+        if let Some(s) = self.view.editor.as_mut().filter(|s| s.file == file) {
             s.editor.save_failed();
         }
     }
@@ -188,11 +187,11 @@ impl App {
         self.lagged += missed;
         self.refresh_wanted = true;
         // Live lines were lost: read the logs again from the store (duplicates are dropped).
-        if let Some(t) = self.logs.target().cloned() {
-            let pane = self.pane;
+        if let Some(t) = self.data.logs.target().cloned() {
+            let pane = self.view.pane;
             let again = self.open_logs(t.run_id, t.task);
             self.outbox.extend(again);
-            self.pane = pane;
+            self.view.pane = pane;
         }
     }
 
@@ -222,8 +221,8 @@ impl App {
                     Purpose::Queue => self.data.queue = Some(Err(text.clone())),
                     Purpose::Logs { kind, .. } if *kind != PageKind::Older => {
                         // Nothing stored: show live lines only.
-                        let g = self.logs.generation;
-                        self.logs.on_page(g, *kind, 0, Vec::new(), false);
+                        let g = self.data.logs.generation;
+                        self.data.logs.on_page(g, *kind, 0, Vec::new(), false);
                     }
                     _ => {}
                 }
@@ -247,7 +246,7 @@ impl App {
             }
             (Purpose::Queue, Response::Queue(q)) => self.data.queue = Some(Ok(q)),
             (Purpose::Detail(id), Response::Run(d)) => {
-                if self.selected_run == Some(id) {
+                if self.view.selected_run == Some(id) {
                     // Events and answers travel separately: an answer taken before the run's
                     // last events can arrive after them. Ask again shortly when it lags behind.
                     let listed = self.data.runs.iter().find(|r| r.run_id == id);
@@ -256,8 +255,9 @@ impl App {
                     {
                         self.refresh_wanted = true;
                     }
-                    self.dag_layout = Layout::new(&d.tasks);
-                    self.dag_selected = self.dag_selected.min(d.tasks.len().saturating_sub(1));
+                    self.view.dag.layout = Layout::new(&d.tasks);
+                    self.view.dag.selected =
+                        self.view.dag.selected.min(d.tasks.len().saturating_sub(1));
                     self.data.detail = Some(*d);
                 }
             }
@@ -275,10 +275,14 @@ impl App {
                 } else {
                     offset
                 };
-                let next = self.logs.on_page(generation, kind, offset, lines, more);
-                if !self.log_view.follow {
+                let next = self
+                    .data
+                    .logs
+                    .on_page(generation, kind, offset, lines, more);
+                if !self.view.log_view.follow {
                     // `top` is a store offset, so older lines in front keep the view still.
-                    self.log_view.top = self.log_view.top.max(self.logs.first_offset());
+                    self.view.log_view.top =
+                        self.view.log_view.top.max(self.data.logs.first_offset());
                 }
                 if let Some((offset, limit)) = next {
                     return vec![self.logs_call(offset, limit, PageKind::Forward)];
@@ -302,8 +306,8 @@ impl App {
                         },
                     );
                 }
-                self.lists[Pane::Runs.index()].filter.clear();
-                self.show(Pane::Runs);
+                self.view.lists[Pane::Runs.index()].filter.clear();
+                self.view.show(Pane::Runs);
                 let i = self
                     .run_rows()
                     .iter()
@@ -320,7 +324,7 @@ impl App {
                     r.ended_at = None;
                     r.failed_tasks.clear();
                 }
-                self.selected_run = None;
+                self.view.selected_run = None;
                 let i = self
                     .run_rows()
                     .iter()
@@ -345,7 +349,7 @@ impl App {
                 self.say(format!("schedule of `{workflow}` {what}"));
             }
             (Purpose::GetSpec(_), Response::Spec { file, text, hash }) => {
-                if let Some(open) = &self.editor {
+                if let Some(open) = &self.view.editor {
                     // Opened twice (or `n` meanwhile): the open editor may hold edits.
                     let open = open.file.clone();
                     self.warn(format!(
@@ -355,10 +359,8 @@ impl App {
                     self.say(format!(
                         "editing {file}: Ctrl-S validates and saves, Esc closes"
                     ));
-                    self.editor = Some(EditSession {
-                        editor: Editor::open_file(file.clone(), text, hash),
-                        file,
-                    });
+                    let editor = Editor::open_file(file.clone(), text, hash);
+                    self.view.editor = Some(self.edit_session(editor, file));
                 }
             }
             (
@@ -369,7 +371,7 @@ impl App {
                     hash,
                 },
             ) => {
-                if let Some(s) = self.editor.as_mut().filter(|s| s.file == file) {
+                if let Some(s) = self.view.editor.as_mut().filter(|s| s.file == file) {
                     s.editor.mark_saved(hash);
                 }
                 self.say(format!(
@@ -393,7 +395,7 @@ impl App {
                 } else {
                     format!("not saved: {first}")
                 });
-                if let Some(s) = self.editor.as_mut().filter(|s| s.file == file) {
+                if let Some(s) = self.view.editor.as_mut().filter(|s| s.file == file) {
                     s.editor.set_problems(problems);
                 }
             }
@@ -407,7 +409,7 @@ impl App {
                 },
             ) => {
                 self.save_answered(&file);
-                if self.editor.as_ref().is_some_and(|s| s.file == file) {
+                if self.view.editor.as_ref().is_some_and(|s| s.file == file) {
                     let reload = if text.is_some() {
                         "r reload from disk · "
                     } else {
@@ -416,7 +418,7 @@ impl App {
                     self.warn(format!(
                         "not saved: {message}: {reload}o overwrite with your text · Esc keep editing"
                     ));
-                    self.modal = Some(Modal::SpecConflict(SpecConflict {
+                    self.view.modal = Some(Modal::SpecConflict(SpecConflict {
                         file,
                         message,
                         hash,

@@ -1,6 +1,17 @@
-//! The `:` command palette: parsing and completion over the key table's command names.
+//! The `:` command palette: parsing and completion over the key table's command names, its
+//! keys and its drawing (the line at the bottom and the completions above it).
 
-use super::keymap::{self, Arg, Binding};
+use ratatui::Frame;
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph};
+
+use super::{Answer, is_ctrl_c};
+use crate::tui::draw::block;
+use crate::tui::keymap::{Arg, Row, Table};
+use crate::tui::line_input::{Edit, LineInput};
+use crate::tui::theme::Theme;
 
 /// Names the palette can complete an argument from.
 #[derive(Debug, Default, Clone)]
@@ -17,24 +28,17 @@ pub struct Names {
 #[derive(Debug, Default, Clone)]
 pub struct Palette {
     /// The text after the colon.
-    pub input: String,
+    pub input: LineInput,
 }
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
     /// The command's row in the key table.
-    pub binding: &'static Binding,
+    pub binding: Row,
     /// Its argument, if one was given.
     pub arg: Option<String>,
 }
-
-impl PartialEq for Binding {
-    fn eq(&self, other: &Self) -> bool {
-        self.command == other.command && self.action == other.action
-    }
-}
-impl Eq for Binding {}
 
 /// Why a command line could not be run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,10 +52,6 @@ pub enum PaletteError {
     /// The command needs an argument.
     #[error("`:{0}` needs {1}")]
     MissingArg(&'static str, &'static str),
-}
-
-fn commands() -> impl Iterator<Item = &'static Binding> {
-    keymap::BINDINGS.iter().filter(|b| b.command.is_some())
 }
 
 fn arg_names(arg: Arg, names: &Names) -> &[String] {
@@ -74,8 +74,8 @@ fn arg_label(arg: Arg) -> &'static str {
 
 impl Palette {
     /// Parses the input into a command and its argument.
-    pub fn parse(&self) -> Result<Parsed, PaletteError> {
-        let text = self.input.trim();
+    pub fn parse(&self, table: &Table) -> Result<Parsed, PaletteError> {
+        let text = self.input.text().trim();
         if text.is_empty() {
             return Err(PaletteError::Empty);
         }
@@ -83,10 +83,10 @@ impl Palette {
             Some((n, a)) => (n, Some(a.trim().to_string()).filter(|a| !a.is_empty())),
             None => (text, None),
         };
-        let binding = match keymap::command(name) {
+        let binding = match table.command(name) {
             Some(b) => b,
             None => {
-                let known: Vec<&str> = commands().filter_map(|b| b.command).collect();
+                let known: Vec<&str> = table.commands().filter_map(|b| b.command).collect();
                 let hint = known
                     .iter()
                     .map(|k| (strsim::jaro_winkler(name, k), *k))
@@ -110,15 +110,17 @@ impl Palette {
     }
 
     /// Candidates for the word being typed: `(completed text, help)`.
-    pub fn candidates(&self, names: &Names) -> Vec<(String, &'static str)> {
-        match self.input.split_once(' ') {
-            None => commands()
+    pub fn candidates(&self, names: &Names, table: &Table) -> Vec<(String, &'static str)> {
+        let input = self.input.text();
+        match input.split_once(' ') {
+            None => table
+                .commands()
                 .filter_map(|b| Some((b.command?, b.help)))
-                .filter(|(c, _)| c.starts_with(self.input.as_str()))
+                .filter(|(c, _)| c.starts_with(input))
                 .map(|(c, h)| (c.to_string(), h))
                 .collect(),
             Some((cmd, partial)) => {
-                let Some(b) = keymap::command(cmd) else {
+                let Some(b) = table.command(cmd) else {
                     return Vec::new();
                 };
                 arg_names(b.arg, names)
@@ -132,16 +134,16 @@ impl Palette {
 
     /// Completes the input: the only candidate (followed by a space when it takes an
     /// argument), or the longest prefix all candidates share.
-    pub fn complete(&mut self, names: &Names) {
-        let cands = self.candidates(names);
+    pub fn complete(&mut self, names: &Names, table: &Table) {
+        let cands = self.candidates(names, table);
         match cands.as_slice() {
             [] => {}
             [(only, _)] => {
-                self.input = only.clone();
-                let takes_arg = !self.input.contains(' ')
-                    && keymap::command(&self.input).is_some_and(|b| b.arg != Arg::None);
+                let takes_arg =
+                    !only.contains(' ') && table.command(only).is_some_and(|b| b.arg != Arg::None);
+                self.input.set(only.clone());
                 if takes_arg {
-                    self.input.push(' ');
+                    self.input.insert(' ');
                 }
             }
             many => {
@@ -157,69 +159,74 @@ impl Palette {
                             .map_or(0, |((i, a), _)| i + a.len_utf8()),
                     );
                 }
-                if len > self.input.len() {
-                    self.input = first[..len].to_string();
+                if len > self.input.text().len() {
+                    self.input.set(&first[..len]);
                 }
             }
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tui::keymap::Action;
-
-    fn names() -> Names {
-        Names {
-            workflows: vec!["etl".into(), "etl-nightly".into(), "flaky".into()],
-            themes: vec!["dark".into(), "light".into()],
-            runs: vec!["3".into(), "2".into()],
+    /// Tab completes, Enter answers the parsed command (or why it cannot run), Esc, Ctrl-C and
+    /// Backspace on an empty line close; other keys edit the line.
+    pub fn on_key(
+        &mut self,
+        key: &KeyEvent,
+        names: &Names,
+        table: &Table,
+    ) -> Answer<Result<Parsed, PaletteError>> {
+        match key.code {
+            KeyCode::Esc => Answer::Close,
+            _ if is_ctrl_c(key) => Answer::Close,
+            KeyCode::Tab => {
+                self.complete(names, table);
+                Answer::Stay
+            }
+            KeyCode::Enter => Answer::Done(self.parse(table)),
+            _ => match self.input.handle(key) {
+                Edit::BackspaceEmpty => Answer::Close,
+                _ => Answer::Stay,
+            },
         }
     }
 
-    #[test]
-    fn completes_a_unique_command_and_adds_a_space_for_its_argument() {
-        let mut p = Palette { input: "w".into() };
-        // `wf` and `workflows` and `wrap` share only `w`.
-        p.complete(&names());
-        assert_eq!(p.input, "w");
-        p.input = "wo".into();
-        p.complete(&names());
-        assert_eq!(p.input, "workflows");
-        p.input = "th".into();
-        p.complete(&names());
-        assert_eq!(p.input, "theme ");
+    /// The message line while a command is typed.
+    pub fn line(&self, theme: &Theme) -> Line<'static> {
+        let mut spans = vec![Span::styled(":", theme.hint_key())];
+        spans.extend(self.input.spans(Default::default(), theme.muted()));
+        Line::from(spans)
     }
 
-    #[test]
-    fn completes_arguments_from_names() {
-        let mut p = Palette {
-            input: "wf fl".into(),
-        };
-        p.complete(&names());
-        assert_eq!(p.input, "wf flaky");
-        p.input = "wf e".into();
-        p.complete(&names());
-        assert_eq!(p.input, "wf etl");
-        assert_eq!(p.candidates(&names()).len(), 2);
-    }
-
-    #[test]
-    fn parses_commands_and_reports_unknown_ones_with_a_suggestion() {
-        let p = Palette {
-            input: "wf etl".into(),
-        };
-        let parsed = p.parse().expect("valid");
-        assert_eq!(parsed.binding.action, Action::Workflow);
-        assert_eq!(parsed.arg.as_deref(), Some("etl"));
-        let err = Palette {
-            input: "runz".into(),
+    /// Draws the completions above the message line, at the bottom of `body`.
+    pub fn draw(&self, frame: &mut Frame, body: Rect, theme: &Theme, names: &Names, table: &Table) {
+        let cands = self.candidates(names, table);
+        if cands.is_empty() {
+            return;
         }
-        .parse()
-        .unwrap_err();
-        assert!(err.to_string().contains("did you mean `:runs`"), "{err}");
-        let err = Palette { input: "wf".into() }.parse().unwrap_err();
-        assert_eq!(err, PaletteError::MissingArg("wf", "a workflow name"));
+        let h = (cands.len() as u16).min(8) + 2;
+        let w = 60.min(body.width);
+        let popup = Rect::new(body.x, body.bottom().saturating_sub(h), w, h);
+        frame.render_widget(Clear, popup);
+        let lines: Vec<Line> = cands
+            .iter()
+            .take(8)
+            .map(|(c, help)| {
+                // Name the argument a command takes: `:wf NAME`.
+                let arg = match table.command(c).map(|b| b.arg) {
+                    Some(Arg::Workflow) if !c.contains(' ') => " NAME",
+                    Some(Arg::Theme) if !c.contains(' ') => " NAME",
+                    Some(Arg::Run) if !c.contains(' ') => " [RUN]",
+                    _ => "",
+                };
+                let c = format!("{c}{arg}");
+                Line::from(vec![
+                    Span::styled(format!(":{c:<16}"), theme.hint_key()),
+                    Span::styled(help.to_string(), theme.muted()),
+                ])
+            })
+            .collect();
+        frame.render_widget(
+            Paragraph::new(lines).block(block(theme, "Tab completes", true)),
+            popup,
+        );
     }
 }
