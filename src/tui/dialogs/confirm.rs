@@ -6,7 +6,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
-use super::{Answer, is_ctrl_c};
+use super::answer::{Answer, is_ctrl_c};
 use crate::protocol::RunId;
 use crate::tui::draw::{block, centered};
 use crate::tui::theme::Theme;

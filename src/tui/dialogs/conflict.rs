@@ -7,7 +7,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
-use super::{Answer, is_ctrl_c};
+use super::answer::{Answer, is_ctrl_c};
 use crate::tui::draw::centered;
 use crate::tui::theme::Theme;
 

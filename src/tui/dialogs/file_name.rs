@@ -3,7 +3,7 @@
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::text::{Line, Span};
 
-use super::{Answer, is_ctrl_c};
+use super::answer::{Answer, is_ctrl_c};
 use crate::tui::line_input::LineInput;
 use crate::tui::theme::Theme;
 

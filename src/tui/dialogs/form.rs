@@ -8,7 +8,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
 
-use super::{Answer, is_ctrl_c};
+use super::answer::{Answer, is_ctrl_c};
 use crate::tui::draw::{block, centered};
 use crate::tui::line_input::LineInput;
 use crate::tui::theme::Theme;

@@ -6,7 +6,7 @@ use ratatui::layout::Rect;
 use ratatui::text::Line;
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
-use super::is_ctrl_c;
+use super::answer::is_ctrl_c;
 use crate::tui::draw::{block, centered};
 use crate::tui::theme::Theme;
 

@@ -2,6 +2,7 @@
 //! user chose, never touching the console) and draws itself; `modals.rs` turns their answers
 //! into effects.
 
+pub mod answer;
 pub mod confirm;
 pub mod conflict;
 pub mod file_name;
@@ -11,9 +12,8 @@ pub mod help;
 pub mod palette;
 pub mod search;
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-
 use super::line_input::LineInput;
+pub use answer::{Answer, is_ctrl_c};
 use confirm::Confirmed;
 use conflict::SpecConflict;
 use form::TriggerForm;
@@ -46,20 +46,4 @@ pub enum Modal {
     FileName(LineInput),
     /// A save was refused because the file changed on disk: reload it or overwrite it.
     SpecConflict(SpecConflict),
-}
-
-/// True for Ctrl-C, which closes most dialogs.
-pub fn is_ctrl_c(key: &KeyEvent) -> bool {
-    key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL)
-}
-
-/// What a key did to a dialog that either stays or closes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer<T> {
-    /// Stay open.
-    Stay,
-    /// Close without doing anything.
-    Close,
-    /// Close and do this.
-    Done(T),
 }

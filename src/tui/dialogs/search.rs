@@ -3,7 +3,7 @@
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::text::{Line, Span};
 
-use super::Answer;
+use super::answer::Answer;
 use crate::tui::line_input::LineInput;
 use crate::tui::theme::Theme;
 

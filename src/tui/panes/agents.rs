@@ -4,7 +4,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Row, Table};
 
-use super::{PaneDef, slots_gauge};
+use super::pane::{PaneDef, slots_gauge};
 use crate::tui::app::App;
 use crate::tui::draw::{block, header, note};
 use crate::tui::keymap::{Arg, Pane};
@@ -16,9 +16,9 @@ pub static PANE: PaneDef = PaneDef {
     show_arg: Arg::None,
     bindings: &[],
     act: |_, _, _| None,
-    fit: super::fit_nothing,
+    fit: super::pane::fit_nothing,
     draw,
-    rows: super::no_rows,
+    rows: super::pane::no_rows,
 };
 
 /// Draws the agents pane.

@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Sparkline, Table};
 
-use super::{PaneDef, draw_list, filter_suffix, fit_list};
+use super::pane::{PaneDef, draw_list, filter_suffix, fit_list};
 use crate::humantime::format_secs;
 use crate::tui::app::{App, Effect};
 use crate::tui::draw::{block, header, note};

@@ -7,7 +7,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::PaneDef;
+use super::pane::PaneDef;
 use crate::protocol::{RunId, Stream};
 use crate::tui::ansi;
 use crate::tui::app::{App, Effect};
@@ -64,7 +64,7 @@ pub static PANE: PaneDef = PaneDef {
     act,
     fit,
     draw,
-    rows: super::no_rows,
+    rows: super::pane::no_rows,
 };
 
 fn act(app: &mut App, action: Action, arg: Option<&str>) -> Option<Vec<Effect>> {

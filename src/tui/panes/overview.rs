@@ -7,7 +7,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::PaneDef;
+use super::pane::PaneDef;
 use crate::protocol::RunState;
 use crate::tui::app::{App, Effect};
 use crate::tui::draw::{block, note};
@@ -20,9 +20,9 @@ pub static PANE: PaneDef = PaneDef {
     show_arg: Arg::None,
     bindings: &[],
     act,
-    fit: super::fit_nothing,
+    fit: super::pane::fit_nothing,
     draw,
-    rows: super::no_rows,
+    rows: super::pane::no_rows,
 };
 
 fn act(app: &mut App, action: Action, _: Option<&str>) -> Option<Vec<Effect>> {
@@ -94,7 +94,7 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
             frame.render_widget(slots_block, slots);
             let [gauge, text] =
                 Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
-            frame.render_widget(super::slots_gauge(&app.theme, s, "busy"), gauge);
+            frame.render_widget(super::pane::slots_gauge(&app.theme, s, "busy"), gauge);
             frame.render_widget(
                 Paragraph::new(vec![
                     Line::raw(format!("{} free", s.slots.saturating_sub(s.busy_slots))),

@@ -4,7 +4,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::widgets::{Row, Table};
 
-use super::{PaneDef, draw_list, filter_suffix, fit_list};
+use super::pane::{PaneDef, draw_list, filter_suffix, fit_list};
 use crate::tui::app::{App, Effect};
 use crate::tui::draw::{block, header, note};
 use crate::tui::keymap::{Action, Arg, Pane};

@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
-use super::{PaneDef, draw_list, filter_suffix, fit_list};
+use super::pane::{PaneDef, draw_list, filter_suffix, fit_list};
 use crate::humantime::format_secs;
 use crate::protocol::RunId;
 use crate::protocol::api::Request;

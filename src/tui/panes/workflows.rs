@@ -7,7 +7,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use crate::tui::keymap::Binding;
 
-use super::{PaneDef, draw_list, filter_suffix, fit_list};
+use super::pane::{PaneDef, draw_list, filter_suffix, fit_list};
 use crate::protocol::api::Request;
 use crate::tui::app::{App, Effect, Purpose};
 use crate::tui::dialogs::Modal;
