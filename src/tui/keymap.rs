@@ -514,6 +514,27 @@ impl Table {
     }
 }
 
+/// A key of a dialog and what it does there; each dialog's file declares its table.
+#[derive(Debug, Clone, Copy)]
+pub struct DialogKey<A: 'static> {
+    /// Keys that do it. A key without modifiers matches whatever modifiers are held, as the
+    /// dialogs always did; one with modifiers (Ctrl-C) needs them.
+    pub keys: &'static [Key],
+    /// What it does.
+    pub does: A,
+    /// Its label in the dialog's key hints (not shown when empty).
+    pub label: &'static str,
+}
+
+/// What `ev` does in a dialog whose keys are `table`.
+pub fn dialog_key<A: Copy>(table: &[DialogKey<A>], ev: &KeyEvent) -> Option<A> {
+    let hit = |k: &Key| ev.code == k.code && ev.modifiers.contains(k.mods);
+    table
+        .iter()
+        .find(|d| d.keys.iter().any(hit))
+        .map(|d| d.does)
+}
+
 /// Every key of `binding` joined for display (`↑/k`).
 pub fn keys_label(binding: &Binding) -> String {
     binding

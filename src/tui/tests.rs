@@ -1061,6 +1061,36 @@ fn help_is_generated_from_the_key_table() {
 }
 
 #[test]
+fn help_lists_every_binding_of_every_context_and_hints_come_from_the_table() {
+    for ctx in Pane::ALL
+        .iter()
+        .map(|p| Context::Pane(*p))
+        .chain([Context::Dag])
+    {
+        let mut app = app_with_data(false);
+        match ctx {
+            Context::Pane(p) => app.view.pane = p,
+            Context::Dag => {
+                app.view.pane = Pane::Runs;
+                app.on_key(code(KeyCode::Enter));
+            }
+        }
+        assert_eq!(app.context(), ctx);
+        let text: String = render::help_lines(&app)
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let table = super::panes::table();
+        for b in table.bindings().filter(|b| b.scope.applies(ctx)) {
+            assert!(text.contains(b.help), "help of {ctx:?} lacks `{}`", b.help);
+        }
+        for b in table.hints(ctx) {
+            assert!(b.hint.is_some() && b.scope.applies(ctx), "{}", b.help);
+        }
+    }
+}
+
+#[test]
 fn scrolling_above_the_buffer_fetches_older_lines_and_keeps_the_view() {
     let mut app = app_with_data(false);
     app.data.logs = super::logs::LogBuffer::with_capacity(5);

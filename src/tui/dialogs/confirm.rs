@@ -3,12 +3,13 @@
 use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::Rect;
-use ratatui::text::{Line, Span};
+use ratatui::text::Line;
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
-use super::answer::{Answer, is_ctrl_c};
+use super::answer::{Answer, CTRL_C, hints};
 use crate::protocol::RunId;
 use crate::tui::draw::{block, centered};
+use crate::tui::keymap::{DialogKey, code, dialog_key, k};
 use crate::tui::theme::Theme;
 
 /// What a confirmation leads to.
@@ -22,14 +23,32 @@ pub enum Confirmed {
     DiscardEdits,
 }
 
+/// Keys of the question: `Some(yes)`, or `None` to close quietly. Only an explicit `y` says
+/// yes: Enter out of habit must not discard edits or cancel runs.
+pub static KEYS: &[DialogKey<Option<bool>>] = &[
+    DialogKey {
+        keys: &[k('y'), k('Y')],
+        does: Some(true),
+        label: "yes",
+    },
+    DialogKey {
+        keys: &[k('n'), k('N'), code(KeyCode::Esc)],
+        does: Some(false),
+        label: "no",
+    },
+    DialogKey {
+        keys: CTRL_C,
+        does: None,
+        label: "",
+    },
+];
+
 /// `y` answers yes (`Done(true)`), `n` or Esc no (`Done(false)`), Ctrl-C closes quietly.
 pub fn on_key(key: &KeyEvent) -> Answer<bool> {
-    match key.code {
-        // Only an explicit `y`: Enter out of habit must not discard edits or cancel runs.
-        KeyCode::Char('y') | KeyCode::Char('Y') => Answer::Done(true),
-        KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => Answer::Done(false),
-        _ if is_ctrl_c(key) => Answer::Close,
-        _ => Answer::Stay,
+    match dialog_key(KEYS, key) {
+        Some(Some(yes)) => Answer::Done(yes),
+        Some(None) => Answer::Close,
+        None => Answer::Stay,
     }
 }
 
@@ -41,12 +60,7 @@ pub fn draw(frame: &mut Frame, body: Rect, theme: &Theme, question: &str) {
     let lines = vec![
         Line::raw(question.to_string()),
         Line::raw(""),
-        Line::from(vec![
-            Span::styled("y", theme.hint_key()),
-            Span::raw(" yes   "),
-            Span::styled("n", theme.hint_key()),
-            Span::raw(" no"),
-        ]),
+        Line::from(hints(KEYS, theme, "   ", |_| true)),
     ];
     frame.render_widget(
         Paragraph::new(lines)

@@ -2,13 +2,14 @@
 //! editing.
 
 use ratatui::Frame;
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::KeyEvent;
 use ratatui::layout::Rect;
-use ratatui::text::{Line, Span};
+use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
-use super::answer::{Answer, is_ctrl_c};
+use super::answer::{Answer, CTRL_C, ESC, hints};
 use crate::tui::draw::centered;
+use crate::tui::keymap::{DialogKey, dialog_key, k};
 use crate::tui::theme::Theme;
 
 /// What the principal said about a file that changed under the editor.
@@ -35,14 +36,36 @@ pub enum Choice {
     KeepEditing,
 }
 
+/// Keys of the choice, in the order of its hints; `None` closes quietly.
+pub static KEYS: &[DialogKey<Option<Choice>>] = &[
+    DialogKey {
+        keys: &[k('r'), k('R')],
+        does: Some(Choice::Reload),
+        label: "reload from disk",
+    },
+    DialogKey {
+        keys: &[k('o'), k('O')],
+        does: Some(Choice::Overwrite),
+        label: "overwrite with your text",
+    },
+    DialogKey {
+        keys: ESC,
+        does: Some(Choice::KeepEditing),
+        label: "keep editing",
+    },
+    DialogKey {
+        keys: CTRL_C,
+        does: None,
+        label: "",
+    },
+];
+
 /// `o` overwrites, `r` reloads, Esc keeps editing, Ctrl-C closes quietly.
 pub fn on_key(key: &KeyEvent) -> Answer<Choice> {
-    match key.code {
-        KeyCode::Char('o' | 'O') => Answer::Done(Choice::Overwrite),
-        KeyCode::Char('r' | 'R') => Answer::Done(Choice::Reload),
-        KeyCode::Esc => Answer::Done(Choice::KeepEditing),
-        _ if is_ctrl_c(key) => Answer::Close,
-        _ => Answer::Stay,
+    match dialog_key(KEYS, key) {
+        Some(Some(choice)) => Answer::Done(choice),
+        Some(None) => Answer::Close,
+        None => Answer::Stay,
     }
 }
 
@@ -52,17 +75,10 @@ pub fn draw(frame: &mut Frame, body: Rect, theme: &Theme, c: &SpecConflict) {
     let w = (question.chars().count() as u16 + 4).clamp(50, body.width.saturating_sub(4));
     let popup = centered(body, w, 6);
     frame.render_widget(Clear, popup);
-    let mut keys = Vec::new();
-    if c.text.is_some() {
-        keys.push(Span::styled("r", theme.hint_key()));
-        keys.push(Span::raw(" reload from disk   "));
-    }
-    keys.extend([
-        Span::styled("o", theme.hint_key()),
-        Span::raw(" overwrite with your text   "),
-        Span::styled("Esc", theme.hint_key()),
-        Span::raw(" keep editing"),
-    ]);
+    // Nothing to reload when the file is gone.
+    let keys = hints(KEYS, theme, "   ", |d| {
+        c.text.is_some() || d != Some(Choice::Reload)
+    });
     let lines = vec![Line::raw(question), Line::raw(""), Line::from(keys)];
     frame.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: true }).block(

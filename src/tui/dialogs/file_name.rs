@@ -1,19 +1,38 @@
 //! The name of a new workflow file, typed on the message line.
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::KeyEvent;
 use ratatui::text::{Line, Span};
 
-use super::answer::{Answer, is_ctrl_c};
+use super::answer::{Answer, CTRL_C, ENTER, ESC, LineKey};
+use crate::tui::keymap::{DialogKey, dialog_key};
 use crate::tui::line_input::LineInput;
 use crate::tui::theme::Theme;
 
+/// Keys of the file name besides those editing it.
+pub static KEYS: &[DialogKey<LineKey>] = &[
+    DialogKey {
+        keys: ESC,
+        does: LineKey::Cancel,
+        label: "cancel",
+    },
+    DialogKey {
+        keys: CTRL_C,
+        does: LineKey::Cancel,
+        label: "",
+    },
+    DialogKey {
+        keys: ENTER,
+        does: LineKey::Submit,
+        label: "open the editor",
+    },
+];
+
 /// Enter answers the name typed, Esc or Ctrl-C closes; other keys edit it.
 pub fn on_key(name: &mut LineInput, key: &KeyEvent) -> Answer<String> {
-    match key.code {
-        KeyCode::Esc => Answer::Close,
-        _ if is_ctrl_c(key) => Answer::Close,
-        KeyCode::Enter => Answer::Done(name.text().to_string()),
-        _ => {
+    match dialog_key(KEYS, key) {
+        Some(LineKey::Cancel) => Answer::Close,
+        Some(LineKey::Submit) => Answer::Done(name.text().to_string()),
+        None => {
             name.handle(key);
             Answer::Stay
         }

@@ -1,10 +1,26 @@
 //! `/` on a list: its filter, edited live on the message line.
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::KeyEvent;
 use ratatui::text::{Line, Span};
 
+use super::answer::{ENTER, ESC, LineKey};
+use crate::tui::keymap::{DialogKey, dialog_key};
 use crate::tui::line_input::LineInput;
 use crate::tui::theme::Theme;
+
+/// Keys of the filter besides those editing it.
+pub static KEYS: &[DialogKey<LineKey>] = &[
+    DialogKey {
+        keys: ENTER,
+        does: LineKey::Submit,
+        label: "keep the filter",
+    },
+    DialogKey {
+        keys: ESC,
+        does: LineKey::Cancel,
+        label: "clear the filter",
+    },
+];
 
 /// What a key did to the filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,13 +35,13 @@ pub enum FilterKey {
 
 /// Enter keeps the filter, Esc clears it; other keys edit it.
 pub fn on_key(filter: &mut LineInput, key: &KeyEvent) -> FilterKey {
-    match key.code {
-        KeyCode::Esc => {
+    match dialog_key(KEYS, key) {
+        Some(LineKey::Cancel) => {
             filter.clear();
             FilterKey::Clear
         }
-        KeyCode::Enter => FilterKey::Keep,
-        _ => {
+        Some(LineKey::Submit) => FilterKey::Keep,
+        None => {
             filter.handle(key);
             FilterKey::Stay
         }

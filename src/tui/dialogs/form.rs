@@ -8,10 +8,53 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
 
-use super::answer::{Answer, is_ctrl_c};
+use super::answer::{Answer, CTRL_C, ENTER, ESC};
 use crate::tui::draw::{block, centered};
+use crate::tui::keymap::{DialogKey, code, dialog_key};
 use crate::tui::line_input::LineInput;
 use crate::tui::theme::Theme;
+
+/// What the form's keys do besides editing the focused field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormKey {
+    /// Start the run.
+    Submit,
+    /// The field above.
+    Prev,
+    /// The field below.
+    Next,
+    /// Close.
+    Cancel,
+}
+
+/// Keys of the form besides those editing a field, in the order of its hints.
+pub static KEYS: &[DialogKey<FormKey>] = &[
+    DialogKey {
+        keys: ENTER,
+        does: FormKey::Submit,
+        label: "start run",
+    },
+    DialogKey {
+        keys: &[code(KeyCode::Up), code(KeyCode::BackTab)],
+        does: FormKey::Prev,
+        label: "",
+    },
+    DialogKey {
+        keys: &[code(KeyCode::Down), code(KeyCode::Tab)],
+        does: FormKey::Next,
+        label: "",
+    },
+    DialogKey {
+        keys: ESC,
+        does: FormKey::Cancel,
+        label: "cancel",
+    },
+    DialogKey {
+        keys: CTRL_C,
+        does: FormKey::Cancel,
+        label: "",
+    },
+];
 
 /// The parameter form of a trigger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,10 +83,9 @@ impl TriggerForm {
     /// Enter answers the parameters, Esc or Ctrl-C closes, ↑/↓ (Tab) change the field, other
     /// keys edit the focused one.
     pub fn on_key(&mut self, key: &KeyEvent) -> Answer<BTreeMap<String, String>> {
-        match key.code {
-            KeyCode::Esc => return Answer::Close,
-            _ if is_ctrl_c(key) => return Answer::Close,
-            KeyCode::Enter => {
+        match dialog_key(KEYS, key) {
+            Some(FormKey::Cancel) => return Answer::Close,
+            Some(FormKey::Submit) => {
                 return Answer::Done(
                     self.fields
                         .iter()
@@ -51,11 +93,11 @@ impl TriggerForm {
                         .collect(),
                 );
             }
-            KeyCode::Up | KeyCode::BackTab => self.focus = self.focus.saturating_sub(1),
-            KeyCode::Down | KeyCode::Tab => {
+            Some(FormKey::Prev) => self.focus = self.focus.saturating_sub(1),
+            Some(FormKey::Next) => {
                 self.focus = (self.focus + 1).min(self.fields.len().saturating_sub(1));
             }
-            _ => {
+            None => {
                 if let Some((_, v)) = self.fields.get_mut(self.focus) {
                     v.handle(key);
                 }

@@ -6,21 +6,52 @@ use ratatui::layout::Rect;
 use ratatui::text::Line;
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
-use super::answer::is_ctrl_c;
+use super::answer::CTRL_C;
 use crate::tui::draw::{block, centered};
+use crate::tui::keymap::{DialogKey, code, dialog_key, k};
 use crate::tui::theme::Theme;
+
+/// Keys of the help: lines to scroll by, `None` to close.
+pub static KEYS: &[DialogKey<Option<isize>>] = &[
+    DialogKey {
+        keys: &[code(KeyCode::Esc), k('q'), k('?')],
+        does: None,
+        label: "closes",
+    },
+    DialogKey {
+        keys: &[code(KeyCode::Down), k('j')],
+        does: Some(1),
+        label: "",
+    },
+    DialogKey {
+        keys: &[code(KeyCode::Up), k('k')],
+        does: Some(-1),
+        label: "",
+    },
+    DialogKey {
+        keys: &[code(KeyCode::PageDown)],
+        does: Some(10),
+        label: "",
+    },
+    DialogKey {
+        keys: &[code(KeyCode::PageUp)],
+        does: Some(-10),
+        label: "",
+    },
+    DialogKey {
+        keys: CTRL_C,
+        does: None,
+        label: "",
+    },
+];
 
 /// The first line shown after `key`, or `None` when the help closes.
 pub fn on_key(scroll: usize, key: &KeyEvent) -> Option<usize> {
-    Some(match key.code {
-        KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?') => return None,
-        KeyCode::Down | KeyCode::Char('j') => scroll + 1,
-        KeyCode::Up | KeyCode::Char('k') => scroll.saturating_sub(1),
-        KeyCode::PageDown => scroll + 10,
-        KeyCode::PageUp => scroll.saturating_sub(10),
-        _ if is_ctrl_c(key) => return None,
-        _ => scroll,
-    })
+    match dialog_key(KEYS, key) {
+        Some(Some(d)) => Some(scroll.saturating_add_signed(d)),
+        Some(None) => None,
+        None => Some(scroll),
+    }
 }
 
 /// Draws `lines` over `body` from line `scroll`.

@@ -7,11 +7,46 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
 
-use super::answer::{Answer, is_ctrl_c};
+use super::answer::{Answer, CTRL_C, ENTER, ESC};
 use crate::tui::draw::block;
-use crate::tui::keymap::{Arg, Row, Table};
+use crate::tui::keymap::{Arg, DialogKey, Row, Table, code, dialog_key};
 use crate::tui::line_input::{Edit, LineInput};
 use crate::tui::theme::Theme;
+
+/// What the palette's keys do besides editing the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaletteKey {
+    /// Complete the word being typed.
+    Complete,
+    /// Run the command.
+    Run,
+    /// Close.
+    Close,
+}
+
+/// Keys of the palette besides those editing the line (Backspace on an empty line closes).
+pub static KEYS: &[DialogKey<PaletteKey>] = &[
+    DialogKey {
+        keys: ESC,
+        does: PaletteKey::Close,
+        label: "close",
+    },
+    DialogKey {
+        keys: CTRL_C,
+        does: PaletteKey::Close,
+        label: "",
+    },
+    DialogKey {
+        keys: &[code(KeyCode::Tab)],
+        does: PaletteKey::Complete,
+        label: "complete",
+    },
+    DialogKey {
+        keys: ENTER,
+        does: PaletteKey::Run,
+        label: "run",
+    },
+];
 
 /// Names the palette can complete an argument from.
 #[derive(Debug, Default, Clone)]
@@ -174,15 +209,14 @@ impl Palette {
         names: &Names,
         table: &Table,
     ) -> Answer<Result<Parsed, PaletteError>> {
-        match key.code {
-            KeyCode::Esc => Answer::Close,
-            _ if is_ctrl_c(key) => Answer::Close,
-            KeyCode::Tab => {
+        match dialog_key(KEYS, key) {
+            Some(PaletteKey::Close) => Answer::Close,
+            Some(PaletteKey::Complete) => {
                 self.complete(names, table);
                 Answer::Stay
             }
-            KeyCode::Enter => Answer::Done(self.parse(table)),
-            _ => match self.input.handle(key) {
+            Some(PaletteKey::Run) => Answer::Done(self.parse(table)),
+            None => match self.input.handle(key) {
                 Edit::BackspaceEmpty => Answer::Close,
                 _ => Answer::Stay,
             },

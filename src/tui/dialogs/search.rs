@@ -1,18 +1,33 @@
 //! `/` in the logs: the search text, typed on the message line and searched on Enter.
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::KeyEvent;
 use ratatui::text::{Line, Span};
 
-use super::answer::Answer;
+use super::answer::{Answer, ENTER, ESC, LineKey};
+use crate::tui::keymap::{DialogKey, dialog_key};
 use crate::tui::line_input::LineInput;
 use crate::tui::theme::Theme;
 
+/// Keys of the search besides those editing it.
+pub static KEYS: &[DialogKey<LineKey>] = &[
+    DialogKey {
+        keys: ENTER,
+        does: LineKey::Submit,
+        label: "search",
+    },
+    DialogKey {
+        keys: ESC,
+        does: LineKey::Cancel,
+        label: "cancel",
+    },
+];
+
 /// Enter answers the text to search, Esc closes; other keys edit it.
 pub fn on_key(text: &mut LineInput, key: &KeyEvent) -> Answer<String> {
-    match key.code {
-        KeyCode::Esc => Answer::Close,
-        KeyCode::Enter => Answer::Done(text.text().to_string()),
-        _ => {
+    match dialog_key(KEYS, key) {
+        Some(LineKey::Cancel) => Answer::Close,
+        Some(LineKey::Submit) => Answer::Done(text.text().to_string()),
+        None => {
             text.handle(key);
             Answer::Stay
         }
