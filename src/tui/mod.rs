@@ -2,6 +2,7 @@
 //! the principal only through [`Client`] (embedded or attached makes no difference here).
 
 pub mod ansi;
+mod answers;
 pub mod app;
 pub mod bench;
 pub mod dag_view;
