@@ -1,21 +1,19 @@
-//! Console state. What keys do to it lives in `keys.rs` and `modals.rs`, what engine events and
-//! answers do in `sync.rs`. No terminal here: the event loop feeds it and executes the
+//! The console: its data (`data.rs`) and its view (`view.rs`). What keys do to it lives in
+//! `keys.rs`, the panes and `modals.rs`, what engine events and answers do in `sync.rs`. No terminal here: the event loop feeds it and executes the
 //! [`Effect`]s it returns, so all of it is unit-testable.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use super::dag_view::Layout;
-use super::editor::Editor;
-use super::keymap::{Context, Pane};
-use super::logs::{LogBuffer, PageKind};
-use super::palette::{Names, Palette};
+use super::data::Data;
+use super::dialogs::palette::Names;
+use super::keymap::Context;
+use super::logs::PageKind;
 use super::theme::Theme;
-use crate::protocol::api::{QueueReport, Request, RunDetail, StatusReport, WorkflowInfo};
-use crate::protocol::{RunId, RunState};
-use crate::store::query::RunSummary;
+use super::view::{Message, View};
+use crate::protocol::RunId;
+use crate::protocol::api::Request;
 
 /// Runs asked for from history (the runs and history panes).
 pub const HISTORY_LIMIT: usize = 500;
@@ -65,195 +63,6 @@ pub enum Effect {
     Quit,
 }
 
-/// What a confirmation leads to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Confirmed {
-    /// Cancel this run.
-    CancelRun(RunId),
-    /// Quit (stopping active runs).
-    Quit,
-    /// Close the editor without saving.
-    DiscardEdits,
-}
-
-/// The parameter form of a trigger.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TriggerForm {
-    /// The workflow.
-    pub workflow: String,
-    /// Parameter names and values, prefilled with defaults.
-    pub fields: Vec<(String, String)>,
-    /// The field being edited.
-    pub focus: usize,
-}
-
-/// A dialog on top of the panes; it gets every key while open.
-#[derive(Debug, Clone)]
-pub enum Modal {
-    /// `:` command line.
-    Palette(Palette),
-    /// `/` filter of the focused list (edited live).
-    Filter,
-    /// `/` search in the logs.
-    Search(String),
-    /// Yes/no question.
-    Confirm {
-        /// The question.
-        question: String,
-        /// What yes does.
-        then: Confirmed,
-    },
-    /// Parameters of a trigger.
-    Form(TriggerForm),
-    /// Help generated from the key table.
-    Help {
-        /// First line shown.
-        scroll: usize,
-    },
-    /// File name of a new workflow.
-    FileName(String),
-    /// A save was refused because the file changed on disk: reload it or overwrite it.
-    SpecConflict(SpecConflict),
-}
-
-/// What the principal said about a file that changed under the editor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecConflict {
-    /// File name relative to the workflows directory.
-    pub file: String,
-    /// What changed.
-    pub message: String,
-    /// Hash of the file now (`None`: it is gone); overwriting sends this as the base.
-    pub hash: Option<String>,
-    /// Its text now, to reload (`None`: gone or not text).
-    pub text: Option<String>,
-}
-
-/// A line at the bottom telling what happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    /// The text.
-    pub text: String,
-    /// Shown as an error.
-    pub error: bool,
-}
-
-/// An open editor and the file it edits.
-#[derive(Debug)]
-pub struct EditSession {
-    /// The editor.
-    pub editor: Editor,
-    /// File name relative to the workflows directory.
-    pub file: String,
-}
-
-/// Selection and filter of one pane's list.
-#[derive(Debug, Clone, Default)]
-pub struct ListState {
-    /// Selected row in the filtered list.
-    pub selected: usize,
-    /// First row shown.
-    pub offset: usize,
-    /// `/` filter text.
-    pub filter: String,
-}
-
-/// How the log pane shows its buffer.
-#[derive(Debug, Clone)]
-pub struct LogView {
-    /// Stick to the newest line.
-    pub follow: bool,
-    /// Wrap long lines.
-    pub wrap: bool,
-    /// Show timestamps.
-    pub timestamps: bool,
-    /// Store offset of the first line shown when not following.
-    pub top: usize,
-    /// Columns scrolled right when not wrapping.
-    pub hscroll: usize,
-    /// Search text.
-    pub search: String,
-    /// Line of the current match (buffer index).
-    pub current_match: Option<usize>,
-}
-
-impl Default for LogView {
-    fn default() -> Self {
-        Self {
-            follow: true,
-            wrap: false,
-            timestamps: false,
-            top: 0,
-            hscroll: 0,
-            search: String::new(),
-            current_match: None,
-        }
-    }
-}
-
-/// One row of the workflows pane.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkflowRow {
-    /// Name.
-    pub name: String,
-    /// Cron expression.
-    pub schedule: Option<String>,
-    /// Next fire.
-    pub next_fire: Option<DateTime<Utc>>,
-    /// Paused.
-    pub paused: bool,
-    /// State of the newest run.
-    pub last_state: Option<RunState>,
-    /// Active runs.
-    pub active: usize,
-}
-
-/// One row of the history pane.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkflowStats {
-    /// Workflow.
-    pub name: String,
-    /// Runs seen.
-    pub runs: usize,
-    /// Runs that failed.
-    pub failed: usize,
-    /// Runs that succeeded or failed (a cancelled run says nothing about the workflow's
-    /// health, so it counts in neither).
-    pub ended: usize,
-    /// Mean duration of ended runs, seconds.
-    pub mean_secs: Option<f64>,
-    /// Durations in milliseconds, oldest first.
-    pub durations_ms: Vec<u64>,
-}
-
-impl WorkflowStats {
-    /// Failed share of the runs that succeeded or failed, 0..=1.
-    pub fn failure_rate(&self) -> f64 {
-        if self.ended == 0 {
-            0.0
-        } else {
-            self.failed as f64 / self.ended as f64
-        }
-    }
-}
-
-/// What the engine has told the console.
-#[derive(Debug, Default)]
-pub struct Data {
-    /// Last status report.
-    pub status: Option<StatusReport>,
-    /// Workflows with params and tasks (empty until answered).
-    pub workflows: Vec<WorkflowInfo>,
-    /// Runs, newest first.
-    pub runs: Vec<RunSummary>,
-    /// The selected run in detail.
-    pub detail: Option<RunDetail>,
-    /// The queue, or why it could not be read.
-    pub queue: Option<Result<QueueReport, String>>,
-    /// Per source, why it could not be read.
-    pub errors: BTreeMap<&'static str, String>,
-}
-
 /// Settings the console starts with.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
@@ -271,50 +80,23 @@ pub struct AppConfig {
     pub local_time: bool,
 }
 
-/// The whole console state.
+/// The whole console: what it was told ([`Data`]), how it shows it ([`View`]), and the few
+/// things the loop needs.
 pub struct App {
     /// Settings.
     pub config: AppConfig,
     /// Colours.
     pub theme: Theme,
-    /// Focused pane.
-    pub pane: Pane,
-    /// In the runs pane: the DAG has focus instead of the list.
-    pub dag_focus: bool,
-    /// Engine data.
+    /// What the engine has told the console.
     pub data: Data,
-    /// Per-pane list state (by [`Pane::index`]).
-    pub lists: [ListState; 7],
-    /// The run whose detail is shown.
-    pub selected_run: Option<RunId>,
-    /// Selected task of the DAG.
-    pub dag_selected: usize,
-    /// Scroll of the DAG (x, y).
-    pub dag_scroll: (usize, usize),
-    /// Layout of the detail's DAG (recomputed when the detail changes).
-    pub dag_layout: Layout,
-    /// Log buffer.
-    pub logs: LogBuffer,
-    /// How logs are shown.
-    pub log_view: LogView,
-    /// Open dialog.
-    pub modal: Option<Modal>,
-    /// Open editor.
-    pub editor: Option<EditSession>,
-    /// Bottom-line message.
-    pub message: Option<Message>,
+    /// How it is shown.
+    pub view: View,
     /// "Now" used for durations and "last hour" (set by the loop before drawing).
     pub now: DateTime<Utc>,
     /// Something changed since the last frame.
     pub dirty: bool,
     /// A refresh of status, queue and history is wanted.
     pub refresh_wanted: bool,
-    /// Rows in the focused list's view (set while drawing; used for paging).
-    pub page: usize,
-    /// Text rows of the logs view (set while drawing).
-    pub log_height: usize,
-    /// The pane shown before the logs (Esc goes back to it).
-    pub before_logs: Pane,
     /// Theme names for completion.
     pub theme_names: Vec<String>,
     /// Events missed because the console fell behind.
@@ -330,25 +112,11 @@ impl App {
         Self {
             config,
             theme,
-            pane: Pane::Overview,
-            dag_focus: false,
             data: Data::default(),
-            lists: Default::default(),
-            selected_run: None,
-            dag_selected: 0,
-            dag_scroll: (0, 0),
-            dag_layout: Layout::default(),
-            logs: LogBuffer::default(),
-            log_view: LogView::default(),
-            modal: None,
-            editor: None,
-            message: None,
+            view: View::default(),
             now,
             dirty: true,
             refresh_wanted: false,
-            page: 10,
-            log_height: 10,
-            before_logs: Pane::Runs,
             theme_names,
             lagged: 0,
             outbox: Vec::new(),
@@ -370,7 +138,7 @@ impl App {
             ),
             Effect::Call(Request::Queue, Purpose::Queue),
         ];
-        if let Some(id) = self.selected_run {
+        if let Some(id) = self.view.selected_run {
             out.push(detail_call(id));
         }
         out
@@ -378,11 +146,7 @@ impl App {
 
     /// Where keys are looked up now.
     pub fn context(&self) -> Context {
-        if self.pane == Pane::Runs && self.dag_focus {
-            Context::Dag
-        } else {
-            Context::Pane(self.pane)
-        }
+        self.view.context()
     }
 
     /// True while runs are queued or running.
@@ -396,7 +160,7 @@ impl App {
 
     /// Shows a message at the bottom.
     pub fn say(&mut self, text: impl Into<String>) {
-        self.message = Some(Message {
+        self.view.message = Some(Message {
             text: text.into(),
             error: false,
         });
@@ -405,15 +169,11 @@ impl App {
 
     /// Shows an error at the bottom.
     pub fn warn(&mut self, text: impl Into<String>) {
-        self.message = Some(Message {
+        self.view.message = Some(Message {
             text: text.into(),
             error: true,
         });
         self.dirty = true;
-    }
-
-    pub(super) fn list(&mut self) -> &mut ListState {
-        &mut self.lists[self.pane.index()]
     }
 
     /// Names the palette completes from.
@@ -484,23 +244,5 @@ pub(super) fn source_name(p: &Purpose) -> &'static str {
         Purpose::Pause(_) => "pause",
         Purpose::GetSpec(_) => "open",
         Purpose::PutSpec(_) => "save",
-    }
-}
-
-/// A new workflow file name: a plain name, `.yaml` added when missing.
-pub fn new_file_name(name: &str) -> Result<String, String> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err("type a file name, e.g. backup.yaml".into());
-    }
-    if name.contains('/') || name.contains('\\') || name.starts_with('.') {
-        return Err(format!(
-            "`{name}`: a plain file name in the workflows directory, e.g. backup.yaml"
-        ));
-    }
-    if name.ends_with(".yaml") || name.ends_with(".yml") {
-        Ok(name.to_string())
-    } else {
-        Ok(format!("{name}.yaml"))
     }
 }

@@ -290,7 +290,7 @@ pub async fn console(
     let load_secs = t0.elapsed().as_secs_f64();
     let load_cpu = cpu_seconds() - cpu0;
     let fed = feeder.await.unwrap_or(0);
-    let received = app.logs.received;
+    let received = app.data.logs.received;
 
     // Idle: the same loop with nothing happening; it must arm no timer.
     let cpu1 = cpu_seconds();
@@ -311,6 +311,7 @@ pub async fn console(
 
     // Reference: the visible lines as one plain paragraph, the least a frame can cost.
     let plain: Vec<Line> = app
+        .data
         .logs
         .lines()
         .iter()

@@ -230,9 +230,9 @@ impl Editor {
     }
 
     /// Draws the editor into `area`: text with line numbers (problem lines marked in the
-    /// gutter) and, when there are problems, a panel listing them.
-    pub fn render(&mut self, frame: &mut Frame, area: Rect, theme: &Theme) {
-        self.apply_theme(theme);
+    /// gutter) and, when there are problems, a panel listing them. Styles come from the last
+    /// [`Editor::apply_theme`].
+    pub fn render(&self, frame: &mut Frame, area: Rect, theme: &Theme) {
         let problem_rows = self.problems.len().min(MAX_PROBLEM_ROWS) as u16;
         let [text_area, problems_area] = if self.problems.is_empty() {
             [area, Rect::default()]
@@ -263,7 +263,8 @@ impl Editor {
         }
     }
 
-    fn apply_theme(&mut self, theme: &Theme) {
+    /// Styles the text area with `theme` (a no-op when it already is).
+    pub fn apply_theme(&mut self, theme: &Theme) {
         let styles = (theme.base(), theme.line_number(), theme.selected());
         if self.applied == Some(styles) {
             return;
@@ -607,6 +608,7 @@ mod tests {
             diag(0, 0, "the workflow has a cycle"),
         ]);
         let theme = Theme::default_dark();
+        e.apply_theme(&theme);
         let mut terminal = Terminal::new(TestBackend::new(56, 13)).unwrap();
         terminal
             .draw(|frame| e.render(frame, frame.area(), &theme))

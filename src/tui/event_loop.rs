@@ -11,6 +11,7 @@ use futures::{Stream, StreamExt};
 use ratatui::Terminal;
 use ratatui::backend::Backend;
 use ratatui::crossterm::event::{Event as TermEvent, KeyEventKind};
+use ratatui::layout::{Position, Rect};
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 
@@ -117,6 +118,10 @@ where
                 app.now = chrono::Utc::now();
             }
             let t0 = Instant::now();
+            let size = terminal
+                .size()
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            app.fit(Rect::from((Position::ORIGIN, size)));
             terminal
                 .draw(|f| render::draw(f, app))
                 .map_err(|e| io::Error::other(e.to_string()))?;

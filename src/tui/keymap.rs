@@ -1,4 +1,6 @@
-//! The one key table: every key, `:` command, hint and help line comes from [`BINDINGS`].
+//! What the one key table is made of: keys, bindings, where they apply, and the bindings that
+//! apply everywhere. The panes declare their own rows; `panes::table` assembles the table, and
+//! every key, `:` command, hint and help line comes from it.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -34,7 +36,7 @@ impl Pane {
     ];
 
     /// The name shown in the tab bar and used as a `:` command.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Pane::Overview => "overview",
             Pane::Workflows => "workflows",
@@ -130,6 +132,23 @@ pub enum Action {
     Theme,
 }
 
+impl Action {
+    /// How far a movement goes in a list whose view shows `page` rows; `None` for an action
+    /// that is not a movement.
+    pub fn step(self, page: usize) -> Option<isize> {
+        let page = page.max(1) as isize;
+        Some(match self {
+            Action::Up => -1,
+            Action::Down => 1,
+            Action::PageUp => -page,
+            Action::PageDown => page,
+            Action::Top => isize::MIN / 2,
+            Action::Bottom => isize::MAX / 2,
+            _ => return None,
+        })
+    }
+}
+
 /// What argument a `:` command takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arg {
@@ -152,21 +171,24 @@ pub struct Key {
     pub mods: KeyModifiers,
 }
 
-const fn k(c: char) -> Key {
+/// A character key.
+pub const fn k(c: char) -> Key {
     Key {
         code: KeyCode::Char(c),
         mods: KeyModifiers::NONE,
     }
 }
 
-const fn ctrl(c: char) -> Key {
+/// Ctrl and a character.
+pub const fn ctrl(c: char) -> Key {
     Key {
         code: KeyCode::Char(c),
         mods: KeyModifiers::CONTROL,
     }
 }
 
-const fn code(code: KeyCode) -> Key {
+/// A key without modifiers.
+pub const fn code(code: KeyCode) -> Key {
     Key {
         code,
         mods: KeyModifiers::NONE,
@@ -203,7 +225,8 @@ pub struct Binding {
     pub mutates: bool,
 }
 
-const fn b(keys: &'static [Key], action: Action, scope: Scope, help: &'static str) -> Binding {
+/// A binding without a command or a hint.
+pub const fn b(keys: &'static [Key], action: Action, scope: Scope, help: &'static str) -> Binding {
     Binding {
         keys,
         action,
@@ -217,199 +240,123 @@ const fn b(keys: &'static [Key], action: Action, scope: Scope, help: &'static st
 }
 
 impl Binding {
-    const fn cmd(mut self, name: &'static str, arg: Arg) -> Self {
+    /// Also the `:` command `name` taking `arg`.
+    pub const fn cmd(mut self, name: &'static str, arg: Arg) -> Self {
         self.command = Some(name);
         self.arg = arg;
         self
     }
-    const fn hint(mut self, label: &'static str) -> Self {
+    /// Shown in the hint bar as `label`.
+    pub const fn hint(mut self, label: &'static str) -> Self {
         self.hint = Some(label);
         self
     }
-    const fn mutating(mut self) -> Self {
+    /// Disabled with `--read-only`.
+    pub const fn mutating(mut self) -> Self {
         self.mutates = true;
         self
     }
 }
 
-use Context as C;
-use Pane as P;
-
-const WF: Scope = Scope::In(&[C::Pane(P::Workflows)]);
-const RUNS: Scope = Scope::In(&[C::Pane(P::Runs), C::Dag]);
-const RUNS_LIST: Scope = Scope::In(&[C::Pane(P::Runs)]);
-const LOGS: Scope = Scope::In(&[C::Pane(P::Logs)]);
-const DAG: Scope = Scope::In(&[C::Dag]);
-const G: Scope = Scope::Global;
-
-/// Every key and command of the console. Context-specific rows come before global ones so
-/// that a pane can reuse a key (e.g. `l` opens logs in the runs pane, moves right in the DAG).
-pub static BINDINGS: &[Binding] = &[
-    // Workflows pane.
-    b(
-        &[k('t')],
-        Action::Trigger,
-        WF,
-        "trigger a run (asks for parameters)",
-    )
-    .cmd("trigger", Arg::Workflow)
-    .hint("trigger")
-    .mutating(),
-    b(
-        &[k('p')],
-        Action::TogglePause,
-        WF,
-        "pause / resume the schedule",
-    )
-    .cmd("pause", Arg::Workflow)
-    .hint("pause/resume")
-    .mutating(),
-    b(&[k('e')], Action::Edit, WF, "edit the workflow's file")
-        .cmd("edit", Arg::Workflow)
-        .hint("edit")
-        .mutating(),
-    b(
-        &[k('n')],
-        Action::NewWorkflow,
-        WF,
-        "new workflow file from a template",
-    )
-    .cmd("new", Arg::None)
-    .hint("new")
-    .mutating(),
-    // DAG focus.
-    b(
-        &[code(KeyCode::Left), k('h')],
-        Action::Left,
-        DAG,
-        "previous column",
-    ),
-    b(
-        &[code(KeyCode::Right), k('l')],
-        Action::Right,
-        DAG,
-        "next column",
-    ),
-    b(
-        &[code(KeyCode::Enter)],
-        Action::OpenLogs,
-        DAG,
-        "logs of the selected task",
-    )
-    .hint("task logs"),
-    // Runs pane and DAG.
-    b(
-        &[k('c')],
-        Action::Cancel,
-        RUNS,
-        "cancel the run (asks first)",
-    )
-    .cmd("cancel", Arg::Run)
-    .hint("cancel")
-    .mutating(),
-    b(
-        &[k('r')],
-        Action::Retry,
-        RUNS,
-        "retry the failed tasks of the run",
-    )
-    .cmd("retry", Arg::Run)
-    .hint("retry")
-    .mutating(),
-    b(&[k('l')], Action::OpenLogs, RUNS_LIST, "logs of the run").hint("logs"),
-    // Logs pane.
-    b(&[k('f')], Action::Follow, LOGS, "follow new lines on/off")
-        .cmd("follow", Arg::None)
-        .hint("follow"),
-    b(&[k('w')], Action::Wrap, LOGS, "wrap long lines on/off")
-        .cmd("wrap", Arg::None)
-        .hint("wrap"),
-    b(&[k('T')], Action::Timestamps, LOGS, "timestamps on/off")
-        .cmd("timestamps", Arg::None)
-        .hint("time"),
-    b(
-        &[k('/')],
-        Action::Filter,
-        LOGS,
-        "search (matches highlighted)",
-    )
-    .hint("search"),
-    b(&[k('n')], Action::NextMatch, LOGS, "next match").hint("next match"),
-    b(&[k('N')], Action::PrevMatch, LOGS, "previous match"),
-    b(
-        &[code(KeyCode::Left), k('h')],
-        Action::Left,
-        LOGS,
-        "scroll left",
-    ),
-    b(
-        &[code(KeyCode::Right), k('l')],
-        Action::Right,
-        LOGS,
-        "scroll right",
-    ),
-    // Everywhere.
-    b(&[k('?')], Action::Help, G, "help")
+/// Bindings that apply everywhere, shown before the panes' `1`..`7` rows in help.
+pub static GLOBAL_HEAD: &[Binding] = &[
+    b(&[k('?')], Action::Help, Scope::Global, "help")
         .cmd("help", Arg::None)
         .hint("help"),
-    b(&[k('q'), ctrl('c')], Action::Quit, G, "quit")
+    b(&[k('q'), ctrl('c')], Action::Quit, Scope::Global, "quit")
         .cmd("q", Arg::None)
         .hint("quit"),
-    b(&[k(':')], Action::Palette, G, "command palette").hint("command"),
-    b(&[k('/')], Action::Filter, G, "filter the list").hint("filter"),
-    b(&[code(KeyCode::Tab)], Action::NextPane, G, "next pane").hint("pane"),
+    b(&[k(':')], Action::Palette, Scope::Global, "command palette").hint("command"),
+    b(&[k('/')], Action::Filter, Scope::Global, "filter the list").hint("filter"),
+    b(
+        &[code(KeyCode::Tab)],
+        Action::NextPane,
+        Scope::Global,
+        "next pane",
+    )
+    .hint("pane"),
     b(
         &[code(KeyCode::BackTab)],
         Action::PrevPane,
-        G,
+        Scope::Global,
         "previous pane",
     ),
-    b(&[code(KeyCode::Up), k('k')], Action::Up, G, "up"),
-    b(&[code(KeyCode::Down), k('j')], Action::Down, G, "down"),
+    b(
+        &[code(KeyCode::Up), k('k')],
+        Action::Up,
+        Scope::Global,
+        "up",
+    ),
+    b(
+        &[code(KeyCode::Down), k('j')],
+        Action::Down,
+        Scope::Global,
+        "down",
+    ),
     b(
         &[code(KeyCode::PageUp), ctrl('u')],
         Action::PageUp,
-        G,
+        Scope::Global,
         "page up",
     ),
     b(
         &[code(KeyCode::PageDown), ctrl('d')],
         Action::PageDown,
-        G,
+        Scope::Global,
         "page down",
     ),
-    b(&[code(KeyCode::Home), k('g')], Action::Top, G, "first row"),
+    b(
+        &[code(KeyCode::Home), k('g')],
+        Action::Top,
+        Scope::Global,
+        "first row",
+    ),
     b(
         &[code(KeyCode::End), k('G')],
         Action::Bottom,
-        G,
+        Scope::Global,
         "last row (logs: follow)",
     ),
     b(
         &[code(KeyCode::Enter)],
         Action::Enter,
-        G,
+        Scope::Global,
         "open the selection",
     )
     .hint("open"),
-    b(&[code(KeyCode::Esc)], Action::Back, G, "back"),
-    b(&[k('1')], Action::Show(P::Overview), G, "overview pane").cmd("overview", Arg::None),
-    b(&[k('2')], Action::Show(P::Workflows), G, "workflows pane").cmd("workflows", Arg::None),
-    b(&[k('3')], Action::Show(P::Runs), G, "runs pane").cmd("runs", Arg::None),
-    b(&[k('4')], Action::Show(P::Queue), G, "queue pane").cmd("queue", Arg::None),
-    b(
-        &[k('5')],
-        Action::Show(P::Logs),
-        G,
-        "logs pane (of a run: :logs 12)",
-    )
-    .cmd("logs", Arg::Run),
-    b(&[k('6')], Action::Show(P::History), G, "history pane").cmd("history", Arg::None),
-    b(&[k('7')], Action::Show(P::Agents), G, "agents pane").cmd("agents", Arg::None),
-    b(&[], Action::Workflow, G, "runs of one workflow").cmd("wf", Arg::Workflow),
-    b(&[], Action::Theme, G, "switch theme").cmd("theme", Arg::Theme),
-    b(&[ctrl('r')], Action::Refresh, G, "fetch everything again").cmd("refresh", Arg::None),
+    b(&[code(KeyCode::Esc)], Action::Back, Scope::Global, "back"),
 ];
+
+/// Bindings that apply everywhere, shown after the panes' `1`..`7` rows in help.
+pub static GLOBAL_TAIL: &[Binding] = &[
+    b(&[], Action::Workflow, Scope::Global, "runs of one workflow").cmd("wf", Arg::Workflow),
+    b(&[], Action::Theme, Scope::Global, "switch theme").cmd("theme", Arg::Theme),
+    b(
+        &[ctrl('r')],
+        Action::Refresh,
+        Scope::Global,
+        "fetch everything again",
+    )
+    .cmd("refresh", Arg::None),
+];
+
+/// The keys that show the panes, by position in the registry (`1` shows the first).
+pub static PANE_KEYS: [Key; 9] = [
+    k('1'),
+    k('2'),
+    k('3'),
+    k('4'),
+    k('5'),
+    k('6'),
+    k('7'),
+    k('8'),
+    k('9'),
+];
+
+/// The binding that shows `pane` with the key `key` (from [`PANE_KEYS`]).
+pub const fn show_pane(key: &'static [Key], pane: Pane, help: &'static str, arg: Arg) -> Binding {
+    b(key, Action::Show(pane), Scope::Global, help).cmd(pane.name(), arg)
+}
 
 impl Key {
     /// True when `ev` is this key (Shift is part of the character, so it is ignored).
@@ -466,45 +413,126 @@ impl Scope {
     }
 }
 
-/// The binding `ev` triggers in `ctx`: context-specific rows win over global ones.
-pub fn lookup(ctx: Context, ev: &KeyEvent) -> Option<&'static Binding> {
-    let hit = |b: &&Binding| b.keys.iter().any(|k| k.matches(ev));
-    BINDINGS
-        .iter()
-        .filter(|b| matches!(b.scope, Scope::In(_)) && b.scope.applies(ctx))
-        .find(hit)
-        .or_else(|| {
-            BINDINGS
-                .iter()
-                .filter(|b| b.scope == Scope::Global)
-                .find(hit)
-        })
+/// A binding and the pane that declared it (`None`: it applies everywhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    /// The binding.
+    pub binding: &'static Binding,
+    /// The pane whose file declared it; its actions go to that pane.
+    pub owner: Option<Pane>,
 }
 
-/// The rows shown in the hint bar of `ctx`, context-specific first.
-pub fn hints(ctx: Context) -> Vec<&'static Binding> {
-    let mut out: Vec<&Binding> = BINDINGS
-        .iter()
-        .filter(|b| b.hint.is_some() && !b.keys.is_empty() && matches!(b.scope, Scope::In(_)))
-        .filter(|b| b.scope.applies(ctx))
-        .collect();
-    // A context key shadows the global row with the same key (`/` searches in logs).
-    let shadowed = |g: &Binding| {
-        out.iter()
-            .any(|b| b.keys.first().map(Key::label) == g.keys.first().map(Key::label))
-    };
-    let globals: Vec<&Binding> = BINDINGS
-        .iter()
-        .filter(|b| b.hint.is_some() && !b.keys.is_empty() && b.scope == Scope::Global)
-        .filter(|g| !shadowed(g))
-        .collect();
-    out.extend(globals);
-    out
+impl std::ops::Deref for Row {
+    type Target = Binding;
+    fn deref(&self) -> &Binding {
+        self.binding
+    }
 }
 
-/// The binding named `name` in the `:` palette.
-pub fn command(name: &str) -> Option<&'static Binding> {
-    BINDINGS.iter().find(|b| b.command == Some(name))
+impl PartialEq for Binding {
+    fn eq(&self, other: &Self) -> bool {
+        self.command == other.command && self.action == other.action
+    }
+}
+impl Eq for Binding {}
+
+/// The one key table, in the order help lists it.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    rows: Vec<Row>,
+}
+
+impl Table {
+    /// A table of `rows`; context-specific rows should come before global ones.
+    pub fn new(rows: Vec<Row>) -> Self {
+        Self { rows }
+    }
+
+    /// Every row.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// Every binding.
+    pub fn bindings(&self) -> impl Iterator<Item = &'static Binding> + '_ {
+        self.rows.iter().map(|r| r.binding)
+    }
+
+    /// The row `ev` triggers in `ctx`: context-specific rows win over global ones.
+    pub fn lookup(&self, ctx: Context, ev: &KeyEvent) -> Option<Row> {
+        let hit = |r: &&Row| r.keys.iter().any(|k| k.matches(ev));
+        self.rows
+            .iter()
+            .filter(|r| matches!(r.scope, Scope::In(_)) && r.scope.applies(ctx))
+            .find(hit)
+            .or_else(|| {
+                self.rows
+                    .iter()
+                    .filter(|r| r.scope == Scope::Global)
+                    .find(hit)
+            })
+            .copied()
+    }
+
+    /// The global row doing `action`.
+    pub fn global(&self, action: Action) -> Option<Row> {
+        self.rows
+            .iter()
+            .find(|r| r.scope == Scope::Global && r.action == action)
+            .copied()
+    }
+
+    /// The rows shown in the hint bar of `ctx`, context-specific first.
+    pub fn hints(&self, ctx: Context) -> Vec<&'static Binding> {
+        let mut out: Vec<&'static Binding> = self
+            .bindings()
+            .filter(|b| b.hint.is_some() && !b.keys.is_empty() && matches!(b.scope, Scope::In(_)))
+            .filter(|b| b.scope.applies(ctx))
+            .collect();
+        // A context key shadows the global row with the same key (`/` searches in logs).
+        let shadowed = |g: &Binding| {
+            out.iter()
+                .any(|b| b.keys.first().map(Key::label) == g.keys.first().map(Key::label))
+        };
+        let globals: Vec<&'static Binding> = self
+            .bindings()
+            .filter(|b| b.hint.is_some() && !b.keys.is_empty() && b.scope == Scope::Global)
+            .filter(|g| !shadowed(g))
+            .collect();
+        out.extend(globals);
+        out
+    }
+
+    /// The row named `name` in the `:` palette.
+    pub fn command(&self, name: &str) -> Option<Row> {
+        self.rows.iter().find(|r| r.command == Some(name)).copied()
+    }
+
+    /// The rows that are `:` commands.
+    pub fn commands(&self) -> impl Iterator<Item = Row> + '_ {
+        self.rows.iter().filter(|r| r.command.is_some()).copied()
+    }
+}
+
+/// A key of a dialog and what it does there; each dialog's file declares its table.
+#[derive(Debug, Clone, Copy)]
+pub struct DialogKey<A: 'static> {
+    /// Keys that do it. A key without modifiers matches whatever modifiers are held, as the
+    /// dialogs always did; one with modifiers (Ctrl-C) needs them.
+    pub keys: &'static [Key],
+    /// What it does.
+    pub does: A,
+    /// Its label in the dialog's key hints (not shown when empty).
+    pub label: &'static str,
+}
+
+/// What `ev` does in a dialog whose keys are `table`.
+pub fn dialog_key<A: Copy>(table: &[DialogKey<A>], ev: &KeyEvent) -> Option<A> {
+    let hit = |k: &Key| ev.code == k.code && ev.modifiers.contains(k.mods);
+    table
+        .iter()
+        .find(|d| d.keys.iter().any(hit))
+        .map(|d| d.does)
 }
 
 /// Every key of `binding` joined for display (`↑/k`).
@@ -515,44 +543,4 @@ pub fn keys_label(binding: &Binding) -> String {
         .map(Key::label)
         .collect::<Vec<_>>()
         .join("/")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_key_means_two_things_in_one_context() {
-        let contexts = Pane::ALL
-            .iter()
-            .map(|p| Context::Pane(*p))
-            .chain([Context::Dag]);
-        for ctx in contexts {
-            let mut seen: Vec<(String, &str)> = Vec::new();
-            for b in BINDINGS
-                .iter()
-                .filter(|b| matches!(b.scope, Scope::In(_)) && b.scope.applies(ctx))
-            {
-                for key in b.keys {
-                    let label = key.label();
-                    if let Some((_, other)) = seen.iter().find(|(l, _)| *l == label) {
-                        panic!("{label} is both `{other}` and `{}` in {ctx:?}", b.help);
-                    }
-                    seen.push((label, b.help));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn context_keys_win_over_global_ones() {
-        let slash = KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE);
-        let b = lookup(Context::Pane(Pane::Logs), &slash).expect("bound");
-        assert_eq!(b.help, "search (matches highlighted)");
-        let b = lookup(Context::Pane(Pane::Runs), &slash).expect("bound");
-        assert_eq!(b.action, Action::Filter);
-        let shift_t = KeyEvent::new(KeyCode::Char('T'), KeyModifiers::SHIFT);
-        let b = lookup(Context::Pane(Pane::Logs), &shift_t).expect("bound");
-        assert_eq!(b.action, Action::Timestamps);
-    }
 }

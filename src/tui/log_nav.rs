@@ -9,19 +9,19 @@ use crate::protocol::api::Request;
 impl App {
     /// Opens the logs of a run (or one task) in the logs pane.
     pub fn open_logs(&mut self, run_id: RunId, task: Option<String>) -> Vec<Effect> {
-        self.show(Pane::Logs);
-        let (offset, limit) = self.logs.retarget(LogTarget {
+        self.view.show(Pane::Logs);
+        let (offset, limit) = self.data.logs.retarget(LogTarget {
             run_id,
             task: task.clone(),
         });
-        self.log_view.follow = true;
-        self.log_view.top = 0;
-        self.log_view.current_match = None;
+        self.view.log_view.follow = true;
+        self.view.log_view.top = 0;
+        self.view.log_view.current_match = None;
         vec![self.logs_call(offset, limit, PageKind::Tail)]
     }
 
     pub(super) fn logs_call(&self, offset: usize, limit: usize, kind: PageKind) -> Effect {
-        let t = self.logs.target().cloned();
+        let t = self.data.logs.target().cloned();
         let (run_id, task) = t.map(|t| (t.run_id, t.task)).unwrap_or((RunId(0), None));
         Effect::Call(
             Request::Logs {
@@ -33,7 +33,7 @@ impl App {
                 from_end: kind == PageKind::Tail,
             },
             Purpose::Logs {
-                generation: self.logs.generation,
+                generation: self.data.logs.generation,
                 kind,
                 offset,
             },
@@ -41,14 +41,14 @@ impl App {
     }
 
     pub(super) fn set_follow(&mut self, on: bool) -> Vec<Effect> {
-        if self.log_view.follow && !on {
+        if self.view.log_view.follow && !on {
             // Stay where the view was instead of jumping to the top.
-            self.log_view.top = self.follow_top();
+            self.view.log_view.top = self.follow_top();
         }
-        self.log_view.follow = on;
+        self.view.log_view.follow = on;
         if on
-            && self.logs.tail_dropped()
-            && let Some(t) = self.logs.target().cloned()
+            && self.data.logs.tail_dropped()
+            && let Some(t) = self.data.logs.target().cloned()
         {
             return self.open_logs(t.run_id, t.task);
         }
@@ -57,25 +57,25 @@ impl App {
 
     /// Store offset of the first line when following (the last page of lines).
     pub(super) fn follow_top(&self) -> usize {
-        let len = self.logs.lines().len();
-        self.logs.first_offset() + len.saturating_sub(self.log_height.max(1))
+        let len = self.data.logs.lines().len();
+        self.data.logs.first_offset() + len.saturating_sub(self.view.log_height.max(1))
     }
 
     pub(super) fn scroll_logs(&mut self, delta: isize) -> Vec<Effect> {
-        let first = self.logs.first_offset();
-        let len = self.logs.lines().len();
+        let first = self.data.logs.first_offset();
+        let len = self.data.logs.lines().len();
         let max_top = self.follow_top();
-        let cur = if self.log_view.follow {
+        let cur = if self.view.log_view.follow {
             max_top
         } else {
-            self.log_view.top.clamp(first, max_top.max(first))
+            self.view.log_view.top.clamp(first, max_top.max(first))
         };
         let next = (cur as isize + delta).clamp(first as isize, max_top as isize) as usize;
-        self.log_view.top = next;
-        self.log_view.follow = next >= max_top && delta > 0 && len > 0;
+        self.view.log_view.top = next;
+        self.view.log_view.follow = next >= max_top && delta > 0 && len > 0;
         if next == first
             && delta < 0
-            && let Some((offset, limit)) = self.logs.older_request()
+            && let Some((offset, limit)) = self.data.logs.older_request()
         {
             return vec![self.logs_call(offset, limit, PageKind::Older)];
         }
@@ -83,16 +83,16 @@ impl App {
     }
 
     pub(super) fn jump_match(&mut self, forward: bool) {
-        let matches = self.logs.matches_of(&self.log_view.search);
+        let matches = self.data.logs.matches_of(&self.view.log_view.search);
         if matches.is_empty() {
-            self.warn(if self.log_view.search.is_empty() {
+            self.warn(if self.view.log_view.search.is_empty() {
                 "no search: press / to search".to_string()
             } else {
-                format!("no line matches `{}`", self.log_view.search)
+                format!("no line matches `{}`", self.view.log_view.search)
             });
             return;
         }
-        let cur = self.log_view.current_match;
+        let cur = self.view.log_view.current_match;
         let next = if forward {
             matches
                 .iter()
@@ -107,18 +107,18 @@ impl App {
                 .find(|&m| cur.is_none_or(|c| m < c))
                 .unwrap_or(matches[matches.len() - 1])
         };
-        self.log_view.current_match = Some(next);
-        self.log_view.follow = false;
+        self.view.log_view.current_match = Some(next);
+        self.view.log_view.follow = false;
         // Put the match a third of the way down the view.
-        let first = self.logs.first_offset();
-        self.log_view.top = (first + next)
-            .saturating_sub(self.log_height / 3)
+        let first = self.data.logs.first_offset();
+        self.view.log_view.top = (first + next)
+            .saturating_sub(self.view.log_height / 3)
             .max(first);
         let pos = matches.iter().position(|&m| m == next).unwrap_or(0) + 1;
         self.say(format!(
             "match {pos}/{} for `{}`",
             matches.len(),
-            self.log_view.search
+            self.view.log_view.search
         ));
     }
 }

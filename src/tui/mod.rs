@@ -2,23 +2,29 @@
 //! the principal only through [`Client`] (embedded or attached makes no difference here).
 
 pub mod ansi;
+mod answers;
 pub mod app;
 pub mod bench;
 pub mod dag_view;
+pub mod data;
+pub mod dialogs;
+pub mod draw;
 pub mod editor;
 pub mod event_loop;
+mod fit;
 pub mod keymap;
 mod keys;
+pub mod line_input;
 mod log_nav;
 pub mod logs;
 mod modals;
-pub mod palette;
 pub mod panes;
 pub mod render;
 mod rows;
 mod sync;
 pub mod terminal;
 pub mod theme;
+pub mod view;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -1,24 +1,24 @@
-//! Draws the whole console: tab bar, the focused pane, message line, hint bar and dialogs.
+//! Draws the whole console from `&App`: tab bar, the focused pane (or the editor), message
+//! line, hint bar and the open dialog. It changes nothing; `App::fit` sized the view first.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 
-use super::app::{App, Modal, SpecConflict};
-use super::keymap::{self, Arg, Context, Pane, Scope};
+use super::app::App;
+use super::dialogs::{Modal, confirm, conflict, file_name, filter, help, search};
+use super::draw::{self, title_case};
+use super::keymap::{self, Context, Pane, Scope};
 use super::panes;
 
-/// Smallest usable terminal.
-pub const MIN_WIDTH: u16 = 80;
-/// Smallest usable terminal.
-pub const MIN_HEIGHT: u16 = 24;
+pub use super::draw::{MIN_HEIGHT, MIN_WIDTH};
 
 /// Draws one frame.
-pub fn draw(frame: &mut Frame, app: &mut App) {
+pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
-    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+    let Some(screen) = draw::screen(area) else {
         let text = format!(
             "terminal too small (need {MIN_WIDTH}x{MIN_HEIGHT}, have {}x{})",
             area.width, area.height
@@ -34,64 +34,22 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
             ),
         );
         return;
+    };
+    let body = screen.body;
+    tab_bar(frame, screen.tabs, app);
+    match &app.view.editor {
+        Some(session) => session.editor.render(frame, body, &app.theme),
+        None => (panes::def(app.view.pane).draw)(frame, body, app),
     }
-    let [tabs, body, message, hints] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Min(1),
-        Constraint::Length(1),
-        Constraint::Length(1),
-    ])
-    .areas(area);
-    tab_bar(frame, tabs, app);
-    if let Some(session) = app.editor.as_mut() {
-        session.editor.render(frame, body, &app.theme);
-    } else {
-        panes::render(frame, body, app);
-    }
-    message_line(frame, message, app);
-    hint_bar(frame, hints, app);
-    match app.modal.clone() {
-        Some(Modal::Confirm { question, .. }) => confirm(frame, body, app, &question),
-        Some(Modal::SpecConflict(c)) => conflict(frame, body, app, &c),
-        Some(Modal::Form(form)) => panes::form::render(frame, body, app, &form),
-        Some(Modal::Help { scroll }) => help(frame, body, app, scroll),
-        Some(Modal::Palette(p)) => {
-            let names = app.names();
-            let cands = p.candidates(&names);
-            if !cands.is_empty() {
-                let h = (cands.len() as u16).min(8) + 2;
-                let w = 60.min(body.width);
-                let popup = Rect::new(body.x, body.bottom().saturating_sub(h), w, h);
-                frame.render_widget(Clear, popup);
-                let lines: Vec<Line> = cands
-                    .iter()
-                    .take(8)
-                    .map(|(c, help)| {
-                        // Name the argument a command takes: `:wf NAME`.
-                        let arg = match keymap::command(c).map(|b| b.arg) {
-                            Some(Arg::Workflow) if !c.contains(' ') => " NAME",
-                            Some(Arg::Theme) if !c.contains(' ') => " NAME",
-                            Some(Arg::Run) if !c.contains(' ') => " [RUN]",
-                            _ => "",
-                        };
-                        let c = format!("{c}{arg}");
-                        Line::from(vec![
-                            Span::styled(format!(":{c:<16}"), app.theme.hint_key()),
-                            Span::styled(help.to_string(), app.theme.muted()),
-                        ])
-                    })
-                    .collect();
-                frame.render_widget(
-                    Paragraph::new(lines).block(
-                        Block::default()
-                            .borders(Borders::ALL)
-                            .border_style(app.theme.border(true))
-                            .title(" Tab completes "),
-                    ),
-                    popup,
-                );
-            }
-        }
+    message_line(frame, screen.message, app);
+    hint_bar(frame, screen.hints, app);
+    let theme = &app.theme;
+    match &app.view.modal {
+        Some(Modal::Confirm { question, .. }) => confirm::draw(frame, body, theme, question),
+        Some(Modal::SpecConflict(c)) => conflict::draw(frame, body, theme, c),
+        Some(Modal::Form(form)) => form.draw(frame, body, theme),
+        Some(Modal::Help { scroll }) => help::draw(frame, body, theme, help_lines(app), *scroll),
+        Some(Modal::Palette(p)) => p.draw(frame, body, theme, &app.names(), panes::table()),
         _ => {}
     }
 }
@@ -100,7 +58,7 @@ fn tab_bar(frame: &mut Frame, area: Rect, app: &App) {
     let mut spans = Vec::new();
     for (i, p) in Pane::ALL.iter().enumerate() {
         let label = format!(" {} {} ", i + 1, title_case(p.name()));
-        let style = if *p == app.pane {
+        let style = if *p == app.view.pane {
             app.theme.selected().add_modifier(Modifier::BOLD)
         } else {
             Style::default()
@@ -129,46 +87,19 @@ fn tab_bar(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-/// `runs` -> `Runs`.
-pub fn title_case(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
-}
-
 fn message_line(frame: &mut Frame, area: Rect, app: &App) {
-    let line = match &app.modal {
-        Some(Modal::Palette(p)) => Line::from(vec![
-            Span::styled(":", app.theme.hint_key()),
-            Span::raw(p.input.clone()),
-            Span::styled("█", app.theme.muted()),
-        ]),
-        Some(Modal::Filter) => Line::from(vec![
-            Span::styled("/", app.theme.hint_key()),
-            Span::raw(app.lists[app.pane.index()].filter.clone()),
-            Span::styled("█  Enter keeps, Esc clears", app.theme.muted()),
-        ]),
-        Some(Modal::Search(s)) => Line::from(vec![
-            Span::styled("search /", app.theme.hint_key()),
-            Span::raw(s.clone()),
-            Span::styled("█  Enter searches, Esc cancels", app.theme.muted()),
-        ]),
-        Some(Modal::FileName(name)) => Line::from(vec![
-            Span::styled("new workflow file: ", app.theme.hint_key()),
-            Span::raw(name.clone()),
-            Span::styled(
-                "█  (e.g. backup.yaml) Enter opens, Esc cancels",
-                app.theme.muted(),
-            ),
-        ]),
-        _ => match &app.message {
+    let theme = &app.theme;
+    let line = match &app.view.modal {
+        Some(Modal::Palette(p)) => p.line(theme),
+        Some(Modal::Filter) => filter::line(&app.view.list(app.view.pane).filter, theme),
+        Some(Modal::Search(s)) => search::line(s, theme),
+        Some(Modal::FileName(name)) => file_name::line(name, theme),
+        _ => match &app.view.message {
             Some(m) if m.error => Line::styled(m.text.clone(), app.theme.error()),
             Some(m) => Line::raw(m.text.clone()),
             None => {
-                let filter = &app.lists[app.pane.index()].filter;
-                if filter.is_empty() || app.pane == Pane::Logs {
+                let filter = app.view.filter(app.view.pane);
+                if filter.is_empty() || app.view.pane == Pane::Logs {
                     Line::raw("")
                 } else {
                     Line::styled(format!("filter: {filter}  (Esc clears)"), app.theme.muted())
@@ -183,13 +114,14 @@ fn hint_bar(frame: &mut Frame, area: Rect, app: &App) {
     let mut spans = Vec::new();
     let mut width = 0usize;
     let max = area.width as usize;
-    let hints: Vec<(String, String, bool)> = if app.editor.is_some() {
+    let hints: Vec<(String, String, bool)> = if app.view.editor.is_some() {
         vec![
             ("C-s".into(), "save".into(), false),
             ("Esc".into(), "close".into(), false),
         ]
     } else {
-        keymap::hints(app.context())
+        panes::table()
+            .hints(app.context())
             .into_iter()
             .map(|b| {
                 let key = b.keys.first().map(|k| k.label()).unwrap_or_default();
@@ -220,72 +152,6 @@ fn hint_bar(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-/// A rectangle of `w`x`h` centred in `area`.
-pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width);
-    let h = h.min(area.height);
-    Rect::new(
-        area.x + (area.width - w) / 2,
-        area.y + (area.height - h) / 2,
-        w,
-        h,
-    )
-}
-
-fn confirm(frame: &mut Frame, body: Rect, app: &App, question: &str) {
-    let w = (question.chars().count() as u16 + 4).clamp(30, body.width.saturating_sub(4));
-    let popup = centered(body, w, 5);
-    frame.render_widget(Clear, popup);
-    let lines = vec![
-        Line::raw(question.to_string()),
-        Line::raw(""),
-        Line::from(vec![
-            Span::styled("y", app.theme.hint_key()),
-            Span::raw(" yes   "),
-            Span::styled("n", app.theme.hint_key()),
-            Span::raw(" no"),
-        ]),
-    ];
-    frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: true }).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(app.theme.border(true))
-                .title(" Confirm "),
-        ),
-        popup,
-    );
-}
-
-/// The choice after a save found its file changed on disk.
-fn conflict(frame: &mut Frame, body: Rect, app: &App, c: &SpecConflict) {
-    let question = format!("Not saved: {}.", c.message);
-    let w = (question.chars().count() as u16 + 4).clamp(50, body.width.saturating_sub(4));
-    let popup = centered(body, w, 6);
-    frame.render_widget(Clear, popup);
-    let mut keys = Vec::new();
-    if c.text.is_some() {
-        keys.push(Span::styled("r", app.theme.hint_key()));
-        keys.push(Span::raw(" reload from disk   "));
-    }
-    keys.extend([
-        Span::styled("o", app.theme.hint_key()),
-        Span::raw(" overwrite with your text   "),
-        Span::styled("Esc", app.theme.hint_key()),
-        Span::raw(" keep editing"),
-    ]);
-    let lines = vec![Line::raw(question), Line::raw(""), Line::from(keys)];
-    frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: true }).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(app.theme.error())
-                .title(" Changed on disk "),
-        ),
-        popup,
-    );
-}
-
 /// The help text: every binding grouped by where it applies; generated from the key table.
 pub fn help_lines(app: &App) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
@@ -307,8 +173,8 @@ pub fn help_lines(app: &App) -> Vec<Line<'static>> {
             title.to_string(),
             Style::default().add_modifier(Modifier::BOLD),
         ));
-        for b in keymap::BINDINGS
-            .iter()
+        for b in panes::table()
+            .bindings()
             .filter(|b| (b.scope == Scope::Global) == global && b.scope.applies(ctx))
         {
             let keys = keymap::keys_label(b);
@@ -326,22 +192,4 @@ pub fn help_lines(app: &App) -> Vec<Line<'static>> {
         lines.push(Line::raw(""));
     }
     lines
-}
-
-fn help(frame: &mut Frame, body: Rect, app: &App, scroll: usize) {
-    let popup = centered(body, 76, body.height.saturating_sub(2));
-    frame.render_widget(Clear, popup);
-    let lines = help_lines(app);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .scroll((scroll.min(u16::MAX as usize) as u16, 0))
-            .block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .border_style(app.theme.border(true))
-                    .title(" Help — Esc closes, ↑/↓ scroll "),
-            ),
-        popup,
-    );
 }

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::app::{App, Effect, WorkflowRow, WorkflowStats, detail_call};
+use super::app::{App, Effect, detail_call};
 use super::dag_view::Layout;
+use super::data::{WorkflowRow, WorkflowStats};
 use super::keymap::Pane;
 use crate::protocol::{RunId, RunState};
 use crate::store::query::RunSummary;
@@ -54,7 +55,10 @@ impl App {
 
     /// Rows of the workflows pane, filtered.
     pub fn workflow_rows(&self) -> Vec<WorkflowRow> {
-        let f = self.lists[Pane::Workflows.index()].filter.to_lowercase();
+        let f = self.view.lists[Pane::Workflows.index()]
+            .filter
+            .text()
+            .to_lowercase();
         self.workflow_rows_all()
             .into_iter()
             .filter(|r| r.name.to_lowercase().contains(&f))
@@ -63,7 +67,10 @@ impl App {
 
     /// Rows of the runs pane, filtered (matches id, workflow, state).
     pub fn run_rows(&self) -> Vec<&RunSummary> {
-        let f = self.lists[Pane::Runs.index()].filter.to_lowercase();
+        let f = self.view.lists[Pane::Runs.index()]
+            .filter
+            .text()
+            .to_lowercase();
         self.data
             .runs
             .iter()
@@ -76,7 +83,10 @@ impl App {
 
     /// Rows of the history pane, filtered.
     pub fn history_rows(&self) -> Vec<WorkflowStats> {
-        let f = self.lists[Pane::History.index()].filter.to_lowercase();
+        let f = self.view.lists[Pane::History.index()]
+            .filter
+            .text()
+            .to_lowercase();
         let mut by: BTreeMap<&str, WorkflowStats> = BTreeMap::new();
         // Oldest first, so that sparklines read left to right.
         for r in self.data.runs.iter().rev() {
@@ -112,7 +122,10 @@ impl App {
 
     /// Rows of the queue pane: held runs, then ready tasks, as text columns.
     pub fn queue_rows(&self) -> Vec<(RunId, String, String)> {
-        let f = self.lists[Pane::Queue.index()].filter.to_lowercase();
+        let f = self.view.lists[Pane::Queue.index()]
+            .filter
+            .text()
+            .to_lowercase();
         let Some(Ok(q)) = &self.data.queue else {
             return Vec::new();
         };
@@ -136,34 +149,24 @@ impl App {
             .collect()
     }
 
-    pub(super) fn rows_len(&self) -> usize {
-        match self.pane {
-            Pane::Workflows => self.workflow_rows().len(),
-            Pane::Runs => self.run_rows().len(),
-            Pane::History => self.history_rows().len(),
-            Pane::Queue => self.queue_rows().len(),
-            Pane::Overview | Pane::Logs | Pane::Agents => 0,
-        }
-    }
-
     /// The selected workflow's name (workflows or history pane).
     pub fn selected_workflow(&self) -> Option<String> {
-        match self.pane {
+        match self.view.pane {
             Pane::History => {
                 let rows = self.history_rows();
-                rows.get(self.lists[Pane::History.index()].selected)
+                rows.get(self.view.lists[Pane::History.index()].selected)
                     .map(|r| r.name.clone())
             }
             _ => {
                 let rows = self.workflow_rows();
-                rows.get(self.lists[Pane::Workflows.index()].selected)
+                rows.get(self.view.lists[Pane::Workflows.index()].selected)
                     .map(|r| r.name.clone())
             }
         }
     }
 
     pub(super) fn selected_run_summary(&self) -> Option<&RunSummary> {
-        let id = self.selected_run?;
+        let id = self.view.selected_run?;
         self.data.runs.iter().find(|r| r.run_id == id)
     }
 
@@ -171,12 +174,13 @@ impl App {
     /// newly selected run's detail goes to the outbox.
     pub(super) fn anchor_runs(&mut self) {
         let idx = self
+            .view
             .selected_run
             .and_then(|id| self.run_rows().iter().position(|r| r.run_id == id));
         match idx {
-            Some(i) => self.lists[Pane::Runs.index()].selected = i,
+            Some(i) => self.view.lists[Pane::Runs.index()].selected = i,
             None => {
-                let e = self.select_run_at(self.lists[Pane::Runs.index()].selected);
+                let e = self.select_run_at(self.view.lists[Pane::Runs.index()].selected);
                 self.outbox.extend(e);
             }
         }
@@ -192,14 +196,14 @@ impl App {
         let rows = self.run_rows();
         let i = i.min(rows.len().saturating_sub(1));
         let id = rows.get(i).map(|r| r.run_id);
-        self.lists[Pane::Runs.index()].selected = i;
-        if id != self.selected_run {
-            self.selected_run = id;
-            self.dag_selected = 0;
-            self.dag_scroll = (0, 0);
+        self.view.lists[Pane::Runs.index()].selected = i;
+        if id != self.view.selected_run {
+            self.view.selected_run = id;
+            self.view.dag.selected = 0;
+            self.view.dag.scroll = (0, 0);
             if self.data.detail.as_ref().map(|d| d.summary.run_id) != id {
                 self.data.detail = None;
-                self.dag_layout = Layout::default();
+                self.view.dag.layout = Layout::default();
             }
             return id.map(detail_call);
         }

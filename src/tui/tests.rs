@@ -12,7 +12,9 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::app::{App, AppConfig, Confirmed, Effect, Modal, Purpose};
+use super::app::{App, AppConfig, Effect, Purpose};
+use super::dialogs::Modal;
+use super::dialogs::confirm::Confirmed;
 use super::keymap::{Context, Pane};
 use super::logs::PageKind;
 use super::render;
@@ -244,6 +246,7 @@ fn type_str(app: &mut App, s: &str) -> Vec<Effect> {
 /// The screen as text, trailing spaces removed.
 fn screen(app: &mut App, w: u16, h: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+    app.fit(ratatui::layout::Rect::new(0, 0, w, h));
     terminal.draw(|f| render::draw(f, app)).expect("draw");
     let buf = terminal.backend().buffer();
     let mut out = String::new();
@@ -364,7 +367,7 @@ fn snapshot_every_pane_at_80x24_and_120x40() {
             } else {
                 app_with_data(false)
             };
-            app.pane = pane;
+            app.view.pane = pane;
             let text = screen(&mut app, w, h);
             check_snapshot(&format!("{}-{w}x{h}", pane.name()), &text);
         }
@@ -374,7 +377,7 @@ fn snapshot_every_pane_at_80x24_and_120x40() {
 #[test]
 fn snapshot_dag_focused_with_a_selected_task() {
     let mut app = app_with_data(false);
-    app.pane = Pane::Runs;
+    app.view.pane = Pane::Runs;
     app.on_key(code(KeyCode::Enter));
     assert_eq!(app.context(), Context::Dag);
     app.on_key(key('l'));
@@ -385,12 +388,12 @@ fn snapshot_dag_focused_with_a_selected_task() {
 #[test]
 fn snapshot_dialogs() {
     let mut app = app_with_data(false);
-    app.pane = Pane::Workflows;
+    app.view.pane = Pane::Workflows;
     app.on_key(key('t'));
     check_snapshot("trigger-form-80x24", &screen(&mut app, 80, 24));
 
     let mut app = app_with_data(false);
-    app.pane = Pane::Runs;
+    app.view.pane = Pane::Runs;
     app.on_key(key('?'));
     check_snapshot("help-runs-80x24", &screen(&mut app, 80, 24));
 
@@ -438,7 +441,7 @@ fn a_dag_of_150_tasks_scrolls_with_the_selection() {
         Purpose::Detail(RunId(7)),
         Ok(Response::Run(Box::new(detail))),
     );
-    app.pane = Pane::Runs;
+    app.view.pane = Pane::Runs;
     app.on_key(code(KeyCode::Enter));
     app.on_key(key('l'));
     app.on_key(key('G'));
@@ -458,29 +461,29 @@ fn a_dag_of_150_tasks_scrolls_with_the_selection() {
 #[test]
 fn tab_cycles_through_every_pane_and_back() {
     let mut app = app_with_data(false);
-    let mut seen = vec![app.pane];
+    let mut seen = vec![app.view.pane];
     for _ in 0..Pane::ALL.len() {
         app.on_key(code(KeyCode::Tab));
-        seen.push(app.pane);
+        seen.push(app.view.pane);
     }
     assert_eq!(&seen[..7], &Pane::ALL);
     assert_eq!(seen[7], Pane::Overview);
     app.on_key(code(KeyCode::BackTab));
-    assert_eq!(app.pane, Pane::Agents);
+    assert_eq!(app.view.pane, Pane::Agents);
 }
 
 #[test]
 fn slash_filters_the_focused_list_and_esc_clears_it() {
     let mut app = app_with_data(false);
-    app.pane = Pane::Runs;
+    app.view.pane = Pane::Runs;
     assert_eq!(app.run_rows().len(), 7);
     app.on_key(key('/'));
     type_str(&mut app, "fail");
-    assert!(matches!(app.modal, Some(Modal::Filter)));
+    assert!(matches!(app.view.modal, Some(Modal::Filter)));
     let ids: Vec<u64> = app.run_rows().iter().map(|r| r.run_id.0).collect();
     assert_eq!(ids, [6, 3, 2]);
     app.on_key(code(KeyCode::Enter));
-    assert!(app.modal.is_none());
+    assert!(app.view.modal.is_none());
     assert_eq!(app.run_rows().len(), 3, "the filter stays after Enter");
     app.on_key(code(KeyCode::Esc));
     assert_eq!(app.run_rows().len(), 7);
@@ -491,22 +494,22 @@ fn palette_completes_and_runs_commands() {
     let mut app = app_with_data(false);
     type_str(&mut app, ":wf e");
     app.on_key(code(KeyCode::Tab));
-    match &app.modal {
+    match &app.view.modal {
         Some(Modal::Palette(p)) => assert_eq!(p.input, "wf etl"),
         other => panic!("palette expected, got {other:?}"),
     }
     app.on_key(code(KeyCode::Enter));
-    assert_eq!(app.pane, Pane::Runs);
+    assert_eq!(app.view.pane, Pane::Runs);
     assert!(app.run_rows().iter().all(|r| r.workflow == "etl"));
 
     type_str(&mut app, ":hist");
     app.on_key(code(KeyCode::Tab));
     app.on_key(code(KeyCode::Enter));
-    assert_eq!(app.pane, Pane::History);
+    assert_eq!(app.view.pane, Pane::History);
 
     type_str(&mut app, ":nope");
     app.on_key(code(KeyCode::Enter));
-    let msg = app.message.clone().expect("an error");
+    let msg = app.view.message.clone().expect("an error");
     assert!(msg.error && msg.text.contains("unknown command"), "{msg:?}");
 }
 
@@ -517,14 +520,14 @@ fn q_asks_first_while_runs_are_active() {
     let effects = app.on_key(key('q'));
     assert!(effects.is_empty());
     assert!(matches!(
-        app.modal,
+        app.view.modal,
         Some(Modal::Confirm {
             then: Confirmed::Quit,
             ..
         })
     ));
     assert!(app.on_key(key('n')).is_empty());
-    assert!(app.modal.is_none());
+    assert!(app.view.modal.is_none());
     app.on_key(key('q'));
     assert_eq!(app.on_key(key('y')), vec![Effect::Quit]);
 }
@@ -538,17 +541,17 @@ fn q_quits_at_once_when_nothing_runs() {
 #[test]
 fn read_only_disables_actions_and_says_why() {
     let mut app = app_with_data(true);
-    app.pane = Pane::Workflows;
+    app.view.pane = Pane::Workflows;
     for k in ['t', 'p', 'e', 'n'] {
         let effects = app.on_key(key(k));
         assert!(effects.is_empty(), "{k}");
-        assert!(app.modal.is_none(), "{k} opened a dialog");
-        let msg = app.message.clone().expect("a message");
+        assert!(app.view.modal.is_none(), "{k} opened a dialog");
+        let msg = app.view.message.clone().expect("a message");
         assert!(msg.error && msg.text.contains("--read-only"), "{msg:?}");
     }
-    app.pane = Pane::Runs;
+    app.view.pane = Pane::Runs;
     assert!(app.on_key(key('c')).is_empty());
-    assert!(app.modal.is_none());
+    assert!(app.view.modal.is_none());
     // The hint bar shows them disabled; the help says why.
     let text = screen(&mut app, 100, 30);
     assert!(text.contains("[read-only]"));
@@ -564,10 +567,10 @@ fn read_only_disables_actions_and_says_why() {
 #[test]
 fn trigger_form_is_prefilled_and_sends_the_edited_params() {
     let mut app = app_with_data(false);
-    app.pane = Pane::Workflows;
+    app.view.pane = Pane::Workflows;
     // Rows are sorted by name: etl first.
     app.on_key(key('t'));
-    let Some(Modal::Form(form)) = &app.modal else {
+    let Some(Modal::Form(form)) = &app.view.modal else {
         panic!("form expected");
     };
     assert_eq!(form.workflow, "etl");
@@ -602,8 +605,8 @@ fn trigger_form_is_prefilled_and_sends_the_edited_params() {
         Purpose::Trigger("etl".into()),
         Ok(Response::Accepted { run_id: RunId(9) }),
     );
-    assert_eq!(app.pane, Pane::Runs);
-    assert_eq!(app.selected_run, Some(RunId(9)));
+    assert_eq!(app.view.pane, Pane::Runs);
+    assert_eq!(app.view.selected_run, Some(RunId(9)));
     assert!(
         effects
             .iter()
@@ -614,8 +617,8 @@ fn trigger_form_is_prefilled_and_sends_the_edited_params() {
 #[test]
 fn cancel_asks_for_confirmation() {
     let mut app = app_with_data(false);
-    app.pane = Pane::Runs;
-    assert_eq!(app.selected_run, Some(RunId(7)));
+    app.view.pane = Pane::Runs;
+    assert_eq!(app.view.selected_run, Some(RunId(7)));
     assert!(app.on_key(key('c')).is_empty());
     let effects = app.on_key(key('y'));
     assert_eq!(
@@ -627,15 +630,15 @@ fn cancel_asks_for_confirmation() {
     );
     // An ended run cannot be cancelled.
     app.on_key(key('j'));
-    assert_eq!(app.selected_run, Some(RunId(6)));
+    assert_eq!(app.view.selected_run, Some(RunId(6)));
     app.on_key(key('c'));
-    assert!(app.modal.is_none());
+    assert!(app.view.modal.is_none());
 }
 
 #[test]
 fn retry_pause_and_edit_send_their_requests() {
     let mut app = app_with_data(false);
-    app.pane = Pane::Runs;
+    app.view.pane = Pane::Runs;
     app.on_key(key('j'));
     let effects = app.on_key(key('r'));
     assert_eq!(
@@ -645,7 +648,7 @@ fn retry_pause_and_edit_send_their_requests() {
             Purpose::Retry(RunId(6))
         )]
     );
-    app.pane = Pane::Workflows;
+    app.view.pane = Pane::Workflows;
     app.on_key(key('j'));
     app.on_key(key('j'));
     assert_eq!(app.selected_workflow().as_deref(), Some("nightly-report"));
@@ -670,7 +673,7 @@ fn editor_save_goes_through_put_spec_and_problems_are_reported() {
             hash: Some("h1".into()),
         }),
     );
-    assert!(app.editor.is_some());
+    assert!(app.view.editor.is_some());
     type_str(&mut app, "x");
     let effects = app.on_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
     assert!(
@@ -689,7 +692,7 @@ fn editor_save_goes_through_put_spec_and_problems_are_reported() {
             problems: vec![problem],
         }),
     );
-    let msg = app.message.clone().expect("message");
+    let msg = app.view.message.clone().expect("message");
     assert!(
         msg.error && msg.text.contains("etl.yaml:1:1: unknown key"),
         "{msg:?}"
@@ -697,30 +700,30 @@ fn editor_save_goes_through_put_spec_and_problems_are_reported() {
     // Esc with unsaved changes asks first.
     app.on_key(code(KeyCode::Esc));
     assert!(matches!(
-        app.modal,
+        app.view.modal,
         Some(Modal::Confirm {
             then: Confirmed::DiscardEdits,
             ..
         })
     ));
     app.on_key(key('y'));
-    assert!(app.editor.is_none());
+    assert!(app.view.editor.is_none());
 }
 
 #[test]
 fn new_workflow_asks_for_a_file_name() {
     let mut app = app_with_data(false);
-    app.pane = Pane::Workflows;
+    app.view.pane = Pane::Workflows;
     app.on_key(key('n'));
     type_str(&mut app, "../x");
     app.on_key(code(KeyCode::Enter));
-    assert!(app.editor.is_none(), "a path is refused");
+    assert!(app.view.editor.is_none(), "a path is refused");
     for _ in 0..4 {
         app.on_key(code(KeyCode::Backspace));
     }
     type_str(&mut app, "backup");
     app.on_key(code(KeyCode::Enter));
-    let session = app.editor.as_ref().expect("editor open");
+    let session = app.view.editor.as_ref().expect("editor open");
     assert_eq!(session.file, "backup.yaml");
 }
 
@@ -739,7 +742,7 @@ fn editing_etl() -> App {
             hash: Some("h1".into()),
         }),
     );
-    assert!(app.editor.is_some());
+    assert!(app.view.editor.is_some());
     app
 }
 
@@ -785,13 +788,13 @@ fn edits_typed_while_saving_are_kept_and_esc_asks() {
         "no second save while one is on its way"
     );
     saved(&mut app, "h2");
-    let editor = &app.editor.as_ref().expect("still open").editor;
+    let editor = &app.view.editor.as_ref().expect("still open").editor;
     assert!(editor.is_dirty(), "`late` was not in the saved text");
     assert!(editor.text().starts_with("#late"), "{}", editor.text());
     app.on_key(code(KeyCode::Esc));
     assert!(
         matches!(
-            app.modal,
+            app.view.modal,
             Some(Modal::Confirm {
                 then: Confirmed::DiscardEdits,
                 ..
@@ -800,7 +803,7 @@ fn edits_typed_while_saving_are_kept_and_esc_asks() {
         "Esc asks before dropping the late edits"
     );
     app.on_key(key('n'));
-    assert!(app.editor.is_some());
+    assert!(app.view.editor.is_some());
     // The next save replaces what the first one wrote.
     let (_, base) = put_spec(&app.on_key(ctrl_s()));
     assert_eq!(base.as_deref(), Some("h2"));
@@ -821,11 +824,11 @@ fn a_file_changed_on_disk_offers_reload_or_overwrite() {
     };
     app.on_response(Purpose::PutSpec("etl.yaml".into()), conflict());
     assert!(
-        matches!(app.modal, Some(Modal::SpecConflict(_))),
+        matches!(app.view.modal, Some(Modal::SpecConflict(_))),
         "{:?}",
-        app.modal
+        app.view.modal
     );
-    let msg = app.message.clone().expect("message");
+    let msg = app.view.message.clone().expect("message");
     assert!(msg.error && msg.text.contains("changed on disk"), "{msg:?}");
     assert!(
         msg.text.contains("r reload") && msg.text.contains("o overwrite"),
@@ -839,8 +842,8 @@ fn a_file_changed_on_disk_offers_reload_or_overwrite() {
 
     // Esc keeps editing; the edits are still there and still unsaved.
     app.on_key(code(KeyCode::Esc));
-    assert!(app.modal.is_none());
-    let editor = &app.editor.as_ref().expect("open").editor;
+    assert!(app.view.modal.is_none());
+    let editor = &app.view.editor.as_ref().expect("open").editor;
     assert!(editor.is_dirty() && editor.text().starts_with("#kind"));
 
     // Overwrite: the same text again, based on what is on disk now.
@@ -852,14 +855,14 @@ fn a_file_changed_on_disk_offers_reload_or_overwrite() {
         ("#kind: workflow\nname: etl\n", Some("disk"))
     );
     saved(&mut app, "mine");
-    assert!(!app.editor.as_ref().expect("open").editor.is_dirty());
+    assert!(!app.view.editor.as_ref().expect("open").editor.is_dirty());
 
     // Reload: the text on disk replaces the edits.
     type_str(&mut app, "x");
     put_spec(&app.on_key(ctrl_s()));
     app.on_response(Purpose::PutSpec("etl.yaml".into()), conflict());
     assert!(app.on_key(key('r')).is_empty());
-    let editor = &app.editor.as_ref().expect("open").editor;
+    let editor = &app.view.editor.as_ref().expect("open").editor;
     assert_eq!(editor.text(), "kind: workflow\nname: etl\n# theirs\n");
     assert!(!editor.is_dirty());
     assert_eq!(editor.base_hash().as_deref(), Some("disk"));
@@ -878,7 +881,7 @@ fn a_file_changed_on_disk_offers_reload_or_overwrite() {
     );
     app.on_key(key('r'));
     assert!(
-        matches!(app.modal, Some(Modal::SpecConflict(_))),
+        matches!(app.view.modal, Some(Modal::SpecConflict(_))),
         "r does nothing"
     );
     let (_, base) = put_spec(&app.on_key(key('o')));
@@ -888,23 +891,23 @@ fn a_file_changed_on_disk_offers_reload_or_overwrite() {
 #[test]
 fn a_new_file_never_takes_an_existing_name() {
     let mut app = app_with_data(false);
-    app.pane = Pane::Workflows;
+    app.view.pane = Pane::Workflows;
     app.on_key(key('n'));
     type_str(&mut app, "etl");
     app.on_key(code(KeyCode::Enter));
-    assert!(app.editor.is_none(), "etl.yaml holds workflow etl");
+    assert!(app.view.editor.is_none(), "etl.yaml holds workflow etl");
     assert!(
-        matches!(app.modal, Some(Modal::FileName(_))),
+        matches!(app.view.modal, Some(Modal::FileName(_))),
         "still asking for a name"
     );
-    let msg = app.message.clone().expect("message");
+    let msg = app.view.message.clone().expect("message");
     assert!(
         msg.error && msg.text.contains("file exists: etl.yaml"),
         "{msg:?}"
     );
     type_str(&mut app, "2");
     app.on_key(code(KeyCode::Enter));
-    let session = app.editor.as_ref().expect("editor open");
+    let session = app.view.editor.as_ref().expect("editor open");
     assert_eq!(session.file, "etl2.yaml");
 
     // A file the console did not know of: the principal refuses; the text stays, and a save
@@ -930,9 +933,9 @@ fn a_new_file_never_takes_an_existing_name() {
             "file exists: etl2.yaml is already in the workflows directory",
         ))),
     );
-    let msg = app.message.clone().expect("message");
+    let msg = app.view.message.clone().expect("message");
     assert!(msg.error && msg.text.contains("file exists"), "{msg:?}");
-    let session = app.editor.as_ref().expect("editor stays open");
+    let session = app.view.editor.as_ref().expect("editor stays open");
     assert!(session.editor.is_dirty() && !session.editor.is_saving());
     assert_eq!(app.on_key(ctrl_s()).len(), 1, "can save again");
 }
@@ -949,7 +952,7 @@ fn opening_a_file_never_replaces_an_open_editor() {
             hash: None,
         }),
     );
-    let session = app.editor.as_ref().expect("open");
+    let session = app.view.editor.as_ref().expect("open");
     assert_eq!(session.file, "etl.yaml");
     assert!(session.editor.text().starts_with("mine"));
     // An answer about a save of another file (an editor closed meanwhile) is not applied here.
@@ -962,7 +965,7 @@ fn opening_a_file_never_replaces_an_open_editor() {
             hash: None,
         }),
     );
-    assert!(app.editor.as_ref().expect("open").editor.is_saving());
+    assert!(app.view.editor.as_ref().expect("open").editor.is_saving());
 }
 
 #[test]
@@ -991,7 +994,7 @@ fn events_update_runs_and_the_dag() {
     });
     assert_eq!(app.data.runs[0].run_id, RunId(8));
     assert_eq!(
-        app.selected_run,
+        app.view.selected_run,
         Some(RunId(7)),
         "the selection stays on its run"
     );
@@ -1009,25 +1012,28 @@ fn events_update_runs_and_the_dag() {
 #[test]
 fn logs_follow_scroll_search_and_page_older_lines() {
     let mut app = logs_app();
-    assert_eq!(app.logs.lines().len(), 6);
-    assert!(app.log_view.follow);
+    assert_eq!(app.data.logs.lines().len(), 6);
+    assert!(app.view.log_view.follow);
     type_str(&mut app, "/WARNING");
     app.on_key(code(KeyCode::Enter));
-    assert_eq!(app.log_view.current_match, Some(3));
-    assert!(!app.log_view.follow, "jumping to a match stops following");
+    assert_eq!(app.view.log_view.current_match, Some(3));
+    assert!(
+        !app.view.log_view.follow,
+        "jumping to a match stops following"
+    );
     app.on_key(key('G'));
-    assert!(app.log_view.follow);
+    assert!(app.view.log_view.follow);
     app.on_key(key('f'));
-    assert!(!app.log_view.follow);
+    assert!(!app.view.log_view.follow);
     app.on_key(key('w'));
-    assert!(app.log_view.wrap);
+    assert!(app.view.log_view.wrap);
 }
 
 #[test]
 fn mouse_wheel_moves_the_selection() {
     use ratatui::crossterm::event::{MouseEvent, MouseEventKind};
     let mut app = app_with_data(false);
-    app.pane = Pane::Runs;
+    app.view.pane = Pane::Runs;
     let wheel = |kind| MouseEvent {
         kind,
         column: 10,
@@ -1035,19 +1041,19 @@ fn mouse_wheel_moves_the_selection() {
         modifiers: KeyModifiers::NONE,
     };
     app.on_mouse(wheel(MouseEventKind::ScrollDown));
-    assert_eq!(app.selected_run, Some(RunId(4)));
+    assert_eq!(app.view.selected_run, Some(RunId(4)));
     app.on_mouse(wheel(MouseEventKind::ScrollUp));
-    assert_eq!(app.selected_run, Some(RunId(7)));
+    assert_eq!(app.view.selected_run, Some(RunId(7)));
 }
 
 #[test]
 fn help_is_generated_from_the_key_table() {
     let mut app = app_with_data(false);
-    app.pane = Pane::Logs;
+    app.view.pane = Pane::Logs;
     let lines = render::help_lines(&app);
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    for b in super::keymap::BINDINGS
-        .iter()
+    for b in super::panes::table()
+        .bindings()
         .filter(|b| b.scope.applies(Context::Pane(Pane::Logs)))
     {
         assert!(text.contains(b.help), "help lacks `{}`", b.help);
@@ -1055,10 +1061,40 @@ fn help_is_generated_from_the_key_table() {
 }
 
 #[test]
+fn help_lists_every_binding_of_every_context_and_hints_come_from_the_table() {
+    for ctx in Pane::ALL
+        .iter()
+        .map(|p| Context::Pane(*p))
+        .chain([Context::Dag])
+    {
+        let mut app = app_with_data(false);
+        match ctx {
+            Context::Pane(p) => app.view.pane = p,
+            Context::Dag => {
+                app.view.pane = Pane::Runs;
+                app.on_key(code(KeyCode::Enter));
+            }
+        }
+        assert_eq!(app.context(), ctx);
+        let text: String = render::help_lines(&app)
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let table = super::panes::table();
+        for b in table.bindings().filter(|b| b.scope.applies(ctx)) {
+            assert!(text.contains(b.help), "help of {ctx:?} lacks `{}`", b.help);
+        }
+        for b in table.hints(ctx) {
+            assert!(b.hint.is_some() && b.scope.applies(ctx), "{}", b.help);
+        }
+    }
+}
+
+#[test]
 fn scrolling_above_the_buffer_fetches_older_lines_and_keeps_the_view() {
     let mut app = app_with_data(false);
-    app.logs = super::logs::LogBuffer::with_capacity(5);
-    app.log_height = 2;
+    app.data.logs = super::logs::LogBuffer::with_capacity(5);
+    app.view.log_height = 2;
     let effects = app.open_logs(RunId(7), Some("extract".into()));
     let Some(Effect::Call(_, Purpose::Logs { generation, .. })) = effects.first().cloned() else {
         panic!("expected a logs request");
@@ -1088,12 +1124,12 @@ fn scrolling_above_the_buffer_fetches_older_lines_and_keeps_the_view() {
         }),
     );
     assert_eq!(
-        app.logs.first_offset(),
+        app.data.logs.first_offset(),
         3,
         "only the newest 5 lines are kept"
     );
     assert!(app.on_key(key('k')).is_empty());
-    assert!(!app.log_view.follow, "scrolling up stops following");
+    assert!(!app.view.log_view.follow, "scrolling up stops following");
     let effects = app.on_key(key('g'));
     let [
         Effect::Call(
@@ -1118,10 +1154,16 @@ fn scrolling_above_the_buffer_fetches_older_lines_and_keeps_the_view() {
             first: 0,
         }),
     );
-    let texts: Vec<&str> = app.logs.lines().iter().map(|e| e.text.as_str()).collect();
+    let texts: Vec<&str> = app
+        .data
+        .logs
+        .lines()
+        .iter()
+        .map(|e| e.text.as_str())
+        .collect();
     assert_eq!(texts, ["line 0", "line 1", "line 2", "line 3", "line 4"]);
     assert_eq!(
-        app.log_view.top, 3,
+        app.view.log_view.top, 3,
         "the same line stays at the top of the view"
     );
     // Following again reads the tail back (the buffer dropped it for the older lines).
@@ -1133,7 +1175,7 @@ fn scrolling_above_the_buffer_fetches_older_lines_and_keeps_the_view() {
         ),
         "{effects:?}"
     );
-    assert!(app.log_view.follow);
+    assert!(app.view.log_view.follow);
 }
 
 #[test]
@@ -1146,7 +1188,8 @@ fn theme_command_switches_the_theme() {
     type_str(&mut app, ":theme nope");
     app.on_key(code(KeyCode::Enter));
     assert!(
-        app.message
+        app.view
+            .message
             .as_ref()
             .is_some_and(|m| m.error && m.text.contains("nope"))
     );
@@ -1272,4 +1315,65 @@ fn a_history_file_that_cannot_be_written_shows_in_the_header_until_it_can() {
         at: now(),
     });
     assert!(!screen(&mut app, 120, 40).contains("HISTORY NOT WRITABLE"));
+}
+
+// ----- the palette's parsing and completion -----
+
+mod palette {
+    use crate::tui::dialogs::palette::{Names, Palette, PaletteError};
+    use crate::tui::keymap::Action;
+    use crate::tui::panes::table;
+
+    fn names() -> Names {
+        Names {
+            workflows: vec!["etl".into(), "etl-nightly".into(), "flaky".into()],
+            themes: vec!["dark".into(), "light".into()],
+            runs: vec!["3".into(), "2".into()],
+        }
+    }
+
+    #[test]
+    fn completes_a_unique_command_and_adds_a_space_for_its_argument() {
+        let mut p = Palette { input: "w".into() };
+        // `wf` and `workflows` and `wrap` share only `w`.
+        p.complete(&names(), table());
+        assert_eq!(p.input, "w");
+        p.input = "wo".into();
+        p.complete(&names(), table());
+        assert_eq!(p.input, "workflows");
+        p.input = "th".into();
+        p.complete(&names(), table());
+        assert_eq!(p.input, "theme ");
+    }
+
+    #[test]
+    fn completes_arguments_from_names() {
+        let mut p = Palette {
+            input: "wf fl".into(),
+        };
+        p.complete(&names(), table());
+        assert_eq!(p.input, "wf flaky");
+        p.input = "wf e".into();
+        p.complete(&names(), table());
+        assert_eq!(p.input, "wf etl");
+        assert_eq!(p.candidates(&names(), table()).len(), 2);
+    }
+
+    #[test]
+    fn parses_commands_and_reports_unknown_ones_with_a_suggestion() {
+        let p = Palette {
+            input: "wf etl".into(),
+        };
+        let parsed = p.parse(table()).expect("valid");
+        assert_eq!(parsed.binding.action, Action::Workflow);
+        assert_eq!(parsed.arg.as_deref(), Some("etl"));
+        let err = Palette {
+            input: "runz".into(),
+        }
+        .parse(table())
+        .unwrap_err();
+        assert!(err.to_string().contains("did you mean `:runs`"), "{err}");
+        let err = Palette { input: "wf".into() }.parse(table()).unwrap_err();
+        assert_eq!(err, PaletteError::MissingArg("wf", "a workflow name"));
+    }
 }

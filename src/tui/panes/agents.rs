@@ -4,12 +4,26 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Row, Table};
 
-use super::{block, header, note, slots_gauge};
+use super::pane::{PaneDef, slots_gauge};
 use crate::tui::app::App;
+use crate::tui::draw::{block, header, note};
+use crate::tui::keymap::{Arg, Pane};
+
+/// The agents pane.
+pub static PANE: PaneDef = PaneDef {
+    pane: Pane::Agents,
+    show_help: "agents pane",
+    show_arg: Arg::None,
+    bindings: &[],
+    act: |_, _, _| None,
+    fit: super::pane::fit_nothing,
+    draw,
+    rows: super::pane::no_rows,
+};
 
 /// Draws the agents pane.
-pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
-    let b = block(app, "Agents", true);
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let b = block(&app.theme, "Agents", true);
     let Some(s) = app.data.status.as_ref() else {
         let text = app
             .data
@@ -43,9 +57,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
         ],
     )
     .header(header(
-        app,
+        &app.theme,
         &["AGENT", "PROCESS", "SLOTS", "BUSY", "FREE", "WAITING"],
     ));
     frame.render_widget(table, table_area);
-    frame.render_widget(slots_gauge(app, s, "slots busy"), gauge);
+    frame.render_widget(slots_gauge(&app.theme, s, "slots busy"), gauge);
 }

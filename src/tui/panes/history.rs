@@ -5,28 +5,56 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Sparkline, Table};
 
-use super::{block, filter_suffix, header, list_table, note};
+use super::pane::{PaneDef, draw_list, filter_suffix, fit_list};
 use crate::humantime::format_secs;
-use crate::tui::app::App;
-use crate::tui::keymap::Pane;
+use crate::tui::app::{App, Effect};
+use crate::tui::draw::{block, header, note};
+use crate::tui::keymap::{Action, Arg, Pane};
 
-/// Draws the history pane.
-pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
-    let rows = app.history_rows();
-    // Per-workflow figures on top, the selected workflow's runs below, then its durations.
-    let list_h = (rows.len() as u16 + 3).clamp(5, (area.height / 3).max(5));
-    let [list, runs, spark] = Layout::vertical([
+/// The history pane.
+pub static PANE: PaneDef = PaneDef {
+    pane: Pane::History,
+    show_help: "history pane",
+    show_arg: Arg::None,
+    bindings: &[],
+    act,
+    fit,
+    draw,
+    rows: |app| app.history_rows().len(),
+};
+
+fn act(app: &mut App, action: Action, _: Option<&str>) -> Option<Vec<Effect>> {
+    (action == Action::Enter).then(|| app.runs_of_selected_workflow())
+}
+
+/// Per-workflow figures on top, the selected workflow's runs below, then its durations.
+fn areas(area: Rect, rows: usize) -> [Rect; 3] {
+    let list_h = (rows as u16 + 3).clamp(5, (area.height / 3).max(5));
+    Layout::vertical([
         Constraint::Length(list_h),
         Constraint::Min(3),
         Constraint::Length(6),
     ])
-    .areas(area);
+    .areas(area)
+}
+
+fn fit(app: &mut App, area: Rect) {
+    let len = app.history_rows().len();
+    if len > 0 {
+        fit_list(app, Pane::History, areas(area, len)[0], len);
+    }
+}
+
+/// Draws the history pane.
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let rows = app.history_rows();
+    let [list, runs, spark] = areas(area, rows.len());
     let title = format!(
         "History: last {} runs by workflow{}",
         app.data.runs.len(),
         filter_suffix(app, Pane::History)
     );
-    let b = block(app, title, true);
+    let b = block(&app.theme, title, true);
     if rows.is_empty() {
         let text = app
             .data
@@ -62,11 +90,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
             Constraint::Length(9),
         ],
     )
-    .header(header(app, &["WORKFLOW", "RUNS", "FAILED", "MEAN", "LAST"]))
+    .header(header(
+        &app.theme,
+        &["WORKFLOW", "RUNS", "FAILED", "MEAN", "LAST"],
+    ))
     .block(b);
     let len = rows.len();
-    list_table(frame, list, app, Pane::History, table, len);
-    let sel = app.lists[Pane::History.index()].selected.min(len - 1);
+    draw_list(frame, list, app, Pane::History, table, len);
+    let sel = app.view.list(Pane::History).selected.min(len - 1);
     let s = &rows[sel];
     render_runs(frame, runs, app, &s.name);
     // The newest runs that fit, oldest on the left.
@@ -88,7 +119,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
         Sparkline::default()
             .data(&data)
             .style(app.theme.run_state(crate::protocol::RunState::Running))
-            .block(block(app, title, false)),
+            .block(block(&app.theme, title, false)),
         spark,
     );
 }
@@ -139,7 +170,7 @@ fn render_runs(frame: &mut Frame, area: Rect, app: &App, workflow: &str) {
             Constraint::Fill(1),
         ],
     )
-    .header(header(app, &["RUN", "STATE", "STARTED", "TOOK", "FAILED"]))
-    .block(block(app, format!("Runs of {workflow}"), false));
+    .header(header(t, &["RUN", "STATE", "STARTED", "TOOK", "FAILED"]))
+    .block(block(t, format!("Runs of {workflow}"), false));
     frame.render_widget(table, area);
 }

@@ -7,17 +7,145 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::{block, note};
-use crate::protocol::Stream;
+use super::pane::PaneDef;
+use crate::protocol::{RunId, Stream};
 use crate::tui::ansi;
-use crate::tui::app::App;
+use crate::tui::app::{App, Effect};
+use crate::tui::dialogs::Modal;
+use crate::tui::draw::{block, inner, note};
+use crate::tui::keymap::{Action, Arg, Binding, Context, Pane, Scope, b, code, k};
+use crate::tui::line_input::LineInput;
 use crate::tui::logs::Entry;
 use crate::tui::theme::Theme;
+use ratatui::crossterm::event::KeyCode;
+
+const HERE: Scope = Scope::In(&[Context::Pane(Pane::Logs)]);
+
+/// Keys of the logs pane.
+pub static BINDINGS: &[Binding] = &[
+    b(&[k('f')], Action::Follow, HERE, "follow new lines on/off")
+        .cmd("follow", Arg::None)
+        .hint("follow"),
+    b(&[k('w')], Action::Wrap, HERE, "wrap long lines on/off")
+        .cmd("wrap", Arg::None)
+        .hint("wrap"),
+    b(&[k('T')], Action::Timestamps, HERE, "timestamps on/off")
+        .cmd("timestamps", Arg::None)
+        .hint("time"),
+    b(
+        &[k('/')],
+        Action::Filter,
+        HERE,
+        "search (matches highlighted)",
+    )
+    .hint("search"),
+    b(&[k('n')], Action::NextMatch, HERE, "next match").hint("next match"),
+    b(&[k('N')], Action::PrevMatch, HERE, "previous match"),
+    b(
+        &[code(KeyCode::Left), k('h')],
+        Action::Left,
+        HERE,
+        "scroll left",
+    ),
+    b(
+        &[code(KeyCode::Right), k('l')],
+        Action::Right,
+        HERE,
+        "scroll right",
+    ),
+];
+
+/// The logs pane.
+pub static PANE: PaneDef = PaneDef {
+    pane: Pane::Logs,
+    show_help: "logs pane (of a run: :logs 12)",
+    show_arg: Arg::Run,
+    bindings: BINDINGS,
+    act,
+    fit,
+    draw,
+    rows: super::pane::no_rows,
+};
+
+fn act(app: &mut App, action: Action, arg: Option<&str>) -> Option<Vec<Effect>> {
+    let v = &mut app.view.log_view;
+    Some(match action {
+        Action::Show(Pane::Logs) => show(app, arg),
+        Action::Follow => {
+            let on = !v.follow;
+            app.set_follow(on)
+        }
+        Action::Wrap => {
+            v.wrap = !v.wrap;
+            Vec::new()
+        }
+        Action::Timestamps => {
+            v.timestamps = !v.timestamps;
+            Vec::new()
+        }
+        Action::Filter => {
+            app.view.modal = Some(Modal::Search(LineInput::new(v.search.clone())));
+            Vec::new()
+        }
+        Action::NextMatch | Action::PrevMatch => {
+            app.jump_match(action == Action::NextMatch);
+            Vec::new()
+        }
+        Action::Left | Action::Right => {
+            let d = if action == Action::Left { -1 } else { 1 };
+            if !v.wrap {
+                v.hscroll = (v.hscroll as isize + d * 8).max(0) as usize;
+            }
+            Vec::new()
+        }
+        Action::Bottom => app.set_follow(true),
+        Action::Back => {
+            if !v.search.is_empty() {
+                v.search.clear();
+                v.current_match = None;
+            } else {
+                app.view.pane = app.view.before_logs;
+            }
+            Vec::new()
+        }
+        _ => {
+            let delta = action.step(app.view.log_height)?;
+            app.scroll_logs(delta)
+        }
+    })
+}
+
+/// `5` or `:logs [RUN]`: the logs of the run named, else the logs open, else those of the
+/// selected run.
+fn show(app: &mut App, arg: Option<&str>) -> Vec<Effect> {
+    if let Some(a) = arg {
+        return match a.parse::<RunId>() {
+            Ok(id) => app.open_logs(id, None),
+            Err(e) => {
+                app.warn(e);
+                Vec::new()
+            }
+        };
+    }
+    match app.view.selected_run {
+        Some(id) if app.data.logs.target().is_none() => app.open_logs(id, None),
+        _ => {
+            app.view.show(Pane::Logs);
+            Vec::new()
+        }
+    }
+}
+
+fn fit(app: &mut App, area: Rect) {
+    if app.data.logs.target().is_some() {
+        app.view.log_height = (inner(area).height as usize).max(1);
+    }
+}
 
 /// Draws the logs pane.
-pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
-    let Some(target) = app.logs.target().cloned() else {
-        let b = block(app, "Logs", true);
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let Some(target) = app.data.logs.target().cloned() else {
+        let b = block(&app.theme, "Logs", true);
         return note(
             frame,
             area,
@@ -26,15 +154,16 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
             app.theme.muted(),
         );
     };
-    let v = &app.log_view;
+    let v = &app.view.log_view;
+    let logs = &app.data.logs;
     let mut flags = vec![
         format!("follow {}", on_off(v.follow)),
         format!("wrap {}", on_off(v.wrap)),
     ];
-    if app.logs.is_loading() {
+    if logs.is_loading() {
         flags.push("loading…".into());
     }
-    if app.logs.has_older() {
+    if logs.has_older() {
         flags.push("↑ older".into());
     }
     let what = match &target.task {
@@ -44,17 +173,16 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
     let title = format!(
         "Logs {what} — {} — {} lines",
         flags.join(" · "),
-        app.logs.lines().len()
+        logs.lines().len()
     );
-    let b = block(app, title, true);
+    let b = block(&app.theme, title, true);
     let inner = b.inner(area);
     frame.render_widget(b, area);
     let h = inner.height as usize;
     let w = inner.width as usize;
-    app.log_height = h.max(1);
-    let lines = app.logs.lines();
+    let lines = logs.lines();
     if lines.is_empty() {
-        let text = if app.logs.is_loading() {
+        let text = if logs.is_loading() {
             "loading…"
         } else {
             "no output yet"
@@ -63,18 +191,18 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
         return;
     }
     let show_task = target.task.is_none();
-    let needle = app.log_view.search.to_lowercase();
-    let current = app.log_view.current_match;
+    let needle = v.search.to_lowercase();
+    let current = v.current_match;
     let render_one =
         |i: usize, e: &Entry| line_for(app, e, show_task, &needle, current == Some(i), &app.theme);
     let mut out: Vec<Line> = Vec::with_capacity(h);
-    if app.log_view.follow {
+    if v.follow {
         // Newest at the bottom: walk back until the view is full.
         let mut rows = 0;
         let mut picked = Vec::new();
         for (i, e) in lines.iter().enumerate().rev() {
             let line = render_one(i, e);
-            let chunks = if app.log_view.wrap {
+            let chunks = if v.wrap {
                 wrap_line(line, w)
             } else {
                 vec![line]
@@ -91,10 +219,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
         let skip = out.len().saturating_sub(h);
         out.drain(..skip);
     } else {
-        let start = app.log_view.top.saturating_sub(app.logs.first_offset());
+        let start = v.top.saturating_sub(logs.first_offset());
         for (i, e) in lines.iter().enumerate().skip(start) {
             let line = render_one(i, e);
-            if app.log_view.wrap {
+            if v.wrap {
                 out.extend(wrap_line(line, w));
             } else {
                 out.push(line);
@@ -105,10 +233,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
         }
         out.truncate(h);
     }
-    let scroll_x = if app.log_view.wrap {
+    let scroll_x = if v.wrap {
         0
     } else {
-        app.log_view.hscroll.min(u16::MAX as usize) as u16
+        v.hscroll.min(u16::MAX as usize) as u16
     };
     frame.render_widget(Paragraph::new(out).scroll((0, scroll_x)), inner);
 }
@@ -127,7 +255,7 @@ fn line_for(
     theme: &Theme,
 ) -> Line<'static> {
     let mut spans: Vec<Span<'static>> = Vec::new();
-    if app.log_view.timestamps {
+    if app.view.log_view.timestamps {
         spans.push(Span::styled(
             app.fmt_time(e.at, "%H:%M:%S%.3f "),
             theme.muted(),

@@ -1,97 +1,172 @@
-//! One module per pane; each draws state it was given and never talks to the engine.
+//! One module per pane. Each declares its key bindings, what its actions do, what it fits to
+//! the screen and how it draws (from `&App`, changing nothing) in a [`PaneDef`];
+//! [`REGISTRY`] lists them in Tab order and [`table`] assembles the one key table from their
+//! bindings and the global ones.
+//!
+//! Adding a pane: its file, its variant in [`Pane`], and one line in [`REGISTRY`].
 
 pub mod agents;
-pub mod form;
 pub mod history;
 pub mod logs;
 pub mod overview;
+pub mod pane;
 pub mod queue;
 pub mod runs;
 pub mod workflows;
 
-use ratatui::Frame;
-use ratatui::layout::Rect;
-use ratatui::style::Style;
-use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Row, Table, TableState};
+use std::sync::LazyLock;
 
-use super::app::App;
-use super::keymap::Pane;
+use super::keymap::{self, Binding, Pane, Row, Table};
+pub use pane::PaneDef;
 
-/// The agent slots in use as a gauge labelled `busy/slots {what}`.
-fn slots_gauge(app: &App, s: &crate::protocol::api::StatusReport, what: &str) -> Gauge<'static> {
-    let ratio = if s.slots == 0 {
-        0.0
-    } else {
-        (s.busy_slots as f64 / s.slots as f64).clamp(0.0, 1.0)
-    };
-    Gauge::default()
-        .ratio(ratio)
-        .label(format!("{}/{} {what}", s.busy_slots, s.slots))
-        .gauge_style(app.theme.run_state(crate::protocol::RunState::Running))
+/// Every pane, in Tab order (`1` shows the first).
+pub static REGISTRY: &[&PaneDef] = &[
+    &overview::PANE,
+    &workflows::PANE,
+    &runs::PANE,
+    &queue::PANE,
+    &logs::PANE,
+    &history::PANE,
+    &agents::PANE,
+];
+
+/// The definition of `pane`.
+pub fn def(pane: Pane) -> &'static PaneDef {
+    REGISTRY
+        .iter()
+        .find(|d| d.pane == pane)
+        .copied()
+        .unwrap_or(REGISTRY[0])
 }
 
-/// Draws the focused pane into `area`.
-pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
-    match app.pane {
-        Pane::Overview => overview::render(frame, area, app),
-        Pane::Workflows => workflows::render(frame, area, app),
-        Pane::Runs => runs::render(frame, area, app),
-        Pane::Queue => queue::render(frame, area, app),
-        Pane::Logs => logs::render(frame, area, app),
-        Pane::History => history::render(frame, area, app),
-        Pane::Agents => agents::render(frame, area, app),
+/// The one key table: the panes' rows in registry order (so that a pane can reuse a global
+/// key), then the global ones with a `1`..`9` row per pane among them.
+pub fn table() -> &'static Table {
+    static TABLE: LazyLock<Table> = LazyLock::new(|| {
+        static SHOW: LazyLock<Vec<Binding>> = LazyLock::new(|| {
+            REGISTRY
+                .iter()
+                .zip(keymap::PANE_KEYS.chunks(1))
+                .map(|(d, key)| keymap::show_pane(key, d.pane, d.show_help, d.show_arg))
+                .collect()
+        });
+        let own = REGISTRY.iter().flat_map(|d| {
+            d.bindings.iter().map(|binding| Row {
+                binding,
+                owner: Some(d.pane),
+            })
+        });
+        let global = keymap::GLOBAL_HEAD
+            .iter()
+            .chain(SHOW.iter())
+            .chain(keymap::GLOBAL_TAIL)
+            .map(|binding| Row {
+                binding,
+                owner: None,
+            });
+        Table::new(own.chain(global).collect())
+    });
+    &TABLE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::keymap::{Action, Context, Scope};
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    fn contexts() -> impl Iterator<Item = Context> {
+        Pane::ALL
+            .iter()
+            .map(|p| Context::Pane(*p))
+            .chain([Context::Dag])
     }
-}
 
-/// A bordered block with a title, highlighted when focused.
-pub fn block(app: &App, title: impl Into<String>, focused: bool) -> Block<'static> {
-    Block::default()
-        .borders(Borders::ALL)
-        .border_style(app.theme.border(focused))
-        .title(format!(" {} ", title.into()))
-}
+    #[test]
+    fn no_key_means_two_things_in_one_context() {
+        for ctx in contexts() {
+            let mut seen: Vec<(String, &str)> = Vec::new();
+            for b in table()
+                .bindings()
+                .filter(|b| matches!(b.scope, Scope::In(_)) && b.scope.applies(ctx))
+            {
+                for key in b.keys {
+                    let label = key.label();
+                    if let Some((_, other)) = seen.iter().find(|(l, _)| *l == label) {
+                        panic!("{label} is both `{other}` and `{}` in {ctx:?}", b.help);
+                    }
+                    seen.push((label, b.help));
+                }
+            }
+        }
+    }
 
-/// A selectable table whose selection and scroll live in the pane's list state.
-pub fn list_table(
-    frame: &mut Frame,
-    area: Rect,
-    app: &mut App,
-    pane: Pane,
-    table: Table<'static>,
-    len: usize,
-) {
-    let inner_rows = area.height.saturating_sub(3) as usize; // borders + header
-    app.page = inner_rows.max(1);
-    let list = &mut app.lists[pane.index()];
-    list.selected = list.selected.min(len.saturating_sub(1));
-    let mut state = TableState::default()
-        .with_offset(list.offset)
-        .with_selected((len > 0).then_some(list.selected));
-    frame.render_stateful_widget(
-        table.row_highlight_style(app.theme.selected()),
-        area,
-        &mut state,
-    );
-    app.lists[pane.index()].offset = state.offset();
-}
+    #[test]
+    fn no_global_key_means_two_things() {
+        let mut seen: Vec<String> = Vec::new();
+        for b in table().bindings().filter(|b| b.scope == Scope::Global) {
+            for key in b.keys {
+                let label = key.label();
+                assert!(!seen.contains(&label), "{label} is bound twice globally");
+                seen.push(label);
+            }
+        }
+    }
 
-/// A header row.
-pub fn header(app: &App, cells: &[&'static str]) -> Row<'static> {
-    Row::new(cells.to_vec()).style(app.theme.muted())
-}
+    #[test]
+    fn context_keys_win_over_global_ones() {
+        let slash = KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE);
+        let b = table()
+            .lookup(Context::Pane(Pane::Logs), &slash)
+            .expect("bound");
+        assert_eq!(b.help, "search (matches highlighted)");
+        let b = table()
+            .lookup(Context::Pane(Pane::Runs), &slash)
+            .expect("bound");
+        assert_eq!(b.action, Action::Filter);
+        let shift_t = KeyEvent::new(KeyCode::Char('T'), KeyModifiers::SHIFT);
+        let b = table()
+            .lookup(Context::Pane(Pane::Logs), &shift_t)
+            .expect("bound");
+        assert_eq!(b.action, Action::Timestamps);
+    }
 
-/// A one-line note inside a block (empty lists, errors).
-pub fn note(frame: &mut Frame, area: Rect, block: Block<'static>, text: String, style: Style) {
-    frame.render_widget(Paragraph::new(Line::styled(text, style)).block(block), area);
-}
+    #[test]
+    fn every_command_name_is_unique() {
+        let mut names: Vec<&str> = table().commands().filter_map(|r| r.command).collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all, "{names:?}");
+    }
 
-/// The filter shown in a list's title.
-pub fn filter_suffix(app: &App, pane: Pane) -> String {
-    let f = &app.lists[pane.index()].filter;
-    if f.is_empty() {
-        String::new()
-    } else {
-        format!(" /{f}")
+    #[test]
+    fn the_registry_has_every_pane_in_tab_order_with_its_number_key() {
+        let order: Vec<Pane> = REGISTRY.iter().map(|d| d.pane).collect();
+        assert_eq!(order, Pane::ALL);
+        for (i, p) in Pane::ALL.iter().enumerate() {
+            let digit = char::from(b'1' + i as u8);
+            let key = KeyEvent::new(KeyCode::Char(digit), KeyModifiers::NONE);
+            let row = table()
+                .lookup(Context::Pane(Pane::Overview), &key)
+                .expect("bound");
+            assert_eq!(row.action, Action::Show(*p));
+            assert_eq!(row.command, Some(p.name()));
+        }
+    }
+
+    #[test]
+    fn a_pane_owns_the_rows_its_file_declares() {
+        for d in REGISTRY {
+            for b in d.bindings {
+                assert!(matches!(b.scope, Scope::In(_)), "{} is global", b.help);
+                let row = table()
+                    .rows()
+                    .iter()
+                    .find(|r| std::ptr::eq(r.binding, b))
+                    .expect("in the table");
+                assert_eq!(row.owner, Some(d.pane));
+            }
+        }
     }
 }

@@ -7,12 +7,33 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::block;
+use super::pane::PaneDef;
 use crate::protocol::RunState;
-use crate::tui::app::App;
+use crate::tui::app::{App, Effect};
+use crate::tui::draw::{block, note};
+use crate::tui::keymap::{Action, Arg, Pane};
+
+/// The overview pane.
+pub static PANE: PaneDef = PaneDef {
+    pane: Pane::Overview,
+    show_help: "overview pane",
+    show_arg: Arg::None,
+    bindings: &[],
+    act,
+    fit: super::pane::fit_nothing,
+    draw,
+    rows: super::pane::no_rows,
+};
+
+fn act(app: &mut App, action: Action, _: Option<&str>) -> Option<Vec<Effect>> {
+    (action == Action::Enter).then(|| {
+        app.view.show(Pane::Runs);
+        Vec::new()
+    })
+}
 
 /// Draws the overview.
-pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let [top, bottom] = Layout::vertical([Constraint::Length(6), Constraint::Min(3)]).areas(area);
     let [runs, slots] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
@@ -61,16 +82,19 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
         let wf = app.data.status.as_ref().map_or(0, |s| s.workflows.len());
         lines.push(Line::styled(format!("{wf} workflow(s) loaded"), t.muted()));
     }
-    frame.render_widget(Paragraph::new(lines).block(block(app, "Runs", true)), runs);
+    frame.render_widget(
+        Paragraph::new(lines).block(block(&app.theme, "Runs", true)),
+        runs,
+    );
 
-    let slots_block = block(app, "Agent slots", false);
+    let slots_block = block(&app.theme, "Agent slots", false);
     match &app.data.status {
         Some(s) => {
             let inner = slots_block.inner(slots);
             frame.render_widget(slots_block, slots);
             let [gauge, text] =
                 Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
-            frame.render_widget(super::slots_gauge(app, s, "busy"), gauge);
+            frame.render_widget(super::pane::slots_gauge(&app.theme, s, "busy"), gauge);
             frame.render_widget(
                 Paragraph::new(vec![
                     Line::raw(format!("{} free", s.slots.saturating_sub(s.busy_slots))),
@@ -79,7 +103,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
                 text,
             );
         }
-        None => super::note(
+        None => note(
             frame,
             slots,
             slots_block,
@@ -117,7 +141,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
             .collect()
     };
     frame.render_widget(
-        Paragraph::new(fire_lines).block(block(app, "Next scheduled fires", false)),
+        Paragraph::new(fire_lines).block(block(&app.theme, "Next scheduled fires", false)),
         fires,
     );
 
@@ -158,7 +182,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
         }
     };
     frame.render_widget(
-        Paragraph::new(fail_lines).block(block(app, "Recent failures (Enter: runs)", false)),
+        Paragraph::new(fail_lines).block(block(&app.theme, "Recent failures (Enter: runs)", false)),
         failures,
     );
 }

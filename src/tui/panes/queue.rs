@@ -4,15 +4,54 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::widgets::{Row, Table};
 
-use super::{block, filter_suffix, header, list_table, note};
-use crate::tui::app::App;
-use crate::tui::keymap::Pane;
+use super::pane::{PaneDef, draw_list, filter_suffix, fit_list};
+use crate::tui::app::{App, Effect};
+use crate::tui::draw::{block, header, note};
+use crate::tui::keymap::{Action, Arg, Pane};
+
+/// The queue pane.
+pub static PANE: PaneDef = PaneDef {
+    pane: Pane::Queue,
+    show_help: "queue pane",
+    show_arg: Arg::None,
+    bindings: &[],
+    act,
+    fit,
+    draw,
+    rows: |app| app.queue_rows().len(),
+};
+
+fn act(app: &mut App, action: Action, _: Option<&str>) -> Option<Vec<Effect>> {
+    (action == Action::Enter).then(|| show_run(app))
+}
+
+/// Enter: the selected entry's run in the runs pane, unfiltered.
+fn show_run(app: &mut App) -> Vec<Effect> {
+    let rows = app.queue_rows();
+    let Some((id, _, _)) = rows.get(app.view.list(Pane::Queue).selected) else {
+        return Vec::new();
+    };
+    let id = *id;
+    app.view.list_mut(Pane::Runs).filter.clear();
+    app.view.show(Pane::Runs);
+    match app.run_rows().iter().position(|r| r.run_id == id) {
+        Some(i) => app.select_run_at(i).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+fn fit(app: &mut App, area: Rect) {
+    let len = app.queue_rows().len();
+    if matches!(app.data.queue, Some(Ok(_))) && len > 0 {
+        fit_list(app, Pane::Queue, area, len);
+    }
+}
 
 /// Draws the queue pane.
-pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let rows = app.queue_rows();
     let title = format!("Queue ({}){}", rows.len(), filter_suffix(app, Pane::Queue));
-    let b = block(app, title, true);
+    let b = block(&app.theme, title, true);
     match &app.data.queue {
         None => return note(frame, area, b, "loading...".into(), app.theme.muted()),
         Some(Err(e)) => return note(frame, area, b, format!("queue: {e}"), app.theme.error()),
@@ -40,7 +79,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
             Constraint::Fill(1),
         ],
     )
-    .header(header(app, &["RUN", "WORKFLOW", "WAITING"]))
+    .header(header(&app.theme, &["RUN", "WORKFLOW", "WAITING"]))
     .block(b);
-    list_table(frame, area, app, Pane::Queue, table, len);
+    draw_list(frame, area, app, Pane::Queue, table, len);
 }

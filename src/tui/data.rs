@@ -1,0 +1,76 @@
+//! What the engine has told the console: what `sync` applies from events and answers. Nothing
+//! here says how it is shown.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::logs::LogBuffer;
+use crate::protocol::RunState;
+use crate::protocol::api::{QueueReport, RunDetail, StatusReport, WorkflowInfo};
+use crate::store::query::RunSummary;
+
+/// What the engine has told the console.
+#[derive(Debug, Default)]
+pub struct Data {
+    /// Last status report.
+    pub status: Option<StatusReport>,
+    /// Workflows with params and tasks (empty until answered).
+    pub workflows: Vec<WorkflowInfo>,
+    /// Runs, newest first.
+    pub runs: Vec<RunSummary>,
+    /// The selected run in detail.
+    pub detail: Option<RunDetail>,
+    /// The queue, or why it could not be read.
+    pub queue: Option<Result<QueueReport, String>>,
+    /// Per source, why it could not be read.
+    pub errors: BTreeMap<&'static str, String>,
+    /// Log lines of the run or task the logs pane shows.
+    pub logs: LogBuffer,
+}
+
+/// One row of the workflows pane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowRow {
+    /// Name.
+    pub name: String,
+    /// Cron expression.
+    pub schedule: Option<String>,
+    /// Next fire.
+    pub next_fire: Option<DateTime<Utc>>,
+    /// Paused.
+    pub paused: bool,
+    /// State of the newest run.
+    pub last_state: Option<RunState>,
+    /// Active runs.
+    pub active: usize,
+}
+
+/// One row of the history pane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowStats {
+    /// Workflow.
+    pub name: String,
+    /// Runs seen.
+    pub runs: usize,
+    /// Runs that failed.
+    pub failed: usize,
+    /// Runs that succeeded or failed (a cancelled run says nothing about the workflow's
+    /// health, so it counts in neither).
+    pub ended: usize,
+    /// Mean duration of ended runs, seconds.
+    pub mean_secs: Option<f64>,
+    /// Durations in milliseconds, oldest first.
+    pub durations_ms: Vec<u64>,
+}
+
+impl WorkflowStats {
+    /// Failed share of the runs that succeeded or failed, 0..=1.
+    pub fn failure_rate(&self) -> f64 {
+        if self.ended == 0 {
+            0.0
+        } else {
+            self.failed as f64 / self.ended as f64
+        }
+    }
+}
