@@ -5,8 +5,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use super::{StoreError, connect, db_path};
-// Re-exported until the console's imports move to `protocol::history`.
-pub use crate::protocol::history::{AttemptRow, RunSummary, StoredLine};
+use crate::protocol::history::{AttemptRow, RunSummary, StoredLine};
 use crate::protocol::{RunId, RunState, Stream, TaskState};
 
 /// Filters for [`Reader::runs`].

@@ -8,10 +8,10 @@ use super::dialogs::conflict::SpecConflict;
 use super::editor::Editor;
 use super::keymap::Pane;
 use super::logs::PageKind;
+use crate::protocol::Diagnostic;
 use crate::protocol::api::{ClientError, Response, RunDetail};
+use crate::protocol::history::{RunSummary, StoredLine};
 use crate::protocol::{RunId, RunState};
-use crate::spec::Diagnostic;
-use crate::store::query::{RunSummary, StoredLine};
 
 impl App {
     /// Applies the answer to a request.

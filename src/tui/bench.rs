@@ -21,8 +21,8 @@ use crate::protocol::api::{
     BoxFuture, Client, ClientError, QueueReport, Request, Response, RunDetail, StatusReport,
     TaskDetail, WorkflowInfo, WorkflowStatus,
 };
+use crate::protocol::history::RunSummary;
 use crate::protocol::{AttemptKey, Event, LogBatch, LogLine, RunId, RunState, Stream, TaskState};
-use crate::store::query::RunSummary;
 
 /// A principal stand-in with fixed answers and an event stream the bench feeds.
 pub struct FixedClient {

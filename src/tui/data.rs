@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::logs::LogBuffer;
 use crate::protocol::RunState;
 use crate::protocol::api::{QueueReport, RunDetail, StatusReport, WorkflowInfo};
-use crate::store::query::RunSummary;
+use crate::protocol::history::RunSummary;
 
 /// What the engine has told the console.
 #[derive(Debug, Default)]

@@ -19,7 +19,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui_textarea::{CursorMove, TextArea};
 
 use super::theme::Theme;
-use crate::spec::Diagnostic;
+use crate::protocol::Diagnostic;
 
 /// The hint shown in the editor's title.
 pub const HINT: &str = "Ctrl-S save · Esc close";

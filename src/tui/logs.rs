@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::protocol::history::StoredLine;
 use crate::protocol::{LogBatch, RunId, Stream};
-use crate::store::query::StoredLine;
 
 /// Lines kept in memory; older ones are fetched again when scrolled to.
 pub const DEFAULT_CAPACITY: usize = 10_000;

@@ -6,8 +6,8 @@ use super::app::{App, Effect, detail_call};
 use super::dag_view::Layout;
 use super::data::{WorkflowRow, WorkflowStats};
 use super::keymap::Pane;
+use crate::protocol::history::RunSummary;
 use crate::protocol::{RunId, RunState};
-use crate::store::query::RunSummary;
 
 impl App {
     pub(super) fn workflow_rows_all(&self) -> Vec<WorkflowRow> {

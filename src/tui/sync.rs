@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 
 use super::app::App;
 use super::keymap::Pane;
+use crate::protocol::history::RunSummary;
 use crate::protocol::{AttemptKey, Event, RunId, RunState, TaskState};
-use crate::store::query::RunSummary;
 
 impl App {
     /// Applies an engine event.

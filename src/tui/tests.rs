@@ -23,8 +23,8 @@ use crate::protocol::api::{
     QueueReport, QueuedRun, QueuedTask, Request, Response, RunDetail, StatusReport, TaskDetail,
     TaskNode, WorkflowInfo, WorkflowStatus,
 };
+use crate::protocol::history::{RunSummary, StoredLine};
 use crate::protocol::{AttemptKey, Event, LogBatch, LogLine, RunId, RunState, Stream, TaskState};
-use crate::store::query::{RunSummary, StoredLine};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 14, 15, 0, 0)
@@ -679,7 +679,7 @@ fn editor_save_goes_through_put_spec_and_problems_are_reported() {
     assert!(
         matches!(&effects[..], [Effect::Call(Request::PutSpec { file, text, base_hash }, _)] if file == "etl.yaml" && text.starts_with("xkind") && base_hash.as_deref() == Some("h1"))
     );
-    let problem = crate::spec::Diagnostic {
+    let problem = crate::protocol::Diagnostic {
         file: "etl.yaml".into(),
         line: 1,
         col: 1,
