@@ -626,5 +626,23 @@ async fn odd_files_in_workflows_are_problems_and_the_rest_runs() {
     assert_eq!(h.run("good").await.state, RunState::Succeeded);
     let status = h.principal().status().await.unwrap();
     assert_eq!(status.spec_problems.len(), 2, "{:?}", status.spec_problems);
+
+    // Removing the odd files clears the problems, and listeners are told so: no workflow
+    // changed, so without this event they would go on showing the old problems.
+    std::fs::remove_file(dir.join("fifo.yaml")).unwrap();
+    std::fs::remove_file(dir.join("zero.yaml")).unwrap();
+    event(
+        &mut events,
+        |e| matches!(e, Event::SpecProblems { problems, .. } if problems.is_empty()),
+    )
+    .await;
+    assert!(
+        h.principal()
+            .status()
+            .await
+            .unwrap()
+            .spec_problems
+            .is_empty()
+    );
     h.finish().await;
 }

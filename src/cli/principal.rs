@@ -43,7 +43,7 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
             return fail(
                 EXIT_INVALID,
                 format!(
-                    "--listen {listen}: only loopback addresses (127.0.0.1, ::1) are supported until \
+                    "--listen {listen}: only loopback addresses (127.0.0.1, ::1, localhost) are supported until \
                      token authentication lands"
                 ),
             );

@@ -53,6 +53,10 @@ impl App {
                 self.store_health(problem);
                 true
             }
+            Event::SpecProblems { problems, .. } if problems.is_empty() => {
+                self.say("workflow files: no problems left".to_string());
+                true
+            }
             Event::SpecProblems { problems, .. } => {
                 let first = problems
                     .first()

@@ -324,7 +324,8 @@ impl Engine {
             })
             .await;
         }
-        if problems_changed && !self.files.spec_problems.is_empty() {
+        // Also when they went away: listeners that showed them must learn they are gone.
+        if problems_changed {
             let at = self.clock.now();
             for p in &self.files.spec_problems {
                 tracing::warn!("{p}");
