@@ -646,3 +646,24 @@ async fn odd_files_in_workflows_are_problems_and_the_rest_runs() {
     );
     h.finish().await;
 }
+
+/// A client that waits for a run across a principal restart (its answer was lost with the
+/// old principal) still learns how the run ended, from the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_run_that_ended_before_a_restart_gets_its_outcome() {
+    let doc = workflow(
+        "ends",
+        "",
+        &[("a", r#"{ run: "true" }"#), ("b", r#"{ run: "false" }"#)],
+    );
+    let h = Harness::new(&[&doc], 2);
+    let outcome = h.run("ends").await;
+    assert_eq!(outcome.state, RunState::Failed);
+    let dir = h.stop().await;
+    let mut h = Harness::in_dir(dir, &[&doc], 2);
+    assert_eq!(h.wait(outcome.run_id).await, outcome);
+    // A run that never existed is still unknown.
+    let unknown = h.principal().wait(opsconsole::protocol::RunId(999)).await;
+    assert!(matches!(unknown, Ok(None)), "{unknown:?}");
+    h.finish().await;
+}

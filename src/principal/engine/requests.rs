@@ -116,7 +116,18 @@ impl Engine {
             waiters.retain(|w| !w.is_closed());
             waiters.push(reply);
         } else {
-            let _ = reply.send(Response::RunEnded { outcome: None });
+            // Ended before this principal started (the caller may have waited across a
+            // restart), or never existed: the history knows which.
+            self.read(reply, move |r| {
+                let outcome = r.run(run_id)?.filter(|s| s.state.is_terminal()).map(|s| {
+                    crate::principal::RunOutcome {
+                        run_id,
+                        state: s.state,
+                        failed_tasks: s.failed_tasks,
+                    }
+                });
+                Ok(Response::RunEnded { outcome })
+            });
         }
     }
 
