@@ -90,9 +90,19 @@ enum Cmd {
     /// and serves every other command through a local socket in the data dir (and
     /// `--listen`). Other commands find it automatically.
     Principal {
-        /// Also listen here, e.g. tcp://127.0.0.1:7400 (events on the next port). Loopback only.
+        /// Also listen here, e.g. tcp://127.0.0.1:7400 (events on the next port). Any address
+        /// other than loopback needs --token-file.
         #[arg(long, value_name = "ENDPOINT")]
         listen: Option<String>,
+        /// Require every request on --listen to be signed with the token in this file (at
+        /// least 16 bytes, e.g. from `openssl rand -hex 32`): the operator's, who may do
+        /// everything. Messages are authenticated, not encrypted; see docs/protocol.md.
+        #[arg(long, value_name = "FILE", requires = "listen")]
+        token_file: Option<std::path::PathBuf>,
+        /// Also accept this token on --listen, for viewers: status, history, logs, run detail
+        /// and events, but nothing that changes state.
+        #[arg(long, value_name = "FILE", requires = "token_file")]
+        viewer_token_file: Option<std::path::PathBuf>,
         #[command(flatten)]
         pool: PoolArgs,
     },
@@ -362,9 +372,16 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
             };
             cli::run::run(&dirs, opts).await
         }
-        Cmd::Principal { listen, pool } => {
+        Cmd::Principal {
+            listen,
+            token_file,
+            viewer_token_file,
+            pool,
+        } => {
             let opts = cli::principal::PrincipalOptions {
                 listen,
+                token_file,
+                viewer_token_file,
                 slots: pool.slots(),
                 kill_grace: pool.kill_grace,
             };

@@ -15,8 +15,12 @@ use crate::protocol::zmq::{self, Endpoints};
 /// Options of `opsconsole principal`.
 #[derive(Debug, Clone)]
 pub struct PrincipalOptions {
-    /// Extra endpoint (loopback only for now), e.g. `tcp://127.0.0.1:7400`.
+    /// Extra endpoint, e.g. `tcp://127.0.0.1:7400`; beyond loopback only with a token.
     pub listen: Option<String>,
+    /// The operator token that requests on `listen` must be signed with.
+    pub token_file: Option<std::path::PathBuf>,
+    /// A viewer token also accepted on `listen`, read only.
+    pub viewer_token_file: Option<std::path::PathBuf>,
     /// Agent slots.
     pub slots: usize,
     /// SIGTERM-to-SIGKILL grace.
@@ -38,13 +42,18 @@ fn is_loopback(endpoint: &str) -> bool {
 /// principal next starts here), flushes the store and exits 0.
 pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     let mut endpoints = vec![Endpoints::for_data_dir(&dirs.data)];
+    let keys = match load_keys(&opts) {
+        Ok(keys) => keys,
+        Err(e) => return fail(EXIT_INVALID, e),
+    };
     if let Some(listen) = &opts.listen {
-        if !is_loopback(listen) {
+        if !is_loopback(listen) && keys.is_none() {
             return fail(
                 EXIT_INVALID,
                 format!(
-                    "--listen {listen}: only loopback addresses (127.0.0.1, ::1, localhost) are supported until \
-                     token authentication lands"
+                    "--listen {listen}: an address other than loopback (127.0.0.1, ::1, \
+                     localhost) needs --token-file, so that only holders of the token can \
+                     connect; or reach this machine through an SSH tunnel"
                 ),
             );
         }
@@ -65,13 +74,25 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     bootstrap::remove_socket_files(&endpoints[0]);
     let stop = CancellationToken::new();
     let client: Arc<dyn Client> = principal.clone();
-    for e in &endpoints {
-        match zmq::serve(e, client.clone(), stop.clone()).await {
+    for (i, e) in endpoints.iter().enumerate() {
+        // The data dir's socket is guarded by the file system; the extra endpoint by tokens.
+        let served = match (i, &keys) {
+            (1.., Some(keys)) => {
+                zmq::serve_protected(e, client.clone(), stop.clone(), keys.clone()).await
+            }
+            _ => zmq::serve(e, client.clone(), stop.clone()).await,
+        };
+        match served {
             Ok(bound) => eprintln!(
-                "principal (pid {}) listening on {} (events on {})",
+                "principal (pid {}) listening on {} (events on {}){}",
                 std::process::id(),
                 bound.requests,
-                bound.events
+                bound.events,
+                match (i, &keys) {
+                    (1.., Some(k)) if k.viewer.is_some() => ", operator and viewer tokens required",
+                    (1.., Some(_)) => ", operator token required",
+                    _ => "",
+                }
             ),
             Err(err) => {
                 principal.shutdown().await;
@@ -106,6 +127,28 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     stop.cancel();
     bootstrap::remove_socket_files(&endpoints[0]);
     ExitCode::SUCCESS
+}
+
+/// The tokens of `--token-file` and `--viewer-token-file`, when given.
+fn load_keys(opts: &PrincipalOptions) -> Result<Option<zmq::auth::Keys>, String> {
+    let Some(operator) = &opts.token_file else {
+        return Ok(None);
+    };
+    let operator = zmq::auth::Key::from_file(operator).map_err(|e| format!("--token-file: {e}"))?;
+    let viewer = opts
+        .viewer_token_file
+        .as_deref()
+        .map(zmq::auth::Key::from_file)
+        .transpose()
+        .map_err(|e| format!("--viewer-token-file: {e}"))?;
+    if viewer.as_ref() == Some(&operator) {
+        return Err(
+            "--token-file and --viewer-token-file hold the same token; the two must differ, or \
+             a viewer could do everything"
+                .to_string(),
+        );
+    }
+    Ok(Some(zmq::auth::Keys { operator, viewer }))
 }
 
 #[cfg(test)]

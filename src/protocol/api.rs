@@ -334,6 +334,20 @@ pub struct StatusReport {
     /// runs are refused until it can); `None` when all is well.
     #[serde(default)]
     pub store_problem: Option<String>,
+    /// Messages dropped on this token-protected endpoint, by why; `None` elsewhere.
+    #[serde(default)]
+    pub auth: Option<AuthCounts>,
+}
+
+/// Messages a token-protected endpoint dropped, by why, since the principal started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthCounts {
+    /// Without a readable tag frame.
+    pub unsigned: u64,
+    /// With a tag no accepted token made.
+    pub bad_mac: u64,
+    /// With a sequence number not above the sender's last one.
+    pub replayed: u64,
 }
 
 /// One workflow in a [`StatusReport`].
@@ -373,6 +387,8 @@ pub enum ApiErrorKind {
     Unavailable,
     /// It would replace something it must not (a new workflow file over an existing one).
     Conflict,
+    /// The sender's role may not do this (a viewer token asking for a change).
+    Forbidden,
     /// A bug or an unexpected failure.
     Internal,
 }

@@ -85,6 +85,7 @@ fn fixed_answer(request: Request, now: DateTime<Utc>) -> Response {
             }],
             spec_problems: Vec::new(),
             store_problem: None,
+            auth: None,
         }),
         Request::Workflows => Response::Workflows {
             workflows: vec![WorkflowInfo {

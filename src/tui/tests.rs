@@ -158,6 +158,7 @@ fn app_with_data(read_only: bool) -> App {
         ],
         spec_problems: Vec::new(),
         store_problem: None,
+        auth: None,
     };
     let workflows = status
         .workflows

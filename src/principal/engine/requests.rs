@@ -264,6 +264,7 @@ impl Engine {
             queued_tasks: self.gate.ready.len(),
             spec_problems: self.files.spec_problems.clone(),
             store_problem: self.store_tx.problem(),
+            auth: None,
             workflows: self
                 .catalog
                 .workflows

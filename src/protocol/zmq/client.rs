@@ -13,6 +13,7 @@ use zeromq::{
     DealerSocket, Socket, SocketEvent, SocketOptions, SocketRecv, SocketSend, SubSocket, ZmqMessage,
 };
 
+use super::auth::{Key, Tag};
 use super::wire;
 use super::{Endpoints, MAX_FRAME, ZmqError, check_endpoint};
 use crate::protocol::Event;
@@ -62,6 +63,24 @@ impl ZmqClient {
         endpoints: &Endpoints,
         request_timeout: Duration,
     ) -> Result<ZmqClient, ZmqError> {
+        Self::connect_with(endpoints, request_timeout, None).await
+    }
+
+    /// [`ZmqClient::connect`] to a token-protected endpoint: requests are signed with `key`,
+    /// and answers and events not signed by the principal with it are dropped.
+    pub async fn connect_signed(
+        endpoints: &Endpoints,
+        request_timeout: Duration,
+        key: Key,
+    ) -> Result<ZmqClient, ZmqError> {
+        Self::connect_with(endpoints, request_timeout, Some(key)).await
+    }
+
+    async fn connect_with(
+        endpoints: &Endpoints,
+        request_timeout: Duration,
+        key: Option<Key>,
+    ) -> Result<ZmqClient, ZmqError> {
         check_endpoint(&endpoints.requests)?;
         check_endpoint(&endpoints.events)?;
         let (calls, call_rx) = mpsc::channel(CALL_QUEUE);
@@ -75,6 +94,13 @@ impl ZmqClient {
             connecting: None,
             last_heard: Instant::now(),
             heartbeat: None,
+            auth: key.clone().map(|key| Signing {
+                key,
+                // Fresh per client, so that its numbers never collide with another's.
+                sender: format!("client-{:016x}", fastrand::u64(..)),
+                sent: 0,
+                last_answer: 0,
+            }),
         };
         let tasks = [
             tokio::spawn(connection.run(call_rx)),
@@ -82,6 +108,7 @@ impl ZmqClient {
                 endpoints.events.clone(),
                 request_timeout,
                 events.clone(),
+                key,
             )),
         ];
         Ok(ZmqClient {
@@ -171,6 +198,30 @@ struct Connection {
     last_heard: Instant,
     /// The heartbeat in flight: its call id.
     heartbeat: Option<(u64, HeartbeatReply)>,
+    /// Signing on a token-protected endpoint.
+    auth: Option<Signing>,
+}
+
+/// How a client signs its requests and checks the principal's answers.
+struct Signing {
+    key: Key,
+    sender: String,
+    /// The number of the last request signed.
+    sent: u64,
+    /// The principal's number of the last answer accepted.
+    last_answer: u64,
+}
+
+/// Whether `tags` hold one that `key` made over `body` as the principal.
+fn signed_by_principal<'a>(
+    key: &Key,
+    body: &[u8],
+    mut tags: impl Iterator<Item = &'a [u8]>,
+) -> Option<u64> {
+    tags.find_map(|t| {
+        Tag::parse(t).filter(|tag| tag.sender == "principal" && key.verify(tag, body))
+    })
+    .map(|tag| tag.seq)
 }
 
 impl Connection {
@@ -306,8 +357,16 @@ impl Connection {
                 return;
             }
         };
+        let tag = self.auth.as_mut().map(|a| {
+            a.sent += 1;
+            a.key.sign(&a.sender, a.sent, &frame)
+        });
+        let mut message = ZmqMessage::from(frame);
+        if let Some(tag) = tag {
+            message.push_back(tag.into());
+        }
         // Bounded, because a send waits while the peer's queue is full.
-        match tokio::time::timeout(self.timeout, link.dealer.send(ZmqMessage::from(frame))).await {
+        match tokio::time::timeout(self.timeout, link.dealer.send(message)).await {
             Ok(Ok(())) => pending.sent = true,
             Ok(Err(e)) => self.lose(&e.to_string()),
             Err(_) => self.lose("sending stalled"),
@@ -347,13 +406,28 @@ impl Connection {
 
     fn on_answer(&mut self, message: ZmqMessage) {
         self.last_heard = Instant::now();
-        let mut frames = message.into_vec();
-        let frame = match (frames.pop(), frames.is_empty()) {
-            (Some(frame), true) => frame,
+        let frames = message.into_vec();
+        let frame = match (&self.auth, frames.as_slice()) {
+            (None, [frame]) => frame.clone(),
+            (Some(auth), [frame, tags @ ..]) => {
+                let seq = signed_by_principal(&auth.key, frame, tags.iter().map(|t| &t[..]));
+                match seq {
+                    Some(seq) if seq > auth.last_answer => {
+                        if let Some(a) = self.auth.as_mut() {
+                            a.last_answer = seq;
+                        }
+                        frame.clone()
+                    }
+                    _ => {
+                        tracing::warn!(endpoint = %self.endpoint, "dropped an answer not signed by the principal (or replayed)");
+                        return;
+                    }
+                }
+            }
             _ => {
                 tracing::warn!(
                     "dropped an answer of {} frames; an answer is exactly one frame",
-                    frames.len() + 1
+                    frames.len()
                 );
                 return;
             }
@@ -500,7 +574,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Feeds `events` from a SUB socket on `endpoint`, reconnecting with a fresh socket whenever
 /// the connection is lost, until the client is dropped (which aborts this task).
-async fn receive_events(endpoint: String, timeout: Duration, events: broadcast::Sender<Event>) {
+async fn receive_events(
+    endpoint: String,
+    timeout: Duration,
+    events: broadcast::Sender<Event>,
+    key: Option<Key>,
+) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let mut options = SocketOptions::default();
@@ -525,8 +604,17 @@ async fn receive_events(endpoint: String, timeout: Duration, events: broadcast::
             tokio::select! {
                 message = sub.recv() => match message {
                     Ok(message) => {
-                        for frame in message.into_vec() {
-                            on_event(&frame, &events, &mut last_seq, &mut warned);
+                        // One event per message; on a protected endpoint tags follow it.
+                        let frames = message.into_vec();
+                        if let Some((frame, tags)) = frames.split_first() {
+                            let trusted = key.as_ref().is_none_or(|k| {
+                                signed_by_principal(k, frame, tags.iter().map(|t| &t[..])).is_some()
+                            });
+                            if trusted {
+                                on_event(frame, &events, &mut last_seq, &mut warned);
+                            } else {
+                                tracing::warn!(%endpoint, "dropped an event not signed by the principal");
+                            }
                         }
                     }
                     Err(e) => {

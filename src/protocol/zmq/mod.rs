@@ -14,6 +14,7 @@
 //! went unanswered throws its socket away and opens a new one with a fresh identity rather than
 //! trusting the `zeromq` crate's own reconnects.
 
+pub mod auth;
 mod client;
 mod server;
 mod wire;
@@ -21,7 +22,7 @@ mod wire;
 use std::path::Path;
 
 pub use client::ZmqClient;
-pub use server::{MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_PEER, serve};
+pub use server::{MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_PEER, serve, serve_protected};
 
 /// Largest message (bytes) either side sends or accepts. A peer that declares a larger one
 /// is disconnected by the socket before anything is allocated for it.

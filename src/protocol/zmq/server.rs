@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::broadcast;
@@ -16,6 +18,7 @@ use zeromq::{
     SocketSend, ZmqMessage,
 };
 
+use super::auth::{Key, Keys, Rejected, Replays, Role, Tag};
 use super::wire;
 use super::{Endpoints, MAX_FRAME, MAX_SUBSCRIBER_MESSAGE, ZmqError, check_endpoint};
 use crate::protocol::Event;
@@ -87,6 +90,28 @@ pub async fn serve(
     client: Arc<dyn Client>,
     stop: CancellationToken,
 ) -> Result<Endpoints, ZmqError> {
+    serve_with(endpoints, client, stop, None).await
+}
+
+/// [`serve`], accepting only requests signed with one of `keys` (see [`super::auth`]): others
+/// are dropped unanswered and counted (`status` shows the counts), replays too; a viewer's
+/// requests that would change anything are refused. Answers are signed with the key that
+/// signed the request.
+pub async fn serve_protected(
+    endpoints: &Endpoints,
+    client: Arc<dyn Client>,
+    stop: CancellationToken,
+    keys: Keys,
+) -> Result<Endpoints, ZmqError> {
+    serve_with(endpoints, client, stop, Some(keys)).await
+}
+
+async fn serve_with(
+    endpoints: &Endpoints,
+    client: Arc<dyn Client>,
+    stop: CancellationToken,
+    keys: Option<Keys>,
+) -> Result<Endpoints, ZmqError> {
     let mut options = SocketOptions::default();
     options
         .max_message_size(MAX_FRAME)
@@ -112,8 +137,28 @@ pub async fn serve(
     };
     // Subscribed before returning, so that no event after `serve` returns is missed.
     let event_rx = client.subscribe();
-    tokio::spawn(publish_events(publisher, event_rx, stop.clone()));
-    tokio::spawn(serve_requests(router, peers, client, stop));
+    let sent: Arc<AtomicU64> = Arc::default();
+    let event_signers: Vec<Signer> = keys
+        .iter()
+        .flat_map(|k| std::iter::once(&k.operator).chain(k.viewer.as_ref()))
+        .map(|key| Signer {
+            key: key.clone(),
+            sent: sent.clone(),
+        })
+        .collect();
+    tokio::spawn(publish_events(
+        publisher,
+        event_rx,
+        stop.clone(),
+        event_signers,
+    ));
+    let guard = keys.map(|keys| Guard {
+        keys,
+        replays: Replays::default(),
+        rejected: Arc::default(),
+        sent,
+    });
+    tokio::spawn(serve_requests(router, peers, client, stop, guard));
     tracing::debug!(requests = %bound.requests, events = %bound.events, "listening");
     Ok(bound)
 }
@@ -188,6 +233,7 @@ async fn serve_requests(
     mut peers: futures::channel::mpsc::Receiver<SocketEvent>,
     client: Arc<dyn Client>,
     stop: CancellationToken,
+    mut guard: Option<Guard>,
 ) {
     let (sender, mut receiver) = router.split();
     // Owned here so that stopping aborts every request still being served (long polls), which
@@ -228,7 +274,7 @@ async fn serve_requests(
                 reported = now;
             }
             message = receiver.recv() => match message {
-                Ok(message) => on_message(message, &client, &sender, &mut in_flight),
+                Ok(message) => on_message(message, &client, &sender, &mut in_flight, guard.as_mut()),
                 Err(e) => {
                     // The crate only fails here when it has no peers and no wait (not with the
                     // options used); pause rather than spin should that ever change.
@@ -393,15 +439,65 @@ enum Framing {
     Delimited,
 }
 
-/// Splits what follows the peer identity into the framing and the one request frame.
-fn request_frame(mut frames: std::collections::VecDeque<Bytes>) -> Result<(Framing, Bytes), usize> {
+/// What follows the peer identity: the framing, the one request frame, and the tag frame of
+/// a signed request (`[request]`, `[request, tag]`, or either after an empty delimiter). A
+/// request is never empty, so an empty first frame is a REQ socket's delimiter.
+fn request_frame(
+    mut frames: std::collections::VecDeque<Bytes>,
+) -> Result<(Framing, Bytes, Option<Bytes>), usize> {
     let count = frames.len();
+    let framing = if frames.front().is_some_and(|f| f.is_empty()) {
+        frames.pop_front();
+        Framing::Delimited
+    } else {
+        Framing::Bare
+    };
     match (frames.pop_front(), frames.pop_front(), frames.is_empty()) {
-        (Some(frame), None, _) => Ok((Framing::Bare, frame)),
-        (Some(delimiter), Some(frame), true) if delimiter.is_empty() => {
-            Ok((Framing::Delimited, frame))
-        }
+        (Some(frame), tag, true) if !frame.is_empty() => Ok((framing, frame, tag)),
         _ => Err(count),
+    }
+}
+
+/// The authentication of a token-protected endpoint.
+struct Guard {
+    keys: Keys,
+    replays: Replays,
+    rejected: Arc<Rejected>,
+    /// Numbers the principal's own signed answers.
+    sent: Arc<AtomicU64>,
+}
+
+/// How an answer is signed: with this key, under the principal's next number.
+#[derive(Clone)]
+struct Signer {
+    key: Key,
+    sent: Arc<AtomicU64>,
+}
+
+impl Signer {
+    fn tag(&self, body: &[u8]) -> Bytes {
+        let seq = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        Bytes::from(self.key.sign("principal", seq, body))
+    }
+}
+
+/// Requests a viewer may not make: everything that changes state.
+fn changes_state(request: &Request) -> bool {
+    match request {
+        Request::Trigger { .. }
+        | Request::Cancel { .. }
+        | Request::Pause { .. }
+        | Request::Resume { .. }
+        | Request::PutSpec { .. }
+        | Request::Retry { .. } => true,
+        Request::Status
+        | Request::WaitRun { .. }
+        | Request::History { .. }
+        | Request::Logs { .. }
+        | Request::Workflows
+        | Request::GetSpec { .. }
+        | Request::RunDetail { .. }
+        | Request::Queue => false,
     }
 }
 
@@ -412,12 +508,13 @@ fn on_message(
     client: &Arc<dyn Client>,
     sender: &RouterSendHalf,
     in_flight: &mut InFlight,
+    guard: Option<&mut Guard>,
 ) {
     let mut frames = message.into_vecdeque();
     let Some(peer) = frames.pop_front() else {
         return;
     };
-    let (framing, frame) = match request_frame(frames) {
+    let (framing, frame, tag) = match request_frame(frames) {
         Ok(found) => found,
         Err(count) => {
             tracing::warn!(
@@ -428,20 +525,73 @@ fn on_message(
             return;
         }
     };
+    // On a protected endpoint nothing unsigned, forged or replayed is even parsed.
+    let (role, signer, rejected) = match guard {
+        None if tag.is_some() => {
+            tracing::warn!(
+                peer = %hex(&peer),
+                "dropped a message of 2 frames; a request is exactly one frame (this endpoint \
+                 takes no tokens)"
+            );
+            return;
+        }
+        None => (Role::Operator, None, None),
+        Some(guard) => {
+            let Some(tag) = tag.as_deref().and_then(Tag::parse) else {
+                guard.rejected.unsigned.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %hex(&peer), "dropped an unsigned request");
+                return;
+            };
+            let Some((role, key)) = guard.keys.role_of(&tag, &frame) else {
+                guard.rejected.bad_mac.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %hex(&peer), sender = %tag.sender, "dropped a request with a bad MAC");
+                return;
+            };
+            let signer = Signer {
+                key: key.clone(),
+                sent: guard.sent.clone(),
+            };
+            if !guard.replays.accept(&tag.sender, tag.seq) {
+                guard.rejected.replayed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %hex(&peer), sender = %tag.sender, seq = tag.seq, "dropped a replayed request");
+                return;
+            }
+            (role, Some(signer), Some(guard.rejected.clone()))
+        }
+    };
     let reply = |id: u64, response: Response| {
-        send_reply(sender.clone(), peer.clone(), framing, id, response)
+        send_reply(
+            sender.clone(),
+            peer.clone(),
+            framing,
+            signer.clone(),
+            id,
+            response,
+        )
     };
     match wire::decode::<Request>(&frame) {
+        Ok((id, request)) if role == Role::Viewer && changes_state(&request) => {
+            let why = "this token is a viewer's: it may look (status, history, logs, run detail, \
+                       events) but not change anything; use an operator token";
+            let refusal = reply(
+                id,
+                Response::Error(ApiError::new(ApiErrorKind::Forbidden, why)),
+            );
+            in_flight.spawn(peer, false, refusal);
+        }
         Ok((id, request)) => match in_flight.admit(&peer) {
             Admission::Serve => {
                 let client = Arc::clone(client);
-                let (sender, to) = (sender.clone(), peer.clone());
+                let (sender, to, signer) = (sender.clone(), peer.clone(), signer.clone());
                 in_flight.spawn(peer, true, async move {
-                    let response = match client.call(request).await {
+                    let mut response = match client.call(request).await {
                         Ok(response) => response,
                         Err(e) => Response::Error(api_error(e)),
                     };
-                    send_reply(sender, to, framing, id, response).await;
+                    if let (Response::Status(status), Some(rejected)) = (&mut response, rejected) {
+                        status.auth = Some(rejected.counts());
+                    }
+                    send_reply(sender, to, framing, signer, id, response).await;
                 });
             }
             Admission::Refuse { peer_bound } => {
@@ -492,6 +642,7 @@ async fn send_reply(
     mut sender: RouterSendHalf,
     peer: Bytes,
     framing: Framing,
+    signer: Option<Signer>,
     id: u64,
     response: Response,
 ) {
@@ -513,7 +664,11 @@ async fn send_reply(
             }
         }
     };
+    let tag = signer.map(|s| s.tag(&frame));
     let mut message = ZmqMessage::from(frame);
+    if let Some(tag) = tag {
+        message.push_back(tag);
+    }
     if framing == Framing::Delimited {
         message.push_front(Bytes::new());
     }
@@ -548,6 +703,7 @@ async fn publish_events(
     mut publisher: PubSocket,
     mut events: broadcast::Receiver<Event>,
     stop: CancellationToken,
+    signers: Vec<Signer>,
 ) {
     // Sequence numbers let subscribers notice gaps (slow subscriber, lag here).
     let mut seq: u64 = 0;
@@ -570,7 +726,14 @@ async fn publish_events(
                 seq += 1;
                 match wire::encode(seq, &event) {
                     Ok(frame) if frame.len() <= MAX_FRAME => {
-                        if let Err(e) = publisher.send(ZmqMessage::from(frame)).await {
+                        // On a protected endpoint, a tag per accepted token: operators and
+                        // viewers can each tell the principal's events from forgeries.
+                        let tags: Vec<Bytes> = signers.iter().map(|s| s.tag(&frame)).collect();
+                        let mut message = ZmqMessage::from(frame);
+                        for tag in tags {
+                            message.push_back(tag);
+                        }
+                        if let Err(e) = publisher.send(message).await {
                             tracing::debug!("publishing event {seq} failed: {e}");
                         }
                     }
