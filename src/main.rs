@@ -61,6 +61,25 @@ enum Cmd {
     /// Attaches to the principal running for the data dir, or runs an embedded one (stopped
     /// gracefully on quit). Needs a terminal; press ? inside for the keys.
     Console(ConsoleArgs),
+    /// The console, attached to a principal over the network.
+    ///
+    /// ENDPOINT is what that principal was started with (`opsconsole principal --listen
+    /// ENDPOINT`); events are on the next port. With a viewer's token the console only looks.
+    /// Messages are authenticated, not encrypted: across networks, use an SSH tunnel.
+    Attach {
+        /// The principal's requests endpoint, e.g. tcp://127.0.0.1:7400.
+        endpoint: String,
+        /// The token to sign requests with (the operator's or a viewer's), for a
+        /// token-protected endpoint.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Colour theme: a name from themes/ or a .yaml path.
+        #[arg(long, default_value = "dark", env = "OPSCONSOLE_THEME")]
+        theme: String,
+        /// Show everything but allow no changes.
+        #[arg(long)]
+        read_only: bool,
+    },
     /// Check workflow files and print every problem as file:line:col.
     ///
     /// With no PATH, checks every *.yaml in the workflows directory. Exits 1 if any problem.
@@ -298,7 +317,8 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Cmd::Console(cli.console));
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPSCONSOLE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    if matches!(command, Cmd::Console(_)) && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+    let full_screen = matches!(command, Cmd::Console(_) | Cmd::Attach { .. });
+    if full_screen && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         // The console owns the screen: diagnostics go to a file in the data dir instead.
         let file = std::fs::create_dir_all(&dirs.data).and_then(|_| {
             std::fs::OpenOptions::new()
@@ -341,6 +361,26 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
                 read_only: args.read_only,
                 slots: args.pool.slots(),
                 kill_grace: args.pool.kill_grace,
+                attach: None,
+            };
+            opsconsole::tui::console(&dirs, opts).await
+        }
+        Cmd::Attach {
+            endpoint,
+            token_file,
+            theme,
+            read_only,
+        } => {
+            let opts = opsconsole::tui::ConsoleOptions {
+                theme,
+                themes_dir: PathBuf::from("themes"),
+                read_only,
+                slots: 1,
+                kill_grace: Duration::from_secs(5),
+                attach: Some(opsconsole::tui::Attach {
+                    endpoint,
+                    token_file,
+                }),
             };
             opsconsole::tui::console(&dirs, opts).await
         }

@@ -385,3 +385,67 @@ fn without_a_terminal_the_console_explains_and_exits_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs a terminal"), "{err}");
 }
+
+/// `opsconsole attach` to a token-protected endpoint: the header names the address and the
+/// role; a viewer's console shows actions disabled with the reason, an operator's runs work.
+#[test]
+fn attach_over_tcp_with_a_token_shows_the_address_and_the_role() {
+    let tokens = tempfile::tempdir().expect("temp dir");
+    let op = tokens.path().join("op.token");
+    let view = tokens.path().join("view.token");
+    std::fs::write(&op, "operator-token-0123456789abcdef\n").unwrap();
+    std::fs::write(&view, "viewer-token-fedcba9876543210\n").unwrap();
+    let c0 = Console::start(
+        &[
+            "principal",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--token-file",
+            op.to_str().unwrap(),
+            "--viewer-token-file",
+            view.to_str().unwrap(),
+        ],
+        30,
+        200,
+    );
+    let screen = c0.wait_for("tokens required");
+    let endpoint = screen
+        .split("listening on ")
+        .filter_map(|s| s.split_whitespace().next())
+        .find(|s| s.starts_with("tcp://"))
+        .expect("the tcp endpoint on screen")
+        .to_string();
+
+    let mut viewer = Console::start_in(
+        c0.dir(),
+        &["attach", &endpoint, "--token-file", view.to_str().unwrap()],
+        30,
+        160,
+    );
+    viewer.wait_for("as viewer");
+    viewer.wait_for("[read-only]");
+    viewer.send("2");
+    viewer.wait_for("hello");
+    viewer.send("t");
+    viewer.wait_for("viewer's token");
+    viewer.send("q");
+    assert!(viewer.wait_exit().success());
+
+    let mut operator = Console::start_in(
+        c0.dir(),
+        &["attach", &endpoint, "--token-file", op.to_str().unwrap()],
+        30,
+        120,
+    );
+    operator.wait_for("as operator");
+    operator.trigger_hello();
+    operator.wait_for("succeeded");
+    operator.send("q");
+    assert!(operator.wait_exit().success());
+
+    // Without the token nothing answers, and attach says so instead of showing an empty console.
+    let mut stranger = Console::start_in(c0.dir(), &["attach", &endpoint], 30, 160);
+    stranger.wait_for("no principal answers");
+    stranger.wait_for("--token-file");
+    assert!(!stranger.wait_exit().success());
+}

@@ -337,6 +337,29 @@ pub struct StatusReport {
     /// Messages dropped on this token-protected endpoint, by why; `None` elsewhere.
     #[serde(default)]
     pub auth: Option<AuthCounts>,
+    /// The role of the token this status was asked with, on a token-protected endpoint.
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// What a sender may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Operator,
+    /// Read only: status, history, logs, run detail, events.
+    Viewer,
+}
+
+impl Role {
+    /// The role's name as shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
 }
 
 /// Messages a token-protected endpoint dropped, by why, since the principal started.

@@ -86,6 +86,7 @@ fn fixed_answer(request: Request, now: DateTime<Utc>) -> Response {
             spec_problems: Vec::new(),
             store_problem: None,
             auth: None,
+            role: None,
         }),
         Request::Workflows => Response::Workflows {
             workflows: vec![WorkflowInfo {

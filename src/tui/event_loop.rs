@@ -23,6 +23,8 @@ use crate::protocol::api::{Client, ClientError, Response};
 pub const FRAME: Duration = Duration::from_micros(16_667);
 /// Events are coalesced this long before status, queue and history are fetched again.
 const REFRESH_DELAY: Duration = Duration::from_millis(250);
+/// How often the state is read again while runs are active, in case events were missed.
+const ACTIVE_REFRESH: Duration = Duration::from_secs(2);
 /// While runs are active, durations on screen advance this often.
 const TICK: Duration = Duration::from_secs(1);
 /// Most engine events applied between two looks at the keyboard.
@@ -106,6 +108,11 @@ where
         let now = Instant::now();
         if app.refresh_wanted && refresh_at.is_none() {
             refresh_at = Some(now + REFRESH_DELAY);
+        } else if refresh_at.is_none() && app.active_runs() > 0 {
+            // Events can be missed (a subscription takes a moment to reach a remote principal,
+            // a slow console lags): while work is active, the state is read again now and then
+            // so that nothing stays stale. Idle, nothing is asked.
+            refresh_at = Some(now + ACTIVE_REFRESH);
         }
         if !app.wants_tick() {
             tick_at = None;

@@ -57,6 +57,62 @@ pub struct ConsoleOptions {
     pub slots: usize,
     /// SIGTERM-to-SIGKILL grace of an embedded principal.
     pub kill_grace: Duration,
+    /// Attach to the principal at this endpoint instead of the data dir's.
+    pub attach: Option<Attach>,
+}
+
+/// A principal on another machine (or another data dir), reached over the network.
+#[derive(Debug, Clone)]
+pub struct Attach {
+    /// Its requests endpoint, e.g. `tcp://127.0.0.1:7400` (events on the next port).
+    pub endpoint: String,
+    /// The token to sign requests with, for a token-protected endpoint.
+    pub token_file: Option<PathBuf>,
+}
+
+/// A client of the principal at `attach`, with the read-only reason its role calls for and
+/// the header's origin; checked with a status request so that a wrong address or token fails
+/// here, with the reason, rather than as an empty console.
+async fn attach_client(
+    attach: &Attach,
+) -> Result<(Arc<dyn Client>, Option<String>, String), String> {
+    use crate::protocol::api::{ClientExt, Role};
+    let endpoint = &attach.endpoint;
+    let endpoints = Endpoints::from_listen(endpoint).map_err(|e| format!("{endpoint}: {e}"))?;
+    let client = match &attach.token_file {
+        Some(file) => {
+            let key = zmq::auth::Key::from_file(file).map_err(|e| format!("--token-file: {e}"))?;
+            zmq::ZmqClient::connect_signed(&endpoints, bootstrap::REQUEST_TIMEOUT, key).await
+        }
+        None => zmq::ZmqClient::connect(&endpoints, bootstrap::REQUEST_TIMEOUT).await,
+    }
+    .map_err(|e| format!("{endpoint}: {e}"))?;
+    let status = tokio::time::timeout(bootstrap::PROBE_TIMEOUT, client.status())
+        .await
+        .map_err(|_| ())
+        .and_then(|r| r.map_err(|_| ()))
+        .map_err(|()| {
+            format!(
+                "no principal answers at {endpoint}: check the address, that `opsconsole \
+                 principal --listen {endpoint}` runs there, and the token{}",
+                if attach.token_file.is_none() {
+                    " (a token-protected endpoint answers only signed requests: --token-file)"
+                } else {
+                    ""
+                }
+            )
+        })?;
+    let role = status.role;
+    let read_only = (role == Some(Role::Viewer)).then(|| {
+        "attached with a viewer's token: it may look but not change anything (an operator \
+         token can)"
+            .to_string()
+    });
+    let origin = match role {
+        Some(role) => format!("attached to {endpoint} as {}", role.as_str()),
+        None => format!("attached to {endpoint}"),
+    };
+    Ok((Arc::new(client), read_only, origin))
 }
 
 /// Why the console refuses to start without a terminal.
@@ -75,8 +131,20 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
     let no_color = std::env::var_os("NO_COLOR").is_some();
     let (theme, theme_warning) = Theme::resolve(&opts.themes_dir, &opts.theme, no_color);
 
-    let (client, embedded, stop_serving, origin): (Arc<dyn Client>, _, _, String) =
-        match bootstrap::find_principal(&dirs.data, bootstrap::REQUEST_TIMEOUT).await {
+    let mut role_read_only = None;
+    let found = match &opts.attach {
+        Some(attach) => match attach_client(attach).await {
+            Ok((client, read_only, origin)) => {
+                role_read_only = read_only;
+                Some((client, origin))
+            }
+            Err(e) => return fail(EXIT_FAILED, e),
+        },
+        None => None,
+    };
+    let (client, embedded, stop_serving, origin): (Arc<dyn Client>, _, _, String) = match found {
+        Some((client, origin)) => (client, None, None, origin),
+        None => match bootstrap::find_principal(&dirs.data, bootstrap::REQUEST_TIMEOUT).await {
             // Starting an embedded one would fail on the file's lock with a worse message.
             Found::NotAnswering(n) => return fail(EXIT_FAILED, n),
             Found::Running { client: remote, .. } => (
@@ -101,12 +169,14 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
                     "embedded".to_string(),
                 )
             }
-        };
+        },
+    };
 
     let config = AppConfig {
         read_only: opts
             .read_only
-            .then(|| "the console was started with --read-only".to_string()),
+            .then(|| "the console was started with --read-only".to_string())
+            .or(role_read_only),
         owns_principal: embedded.is_some(),
         themes_dir: opts.themes_dir.clone(),
         no_color,

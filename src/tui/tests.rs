@@ -159,6 +159,7 @@ fn app_with_data(read_only: bool) -> App {
         spec_problems: Vec::new(),
         store_problem: None,
         auth: None,
+        role: None,
     };
     let workflows = status
         .workflows

@@ -265,6 +265,7 @@ impl Engine {
             spec_problems: self.files.spec_problems.clone(),
             store_problem: self.store_tx.problem(),
             auth: None,
+            role: None,
             workflows: self
                 .catalog
                 .workflows

@@ -11,6 +11,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+pub use crate::protocol::api::Role;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Shortest token accepted, in bytes: a shared secret must not be guessable.
@@ -22,16 +24,6 @@ const MAX_SENDER: usize = 128;
 /// Senders whose last sequence number is remembered; past this the oldest are forgotten (a
 /// sender needs a valid key to be remembered at all).
 const MAX_SENDERS: usize = 4096;
-
-/// What a sender may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Everything.
-    Operator,
-    /// Read only: status, history, logs, run detail, events.
-    Viewer,
-}
 
 /// A key derived from a token.
 #[derive(Clone, PartialEq, Eq)]

@@ -99,7 +99,6 @@ impl ZmqClient {
                 // Fresh per client, so that its numbers never collide with another's.
                 sender: format!("client-{:016x}", fastrand::u64(..)),
                 sent: 0,
-                last_answer: 0,
             }),
         };
         let tasks = [
@@ -208,20 +207,17 @@ struct Signing {
     sender: String,
     /// The number of the last request signed.
     sent: u64,
-    /// The principal's number of the last answer accepted.
-    last_answer: u64,
 }
 
-/// Whether `tags` hold one that `key` made over `body` as the principal.
-fn signed_by_principal<'a>(
+/// Whether `tags` hold one that `key` made over `body` as `signer`. A replayed answer fails
+/// here (it names another client) or finds no call waiting under its id.
+fn signed_by<'a>(
     key: &Key,
+    signer: &str,
     body: &[u8],
     mut tags: impl Iterator<Item = &'a [u8]>,
-) -> Option<u64> {
-    tags.find_map(|t| {
-        Tag::parse(t).filter(|tag| tag.sender == "principal" && key.verify(tag, body))
-    })
-    .map(|tag| tag.seq)
+) -> bool {
+    tags.any(|t| Tag::parse(t).is_some_and(|tag| tag.sender == signer && key.verify(&tag, body)))
 }
 
 impl Connection {
@@ -410,19 +406,12 @@ impl Connection {
         let frame = match (&self.auth, frames.as_slice()) {
             (None, [frame]) => frame.clone(),
             (Some(auth), [frame, tags @ ..]) => {
-                let seq = signed_by_principal(&auth.key, frame, tags.iter().map(|t| &t[..]));
-                match seq {
-                    Some(seq) if seq > auth.last_answer => {
-                        if let Some(a) = self.auth.as_mut() {
-                            a.last_answer = seq;
-                        }
-                        frame.clone()
-                    }
-                    _ => {
-                        tracing::warn!(endpoint = %self.endpoint, "dropped an answer not signed by the principal (or replayed)");
-                        return;
-                    }
+                let me = format!("principal/{}", auth.sender);
+                if !signed_by(&auth.key, &me, frame, tags.iter().map(|t| &t[..])) {
+                    tracing::warn!(endpoint = %self.endpoint, "dropped an answer not signed by the principal for this client");
+                    return;
                 }
+                frame.clone()
             }
             _ => {
                 tracing::warn!(
@@ -608,7 +597,7 @@ async fn receive_events(
                         let frames = message.into_vec();
                         if let Some((frame, tags)) = frames.split_first() {
                             let trusted = key.as_ref().is_none_or(|k| {
-                                signed_by_principal(k, frame, tags.iter().map(|t| &t[..])).is_some()
+                                signed_by(k, "principal", frame, tags.iter().map(|t| &t[..]))
                             });
                             if trusted {
                                 on_event(frame, &events, &mut last_seq, &mut warned);

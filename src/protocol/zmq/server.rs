@@ -143,6 +143,7 @@ async fn serve_with(
         .flat_map(|k| std::iter::once(&k.operator).chain(k.viewer.as_ref()))
         .map(|key| Signer {
             key: key.clone(),
+            sender: "principal".to_string(),
             sent: sent.clone(),
         })
         .collect();
@@ -467,17 +468,20 @@ struct Guard {
     sent: Arc<AtomicU64>,
 }
 
-/// How an answer is signed: with this key, under the principal's next number.
+/// How the principal signs: with this key, as `sender`, under its next number. An answer's
+/// sender names the request's sender (`principal/<sender>`), so that an answer recorded from
+/// one client's session cannot be passed off to another; events are signed as `principal`.
 #[derive(Clone)]
 struct Signer {
     key: Key,
+    sender: String,
     sent: Arc<AtomicU64>,
 }
 
 impl Signer {
     fn tag(&self, body: &[u8]) -> Bytes {
         let seq = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
-        Bytes::from(self.key.sign("principal", seq, body))
+        Bytes::from(self.key.sign(&self.sender, seq, body))
     }
 }
 
@@ -549,6 +553,7 @@ fn on_message(
             };
             let signer = Signer {
                 key: key.clone(),
+                sender: format!("principal/{}", tag.sender),
                 sent: guard.sent.clone(),
             };
             if !guard.replays.accept(&tag.sender, tag.seq) {
@@ -590,6 +595,7 @@ fn on_message(
                     };
                     if let (Response::Status(status), Some(rejected)) = (&mut response, rejected) {
                         status.auth = Some(rejected.counts());
+                        status.role = Some(role);
                     }
                     send_reply(sender, to, framing, signer, id, response).await;
                 });
