@@ -449,3 +449,27 @@ fn attach_over_tcp_with_a_token_shows_the_address_and_the_role() {
     stranger.wait_for("--token-file");
     assert!(!stranger.wait_exit().success());
 }
+
+/// An attached console whose principal goes away says it is reconnecting, and picks up again,
+/// without a restart, when a principal answers once more.
+#[test]
+fn an_attached_console_shows_reconnecting_and_resumes_when_the_principal_is_back() {
+    let mut c0 = Console::start(&["principal"], 30, 100);
+    c0.wait_for("listening on");
+    let mut c = Console::start_in(c0.dir(), &[], 30, 120);
+    c.wait_for("attached to");
+    c0.send("\x03"); // Ctrl-C: the principal stops
+    c0.wait_exit();
+    c.wait_for("RECONNECTING");
+    let mut c1 = Console::start_in(c0.dir(), &["principal"], 30, 100);
+    c1.wait_for("listening on");
+    c.wait_for("reconnected");
+    assert!(!c.contents().contains("RECONNECTING"), "{}", c.contents());
+    // And it works again: a run goes through the new principal.
+    c.trigger_hello();
+    c.wait_for("succeeded");
+    c.send("q");
+    assert!(c.wait_exit().success());
+    c1.send("\x03");
+    c1.wait_exit();
+}

@@ -32,12 +32,22 @@ impl App {
                 r
             }
             Err(e) => {
+                if matches!(purpose, Purpose::Status) && matches!(e, ClientError::Unreachable(_)) {
+                    self.data.unreachable = true;
+                }
                 self.failed(&purpose, e.to_string());
                 return Vec::new();
             }
         };
         match (purpose, response) {
-            (Purpose::Status, Response::Status(s)) => self.data.status = Some(s),
+            (Purpose::Status, Response::Status(s)) => {
+                if std::mem::take(&mut self.data.unreachable) {
+                    // Back: what happened meanwhile came as no events; read it all again.
+                    self.say("reconnected");
+                    self.refresh_wanted = true;
+                }
+                self.data.status = Some(s);
+            }
             (Purpose::Workflows, Response::Workflows { workflows }) => {
                 self.data.workflows = workflows
             }

@@ -25,6 +25,9 @@ pub struct Data {
     pub queue: Option<Result<QueueReport, String>>,
     /// Per source, why it could not be read.
     pub errors: BTreeMap<&'static str, String>,
+    /// The last status request found no principal answering (an attached console keeps
+    /// asking, and reloads everything once it answers again).
+    pub unreachable: bool,
     /// Log lines of the run or task the logs pane shows.
     pub logs: LogBuffer,
 }

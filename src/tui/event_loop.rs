@@ -17,7 +17,7 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use super::app::{App, Effect, Purpose};
 use super::render;
-use crate::protocol::api::{Client, ClientError, Response};
+use crate::protocol::api::{Client, ClientError, Request, Response};
 
 /// Shortest time between two frames (60 frames a second).
 pub const FRAME: Duration = Duration::from_micros(16_667);
@@ -25,6 +25,10 @@ pub const FRAME: Duration = Duration::from_micros(16_667);
 const REFRESH_DELAY: Duration = Duration::from_millis(250);
 /// How often the state is read again while runs are active, in case events were missed.
 const ACTIVE_REFRESH: Duration = Duration::from_secs(2);
+/// How often a console attached to a principal it does not own asks whether it still answers.
+const PROBE_EVERY: Duration = Duration::from_secs(3);
+/// How long such a probe waits for its answer.
+const PROBE_PATIENCE: Duration = Duration::from_secs(3);
 /// While runs are active, durations on screen advance this often.
 const TICK: Duration = Duration::from_secs(1);
 /// Most engine events applied between two looks at the keyboard.
@@ -82,6 +86,23 @@ fn execute(
     quit
 }
 
+/// Asks for status with a short deadline of its own: a principal that went away is noticed
+/// within seconds, not after the client's long request timeout.
+fn probe(client: &Arc<dyn Client>, tx: &mpsc::UnboundedSender<Answer>) {
+    let (client, tx) = (client.clone(), tx.clone());
+    tokio::spawn(async move {
+        let r = tokio::time::timeout(PROBE_PATIENCE, client.call(Request::Status))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Unreachable(format!(
+                    "the principal did not answer within {}s",
+                    PROBE_PATIENCE.as_secs()
+                )))
+            });
+        let _ = tx.send((Purpose::Status, r));
+    });
+}
+
 /// Runs the console until the user quits, `stop` completes or input ends.
 pub async fn run<B, S, F>(
     terminal: &mut Terminal<B>,
@@ -104,8 +125,12 @@ where
     let mut last_draw: Option<Instant> = None;
     let mut refresh_at: Option<Instant> = None;
     let mut tick_at: Option<Instant> = None;
+    let mut probe_at: Option<Instant> = None;
     loop {
         let now = Instant::now();
+        if !app.config.owns_principal && probe_at.is_none() {
+            probe_at = Some(now + PROBE_EVERY);
+        }
         if app.refresh_wanted && refresh_at.is_none() {
             refresh_at = Some(now + REFRESH_DELAY);
         } else if refresh_at.is_none() && app.active_runs() > 0 {
@@ -139,7 +164,10 @@ where
             last_draw = Some(t0);
             draw_at = None;
         }
-        let wake = [draw_at, refresh_at, tick_at].into_iter().flatten().min();
+        let wake = [draw_at, refresh_at, tick_at, probe_at]
+            .into_iter()
+            .flatten()
+            .min();
         let sleep = async move {
             match wake {
                 Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -183,6 +211,10 @@ where
                 if tick_at.is_some_and(|t| t <= now) {
                     tick_at = None;
                     app.dirty = true;
+                }
+                if probe_at.is_some_and(|t| t <= now) {
+                    probe_at = None;
+                    probe(&client, &tx);
                 }
                 quit
             }

@@ -78,6 +78,9 @@ fn tab_bar(frame: &mut Frame, area: Rect, app: &App) {
     if store_problem {
         right.insert_str(0, "HISTORY NOT WRITABLE  ");
     }
+    if app.data.unreachable {
+        right.insert_str(0, "RECONNECTING…  ");
+    }
     let room = (area.width as usize).saturating_sub(used + 1);
     if room > 3 {
         let right: String = right.chars().take(room).collect();
