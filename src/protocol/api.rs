@@ -113,6 +113,29 @@ pub enum Request {
     Queue,
 }
 
+impl Request {
+    /// Whether serving it changes anything: such requests are not repeated after a lost
+    /// answer, and a viewer may not make them.
+    pub fn changes_state(&self) -> bool {
+        match self {
+            Request::Trigger { .. }
+            | Request::Cancel { .. }
+            | Request::Pause { .. }
+            | Request::Resume { .. }
+            | Request::PutSpec { .. }
+            | Request::Retry { .. } => true,
+            Request::Status
+            | Request::WaitRun { .. }
+            | Request::History { .. }
+            | Request::Logs { .. }
+            | Request::Workflows
+            | Request::GetSpec { .. }
+            | Request::RunDetail { .. }
+            | Request::Queue => false,
+        }
+    }
+}
+
 /// The principal's answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]

@@ -522,17 +522,7 @@ impl Connection {
 
 /// Requests that change nothing, so sending them twice is harmless.
 fn can_repeat(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::Status
-            | Request::WaitRun { .. }
-            | Request::History { .. }
-            | Request::Logs { .. }
-            | Request::Workflows
-            | Request::GetSpec { .. }
-            | Request::RunDetail { .. }
-            | Request::Queue
-    )
+    !request.changes_state()
 }
 
 /// The next answer or monitor event of the current socket; never, without one.

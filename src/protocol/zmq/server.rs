@@ -485,26 +485,6 @@ impl Signer {
     }
 }
 
-/// Requests a viewer may not make: everything that changes state.
-fn changes_state(request: &Request) -> bool {
-    match request {
-        Request::Trigger { .. }
-        | Request::Cancel { .. }
-        | Request::Pause { .. }
-        | Request::Resume { .. }
-        | Request::PutSpec { .. }
-        | Request::Retry { .. } => true,
-        Request::Status
-        | Request::WaitRun { .. }
-        | Request::History { .. }
-        | Request::Logs { .. }
-        | Request::Workflows
-        | Request::GetSpec { .. }
-        | Request::RunDetail { .. }
-        | Request::Queue => false,
-    }
-}
-
 /// Handles one ROUTER message: `[peer identity, frame]`, or `[peer identity, "", frame]` from a
 /// REQ socket.
 fn on_message(
@@ -575,7 +555,7 @@ fn on_message(
         )
     };
     match wire::decode::<Request>(&frame) {
-        Ok((id, request)) if role == Role::Viewer && changes_state(&request) => {
+        Ok((id, request)) if role == Role::Viewer && request.changes_state() => {
             let why = "this token is a viewer's: it may look (status, history, logs, run detail, \
                        events) but not change anything; use an operator token";
             let refusal = reply(
