@@ -720,9 +720,22 @@ async fn a_client_recovers_when_the_principal_serves_again() {
     )
     .await
     .expect("serving again");
-    let status = within("status after restart", client.status())
-        .await
-        .expect("reconnected");
+    // A connect attempt begun while the socket was missing may still run out its 1 s; the
+    // client then connects afresh on the next call. Either way it recovers by itself.
+    let status = within("status after restart", async {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match client.status().await {
+                Err(ClientError::Unreachable(why)) if tries < 5 => {
+                    eprintln!("attempt {tries} after the restart: {why}");
+                }
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("reconnected");
     assert_eq!(status.pid, std::process::id());
 
     stop.cancel();
