@@ -94,11 +94,15 @@ impl ZmqClient {
             connecting: None,
             last_heard: Instant::now(),
             heartbeat: None,
-            auth: key.clone().map(|key| Signing {
-                key,
+            auth: key.clone().map(|key| {
                 // Fresh per client, so that its numbers never collide with another's.
-                sender: format!("client-{:016x}", fastrand::u64(..)),
-                sent: 0,
+                let sender = format!("client-{:016x}", fastrand::u64(..));
+                Signing {
+                    key,
+                    answers_from: format!("principal/{sender}"),
+                    sender,
+                    sent: 0,
+                }
             }),
         };
         let tasks = [
@@ -207,6 +211,8 @@ struct Signing {
     sender: String,
     /// The number of the last request signed.
     sent: u64,
+    /// Who signs the principal's answers to this client: `principal/<sender>`.
+    answers_from: String,
 }
 
 /// Whether `tags` hold one that `key` made over `body` as `signer`. A replayed answer fails
@@ -406,8 +412,12 @@ impl Connection {
         let frame = match (&self.auth, frames.as_slice()) {
             (None, [frame]) => frame.clone(),
             (Some(auth), [frame, tags @ ..]) => {
-                let me = format!("principal/{}", auth.sender);
-                if !signed_by(&auth.key, &me, frame, tags.iter().map(|t| &t[..])) {
+                if !signed_by(
+                    &auth.key,
+                    &auth.answers_from,
+                    frame,
+                    tags.iter().map(|t| &t[..]),
+                ) {
                     tracing::warn!(endpoint = %self.endpoint, "dropped an answer not signed by the principal for this client");
                     return;
                 }
