@@ -122,8 +122,50 @@ enum Cmd {
         /// and events, but nothing that changes state.
         #[arg(long, value_name = "FILE", requires = "token_file")]
         viewer_token_file: Option<std::path::PathBuf>,
+        /// How often remote agents and the principal heartbeat; an agent silent for three
+        /// heartbeats loses its lease, and its tasks are retried elsewhere.
+        #[arg(long, default_value = "2s", value_parser = parse_heartbeat)]
+        agent_heartbeat: Duration,
+        /// Run no tasks in this process: only remote agents (`opsconsole agent`) take them.
+        #[arg(long)]
+        remote_only: bool,
         #[command(flatten)]
         pool: PoolArgs,
+    },
+    /// Run tasks for a principal on another machine (or in another directory).
+    ///
+    /// Registers with the principal at --principal (what it was started with: `opsconsole
+    /// principal --listen ENDPOINT`), takes up to --slots tasks at once, streams their output
+    /// and results, and keeps every result until the principal has stored it. Tasks that ask
+    /// for labels (`agent: { gpu: "true" }`) run only on agents that have them. Reconnects by
+    /// itself; exits 0 when drained (`opsconsole agents drain ID`) or on Ctrl-C / SIGTERM.
+    Agent {
+        /// The principal's endpoint, e.g. tcp://10.0.0.5:7400.
+        #[arg(long, value_name = "ENDPOINT")]
+        principal: String,
+        /// The principal's operator token (for a token-protected endpoint).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Tasks run at once (default: number of CPUs).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        slots: Option<u32>,
+        /// A label tasks can ask for: --label gpu=true (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_param)]
+        labels: Vec<(String, String)>,
+        /// This agent's id (default: made on first start and kept in the data dir).
+        #[arg(long)]
+        id: Option<String>,
+        /// Time between SIGTERM and SIGKILL when a task is stopped.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        kill_grace: Duration,
+    },
+    /// The running principal's agents: list them, or cordon, uncordon or drain one.
+    Agents {
+        #[command(subcommand)]
+        action: Option<AgentsCmd>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the running principal: slots, queue, schedules with next fire times, active runs.
     Status {
@@ -213,6 +255,25 @@ impl PoolArgs {
 }
 
 #[derive(Subcommand)]
+enum AgentsCmd {
+    /// Give the agent no new work (what it runs finishes).
+    Cordon {
+        /// The agent's id (see `opsconsole agents`).
+        id: String,
+    },
+    /// Let a cordoned agent take work again.
+    Uncordon {
+        /// The agent's id.
+        id: String,
+    },
+    /// Let the agent finish what it runs, give it nothing new, then let it go (it exits).
+    Drain {
+        /// The agent's id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCmd {
     /// The console's loop on an in-memory terminal fed with log lines, then idle: frame times
     /// (beside a plain-paragraph reference), CPU under load and CPU while idle.
@@ -296,6 +357,14 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     opsconsole::spec::parse_duration(s)
+}
+
+fn parse_heartbeat(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(50) || d > Duration::from_secs(60) {
+        return Err(format!("`{s}`: a heartbeat is between 50ms and 60s"));
+    }
+    Ok(d)
 }
 
 fn main() -> ExitCode {
@@ -416,16 +485,62 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
             listen,
             token_file,
             viewer_token_file,
+            agent_heartbeat,
+            remote_only,
             pool,
         } => {
             let opts = cli::principal::PrincipalOptions {
                 listen,
                 token_file,
                 viewer_token_file,
-                slots: pool.slots(),
+                slots: if remote_only { 0 } else { pool.slots() },
                 kill_grace: pool.kill_grace,
+                agent_heartbeat,
             };
             cli::principal::principal(&dirs, opts).await
+        }
+        Cmd::Agent {
+            principal,
+            token_file,
+            slots,
+            labels,
+            id,
+            kill_grace,
+        } => {
+            let key = match token_file
+                .as_deref()
+                .map(opsconsole::protocol::zmq::auth::Key::from_file)
+                .transpose()
+            {
+                Ok(key) => key,
+                Err(e) => return cli::fail(cli::EXIT_INVALID, format!("--token-file: {e}")),
+            };
+            let labels = match cli::agent::labels(&labels) {
+                Ok(l) => l,
+                Err(e) => return cli::fail(cli::EXIT_INVALID, e),
+            };
+            let opts = opsconsole::agent::remote::AgentOptions {
+                principal,
+                key,
+                slots: slots
+                    .map(|s| s as usize)
+                    .unwrap_or_else(opsconsole::agent::default_slots),
+                labels,
+                id,
+                data_dir: dirs.data.clone(),
+                workdir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+                kill_grace,
+            };
+            cli::agent::agent(opts).await
+        }
+        Cmd::Agents { action, json } => {
+            let action = match action {
+                None => cli::agent::AgentsAction::List { json },
+                Some(AgentsCmd::Cordon { id }) => cli::agent::AgentsAction::Cordon(id, true),
+                Some(AgentsCmd::Uncordon { id }) => cli::agent::AgentsAction::Cordon(id, false),
+                Some(AgentsCmd::Drain { id }) => cli::agent::AgentsAction::Drain(id),
+            };
+            cli::agent::agents(&dirs, action).await
         }
         Cmd::Status { json } => cli::control::status(&dirs, json).await,
         Cmd::Cancel { run_id } => cli::control::cancel(&dirs, run_id).await,

@@ -42,7 +42,7 @@ fn protected(p: &Project) -> (Stopped, Endpoints) {
         if let Some(rest) = line.split("listening on tcp://").nth(1) {
             let requests = rest.split_whitespace().next().unwrap();
             let events = line.split("(events on ").nth(1).unwrap();
-            let events = events.split(')').next().unwrap();
+            let events = events.split([')', ',']).next().unwrap();
             assert!(
                 line.contains("operator and viewer tokens required"),
                 "{line}"

@@ -53,7 +53,7 @@ impl Agent {
     fn new() -> Self {
         let (tx, events) = mpsc::channel(1024);
         Self {
-            link: LocalAgent::new(2, tx, None),
+            link: LocalAgent::new(2, std::env::temp_dir(), tx, None),
             events,
         }
     }

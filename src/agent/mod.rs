@@ -6,6 +6,7 @@ mod exec;
 pub mod lines;
 pub mod orphans;
 pub mod reaper;
+pub mod remote;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -26,26 +27,45 @@ pub fn default_slots() -> usize {
 /// The in-process agent: runs work as local processes, labelled `local=true`.
 pub struct LocalAgent {
     info: AgentInfo,
+    /// Where work runs; a relative `cwd` of an assignment is relative to it.
+    workdir: std::path::PathBuf,
     events: mpsc::Sender<AgentEvent>,
     running: Arc<Mutex<HashMap<WorkId, CancellationToken>>>,
     reaper: Option<Arc<reaper::Reaper>>,
 }
 
 impl LocalAgent {
-    /// A pool of `slots` concurrent tasks and checks reporting to `events`; with a `reaper`,
-    /// its process groups are stopped if this process dies.
+    /// A pool of `slots` concurrent tasks and checks in `workdir`, reporting to `events`; with
+    /// a `reaper`, its process groups are stopped if this process dies.
     pub fn new(
         slots: usize,
+        workdir: std::path::PathBuf,
+        events: mpsc::Sender<AgentEvent>,
+        reaper: Option<reaper::Reaper>,
+    ) -> Self {
+        Self::with_info(
+            AgentInfo {
+                id: AgentId("local".into()),
+                slots,
+                labels: BTreeMap::from([("local".to_string(), "true".to_string())]),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            workdir,
+            events,
+            reaper,
+        )
+    }
+
+    /// [`LocalAgent::new`] under another name and labels (a remote agent's own pool).
+    pub fn with_info(
+        info: AgentInfo,
+        workdir: std::path::PathBuf,
         events: mpsc::Sender<AgentEvent>,
         reaper: Option<reaper::Reaper>,
     ) -> Self {
         Self {
-            info: AgentInfo {
-                id: AgentId("local".into()),
-                slots: slots.max(1),
-                labels: BTreeMap::from([("local".to_string(), "true".to_string())]),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            },
+            info,
+            workdir,
             events,
             running: Arc::default(),
             reaper: reaper.map(Arc::new),
@@ -58,7 +78,11 @@ impl AgentLink for LocalAgent {
         &self.info
     }
 
-    fn assign(&self, job: Assignment) {
+    fn assign(&self, mut job: Assignment) {
+        job.cwd = Some(match job.cwd.take() {
+            Some(dir) => self.workdir.join(dir),
+            None => self.workdir.clone(),
+        });
         let token = CancellationToken::new();
         lock(&self.running).insert(job.id.clone(), token.clone());
         let running = self.running.clone();
@@ -75,6 +99,13 @@ impl AgentLink for LocalAgent {
         if let Some(token) = lock(&self.running).get(id) {
             token.cancel();
         }
+    }
+}
+
+impl LocalAgent {
+    /// The work running now.
+    pub fn running(&self) -> Vec<WorkId> {
+        lock(&self.running).keys().cloned().collect()
     }
 }
 

@@ -86,6 +86,7 @@ fn start(catalog: Catalog, dir: &Path, slots: usize) -> anyhow::Result<Principal
             spec_problems: Vec::new(),
             watchdog: true,
             one_off: false,
+            agent_heartbeat: crate::principal::DEFAULT_AGENT_HEARTBEAT,
             workdir: std::env::current_dir()?,
         },
     ))

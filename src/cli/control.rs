@@ -8,7 +8,8 @@ use crate::protocol::RunId;
 use crate::protocol::api::{Client, ClientExt, Request, Response};
 use crate::protocol::zmq::ZmqClient;
 
-async fn connect(dirs: &Dirs) -> Result<ZmqClient, ExitCode> {
+/// The running principal of the data dir, or the exit code after saying why there is none.
+pub(super) async fn connect(dirs: &Dirs) -> Result<ZmqClient, ExitCode> {
     match find_principal(&dirs.data, REQUEST_TIMEOUT).await {
         Found::Running { client, .. } => Ok(client),
         Found::NotAnswering(n) => Err(fail(EXIT_FAILED, n)),

@@ -1,5 +1,6 @@
 //! Command-line faces: each subcommand of `opsconsole` lives in its own module.
 
+pub mod agent;
 pub mod control;
 pub mod history;
 pub mod principal;

@@ -25,6 +25,8 @@ pub struct PrincipalOptions {
     pub slots: usize,
     /// SIGTERM-to-SIGKILL grace.
     pub kill_grace: Duration,
+    /// How often remote agents heartbeat; three missed ones lose the lease.
+    pub agent_heartbeat: Duration,
 }
 
 /// True for endpoints that only this machine can reach.
@@ -66,8 +68,14 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     // it and a socket file left by a crashed one can be replaced.
     // Until it listens, commands that find the file held wait for it rather than fail.
     let starting = bootstrap::mark_starting(&dirs.data);
-    let principal = match bootstrap::start_embedded(dirs, opts.slots, opts.kill_grace, None, false)
-    {
+    let principal = match bootstrap::start_embedded(
+        dirs,
+        opts.slots,
+        opts.kill_grace,
+        None,
+        false,
+        opts.agent_heartbeat,
+    ) {
         Ok(p) => Arc::new(p),
         Err(e) => return fail(EXIT_FAILED, e),
     };
@@ -76,18 +84,17 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     let client: Arc<dyn Client> = principal.clone();
     for (i, e) in endpoints.iter().enumerate() {
         // The data dir's socket is guarded by the file system; the extra endpoint by tokens.
-        let served = match (i, &keys) {
-            (1.., Some(keys)) => {
-                zmq::serve_protected(e, client.clone(), stop.clone(), keys.clone()).await
-            }
-            _ => zmq::serve(e, client.clone(), stop.clone()).await,
-        };
+        let keys = if i == 0 { None } else { keys.clone() };
+        let gate = Some(principal.agent_gate());
+        let served =
+            zmq::serve_principal(e, client.clone(), stop.clone(), keys.clone(), gate).await;
         match served {
             Ok(bound) => eprintln!(
-                "principal (pid {}) listening on {} (events on {}){}",
+                "principal (pid {}) listening on {} (events on {}, agents on {}){}",
                 std::process::id(),
-                bound.requests,
-                bound.events,
+                bound.endpoints.requests,
+                bound.endpoints.events,
+                bound.agents.as_deref().unwrap_or("-"),
                 match (i, &keys) {
                     (1.., Some(k)) if k.viewer.is_some() => ", operator and viewer tokens required",
                     (1.., Some(_)) => ", operator token required",

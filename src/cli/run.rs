@@ -96,6 +96,7 @@ pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
         opts.kill_grace,
         needed,
         true,
+        crate::principal::DEFAULT_AGENT_HEARTBEAT,
     ) {
         Ok(p) => p,
         Err(e) => return fail(EXIT_FAILED, e),

@@ -1,48 +1,422 @@
-//! The agents the principal hands work to, each with its free capacity, and which agent runs
-//! which piece of work. The principal reaches agents only through [`AgentLink`].
+//! The agents the principal hands work to, each with its free capacity and state, which agent
+//! runs which piece of work, and, for remote agents, their leases and which of their reports
+//! are applied and stored. The principal reaches agents only through [`AgentLink`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
 
-use crate::protocol::agent::{AgentId, AgentLink, Assignment, WorkId};
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+
+use crate::protocol::agent::{
+    AgentId, AgentInfo, AgentLink, AgentState, AgentStatus, Assignment, Hello, ToAgent, WorkId,
+};
+
+pub use crate::protocol::agent::LEASE_HEARTBEATS;
+
+/// Lost or drained agents remembered for the Agents pane; the oldest are forgotten first.
+const MAX_GONE_AGENTS: usize = 256;
+
+/// The principal's side of a remote agent: sends go to the agents socket, which knows the
+/// agent's latest connection.
+struct RemoteLink {
+    info: AgentInfo,
+    outbox: UnboundedSender<(AgentId, ToAgent)>,
+    lease: Duration,
+}
+
+impl RemoteLink {
+    fn send(&self, message: ToAgent) {
+        // The socket task stops only with the principal.
+        let _ = self.outbox.send((self.info.id.clone(), message));
+    }
+}
+
+impl AgentLink for RemoteLink {
+    fn info(&self) -> &AgentInfo {
+        &self.info
+    }
+
+    fn assign(&self, job: Assignment) {
+        self.send(ToAgent::Assign {
+            job,
+            lease: self.lease,
+        });
+    }
+
+    fn stop(&self, id: &WorkId) {
+        self.send(ToAgent::Stop { id: id.clone() });
+    }
+}
+
+/// What only a remote agent has: where it runs, when it was last heard, its reports.
+struct Remote {
+    outbox: UnboundedSender<(AgentId, ToAgent)>,
+    host: String,
+    address: String,
+    last_heard: Instant,
+    /// Reports up to this number have been applied.
+    applied: u64,
+    /// Applied reports waiting for the store: (report number, events emitted after it).
+    unstored: VecDeque<(u64, u64)>,
+}
+
+impl Remote {
+    fn send(&self, id: &AgentId, message: ToAgent) {
+        // The socket task stops only with the principal.
+        let _ = self.outbox.send((id.clone(), message));
+    }
+}
 
 /// One agent and what it has free.
 struct Agent {
     link: Box<dyn AgentLink>,
     /// Task slots not in use.
     free: usize,
+    state: AgentState,
+    remote: Option<Remote>,
+    joined_at: DateTime<Utc>,
 }
 
-/// Every connected agent; the local pool is one of them.
-#[derive(Default)]
+/// Where a piece of work runs.
+#[derive(Debug, Clone)]
+struct Placement {
+    agent: AgentId,
+    takes_slot: bool,
+    /// The principal has given it up (the agent said it still ran it after a restart or a
+    /// loss): it holds its slot until it ends, and its end is late.
+    stale: bool,
+    since: DateTime<Utc>,
+}
+
+/// Why a piece of work was not placed.
+#[derive(Debug)]
+pub(super) enum Unplaced {
+    /// Agents that may take it are all busy.
+    Busy,
+    /// No connected agent that takes work has the labels it asks for.
+    NoMatch,
+}
+
+/// How the end of a piece of work counts.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum End {
+    /// It was placed there and is over now.
+    Applied,
+    /// It was not (or no longer) that agent's: the principal gave it up, or never gave it.
+    Late,
+}
+
+/// Work given up because its agent went silent or no longer has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct GivenUp {
+    pub id: WorkId,
+    pub since: DateTime<Utc>,
+}
+
+/// What a (re)registration changed.
+#[derive(Debug, Default)]
+pub(super) struct Joined {
+    /// Work the principal still counts as the agent's.
+    pub keep: Vec<WorkId>,
+    /// Work placed there that the agent no longer has: lost.
+    pub lost: Vec<GivenUp>,
+    /// Reports up to this number were applied already.
+    pub acked: u64,
+    /// It was known before (a reconnect).
+    pub again: bool,
+}
+
+/// Every agent; the in-process pool is one of them.
 pub(super) struct Agents {
     agents: Vec<Agent>,
-    /// Where each piece of work runs, and whether it holds a slot there.
-    placed: HashMap<WorkId, (usize, bool)>,
+    placed: HashMap<WorkId, Placement>,
+    heartbeat: Duration,
 }
 
 impl Agents {
-    /// Adds an agent with all of its slots free.
-    pub fn add(&mut self, link: Box<dyn AgentLink>) {
-        let free = link.info().slots;
-        self.agents.push(Agent { link, free });
+    /// No agents yet; remote ones heartbeat every `heartbeat`.
+    pub fn new(heartbeat: Duration) -> Self {
+        Self {
+            agents: Vec::new(),
+            placed: HashMap::new(),
+            heartbeat,
+        }
     }
 
-    /// Task slots of all agents together.
+    /// How often remote agents and the principal say they are still there.
+    pub fn heartbeat(&self) -> Duration {
+        self.heartbeat
+    }
+
+    /// How long a silent agent keeps its work.
+    pub fn lease(&self) -> Duration {
+        self.heartbeat * LEASE_HEARTBEATS
+    }
+
+    /// Adds an in-process agent with all of its slots free.
+    pub fn add(&mut self, link: Box<dyn AgentLink>) {
+        let free = link.info().slots;
+        self.agents.push(Agent {
+            link,
+            free,
+            state: AgentState::Ready,
+            remote: None,
+            joined_at: Utc::now(),
+        });
+    }
+
+    fn index(&self, id: &AgentId) -> Option<usize> {
+        self.agents.iter().position(|a| &a.link.info().id == id)
+    }
+
+    /// Whether `id` is a connected remote agent (not lost, not let go).
+    pub fn is_connected_remote(&self, id: &AgentId) -> bool {
+        self.index(id).is_some_and(|i| {
+            let a = &self.agents[i];
+            a.remote.is_some() && !matches!(a.state, AgentState::Lost | AgentState::Drained)
+        })
+    }
+
+    /// Registers a remote agent, or takes it back after a reconnect: work placed there that
+    /// it still has stays its own, work it no longer has is lost, and work it has that the
+    /// principal gave up holds a slot until it ends. An id of an in-process agent is refused.
+    pub fn hello(
+        &mut self,
+        hello: Hello,
+        outbox: UnboundedSender<(AgentId, ToAgent)>,
+    ) -> Result<Joined, String> {
+        let id = hello.info.id.clone();
+        let link = Box::new(RemoteLink {
+            info: AgentInfo {
+                slots: hello.info.slots.max(1),
+                ..hello.info
+            },
+            outbox: outbox.clone(),
+            lease: self.lease(),
+        });
+        let address = format!("{} (pid {})", hello.host, hello.pid);
+        let mut joined = Joined::default();
+        let i = match self.index(&id) {
+            Some(i) if self.agents[i].remote.is_none() => {
+                return Err(format!(
+                    "the agent id `{id}` is the in-process pool's; give this agent another --id"
+                ));
+            }
+            Some(i) => {
+                let a = &self.agents[i];
+                let alive = !matches!(a.state, AgentState::Lost | AgentState::Drained);
+                let remote = a.remote.as_ref().expect("checked above");
+                if alive && remote.host != hello.host {
+                    return Err(format!(
+                        "the agent id `{id}` is in use by the agent at {}; give this one                          another --id",
+                        remote.address
+                    ));
+                }
+                joined.again = true;
+                let a = &mut self.agents[i];
+                a.link = link;
+                if matches!(a.state, AgentState::Lost | AgentState::Drained) {
+                    a.state = AgentState::Ready;
+                    a.joined_at = Utc::now();
+                }
+                let remote = a.remote.as_mut().expect("checked above");
+                remote.outbox = outbox;
+                remote.host = hello.host.clone();
+                remote.address = address;
+                remote.last_heard = Instant::now();
+                joined.acked = remote.applied;
+                i
+            }
+            None => {
+                self.prune_gone();
+                self.agents.push(Agent {
+                    link,
+                    free: 0,
+                    state: AgentState::Ready,
+                    remote: Some(Remote {
+                        outbox,
+                        host: hello.host.clone(),
+                        address,
+                        last_heard: Instant::now(),
+                        applied: 0,
+                        unstored: VecDeque::new(),
+                    }),
+                    joined_at: Utc::now(),
+                });
+                self.agents.len() - 1
+            }
+        };
+        let running: std::collections::HashSet<&WorkId> = hello.running.iter().collect();
+        let mut gone = Vec::new();
+        for (work, p) in &self.placed {
+            if p.agent == id && !running.contains(work) {
+                gone.push(work.clone());
+            }
+        }
+        for work in gone {
+            if let Some(p) = self.placed.remove(&work)
+                && !p.stale
+            {
+                joined.lost.push(GivenUp {
+                    id: work,
+                    since: p.since,
+                });
+            }
+        }
+        for work in &hello.running {
+            match self.placed.get(work) {
+                Some(p) if p.agent == id => {
+                    if !p.stale {
+                        joined.keep.push(work.clone());
+                    }
+                }
+                // Given up (or never given): it holds its slot until it ends.
+                _ => {
+                    self.placed.insert(
+                        work.clone(),
+                        Placement {
+                            agent: id.clone(),
+                            takes_slot: !matches!(work, WorkId::Service(_)),
+                            stale: true,
+                            since: Utc::now(),
+                        },
+                    );
+                }
+            }
+        }
+        let used = self
+            .placed
+            .values()
+            .filter(|p| p.agent == id && p.takes_slot)
+            .count();
+        let a = &mut self.agents[i];
+        a.free = a.link.info().slots.saturating_sub(used);
+        Ok(joined)
+    }
+
+    /// Forgets the oldest lost or drained agents beyond [`MAX_GONE_AGENTS`], so that agents
+    /// that come and go under new ids cannot grow the list without bound.
+    fn prune_gone(&mut self) {
+        let gone = |a: &Agent| matches!(a.state, AgentState::Lost | AgentState::Drained);
+        let mut count = self.agents.iter().filter(|a| gone(a)).count();
+        while count >= MAX_GONE_AGENTS {
+            if let Some(i) = self
+                .agents
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| gone(a))
+                .min_by_key(|(_, a)| a.joined_at)
+                .map(|(i, _)| i)
+            {
+                self.agents.remove(i);
+            }
+            count -= 1;
+        }
+    }
+
+    /// The agent was heard from.
+    pub fn heard(&mut self, id: &AgentId) {
+        if let Some(i) = self.index(id)
+            && let Some(r) = self.agents[i].remote.as_mut()
+        {
+            r.last_heard = Instant::now();
+        }
+    }
+
+    /// Sends `message` to a remote agent.
+    pub fn send(&self, id: &AgentId, message: ToAgent) {
+        if let Some(i) = self.index(id)
+            && let Some(r) = &self.agents[i].remote
+        {
+            r.send(id, message);
+        }
+    }
+
+    /// Says "still here" to every connected remote agent.
+    pub fn beat(&self) {
+        for a in &self.agents {
+            if let Some(r) = &a.remote
+                && !matches!(a.state, AgentState::Lost | AgentState::Drained)
+            {
+                r.send(&a.link.info().id, ToAgent::Heartbeat);
+            }
+        }
+    }
+
+    /// Whether any remote agent is connected (heartbeats and leases are needed).
+    pub fn any_remote(&self) -> bool {
+        self.agents.iter().any(|a| {
+            a.remote.is_some() && !matches!(a.state, AgentState::Lost | AgentState::Drained)
+        })
+    }
+
+    /// Remote agents silent past their lease at `now`.
+    pub fn expired(&self, now: Instant) -> Vec<AgentId> {
+        let lease = self.lease();
+        self.agents
+            .iter()
+            .filter(|a| !matches!(a.state, AgentState::Lost | AgentState::Drained))
+            .filter(|a| {
+                a.remote
+                    .as_ref()
+                    .is_some_and(|r| now.saturating_duration_since(r.last_heard) > lease)
+            })
+            .map(|a| a.link.info().id.clone())
+            .collect()
+    }
+
+    /// Marks an agent lost and gives up the work placed there (stale work is simply forgotten).
+    pub fn lose(&mut self, id: &AgentId) -> Vec<GivenUp> {
+        let Some(i) = self.index(id) else {
+            return Vec::new();
+        };
+        let a = &mut self.agents[i];
+        a.state = AgentState::Lost;
+        a.free = 0;
+        if let Some(r) = a.remote.as_mut() {
+            r.unstored.clear();
+        }
+        let mine: Vec<WorkId> = self
+            .placed
+            .iter()
+            .filter(|(_, p)| &p.agent == id)
+            .map(|(w, _)| w.clone())
+            .collect();
+        let mut lost = Vec::new();
+        for work in mine {
+            if let Some(p) = self.placed.remove(&work)
+                && !p.stale
+            {
+                lost.push(GivenUp {
+                    id: work,
+                    since: p.since,
+                });
+            }
+        }
+        lost
+    }
+
+    /// Task slots of all agents that take work.
     pub fn slots(&self) -> usize {
-        self.agents.iter().map(|a| a.link.info().slots).sum()
+        self.agents
+            .iter()
+            .filter(|a| !matches!(a.state, AgentState::Lost | AgentState::Drained))
+            .map(|a| a.link.info().slots)
+            .sum()
     }
 
     /// Task slots in use.
     pub fn busy(&self) -> usize {
-        self.agents
-            .iter()
-            .map(|a| a.link.info().slots.saturating_sub(a.free))
-            .sum()
+        self.placed.values().filter(|p| p.takes_slot).count()
     }
 
     /// Whether some agent could take a task now.
     pub fn has_free_slot(&self) -> bool {
-        self.agents.iter().any(|a| a.free > 0)
+        self.agents
+            .iter()
+            .any(|a| a.state.takes_work() && a.free > 0)
     }
 
     /// Whether nothing runs anywhere.
@@ -50,62 +424,261 @@ impl Agents {
         self.placed.is_empty()
     }
 
-    /// Hands `job` to the agent with the most free slots (work that takes no slot goes to the
-    /// first agent); gives it back when none can take it.
-    pub fn assign(&mut self, job: Assignment) -> Result<AgentId, Box<Assignment>> {
+    /// Hands `job` to the agent that takes work, has every label of `wants` and the most free
+    /// slots (work that takes no slot goes to the first such agent).
+    pub fn assign(
+        &mut self,
+        job: Assignment,
+        wants: &BTreeMap<String, String>,
+    ) -> Result<AgentId, Unplaced> {
         let takes_slot = job.kind.takes_slot();
+        let fits = |a: &Agent| {
+            a.state.takes_work()
+                && wants
+                    .iter()
+                    .all(|(k, v)| a.link.info().labels.get(k) == Some(v))
+        };
+        let candidates = self.agents.iter().enumerate().filter(|(_, a)| fits(a));
         let chosen = if takes_slot {
-            self.agents
-                .iter()
-                .enumerate()
+            candidates
                 .filter(|(_, a)| a.free > 0)
                 .max_by_key(|(i, a)| (a.free, std::cmp::Reverse(*i)))
                 .map(|(i, _)| i)
         } else {
-            (!self.agents.is_empty()).then_some(0)
+            candidates.map(|(i, _)| i).next()
         };
         let Some(i) = chosen else {
-            return Err(Box::new(job));
+            return Err(if self.agents.iter().any(fits) {
+                Unplaced::Busy
+            } else {
+                Unplaced::NoMatch
+            });
         };
         let agent = &mut self.agents[i];
         if takes_slot {
             agent.free -= 1;
         }
-        self.placed.insert(job.id.clone(), (i, takes_slot));
+        let id = agent.link.info().id.clone();
+        self.placed.insert(
+            job.id.clone(),
+            Placement {
+                agent: id.clone(),
+                takes_slot,
+                stale: false,
+                since: Utc::now(),
+            },
+        );
         agent.link.assign(job);
-        Ok(agent.link.info().id.clone())
+        Ok(id)
     }
 
     /// Asks the agent running `id` to stop it.
     pub fn stop(&self, id: &WorkId) {
-        if let Some(&(i, _)) = self.placed.get(id) {
+        if let Some(p) = self.placed.get(id)
+            && let Some(i) = self.index(&p.agent)
+        {
             self.agents[i].link.stop(id);
         }
     }
 
-    /// Frees what `id` held; false when it was not (or no longer) placed.
-    pub fn finished(&mut self, id: &WorkId) -> bool {
-        match self.placed.remove(id) {
-            Some((i, took_slot)) => {
-                if took_slot {
-                    let a = &mut self.agents[i];
-                    a.free = (a.free + 1).min(a.link.info().slots);
-                }
-                true
-            }
-            None => false,
+    /// `agent` reports the end of `id`: frees what it held there.
+    pub fn finished(&mut self, agent: &AgentId, id: &WorkId) -> End {
+        match self.placed.get(id) {
+            Some(p) if &p.agent == agent => {}
+            _ => return End::Late,
         }
+        let p = self.placed.remove(id).expect("checked above");
+        if p.takes_slot
+            && let Some(i) = self.index(agent)
+        {
+            let a = &mut self.agents[i];
+            a.free = (a.free + 1).min(a.link.info().slots);
+        }
+        if p.stale { End::Late } else { End::Applied }
+    }
+
+    /// Which reports of `first ..= first + count - 1` from `agent` are new (the rest were
+    /// applied before a reconnect): the index of the first new one.
+    pub fn new_reports(&self, agent: &AgentId, first: u64, count: usize) -> usize {
+        let applied = self
+            .index(agent)
+            .and_then(|i| self.agents[i].remote.as_ref())
+            .map_or(0, |r| r.applied);
+        (applied.saturating_sub(first.saturating_sub(1)) as usize).min(count)
+    }
+
+    /// Report `seq` of `agent` was applied; it is stored once `emitted` events are durable.
+    pub fn applied(&mut self, agent: &AgentId, seq: u64, emitted: u64) {
+        if let Some(i) = self.index(agent)
+            && let Some(r) = self.agents[i].remote.as_mut()
+        {
+            r.applied = r.applied.max(seq);
+            r.unstored.push_back((seq, emitted));
+        }
+    }
+
+    /// Whether applied reports wait for the store.
+    pub fn awaiting_store(&self) -> bool {
+        self.agents
+            .iter()
+            .any(|a| a.remote.as_ref().is_some_and(|r| !r.unstored.is_empty()))
+    }
+
+    /// The first `durable` events are stored: acknowledges the reports they cover.
+    pub fn stored(&mut self, durable: u64) {
+        for a in &mut self.agents {
+            let Some(r) = a.remote.as_mut() else {
+                continue;
+            };
+            let mut upto = None;
+            while let Some(&(seq, mark)) = r.unstored.front() {
+                if mark > durable {
+                    break;
+                }
+                upto = Some(seq);
+                r.unstored.pop_front();
+            }
+            if let Some(upto) = upto {
+                r.send(&a.link.info().id, ToAgent::Ack { upto });
+            }
+        }
+    }
+
+    /// Cordons (or uncordons) an agent; its state afterwards.
+    pub fn cordon(&mut self, id: &AgentId, cordon: bool) -> Result<AgentState, String> {
+        let i = self.known(id)?;
+        let a = &mut self.agents[i];
+        a.state = match (a.state, cordon) {
+            (AgentState::Lost, _) => {
+                return Err(format!(
+                    "agent `{id}` is lost; it can be cordoned once it is back"
+                ));
+            }
+            (AgentState::Drained, _) => {
+                return Err(format!("agent `{id}` was drained and let go"));
+            }
+            (_, true) => AgentState::Cordoned,
+            (_, false) => AgentState::Ready,
+        };
+        Ok(a.state)
+    }
+
+    /// Lets an agent finish its work and take nothing new; [`Agents::released`] lets it go.
+    pub fn drain(&mut self, id: &AgentId) -> Result<AgentState, String> {
+        let i = self.known(id)?;
+        let a = &mut self.agents[i];
+        if matches!(a.state, AgentState::Lost | AgentState::Drained) {
+            return Err(format!(
+                "agent `{id}` is {}; there is nothing to drain",
+                a.state
+            ));
+        }
+        a.state = AgentState::Draining;
+        Ok(a.state)
+    }
+
+    fn known(&self, id: &AgentId) -> Result<usize, String> {
+        self.index(id).ok_or_else(|| {
+            let known: Vec<String> = self
+                .agents
+                .iter()
+                .map(|a| a.link.info().id.0.clone())
+                .collect();
+            format!("no agent `{id}`; known agents: {}", known.join(", "))
+        })
+    }
+
+    /// Draining agents with nothing left to run: now drained, and remote ones told to exit.
+    pub fn released(&mut self) -> Vec<AgentId> {
+        let busy: std::collections::HashSet<&AgentId> =
+            self.placed.values().map(|p| &p.agent).collect();
+        let mut released = Vec::new();
+        for a in &mut self.agents {
+            let id = &a.link.info().id;
+            if a.state == AgentState::Draining && !busy.contains(id) {
+                a.state = AgentState::Drained;
+                if let Some(r) = &a.remote {
+                    let reason = "drained by an operator".to_string();
+                    r.send(id, ToAgent::Release { reason });
+                }
+                released.push(id.clone());
+            }
+        }
+        released
+    }
+
+    /// The state of an agent now.
+    pub fn state_of(&self, id: &AgentId) -> Option<AgentState> {
+        self.index(id).map(|i| self.agents[i].state)
+    }
+
+    /// Every agent as the console shows it.
+    pub fn statuses(&self) -> Vec<AgentStatus> {
+        let now = Instant::now();
+        self.agents
+            .iter()
+            .map(|a| {
+                let id = &a.link.info().id;
+                let mut running: Vec<WorkId> = self
+                    .placed
+                    .iter()
+                    .filter(|(_, p)| &p.agent == id)
+                    .map(|(w, _)| w.clone())
+                    .collect();
+                running.sort_by_key(|w| format!("{w:?}"));
+                AgentStatus {
+                    info: a.link.info().clone(),
+                    address: a
+                        .remote
+                        .as_ref()
+                        .map_or_else(|| "local".to_string(), |r| r.address.clone()),
+                    state: a.state,
+                    busy: self
+                        .placed
+                        .values()
+                        .filter(|p| &p.agent == id && p.takes_slot)
+                        .count(),
+                    heartbeat_age_ms: a
+                        .remote
+                        .as_ref()
+                        .map(|r| now.saturating_duration_since(r.last_heard).as_millis() as u64),
+                    joined_at: a.joined_at,
+                    running,
+                }
+            })
+            .collect()
+    }
+
+    /// Whether some connected agent that takes work has every label of `wants`.
+    pub fn could_take(&self, wants: &BTreeMap<String, String>) -> bool {
+        self.agents.iter().any(|a| {
+            a.state.takes_work()
+                && wants
+                    .iter()
+                    .all(|(k, v)| a.link.info().labels.get(k) == Some(v))
+        })
+    }
+
+    /// Why no agent can take work asking for `wants`, when none can.
+    pub fn why_unplaceable(&self, wants: &BTreeMap<String, String>) -> String {
+        let labels = wants
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "waiting for an agent labelled {labels}: no connected agent that takes work has \
+             these labels"
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
-    use std::time::Duration;
 
     use super::*;
-    use crate::protocol::agent::{AgentInfo, CheckProbe, ServiceStart, StopPolicy, WorkKind};
+    use crate::protocol::agent::{ServiceStart, StopPolicy, WorkKind};
     use crate::protocol::{AttemptKey, RunId};
 
     /// Records what it was given.
@@ -119,27 +692,30 @@ mod tests {
             &self.info
         }
         fn assign(&self, job: Assignment) {
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("{} runs {:?}", self.info.id, job.id));
+            let line = format!("{} runs {:?}", self.info.id, job.id);
+            self.log.lock().unwrap().push(line);
         }
         fn stop(&self, id: &WorkId) {
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("{} stops {id:?}", self.info.id));
+            let line = format!("{} stops {id:?}", self.info.id);
+            self.log.lock().unwrap().push(line);
+        }
+    }
+
+    fn info(name: &str, slots: usize, labels: &[(&str, &str)]) -> AgentInfo {
+        AgentInfo {
+            id: AgentId(name.into()),
+            slots,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            version: "test".into(),
         }
     }
 
     fn fake(name: &str, slots: usize, log: &Arc<Mutex<Vec<String>>>) -> Box<dyn AgentLink> {
         Box::new(Fake {
-            info: AgentInfo {
-                id: AgentId(name.into()),
-                slots,
-                labels: BTreeMap::new(),
-                version: "test".into(),
-            },
+            info: info(name, slots, &[]),
             log: log.clone(),
         })
     }
@@ -164,15 +740,28 @@ mod tests {
         })
     }
 
+    fn hello(name: &str, slots: usize, labels: &[(&str, &str)], running: Vec<WorkId>) -> Hello {
+        Hello {
+            info: info(name, slots, labels),
+            host: "h".into(),
+            pid: 1,
+            running,
+        }
+    }
+
+    fn none() -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
     #[test]
     fn capacity_is_kept_per_agent_and_tasks_go_where_most_is_free() {
         let log = Arc::default();
-        let mut agents = Agents::default();
+        let mut agents = Agents::new(Duration::from_secs(1));
         agents.add(fake("a", 1, &log));
         agents.add(fake("b", 2, &log));
         let to = |agents: &mut Agents, n| {
             agents
-                .assign(job(task(n), WorkKind::Task { timeout: None }))
+                .assign(job(task(n), WorkKind::Task { timeout: None }), &none())
                 .map(|id| id.0)
                 .map_err(|_| ())
         };
@@ -186,15 +775,25 @@ mod tests {
         assert!(!agents.has_free_slot());
         assert_eq!(to(&mut agents, 4), Err(()), "no agent has a free slot");
         assert_eq!((agents.slots(), agents.busy()), (3, 3));
-        assert!(agents.finished(&task(2)));
-        assert!(!agents.finished(&task(2)), "a second end frees nothing");
+        let a = AgentId("a".into());
+        assert_eq!(
+            agents.finished(&AgentId("b".into()), &task(2)),
+            End::Late,
+            "not b's"
+        );
+        assert_eq!(agents.finished(&a, &task(2)), End::Applied);
+        assert_eq!(
+            agents.finished(&a, &task(2)),
+            End::Late,
+            "a second end frees nothing"
+        );
         assert_eq!(to(&mut agents, 5), Ok("a".into()));
     }
 
     #[test]
-    fn services_take_no_slot_and_checks_do() {
+    fn services_take_no_slot_and_cordoned_agents_take_nothing() {
         let log = Arc::default();
-        let mut agents = Agents::default();
+        let mut agents = Agents::new(Duration::from_secs(1));
         agents.add(fake("local", 1, &log));
         let service = WorkId::Service(ServiceStart {
             path: "web/api".into(),
@@ -202,31 +801,167 @@ mod tests {
         });
         assert!(
             agents
-                .assign(job(service.clone(), WorkKind::Service))
+                .assign(job(service.clone(), WorkKind::Service), &none())
                 .is_ok()
         );
         assert!(
             agents.has_free_slot(),
             "a service runs beside the task slots"
         );
-        let check = WorkId::Check(CheckProbe {
-            monitor: "api".into(),
-            probe: 1,
-        });
-        let kind = WorkKind::Check {
-            timeout: Duration::from_secs(1),
-            max_output: 1024,
-        };
-        assert!(agents.assign(job(check.clone(), kind)).is_ok());
-        assert!(!agents.has_free_slot());
+        let local = AgentId("local".into());
+        assert_eq!(agents.cordon(&local, true), Ok(AgentState::Cordoned));
+        assert!(matches!(
+            agents.assign(job(task(1), WorkKind::Task { timeout: None }), &none()),
+            Err(Unplaced::NoMatch)
+        ));
+        assert_eq!(agents.drain(&local), Ok(AgentState::Draining));
+        assert!(agents.released().is_empty(), "the service still runs there");
         agents.stop(&service);
-        assert!(agents.finished(&service));
-        assert!(!agents.has_free_slot(), "the service's end frees no slot");
-        assert!(agents.finished(&check));
-        assert!(agents.is_idle());
+        assert_eq!(agents.finished(&local, &service), End::Applied);
+        assert_eq!(agents.released(), std::slice::from_ref(&local));
+        assert_eq!(agents.state_of(&local), Some(AgentState::Drained));
+        assert!(
+            agents.cordon(&local, false).is_err(),
+            "a drained agent stays let go"
+        );
+        assert!(
+            agents
+                .cordon(&AgentId("nope".into()), true)
+                .unwrap_err()
+                .contains("local")
+        );
         assert_eq!(
             log.lock().unwrap().last().map(String::as_str),
             Some(format!("local stops {service:?}").as_str())
         );
+    }
+
+    #[test]
+    fn labels_place_work_and_say_when_no_agent_has_them() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut agents = Agents::new(Duration::from_secs(1));
+        agents.add(fake("local", 4, &Arc::default()));
+        let gpu: BTreeMap<String, String> = [("gpu".to_string(), "true".to_string())].into();
+        let kind = WorkKind::Task { timeout: None };
+        assert!(matches!(
+            agents.assign(job(task(1), kind.clone()), &gpu),
+            Err(Unplaced::NoMatch)
+        ));
+        assert!(!agents.could_take(&gpu));
+        agents
+            .hello(hello("g", 1, &[("gpu", "true")], Vec::new()), tx.clone())
+            .expect("joins");
+        assert_eq!(
+            agents
+                .assign(job(task(1), kind.clone()), &gpu)
+                .map(|a| a.0)
+                .ok(),
+            Some("g".into())
+        );
+        assert!(matches!(
+            agents.assign(job(task(2), kind.clone()), &gpu),
+            Err(Unplaced::Busy)
+        ));
+        assert_eq!(
+            agents.assign(job(task(3), kind), &none()).map(|a| a.0).ok(),
+            Some("local".into())
+        );
+        assert!(
+            agents
+                .hello(hello("local", 1, &[], Vec::new()), tx)
+                .is_err(),
+            "the pool's id"
+        );
+    }
+
+    #[test]
+    fn a_reconnect_keeps_what_the_agent_still_runs_and_loses_the_rest() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut agents = Agents::new(Duration::from_secs(1));
+        agents
+            .hello(hello("r", 3, &[], Vec::new()), tx.clone())
+            .expect("joins");
+        let kind = WorkKind::Task { timeout: None };
+        for n in 1..=3 {
+            agents
+                .assign(job(task(n), kind.clone()), &none())
+                .expect("placed");
+        }
+        // Back, still running 1 and a stranger (9); 2 and 3 are gone from it.
+        let joined = agents
+            .hello(hello("r", 3, &[], vec![task(1), task(9)]), tx.clone())
+            .expect("again");
+        assert!(joined.again);
+        assert_eq!(joined.keep, [task(1)]);
+        let mut lost: Vec<WorkId> = joined.lost.into_iter().map(|g| g.id).collect();
+        lost.sort_by_key(|w| format!("{w:?}"));
+        assert_eq!(lost, [task(2), task(3)]);
+        assert_eq!(agents.busy(), 2, "1, and the stranger until it ends");
+        let r = AgentId("r".into());
+        assert_eq!(agents.finished(&r, &task(9)), End::Late);
+        assert_eq!(agents.finished(&r, &task(1)), End::Applied);
+        // Another host under the same id while this one lives is refused.
+        let mut other = hello("r", 1, &[], Vec::new());
+        other.host = "elsewhere".into();
+        assert!(agents.hello(other, tx).unwrap_err().contains("in use"));
+        let sent: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|(_, m)| format!("{m:?}"))
+            .collect();
+        assert_eq!(sent.iter().filter(|m| m.starts_with("Assign")).count(), 3);
+    }
+
+    #[test]
+    fn a_silent_agent_loses_its_lease_and_its_work() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut agents = Agents::new(Duration::from_millis(100));
+        agents
+            .hello(hello("r", 2, &[], Vec::new()), tx)
+            .expect("joins");
+        let kind = WorkKind::Task { timeout: None };
+        agents.assign(job(task(1), kind), &none()).expect("placed");
+        let now = Instant::now();
+        assert!(agents.expired(now).is_empty());
+        let r = AgentId("r".into());
+        assert_eq!(
+            agents.expired(now + Duration::from_millis(301)),
+            std::slice::from_ref(&r)
+        );
+        let lost = agents.lose(&r);
+        assert_eq!(lost.iter().map(|g| &g.id).collect::<Vec<_>>(), [&task(1)]);
+        assert_eq!(agents.state_of(&r), Some(AgentState::Lost));
+        assert!(!agents.has_free_slot() && agents.is_idle());
+        assert_eq!(
+            agents.finished(&r, &task(1)),
+            End::Late,
+            "its result comes too late"
+        );
+    }
+
+    #[test]
+    fn reports_are_applied_once_and_acknowledged_once_stored() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut agents = Agents::new(Duration::from_secs(1));
+        agents
+            .hello(hello("r", 1, &[], Vec::new()), tx)
+            .expect("joins");
+        let r = AgentId("r".into());
+        assert_eq!(agents.new_reports(&r, 1, 3), 0);
+        for (seq, emitted) in [(1, 10), (2, 11), (3, 12)] {
+            agents.applied(&r, seq, emitted);
+        }
+        assert_eq!(
+            agents.new_reports(&r, 1, 5),
+            3,
+            "1-3 again after a reconnect: skipped"
+        );
+        assert_eq!(agents.new_reports(&r, 3, 2), 1);
+        assert!(agents.awaiting_store());
+        agents.stored(11);
+        let acks: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|(_, m)| format!("{m:?}"))
+            .collect();
+        assert_eq!(acks, ["Ack { upto: 2 }"]);
+        agents.stored(12);
+        assert!(!agents.awaiting_store());
     }
 }

@@ -233,7 +233,8 @@ pub fn socket_file(endpoint: &str) -> Option<&str> {
 /// Removes the socket files of `endpoints` (on a clean stop, so that later commands do not
 /// try to reach a principal that is gone).
 pub fn remove_socket_files(endpoints: &Endpoints) {
-    for e in [&endpoints.requests, &endpoints.events] {
+    let agents = Endpoints::agents_for(&endpoints.requests);
+    for e in [&endpoints.requests, &endpoints.events, &agents] {
         if let Some(path) = socket_file(e) {
             let _ = std::fs::remove_file(path);
         }
@@ -259,6 +260,7 @@ pub fn start_embedded(
     kill_grace: std::time::Duration,
     needed: Option<&str>,
     one_off: bool,
+    agent_heartbeat: std::time::Duration,
 ) -> Result<crate::principal::PrincipalHandle, crate::store::StoreError> {
     let (catalog, problems) = crate::spec::load_dir(&dirs.workflows);
     let missing = needed.is_some_and(|n| catalog.get(n).is_none());
@@ -290,6 +292,7 @@ pub fn start_embedded(
             spec_problems: problems,
             watchdog: true,
             one_off,
+            agent_heartbeat,
         },
     ))
 }

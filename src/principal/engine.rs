@@ -1,19 +1,18 @@
 //! The principal's actor: owns every active run and the queue of ready task attempts.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::agents::Agents;
+use super::agents::{self, Agents};
 use super::run::{RunCtx, Step};
 use super::schedule::{OverlapAction, Scheduler, overlap_action};
 use super::timers::{self, Deadlines};
 use super::{Command, PrincipalConfig, RunOutcome, TriggerError};
 use crate::dag::Dag;
-use crate::protocol::agent::{AgentEvent, WorkId};
+use crate::protocol::agent::{AgentEvent, AgentId, AgentNews, WorkId};
 use crate::protocol::api::Response;
 use crate::protocol::{AttemptRecord, Event, LogBatch, Outcome, RunId, RunState, TaskState};
 use crate::spec::Catalog;
@@ -21,8 +20,12 @@ use crate::store::{Recovered, SharedReader, Store, StoreSender, UnfinishedRun};
 
 mod detail;
 mod dispatch;
+mod remote;
 mod requests;
 mod specs;
+
+/// The in-process pool's agent id.
+const LOCAL: &str = "local";
 
 /// Outcomes of finished runs kept for late `wait` calls.
 const FINISHED_MEMORY: usize = 4096;
@@ -65,6 +68,8 @@ enum Timer {
     ReloadDue,
     /// Time for the scheduler to look at the clock; only the latest `generation` counts.
     Schedule { generation: u64 },
+    /// Time to send remote agents a heartbeat and to look for expired leases.
+    AgentBeat,
 }
 
 /// Messages the engine sends itself: results of work done off the actor.
@@ -137,6 +142,12 @@ pub(super) struct Engine {
     /// Every agent work can go to, with its free capacity.
     agents: Agents,
     agent_rx: mpsc::Receiver<AgentEvent>,
+    /// What remote agents say, from the agents sockets.
+    agent_news: mpsc::Receiver<AgentNews>,
+    /// A [`Timer::AgentBeat`] is set.
+    beat_armed: bool,
+    /// Events decided where nothing can wait (the dispatcher); emitted next in the loop.
+    notes: Vec<Event>,
     /// How a task is stopped: SIGTERM, then SIGKILL after this long.
     kill_grace: std::time::Duration,
     store: Option<Store>,
@@ -150,7 +161,6 @@ pub(super) struct Engine {
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     clock: EventClock,
-    workdir: PathBuf,
     shutting_down: bool,
     reader: SharedReader,
     started_at: DateTime<Utc>,
@@ -175,6 +185,7 @@ impl Engine {
         recovered: Recovered,
         config: PrincipalConfig,
         (agents, agent_rx): (Agents, mpsc::Receiver<AgentEvent>),
+        agent_news: mpsc::Receiver<AgentNews>,
         events: broadcast::Sender<Event>,
     ) -> Self {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
@@ -221,6 +232,9 @@ impl Engine {
             one_off: config.one_off,
             agents,
             agent_rx,
+            agent_news,
+            beat_armed: false,
+            notes: Vec::new(),
             kill_grace: config.kill_grace,
             store_tx: store.sender(),
             reader: store.reader(),
@@ -234,7 +248,6 @@ impl Engine {
             internal_tx,
             internal_rx,
             clock: EventClock { last_us: 0 },
-            workdir: config.workdir,
             shutting_down: false,
         }
     }
@@ -248,7 +261,8 @@ impl Engine {
             tokio::select! {
                 // Agent reports first: they free slots and carry output that must not pile up.
                 biased;
-                Some(ev) = self.agent_rx.recv() => self.on_agent(ev).await,
+                Some(ev) = self.agent_rx.recv() => self.on_agent(&AgentId(LOCAL.into()), ev).await,
+                Some(news) = self.agent_news.recv() => self.on_agent_news(news).await,
                 Some(m) = self.internal_rx.recv() => self.on_internal(m).await,
                 Ok(()) = store_health.changed() => {
                     let problem = store_health.borrow_and_update().clone();
@@ -261,6 +275,9 @@ impl Engine {
                     Some(cmd) => self.on_command(cmd).await,
                     None => self.begin_shutdown(false).await,
                 },
+            }
+            for note in std::mem::take(&mut self.notes) {
+                self.emit(note).await;
             }
             let idle = self.runs.is_empty() || (self.interrupting && self.agents.is_idle());
             if self.shutting_down && idle {
@@ -306,6 +323,7 @@ impl Engine {
             match timer {
                 Timer::RetryDue { run, task, attempt } => self.retry_due(run, task, attempt).await,
                 Timer::ReloadDue => self.reload_due(),
+                Timer::AgentBeat => self.agent_beat().await,
                 Timer::Schedule { generation } => {
                     if generation == self.schedule_generation {
                         // Looked at again after this, whether or not anything fired.
@@ -762,16 +780,16 @@ impl Engine {
         self.start_held_runs().await;
     }
 
-    async fn on_agent(&mut self, ev: AgentEvent) {
+    /// A report of agent `from` (the in-process pool or a remote agent) about its work.
+    async fn on_agent(&mut self, from: &AgentId, ev: AgentEvent) {
         match ev {
             AgentEvent::Started {
                 id: WorkId::Task(key),
                 ..
             } => {
-                let current = self
-                    .runs
-                    .get(&key.run_id)
-                    .is_some_and(|r| r.tasks[key.task_idx].attempt == key.attempt);
+                let current = self.runs.get(&key.run_id).is_some_and(|r| {
+                    r.tasks[key.task_idx].attempt == key.attempt && r.tasks[key.task_idx].on_agent
+                });
                 if current {
                     self.set_task(key.run_id, key.task_idx, TaskState::Running, None)
                         .await;
@@ -782,6 +800,7 @@ impl Engine {
                 stream,
                 lines,
             } => {
+                // Output of an attempt given up on is still what it printed: kept.
                 let batch = LogBatch { key, stream, lines };
                 self.emit(Event::Logs(Arc::new(batch))).await;
             }
@@ -789,11 +808,13 @@ impl Engine {
             AgentEvent::Started { .. } | AgentEvent::Output { .. } => {}
             AgentEvent::Finished(end) if self.interrupting => {
                 // Stopped for a restart: the next principal records and retries this attempt.
-                self.agents.finished(&end.id);
+                self.agents.finished(from, &end.id);
+                self.release_drained().await;
             }
             AgentEvent::Finished(end) => {
-                if !self.agents.finished(&end.id) {
-                    tracing::warn!(id = ?end.id, "an agent reported the end of work it was not given");
+                if self.agents.finished(from, &end.id) == agents::End::Late {
+                    self.late_result(from, &end).await;
+                    self.dispatch();
                     return;
                 }
                 let Some(key) = end.id.as_task().cloned() else {
@@ -808,6 +829,7 @@ impl Engine {
                 let id = record.key.run_id;
                 self.on_attempt_finished(record).await;
                 self.advance(id).await;
+                self.release_drained().await;
                 self.dispatch();
             }
         }
@@ -830,7 +852,11 @@ impl Engine {
                 self.gate.syncing = false;
                 if mark > self.gate.durable {
                     self.gate.durable = mark;
+                    self.agents.stored(mark);
                     self.dispatch();
+                }
+                if self.agents.awaiting_store() {
+                    self.sync();
                 }
             }
         }

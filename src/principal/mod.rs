@@ -47,7 +47,13 @@ pub struct PrincipalConfig {
     /// Serve one run and nothing else (`opsconsole run` without a principal): fire no
     /// schedules and leave the unfinished runs of earlier principals for the next one.
     pub one_off: bool,
+    /// How often remote agents and the principal say they are still there; an agent silent
+    /// for three of these loses its lease and its work is run elsewhere.
+    pub agent_heartbeat: Duration,
 }
+
+/// Default of [`PrincipalConfig::agent_heartbeat`].
+pub const DEFAULT_AGENT_HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// Why a trigger was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,9 +117,10 @@ fn local_pool(
     } else {
         None
     };
-    let mut agents = agents::Agents::default();
+    let mut agents = agents::Agents::new(config.agent_heartbeat);
     agents.add(Box::new(crate::agent::LocalAgent::new(
         config.slots,
+        config.workdir.clone(),
         agent_tx,
         reaper,
     )));
@@ -149,6 +156,7 @@ enum EngineEnd {
 /// Talks to a running principal.
 pub struct PrincipalHandle {
     commands: mpsc::Sender<Command>,
+    agent_news: mpsc::Sender<crate::protocol::agent::AgentNews>,
     events: broadcast::Sender<Event>,
     ended: watch::Receiver<Option<EngineEnd>>,
 }
@@ -181,8 +189,17 @@ impl PrincipalHandle {
     ) -> Self {
         let (commands, rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (agent_news, news_rx) = mpsc::channel(4096);
         let agents = local_pool(&config);
-        let engine = engine::Engine::new(catalog, store, recovered, config, agents, events.clone());
+        let engine = engine::Engine::new(
+            catalog,
+            store,
+            recovered,
+            config,
+            agents,
+            news_rx,
+            events.clone(),
+        );
         let task = tokio::spawn(engine.run(rx));
         let (ended_tx, ended) = watch::channel(None);
         tokio::spawn(async move {
@@ -198,8 +215,16 @@ impl PrincipalHandle {
         });
         Self {
             commands,
+            agent_news,
             events,
             ended,
+        }
+    }
+
+    /// Where an agents socket sends what remote agents say.
+    pub fn agent_gate(&self) -> crate::protocol::zmq::agents::AgentGate {
+        crate::protocol::zmq::agents::AgentGate {
+            news: self.agent_news.clone(),
         }
     }
 

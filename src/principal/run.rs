@@ -3,7 +3,6 @@
 //! engine carries out (record an event, queue an attempt, set a timer, stop work), in order.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -358,7 +357,7 @@ impl RunCtx {
     }
 
     /// The process to start for the current attempt of task `idx`.
-    pub fn assignment(&self, idx: usize, workdir: &Path, stop: StopPolicy) -> Assignment {
+    pub fn assignment(&self, idx: usize, stop: StopPolicy) -> Assignment {
         let task = &self.spec.tasks[idx];
         let ctx = RenderContext {
             params: &self.params,
@@ -394,10 +393,8 @@ impl RunCtx {
             stop,
             argv,
             env,
-            cwd: Some(match &task.cwd {
-                Some(dir) => workdir.join(dir),
-                None => workdir.to_path_buf(),
-            }),
+            // Relative to the agent's working directory, which the agent adds.
+            cwd: task.cwd.clone(),
         }
     }
 }
@@ -421,7 +418,8 @@ mod tests {
     use super::*;
 
     fn run(yaml: &str) -> RunCtx {
-        let spec = crate::spec::parse_str(Path::new("t.yaml"), yaml).expect("valid spec");
+        let spec =
+            crate::spec::parse_str(std::path::Path::new("t.yaml"), yaml).expect("valid spec");
         let dag = Dag::for_workflow(&spec).expect("acyclic");
         RunCtx::new(RunId(1), Arc::new(spec), Arc::new(dag), BTreeMap::new())
     }

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{AttemptKey, LogLine, Outcome, Stream};
 
+/// Heartbeats an agent may miss before its lease runs out and its work is given up.
+pub const LEASE_HEARTBEATS: u32 = 3;
+
 /// Names an agent; stable across its reconnects.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -220,6 +223,205 @@ pub struct AgentInfo {
     pub labels: BTreeMap<String, String>,
     /// The opsconsole version it runs.
     pub version: String,
+}
+
+/// Where an agent stands with the principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    /// Connected and taking work.
+    Ready,
+    /// Connected; finishes what it runs but is given nothing new until uncordoned.
+    Cordoned,
+    /// Finishing what it runs, takes nothing new, and is let go once idle.
+    Draining,
+    /// Drained: it was let go (a remote agent exits; the local pool stays idle).
+    Drained,
+    /// Silent past its lease: its work was given up and run elsewhere.
+    Lost,
+}
+
+impl AgentState {
+    /// The state's name as shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Cordoned => "cordoned",
+            Self::Draining => "draining",
+            Self::Drained => "drained",
+            Self::Lost => "lost",
+        }
+    }
+
+    /// Whether new work may be given to an agent in this state.
+    pub fn takes_work(self) -> bool {
+        self == Self::Ready
+    }
+}
+
+impl fmt::Display for AgentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to an agent, as recorded in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentNoteKind {
+    /// It registered (or registered again after a reconnect).
+    Joined,
+    /// It went silent past its lease.
+    Lost,
+    /// An operator cordoned or uncordoned it, or asked for it to drain.
+    StateChanged,
+    /// It was drained and let go.
+    Released,
+    /// It reported the end of work the principal had already given up on; the result was
+    /// discarded.
+    LateResult,
+}
+
+impl AgentNoteKind {
+    /// The kind's name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Joined => "joined",
+            Self::Lost => "lost",
+            Self::StateChanged => "state_changed",
+            Self::Released => "released",
+            Self::LateResult => "late_result",
+        }
+    }
+}
+
+/// One thing that happened to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentNote {
+    /// The agent.
+    pub agent: AgentId,
+    /// What happened.
+    pub kind: AgentNoteKind,
+    /// Its state after it.
+    pub state: AgentState,
+    /// In words, for people.
+    pub message: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// An agent as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// Who it is and what it offers.
+    pub info: AgentInfo,
+    /// Where it runs: host name and process id (`local` for the in-process pool).
+    pub address: String,
+    /// Where it stands.
+    pub state: AgentState,
+    /// Task slots in use.
+    pub busy: usize,
+    /// Milliseconds since the principal last heard from it (`None` for the in-process pool).
+    pub heartbeat_age_ms: Option<u64>,
+    /// When it (last) registered.
+    pub joined_at: DateTime<Utc>,
+    /// The work it runs, by what the console shows (`run 12 load #2`).
+    pub running: Vec<WorkId>,
+}
+
+/// What a remote agent says when it (re)connects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Who it is and what it offers.
+    pub info: AgentInfo,
+    /// Its machine's host name.
+    pub host: String,
+    /// Its process id there.
+    pub pid: u32,
+    /// Work it still runs, or whose end it has not had acknowledged yet.
+    pub running: Vec<WorkId>,
+}
+
+/// A message from a remote agent to the principal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+pub enum FromAgent {
+    /// Registers (first, and after every reconnect).
+    Hello(Hello),
+    /// Reports numbered `first`, `first + 1`, ...; the numbers grow across reconnects, so the
+    /// principal applies each once and acknowledges them.
+    Reports {
+        /// Number of the first report.
+        first: u64,
+        /// The reports, in order.
+        events: Vec<AgentEvent>,
+    },
+    /// Still here.
+    Heartbeat,
+}
+
+/// A message from the principal to a remote agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+pub enum ToAgent {
+    /// Registered: heartbeat every `heartbeat`; stop every running work not in `keep` (the
+    /// principal has given it up); reports up to `acked` are applied already.
+    Welcome {
+        /// How often both sides send a heartbeat; silence for 3 of them loses the lease.
+        heartbeat: Duration,
+        /// Work the principal still counts as this agent's.
+        keep: Vec<WorkId>,
+        /// Reports up to this number are applied; drop them.
+        acked: u64,
+    },
+    /// Run this; it is given up unless the agent is heard from within `lease`.
+    Assign {
+        /// The work.
+        job: Assignment,
+        /// How long the principal waits for a silent agent before it gives the work up.
+        lease: Duration,
+    },
+    /// Stop this work by its stop policy.
+    Stop {
+        /// Which work.
+        id: WorkId,
+    },
+    /// Reports up to this number are stored; drop them from the buffer.
+    Ack {
+        /// The last stored report.
+        upto: u64,
+    },
+    /// Still here.
+    Heartbeat,
+    /// Not accepted (another version, a bad message): the text says why; do not retry.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// Drained: exit.
+    Release {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What the agents socket tells the principal's engine.
+#[derive(Debug)]
+pub enum AgentNews {
+    /// An agent (re)registered; messages to it go to `outbox`.
+    Hello {
+        /// What it said.
+        hello: Hello,
+        /// Where the engine sends what is for this agent.
+        outbox: tokio::sync::mpsc::UnboundedSender<(AgentId, ToAgent)>,
+    },
+    /// A registered agent's message.
+    From {
+        /// Which agent.
+        agent: AgentId,
+        /// What it said.
+        message: FromAgent,
+    },
 }
 
 /// The principal's handle on one agent. Reports come back on the channel the agent was set up

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::Diagnostic;
+use super::agent::{AgentId, AgentStatus};
 use super::history::{AttemptRow, RunSummary, StoredLine};
 use super::{Event, RunId, RunState, Stream, TaskState};
 
@@ -111,6 +112,20 @@ pub enum Request {
     },
     /// Runs waiting for `max_active_runs` and task attempts waiting for a slot, in order.
     Queue,
+    /// Every agent the principal knows: the in-process pool and remote agents.
+    Agents,
+    /// Stop giving an agent new work (`cordon: true`), or let it take work again.
+    Cordon {
+        /// The agent.
+        agent: AgentId,
+        /// True to cordon, false to uncordon.
+        cordon: bool,
+    },
+    /// Let an agent finish what it runs, give it nothing new, and let it go once idle.
+    Drain {
+        /// The agent.
+        agent: AgentId,
+    },
 }
 
 impl Request {
@@ -123,7 +138,9 @@ impl Request {
             | Request::Pause { .. }
             | Request::Resume { .. }
             | Request::PutSpec { .. }
-            | Request::Retry { .. } => true,
+            | Request::Retry { .. }
+            | Request::Cordon { .. }
+            | Request::Drain { .. } => true,
             Request::Status
             | Request::WaitRun { .. }
             | Request::History { .. }
@@ -131,7 +148,8 @@ impl Request {
             | Request::Workflows
             | Request::GetSpec { .. }
             | Request::RunDetail { .. }
-            | Request::Queue => false,
+            | Request::Queue
+            | Request::Agents => false,
         }
     }
 }
@@ -226,6 +244,11 @@ pub enum Response {
     Run(Box<RunDetail>),
     /// Answer to [`Request::Queue`].
     Queue(QueueReport),
+    /// Answer to [`Request::Agents`], [`Request::Cordon`] and [`Request::Drain`].
+    Agents {
+        /// In the order they joined; the in-process pool first.
+        agents: Vec<AgentStatus>,
+    },
     /// The request could not be served.
     Error(ApiError),
 }
@@ -321,6 +344,9 @@ pub struct QueuedTask {
     pub task: String,
     /// Attempt number.
     pub attempt: u32,
+    /// Why it waits, when it is not only for a free slot (no connected agent has its labels).
+    #[serde(default)]
+    pub waiting_for: Option<String>,
 }
 
 /// How a run ended.
@@ -363,6 +389,10 @@ pub struct StatusReport {
     /// The role of the token this status was asked with, on a token-protected endpoint.
     #[serde(default)]
     pub role: Option<Role>,
+    /// Where remote agents connect (`opsconsole agent`) on the endpoint this status was asked
+    /// on; `None` in-process.
+    #[serde(default)]
+    pub agents_endpoint: Option<String>,
 }
 
 /// What a sender may do.

@@ -64,6 +64,8 @@ pub enum AttemptState {
     Cancelled,
     /// The principal died while it ran; it did not count against the task's retries.
     Interrupted,
+    /// Its agent went silent past the lease; it counted as a failed attempt.
+    Lost,
 }
 
 impl AttemptState {
@@ -75,6 +77,7 @@ impl AttemptState {
             Self::TimedOut => "timed_out",
             Self::Cancelled => "cancelled",
             Self::Interrupted => "interrupted",
+            Self::Lost => "lost",
         }
     }
 }
@@ -88,6 +91,7 @@ impl FromStr for AttemptState {
             Self::TimedOut,
             Self::Cancelled,
             Self::Interrupted,
+            Self::Lost,
         ]
         .into_iter()
         .find(|v| v.as_str() == s)

@@ -171,6 +171,9 @@ pub enum Outcome {
     /// The principal stopped or died while it ran; recorded as `interrupted`, it does not use
     /// up one of the task's retries.
     Interrupted,
+    /// The agent running it went silent past its lease (the text names the agent); recorded
+    /// as `lost`, it counts as a failed attempt for the task's retries.
+    Lost(String),
 }
 
 impl Outcome {
@@ -209,6 +212,7 @@ impl Outcome {
             Outcome::Cancelled => "cancelled".to_string(),
             Outcome::SpawnFailed(why) => why.clone(),
             Outcome::Interrupted => "principal restarted".to_string(),
+            Outcome::Lost(agent) => format!("agent lost: {agent} stopped answering"),
         }
     }
 }
@@ -332,4 +336,6 @@ pub enum Event {
         /// When.
         at: DateTime<Utc>,
     },
+    /// Something happened to an agent: it joined, was lost, was cordoned, sent a late result.
+    Agent(agent::AgentNote),
 }

@@ -495,7 +495,61 @@ impl Checker<'_> {
             timeout,
             env: self.env(raw.env.as_ref(), params),
             cwd: raw.cwd.as_ref().map(Into::into),
+            agent: self.agent_labels(raw.agent.as_ref()),
         }
+    }
+
+    /// `agent:` labels: short, printable names and values, a bounded number of them.
+    fn agent_labels(
+        &mut self,
+        raw: Option<&OrderedMap<Spanned<String>>>,
+    ) -> BTreeMap<String, String> {
+        const MAX_LABELS: usize = 32;
+        const MAX_LABEL_BYTES: usize = 128;
+        let mut labels = BTreeMap::new();
+        let entries = raw.map(|m| m.entries.as_slice()).unwrap_or_default();
+        if entries.len() > MAX_LABELS {
+            if let Some((key, _)) = entries.get(MAX_LABELS) {
+                self.err(
+                    &key.referenced,
+                    format!("too many agent labels: at most {MAX_LABELS}"),
+                );
+            }
+            return labels;
+        }
+        for (key, value) in entries {
+            let bad = |s: &str| {
+                s.is_empty()
+                    || s.len() > MAX_LABEL_BYTES
+                    || s.chars().any(|c| c.is_control() || c == '=' || c == ',')
+            };
+            if bad(&key.value) {
+                self.err(
+                    &key.referenced,
+                    format!(
+                        "invalid agent label `{}`: 1 to {MAX_LABEL_BYTES} bytes, without `=`, `,`                          or control characters (example: `agent: {{ gpu: \"true\" }}`)",
+                        key.value
+                    ),
+                );
+            } else if bad(&value.value) {
+                self.err(
+                    &value.defined,
+                    format!(
+                        "invalid value `{}` of agent label `{}`: 1 to {MAX_LABEL_BYTES} bytes,                          without `=`, `,` or control characters",
+                        value.value, key.value
+                    ),
+                );
+            } else if labels
+                .insert(key.value.clone(), value.value.clone())
+                .is_some()
+            {
+                self.err(
+                    &key.referenced,
+                    format!("duplicate agent label `{}`", key.value),
+                );
+            }
+        }
+        labels
     }
 
     fn command(&mut self, run: &Spanned<RawRun>, params: &BTreeMap<String, String>) -> CommandSpec {

@@ -229,6 +229,8 @@ pub struct RawTask {
     pub env: Option<OrderedMap<Spanned<String>>>,
     /// `cwd:`.
     pub cwd: Option<String>,
+    /// `agent:` label -> value an agent must have to run the task.
+    pub agent: Option<OrderedMap<Spanned<String>>>,
     /// Keys that are not part of a task.
     pub stray: StrayKeys,
 }
@@ -243,6 +245,7 @@ impl Fields for RawTask {
         "timeout",
         "env",
         "cwd",
+        "agent",
     ];
 
     fn empty() -> Self {
@@ -255,6 +258,7 @@ impl Fields for RawTask {
             timeout: None,
             env: None,
             cwd: None,
+            agent: None,
             stray: StrayKeys::default(),
         }
     }
@@ -273,6 +277,7 @@ impl Fields for RawTask {
             "timeout" => self.timeout = map.next_value()?,
             "env" => self.env = map.next_value()?,
             "cwd" => self.cwd = map.next_value()?,
+            "agent" => self.agent = map.next_value()?,
             // KEYS lists exactly the keys matched above; anything else is read and dropped.
             _ => {
                 map.next_value::<de::IgnoredAny>()?;

@@ -79,8 +79,10 @@ pub struct TaskSpec {
     pub timeout: Option<Duration>,
     /// Extra environment variables (values are templates).
     pub env: BTreeMap<String, Template>,
-    /// Working directory, relative paths resolved against the directory the command runs in.
+    /// Working directory, relative paths resolved against the agent's working directory.
     pub cwd: Option<PathBuf>,
+    /// Labels an agent must have (every one, with these values) to run the task; empty: any.
+    pub agent: BTreeMap<String, String>,
 }
 
 /// How a task's process is started.

@@ -5,7 +5,7 @@ use duckdb::Connection;
 use super::StoreError;
 
 /// Schema version this build writes.
-pub const CURRENT_VERSION: i32 = 3;
+pub const CURRENT_VERSION: i32 = 4;
 
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -88,6 +88,17 @@ const MIGRATIONS: &[&str] = &[
         (SELECT rowid AS rid, row_number() OVER (ORDER BY ts, task, attempt, seq, rowid) AS n FROM logs) n
         WHERE logs.rowid = n.rid;
     "#,
+    // 3 -> 4: what happened to agents (joined, lost, cordoned, late results).
+    r#"
+    CREATE TABLE agent_events (
+        agent     VARCHAR NOT NULL,
+        kind      VARCHAR NOT NULL,
+        state     VARCHAR NOT NULL,
+        message   VARCHAR NOT NULL,
+        ts        TIMESTAMP NOT NULL,
+        event_seq BIGINT
+    );
+    "#,
 ];
 
 /// The next unused event sequence number in the file.
@@ -99,6 +110,7 @@ pub fn next_event_seq(conn: &Connection) -> duckdb::Result<u64> {
              SELECT max(event_seq) FROM task_events UNION ALL
              SELECT max(event_seq) FROM task_attempts UNION ALL
              SELECT max(event_seq) FROM workflow_state UNION ALL
+             SELECT max(event_seq) FROM agent_events UNION ALL
              SELECT max(event_seq) FROM logs)",
         [],
         |r| r.get(0),

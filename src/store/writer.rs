@@ -340,6 +340,7 @@ struct Appenders<'c> {
     task_attempts: Option<Appender<'c>>,
     logs: Option<Appender<'c>>,
     workflow_state: Option<Appender<'c>>,
+    agent_events: Option<Appender<'c>>,
 }
 
 fn appender<'c, 'a>(
@@ -453,6 +454,7 @@ fn append_all<'c>(
                 // An interrupted attempt is neither failed nor succeeded: it did not count.
                 let state = match rec.outcome {
                     Outcome::Interrupted => "interrupted",
+                    Outcome::Lost(_) => "lost",
                     ref o => o.task_state().as_str(),
                 };
                 appender(&mut a.task_attempts, conn, "task_attempts")?.append_row(params![
@@ -483,6 +485,16 @@ fn append_all<'c>(
                     ])?;
                 }
             }
+            Event::Agent(note) => {
+                appender(&mut a.agent_events, conn, "agent_events")?.append_row(params![
+                    note.agent.0.as_str(),
+                    note.kind.as_str(),
+                    note.state.as_str(),
+                    note.message.as_str(),
+                    ts(note.at),
+                    seq
+                ])?;
+            }
             // Spec reloads are live news for faces; the files themselves are the record.
             Event::SpecsReloaded { .. }
             | Event::SpecProblems { .. }
@@ -496,6 +508,7 @@ fn append_all<'c>(
         &mut a.task_attempts,
         &mut a.logs,
         &mut a.workflow_state,
+        &mut a.agent_events,
     ]
     .into_iter()
     .flatten()

@@ -87,6 +87,7 @@ fn fixed_answer(request: Request, now: DateTime<Utc>) -> Response {
             store_problem: None,
             auth: None,
             role: None,
+            agents_endpoint: None,
         }),
         Request::Workflows => Response::Workflows {
             workflows: vec![WorkflowInfo {

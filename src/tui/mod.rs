@@ -154,12 +154,17 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
                 format!("attached to {}", dirs.data.display()),
             ),
             Found::Absent => {
-                let principal =
-                    match bootstrap::start_embedded(dirs, opts.slots, opts.kill_grace, None, false)
-                    {
-                        Ok(p) => Arc::new(p),
-                        Err(e) => return fail(EXIT_FAILED, e),
-                    };
+                let principal = match bootstrap::start_embedded(
+                    dirs,
+                    opts.slots,
+                    opts.kill_grace,
+                    None,
+                    false,
+                    crate::principal::DEFAULT_AGENT_HEARTBEAT,
+                ) {
+                    Ok(p) => Arc::new(p),
+                    Err(e) => return fail(EXIT_FAILED, e),
+                };
                 let stop = CancellationToken::new();
                 serve_local(dirs, principal.clone(), stop.clone()).await;
                 (

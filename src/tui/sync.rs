@@ -38,6 +38,12 @@ impl App {
             }
             Event::TaskState { key, state, at, .. } => self.task_state(&key, state, at),
             Event::Attempt(_) => false,
+            Event::Agent(note) => {
+                // Rare: the Agents pane's list is read again.
+                self.say(format!("agent {}: {}", note.agent, note.message));
+                self.refresh_wanted = true;
+                true
+            }
             Event::WorkflowPaused {
                 workflow, paused, ..
             } => {

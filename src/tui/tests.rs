@@ -160,6 +160,7 @@ fn app_with_data(read_only: bool) -> App {
         store_problem: None,
         auth: None,
         role: None,
+        agents_endpoint: None,
     };
     let workflows = status
         .workflows
@@ -219,6 +220,7 @@ fn app_with_data(read_only: bool) -> App {
                     workflow: "etl".into(),
                     task: "transform-events".into(),
                     attempt: 2,
+                    waiting_for: None,
                 }],
             }),
         ),

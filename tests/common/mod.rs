@@ -50,6 +50,7 @@ impl Harness {
                 spec_problems: Vec::new(),
                 watchdog: false,
                 one_off: false,
+                agent_heartbeat: opsconsole::principal::DEFAULT_AGENT_HEARTBEAT,
                 workdir: dir.path().to_path_buf(),
             },
         );
@@ -81,6 +82,7 @@ impl Harness {
                 spec_problems: problems,
                 watchdog: false,
                 one_off: false,
+                agent_heartbeat: opsconsole::principal::DEFAULT_AGENT_HEARTBEAT,
                 workdir: dir.path().to_path_buf(),
             },
         );

@@ -59,6 +59,7 @@ impl Engine {
                             workflow: run.workflow.to_string(),
                             task: task.name.to_string(),
                             attempt,
+                            waiting_for: self.waiting_for(r),
                         }
                     })
                 })

@@ -3,8 +3,9 @@
 //! store to confirm them first.
 
 use super::{Engine, Internal};
+use crate::principal::agents::Unplaced;
 use crate::protocol::agent::StopPolicy;
-use crate::protocol::{RunId, TaskState};
+use crate::protocol::{Event, RunId, TaskState};
 
 /// A task attempt waiting for a slot.
 #[derive(Debug, Clone, Copy)]
@@ -15,6 +16,8 @@ pub(in crate::principal) struct ReadyAttempt {
     /// Dispatched only once this many emitted events are durable: a task that became ready
     /// because of its parents' results never starts before those results are in the file.
     pub durable_after: u64,
+    /// Its task was told that no connected agent can take it.
+    pub told: bool,
 }
 
 /// The queue of attempts waiting for a slot and the durable gate in front of it.
@@ -39,11 +42,14 @@ impl Engine {
             task,
             attempt,
             durable_after: if gated { self.gate.emitted } else { 0 },
+            told: false,
         });
     }
 
-    /// Hands queued attempts to the agent while it has free slots; attempts that wait for
-    /// durable events stay queued (in order) until the store confirms them.
+    /// Hands queued attempts to agents while some agent has a free slot, in order; attempts
+    /// that wait for durable events stay queued until the store confirms them, and attempts
+    /// whose labels no agent with a free slot has stay queued (in order) for one that does.
+    /// An attempt no connected agent could ever take says so, once, in its task's message.
     pub(super) fn dispatch(&mut self) {
         let mut waiting = 0;
         let mut i = 0;
@@ -63,20 +69,45 @@ impl Engine {
                 i += 1;
                 continue;
             }
-            self.gate.ready.remove(i);
             task.on_agent = true;
-            let job = run.assignment(r.task, &self.workdir, StopPolicy::term(self.kill_grace));
-            if let Err(job) = self.agents.assign(job) {
-                // Cannot happen while a slot is free; put it back rather than lose it.
-                run.tasks[r.task].on_agent = false;
-                self.gate.ready.insert(i, r);
-                tracing::error!(id = ?job.id, "no agent took a task despite a free slot");
-                break;
+            let job = run.assignment(r.task, StopPolicy::term(self.kill_grace));
+            let wants = &run.spec.tasks[r.task].agent;
+            match self.agents.assign(job, wants) {
+                Ok(_) => {
+                    self.gate.ready.remove(i);
+                }
+                Err(unplaced) => {
+                    run.tasks[r.task].on_agent = false;
+                    if let Unplaced::NoMatch = unplaced
+                        && !self.gate.ready[i].told
+                    {
+                        self.gate.ready[i].told = true;
+                        let key = crate::protocol::AttemptKey {
+                            attempt: r.attempt,
+                            ..run.key(r.task)
+                        };
+                        self.notes.push(Event::TaskState {
+                            key,
+                            state: TaskState::Queued,
+                            at: self.clock.now(),
+                            message: Some(self.agents.why_unplaceable(wants)),
+                        });
+                    }
+                    i += 1;
+                }
             }
         }
         if waiting > 0 {
             self.sync();
         }
+    }
+
+    /// Why a queued attempt waits, when it is not only for a free slot.
+    pub(super) fn waiting_for(&self, r: &ReadyAttempt) -> Option<String> {
+        let run = self.runs.get(&r.run)?;
+        let wants = &run.spec.tasks[r.task].agent;
+        (!wants.is_empty() && !self.agents.could_take(wants))
+            .then(|| self.agents.why_unplaceable(wants))
     }
 
     /// Asks the store to commit what has been emitted, then dispatches what waited for it.

@@ -77,6 +77,15 @@ impl Engine {
             Request::Queue => {
                 let _ = reply.send(Response::Queue(self.queue()));
             }
+            Request::Agents => {
+                let _ = reply.send(self.on_agents_request(None).await);
+            }
+            Request::Cordon { agent, cordon } => {
+                let _ = reply.send(self.on_agents_request(Some((agent, Some(cordon)))).await);
+            }
+            Request::Drain { agent } => {
+                let _ = reply.send(self.on_agents_request(Some((agent, None))).await);
+            }
         }
     }
 
@@ -266,6 +275,7 @@ impl Engine {
             store_problem: self.store_tx.problem(),
             auth: None,
             role: None,
+            agents_endpoint: None,
             workflows: self
                 .catalog
                 .workflows

@@ -14,6 +14,8 @@
 //! went unanswered throws its socket away and opens a new one with a fresh identity rather than
 //! trusting the `zeromq` crate's own reconnects.
 
+pub mod agent_link;
+pub mod agents;
 pub mod auth;
 mod client;
 mod server;
@@ -22,7 +24,9 @@ mod wire;
 use std::path::Path;
 
 pub use client::ZmqClient;
-pub use server::{MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_PEER, serve, serve_protected};
+pub use server::{
+    Bound, MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_PEER, serve, serve_principal, serve_protected,
+};
 
 /// Largest message (bytes) either side sends or accepts. A peer that declares a larger one
 /// is disconnected by the socket before anything is allocated for it.
@@ -85,6 +89,24 @@ impl Endpoints {
             })
         } else {
             Err(format!("`{listen}` is not a listen address: {usage}"))
+        }
+    }
+
+    /// Where agents connect beside the requests endpoint `requests`: `tcp://HOST:PORT+2`
+    /// (a free port for port 0, or when PORT+2 is past the last port), `ipc://PATH.agents`.
+    /// Agents learn it from `status`, so it need not be guessed.
+    pub fn agents_for(requests: &str) -> String {
+        if let Some((host, port)) = requests
+            .strip_prefix("tcp://")
+            .and_then(|a| a.rsplit_once(':'))
+        {
+            let port = match port.parse::<u16>() {
+                Ok(0) | Err(_) => 0,
+                Ok(p) => p.checked_add(2).unwrap_or(0),
+            };
+            format!("tcp://{host}:{port}")
+        } else {
+            format!("{requests}.agents")
         }
     }
 

@@ -18,6 +18,7 @@ use zeromq::{
     SocketSend, ZmqMessage,
 };
 
+use super::agents::{AgentGate, serve_agents};
 use super::auth::{Key, Keys, Rejected, Replays, Role, Tag};
 use super::wire;
 use super::{Endpoints, MAX_FRAME, MAX_SUBSCRIBER_MESSAGE, ZmqError, check_endpoint};
@@ -40,7 +41,7 @@ const MAX_REFUSALS: usize = 256;
 
 /// How long an accepted connection may take for the ZMTP greeting and READY before it is
 /// closed, so that a peer that connects and sends nothing holds nothing for long.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Frames a request message may have on the wire. A request is one frame; a few more are
 /// read (and answered with a warning) rather than closing the connection; many more close it.
@@ -90,7 +91,9 @@ pub async fn serve(
     client: Arc<dyn Client>,
     stop: CancellationToken,
 ) -> Result<Endpoints, ZmqError> {
-    serve_with(endpoints, client, stop, None).await
+    serve_with(endpoints, client, stop, None, None)
+        .await
+        .map(|b| b.endpoints)
 }
 
 /// [`serve`], accepting only requests signed with one of `keys` (see [`super::auth`]): others
@@ -103,7 +106,31 @@ pub async fn serve_protected(
     stop: CancellationToken,
     keys: Keys,
 ) -> Result<Endpoints, ZmqError> {
-    serve_with(endpoints, client, stop, Some(keys)).await
+    serve_with(endpoints, client, stop, Some(keys), None)
+        .await
+        .map(|b| b.endpoints)
+}
+
+/// What a principal listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    /// Requests and events.
+    pub endpoints: Endpoints,
+    /// Where remote agents connect, when they are served.
+    pub agents: Option<String>,
+}
+
+/// [`serve`] (or [`serve_protected`], with `keys`), and with `agents` also an agents socket
+/// at [`Endpoints::agents_for`] the requests endpoint, whose messages go to the engine (see
+/// [`super::agents`]); `status` on these endpoints says where it is.
+pub async fn serve_principal(
+    endpoints: &Endpoints,
+    client: Arc<dyn Client>,
+    stop: CancellationToken,
+    keys: Option<Keys>,
+    agents: Option<AgentGate>,
+) -> Result<Bound, ZmqError> {
+    serve_with(endpoints, client, stop, keys, agents).await
 }
 
 async fn serve_with(
@@ -111,7 +138,8 @@ async fn serve_with(
     client: Arc<dyn Client>,
     stop: CancellationToken,
     keys: Option<Keys>,
-) -> Result<Endpoints, ZmqError> {
+    agents: Option<AgentGate>,
+) -> Result<Bound, ZmqError> {
     let mut options = SocketOptions::default();
     options
         .max_message_size(MAX_FRAME)
@@ -153,19 +181,48 @@ async fn serve_with(
         stop.clone(),
         event_signers,
     ));
+    let rejected: Arc<Rejected> = Arc::default();
+    let agents = match agents {
+        Some(gate) => {
+            let at = Endpoints::agents_for(&bound.requests);
+            let agent_keys = keys.clone().map(|k| (k, rejected.clone()));
+            match serve_agents(&at, gate, stop.clone(), agent_keys).await {
+                Ok(at) => Some(at),
+                Err(e) => {
+                    // The sockets bound so far close with the token.
+                    stop.cancel();
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
     let guard = keys.map(|keys| Guard {
         keys,
         replays: Replays::default(),
-        rejected: Arc::default(),
+        rejected,
         sent,
     });
-    tokio::spawn(serve_requests(router, peers, client, stop, guard));
+    tokio::spawn(serve_requests(
+        router,
+        peers,
+        client,
+        stop,
+        guard,
+        agents.clone(),
+    ));
     tracing::debug!(requests = %bound.requests, events = %bound.events, "listening");
-    Ok(bound)
+    Ok(Bound {
+        endpoints: bound,
+        agents,
+    })
 }
 
 /// Binds `socket` to `endpoint`, explaining failures in terms the user can act on.
-async fn bind<S: Socket>(socket: &mut S, endpoint: &str) -> Result<zeromq::Endpoint, ZmqError> {
+pub(super) async fn bind<S: Socket>(
+    socket: &mut S,
+    endpoint: &str,
+) -> Result<zeromq::Endpoint, ZmqError> {
     let parsed = check_endpoint(endpoint)?;
     let bind_error = |reason: String| ZmqError::Bind {
         endpoint: endpoint.to_string(),
@@ -235,6 +292,7 @@ async fn serve_requests(
     client: Arc<dyn Client>,
     stop: CancellationToken,
     mut guard: Option<Guard>,
+    agents_endpoint: Option<String>,
 ) {
     let (sender, mut receiver) = router.split();
     // Owned here so that stopping aborts every request still being served (long polls), which
@@ -275,7 +333,14 @@ async fn serve_requests(
                 reported = now;
             }
             message = receiver.recv() => match message {
-                Ok(message) => on_message(message, &client, &sender, &mut in_flight, guard.as_mut()),
+                Ok(message) => on_message(
+                    message,
+                    &client,
+                    &sender,
+                    &mut in_flight,
+                    guard.as_mut(),
+                    agents_endpoint.as_deref(),
+                ),
                 Err(e) => {
                     // The crate only fails here when it has no peers and no wait (not with the
                     // options used); pause rather than spin should that ever change.
@@ -493,6 +558,7 @@ fn on_message(
     sender: &RouterSendHalf,
     in_flight: &mut InFlight,
     guard: Option<&mut Guard>,
+    agents_endpoint: Option<&str>,
 ) {
     let mut frames = message.into_vecdeque();
     let Some(peer) = frames.pop_front() else {
@@ -568,14 +634,18 @@ fn on_message(
             Admission::Serve => {
                 let client = Arc::clone(client);
                 let (sender, to, signer) = (sender.clone(), peer.clone(), signer.clone());
+                let agents_endpoint = agents_endpoint.map(str::to_string);
                 in_flight.spawn(peer, true, async move {
                     let mut response = match client.call(request).await {
                         Ok(response) => response,
                         Err(e) => Response::Error(api_error(e)),
                     };
-                    if let (Response::Status(status), Some(rejected)) = (&mut response, rejected) {
-                        status.auth = Some(rejected.counts());
-                        status.role = Some(role);
+                    if let Response::Status(status) = &mut response {
+                        status.agents_endpoint = agents_endpoint;
+                        if let Some(rejected) = rejected {
+                            status.auth = Some(rejected.counts());
+                            status.role = Some(role);
+                        }
                     }
                     send_reply(sender, to, framing, signer, id, response).await;
                 });
@@ -749,7 +819,7 @@ async fn publish_events(
 }
 
 /// The first bytes of a peer identity, for logs.
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 

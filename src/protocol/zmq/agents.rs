@@ -1,0 +1,274 @@
+//! The principal's agents socket: a ROUTER that remote agents (`opsconsole agent`) connect a
+//! DEALER to. It checks every message's signature, learns which connection is which agent from
+//! its `hello`, passes what agents say to the engine as [`AgentNews`], and sends what the
+//! engine has for an agent to that agent's latest connection.
+//!
+//! It decides nothing: leases, credit and which reports to apply are the engine's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use zeromq::{
+    RouterRecvHalf, RouterSendHalf, RouterSocket, Socket as _, SocketEvent, SocketOptions,
+    SocketRecv, SocketSend, ZmqMessage,
+};
+
+use super::auth::{Key, Keys, Rejected, Replays, Role, Tag};
+use super::server::{HANDSHAKE_TIMEOUT, bind, hex};
+use super::{MAX_FRAME, ZmqError, wire};
+use crate::protocol::agent::{AgentId, AgentNews, FromAgent, ToAgent};
+
+/// Messages queued towards one agent, and their bytes: an agent that stops reading loses
+/// messages, then its heartbeats, then its lease (its work is run elsewhere).
+const AGENT_QUEUE_MESSAGES: usize = 4096;
+const AGENT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Agents connected at once, at most.
+pub const MAX_AGENTS: usize = 1024;
+
+/// Frames an agent's message has: the JSON frame, and a tag on a token-protected endpoint.
+const MAX_AGENT_FRAMES: usize = 2;
+
+/// Where the principal's agents socket sends what agents say.
+#[derive(Clone)]
+pub struct AgentGate {
+    /// The engine's inbox.
+    pub news: mpsc::Sender<AgentNews>,
+}
+
+/// Serves agents on `endpoint` until `stop`; returns the bound endpoint (port 0 resolved).
+/// With `keys`, only messages signed with the operator's key are read (a viewer token may not
+/// run work), and what is dropped is counted in `rejected`.
+pub async fn serve_agents(
+    endpoint: &str,
+    gate: AgentGate,
+    stop: CancellationToken,
+    keys: Option<(Keys, Arc<Rejected>)>,
+) -> Result<String, ZmqError> {
+    let mut options = SocketOptions::default();
+    options
+        .max_message_size(MAX_FRAME)
+        .max_message_frames(MAX_AGENT_FRAMES + 1)
+        .handshake_timeout(Some(HANDSHAKE_TIMEOUT))
+        .send_queue_limits(AGENT_QUEUE_MESSAGES, AGENT_QUEUE_BYTES);
+    let mut router = RouterSocket::with_options(options);
+    let peers = router.monitor();
+    let bound = bind(&mut router, endpoint).await?.to_string();
+    let (sender, receiver) = router.split();
+    tokio::spawn(
+        Socket {
+            sender,
+            gate,
+            keys,
+            replays: Replays::default(),
+            sent: Arc::default(),
+            by_agent: HashMap::new(),
+            by_peer: HashMap::new(),
+        }
+        .run(receiver, peers, stop),
+    );
+    Ok(bound)
+}
+
+/// One connection of an agent: where to send, and how to sign what is sent.
+struct Peer {
+    identity: Bytes,
+    signer: Option<(Key, String)>,
+}
+
+struct Socket {
+    sender: RouterSendHalf,
+    gate: AgentGate,
+    keys: Option<(Keys, Arc<Rejected>)>,
+    replays: Replays,
+    sent: Arc<AtomicU64>,
+    /// Each agent's latest connection.
+    by_agent: HashMap<AgentId, Peer>,
+    /// Which agent each connection said it was.
+    by_peer: HashMap<Bytes, AgentId>,
+}
+
+impl Socket {
+    async fn run(
+        mut self,
+        mut receiver: RouterRecvHalf,
+        mut peers: futures::channel::mpsc::Receiver<SocketEvent>,
+        stop: CancellationToken,
+    ) {
+        let (outbox, mut outgoing) = mpsc::unbounded_channel::<(AgentId, ToAgent)>();
+        let mut peers_open = true;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                Some((agent, message)) = outgoing.recv() => self.send(&agent, &message).await,
+                event = peers.next(), if peers_open => match event {
+                    Some(SocketEvent::Disconnected(peer)) => self.forget(&Bytes::from(peer)),
+                    Some(_) => {}
+                    None => peers_open = false,
+                },
+                message = receiver.recv() => match message {
+                    Ok(message) => self.on_message(message, &outbox).await,
+                    Err(e) => {
+                        tracing::warn!("receiving from an agent failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// A connection closed; the agent's lease decides what happens to its work.
+    fn forget(&mut self, identity: &Bytes) {
+        if let Some(agent) = self.by_peer.remove(identity)
+            && self
+                .by_agent
+                .get(&agent)
+                .is_some_and(|p| p.identity == identity)
+        {
+            self.by_agent.remove(&agent);
+        }
+    }
+
+    async fn on_message(
+        &mut self,
+        message: ZmqMessage,
+        outbox: &mpsc::UnboundedSender<(AgentId, ToAgent)>,
+    ) {
+        let mut frames = message.into_vecdeque();
+        let (Some(identity), Some(frame)) = (frames.pop_front(), frames.pop_front()) else {
+            return;
+        };
+        let tag = frames.pop_front();
+        let signer = match &self.keys {
+            None if tag.is_some() => {
+                tracing::warn!(peer = %hex(&identity), "dropped a signed agent message: this endpoint takes no tokens");
+                return;
+            }
+            None => None,
+            Some((keys, rejected)) => {
+                let Some(tag) = tag.as_deref().and_then(Tag::parse) else {
+                    rejected.unsigned.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %hex(&identity), "dropped an unsigned agent message");
+                    return;
+                };
+                match keys.role_of(&tag, &frame) {
+                    Some((Role::Operator, key)) => {
+                        if !self.replays.accept(&tag.sender, tag.seq) {
+                            rejected.replayed.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(peer = %hex(&identity), sender = %tag.sender, "dropped a replayed agent message");
+                            return;
+                        }
+                        Some((key.clone(), format!("principal/{}", tag.sender)))
+                    }
+                    Some((Role::Viewer, _)) => {
+                        rejected.bad_mac.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(peer = %hex(&identity), sender = %tag.sender, "dropped an agent message signed with the viewer's token: agents need the operator token");
+                        return;
+                    }
+                    None => {
+                        rejected.bad_mac.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(peer = %hex(&identity), sender = %tag.sender, "dropped an agent message with a bad MAC");
+                        return;
+                    }
+                }
+            }
+        };
+        let message = match wire::decode::<FromAgent>(&frame) {
+            Ok((_, message)) => message,
+            Err(e) => {
+                tracing::warn!(peer = %hex(&identity), "dropped an agent message: {e}");
+                return;
+            }
+        };
+        let news = match message {
+            FromAgent::Hello(hello) => {
+                let agent = hello.info.id.clone();
+                let refusal = if agent.0.is_empty() || agent.0.len() > 128 {
+                    Some("an agent id is 1 to 128 bytes".to_string())
+                } else if self.by_peer.get(&identity).is_some_and(|a| a != &agent) {
+                    Some("one connection is one agent: it said hello under another id".to_string())
+                } else if !self.by_agent.contains_key(&agent) && self.by_agent.len() >= MAX_AGENTS {
+                    Some(format!("the principal serves {MAX_AGENTS} agents already"))
+                } else {
+                    None
+                };
+                if let Some(reason) = refusal {
+                    tracing::warn!(peer = %hex(&identity), agent = %agent, "refused an agent: {reason}");
+                    let peer = Peer { identity, signer };
+                    self.send_to(&peer, &ToAgent::Refused { reason }).await;
+                    return;
+                }
+                if let Some(old) = self.by_agent.insert(
+                    agent.clone(),
+                    Peer {
+                        identity: identity.clone(),
+                        signer,
+                    },
+                ) && old.identity != identity
+                {
+                    self.by_peer.remove(&old.identity);
+                }
+                self.by_peer.insert(identity, agent);
+                AgentNews::Hello {
+                    hello,
+                    outbox: outbox.clone(),
+                }
+            }
+            message => {
+                // Only a connection that said hello speaks for an agent.
+                let Some(agent) = self.by_peer.get(&identity) else {
+                    tracing::debug!(peer = %hex(&identity), "dropped a message from a connection that has not said hello");
+                    return;
+                };
+                AgentNews::From {
+                    agent: agent.clone(),
+                    message,
+                }
+            }
+        };
+        // Waiting here holds back the agents' messages, never the engine.
+        let _ = self.gate.news.send(news).await;
+    }
+
+    async fn send(&mut self, agent: &AgentId, message: &ToAgent) {
+        if let Some(peer) = self.by_agent.get(agent) {
+            let peer = Peer {
+                identity: peer.identity.clone(),
+                signer: peer.signer.clone(),
+            };
+            self.send_to(&peer, message).await;
+        }
+    }
+
+    async fn send_to(&mut self, peer: &Peer, message: &ToAgent) {
+        let Ok(frame) = wire::encode(0, message) else {
+            return;
+        };
+        let tag = peer.signer.as_ref().map(|(key, sender)| {
+            let seq = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+            Bytes::from(key.sign(sender, seq, &frame))
+        });
+        let mut out = ZmqMessage::from(frame);
+        if let Some(tag) = tag {
+            out.push_back(tag);
+        }
+        out.push_front(peer.identity.clone());
+        // A full queue (the agent stopped reading) or a vanished peer drops the message; the
+        // agent's lease covers both.
+        match tokio::time::timeout(Duration::from_millis(100), self.sender.send(out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %hex(&peer.identity), "message to an agent dropped: {e}")
+            }
+            Err(_) => {
+                tracing::debug!(peer = %hex(&peer.identity), "message to an agent dropped: its queue is full")
+            }
+        }
+    }
+}
