@@ -3,7 +3,7 @@
 //!
 //! The layout follows `DESIGN.md`: specs are validated in [`spec`], graphs evaluated in
 //! [`dag`], processes run by [`agent`], state owned by [`principal`], history kept by
-//! [`store`], and the faces live in [`cli`].
+//! [`store`], services kept up by [`supervisor`], and the faces live in [`cli`].
 
 pub mod agent;
 pub mod bench;
@@ -16,4 +16,5 @@ pub mod principal;
 pub mod protocol;
 pub mod spec;
 pub mod store;
+pub mod supervisor;
 pub mod tui;

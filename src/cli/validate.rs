@@ -38,19 +38,31 @@ fn failure_report(diagnostics: &[Diagnostic]) -> String {
     out.join("\n\n")
 }
 
-/// `ok: N workflow(s) in M file(s)` and one line per workflow.
+/// `ok: N workflow(s) in M file(s)` (with `, K supervisor(s)` when there are any) and one
+/// line per workflow and per root supervisor.
 fn success_report(catalog: &Catalog) -> String {
     let files: BTreeSet<&Path> = catalog
         .workflows
         .values()
         .map(|w| w.file.as_path())
+        .chain(catalog.supervisors.values().map(|s| s.file.as_path()))
         .collect();
+    let supervisors = match catalog.supervisors.len() {
+        0 => String::new(),
+        n => format!(", {n} supervisor(s)"),
+    };
     let mut out = format!(
-        "ok: {} workflow(s) in {} file(s)\n",
+        "ok: {} workflow(s){supervisors} in {} file(s)\n",
         catalog.workflows.len(),
         files.len()
     );
-    let width = catalog.workflows.keys().map(String::len).max().unwrap_or(0);
+    let width = catalog
+        .workflows
+        .keys()
+        .chain(catalog.supervisors.keys())
+        .map(String::len)
+        .max()
+        .unwrap_or(0);
     for (name, wf) in &catalog.workflows {
         let schedule = wf
             .schedule
@@ -63,7 +75,26 @@ fn success_report(catalog: &Catalog) -> String {
             wf.tasks.len()
         ));
     }
+    for sup in catalog.supervisor_roots() {
+        out.push_str(&format!(
+            "  {:<width$}  {} (supervisor, {} service(s) in its tree)\n",
+            sup.name,
+            sup.file.display(),
+            services(sup)
+        ));
+    }
     out
+}
+
+/// How many services the tree of `sup` holds.
+fn services(sup: &spec::SupervisorSpec) -> usize {
+    sup.children
+        .iter()
+        .map(|c| match &c.kind {
+            spec::ChildKind::Service(_) => 1,
+            spec::ChildKind::Supervisor(nested) => services(nested),
+        })
+        .sum()
 }
 
 #[cfg(test)]

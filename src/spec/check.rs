@@ -51,9 +51,10 @@ const SUGGEST_BUDGET: usize = 1_000_000;
 /// What is wrong with `kind`, if anything.
 pub fn kind_problem(kind: &str) -> Option<String> {
     match kind {
-        "workflow" => None,
-        "monitor" | "supervisor" => Some(format!(
-            "kind `{kind}` is not supported yet: only `kind: workflow` documents can be loaded"
+        "workflow" | "supervisor" => None,
+        "monitor" => Some(format!(
+            "kind `{kind}` is not supported yet: only `kind: workflow` and `kind: supervisor` \
+             documents can be loaded"
         )),
         other => Some(format!(
             "unknown kind `{other}`{} (expected {})",
@@ -71,12 +72,7 @@ pub fn check(
 ) -> Result<(WorkflowSpec, Location), Vec<Diagnostic>> {
     let start = doc.referenced;
     let raw = doc.value;
-    let mut c = Checker {
-        src,
-        start,
-        diags: Vec::new(),
-        suggest_budget: SUGGEST_BUDGET,
-    };
+    let mut c = Checker::new(src, start);
     if is_absent(&raw.kind) {
         if !meant(&raw.stray, WORKFLOW_KEYS).contains(&"kind") {
             c.err(&start, "missing required key `kind`: add `kind: workflow`");
@@ -94,16 +90,13 @@ pub fn check(
     if c.diags.is_empty() {
         Ok((spec, name_at))
     } else {
-        c.diags
-            .sort_by(|a, b| (a.line, a.col, &a.message).cmp(&(b.line, b.col, &b.message)));
-        // A value reached through several aliases is reported once.
-        c.diags.dedup();
-        Err(c.diags)
+        // Sorted, and a value reached through several aliases is reported once.
+        Err(c.into_sorted())
     }
 }
 
 /// True for names made of letters, digits, `_`, `.` and `-`.
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()
@@ -112,7 +105,7 @@ fn valid_name(name: &str) -> bool {
 
 /// The allowed keys that the unknown keys of a mapping look like typos of: a missing required
 /// key among them is not reported again as missing.
-fn meant(stray: &StrayKeys, allowed: &[&'static str]) -> Vec<&'static str> {
+pub(super) fn meant(stray: &StrayKeys, allowed: &[&'static str]) -> Vec<&'static str> {
     stray
         .unknown
         .iter()
@@ -121,9 +114,10 @@ fn meant(stray: &StrayKeys, allowed: &[&'static str]) -> Vec<&'static str> {
 }
 
 /// `720h (30 days)`: how a duration limit reads in a message.
-fn limit_words(limit: Duration) -> String {
+pub(super) fn limit_words(limit: Duration) -> String {
     let hours = limit.as_secs() / 3600;
     match hours / 24 {
+        0 => format!("{hours}h"),
         1 => format!("{hours}h (1 day)"),
         days => format!("{hours}h ({days} days)"),
     }
@@ -132,23 +126,48 @@ fn limit_words(limit: Duration) -> String {
 /// A task's `depends_on` entries resolved to indices, with where each was written.
 type Deps = Vec<(TaskIdx, Location)>;
 
-struct Checker<'a> {
-    src: &'a Source<'a>,
+/// Collects the problems of one document (also used by the supervisor checks).
+pub(super) struct Checker<'a> {
+    pub(super) src: &'a Source<'a>,
     /// Where the document's mapping starts (for keys that are missing).
-    start: Location,
-    diags: Vec<Diagnostic>,
+    pub(super) start: Location,
+    pub(super) diags: Vec<Diagnostic>,
     /// Name comparisons left for did-you-mean suggestions.
     suggest_budget: usize,
 }
 
+impl<'a> Checker<'a> {
+    /// A checker for the document read from `src` whose mapping starts at `start`.
+    pub(super) fn new(src: &'a Source<'a>, start: Location) -> Self {
+        Self {
+            src,
+            start,
+            diags: Vec::new(),
+            suggest_budget: SUGGEST_BUDGET,
+        }
+    }
+
+    /// The problems found, in file order, each once.
+    pub(super) fn into_sorted(mut self) -> Vec<Diagnostic> {
+        self.diags
+            .sort_by(|a, b| (a.line, a.col, &a.message).cmp(&(b.line, b.col, &b.message)));
+        self.diags.dedup();
+        self.diags
+    }
+}
+
 impl Checker<'_> {
-    fn err(&mut self, loc: &Location, message: impl Into<String>) {
+    pub(super) fn err(&mut self, loc: &Location, message: impl Into<String>) {
         self.diags.push(self.src.at(loc, message));
     }
 
     /// Reports the keys of a fixed mapping that are unknown or repeated; returns the allowed
     /// keys the unknown ones look like typos of (see [`meant`]).
-    fn stray(&mut self, stray: &StrayKeys, allowed: &[&'static str]) -> Vec<&'static str> {
+    pub(super) fn stray(
+        &mut self,
+        stray: &StrayKeys,
+        allowed: &[&'static str],
+    ) -> Vec<&'static str> {
         for key in &stray.unknown {
             self.err(
                 &key.referenced,
@@ -168,7 +187,7 @@ impl Checker<'_> {
     }
 
     /// A count read as `u64`, at most `max`; reports a larger one at its position.
-    fn count(&mut self, what: &str, raw: &Spanned<u64>, max: u64) -> Option<u32> {
+    pub(super) fn count(&mut self, what: &str, raw: &Spanned<u64>, max: u64) -> Option<u32> {
         if raw.value > max {
             self.err(
                 &raw.referenced,
@@ -223,7 +242,7 @@ impl Checker<'_> {
         }
     }
 
-    fn name(&mut self, what: &str, name: &Spanned<String>) {
+    pub(super) fn name(&mut self, what: &str, name: &Spanned<String>) {
         if !valid_name(&name.value) {
             self.err(
                 &name.referenced,
@@ -235,7 +254,7 @@ impl Checker<'_> {
         }
     }
 
-    fn choice<T: Copy>(
+    pub(super) fn choice<T: Copy>(
         &mut self,
         what: &str,
         value: &Spanned<String>,
@@ -439,7 +458,7 @@ impl Checker<'_> {
 
     /// A did-you-mean among task names, while the comparison budget lasts (a huge file full
     /// of typos must not take quadratic time).
-    fn suggest_task(&mut self, word: &str, names: &[&str]) -> String {
+    pub(super) fn suggest_task(&mut self, word: &str, names: &[&str]) -> String {
         if self.suggest_budget < names.len() {
             return String::new();
         }
@@ -527,7 +546,8 @@ impl Checker<'_> {
                 self.err(
                     &key.referenced,
                     format!(
-                        "invalid agent label `{}`: 1 to {MAX_LABEL_BYTES} bytes, without `=`, `,`                          or control characters (example: `agent: {{ gpu: \"true\" }}`)",
+                        "invalid agent label `{}`: 1 to {MAX_LABEL_BYTES} bytes, without `=`, `,` \
+                         or control characters (example: `agent: {{ gpu: \"true\" }}`)",
                         key.value
                     ),
                 );
@@ -535,7 +555,8 @@ impl Checker<'_> {
                 self.err(
                     &value.defined,
                     format!(
-                        "invalid value `{}` of agent label `{}`: 1 to {MAX_LABEL_BYTES} bytes,                          without `=`, `,` or control characters",
+                        "invalid value `{}` of agent label `{}`: 1 to {MAX_LABEL_BYTES} bytes, \
+                         without `=`, `,` or control characters",
                         value.value, key.value
                     ),
                 );
@@ -552,7 +573,11 @@ impl Checker<'_> {
         labels
     }
 
-    fn command(&mut self, run: &Spanned<RawRun>, params: &BTreeMap<String, String>) -> CommandSpec {
+    pub(super) fn command(
+        &mut self,
+        run: &Spanned<RawRun>,
+        params: &BTreeMap<String, String>,
+    ) -> CommandSpec {
         const EMPTY: &str = "empty command: `run` needs a program, e.g. `run: [\"./job.sh\"]` or `run: \"make all\"`";
         match &run.value {
             RawRun::Missing => {
@@ -596,7 +621,7 @@ impl Checker<'_> {
         }
     }
 
-    fn env(
+    pub(super) fn env(
         &mut self,
         raw: Option<&OrderedMap<Spanned<String>>>,
         params: &BTreeMap<String, String>,
@@ -624,7 +649,12 @@ impl Checker<'_> {
     }
 
     /// A duration of at most `max`; reports a bad or longer one at its position.
-    fn duration(&mut self, what: &str, raw: &Spanned<String>, max: Duration) -> Option<Duration> {
+    pub(super) fn duration(
+        &mut self,
+        what: &str,
+        raw: &Spanned<String>,
+        max: Duration,
+    ) -> Option<Duration> {
         match parse_duration(&raw.value) {
             Ok(d) if d <= max => Some(d),
             Ok(_) => {
@@ -646,8 +676,12 @@ impl Checker<'_> {
     }
 
     fn backoff(&mut self, raw: &RawBackoff) -> Backoff {
+        self.backoff_from(raw, Backoff::default())
+    }
+
+    /// `raw` read over the defaults `b` (tasks and services default differently).
+    pub(super) fn backoff_from(&mut self, raw: &RawBackoff, mut b: Backoff) -> Backoff {
         self.stray(&raw.stray, BACKOFF_KEYS);
-        let mut b = Backoff::default();
         let initial = raw
             .initial
             .as_ref()

@@ -22,3 +22,27 @@ pub const MAX_ACTIVE_RUNS: u64 = 10_000;
 
 /// Largest `catchup_limit` of a workflow.
 pub const MAX_CATCHUP_LIMIT: u64 = 1_000;
+
+/// Largest `intensity` of a supervisor.
+pub const MAX_INTENSITY: u64 = 10_000;
+
+/// Longest `period` of a supervisor: 1 day.
+pub const MAX_PERIOD: Duration = Duration::from_secs(24 * 3600);
+
+/// Longest `stable_after` of a service: 1 day.
+pub const MAX_STABLE_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Longest readiness `timeout` of a service: 1 day.
+pub const MAX_READY_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// Longest stop `grace` of a service: 1 hour.
+pub const MAX_GRACE: Duration = Duration::from_secs(3600);
+
+/// Most children of one supervisor.
+pub const MAX_CHILDREN: usize = 10_000;
+
+/// Deepest nesting of supervisors (inline or by name), the root at depth 1.
+pub const MAX_NESTING: usize = 16;
+
+/// Largest compiled size of a `ready.log` regular expression, in bytes.
+pub const MAX_REGEX_BYTES: usize = 1 << 20;

@@ -4,12 +4,15 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde_saphyr::{DuplicateKeyPolicy, Error, Location, Spanned};
 
 use super::file::{file_diag, read_text, too_large};
 use super::raw::{KindProbe, RawWorkflow};
 use super::source::Source;
-use super::{Catalog, Diagnostic, MAX_FILE_BYTES, WorkflowSpec, check, yaml_error};
+use super::supervisor::raw::RawSupervisor;
+use super::supervisor::{SupervisorDraft, diag_at};
+use super::{Catalog, Diagnostic, Document, MAX_FILE_BYTES, WorkflowSpec, check, yaml_error};
 
 const EMPTY_FILE: &str = "empty file: a workflow file starts with `kind: workflow`";
 
@@ -32,7 +35,7 @@ pub fn load_dir(dir: &Path) -> (Catalog, Vec<Diagnostic>) {
     } else {
         loader.dir(dir);
     }
-    (loader.catalog, loader.diags)
+    loader.finish()
 }
 
 /// See [`super::load_paths`].
@@ -45,12 +48,48 @@ pub fn load_paths(paths: &[PathBuf]) -> (Catalog, Vec<Diagnostic>) {
             loader.file(path);
         }
     }
-    (loader.catalog, loader.diags)
+    loader.finish()
 }
 
 /// See [`super::parse_str`].
 pub fn parse_str(file: &Path, text: &str) -> Result<WorkflowSpec, Vec<Diagnostic>> {
-    parse_document(file, text).map(|(spec, _)| spec)
+    match parse_document(file, text)? {
+        Parsed::Workflow(spec, _) => Ok(spec),
+        Parsed::Supervisor(_) => {
+            let message = "this is a `kind: supervisor` document, where a workflow is expected";
+            let src = Source::new(file, strip_bom(text));
+            let (line, col) = kind_position(&src, text);
+            Err(vec![src.diag(line, col, message)])
+        }
+    }
+}
+
+/// See [`super::parse_document`].
+pub fn parse_any(file: &Path, text: &str) -> Result<Document, Vec<Diagnostic>> {
+    Ok(match parse_document(file, text)? {
+        Parsed::Workflow(spec, _) => Document::Workflow(spec),
+        Parsed::Supervisor(draft) => Document::Supervisor(draft),
+    })
+}
+
+/// Where `kind:`'s value is written (1, 1 when it cannot be found).
+fn kind_position(src: &Source<'_>, text: &str) -> (usize, usize) {
+    let options = yaml_error::options(DuplicateKeyPolicy::PassThrough);
+    match serde_saphyr::from_str_with_options::<KindProbe>(strip_bom(text), options) {
+        Ok(KindProbe { kind: Some(kind) }) => {
+            let d = src.at(&kind.referenced, "");
+            (d.line, d.col)
+        }
+        _ => (1, 1),
+    }
+}
+
+/// One document read and checked on its own.
+enum Parsed {
+    /// A workflow and where its name is written.
+    Workflow(WorkflowSpec, Location),
+    /// A supervisor, its uses by name unresolved.
+    Supervisor(SupervisorDraft),
 }
 
 #[derive(Default)]
@@ -59,9 +98,33 @@ struct Loader {
     diags: Vec<Diagnostic>,
     /// Files already read (so a file named twice is loaded once).
     seen: HashSet<PathBuf>,
+    /// Supervisor documents by name, resolved together by [`Loader::finish`].
+    supervisors: Vec<SupervisorDraft>,
 }
 
 impl Loader {
+    /// Resolves the supervisors used by name (across files) and returns what was loaded.
+    fn finish(mut self) -> (Catalog, Vec<Diagnostic>) {
+        let (supervisors, mut problems) = super::supervisor::resolve::resolve(self.supervisors);
+        self.catalog.supervisors = supervisors;
+        self.diags.append(&mut problems);
+        (self.catalog, self.diags)
+    }
+
+    /// Adds `draft` unless another supervisor document has its name.
+    fn add_supervisor(&mut self, draft: SupervisorDraft) {
+        if let Some(first) = self.supervisors.iter().find(|s| s.name() == draft.name()) {
+            let message = format!(
+                "supervisor `{}` is already defined in {}: supervisor names must be unique",
+                draft.name(),
+                first.file().display()
+            );
+            self.diags.push(diag_at(&draft.name_at, message));
+            return;
+        }
+        self.supervisors.push(draft);
+    }
+
     fn dir(&mut self, dir: &Path) {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -94,7 +157,8 @@ impl Loader {
             Err(d) => return self.diags.push(d),
         };
         match parse_document(path, &text) {
-            Ok((spec, name_at)) => self.add(spec, &text, name_at),
+            Ok(Parsed::Workflow(spec, name_at)) => self.add(spec, &text, name_at),
+            Ok(Parsed::Supervisor(draft)) => self.add_supervisor(draft),
             Err(mut d) => self.diags.append(&mut d),
         }
     }
@@ -136,8 +200,8 @@ fn strip_bom(text: &str) -> &str {
     text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
-/// Parses and checks one document; on success also returns where its name is written.
-fn parse_document(file: &Path, text: &str) -> Result<(WorkflowSpec, Location), Vec<Diagnostic>> {
+/// Parses and checks one document, of the kind its `kind:` names.
+fn parse_document(file: &Path, text: &str) -> Result<Parsed, Vec<Diagnostic>> {
     if text.len() > MAX_FILE_BYTES {
         return Err(vec![too_large(file, text.len() as u64)]);
     }
@@ -147,14 +211,32 @@ fn parse_document(file: &Path, text: &str) -> Result<(WorkflowSpec, Location), V
     if is_blank(text) {
         return Err(vec![src.diag(1, 1, EMPTY_FILE)]);
     }
+    if is_supervisor(text) {
+        return match serde_saphyr::from_str_with_options::<Spanned<RawSupervisor>>(text, options) {
+            Ok(doc) => super::supervisor::check::check(&src, doc).map(Parsed::Supervisor),
+            Err(err) => Err(vec![yaml_problem::<RawSupervisor>(&src, text, &err)]),
+        };
+    }
+    // Everything else is read as a workflow, whose checks also explain a missing, misspelt
+    // or unsupported `kind`.
     match serde_saphyr::from_str_with_options::<Spanned<RawWorkflow>>(text, options) {
-        Ok(doc) => check::check(&src, doc),
-        Err(err) => Err(vec![yaml_problem(&src, text, &err)]),
+        Ok(doc) => check::check(&src, doc).map(|(spec, at)| Parsed::Workflow(spec, at)),
+        Err(err) => Err(vec![yaml_problem::<RawWorkflow>(&src, text, &err)]),
     }
 }
 
-/// The one diagnostic for a document the YAML layer rejected.
-fn yaml_problem(src: &Source<'_>, text: &str, err: &Error) -> Diagnostic {
+/// True when the document says `kind: supervisor` (a document that does not parse far
+/// enough to tell is read as a workflow, which reports why).
+fn is_supervisor(text: &str) -> bool {
+    let options = yaml_error::options(DuplicateKeyPolicy::PassThrough);
+    matches!(
+        serde_saphyr::from_str_with_options::<KindProbe>(text, options),
+        Ok(KindProbe { kind: Some(kind) }) if kind.value == "supervisor"
+    )
+}
+
+/// The one diagnostic for a document the YAML layer rejected when read as a `T`.
+fn yaml_problem<T: DeserializeOwned>(src: &Source<'_>, text: &str, err: &Error) -> Diagnostic {
     // A document of another kind fails as a workflow; say what is really wrong.
     let options = yaml_error::options(DuplicateKeyPolicy::PassThrough);
     if let Ok(KindProbe { kind: Some(kind) }) = serde_saphyr::from_str_with_options(text, options)
@@ -164,9 +246,8 @@ fn yaml_problem(src: &Source<'_>, text: &str, err: &Error) -> Diagnostic {
     }
     match located(err) {
         Some(loc) => src.at(&loc, yaml_error::message(err)),
-        None => {
-            strict_reparse(src, text).unwrap_or_else(|| src.diag(0, 0, yaml_error::message(err)))
-        }
+        None => strict_reparse::<T>(src, text)
+            .unwrap_or_else(|| src.diag(0, 0, yaml_error::message(err))),
     }
 }
 
@@ -177,9 +258,9 @@ fn located(err: &Error) -> Option<Location> {
 
 /// Some errors (a repeated key of a fixed mapping) carry no location when duplicate keys are
 /// passed through; parsing again with duplicates as errors finds it.
-fn strict_reparse(src: &Source<'_>, text: &str) -> Option<Diagnostic> {
+fn strict_reparse<T: DeserializeOwned>(src: &Source<'_>, text: &str) -> Option<Diagnostic> {
     let options = yaml_error::options(DuplicateKeyPolicy::Error);
-    let err = serde_saphyr::from_str_with_options::<Spanned<RawWorkflow>>(text, options).err()?;
+    let err = serde_saphyr::from_str_with_options::<Spanned<T>>(text, options).err()?;
     let loc = located(&err)?;
     Some(src.at(&loc, yaml_error::message(&err)))
 }

@@ -12,6 +12,7 @@ mod load;
 mod raw;
 mod source;
 mod suggest;
+mod supervisor;
 pub mod template;
 mod types;
 mod yaml_error;
@@ -21,23 +22,53 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crate::protocol::Diagnostic;
+pub use supervisor::SupervisorDraft;
+pub use supervisor::types::*;
 pub use template::{RenderContext, Template, TemplateError};
 pub use types::*;
 
 /// Largest workflow file accepted, in bytes.
 pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 
-/// All validated workflows by name.
+/// All validated workflows and supervisors by name.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     /// Workflows keyed by their unique name.
     pub workflows: BTreeMap<String, Arc<WorkflowSpec>>,
+    /// Every `kind: supervisor` document keyed by its unique name (a name may also be a
+    /// workflow's), nested ones included: see [`Catalog::supervisor_roots`].
+    pub supervisors: BTreeMap<String, Arc<SupervisorSpec>>,
 }
 
 impl Catalog {
     /// The workflow called `name`, if it was loaded.
     pub fn get(&self, name: &str) -> Option<&Arc<WorkflowSpec>> {
         self.workflows.get(name)
+    }
+
+    /// The supervisors started on their own: those no other supervisor uses as a child.
+    pub fn supervisor_roots(&self) -> impl Iterator<Item = &Arc<SupervisorSpec>> {
+        self.supervisors.values().filter(|s| s.is_root())
+    }
+}
+
+/// One document, validated on its own.
+#[derive(Debug, Clone)]
+pub enum Document {
+    /// A `kind: workflow` document.
+    Workflow(WorkflowSpec),
+    /// A `kind: supervisor` document; its uses of other supervisor documents by name are
+    /// checked only when the whole directory is loaded.
+    Supervisor(SupervisorDraft),
+}
+
+impl Document {
+    /// The document's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Document::Workflow(w) => &w.name,
+            Document::Supervisor(s) => s.name(),
+        }
     }
 }
 
@@ -81,9 +112,16 @@ pub fn is_workflow_file(path: &Path) -> bool {
     load::is_workflow_file(path)
 }
 
-/// Validates one document's text (used by the editor); `file` is only for messages.
+/// Validates one workflow document's text; `file` is only for messages. A document of
+/// another kind is a problem here: use [`parse_document`] to accept every kind.
 pub fn parse_str(file: &Path, text: &str) -> Result<WorkflowSpec, Vec<Diagnostic>> {
     load::parse_str(file, text)
+}
+
+/// Validates one document of any kind (what the editor checks on save); `file` is only for
+/// messages. Supervisors used by name are not looked up (that needs the other files).
+pub fn parse_document(file: &Path, text: &str) -> Result<Document, Vec<Diagnostic>> {
+    load::parse_any(file, text)
 }
 
 /// Parses `250ms`, `30s`, `5m`, `1h`, `1h30m`, `1.5s`; the error text names the accepted forms.

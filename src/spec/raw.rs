@@ -51,7 +51,7 @@ pub struct StrayKeys {
 }
 
 /// A mapping with a fixed set of keys, read by [`FieldsVisitor`].
-trait Fields: Sized {
+pub(super) trait Fields: Sized {
     /// Every key allowed, in the order the docs list them.
     const KEYS: &'static [&'static str];
     /// The value before any key is read (required keys [`absent`]).
@@ -59,9 +59,13 @@ trait Fields: Sized {
     fn stray(&mut self) -> &mut StrayKeys;
     /// Reads the value of `key` (one of [`Self::KEYS`]) from `map`.
     fn read<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
+    /// Called with where each allowed key is written, before its value is read; a mapping
+    /// whose checks report about keys (not values) keeps these.
+    fn key_at(&mut self, _key: &'static str, _at: Location) {}
 }
 
-struct FieldsVisitor<T>(PhantomData<T>);
+/// Reads a [`Fields`] mapping, setting unknown and repeated keys aside.
+pub(super) struct FieldsVisitor<T>(pub(super) PhantomData<T>);
 
 impl<'de, T: Fields> Visitor<'de> for FieldsVisitor<T> {
     type Value = T;
@@ -81,6 +85,7 @@ impl<'de, T: Fields> Visitor<'de> for FieldsVisitor<T> {
                 }
                 Some(k) => {
                     seen.push(k);
+                    out.key_at(k, key.referenced);
                     out.read(k, &mut map)?;
                 }
                 None => {
@@ -96,20 +101,21 @@ impl<'de, T: Fields> Visitor<'de> for FieldsVisitor<T> {
 /// `Deserialize` for a [`Fields`] type.
 macro_rules! deserialize_fields {
     ($ty:ident) => {
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 deserializer.deserialize_struct(
                     stringify!($ty),
-                    <$ty as Fields>::KEYS,
-                    FieldsVisitor(PhantomData),
+                    <$ty as $crate::spec::raw::Fields>::KEYS,
+                    $crate::spec::raw::FieldsVisitor(std::marker::PhantomData),
                 )
             }
         }
     };
 }
+pub(super) use deserialize_fields;
 
 /// A value written as null (`key:` alone) reads as the default, keeping its location.
-struct NullAsDefault<T>(Spanned<T>);
+pub(super) struct NullAsDefault<T>(pub(super) Spanned<T>);
 
 impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for NullAsDefault<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -154,6 +154,17 @@ impl Backoff {
     /// Never panics and never exceeds `max`, whatever the fields and the attempt number hold
     /// (validation bounds them, but a bad value must cost a wrong delay, not the engine).
     pub fn delay(&self, failed_attempt: u32) -> Duration {
+        self.delay_with(failed_attempt, fastrand::f64())
+    }
+
+    /// [`Backoff::delay`] with the jitter drawn from `unit` (in `[0, 1)`, clamped): the same
+    /// delay for the same inputs, so a caller with its own random source stays testable.
+    pub fn delay_with(&self, failed_attempt: u32, unit: f64) -> Duration {
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let max = self.max.as_secs_f64();
         // Past 64 doublings (or fewer steps of a larger factor) every delay is at the cap.
         let exp = failed_attempt.saturating_sub(1).min(64) as i32;
@@ -170,7 +181,7 @@ impl Backoff {
         // `min` and `max` drop a NaN operand, so this is a number in [0, max] (or 0).
         let capped = raw.min(max).max(0.0);
         let secs = if self.jitter {
-            capped / 2.0 + fastrand::f64() * capped / 2.0
+            capped / 2.0 + unit * capped / 2.0
         } else {
             capped
         };

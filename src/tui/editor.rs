@@ -351,8 +351,9 @@ impl Editor {
 }
 
 /// Checks `text` as the workflow file `file` (no I/O): the problems to show, none when valid.
+/// Any kind of document is accepted; supervisors it uses by name are checked on reload.
 pub fn validate(file: &Path, text: &str) -> Vec<Diagnostic> {
-    match crate::spec::parse_str(file, text) {
+    match crate::spec::parse_document(file, text) {
         Ok(_) => Vec::new(),
         Err(problems) => problems,
     }

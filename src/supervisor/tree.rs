@@ -1,0 +1,253 @@
+//! The nodes of a supervision forest, built from specs: an arena indexed by [`NodeId`], the
+//! forest itself at index 0 as an invisible supervisor of the roots.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::At;
+use super::plan::Plan;
+use super::step::{ExitStatus, StopReason};
+use super::view::NodeState;
+use crate::spec::{AutoShutdown, ChildKind, Restart, ServiceSpec, Strategy, SupervisorSpec};
+
+/// Index of a node in [`Forest::nodes`].
+pub(super) type NodeId = usize;
+
+/// The invisible supervisor of the roots.
+pub(super) const FOREST: NodeId = 0;
+
+/// A service or a supervisor, with its place in the tree and its run-time state.
+pub(super) struct Node {
+    pub path: String,
+    pub name: String,
+    /// `None` only for [`FOREST`].
+    pub parent: Option<NodeId>,
+    /// Position among its siblings.
+    pub index: usize,
+    pub depth: usize,
+    pub restart: Restart,
+    pub significant: bool,
+    /// Stopped by an operator: not started by its supervisor until an operator starts it.
+    pub held: bool,
+    /// Ended on its own and not to be restarted (a temporary or transient child), until its
+    /// supervisor starts afresh or an operator starts it.
+    pub done: bool,
+    pub start_no: u64,
+    pub state: NodeState,
+    /// Why it is stopping, while it is.
+    pub stop_reason: Option<StopReason>,
+    /// When its latest run started.
+    pub since: Option<At>,
+    pub pid: Option<u32>,
+    pub last_exit: Option<ExitStatus>,
+    pub restarts: u64,
+    pub kind: Kind,
+}
+
+/// What a node is.
+pub(super) enum Kind {
+    Service(Service),
+    Supervisor(Sup),
+}
+
+/// A service's spec and its crash count for the backoff.
+pub(super) struct Service {
+    pub spec: Arc<ServiceSpec>,
+    /// Crashes since it was last up for `stable_after` (1 after the first).
+    pub failures: u32,
+}
+
+/// A supervisor's policy, children and work in progress.
+pub(super) struct Sup {
+    pub strategy: Strategy,
+    pub intensity: u32,
+    pub period: Duration,
+    pub auto_shutdown: AutoShutdown,
+    pub children: Vec<NodeId>,
+    /// When each restart within the current period happened, oldest first.
+    pub history: VecDeque<At>,
+    pub plan: Option<Plan>,
+    /// Children start one after the other (false only for the forest: roots are independent).
+    pub ordered: bool,
+}
+
+impl Sup {
+    /// Restarts within the period that ends at `now`.
+    pub fn restarts_in_period(&self, now: At) -> u32 {
+        let n = self
+            .history
+            .iter()
+            .filter(|&&t| now.since(t) < self.period)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}
+
+/// Every node, and the paths that name them.
+pub(super) struct Forest {
+    pub nodes: Vec<Node>,
+    pub by_path: HashMap<String, NodeId>,
+}
+
+impl Forest {
+    /// The forest of `roots`.
+    pub fn new(roots: &[Arc<SupervisorSpec>]) -> Self {
+        let mut f = Forest {
+            nodes: Vec::new(),
+            by_path: HashMap::new(),
+        };
+        let forest = f.push(
+            None,
+            String::new(),
+            String::new(),
+            0,
+            Restart::Temporary,
+            false,
+        );
+        f.nodes[forest].kind = Kind::Supervisor(Sup {
+            strategy: Strategy::OneForOne,
+            intensity: u32::MAX,
+            period: Duration::from_secs(1),
+            auto_shutdown: AutoShutdown::Never,
+            children: Vec::new(),
+            history: VecDeque::new(),
+            plan: None,
+            ordered: false,
+        });
+        // The forest is up from the start: operators may start single roots before start_all.
+        f.nodes[forest].state = NodeState::Running;
+        for (i, root) in roots.iter().enumerate() {
+            // A root that gives up stays down (recorded); the forest never restarts it.
+            let id = f.push(
+                Some(forest),
+                root.name.clone(),
+                root.name.clone(),
+                i,
+                Restart::Temporary,
+                false,
+            );
+            f.supervisor(id, root);
+        }
+        f
+    }
+
+    fn push(
+        &mut self,
+        parent: Option<NodeId>,
+        path: String,
+        name: String,
+        index: usize,
+        restart: Restart,
+        significant: bool,
+    ) -> NodeId {
+        let id = self.nodes.len();
+        let depth = parent.map_or(0, |p| self.nodes[p].depth + usize::from(p != FOREST));
+        self.by_path.insert(path.clone(), id);
+        self.nodes.push(Node {
+            path,
+            name,
+            parent,
+            index,
+            depth,
+            restart,
+            significant,
+            held: false,
+            done: false,
+            start_no: 0,
+            state: NodeState::Stopped,
+            stop_reason: None,
+            since: None,
+            pid: None,
+            last_exit: None,
+            restarts: 0,
+            // Replaced right away by the caller (services) or `supervisor`.
+            kind: Kind::Supervisor(Sup {
+                strategy: Strategy::OneForOne,
+                intensity: 0,
+                period: Duration::ZERO,
+                auto_shutdown: AutoShutdown::Never,
+                children: Vec::new(),
+                history: VecDeque::new(),
+                plan: None,
+                ordered: true,
+            }),
+        });
+        if let Some(p) = parent
+            && let Kind::Supervisor(sup) = &mut self.nodes[p].kind
+        {
+            sup.children.push(id);
+        }
+        id
+    }
+
+    /// Fills in the supervisor `id` from `spec`, children included.
+    fn supervisor(&mut self, id: NodeId, spec: &SupervisorSpec) {
+        self.nodes[id].kind = Kind::Supervisor(Sup {
+            strategy: spec.strategy,
+            intensity: spec.intensity,
+            period: spec.period,
+            auto_shutdown: spec.auto_shutdown,
+            children: Vec::with_capacity(spec.children.len()),
+            history: VecDeque::new(),
+            plan: None,
+            ordered: true,
+        });
+        for (i, child) in spec.children.iter().enumerate() {
+            let path = format!("{}/{}", self.nodes[id].path, child.name);
+            let c = self.push(
+                Some(id),
+                path,
+                child.name.clone(),
+                i,
+                child.restart,
+                child.significant,
+            );
+            match &child.kind {
+                ChildKind::Service(s) => {
+                    self.nodes[c].kind = Kind::Service(Service {
+                        spec: s.clone(),
+                        failures: 0,
+                    });
+                }
+                ChildKind::Supervisor(nested) => self.supervisor(c, nested),
+            }
+        }
+    }
+
+    /// The supervisor part of `id` (a service has none).
+    pub fn sup(&self, id: NodeId) -> Option<&Sup> {
+        match &self.nodes[id].kind {
+            Kind::Supervisor(s) => Some(s),
+            Kind::Service(_) => None,
+        }
+    }
+
+    /// See [`Forest::sup`].
+    pub fn sup_mut(&mut self, id: NodeId) -> Option<&mut Sup> {
+        match &mut self.nodes[id].kind {
+            Kind::Supervisor(s) => Some(s),
+            Kind::Service(_) => None,
+        }
+    }
+
+    /// The children of `id` (none for a service).
+    pub fn children(&self, id: NodeId) -> Vec<NodeId> {
+        self.sup(id).map(|s| s.children.clone()).unwrap_or_default()
+    }
+
+    /// `id` and its ancestors below the forest, the root first.
+    pub fn chain(&self, id: NodeId) -> Vec<NodeId> {
+        let mut chain = vec![id];
+        let mut cur = id;
+        while let Some(p) = self.nodes[cur].parent {
+            if p == FOREST {
+                break;
+            }
+            chain.push(p);
+            cur = p;
+        }
+        chain.reverse();
+        chain
+    }
+}
