@@ -307,8 +307,12 @@ enum BenchCmd {
         repeat: usize,
         /// Drive the runs through a principal process (`opsconsole principal`) over its local
         /// socket, beside an embedded principal, instead of beside bare spawns.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "agents")]
         via_principal: bool,
+        /// Run the tasks on K agent processes (`opsconsole agent`) on loopback, the slots
+        /// split among them, beside the in-process pool with the same slots.
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=64))]
+        agents: Option<u32>,
     },
     /// Status requests per second and p99 from N concurrent clients over ZeroMQ (TCP loopback),
     /// beside the in-process client under the same load.
@@ -572,13 +576,22 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
                     tasks,
                     slots,
                     repeat,
+                    agents: Some(k),
+                    ..
+                } => opsconsole::bench::throughput_agents(tasks, slots, repeat, k as usize).await,
+                BenchCmd::Throughput {
+                    tasks,
+                    slots,
+                    repeat,
                     via_principal: true,
+                    ..
                 } => opsconsole::bench::throughput_via_principal(tasks, slots, repeat).await,
                 BenchCmd::Throughput {
                     tasks,
                     slots,
                     repeat,
                     via_principal: false,
+                    ..
                 } => opsconsole::bench::throughput(tasks, slots, repeat).await,
                 BenchCmd::Api { clients, requests } => {
                     opsconsole::bench::api(clients, requests).await

@@ -15,7 +15,9 @@ use crate::protocol::api::ClientExt;
 use crate::spec::{Catalog, parse_str};
 use crate::store::Store;
 
+mod agents;
 mod api;
+pub use agents::throughput_agents;
 pub use api::{api, throughput_via_principal};
 
 /// A scratch data dir removed on drop.

@@ -70,6 +70,8 @@ enum Timer {
     Schedule { generation: u64 },
     /// Time to send remote agents a heartbeat and to look for expired leases.
     AgentBeat,
+    /// Time to make the agents' applied reports durable, so that they can be acknowledged.
+    AckDue,
 }
 
 /// Messages the engine sends itself: results of work done off the actor.
@@ -146,6 +148,8 @@ pub(super) struct Engine {
     agent_news: mpsc::Receiver<AgentNews>,
     /// A [`Timer::AgentBeat`] is set.
     beat_armed: bool,
+    /// A [`Timer::AckDue`] is set.
+    ack_armed: bool,
     /// Events decided where nothing can wait (the dispatcher); emitted next in the loop.
     notes: Vec<Event>,
     /// How a task is stopped: SIGTERM, then SIGKILL after this long.
@@ -234,6 +238,7 @@ impl Engine {
             agent_rx,
             agent_news,
             beat_armed: false,
+            ack_armed: false,
             notes: Vec::new(),
             kill_grace: config.kill_grace,
             store_tx: store.sender(),
@@ -324,6 +329,10 @@ impl Engine {
                 Timer::RetryDue { run, task, attempt } => self.retry_due(run, task, attempt).await,
                 Timer::ReloadDue => self.reload_due(),
                 Timer::AgentBeat => self.agent_beat().await,
+                Timer::AckDue => {
+                    self.ack_armed = false;
+                    self.sync();
+                }
                 Timer::Schedule { generation } => {
                     if generation == self.schedule_generation {
                         // Looked at again after this, whether or not anything fired.
@@ -856,7 +865,7 @@ impl Engine {
                     self.dispatch();
                 }
                 if self.agents.awaiting_store() {
-                    self.sync();
+                    self.ack_soon();
                 }
             }
         }

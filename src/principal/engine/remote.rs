@@ -10,6 +10,9 @@ use crate::protocol::{AttemptRecord, Event, Outcome};
 
 use super::super::agents::GivenUp;
 
+/// How long applied reports wait for the commit that lets them be acknowledged, at most.
+const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl Engine {
     pub(super) async fn on_agent_news(&mut self, news: AgentNews) {
         match news {
@@ -74,8 +77,7 @@ impl Engine {
                             self.agents.applied(&agent, seq, self.gate.emitted);
                         }
                         if skip < count {
-                            // Acknowledged once stored; ask for that now.
-                            self.sync();
+                            self.ack_soon();
                         } else if count > 0 {
                             // All seen before: acknowledge again what is stored.
                             self.agents.stored(self.gate.durable);
@@ -83,6 +85,15 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+
+    /// Reports are acknowledged once stored: a commit is asked for shortly, so that one
+    /// commit covers the reports of many agents and messages rather than one each.
+    pub(super) fn ack_soon(&mut self) {
+        if !self.ack_armed {
+            self.ack_armed = true;
+            self.set_timer(ACK_DELAY, Timer::AckDue);
         }
     }
 
