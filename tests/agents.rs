@@ -473,6 +473,10 @@ async fn agents_need_the_operator_token_and_forged_or_replayed_frames_are_droppe
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(after.replayed, before.replayed + 1, "{after:?}");
+    assert!(
+        after.unknown_sender > before.unknown_sender,
+        "a signed heartbeat from a connection that never said hello: {after:?}"
+    );
     let names: Vec<String> = agents(&client)
         .await
         .into_iter()
@@ -639,4 +643,92 @@ fn principal_alive(p: &Principal) -> bool {
         && std::fs::read_to_string(format!("/proc/{}/status", p.pid()))
             .map(|s| !s.contains("State:\tZ"))
             .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labelled_tasks_wait_for_a_matching_agent_and_a_drained_agent_exits() {
+    let doc = "kind: workflow\nname: gpu\ntasks:\n  train: { run: \"echo trained >> ran\", agent: { gpu: \"true\" } }\n";
+    let p = Project::new(&[("gpu.yaml", doc)]);
+    let principal = Principal::start(&p, "tcp://127.0.0.1:0", &[]);
+    let ep = principal.endpoints.requests.clone();
+    let _plain = agent(&p, "plain", &ep, &[]);
+    let client = principal.client().await;
+    wait_ready(&client, &["plain"], Duration::from_secs(20)).await;
+    let run = client
+        .trigger("gpu", BTreeMap::new())
+        .await
+        .expect("trigger");
+    // It waits, and says why.
+    let t0 = Instant::now();
+    let why = loop {
+        if let Ok(Response::Queue(q)) = client.call(Request::Queue).await
+            && let Some(w) = q.ready_tasks.first().and_then(|t| t.waiting_for.clone())
+        {
+            break w;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "no reason given");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(why.contains("gpu=true"), "{why}");
+    let mut gpu = agent(&p, "gpu", &ep, &["--label", "gpu=true"]);
+    assert_eq!(
+        wait_state(&client, run, Duration::from_secs(20)).await,
+        RunState::Succeeded
+    );
+    assert_eq!(lines_of(&p.path().join("ran")), ["trained"]);
+
+    // Drained: it finishes (nothing runs), is let go, and exits 0.
+    match client
+        .call(Request::Drain {
+            agent: AgentId("gpu".into()),
+        })
+        .await
+    {
+        Ok(Response::Agents { .. }) => {}
+        other => panic!("drain: {other:?}"),
+    }
+    let exited = eventually(Duration::from_secs(10), || {
+        matches!(gpu.0.try_wait(), Ok(Some(_)))
+    });
+    assert!(exited, "a drained agent exits");
+    assert!(gpu.0.wait().expect("status").success());
+    let list = agents(&client).await;
+    let state = list.iter().find(|a| a.info.id.0 == "gpu").map(|a| a.state);
+    assert_eq!(state, Some(AgentState::Drained));
+    // Cordoning an unknown agent names the known ones.
+    match client
+        .call(Request::Cordon {
+            agent: AgentId("nope".into()),
+            cordon: true,
+        })
+        .await
+    {
+        Ok(Response::Error(e)) => assert!(e.message.contains("plain"), "{e:?}"),
+        other => panic!("cordon: {other:?}"),
+    }
+}
+
+#[test]
+fn two_agents_cannot_share_a_data_dir() {
+    // One data dir is one agent id: a second agent on it would evict the first one's work.
+    let p = Project::new(&[]);
+    let listen = format!("tcp://127.0.0.1:{}", free_port_triple());
+    let _first = agent(&p, "one", &listen, &[]);
+    let dir = p.path().join("agent-one");
+    assert!(eventually(Duration::from_secs(5), || dir
+        .join("agent.lock")
+        .exists()));
+    std::thread::sleep(Duration::from_millis(200));
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["agent", "--principal", &listen])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another agent") && err.contains("--data-dir"),
+        "{err}"
+    );
 }

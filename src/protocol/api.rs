@@ -424,6 +424,9 @@ pub struct AuthCounts {
     pub bad_mac: u64,
     /// With a sequence number not above the sender's last one.
     pub replayed: u64,
+    /// Signed, but from a connection on the agents socket that never registered (said hello).
+    #[serde(default)]
+    pub unknown_sender: u64,
 }
 
 /// One workflow in a [`StatusReport`].

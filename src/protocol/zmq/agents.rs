@@ -223,6 +223,9 @@ impl Socket {
             message => {
                 // Only a connection that said hello speaks for an agent.
                 let Some(agent) = self.by_peer.get(&identity) else {
+                    if let Some((_, rejected)) = &self.keys {
+                        rejected.unknown_sender.fetch_add(1, Ordering::Relaxed);
+                    }
                     tracing::debug!(peer = %hex(&identity), "dropped a message from a connection that has not said hello");
                     return;
                 };

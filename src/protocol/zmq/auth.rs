@@ -57,6 +57,17 @@ impl Key {
                 format!("not a regular file of at most {MAX_TOKEN_FILE} bytes"),
             ));
         }
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                // Not refused (a token in a shared CI secret file is still a token), but said.
+                eprintln!(
+                    "warning: token file {} can be read by other users (mode {:o}); `chmod 600` it",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                );
+            }
+        }
         let text = std::fs::read_to_string(path).map_err(read)?;
         Key::from_token(&text)
             .map_err(|e| AuthError::Read(path.display().to_string(), e.to_string()))
@@ -162,6 +173,8 @@ pub struct Rejected {
     pub bad_mac: AtomicU64,
     /// A sequence number not above the sender's last one.
     pub replayed: AtomicU64,
+    /// From an agent connection that never said hello.
+    pub unknown_sender: AtomicU64,
 }
 
 impl Rejected {
@@ -171,6 +184,7 @@ impl Rejected {
             unsigned: self.unsigned.load(Ordering::Relaxed),
             bad_mac: self.bad_mac.load(Ordering::Relaxed),
             replayed: self.replayed.load(Ordering::Relaxed),
+            unknown_sender: self.unknown_sender.load(Ordering::Relaxed),
         }
     }
 }
