@@ -86,13 +86,7 @@ pub fn table(agents: &[AgentStatus]) -> String {
         "AGENT", "STATE", "SLOTS", "HEARD", "ADDRESS", "LABELS", "RUNNING"
     );
     for a in agents {
-        let labels = a
-            .info
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let labels = a.info.labels_text();
         let heard = a.heartbeat_age_ms.map_or("-".to_string(), |ms| {
             humantime::format_duration(std::time::Duration::from_millis(ms))
         });
@@ -112,15 +106,7 @@ pub fn table(agents: &[AgentStatus]) -> String {
 
 /// Work in a few words each.
 pub fn running(work: &[WorkId]) -> String {
-    let mut parts: Vec<String> = work
-        .iter()
-        .take(4)
-        .map(|w| match w {
-            WorkId::Task(k) => format!("{}/{}#{}", k.run_id, k.task, k.attempt),
-            WorkId::Service(s) => format!("svc {}", s.path),
-            WorkId::Check(c) => format!("check {}", c.monitor),
-        })
-        .collect();
+    let mut parts: Vec<String> = work.iter().take(4).map(WorkId::to_string).collect();
     if work.len() > 4 {
         parts.push(format!("+{}", work.len() - 4));
     }

@@ -69,6 +69,17 @@ impl WorkId {
     }
 }
 
+/// In a few words, as every face shows it: `7/load#2`, `svc web/api`, `check disk`.
+impl fmt::Display for WorkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkId::Task(k) => write!(f, "{}/{}#{}", k.run_id, k.task, k.attempt),
+            WorkId::Service(s) => write!(f, "svc {}", s.path),
+            WorkId::Check(c) => write!(f, "check {}", c.monitor),
+        }
+    }
+}
+
 /// How a piece of work runs and when it is over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -223,6 +234,17 @@ pub struct AgentInfo {
     pub labels: BTreeMap<String, String>,
     /// The opsconsole version it runs.
     pub version: String,
+}
+
+impl AgentInfo {
+    /// Its labels as `k=v,k=v` (in name order), as every face shows them.
+    pub fn labels_text(&self) -> String {
+        self.labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// Where an agent stands with the principal.

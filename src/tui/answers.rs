@@ -9,6 +9,7 @@ use super::editor::Editor;
 use super::keymap::Pane;
 use super::logs::PageKind;
 use crate::protocol::Diagnostic;
+use crate::protocol::agent::{AgentId, AgentStatus};
 use crate::protocol::api::{ClientError, Response, RunDetail};
 use crate::protocol::history::{RunSummary, StoredLine};
 use crate::protocol::{RunId, RunState};
@@ -57,6 +58,10 @@ impl App {
                 return self.take_outbox();
             }
             (Purpose::Queue, Response::Queue(q)) => self.data.queue = Some(Ok(q)),
+            (Purpose::Agents, Response::Agents { agents }) => self.data.agents = Some(agents),
+            (Purpose::Cordon(id, _) | Purpose::Drain(id), Response::Agents { agents }) => {
+                self.agent_changed(&id, agents)
+            }
             (Purpose::Detail(id), Response::Run(d)) => self.detail(id, *d),
             (
                 Purpose::Logs {
@@ -152,6 +157,15 @@ impl App {
         } else {
             self.warn(format!("{source}: {text}"));
         }
+    }
+
+    /// A cordon or drain of agent `id` was answered with the list as it is now.
+    fn agent_changed(&mut self, id: &AgentId, agents: Vec<AgentStatus>) {
+        match agents.iter().find(|a| a.info.id == *id) {
+            Some(a) => self.say(format!("agent {id}: {}", a.state)),
+            None => self.warn(format!("agent {id} is no longer listed")),
+        }
+        self.data.agents = Some(agents);
     }
 
     /// The detail of run `id`, if it is still the one selected.

@@ -8,11 +8,12 @@ use chrono::{DateTime, Utc};
 
 use super::data::Data;
 use super::dialogs::palette::Names;
-use super::keymap::Context;
+use super::keymap::{Context, Pane};
 use super::logs::PageKind;
 use super::theme::Theme;
 use super::view::{Message, View};
 use crate::protocol::RunId;
+use crate::protocol::agent::AgentId;
 use crate::protocol::api::Request;
 
 /// Runs asked for from history (the runs and history panes).
@@ -29,6 +30,8 @@ pub enum Purpose {
     History,
     /// Queue report.
     Queue,
+    /// Every agent.
+    Agents,
     /// Detail of a run.
     Detail(RunId),
     /// A page of logs for buffer generation `generation`.
@@ -52,6 +55,10 @@ pub enum Purpose {
     GetSpec(String),
     /// Save of a file.
     PutSpec(String),
+    /// Cordon (true) or uncordon (false) of an agent.
+    Cordon(AgentId, bool),
+    /// Drain of an agent.
+    Drain(AgentId),
 }
 
 /// Something the event loop must do for the app.
@@ -97,6 +104,9 @@ pub struct App {
     pub dirty: bool,
     /// A refresh of status, queue and history is wanted.
     pub refresh_wanted: bool,
+    /// The next refresh reads the agents too, though their pane is not shown (at start, and
+    /// after an agent event).
+    pub agents_wanted: bool,
     /// Theme names for completion.
     pub theme_names: Vec<String>,
     /// Events missed because the console fell behind.
@@ -117,6 +127,7 @@ impl App {
             now,
             dirty: true,
             refresh_wanted: false,
+            agents_wanted: true,
             theme_names,
             lagged: 0,
             outbox: Vec::new(),
@@ -141,7 +152,26 @@ impl App {
         if let Some(id) = self.view.selected_run {
             out.push(detail_call(id));
         }
+        // Only while shown or told they changed: the list is read by nothing else.
+        if std::mem::take(&mut self.agents_wanted) || self.view.pane == Pane::Agents {
+            out.push(agents_call());
+        }
         out
+    }
+
+    /// True while something shown goes stale with time alone and must be read again now and
+    /// then, events or not (the agents' heartbeat ages).
+    pub fn wants_poll(&self) -> bool {
+        self.view.pane == Pane::Agents && !self.data.unreachable
+    }
+
+    /// The requests of one such poll.
+    pub fn poll_effects(&self) -> Vec<Effect> {
+        if self.wants_poll() {
+            vec![agents_call()]
+        } else {
+            Vec::new()
+        }
     }
 
     /// Where keys are looked up now.
@@ -192,6 +222,13 @@ impl App {
                 .take(50)
                 .map(|r| r.run_id.to_string())
                 .collect(),
+            agents: self
+                .data
+                .agents
+                .iter()
+                .flatten()
+                .map(|a| a.info.id.0.clone())
+                .collect(),
         }
     }
 
@@ -218,6 +255,11 @@ pub(super) fn detail_call(id: RunId) -> Effect {
     Effect::Call(Request::RunDetail { run_id: id }, Purpose::Detail(id))
 }
 
+/// The request for the agents list.
+pub(super) fn agents_call() -> Effect {
+    Effect::Call(Request::Agents, Purpose::Agents)
+}
+
 pub(super) fn is_background(p: &Purpose) -> bool {
     matches!(
         p,
@@ -225,6 +267,7 @@ pub(super) fn is_background(p: &Purpose) -> bool {
             | Purpose::Workflows
             | Purpose::History
             | Purpose::Queue
+            | Purpose::Agents
             | Purpose::Detail(_)
             | Purpose::Logs { .. }
     )
@@ -236,6 +279,7 @@ pub(super) fn source_name(p: &Purpose) -> &'static str {
         Purpose::Workflows => "workflows",
         Purpose::History => "history",
         Purpose::Queue => "queue",
+        Purpose::Agents => "agents",
         Purpose::Detail(_) => "run detail",
         Purpose::Logs { .. } => "logs",
         Purpose::Trigger(_) => "trigger",
@@ -244,5 +288,8 @@ pub(super) fn source_name(p: &Purpose) -> &'static str {
         Purpose::Pause(_) => "pause",
         Purpose::GetSpec(_) => "open",
         Purpose::PutSpec(_) => "save",
+        Purpose::Cordon(_, true) => "cordon",
+        Purpose::Cordon(_, false) => "uncordon",
+        Purpose::Drain(_) => "drain",
     }
 }

@@ -135,6 +135,22 @@ fn fixed_answer(request: Request, now: DateTime<Utc>) -> Response {
             more: false,
             first: 0,
         },
+        Request::Agents => Response::Agents {
+            agents: vec![crate::protocol::agent::AgentStatus {
+                info: crate::protocol::agent::AgentInfo {
+                    id: crate::protocol::agent::AgentId("local".into()),
+                    slots: 8,
+                    labels: BTreeMap::from([("local".to_string(), "true".to_string())]),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                },
+                address: "local".into(),
+                state: crate::protocol::agent::AgentState::Ready,
+                busy: 0,
+                heartbeat_age_ms: None,
+                joined_at: now,
+                running: Vec::new(),
+            }],
+        },
         _ => Response::Error(crate::protocol::api::ApiError::new(
             crate::protocol::api::ApiErrorKind::InvalidInput,
             "the bench client only answers reads",

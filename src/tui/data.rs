@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::logs::LogBuffer;
-use crate::protocol::RunState;
+use crate::protocol::agent::AgentStatus;
 use crate::protocol::api::{QueueReport, RunDetail, StatusReport, WorkflowInfo};
 use crate::protocol::history::RunSummary;
+use crate::protocol::{RunId, RunState};
 
 /// What the engine has told the console.
 #[derive(Debug, Default)]
@@ -23,6 +24,8 @@ pub struct Data {
     pub detail: Option<RunDetail>,
     /// The queue, or why it could not be read.
     pub queue: Option<Result<QueueReport, String>>,
+    /// Every agent, in the order they joined (`None` until answered; why not in `errors`).
+    pub agents: Option<Vec<AgentStatus>>,
     /// Per source, why it could not be read.
     pub errors: BTreeMap<&'static str, String>,
     /// The last status request found no principal answering (an attached console keeps
@@ -47,6 +50,19 @@ pub struct WorkflowRow {
     pub last_state: Option<RunState>,
     /// Active runs.
     pub active: usize,
+}
+
+/// One row of the queue pane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueRow {
+    /// The run.
+    pub run_id: RunId,
+    /// Its workflow.
+    pub workflow: String,
+    /// What waits: the run, or one of its task attempts.
+    pub what: String,
+    /// What it waits for (a free slot, `max_active_runs`, an agent with its labels).
+    pub waiting_for: String,
 }
 
 /// One row of the history pane.

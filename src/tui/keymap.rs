@@ -19,7 +19,7 @@ pub enum Pane {
     Logs,
     /// Durations and failure rates per workflow.
     History,
-    /// Agent slots.
+    /// Every agent: state, slots, heartbeat, running work.
     Agents,
 }
 
@@ -108,6 +108,10 @@ pub enum Action {
     Retry,
     /// Pause or resume the selected workflow's schedule.
     TogglePause,
+    /// Cordon the selected agent, or uncordon it.
+    ToggleCordon,
+    /// Drain the selected agent (asks first).
+    Drain,
     /// Edit the selected workflow's file.
     Edit,
     /// Create a workflow file from a template.
@@ -160,6 +164,8 @@ pub enum Arg {
     Theme,
     /// An optional run id.
     Run,
+    /// An optional agent id.
+    Agent,
 }
 
 /// One key: a code and its modifiers.

@@ -249,6 +249,15 @@ impl App {
                 self.say("edits discarded");
                 Vec::new()
             }
+            Confirmed::DrainAgent(agent) => {
+                self.say(format!("draining agent {agent}..."));
+                vec![Effect::Call(
+                    Request::Drain {
+                        agent: agent.clone(),
+                    },
+                    Purpose::Drain(agent),
+                )]
+            }
         }
     }
 

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use super::app::{App, Effect, detail_call};
 use super::dag_view::Layout;
-use super::data::{WorkflowRow, WorkflowStats};
+use super::data::{QueueRow, WorkflowRow, WorkflowStats};
 use super::keymap::Pane;
+use crate::protocol::RunState;
+use crate::protocol::agent::AgentStatus;
 use crate::protocol::history::RunSummary;
-use crate::protocol::{RunId, RunState};
 
 impl App {
     pub(super) fn workflow_rows_all(&self) -> Vec<WorkflowRow> {
@@ -120,8 +121,8 @@ impl App {
         rows
     }
 
-    /// Rows of the queue pane: held runs, then ready tasks, as text columns.
-    pub fn queue_rows(&self) -> Vec<(RunId, String, String)> {
+    /// Rows of the queue pane: held runs, then ready tasks, each with what it waits for.
+    pub fn queue_rows(&self) -> Vec<QueueRow> {
         let f = self.view.lists[Pane::Queue.index()]
             .filter
             .text()
@@ -129,24 +130,65 @@ impl App {
         let Some(Ok(q)) = &self.data.queue else {
             return Vec::new();
         };
-        q.held_runs
-            .iter()
-            .map(|r| {
-                (
-                    r.run_id,
-                    r.workflow.clone(),
-                    "run waiting (max_active_runs)".into(),
-                )
+        let held = q.held_runs.iter().map(|r| QueueRow {
+            run_id: r.run_id,
+            workflow: r.workflow.clone(),
+            what: "run".into(),
+            waiting_for: "max_active_runs".into(),
+        });
+        let ready = q.ready_tasks.iter().map(|t| QueueRow {
+            run_id: t.run_id,
+            workflow: t.workflow.clone(),
+            what: format!("task {} #{}", t.task, t.attempt),
+            // The principal's reason reads as a sentence ("waiting for an agent labelled
+            // ..."); under the WAITING FOR header its first words would say it twice.
+            waiting_for: t.waiting_for.as_deref().map_or_else(
+                || "a free slot".to_string(),
+                |why| why.strip_prefix("waiting for ").unwrap_or(why).to_string(),
+            ),
+        });
+        held.chain(ready)
+            .filter(|r| {
+                format!("{} {} {}", r.workflow, r.what, r.waiting_for)
+                    .to_lowercase()
+                    .contains(&f)
             })
-            .chain(q.ready_tasks.iter().map(|t| {
-                (
-                    t.run_id,
-                    t.workflow.clone(),
-                    format!("task {} attempt {} waiting for a slot", t.task, t.attempt),
-                )
-            }))
-            .filter(|(_, w, what)| format!("{w} {what}").to_lowercase().contains(&f))
             .collect()
+    }
+
+    /// Rows of the agents pane, filtered (matches id, address, state, labels, running work).
+    pub fn agent_rows(&self) -> Vec<&AgentStatus> {
+        let f = self.view.lists[Pane::Agents.index()]
+            .filter
+            .text()
+            .to_lowercase();
+        self.data
+            .agents
+            .iter()
+            .flatten()
+            .filter(|a| {
+                f.is_empty() || {
+                    let running: Vec<String> = a.running.iter().map(|w| w.to_string()).collect();
+                    format!(
+                        "{} {} {} {} {}",
+                        a.info.id,
+                        a.address,
+                        a.state,
+                        a.info.labels_text(),
+                        running.join(" ")
+                    )
+                    .to_lowercase()
+                    .contains(&f)
+                }
+            })
+            .collect()
+    }
+
+    /// The selected row of the agents pane.
+    pub fn selected_agent(&self) -> Option<&AgentStatus> {
+        self.agent_rows()
+            .get(self.view.lists[Pane::Agents.index()].selected)
+            .copied()
     }
 
     /// The selected workflow's name (workflows or history pane).

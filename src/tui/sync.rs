@@ -39,8 +39,10 @@ impl App {
             Event::TaskState { key, state, at, .. } => self.task_state(&key, state, at),
             Event::Attempt(_) => false,
             Event::Agent(note) => {
-                // Rare: the Agents pane's list is read again.
+                // Rare: the agents list is read again (and the status, whose slots changed),
+                // whichever pane is shown.
                 self.say(format!("agent {}: {}", note.agent, note.message));
+                self.agents_wanted = true;
                 self.refresh_wanted = true;
                 true
             }

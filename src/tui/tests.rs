@@ -19,6 +19,7 @@ use super::keymap::{Context, Pane};
 use super::logs::PageKind;
 use super::render;
 use super::theme::Theme;
+use crate::protocol::agent::{AgentId, AgentInfo, AgentState, AgentStatus, WorkId};
 use crate::protocol::api::{
     QueueReport, QueuedRun, QueuedTask, Request, Response, RunDetail, StatusReport, TaskDetail,
     TaskNode, WorkflowInfo, WorkflowStatus,
@@ -215,15 +216,29 @@ fn app_with_data(read_only: bool) -> App {
                     run_id: RunId(8),
                     workflow: "etl".into(),
                 }],
-                ready_tasks: vec![QueuedTask {
-                    run_id: RunId(7),
-                    workflow: "etl".into(),
-                    task: "transform-events".into(),
-                    attempt: 2,
-                    waiting_for: None,
-                }],
+                ready_tasks: vec![
+                    QueuedTask {
+                        run_id: RunId(7),
+                        workflow: "etl".into(),
+                        task: "transform-events".into(),
+                        attempt: 2,
+                        waiting_for: None,
+                    },
+                    QueuedTask {
+                        run_id: RunId(7),
+                        workflow: "etl".into(),
+                        task: "train".into(),
+                        attempt: 1,
+                        waiting_for: Some(
+                            "waiting for an agent labelled gpu=h100: no connected agent that \
+                             takes work has these labels"
+                                .into(),
+                        ),
+                    },
+                ],
             }),
         ),
+        (Purpose::Agents, Response::Agents { agents: agents() }),
     ];
     for (p, r) in answers {
         let _ = app.on_response(p, Ok(r));
@@ -233,6 +248,76 @@ fn app_with_data(read_only: bool) -> App {
         Ok(Response::Run(Box::new(etl_detail()))),
     );
     app
+}
+
+fn agent(
+    id: &str,
+    address: &str,
+    state: AgentState,
+    (busy, slots): (usize, usize),
+    heard_ms: Option<u64>,
+    labels: &[(&str, &str)],
+    running: Vec<WorkId>,
+) -> AgentStatus {
+    AgentStatus {
+        info: AgentInfo {
+            id: AgentId(id.into()),
+            slots,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            version: "0.4.0".into(),
+        },
+        address: address.into(),
+        state,
+        busy,
+        heartbeat_age_ms: heard_ms,
+        joined_at: ago(3000),
+        running,
+    }
+}
+
+fn work(run: u64, task: &str, attempt: u32) -> WorkId {
+    WorkId::Task(AttemptKey {
+        run_id: RunId(run),
+        task_idx: 0,
+        task: Arc::from(task),
+        attempt,
+    })
+}
+
+/// The in-process pool and two remote agents, one cordoned and one lost.
+fn agents() -> Vec<AgentStatus> {
+    vec![
+        agent(
+            "local",
+            "local",
+            AgentState::Ready,
+            (1, 4),
+            None,
+            &[("local", "true")],
+            vec![work(7, "transform-users", 1)],
+        ),
+        agent(
+            "gpu-1",
+            "gpu-box (pid 881)",
+            AgentState::Cordoned,
+            (2, 2),
+            Some(400),
+            &[("gpu", "a100"), ("zone", "eu")],
+            vec![work(7, "transform-events", 2), work(9, "train-model", 1)],
+        ),
+        agent(
+            "edge-2",
+            "edge-7 (pid 77)",
+            AgentState::Lost,
+            (0, 2),
+            Some(95_000),
+            &[("zone", "us")],
+            Vec::new(),
+        ),
+    ]
 }
 
 fn key(c: char) -> KeyEvent {
@@ -1321,6 +1406,225 @@ fn a_history_file_that_cannot_be_written_shows_in_the_header_until_it_can() {
     assert!(!screen(&mut app, 120, 40).contains("HISTORY NOT WRITABLE"));
 }
 
+// ----- the agents pane -----
+
+fn agents_pane() -> App {
+    let mut app = app_with_data(false);
+    app.view.pane = Pane::Agents;
+    app
+}
+
+#[test]
+fn the_agents_pane_lists_every_agent_with_heartbeat_and_running_work() {
+    let mut app = agents_pane();
+    let text = screen(&mut app, 120, 40);
+    let line = |id: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("│{id} ")))
+            .unwrap_or_else(|| panic!("no row for {id}:\n{text}"))
+            .to_string()
+    };
+    let local = line("local");
+    for want in [
+        "ready",
+        "local=true",
+        "1/4",
+        " - ",
+        "0.4.0",
+        "7/transform-users#1",
+    ] {
+        assert!(local.contains(want), "{want} in {local}");
+    }
+    let gpu = line("gpu-1");
+    for want in [
+        "gpu-box (pid 881)",
+        "cordoned",
+        "gpu=a100,zone=eu",
+        "2/2",
+        "400ms",
+        "7/transform-events#2",
+    ] {
+        assert!(gpu.contains(want), "{want} in {gpu}");
+    }
+    let edge = line("edge-2");
+    for want in ["lost", "0/2", "1m35s"] {
+        assert!(edge.contains(want), "{want} in {edge}");
+    }
+    // Lost agents offer no slots: 1 + 2 busy of 4 + 2.
+    assert!(text.contains("3/6 slots busy across 2 agents"), "{text}");
+    // The selected agent in full, and the pane's keys in the hints.
+    assert!(text.contains("local — ready"), "{text}");
+    assert!(text.contains("c cordon/uncordon"), "{text}");
+    assert!(text.contains("d drain"), "{text}");
+    // At 80 columns running work is cut to fit, the rest counted.
+    let narrow = screen(&mut app, 80, 24);
+    assert!(narrow.contains("7/transform… +1"), "{narrow}");
+}
+
+#[test]
+fn c_cordons_a_ready_agent_and_uncordons_a_cordoned_one() {
+    let mut app = agents_pane();
+    let local = AgentId("local".into());
+    assert_eq!(
+        app.on_key(key('c')),
+        vec![Effect::Call(
+            Request::Cordon {
+                agent: local.clone(),
+                cordon: true
+            },
+            Purpose::Cordon(local.clone(), true)
+        )]
+    );
+    app.on_key(code(KeyCode::Down));
+    let gpu = AgentId("gpu-1".into());
+    assert_eq!(
+        app.on_key(key('c')),
+        vec![Effect::Call(
+            Request::Cordon {
+                agent: gpu.clone(),
+                cordon: false
+            },
+            Purpose::Cordon(gpu.clone(), false)
+        )]
+    );
+    // The answer is the list as it is now: shown at once.
+    let mut now_ready = agents();
+    now_ready[1].state = AgentState::Ready;
+    app.on_response(
+        Purpose::Cordon(gpu, false),
+        Ok(Response::Agents { agents: now_ready }),
+    );
+    assert_eq!(
+        app.selected_agent().map(|a| a.state),
+        Some(AgentState::Ready)
+    );
+    assert!(
+        app.view
+            .message
+            .as_ref()
+            .is_some_and(|m| m.text == "agent gpu-1: ready")
+    );
+    // A lost agent is refused with the reason, nothing sent.
+    app.on_key(code(KeyCode::Down));
+    assert!(app.on_key(key('c')).is_empty());
+    let msg = app.view.message.clone().expect("a message");
+    assert!(msg.error && msg.text.contains("edge-2 is lost"), "{msg:?}");
+}
+
+#[test]
+fn d_asks_first_then_drains() {
+    let mut app = agents_pane();
+    app.on_key(code(KeyCode::Down));
+    assert!(app.on_key(key('d')).is_empty());
+    let gpu = AgentId("gpu-1".into());
+    let Some(Modal::Confirm { question, then }) = &app.view.modal else {
+        panic!("a question expected, got {:?}", app.view.modal);
+    };
+    assert_eq!(*then, Confirmed::DrainAgent(gpu.clone()));
+    assert!(question.contains("Drain agent gpu-1?"), "{question}");
+    check_snapshot("agents-drain-80x24", &screen(&mut app, 80, 24));
+    assert_eq!(
+        app.on_key(key('y')),
+        vec![Effect::Call(
+            Request::Drain { agent: gpu.clone() },
+            Purpose::Drain(gpu.clone())
+        )]
+    );
+    // No drains nothing.
+    app.on_key(key('d'));
+    assert!(app.on_key(key('n')).is_empty());
+    // A refusal by the principal shows like any request's error.
+    app.on_response(
+        Purpose::Drain(gpu),
+        Ok(Response::Error(crate::protocol::api::ApiError::new(
+            crate::protocol::api::ApiErrorKind::NotFound,
+            "agent `gpu-1` is lost; there is nothing to drain",
+        ))),
+    );
+    let msg = app.view.message.clone().expect("a message");
+    assert!(
+        msg.error && msg.text.starts_with("drain: agent `gpu-1`"),
+        "{msg:?}"
+    );
+    // The palette names an agent: the in-process pool's question says it is for good.
+    type_str(&mut app, ":drain local");
+    app.on_key(code(KeyCode::Enter));
+    let Some(Modal::Confirm { question, .. }) = &app.view.modal else {
+        panic!("a question expected");
+    };
+    assert!(
+        question.contains("until the principal restarts"),
+        "{question}"
+    );
+}
+
+#[test]
+fn read_only_refuses_cordon_and_drain_with_the_reason() {
+    let mut app = app_with_data(true);
+    app.view.pane = Pane::Agents;
+    for k in ['c', 'd'] {
+        assert!(app.on_key(key(k)).is_empty(), "{k}");
+        assert!(app.view.modal.is_none(), "{k} opened a dialog");
+        let msg = app.view.message.clone().expect("a message");
+        assert!(
+            msg.error && msg.text.starts_with("disabled:") && msg.text.contains("--read-only"),
+            "{msg:?}"
+        );
+    }
+    assert!(screen(&mut app, 120, 40).contains("[read-only]"));
+}
+
+#[test]
+fn agents_are_read_on_an_agent_event_and_while_their_pane_shows() {
+    let asks_agents = |effects: &[Effect]| {
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Call(Request::Agents, Purpose::Agents)))
+    };
+    let mut app = app_with_data(false);
+    assert!(
+        asks_agents(&app.refresh_effects()),
+        "the first refresh reads them"
+    );
+    assert!(
+        !asks_agents(&app.refresh_effects()),
+        "not again while not shown"
+    );
+    assert!(!app.wants_poll());
+    app.on_event(Event::Agent(crate::protocol::agent::AgentNote {
+        agent: AgentId("gpu-1".into()),
+        kind: crate::protocol::agent::AgentNoteKind::Lost,
+        state: AgentState::Lost,
+        message: "lost: silent for 6s".into(),
+        at: now(),
+    }));
+    assert!(app.refresh_wanted);
+    assert!(
+        asks_agents(&app.refresh_effects()),
+        "an agent event reads them"
+    );
+    assert!(!asks_agents(&app.refresh_effects()));
+    // Shown, they are read on every refresh and every poll (heartbeat ages change).
+    app.view.pane = Pane::Agents;
+    assert!(app.wants_poll());
+    assert!(asks_agents(&app.refresh_effects()));
+    assert!(asks_agents(&app.poll_effects()));
+    app.view.pane = Pane::Runs;
+    assert!(app.poll_effects().is_empty());
+}
+
+#[test]
+fn the_queue_says_what_a_task_waits_for() {
+    let mut app = app_with_data(false);
+    app.view.pane = Pane::Queue;
+    let text = screen(&mut app, 120, 40);
+    assert!(text.contains("WAITING FOR"), "{text}");
+    assert!(text.contains("task transform-events #2"), "{text}");
+    assert!(text.contains("a free slot"), "{text}");
+    assert!(text.contains("an agent labelled gpu=h100"), "{text}");
+    assert!(text.contains("max_active_runs"), "{text}");
+}
+
 // ----- the palette's parsing and completion -----
 
 mod palette {
@@ -1333,6 +1637,7 @@ mod palette {
             workflows: vec!["etl".into(), "etl-nightly".into(), "flaky".into()],
             themes: vec!["dark".into(), "light".into()],
             runs: vec!["3".into(), "2".into()],
+            agents: vec!["local".into(), "gpu-1".into()],
         }
     }
 

@@ -31,6 +31,7 @@ use ratatui::style::{Color, Modifier, Style};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+use crate::protocol::agent::AgentState;
 use crate::protocol::{RunState, TaskState};
 
 /// Name of the built-in theme used when no file is given or the file is unusable.
@@ -359,6 +360,17 @@ impl Theme {
             RunState::Succeeded => self.succeeded,
             RunState::Failed => self.failed,
             RunState::Cancelled => self.cancelled,
+        }
+    }
+
+    /// An agent's state: ready reads as fine, cordoned and draining as a warning, lost as an
+    /// error, drained (gone on purpose) as muted.
+    pub fn agent_state(&self, state: AgentState) -> Style {
+        match state {
+            AgentState::Ready => self.ok,
+            AgentState::Cordoned | AgentState::Draining => self.warning,
+            AgentState::Lost => self.error,
+            AgentState::Drained => self.muted,
         }
     }
 

@@ -8,6 +8,7 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use super::answer::{Answer, CTRL_C, hints};
 use crate::protocol::RunId;
+use crate::protocol::agent::AgentId;
 use crate::tui::draw::{block, centered};
 use crate::tui::keymap::{DialogKey, code, dialog_key, k};
 use crate::tui::theme::Theme;
@@ -21,6 +22,8 @@ pub enum Confirmed {
     Quit,
     /// Close the editor without saving.
     DiscardEdits,
+    /// Drain this agent.
+    DrainAgent(AgentId),
 }
 
 /// Keys of the question: `Some(yes)`, or `None` to close quietly. Only an explicit `y` says

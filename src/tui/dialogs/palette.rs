@@ -57,6 +57,8 @@ pub struct Names {
     pub themes: Vec<String>,
     /// Run ids, newest first.
     pub runs: Vec<String>,
+    /// Agent ids, in the order they joined.
+    pub agents: Vec<String>,
 }
 
 /// What the user typed after `:`.
@@ -95,6 +97,7 @@ fn arg_names(arg: Arg, names: &Names) -> &[String] {
         Arg::Workflow => &names.workflows,
         Arg::Theme => &names.themes,
         Arg::Run => &names.runs,
+        Arg::Agent => &names.agents,
     }
 }
 
@@ -104,6 +107,7 @@ fn arg_label(arg: Arg) -> &'static str {
         Arg::Workflow => "a workflow name",
         Arg::Theme => "a theme name",
         Arg::Run => "a run id",
+        Arg::Agent => "an agent id",
     }
 }
 

@@ -42,14 +42,24 @@ pub fn no_rows(_: &App) -> usize {
 
 /// The agent slots in use as a gauge labelled `busy/slots {what}`.
 pub fn slots_gauge(theme: &Theme, s: &StatusReport, what: &str) -> Gauge<'static> {
-    let ratio = if s.slots == 0 {
+    gauge(
+        theme,
+        s.busy_slots,
+        s.slots,
+        format!("{}/{} {what}", s.busy_slots, s.slots),
+    )
+}
+
+/// `busy` of `slots` as a gauge with `label`.
+pub fn gauge(theme: &Theme, busy: usize, slots: usize, label: String) -> Gauge<'static> {
+    let ratio = if slots == 0 {
         0.0
     } else {
-        (s.busy_slots as f64 / s.slots as f64).clamp(0.0, 1.0)
+        (busy as f64 / slots as f64).clamp(0.0, 1.0)
     };
     Gauge::default()
         .ratio(ratio)
-        .label(format!("{}/{} {what}", s.busy_slots, s.slots))
+        .label(label)
         .gauge_style(theme.run_state(RunState::Running))
 }
 

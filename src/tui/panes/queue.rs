@@ -1,7 +1,9 @@
-//! Queue: runs held by `max_active_runs` and task attempts waiting for a slot.
+//! Queue: runs held by `max_active_runs` and task attempts waiting for a slot or for an agent
+//! with their labels, each with what it waits for.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
+use ratatui::text::Line;
 use ratatui::widgets::{Row, Table};
 
 use super::pane::{PaneDef, draw_list, filter_suffix, fit_list};
@@ -28,10 +30,12 @@ fn act(app: &mut App, action: Action, _: Option<&str>) -> Option<Vec<Effect>> {
 /// Enter: the selected entry's run in the runs pane, unfiltered.
 fn show_run(app: &mut App) -> Vec<Effect> {
     let rows = app.queue_rows();
-    let Some((id, _, _)) = rows.get(app.view.list(Pane::Queue).selected) else {
+    let Some(id) = rows
+        .get(app.view.list(Pane::Queue).selected)
+        .map(|r| r.run_id)
+    else {
         return Vec::new();
     };
-    let id = *id;
     app.view.list_mut(Pane::Runs).filter.clear();
     app.view.show(Pane::Runs);
     match app.run_rows().iter().position(|r| r.run_id == id) {
@@ -68,18 +72,38 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
     }
     let table_rows: Vec<Row> = rows
         .iter()
-        .map(|(id, wf, what)| Row::new(vec![format!("#{id}"), wf.clone(), what.clone()]))
+        .map(|r| {
+            Row::new(vec![
+                format!("#{}", r.run_id),
+                r.workflow.clone(),
+                r.what.clone(),
+                r.waiting_for.clone(),
+            ])
+        })
         .collect();
     let len = table_rows.len();
+    // The column cuts a long reason short; the selected row's shows in full on the border.
+    let selected = &rows[app.view.list(Pane::Queue).selected.min(len - 1)];
+    let b = b.title_bottom(Line::styled(
+        format!(
+            " #{} {}: {} ",
+            selected.run_id, selected.what, selected.waiting_for
+        ),
+        app.theme.muted(),
+    ));
     let table = Table::new(
         table_rows,
         [
             Constraint::Length(7),
-            Constraint::Length(20),
+            Constraint::Length(14),
+            Constraint::Fill(1),
             Constraint::Fill(1),
         ],
     )
-    .header(header(&app.theme, &["RUN", "WORKFLOW", "WAITING"]))
+    .header(header(
+        &app.theme,
+        &["RUN", "WORKFLOW", "WAITING", "WAITING FOR"],
+    ))
     .block(b);
     draw_list(frame, area, app, Pane::Queue, table, len);
 }
