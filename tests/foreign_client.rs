@@ -1,6 +1,6 @@
 //! The principal driven by a second, independent ZeroMQ implementation (pyzmq over libzmq):
 //! a plain REQ socket (which adds an empty delimiter frame) is answered as a DEALER is, and the
-//! events socket is readable by a SUB. Skipped, with the reason printed, where Python or pyzmq
+//! events socket is readable by a SUB; an agent written in Python runs a task. Skipped, with the reason printed, where Python or pyzmq
 //! is missing.
 
 mod common;
@@ -80,4 +80,46 @@ fn a_foreign_req_dealer_and_sub_client_drives_the_principal() {
     assert!(status.status.success(), "{}", text(&status.stderr));
     let _ = common::project::signal(principal.0.id(), nix::sys::signal::Signal::SIGTERM);
     let _ = principal.0.wait();
+}
+
+#[test]
+fn a_foreign_agent_in_python_runs_a_task() {
+    if let Err(why) = pyzmq() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let p = Project::new(&[("hello.yaml", HELLO)]);
+    let _principal = Stopped(p.spawn(&["principal", "--remote-only", "--kill-grace", "1s"]));
+    assert!(
+        eventually(Duration::from_secs(30), || p.socket().exists()),
+        "the principal did not start listening"
+    );
+    let requests = format!("ipc://{}", p.socket().display());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/foreign_agent.py"
+    );
+    let mut agent = Stopped(
+        Command::new("python3")
+            .args([script, &requests, "1"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3"),
+    );
+    // Once it has registered, the run goes to it (the principal has no slots of its own).
+    assert!(eventually(Duration::from_secs(10), || {
+        text(&p.run(&["agents"]).stdout).contains("py-agent")
+    }));
+    let run = p.run(&["run", "hello", "--wait"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(
+        text(&run.stdout).contains("hi from python"),
+        "{}",
+        text(&run.stdout)
+    );
+    let status = agent.0.wait().expect("wait");
+    assert!(
+        status.success(),
+        "the agent saw every report acknowledged and exited 0"
+    );
 }

@@ -625,7 +625,7 @@ impl Agents {
                     .filter(|(_, p)| &p.agent == id)
                     .map(|(w, _)| w.clone())
                     .collect();
-                running.sort_by_key(|w| format!("{w:?}"));
+                running.sort_by_key(order_of);
                 AgentStatus {
                     info: a.link.info().clone(),
                     address: a
@@ -670,6 +670,21 @@ impl Agents {
             "waiting for an agent labelled {labels}: no connected agent that takes work has \
              these labels"
         )
+    }
+}
+
+/// The order work is listed in: tasks by run, task and attempt, then services, then checks.
+fn order_of(work: &WorkId) -> (u8, u64, usize, u64, String) {
+    match work {
+        WorkId::Task(k) => (
+            0,
+            k.run_id.0,
+            k.task_idx,
+            u64::from(k.attempt),
+            String::new(),
+        ),
+        WorkId::Service(s) => (1, 0, 0, s.start, s.path.to_string()),
+        WorkId::Check(c) => (2, 0, 0, c.probe, c.monitor.to_string()),
     }
 }
 

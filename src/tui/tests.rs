@@ -1546,16 +1546,13 @@ fn d_asks_first_then_drains() {
         msg.error && msg.text.starts_with("drain: agent `gpu-1`"),
         "{msg:?}"
     );
-    // The palette names an agent: the in-process pool's question says it is for good.
+    // The palette names an agent: the in-process pool's question says how it comes back.
     type_str(&mut app, ":drain local");
     app.on_key(code(KeyCode::Enter));
     let Some(Modal::Confirm { question, .. }) = &app.view.modal else {
         panic!("a question expected");
     };
-    assert!(
-        question.contains("until the principal restarts"),
-        "{question}"
-    );
+    assert!(question.contains("until uncordoned"), "{question}");
 }
 
 #[test]

@@ -190,6 +190,24 @@ mod tests {
     }
 
     #[test]
+    fn agents_listen_two_ports_up_or_on_a_free_port() {
+        assert_eq!(
+            Endpoints::agents_for("tcp://127.0.0.1:5555"),
+            "tcp://127.0.0.1:5557"
+        );
+        // "Any port" for requests is any port for agents too, never PORT+2 of the one picked.
+        assert_eq!(
+            Endpoints::agents_for("tcp://127.0.0.1:0"),
+            "tcp://127.0.0.1:0"
+        );
+        assert_eq!(Endpoints::agents_for("tcp://[::1]:65534"), "tcp://[::1]:0");
+        assert_eq!(
+            Endpoints::agents_for("ipc:///run/x.sock"),
+            "ipc:///run/x.sock.agents"
+        );
+    }
+
+    #[test]
     fn data_dir_socket_is_inside_the_data_dir() {
         let e = Endpoints::for_data_dir(Path::new("/var/lib/ops"));
         assert_eq!(e.requests, "ipc:///var/lib/ops/principal.sock");

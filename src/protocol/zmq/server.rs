@@ -184,10 +184,11 @@ async fn serve_with(
     let rejected: Arc<Rejected> = Arc::default();
     let agents = match agents {
         Some(gate) => {
-            let at = Endpoints::agents_for(&bound.requests);
+            let at = Endpoints::agents_for(&endpoints.requests);
             let agent_keys = keys.clone().map(|k| (k, rejected.clone()));
             match serve_agents(&at, gate, stop.clone(), agent_keys).await {
-                Ok(at) => Some(at),
+                // Said to agents that run elsewhere: a relative socket path means nothing there.
+                Ok(at) => Some(absolute_ipc(&at)),
                 Err(e) => {
                     // The sockets bound so far close with the token.
                     stop.cancel();
@@ -254,6 +255,18 @@ pub(super) async fn bind<S: Socket>(
             other => other.to_string(),
         })
     })
+}
+
+/// `ipc://PATH` with a relative PATH made absolute (against the current directory); anything
+/// else as it is.
+fn absolute_ipc(endpoint: &str) -> String {
+    match endpoint.strip_prefix("ipc://") {
+        Some(path) if !path.starts_with('/') => match std::env::current_dir() {
+            Ok(dir) => format!("ipc://{}", dir.join(path).display()),
+            Err(_) => endpoint.to_string(),
+        },
+        _ => endpoint.to_string(),
+    }
 }
 
 /// Removes a Unix socket file nobody listens on any more (its principal died without

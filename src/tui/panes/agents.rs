@@ -98,9 +98,9 @@ fn target(app: &mut App, arg: Option<&str>) -> Option<AgentStatus> {
     found.map_err(|why| app.warn(why)).ok()
 }
 
-/// `c`: cordons a ready agent; uncordons a cordoned one, or a draining one (which takes it
-/// back before it is let go). Lost and drained agents are refused here with the principal's
-/// reason, saving a round trip.
+/// `c`: cordons a ready agent; uncordons a cordoned one, a draining one (which takes it back
+/// before it is let go) or the drained in-process pool. Lost and drained remote agents are
+/// refused here with the principal's reason, saving a round trip.
 fn toggle_cordon(app: &mut App, arg: Option<&str>) -> Vec<Effect> {
     let Some(a) = target(app, arg) else {
         return Vec::new();
@@ -109,6 +109,7 @@ fn toggle_cordon(app: &mut App, arg: Option<&str>) -> Vec<Effect> {
     let cordon = match a.state {
         AgentState::Ready => true,
         AgentState::Cordoned | AgentState::Draining => false,
+        AgentState::Drained if a.heartbeat_age_ms.is_none() => false,
         AgentState::Lost => {
             app.warn(format!(
                 "agent {id} is lost; it can be cordoned once it is back"
@@ -131,8 +132,8 @@ fn toggle_cordon(app: &mut App, arg: Option<&str>) -> Vec<Effect> {
     )]
 }
 
-/// `d`: asks, then drains. Drained is for good for the in-process pool (only a restart
-/// brings it back), so the question says so.
+/// `d`: asks, then drains. A drained remote agent exits; the in-process pool stays idle
+/// until uncordoned, and the question says which.
 fn drain(app: &mut App, arg: Option<&str>) -> Vec<Effect> {
     let Some(a) = target(app, arg) else {
         return Vec::new();
@@ -148,7 +149,7 @@ fn drain(app: &mut App, arg: Option<&str>) -> Vec<Effect> {
         AgentState::Draining => app.say(format!("agent {id} is draining already")),
         AgentState::Ready | AgentState::Cordoned => {
             let after = if a.heartbeat_age_ms.is_none() {
-                "then takes no work until the principal restarts"
+                "then takes no work until uncordoned (c)"
             } else {
                 "then is let go (the agent exits)"
             };
