@@ -159,6 +159,17 @@ enum Cmd {
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         kill_grace: Duration,
     },
+    /// Supervised services: the trees with state, pid, uptime and restarts, or start, stop
+    /// or restart a service or a whole subtree (PATH like `web/api`, or `web`).
+    ///
+    /// A stopped service stays stopped (also across principal restarts) until started.
+    Svc {
+        #[command(subcommand)]
+        action: Option<SvcCmd>,
+        /// Print JSON.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// The running principal's agents: list them, or cordon, uncordon or drain one.
     Agents {
         #[command(subcommand)]
@@ -252,6 +263,30 @@ impl PoolArgs {
             .map(|s| s as usize)
             .unwrap_or_else(opsconsole::agent::default_slots)
     }
+}
+
+#[derive(Subcommand)]
+enum SvcCmd {
+    /// The trees, or the subtree at PATH.
+    Status {
+        /// `web` or `web/api`.
+        path: Option<String>,
+    },
+    /// Start (and release an operator's hold on) a service or subtree.
+    Start {
+        /// `web/api`, or `web` for the subtree.
+        path: String,
+    },
+    /// Stop a service or subtree, in reverse start order, and hold it stopped.
+    Stop {
+        /// `web/api`, or `web` for the subtree.
+        path: String,
+    },
+    /// Stop and start a service or subtree again.
+    Restart {
+        /// `web/api`, or `web` for the subtree.
+        path: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -536,6 +571,17 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
                 kill_grace,
             };
             cli::agent::agent(opts).await
+        }
+        Cmd::Svc { action, json } => {
+            use opsconsole::protocol::service::ServiceAction;
+            let (path, action) = match action {
+                None => (None, None),
+                Some(SvcCmd::Status { path }) => (path, None),
+                Some(SvcCmd::Start { path }) => (Some(path), Some(ServiceAction::Start)),
+                Some(SvcCmd::Stop { path }) => (Some(path), Some(ServiceAction::Stop)),
+                Some(SvcCmd::Restart { path }) => (Some(path), Some(ServiceAction::Restart)),
+            };
+            cli::svc::svc(&dirs, path, action, json).await
         }
         Cmd::Agents { action, json } => {
             let action = match action {

@@ -5,6 +5,7 @@ pub mod control;
 pub mod history;
 pub mod principal;
 pub mod run;
+pub mod svc;
 pub mod validate;
 
 use std::io::IsTerminal;

@@ -22,10 +22,15 @@ mod detail;
 mod dispatch;
 mod remote;
 mod requests;
+mod services;
 mod specs;
 
 /// The in-process pool's agent id.
 const LOCAL: &str = "local";
+
+fn local_id() -> AgentId {
+    AgentId(LOCAL.into())
+}
 
 /// Outcomes of finished runs kept for late `wait` calls.
 const FINISHED_MEMORY: usize = 4096;
@@ -72,6 +77,8 @@ enum Timer {
     AgentBeat,
     /// Time to make the agents' applied reports durable, so that they can be acknowledged.
     AckDue,
+    /// A timer of the supervision state machine (a restart backoff, a readiness timeout).
+    Supervise(crate::supervisor::Timer),
 }
 
 /// Messages the engine sends itself: results of work done off the actor.
@@ -87,6 +94,8 @@ enum Internal {
     },
     /// The first this-many emitted events are in the file.
     Durable(u64),
+    /// A service's readiness check passed.
+    ServiceReady { path: String, start_no: u64 },
 }
 
 /// The outcomes of the last [`FINISHED_MEMORY`] finished runs.
@@ -152,6 +161,10 @@ pub(super) struct Engine {
     ack_armed: bool,
     /// Events decided where nothing can wait (the dispatcher); emitted next in the loop.
     notes: Vec<Event>,
+    /// The supervision trees of long-running services.
+    services: services::Services,
+    /// Services an operator held stopped, from the store: they stay stopped at start.
+    held_services: Vec<String>,
     /// How a task is stopped: SIGTERM, then SIGKILL after this long.
     kill_grace: std::time::Duration,
     store: Option<Store>,
@@ -193,6 +206,7 @@ impl Engine {
         events: broadcast::Sender<Event>,
     ) -> Self {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let services = services::Services::new(&catalog);
         let mut scheduler = Scheduler::new();
         scheduler.set_workflows(catalog.workflows.values().cloned(), Utc::now());
         for s in &recovered.schedules {
@@ -239,6 +253,12 @@ impl Engine {
             agent_news,
             beat_armed: false,
             ack_armed: false,
+            services,
+            held_services: if config.one_off {
+                Vec::new()
+            } else {
+                recovered.held_services.clone()
+            },
             notes: Vec::new(),
             kill_grace: config.kill_grace,
             store_tx: store.sender(),
@@ -260,6 +280,10 @@ impl Engine {
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let unfinished = std::mem::take(&mut self.unfinished);
         self.resume_runs(unfinished).await;
+        if !self.one_off {
+            let held = std::mem::take(&mut self.held_services);
+            self.start_services(held).await;
+        }
         let mut store_health = self.store_tx.health();
         loop {
             self.arm_schedule();
@@ -284,7 +308,8 @@ impl Engine {
             for note in std::mem::take(&mut self.notes) {
                 self.emit(note).await;
             }
-            let idle = self.runs.is_empty() || (self.interrupting && self.agents.is_idle());
+            let idle = (self.runs.is_empty() || (self.interrupting && self.agents.is_idle()))
+                && self.services.machine.is_idle();
             if self.shutting_down && idle {
                 break;
             }
@@ -329,6 +354,7 @@ impl Engine {
                 Timer::RetryDue { run, task, attempt } => self.retry_due(run, task, attempt).await,
                 Timer::ReloadDue => self.reload_due(),
                 Timer::AgentBeat => self.agent_beat().await,
+                Timer::Supervise(timer) => self.service_timer(timer).await,
                 Timer::AckDue => {
                     self.ack_armed = false;
                     self.sync();
@@ -424,6 +450,7 @@ impl Engine {
 
     async fn begin_shutdown(&mut self, interrupt: bool) {
         self.shutting_down = true;
+        self.stop_services().await;
         if interrupt {
             // Leave the runs as they are in the store; the next principal resumes them.
             self.interrupting = true;
@@ -791,6 +818,15 @@ impl Engine {
 
     /// A report of agent `from` (the in-process pool or a remote agent) about its work.
     async fn on_agent(&mut self, from: &AgentId, ev: AgentEvent) {
+        let service = match &ev {
+            AgentEvent::Started { id, .. } | AgentEvent::Output { id, .. } => {
+                matches!(id, WorkId::Service(_))
+            }
+            AgentEvent::Finished(end) => matches!(end.id, WorkId::Service(_)),
+        };
+        if service {
+            return self.on_service_event(ev).await;
+        }
         match ev {
             AgentEvent::Started {
                 id: WorkId::Task(key),
@@ -857,6 +893,7 @@ impl Engine {
             Internal::FilesChanged => self.files_changed(),
             Internal::Loaded(scan) => self.apply_scan(*scan).await,
             Internal::RetryLoaded { snapshot, reply } => self.reopen(*snapshot, reply).await,
+            Internal::ServiceReady { path, start_no } => self.service_ready(path, start_no).await,
             Internal::Durable(mark) => {
                 self.gate.syncing = false;
                 if mark > self.gate.durable {

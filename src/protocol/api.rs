@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use super::Diagnostic;
 use super::agent::{AgentId, AgentStatus};
 use super::history::{AttemptRow, RunSummary, StoredLine};
+use super::service::{ServiceAction, ServiceNode};
 use super::{Event, RunId, RunState, Stream, TaskState};
 
 /// Version of the request/response/event types; peers with another version are refused.
@@ -126,6 +127,19 @@ pub enum Request {
         /// The agent.
         agent: AgentId,
     },
+    /// The supervision trees, or the subtree at `path`.
+    Services {
+        /// `web` or `web/api`; `None`: every tree.
+        #[serde(default)]
+        path: Option<String>,
+    },
+    /// Start, stop (and hold) or restart a service or a whole subtree.
+    ServiceControl {
+        /// `web/api`, or `web` for the subtree.
+        path: String,
+        /// What to do.
+        action: ServiceAction,
+    },
 }
 
 impl Request {
@@ -140,7 +154,8 @@ impl Request {
             | Request::PutSpec { .. }
             | Request::Retry { .. }
             | Request::Cordon { .. }
-            | Request::Drain { .. } => true,
+            | Request::Drain { .. }
+            | Request::ServiceControl { .. } => true,
             Request::Status
             | Request::WaitRun { .. }
             | Request::History { .. }
@@ -149,7 +164,8 @@ impl Request {
             | Request::GetSpec { .. }
             | Request::RunDetail { .. }
             | Request::Queue
-            | Request::Agents => false,
+            | Request::Agents
+            | Request::Services { .. } => false,
         }
     }
 }
@@ -244,6 +260,12 @@ pub enum Response {
     Run(Box<RunDetail>),
     /// Answer to [`Request::Queue`].
     Queue(QueueReport),
+    /// Answer to [`Request::Services`] and [`Request::ServiceControl`]: the nodes in tree
+    /// order (a parent before its children, children in their start order).
+    Services {
+        /// The nodes.
+        nodes: Vec<ServiceNode>,
+    },
     /// Answer to [`Request::Agents`], [`Request::Cordon`] and [`Request::Drain`].
     Agents {
         /// In the order they joined; the in-process pool first.

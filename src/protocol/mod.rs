@@ -7,6 +7,7 @@ pub mod agent;
 pub mod api;
 mod diagnostic;
 pub mod history;
+pub mod service;
 pub mod zmq;
 
 pub use diagnostic::Diagnostic;
@@ -338,4 +339,8 @@ pub enum Event {
     },
     /// Something happened to an agent: it joined, was lost, was cordoned, sent a late result.
     Agent(agent::AgentNote),
+    /// Something happened to a supervised service or a supervisor.
+    Service(service::ServiceRecord),
+    /// Output lines of a supervised service.
+    ServiceLogs(Arc<service::ServiceLogBatch>),
 }

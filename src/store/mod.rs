@@ -123,6 +123,9 @@ pub struct Recovered {
     pub unfinished: Vec<UnfinishedRun>,
     /// Last recorded fire time and paused flag of every workflow that has either.
     pub schedules: Vec<ScheduleState>,
+    /// Services and subtrees an operator stopped and has not started since: they stay
+    /// stopped when the principal starts again.
+    pub held_services: Vec<String>,
 }
 
 /// A run the previous principal left queued or running.
@@ -316,10 +319,19 @@ fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT path FROM (SELECT path, arg_max(kind, event_seq) AS last FROM service_events
+                           WHERE kind IN ('held', 'released') GROUP BY path)
+         WHERE last = 'held' ORDER BY path",
+    )?;
+    let held_services = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
     Ok(Recovered {
         next_run_id: RunId(next as u64),
         unfinished,
         schedules,
+        held_services,
     })
 }
 

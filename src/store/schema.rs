@@ -5,7 +5,7 @@ use duckdb::Connection;
 use super::StoreError;
 
 /// Schema version this build writes.
-pub const CURRENT_VERSION: i32 = 4;
+pub const CURRENT_VERSION: i32 = 5;
 
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -99,6 +99,29 @@ const MIGRATIONS: &[&str] = &[
         event_seq BIGINT
     );
     "#,
+    // 4 -> 5: supervised services: their lifecycle (starts, exits, restarts, holds) and output.
+    r#"
+    CREATE TABLE service_events (
+        path      VARCHAR NOT NULL,
+        start_no  BIGINT NOT NULL,
+        kind      VARCHAR NOT NULL,
+        pid       BIGINT,
+        exit_code INTEGER,
+        signal    INTEGER,
+        message   VARCHAR,
+        ts        TIMESTAMP NOT NULL,
+        event_seq BIGINT
+    );
+    CREATE TABLE service_logs (
+        path      VARCHAR NOT NULL,
+        start_no  BIGINT NOT NULL,
+        stream    VARCHAR NOT NULL,
+        seq       BIGINT NOT NULL,
+        ts        TIMESTAMP NOT NULL,
+        line      VARCHAR NOT NULL,
+        event_seq BIGINT
+    );
+    "#,
 ];
 
 /// The next unused event sequence number in the file.
@@ -111,6 +134,8 @@ pub fn next_event_seq(conn: &Connection) -> duckdb::Result<u64> {
              SELECT max(event_seq) FROM task_attempts UNION ALL
              SELECT max(event_seq) FROM workflow_state UNION ALL
              SELECT max(event_seq) FROM agent_events UNION ALL
+             SELECT max(event_seq) FROM service_events UNION ALL
+             SELECT max(event_seq) FROM service_logs UNION ALL
              SELECT max(event_seq) FROM logs)",
         [],
         |r| r.get(0),

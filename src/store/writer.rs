@@ -323,6 +323,7 @@ impl Writer {
 fn approx_bytes(event: &Event) -> usize {
     match event {
         Event::Logs(b) => b.lines.iter().map(|l| l.text.len() + 64).sum::<usize>() + 128,
+        Event::ServiceLogs(b) => b.lines.iter().map(|l| l.text.len() + 64).sum::<usize>() + 128,
         _ => 256,
     }
 }
@@ -341,6 +342,8 @@ struct Appenders<'c> {
     logs: Option<Appender<'c>>,
     workflow_state: Option<Appender<'c>>,
     agent_events: Option<Appender<'c>>,
+    service_events: Option<Appender<'c>>,
+    service_logs: Option<Appender<'c>>,
 }
 
 fn appender<'c, 'a>(
@@ -495,6 +498,33 @@ fn append_all<'c>(
                     seq
                 ])?;
             }
+            Event::Service(r) => {
+                appender(&mut a.service_events, conn, "service_events")?.append_row(params![
+                    r.path.as_str(),
+                    r.start_no as i64,
+                    r.kind.as_str(),
+                    r.pid.map(i64::from),
+                    r.exit_code,
+                    r.signal,
+                    r.message.as_deref(),
+                    ts(r.at),
+                    seq
+                ])?;
+            }
+            Event::ServiceLogs(b) => {
+                let app = appender(&mut a.service_logs, conn, "service_logs")?;
+                for line in &b.lines {
+                    app.append_row(params![
+                        b.path.as_ref(),
+                        b.start_no as i64,
+                        b.stream.as_str(),
+                        line.seq as i64,
+                        ts(line.at),
+                        line.text.as_str(),
+                        seq
+                    ])?;
+                }
+            }
             // Spec reloads are live news for faces; the files themselves are the record.
             Event::SpecsReloaded { .. }
             | Event::SpecProblems { .. }
@@ -509,6 +539,8 @@ fn append_all<'c>(
         &mut a.logs,
         &mut a.workflow_state,
         &mut a.agent_events,
+        &mut a.service_events,
+        &mut a.service_logs,
     ]
     .into_iter()
     .flatten()

@@ -38,6 +38,8 @@ impl App {
             }
             Event::TaskState { key, state, at, .. } => self.task_state(&key, state, at),
             Event::Attempt(_) => false,
+            // The Supervisors pane reads the trees when it is shown.
+            Event::Service(_) | Event::ServiceLogs(_) => false,
             Event::Agent(note) => {
                 // Rare: the agents list is read again (and the status, whose slots changed),
                 // whichever pane is shown.

@@ -86,6 +86,12 @@ impl Engine {
             Request::Drain { agent } => {
                 let _ = reply.send(self.on_agents_request(Some((agent, None))).await);
             }
+            Request::Services { path } => {
+                let _ = reply.send(self.on_services_request(path, None).await);
+            }
+            Request::ServiceControl { path, action } => {
+                let _ = reply.send(self.on_services_request(Some(path), Some(action)).await);
+            }
         }
     }
 
