@@ -1,0 +1,196 @@
+//! Supervised services with real processes under a real principal: ordered start (each once
+//! its predecessor is ready) and reverse stop, OTP restart strategies, giving up past the
+//! intensity, an operator's hold across restarts, and no service outliving a killed principal.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::project::{Project, Stopped, eventually, signal, text};
+use nix::sys::signal::Signal;
+use opsconsole::protocol::service::{ServiceNode, ServiceState};
+
+/// A service that logs its start and stop to `order` in the project and says `ready`.
+fn svc(name: &str, extra: &str) -> String {
+    format!(
+        "  - {{ name: {name}, run: \"echo start {name} >> order; trap 'echo stop {name} >> order; exit 0' TERM; echo ready; while :; do sleep 0.05; done\", ready: {{ log: ready, timeout: 5s }}, stop: {{ grace: 2s }}{extra} }}\n"
+    )
+}
+
+fn supervisor(name: &str, strategy: &str, children: &[String]) -> String {
+    format!(
+        "kind: supervisor\nname: {name}\nstrategy: {strategy}\nintensity: 5\nperiod: 30s\nchildren:\n{}",
+        children.concat()
+    )
+}
+
+fn nodes(p: &Project) -> Vec<ServiceNode> {
+    let out = p.run(&["svc", "status", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+fn node<'a>(nodes: &'a [ServiceNode], path: &str) -> &'a ServiceNode {
+    nodes
+        .iter()
+        .find(|n| n.path == path)
+        .unwrap_or_else(|| panic!("no {path} in {nodes:#?}"))
+}
+
+fn all_running(p: &Project, paths: &[&str]) -> bool {
+    let n = nodes(p);
+    paths.iter().all(|path| {
+        n.iter()
+            .any(|x| x.path == *path && x.state == ServiceState::Running)
+    })
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn principal(p: &Project) -> Stopped {
+    let child = Stopped(p.spawn(&["principal", "--kill-grace", "1s"]));
+    assert!(
+        eventually(Duration::from_secs(30), || p.socket().exists()),
+        "the principal did not start listening"
+    );
+    child
+}
+
+#[test]
+fn services_start_in_order_once_ready_and_stop_in_reverse() {
+    let doc = supervisor(
+        "web",
+        "one_for_one",
+        &[svc("a", ""), svc("b", ""), svc("c", "")],
+    );
+    let p = Project::new(&[("web.yaml", &doc)]);
+    let mut principal = principal(&p);
+    assert!(eventually(Duration::from_secs(10), || all_running(
+        &p,
+        &["web/a", "web/b", "web/c"]
+    )));
+    assert_eq!(
+        lines(&p.path().join("order")),
+        ["start a", "start b", "start c"]
+    );
+    signal(principal.0.id(), Signal::SIGTERM).expect("SIGTERM");
+    let status = principal.0.wait().expect("wait");
+    assert!(status.success());
+    assert_eq!(
+        lines(&p.path().join("order"))[3..],
+        ["stop c", "stop b", "stop a"],
+        "stopped right to left, each after the one to its right"
+    );
+}
+
+#[test]
+fn one_for_one_restarts_the_crashed_child_and_rest_for_one_those_after_it() {
+    let one = supervisor("one", "one_for_one", &[svc("a", ""), svc("b", "")]);
+    let rest = supervisor(
+        "rest",
+        "rest_for_one",
+        &[svc("x", ""), svc("y", ""), svc("z", "")],
+    );
+    let p = Project::new(&[("one.yaml", &one), ("rest.yaml", &rest)]);
+    let _principal = principal(&p);
+    let all = ["one/a", "one/b", "rest/x", "rest/y", "rest/z"];
+    assert!(eventually(Duration::from_secs(10), || all_running(&p, &all)));
+    let before = nodes(&p);
+    let kill = |path: &str| {
+        let pid = node(&before, path).pid.expect("pid");
+        signal(pid, Signal::SIGKILL).expect("kill");
+    };
+    kill("one/a");
+    kill("rest/y");
+    assert!(eventually(Duration::from_secs(10), || {
+        let now = nodes(&p);
+        node(&now, "one/a").start_no == 2
+            && node(&now, "rest/z").start_no == 2
+            && all_running(&p, &all)
+    }));
+    let after = nodes(&p);
+    let starts = |path| node(&after, path).start_no;
+    assert_eq!(starts("one/b"), 1, "one_for_one: only the crashed child");
+    assert_eq!(starts("rest/x"), 1, "rest_for_one: not the ones before it");
+    assert_eq!((starts("rest/y"), starts("rest/z")), (2, 2));
+    assert_eq!(node(&after, "one/a").last_exit.as_deref(), Some("killed by signal SIGKILL"));
+}
+
+#[test]
+fn a_child_crashing_in_a_loop_makes_its_supervisor_give_up() {
+    let doc = "kind: supervisor\nname: loop\nintensity: 2\nperiod: 30s\nchildren:\n  - { name: bad, run: \"exit 3\", backoff: { initial: 10ms, max: 10ms } }\n";
+    let p = Project::new(&[("loop.yaml", doc)]);
+    let _principal = principal(&p);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            nodes(&p)
+                .iter()
+                .any(|n| n.path == "loop" && n.state == ServiceState::Failed)
+        }),
+        "{:#?}",
+        nodes(&p)
+    );
+    let n = nodes(&p);
+    assert_eq!(node(&n, "loop/bad").state, ServiceState::Stopped);
+    assert_eq!(node(&n, "loop/bad").last_exit.as_deref(), Some("exit code 3"));
+    assert_eq!(node(&n, "loop/bad").start_no, 3, "the first run and two restarts");
+}
+
+#[test]
+fn a_stopped_service_stays_stopped_across_restarts_until_started() {
+    let doc = supervisor("web", "one_for_one", &[svc("a", ""), svc("b", "")]);
+    let p = Project::new(&[("web.yaml", &doc)]);
+    let mut first = principal(&p);
+    assert!(eventually(Duration::from_secs(10), || all_running(
+        &p,
+        &["web/a", "web/b"]
+    )));
+    let out = p.run(&["svc", "stop", "web/b"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(eventually(Duration::from_secs(5), || {
+        let n = nodes(&p);
+        node(&n, "web/b").state == ServiceState::Stopped && node(&n, "web/b").held
+    }));
+    signal(first.0.id(), Signal::SIGTERM).expect("SIGTERM");
+    assert!(first.0.wait().expect("wait").success());
+    let _second = principal(&p);
+    assert!(eventually(Duration::from_secs(10), || all_running(&p, &["web/a"])));
+    std::thread::sleep(Duration::from_millis(300));
+    let n = nodes(&p);
+    assert_eq!(node(&n, "web/b").state, ServiceState::Stopped, "still held");
+    let out = p.run(&["svc", "start", "web/b"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(eventually(Duration::from_secs(10), || all_running(&p, &["web/b"])));
+    let out = p.run(&["svc", "restart", "web/nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("web/nope"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn no_service_outlives_a_killed_principal() {
+    let doc = supervisor("web", "one_for_one", &[svc("a", ""), svc("b", "")]);
+    let p = Project::new(&[("web.yaml", &doc)]);
+    let principal = principal(&p);
+    assert!(eventually(Duration::from_secs(10), || all_running(
+        &p,
+        &["web/a", "web/b"]
+    )));
+    let pids: Vec<u32> = nodes(&p).iter().filter_map(|n| n.pid).collect();
+    assert_eq!(pids.len(), 2);
+    signal(principal.0.id(), Signal::SIGKILL).expect("kill -9");
+    drop(principal);
+    assert!(
+        eventually(Duration::from_secs(10), || pids
+            .iter()
+            .all(|pid| signal(*pid, Signal::SIGCONT).is_err()
+                || std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .is_ok_and(|s| s.contains("State:\tZ")))),
+        "the watchdog stops the services of a principal that died"
+    );
+}
