@@ -5,6 +5,7 @@
 mod exec;
 pub mod lines;
 pub mod orphans;
+pub mod ready;
 pub mod reaper;
 pub mod remote;
 
