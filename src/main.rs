@@ -215,8 +215,11 @@ enum Cmd {
     /// List past runs, newest first: state, start, duration and failed tasks.
     History {
         /// Only runs of this workflow.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "service")]
         workflow: Option<String>,
+        /// A supervised service's starts, exits and restarts instead (`web/api`, or `web`).
+        #[arg(long, value_name = "PATH")]
+        service: Option<String>,
         /// At most this many runs.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -227,7 +230,11 @@ enum Cmd {
     /// Print the stored output of a run, in order.
     Logs {
         /// The run (as shown by `history`).
-        run_id: RunId,
+        #[arg(required_unless_present = "service", conflicts_with = "service")]
+        run_id: Option<RunId>,
+        /// A supervised service's output instead (`web/api`, or `web` for a subtree).
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["task", "stream"])]
+        service: Option<String>,
         /// Only this task.
         #[arg(long)]
         task: Option<String>,
@@ -597,12 +604,20 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
         Cmd::Pause { workflow } => cli::control::set_paused(&dirs, workflow, true).await,
         Cmd::Resume { workflow } => cli::control::set_paused(&dirs, workflow, false).await,
         Cmd::History {
+            service: Some(path),
+            limit,
+            json,
+            ..
+        } => cli::history::service_history(&dirs, &path, limit, json).await,
+        Cmd::History {
             workflow,
             limit,
             json,
+            service: None,
         } => cli::history::history(&dirs, RunFilter { workflow, limit }, json).await,
         Cmd::Logs {
             run_id,
+            service,
             task,
             stream,
             json,
@@ -612,7 +627,14 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
                 StreamArg::Stdout => Stream::Stdout,
                 StreamArg::Stderr => Stream::Stderr,
             });
-            cli::history::logs(&dirs, run_id, LogFilter { task, stream }, json, follow).await
+            match (run_id, service) {
+                (_, Some(path)) => cli::history::service_logs(&dirs, &path, json, follow).await,
+                (Some(run_id), None) => {
+                    cli::history::logs(&dirs, run_id, LogFilter { task, stream }, json, follow)
+                        .await
+                }
+                (None, None) => cli::fail(cli::EXIT_INVALID, "give a RUN_ID or --service PATH"),
+            }
         }
         Cmd::Bench(b) => {
             // `bench console` prints one line, as its callers expect.

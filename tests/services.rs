@@ -79,6 +79,14 @@ fn services_start_in_order_once_ready_and_stop_in_reverse() {
         lines(&p.path().join("order")),
         ["start a", "start b", "start c"]
     );
+    // Their output is kept: the readiness line of each.
+    assert!(eventually(Duration::from_secs(5), || {
+        text(&p.run(&["logs", "--service", "web"]).stdout)
+            .lines()
+            .filter(|l| l.ends_with(" ready"))
+            .count()
+            == 3
+    }));
     signal(principal.0.id(), Signal::SIGTERM).expect("SIGTERM");
     let status = principal.0.wait().expect("wait");
     assert!(status.success());
@@ -86,6 +94,13 @@ fn services_start_in_order_once_ready_and_stop_in_reverse() {
         lines(&p.path().join("order"))[3..],
         ["stop c", "stop b", "stop a"],
         "stopped right to left, each after the one to its right"
+    );
+    // Read from the file once the principal is gone.
+    let out = p.run(&["logs", "--service", "web/b"]);
+    assert!(
+        text(&out.stdout).contains("[web/b#1] ready"),
+        "{}",
+        text(&out.stdout)
     );
 }
 
@@ -100,7 +115,9 @@ fn one_for_one_restarts_the_crashed_child_and_rest_for_one_those_after_it() {
     let p = Project::new(&[("one.yaml", &one), ("rest.yaml", &rest)]);
     let _principal = principal(&p);
     let all = ["one/a", "one/b", "rest/x", "rest/y", "rest/z"];
-    assert!(eventually(Duration::from_secs(10), || all_running(&p, &all)));
+    assert!(eventually(Duration::from_secs(10), || all_running(
+        &p, &all
+    )));
     let before = nodes(&p);
     let kill = |path: &str| {
         let pid = node(&before, path).pid.expect("pid");
@@ -119,7 +136,10 @@ fn one_for_one_restarts_the_crashed_child_and_rest_for_one_those_after_it() {
     assert_eq!(starts("one/b"), 1, "one_for_one: only the crashed child");
     assert_eq!(starts("rest/x"), 1, "rest_for_one: not the ones before it");
     assert_eq!((starts("rest/y"), starts("rest/z")), (2, 2));
-    assert_eq!(node(&after, "one/a").last_exit.as_deref(), Some("killed by signal SIGKILL"));
+    assert_eq!(
+        node(&after, "one/a").last_exit.as_deref(),
+        Some("killed by signal SIGKILL")
+    );
 }
 
 #[test]
@@ -138,8 +158,23 @@ fn a_child_crashing_in_a_loop_makes_its_supervisor_give_up() {
     );
     let n = nodes(&p);
     assert_eq!(node(&n, "loop/bad").state, ServiceState::Stopped);
-    assert_eq!(node(&n, "loop/bad").last_exit.as_deref(), Some("exit code 3"));
-    assert_eq!(node(&n, "loop/bad").start_no, 3, "the first run and two restarts");
+    assert_eq!(
+        node(&n, "loop/bad").last_exit.as_deref(),
+        Some("exit code 3")
+    );
+    assert_eq!(
+        node(&n, "loop/bad").start_no,
+        3,
+        "the first run and two restarts"
+    );
+    let out = p.run(&["history", "--service", "loop"]);
+    let history = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(history.matches(" exited ").count(), 3, "{history}");
+    assert!(
+        history.contains("gave_up") && history.contains("exit code 3"),
+        "{history}"
+    );
 }
 
 #[test]
@@ -160,16 +195,26 @@ fn a_stopped_service_stays_stopped_across_restarts_until_started() {
     signal(first.0.id(), Signal::SIGTERM).expect("SIGTERM");
     assert!(first.0.wait().expect("wait").success());
     let _second = principal(&p);
-    assert!(eventually(Duration::from_secs(10), || all_running(&p, &["web/a"])));
+    assert!(eventually(Duration::from_secs(10), || all_running(
+        &p,
+        &["web/a"]
+    )));
     std::thread::sleep(Duration::from_millis(300));
     let n = nodes(&p);
     assert_eq!(node(&n, "web/b").state, ServiceState::Stopped, "still held");
     let out = p.run(&["svc", "start", "web/b"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(eventually(Duration::from_secs(10), || all_running(&p, &["web/b"])));
+    assert!(eventually(Duration::from_secs(10), || all_running(
+        &p,
+        &["web/b"]
+    )));
     let out = p.run(&["svc", "restart", "web/nope"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("web/nope"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("web/nope"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -186,11 +231,52 @@ fn no_service_outlives_a_killed_principal() {
     signal(principal.0.id(), Signal::SIGKILL).expect("kill -9");
     drop(principal);
     assert!(
-        eventually(Duration::from_secs(10), || pids
-            .iter()
-            .all(|pid| signal(*pid, Signal::SIGCONT).is_err()
-                || std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .is_ok_and(|s| s.contains("State:\tZ")))),
+        eventually(Duration::from_secs(10), || pids.iter().all(|pid| signal(
+            *pid,
+            Signal::SIGCONT
+        )
+        .is_err()
+            || std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .is_ok_and(|s| s.contains("State:\tZ")))),
         "the watchdog stops the services of a principal that died"
     );
+}
+
+#[test]
+fn readiness_by_command_http_and_sd_notify_gates_the_next_child() {
+    if std::process::Command::new("python3")
+        .arg("-V")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        eprintln!("skipped: python3 is needed for the http server and the sd_notify sender");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let notify = "import os, socket, time; time.sleep(0.3); a = os.environ['NOTIFY_SOCKET']; \
+                  a = '\\\\0' + a[1:] if a.startswith('@') else a; \
+                  s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.connect(a); \
+                  s.send(b'STATUS=warm\\\\nREADY=1'); time.sleep(30)";
+    let doc = format!(
+        "kind: supervisor\nname: r\nchildren:\n\
+         - {{ name: cmd, run: \"sleep 0.3; touch flag; echo start cmd >> order; exec sleep 30\", ready: {{ command: \"test -f flag\", timeout: 10s }} }}\n\
+         - {{ name: web, run: [\"python3\", \"-m\", \"http.server\", \"{port}\", \"--bind\", \"127.0.0.1\"], ready: {{ http: \"http://127.0.0.1:{port}/\", timeout: 10s }} }}\n\
+         - {{ name: notified, run: [\"python3\", \"-c\", \"{notify}\"], ready: {{ notify: true, timeout: 10s }} }}\n\
+         - {{ name: last, run: \"echo start last >> order; exec sleep 30\" }}\n"
+    );
+    let p = Project::new(&[("r.yaml", &doc)]);
+    let _principal = principal(&p);
+    assert!(
+        eventually(Duration::from_secs(15), || all_running(
+            &p,
+            &["r/cmd", "r/web", "r/notified", "r/last"]
+        )),
+        "{:#?}",
+        nodes(&p)
+    );
+    assert_eq!(lines(&p.path().join("order")), ["start cmd", "start last"]);
 }

@@ -387,3 +387,150 @@ impl Follower<'_> {
         }
     }
 }
+
+/// Lists a service's (or subtree's) lifecycle events, oldest first.
+pub async fn service_history(dirs: &Dirs, path: &str, limit: usize, json: bool) -> ExitCode {
+    let events = match source(dirs, connect::REQUEST_TIMEOUT).await {
+        Err(code) => return code,
+        Ok(Source::Principal(client, _)) => {
+            let request = Request::ServiceHistory {
+                path: Some(path.to_string()),
+                limit,
+            };
+            match client.call(request).await {
+                Ok(Response::ServiceEvents { events }) => events,
+                Ok(Response::Error(e)) => return client_failure(e.into()),
+                Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
+                Err(e) => return client_failure(e),
+            }
+        }
+        Ok(Source::File(reader)) => match reader.service_events(Some(path), limit) {
+            Ok(e) => e,
+            Err(e) => return fail(EXIT_FAILED, e),
+        },
+    };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if json {
+        let _ = serde_json::to_writer_pretty(&mut out, &events);
+        let _ = writeln!(out);
+        return ExitCode::SUCCESS;
+    }
+    if events.is_empty() {
+        let _ = writeln!(
+            out,
+            "no history for `{path}`: `opsconsole svc status` lists the services"
+        );
+        return ExitCode::SUCCESS;
+    }
+    let _ = writeln!(
+        out,
+        "{:<26} {:<24} {:>5}  {:<16} DETAILS",
+        "TIME", "PATH", "START", "EVENT"
+    );
+    for e in &events {
+        let mut details = e.message.clone().unwrap_or_default();
+        if let Some(pid) = e.pid {
+            details = format!("pid {pid} {details}");
+        }
+        let _ = writeln!(
+            out,
+            "{:<26} {:<24} {:>5}  {:<16} {}",
+            e.at.format("%Y-%m-%d %H:%M:%S%.3f"),
+            e.path,
+            e.start_no,
+            e.kind.as_str(),
+            details.trim()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Prints a service's (or subtree's) stored output; with `follow`, then its new lines as they
+/// come, until Ctrl-C or the principal stops.
+pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> ExitCode {
+    use crate::protocol::service::ServiceLine;
+    let style = Style::stdout();
+    let print = |line: &ServiceLine| {
+        if json {
+            println!("{}", serde_json::to_string(line).unwrap_or_default());
+        } else {
+            let mark = match line.stream {
+                Stream::Stdout => format!("[{}#{}]", line.path, line.start_no),
+                Stream::Stderr => {
+                    style.paint("31", &format!("[{}#{}:err]", line.path, line.start_no))
+                }
+            };
+            println!("{} {mark} {}", line.at.format("%H:%M:%S%.3f"), line.text);
+        }
+    };
+    let source = match source(dirs, connect::REQUEST_TIMEOUT).await {
+        Err(code) => return code,
+        Ok(s) => s,
+    };
+    let (client, mut events) = match source {
+        Source::File(reader) => {
+            if follow {
+                return fail(
+                    EXIT_INVALID,
+                    "--follow needs a running principal (`opsconsole principal`)",
+                );
+            }
+            return match reader.service_lines(Some(path), MAX_LOG_PAGE) {
+                Ok(lines) => {
+                    lines.iter().for_each(print);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EXIT_FAILED, e),
+            };
+        }
+        Source::Principal(client, _) => {
+            // Subscribed first, so that no line between the page and the stream is missed.
+            let events = follow.then(|| client.subscribe());
+            (client, events)
+        }
+    };
+    let request = Request::ServiceLogs {
+        path: Some(path.to_string()),
+        limit: MAX_LOG_PAGE,
+    };
+    let lines = match client.call(request).await {
+        Ok(Response::ServiceLines { lines }) => lines,
+        Ok(Response::Error(e)) => return client_failure(e.into()),
+        Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
+        Err(e) => return client_failure(e),
+    };
+    let last = lines.last().map(|l| (l.at, l.start_no));
+    lines.iter().for_each(print);
+    let Some(events) = events.as_mut() else {
+        return ExitCode::SUCCESS;
+    };
+    let subtree = format!("{path}/");
+    loop {
+        let batch = tokio::select! {
+            _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+            ev = events.recv() => match ev {
+                Ok(Event::ServiceLogs(b)) => b,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => {
+                    return fail(EXIT_FAILED, "the principal stopped");
+                }
+            },
+        };
+        if batch.path.as_ref() != path && !batch.path.starts_with(&subtree) {
+            continue;
+        }
+        for l in &batch.lines {
+            // Lines already on the page came in before the subscription took effect.
+            if last.is_some_and(|(at, start)| l.at <= at && batch.start_no <= start) {
+                continue;
+            }
+            print(&ServiceLine {
+                path: batch.path.to_string(),
+                start_no: batch.start_no,
+                stream: batch.stream,
+                at: l.at,
+                text: l.text.clone(),
+            });
+        }
+    }
+}

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use super::Diagnostic;
 use super::agent::{AgentId, AgentStatus};
 use super::history::{AttemptRow, RunSummary, StoredLine};
-use super::service::{ServiceAction, ServiceNode};
+use super::service::{ServiceAction, ServiceLine, ServiceNode, ServiceRecord};
 use super::{Event, RunId, RunState, Stream, TaskState};
 
 /// Version of the request/response/event types; peers with another version are refused.
@@ -133,6 +133,22 @@ pub enum Request {
         #[serde(default)]
         path: Option<String>,
     },
+    /// Stored lifecycle events (starts, exits, restarts, holds) of a service or subtree.
+    ServiceHistory {
+        /// `web/api`, or `web`; `None`: every service.
+        #[serde(default)]
+        path: Option<String>,
+        /// The newest this many.
+        limit: usize,
+    },
+    /// Stored output lines of a service or subtree.
+    ServiceLogs {
+        /// `web/api`, or `web`; `None`: every service.
+        #[serde(default)]
+        path: Option<String>,
+        /// The newest this many (capped at [`MAX_LOG_PAGE`]).
+        limit: usize,
+    },
     /// Start, stop (and hold) or restart a service or a whole subtree.
     ServiceControl {
         /// `web/api`, or `web` for the subtree.
@@ -165,7 +181,9 @@ impl Request {
             | Request::RunDetail { .. }
             | Request::Queue
             | Request::Agents
-            | Request::Services { .. } => false,
+            | Request::Services { .. }
+            | Request::ServiceHistory { .. }
+            | Request::ServiceLogs { .. } => false,
         }
     }
 }
@@ -265,6 +283,16 @@ pub enum Response {
     Services {
         /// The nodes.
         nodes: Vec<ServiceNode>,
+    },
+    /// Answer to [`Request::ServiceHistory`], oldest first.
+    ServiceEvents {
+        /// The events.
+        events: Vec<ServiceRecord>,
+    },
+    /// Answer to [`Request::ServiceLogs`], oldest first.
+    ServiceLines {
+        /// The lines.
+        lines: Vec<ServiceLine>,
     },
     /// Answer to [`Request::Agents`], [`Request::Cordon`] and [`Request::Drain`].
     Agents {

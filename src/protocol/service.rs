@@ -186,3 +186,18 @@ pub enum ServiceAction {
     /// Stop it and start it again.
     Restart,
 }
+
+/// One stored output line of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLine {
+    /// The service's path.
+    pub path: String,
+    /// Which run.
+    pub start_no: u64,
+    /// Which stream.
+    pub stream: Stream,
+    /// When it was read.
+    pub at: DateTime<Utc>,
+    /// The line.
+    pub text: String,
+}

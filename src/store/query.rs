@@ -55,6 +55,11 @@ pub struct Reader {
     conn: duckdb::Connection,
 }
 
+/// `path` and `path/` (its subtree) as query parameters.
+fn path_filter(path: Option<&str>) -> (Option<String>, Option<String>) {
+    (path.map(str::to_string), path.map(|p| format!("{p}/")))
+}
+
 fn micros(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(v).unwrap_or_default()
 }
@@ -86,6 +91,93 @@ impl Reader {
             });
         }
         Ok(Self { conn })
+    }
+
+    /// Lifecycle events of the service or subtree at `path` (every one for `None`), the
+    /// newest `limit`, in order.
+    pub fn service_events(
+        &self,
+        path: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::protocol::service::ServiceRecord>, StoreError> {
+        use crate::protocol::service::{ServiceEventKind as K, ServiceRecord};
+        let kinds = [
+            K::Starting,
+            K::Started,
+            K::Ready,
+            K::Exited,
+            K::ReadyTimedOut,
+            K::Restarting,
+            K::Stopping,
+            K::Stopped,
+            K::GaveUp,
+            K::AutoShutdown,
+            K::Held,
+            K::Released,
+        ];
+        let (exact, prefix) = path_filter(path);
+        let mut stmt = self.conn.prepare(
+            "SELECT * FROM (
+                 SELECT path, start_no, kind, pid, exit_code, signal, message, epoch_us(ts),
+                        event_seq
+                 FROM service_events WHERE (? IS NULL OR path = ? OR starts_with(path, ?))
+                 ORDER BY event_seq DESC LIMIT ?)
+             ORDER BY event_seq",
+        )?;
+        let rows = stmt.query_map(
+            duckdb::params![exact, exact, prefix, limit.min(100_000) as i64],
+            |r| {
+                let kind: String = r.get(2)?;
+                Ok(ServiceRecord {
+                    path: r.get(0)?,
+                    start_no: r.get::<_, i64>(1)?.max(0) as u64,
+                    kind: kinds
+                        .into_iter()
+                        .find(|k| k.as_str() == kind)
+                        .unwrap_or(K::Stopped),
+                    pid: r.get::<_, Option<i64>>(3)?.map(|p| p.max(0) as u32),
+                    exit_code: r.get(4)?,
+                    signal: r.get(5)?,
+                    message: r.get(6)?,
+                    at: micros(r.get(7)?),
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The newest `limit` output lines of the service or subtree at `path`, in order.
+    pub fn service_lines(
+        &self,
+        path: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::protocol::service::ServiceLine>, StoreError> {
+        let (exact, prefix) = path_filter(path);
+        let mut stmt = self.conn.prepare(
+            "SELECT * FROM (
+                 SELECT path, start_no, stream, seq, epoch_us(ts), line, event_seq
+                 FROM service_logs WHERE (? IS NULL OR path = ? OR starts_with(path, ?))
+                 ORDER BY event_seq DESC, seq DESC LIMIT ?)
+             ORDER BY event_seq, seq",
+        )?;
+        let rows = stmt.query_map(
+            duckdb::params![exact, exact, prefix, limit.min(100_000) as i64],
+            |r| {
+                let stream: String = r.get(2)?;
+                Ok(crate::protocol::service::ServiceLine {
+                    path: r.get(0)?,
+                    start_no: r.get::<_, i64>(1)?.max(0) as u64,
+                    stream: if stream == "stderr" {
+                        crate::protocol::Stream::Stderr
+                    } else {
+                        crate::protocol::Stream::Stdout
+                    },
+                    at: micros(r.get(4)?),
+                    text: r.get(5)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Runs, newest first.

@@ -89,6 +89,14 @@ impl Engine {
             Request::Services { path } => {
                 let _ = reply.send(self.on_services_request(path, None).await);
             }
+            Request::ServiceHistory { path, limit } => self.read(reply, move |r| {
+                r.service_events(path.as_deref(), limit)
+                    .map(|events| Response::ServiceEvents { events })
+            }),
+            Request::ServiceLogs { path, limit } => self.read(reply, move |r| {
+                r.service_lines(path.as_deref(), limit.min(MAX_LOG_PAGE))
+                    .map(|lines| Response::ServiceLines { lines })
+            }),
             Request::ServiceControl { path, action } => {
                 let _ = reply.send(self.on_services_request(Some(path), Some(action)).await);
             }

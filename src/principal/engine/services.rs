@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::{Engine, Internal, Timer};
+use crate::agent::ready::{NotifySocket, ProbeContext, until_ready};
 use crate::protocol::Event;
 use crate::protocol::agent::{
     AgentEvent, Assignment, Exit, ServiceStart, StopPolicy, WorkEnd, WorkId, WorkKind,
@@ -14,7 +15,7 @@ use crate::protocol::api::{ApiError, ApiErrorKind, Response};
 use crate::protocol::service::{
     ServiceAction, ServiceEventKind, ServiceLogBatch, ServiceNode, ServiceRecord, ServiceState,
 };
-use crate::spec::{CommandSpec, RenderContext};
+use crate::spec::{CommandSpec, Readiness, ReadyProbe, RenderContext};
 use crate::supervisor::{
     At, ExitStatus, Lifecycle, LifecycleEvent, NodeKind, NodeState, NodeView, Step, Supervision,
 };
@@ -26,7 +27,12 @@ pub(in crate::principal) struct Services {
     origin: tokio::time::Instant,
     /// Readiness checks under way, by service (dropping one stops it).
     checks: HashMap<String, (u64, ReadyCheck)>,
+    /// The environment and working directory of each service's latest run, for its command
+    /// readiness check.
+    probe_env: HashMap<String, ProbeEnv>,
 }
+
+type ProbeEnv = (Vec<(String, String)>, Option<std::path::PathBuf>);
 
 /// A readiness check of one run of a service.
 enum ReadyCheck {
@@ -52,6 +58,7 @@ impl Services {
             machine: Supervision::new(&roots, fastrand::f64),
             origin: tokio::time::Instant::now(),
             checks: HashMap::new(),
+            probe_env: HashMap::new(),
         }
     }
 
@@ -63,28 +70,6 @@ impl Services {
     fn wall(&self, at: At) -> chrono::DateTime<chrono::Utc> {
         let ago = self.origin.elapsed().saturating_sub(at.0);
         chrono::Utc::now() - chrono::Duration::from_std(ago).unwrap_or_default()
-    }
-}
-
-/// Polls `probe` until it passes (the state machine's timeout decides when that is too late).
-async fn until_ready(probe: &crate::spec::ReadyProbe) {
-    use crate::spec::ReadyProbe;
-    let mut pause = std::time::Duration::from_millis(20);
-    loop {
-        let passed = match probe {
-            ReadyProbe::Tcp { host, port } => tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                tokio::net::TcpStream::connect((host.as_str(), *port)),
-            )
-            .await
-            .is_ok_and(|c| c.is_ok()),
-            _ => false,
-        };
-        if passed {
-            return;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_secs(1));
     }
 }
 
@@ -166,6 +151,30 @@ impl Engine {
             ("OPSCONSOLE_SERVICE_START".to_string(), start_no.to_string()),
         ];
         env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.render(&ctx))));
+        // sd_notify: the socket exists before the process does, so no READY=1 is missed.
+        if let Some(Readiness {
+            probe: ReadyProbe::Notify,
+            ..
+        }) = &spec.ready
+        {
+            match NotifySocket::bind(&std::env::temp_dir()) {
+                Ok(socket) => {
+                    env.push(("NOTIFY_SOCKET".to_string(), socket.env_value()));
+                    let tx = self.internal_tx.clone();
+                    let p = path.clone();
+                    let task = tokio::spawn(async move {
+                        if socket.ready().await.is_ok() {
+                            let _ = tx.send(Internal::ServiceReady { path: p, start_no });
+                        }
+                    });
+                    let check = ReadyCheck::Task(task.abort_handle());
+                    self.services.checks.insert(path.clone(), (start_no, check));
+                }
+                // Without the socket it never becomes ready: its timeout counts as a crash.
+                Err(e) => tracing::error!(service = %path, "cannot make its NOTIFY_SOCKET: {e}"),
+            }
+        }
+        let probe_env = env.clone();
         let job = Assignment {
             id: WorkId::Service(ServiceStart {
                 path: Arc::from(path.as_str()),
@@ -180,6 +189,9 @@ impl Engine {
                 grace: spec.stop.grace,
             },
         };
+        self.services
+            .probe_env
+            .insert(path.clone(), (probe_env, spec.cwd.clone()));
         // Services run beside the principal, in the in-process pool.
         let local = BTreeMap::from([("local".to_string(), "true".to_string())]);
         if self.agents.assign(job, &local).is_err() {
@@ -274,13 +286,27 @@ impl Engine {
             return;
         };
         let check = match ready.probe {
-            crate::spec::ReadyProbe::Log(re) => ReadyCheck::Log(re),
+            ReadyProbe::Log(re) => ReadyCheck::Log(re),
+            // Its socket is waiting since the spawn.
+            ReadyProbe::Notify => return,
             probe => {
                 let tx = self.internal_tx.clone();
                 let path = path.to_string();
+                let (env, cwd) = self
+                    .services
+                    .probe_env
+                    .get(&path)
+                    .cloned()
+                    .unwrap_or_default();
+                let ctx = ProbeContext::new(path.clone(), start_no, env, cwd);
                 let task = tokio::spawn(async move {
-                    until_ready(&probe).await;
-                    let _ = tx.send(Internal::ServiceReady { path, start_no });
+                    match until_ready(&probe, &ctx).await {
+                        Ok(()) => {
+                            let _ = tx.send(Internal::ServiceReady { path, start_no });
+                        }
+                        // It can never pass; its timeout counts as a crash, and says why.
+                        Err(e) => tracing::error!(service = %path, "readiness check: {e}"),
+                    }
                 });
                 ReadyCheck::Task(task.abort_handle())
             }
