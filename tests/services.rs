@@ -280,3 +280,40 @@ fn readiness_by_command_http_and_sd_notify_gates_the_next_child() {
     );
     assert_eq!(lines(&p.path().join("order")), ["start cmd", "start last"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_file_can_be_saved_through_the_principal() {
+    use opsconsole::protocol::api::{Client, Request, Response};
+    use opsconsole::protocol::zmq::{Endpoints, ZmqClient};
+    let p = Project::new(&[]);
+    let _principal = principal(&p);
+    let client = ZmqClient::connect(&Endpoints::for_data_dir(&p.data()), Duration::from_secs(3))
+        .await
+        .expect("client");
+    let text = supervisor("edited", "one_for_one", &[svc("a", "")]);
+    let saved = client
+        .call(Request::PutSpec {
+            file: "edited.yaml".into(),
+            text,
+            base_hash: None,
+        })
+        .await
+        .expect("answer");
+    assert!(matches!(saved, Response::SpecSaved { .. }), "{saved:?}");
+    let bad = "kind: supervisor\nname: x\nstrategy: one_for_everyone\nchildren: []\n";
+    let rejected = client
+        .call(Request::PutSpec {
+            file: "bad.yaml".into(),
+            text: bad.into(),
+            base_hash: None,
+        })
+        .await
+        .expect("answer");
+    match rejected {
+        Response::SpecRejected { problems } => {
+            assert!(problems.iter().any(|d| d.line == 3), "{problems:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!p.path().join("workflows/bad.yaml").exists());
+}

@@ -163,13 +163,28 @@ impl Engine {
         if let Some(refused) = conflict(file, &path, base_hash) {
             return refused;
         }
-        let spec = match crate::spec::parse_str(&path, text) {
-            Ok(spec) => spec,
+        let document = match crate::spec::parse_document(&path, text) {
+            Ok(document) => document,
             Err(problems) => return Response::SpecRejected { problems },
         };
-        if let Some(other) = self.catalog.get(&spec.name)
-            && file_name(&other.file) != file
-        {
+        let (kind, name) = match &document {
+            crate::spec::Document::Workflow(w) => ("workflow", w.name.clone()),
+            crate::spec::Document::Supervisor(s) => ("supervisor", s.name().to_string()),
+        };
+        let elsewhere = match &document {
+            crate::spec::Document::Workflow(_) => self
+                .catalog
+                .get(&name)
+                .map(|other| file_name(&other.file))
+                .filter(|f| f != file),
+            crate::spec::Document::Supervisor(_) => self
+                .catalog
+                .supervisors
+                .get(&name)
+                .map(|other| file_name(&other.file))
+                .filter(|f| f != file),
+        };
+        if let Some(other_file) = elsewhere {
             let (line, col) = name_position(text);
             return Response::SpecRejected {
                 problems: vec![Diagnostic {
@@ -177,9 +192,7 @@ impl Engine {
                     line,
                     col,
                     message: format!(
-                        "workflow `{}` is already defined in {}: choose another name",
-                        spec.name,
-                        file_name(&other.file)
+                        "{kind} `{name}` is already defined in {other_file}: choose another name"
                     ),
                     source_line: (line > 0)
                         .then(|| text.lines().nth(line - 1).map(str::to_string))
