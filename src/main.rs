@@ -372,6 +372,17 @@ enum BenchCmd {
         #[arg(long, default_value_t = 200)]
         runs: usize,
     },
+    /// N services (`sleep 3600`) under one one_for_one supervisor: time until all run,
+    /// crash-to-restarted latency under random SIGKILLs beside a bare spawn-and-wait, and the
+    /// principal's idle CPU and memory with all of them up.
+    Supervise {
+        /// Number of services.
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        /// Random kills to time.
+        #[arg(long, default_value_t = 200)]
+        kills: usize,
+    },
     /// Peak memory with many tasks running at once.
     Rss {
         /// Number of tasks.
@@ -665,6 +676,9 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
                     opsconsole::bench::api(clients, requests).await
                 }
                 BenchCmd::Latency { runs } => opsconsole::bench::latency(runs).await,
+                BenchCmd::Supervise { services, kills } => {
+                    opsconsole::bench::supervise(services, kills).await
+                }
                 BenchCmd::Rss {
                     tasks,
                     slots,

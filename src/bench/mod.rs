@@ -17,8 +17,10 @@ use crate::store::Store;
 
 mod agents;
 mod api;
+mod supervise;
 pub use agents::throughput_agents;
 pub use api::{api, throughput_via_principal};
+pub use supervise::supervise;
 
 /// A scratch data dir removed on drop.
 struct Scratch(PathBuf);
