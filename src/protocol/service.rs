@@ -186,3 +186,14 @@ pub enum ServiceAction {
     /// Stop it and start it again.
     Restart,
 }
+
+impl ServiceAction {
+    /// The action's name as typed (`opsconsole svc restart`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+        }
+    }
+}
