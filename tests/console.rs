@@ -61,9 +61,17 @@ impl Console {
 
     /// Starts `opsconsole ARGS` in a temp dir holding `workflows/hello.yaml`.
     fn start(args: &[&str], rows: u16, cols: u16) -> Console {
+        Self::start_with(&[], args, rows, cols)
+    }
+
+    /// Same, with more files (name, text) in `workflows/`.
+    fn start_with(files: &[(&str, &str)], args: &[&str], rows: u16, cols: u16) -> Console {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join("workflows")).expect("mkdir");
         std::fs::write(dir.path().join("workflows/hello.yaml"), HELLO).expect("write spec");
+        for (name, text) in files {
+            std::fs::write(dir.path().join("workflows").join(name), text).expect("write file");
+        }
         Self::spawn(dir, args, rows, cols)
     }
 
@@ -472,4 +480,66 @@ fn an_attached_console_shows_reconnecting_and_resumes_when_the_principal_is_back
     assert!(c.wait_exit().success());
     c1.send("\x03");
     c1.wait_exit();
+}
+
+const WEB: &str = "\
+kind: supervisor
+name: web
+children:
+  - { name: api, run: \"echo up; exec sleep 30\" }
+";
+
+/// `(start_no, pid)` of `path` as `opsconsole svc status --json` reports it.
+fn service_run(dir: &Path, path: &str) -> Option<(u64, u64)> {
+    let out = opsconsole(dir, &["svc", "status", "--json"]);
+    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let node = nodes.as_array()?.iter().find(|n| n["path"] == path)?;
+    Some((node["start_no"].as_u64()?, node["pid"].as_u64()?))
+}
+
+/// Polls `check` every 100 ms for at most `limit`.
+fn within<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn a_service_is_restarted_from_the_supervisors_pane() {
+    let mut c = Console::start_with(&[("web.yaml", WEB)], &[], 30, 120);
+    c.wait_for("Overview");
+    c.send("8");
+    c.wait_for("● api");
+    let limit = Duration::from_secs(15);
+    let (start_no, pid) =
+        within(limit, || service_run(c.dir(), "web/api")).expect("web/api running");
+    c.send("\x1b[B"); // from `web` down to `api`
+    c.wait_for("web/api — running");
+    c.send("r");
+    c.wait_for("Restart web/api?");
+    c.send("y");
+    let (again, new_pid) = within(limit, || {
+        service_run(c.dir(), "web/api").filter(|(n, p)| *n > start_no && *p != pid)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "web/api was not restarted; the screen shows:\n{}",
+            c.contents()
+        )
+    });
+    assert_eq!(again, start_no + 1);
+    c.wait_for(&format!("{new_pid}"));
+    c.send("q");
+    assert!(c.wait_exit().success());
+    // Quitting the console stopped its principal and with it the service's `sleep`.
+    let gone = within(limit, || {
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(new_pid as i32), None);
+        alive.is_err().then_some(())
+    });
+    assert!(gone.is_some(), "pid {new_pid} outlived the console");
 }

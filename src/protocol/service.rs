@@ -201,3 +201,14 @@ pub struct ServiceLine {
     /// The line.
     pub text: String,
 }
+
+impl ServiceAction {
+    /// The action's name as typed (`opsconsole svc restart`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+        }
+    }
+}

@@ -12,7 +12,23 @@ use crate::protocol::Diagnostic;
 use crate::protocol::agent::{AgentId, AgentStatus};
 use crate::protocol::api::{ClientError, Response, RunDetail};
 use crate::protocol::history::{RunSummary, StoredLine};
+use crate::protocol::service::{ServiceAction, ServiceNode};
 use crate::protocol::{RunId, RunState};
+
+/// Puts `nodes` (the subtree at `path`, in tree order) where that subtree is in `all`, or at
+/// the end when it is not there.
+fn replace_subtree(all: &mut Vec<ServiceNode>, path: &str, nodes: Vec<ServiceNode>) {
+    let within = |n: &ServiceNode| {
+        n.path == path
+            || n.path
+                .strip_prefix(path)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    let at = all.iter().position(within).unwrap_or(all.len());
+    all.retain(|n| !within(n));
+    let at = at.min(all.len());
+    all.splice(at..at, nodes);
+}
 
 impl App {
     /// Applies the answer to a request.
@@ -61,6 +77,13 @@ impl App {
             (Purpose::Agents, Response::Agents { agents }) => self.data.agents = Some(agents),
             (Purpose::Cordon(id, _) | Purpose::Drain(id), Response::Agents { agents }) => {
                 self.agent_changed(&id, agents)
+            }
+            (Purpose::Services, Response::Services { nodes }) => {
+                self.data.services = Some(nodes);
+                self.open_new_supervisors();
+            }
+            (Purpose::ServiceControl(path, action), Response::Services { nodes }) => {
+                self.service_changed(&path, action, nodes)
             }
             (Purpose::Detail(id), Response::Run(d)) => self.detail(id, *d),
             (
@@ -166,6 +189,23 @@ impl App {
             None => self.warn(format!("agent {id} is no longer listed")),
         }
         self.data.agents = Some(agents);
+    }
+
+    /// A start, stop or restart of `path` was answered with its subtree as it is now: that
+    /// part of the trees is replaced (the answer holds only the subtree).
+    fn service_changed(&mut self, path: &str, action: ServiceAction, nodes: Vec<ServiceNode>) {
+        let state = nodes.iter().find(|n| n.path == path).map_or_else(
+            || "not listed any more".to_string(),
+            |n| n.state.to_string(),
+        );
+        self.say(format!("{path}: {} sent, now {state}", action.as_str()));
+        match self.data.services.as_mut() {
+            Some(all) => replace_subtree(all, path, nodes),
+            None => self.data.services = Some(nodes),
+        }
+        self.open_new_supervisors();
+        // Events follow as the subtree moves on; the full read after them brings the rest.
+        self.services_wanted = true;
     }
 
     /// The detail of run `id`, if it is still the one selected.

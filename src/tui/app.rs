@@ -15,6 +15,7 @@ use super::view::{Message, View};
 use crate::protocol::RunId;
 use crate::protocol::agent::AgentId;
 use crate::protocol::api::Request;
+use crate::protocol::service::ServiceAction;
 
 /// Runs asked for from history (the runs and history panes).
 pub const HISTORY_LIMIT: usize = 500;
@@ -32,6 +33,8 @@ pub enum Purpose {
     Queue,
     /// Every agent.
     Agents,
+    /// Every supervision tree.
+    Services,
     /// Detail of a run.
     Detail(RunId),
     /// A page of logs for buffer generation `generation`.
@@ -59,6 +62,8 @@ pub enum Purpose {
     Cordon(AgentId, bool),
     /// Drain of an agent.
     Drain(AgentId),
+    /// Start, stop or restart of the service or subtree at this path.
+    ServiceControl(String, ServiceAction),
 }
 
 /// Something the event loop must do for the app.
@@ -107,6 +112,9 @@ pub struct App {
     /// The next refresh reads the agents too, though their pane is not shown (at start, and
     /// after an agent event).
     pub agents_wanted: bool,
+    /// The supervision trees are to be read again soon, whichever pane is shown (at start, for
+    /// the Overview's summary, and after a service event; many events make one read).
+    pub services_wanted: bool,
     /// Theme names for completion.
     pub theme_names: Vec<String>,
     /// Events missed because the console fell behind.
@@ -128,6 +136,7 @@ impl App {
             dirty: true,
             refresh_wanted: false,
             agents_wanted: true,
+            services_wanted: true,
             theme_names,
             lagged: 0,
             outbox: Vec::new(),
@@ -156,21 +165,35 @@ impl App {
         if std::mem::take(&mut self.agents_wanted) || self.view.pane == Pane::Agents {
             out.push(agents_call());
         }
+        if std::mem::take(&mut self.services_wanted) || self.view.pane == Pane::Supervisors {
+            out.push(services_call());
+        }
         out
     }
 
+    /// The read of the trees asked for by service events, if one is still wanted (a refresh
+    /// may have done it meanwhile).
+    pub fn services_effects(&mut self) -> Vec<Effect> {
+        if std::mem::take(&mut self.services_wanted) {
+            vec![services_call()]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// True while something shown goes stale with time alone and must be read again now and
-    /// then, events or not (the agents' heartbeat ages).
+    /// then, events or not (the agents' heartbeat ages, the services' uptimes and backoffs).
     pub fn wants_poll(&self) -> bool {
-        self.view.pane == Pane::Agents && !self.data.unreachable
+        matches!(self.view.pane, Pane::Agents | Pane::Supervisors) && !self.data.unreachable
     }
 
     /// The requests of one such poll.
     pub fn poll_effects(&self) -> Vec<Effect> {
-        if self.wants_poll() {
-            vec![agents_call()]
-        } else {
-            Vec::new()
+        match self.view.pane {
+            _ if !self.wants_poll() => Vec::new(),
+            Pane::Agents => vec![agents_call()],
+            Pane::Supervisors => vec![services_call()],
+            _ => Vec::new(),
         }
     }
 
@@ -260,6 +283,11 @@ pub(super) fn agents_call() -> Effect {
     Effect::Call(Request::Agents, Purpose::Agents)
 }
 
+/// The request for every supervision tree.
+pub(super) fn services_call() -> Effect {
+    Effect::Call(Request::Services { path: None }, Purpose::Services)
+}
+
 pub(super) fn is_background(p: &Purpose) -> bool {
     matches!(
         p,
@@ -268,6 +296,7 @@ pub(super) fn is_background(p: &Purpose) -> bool {
             | Purpose::History
             | Purpose::Queue
             | Purpose::Agents
+            | Purpose::Services
             | Purpose::Detail(_)
             | Purpose::Logs { .. }
     )
@@ -280,6 +309,7 @@ pub(super) fn source_name(p: &Purpose) -> &'static str {
         Purpose::History => "history",
         Purpose::Queue => "queue",
         Purpose::Agents => "agents",
+        Purpose::Services => "services",
         Purpose::Detail(_) => "run detail",
         Purpose::Logs { .. } => "logs",
         Purpose::Trigger(_) => "trigger",
@@ -291,5 +321,6 @@ pub(super) fn source_name(p: &Purpose) -> &'static str {
         Purpose::Cordon(_, true) => "cordon",
         Purpose::Cordon(_, false) => "uncordon",
         Purpose::Drain(_) => "drain",
+        Purpose::ServiceControl(_, action) => action.as_str(),
     }
 }

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::logs::LogBuffer;
+use super::service_logs::ServiceLogs;
 use crate::protocol::agent::AgentStatus;
 use crate::protocol::api::{QueueReport, RunDetail, StatusReport, WorkflowInfo};
 use crate::protocol::history::RunSummary;
+use crate::protocol::service::ServiceNode;
 use crate::protocol::{RunId, RunState};
 
 /// What the engine has told the console.
@@ -26,6 +28,11 @@ pub struct Data {
     pub queue: Option<Result<QueueReport, String>>,
     /// Every agent, in the order they joined (`None` until answered; why not in `errors`).
     pub agents: Option<Vec<AgentStatus>>,
+    /// Every supervisor and service in tree order (`None` until answered; why not in
+    /// `errors`).
+    pub services: Option<Vec<ServiceNode>>,
+    /// Recent output of each service, from events.
+    pub service_logs: ServiceLogs,
     /// Per source, why it could not be read.
     pub errors: BTreeMap<&'static str, String>,
     /// The last status request found no principal answering (an attached console keeps

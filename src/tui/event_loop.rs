@@ -29,7 +29,8 @@ const ACTIVE_REFRESH: Duration = Duration::from_secs(2);
 const PROBE_EVERY: Duration = Duration::from_secs(3);
 /// How long such a probe waits for its answer.
 const PROBE_PATIENCE: Duration = Duration::from_secs(3);
-/// While a pane shows what goes stale with time alone (heartbeat ages), it is read this often.
+/// While a pane shows what goes stale with time alone (heartbeat ages, uptimes), it is read
+/// this often.
 const POLL_EVERY: Duration = Duration::from_secs(2);
 /// While runs are active, durations on screen advance this often.
 const TICK: Duration = Duration::from_secs(1);
@@ -129,6 +130,7 @@ where
     let mut tick_at: Option<Instant> = None;
     let mut probe_at: Option<Instant> = None;
     let mut poll_at: Option<Instant> = None;
+    let mut services_at: Option<Instant> = None;
     loop {
         let now = Instant::now();
         if !app.config.owns_principal && probe_at.is_none() {
@@ -141,6 +143,12 @@ where
             // a slow console lags): while work is active, the state is read again now and then
             // so that nothing stays stale. Idle, nothing is asked.
             refresh_at = Some(now + ACTIVE_REFRESH);
+        }
+        if !app.services_wanted {
+            services_at = None;
+        } else if services_at.is_none() {
+            // Service events come in bursts (a restart is several): one read after them.
+            services_at = Some(now + REFRESH_DELAY);
         }
         if !app.wants_poll() {
             poll_at = None;
@@ -173,7 +181,7 @@ where
             last_draw = Some(t0);
             draw_at = None;
         }
-        let wake = [draw_at, refresh_at, tick_at, probe_at, poll_at]
+        let wake = [draw_at, refresh_at, tick_at, probe_at, poll_at, services_at]
             .into_iter()
             .flatten()
             .min();
@@ -224,6 +232,10 @@ where
                 if probe_at.is_some_and(|t| t <= now) {
                     probe_at = None;
                     probe(&client, &tx);
+                }
+                if services_at.is_some_and(|t| t <= now) {
+                    services_at = None;
+                    quit |= execute(app.services_effects(), &client, &tx);
                 }
                 if poll_at.is_some_and(|t| t <= now) {
                     poll_at = Some(now + POLL_EVERY);

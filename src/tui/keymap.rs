@@ -21,11 +21,13 @@ pub enum Pane {
     History,
     /// Every agent: state, slots, heartbeat, running work.
     Agents,
+    /// The supervision trees: every supervisor and service with its state.
+    Supervisors,
 }
 
 impl Pane {
     /// Every pane in Tab order.
-    pub const ALL: [Pane; 7] = [
+    pub const ALL: [Pane; 8] = [
         Pane::Overview,
         Pane::Workflows,
         Pane::Runs,
@@ -33,6 +35,7 @@ impl Pane {
         Pane::Logs,
         Pane::History,
         Pane::Agents,
+        Pane::Supervisors,
     ];
 
     /// The name shown in the tab bar and used as a `:` command.
@@ -45,6 +48,7 @@ impl Pane {
             Pane::Logs => "logs",
             Pane::History => "history",
             Pane::Agents => "agents",
+            Pane::Supervisors => "supervisors",
         }
     }
 
@@ -112,6 +116,12 @@ pub enum Action {
     ToggleCordon,
     /// Drain the selected agent (asks first).
     Drain,
+    /// Start the selected service or subtree (asks first).
+    ServiceStart,
+    /// Stop the selected service or subtree and hold it stopped (asks first).
+    ServiceStop,
+    /// Restart the selected service or subtree (asks first).
+    ServiceRestart,
     /// Edit the selected workflow's file.
     Edit,
     /// Create a workflow file from a template.
@@ -264,7 +274,7 @@ impl Binding {
     }
 }
 
-/// Bindings that apply everywhere, shown before the panes' `1`..`7` rows in help.
+/// Bindings that apply everywhere, shown before the panes' `1`..`9` rows in help.
 pub static GLOBAL_HEAD: &[Binding] = &[
     b(&[k('?')], Action::Help, Scope::Global, "help")
         .cmd("help", Arg::None)
@@ -333,7 +343,7 @@ pub static GLOBAL_HEAD: &[Binding] = &[
     b(&[code(KeyCode::Esc)], Action::Back, Scope::Global, "back"),
 ];
 
-/// Bindings that apply everywhere, shown after the panes' `1`..`7` rows in help.
+/// Bindings that apply everywhere, shown after the panes' `1`..`9` rows in help.
 pub static GLOBAL_TAIL: &[Binding] = &[
     b(&[], Action::Workflow, Scope::Global, "runs of one workflow").cmd("wf", Arg::Workflow),
     b(&[], Action::Theme, Scope::Global, "switch theme").cmd("theme", Arg::Theme),

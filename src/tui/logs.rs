@@ -1,5 +1,7 @@
 //! The log pane's bounded buffer: stored pages fetched with `Request::Logs`, live lines from
-//! events, de-duplicated where the two overlap, and older pages fetched on scroll-up.
+//! events, de-duplicated where the two overlap, and older pages fetched on scroll-up. It can
+//! also follow a service's live output instead of a run (no stored pages then: it starts from
+//! the lines the console kept, see `service_logs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -54,6 +56,8 @@ pub enum PageKind {
 #[derive(Debug)]
 pub struct LogBuffer {
     target: Option<LogTarget>,
+    /// The service followed instead of a run (then `target` is `None`).
+    service: Option<Arc<str>>,
     lines: VecDeque<Entry>,
     capacity: usize,
     /// Store offset of `lines[0]`.
@@ -86,6 +90,7 @@ impl LogBuffer {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             target: None,
+            service: None,
             lines: VecDeque::new(),
             capacity: capacity.max(1),
             first_offset: 0,
@@ -104,9 +109,49 @@ impl LogBuffer {
         self.target.as_ref()
     }
 
+    /// The service followed, when it follows one instead of a run.
+    pub fn service(&self) -> Option<&Arc<str>> {
+        self.service.as_ref()
+    }
+
+    /// True when a run or a service is shown.
+    pub fn is_open(&self) -> bool {
+        self.target.is_some() || self.service.is_some()
+    }
+
+    /// Follows the live output of service `path`, starting with the lines kept of it.
+    pub fn follow_service<'a>(&mut self, path: Arc<str>, kept: impl Iterator<Item = &'a Entry>) {
+        self.retarget_empty();
+        self.target = None;
+        self.service = Some(path);
+        // Nothing to read from the store: live lines go in at once.
+        self.loading = false;
+        for e in kept {
+            self.push_back(e.clone());
+        }
+    }
+
+    /// Appends lines of the service followed; returns true when something was added.
+    pub fn push_service(&mut self, path: &str, entries: &[Entry]) -> bool {
+        if self.service.as_deref() != Some(path) || entries.is_empty() {
+            return false;
+        }
+        for e in entries {
+            self.push_back(e.clone());
+        }
+        true
+    }
+
     /// Empties the buffer for a new target; returns the first request's offset and limit.
     pub fn retarget(&mut self, target: LogTarget) -> (usize, usize) {
+        self.retarget_empty();
         self.target = Some(target);
+        (0, PAGE)
+    }
+
+    /// Empties the buffer and forgets what it showed; answers for it are ignored from now on.
+    fn retarget_empty(&mut self) {
+        self.service = None;
         self.lines.clear();
         self.stored.clear();
         self.pending.clear();
@@ -116,7 +161,6 @@ impl LogBuffer {
         self.tail_dropped = false;
         self.received = 0;
         self.generation += 1;
-        (0, PAGE)
     }
 
     /// Buffered lines, oldest first.
@@ -257,7 +301,8 @@ impl LogBuffer {
 
     /// The request for the page before the buffer, unless one is under way or none exists.
     pub fn older_request(&mut self) -> Option<(usize, usize)> {
-        if self.fetching_older || self.loading || self.first_offset == 0 {
+        // A service's older lines are not read back from the store (yet).
+        if self.fetching_older || self.loading || self.first_offset == 0 || self.service.is_some() {
             return None;
         }
         self.fetching_older = true;

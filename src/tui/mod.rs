@@ -21,6 +21,7 @@ mod modals;
 pub mod panes;
 pub mod render;
 mod rows;
+pub mod service_logs;
 mod sync;
 pub mod terminal;
 pub mod theme;

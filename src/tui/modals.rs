@@ -258,6 +258,16 @@ impl App {
                     Purpose::Drain(agent),
                 )]
             }
+            Confirmed::ServiceControl(path, action) => {
+                self.say(format!("{path}: sending {}...", action.as_str()));
+                vec![Effect::Call(
+                    Request::ServiceControl {
+                        path: path.clone(),
+                        action,
+                    },
+                    Purpose::ServiceControl(path, action),
+                )]
+            }
         }
     }
 

@@ -55,17 +55,6 @@ pub fn draw(frame: &mut Frame, app: &App) {
 }
 
 fn tab_bar(frame: &mut Frame, area: Rect, app: &App) {
-    let mut spans = Vec::new();
-    for (i, p) in Pane::ALL.iter().enumerate() {
-        let label = format!(" {} {} ", i + 1, title_case(p.name()));
-        let style = if *p == app.view.pane {
-            app.theme.selected().add_modifier(Modifier::BOLD)
-        } else {
-            Style::default()
-        };
-        spans.push(Span::styled(label, style));
-    }
-    let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
     let mut right = app.config.origin.clone();
     if app.config.read_only.is_some() {
         right.push_str(" [read-only]");
@@ -81,6 +70,30 @@ fn tab_bar(frame: &mut Frame, area: Rect, app: &App) {
     if app.data.unreachable {
         right.insert_str(0, "RECONNECTING…  ");
     }
+    // Eight panes do not fit 80 columns with room around each name and what the right side
+    // says (read-only, reconnecting): the names go closer, then shorter, the focused one
+    // always in full.
+    let want = right.chars().count() + 1;
+    let labels = [
+        TabLabels::Loose,
+        TabLabels::Tight,
+        TabLabels::Short(4),
+        TabLabels::Short(3),
+    ]
+    .into_iter()
+    .map(|style| tab_labels(style, app.view.pane))
+    .find(|l| l.iter().map(|s| s.chars().count()).sum::<usize>() + want <= area.width as usize)
+    .unwrap_or_else(|| tab_labels(TabLabels::Short(3), app.view.pane));
+    let mut spans = Vec::new();
+    for (label, p) in labels.into_iter().zip(Pane::ALL) {
+        let style = if p == app.view.pane {
+            app.theme.selected().add_modifier(Modifier::BOLD)
+        } else {
+            Style::default()
+        };
+        spans.push(Span::styled(label, style));
+    }
+    let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
     let room = (area.width as usize).saturating_sub(used + 1);
     if room > 3 {
         let right: String = right.chars().take(room).collect();
@@ -88,6 +101,34 @@ fn tab_bar(frame: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::styled(right, app.theme.muted()));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// How much room each pane's name gets in the tab bar.
+#[derive(Clone, Copy)]
+enum TabLabels {
+    /// ` 3 Runs `.
+    Loose,
+    /// ` 3 Runs`.
+    Tight,
+    /// ` 3 Ru`: the first few letters, except for the focused pane.
+    Short(usize),
+}
+
+fn tab_labels(style: TabLabels, focused: Pane) -> Vec<String> {
+    Pane::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let name = title_case(p.name());
+            match style {
+                TabLabels::Loose => format!(" {} {name} ", i + 1),
+                TabLabels::Short(n) if *p != focused => {
+                    format!(" {} {}", i + 1, name.chars().take(n).collect::<String>())
+                }
+                TabLabels::Tight | TabLabels::Short(_) => format!(" {} {name}", i + 1),
+            }
+        })
+        .collect()
 }
 
 fn message_line(frame: &mut Frame, area: Rect, app: &App) {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use super::app::App;
 use super::keymap::Pane;
 use crate::protocol::history::RunSummary;
+use crate::protocol::service::ServiceLogBatch;
 use crate::protocol::{AttemptKey, Event, RunId, RunState, TaskState};
 
 impl App {
@@ -38,8 +39,12 @@ impl App {
             }
             Event::TaskState { key, state, at, .. } => self.task_state(&key, state, at),
             Event::Attempt(_) => false,
-            // The Supervisors pane reads the trees when it is shown.
-            Event::Service(_) | Event::ServiceLogs(_) => false,
+            Event::Service(_) => {
+                // The trees are read again (coalesced): the pane and the Overview's summary.
+                self.services_wanted = true;
+                false
+            }
+            Event::ServiceLogs(batch) => self.service_lines(&batch),
             Event::Agent(note) => {
                 // Rare: the agents list is read again (and the status, whose slots changed),
                 // whichever pane is shown.
@@ -187,6 +192,20 @@ impl App {
         true
     }
 
+    /// Keeps a service's new lines; true when they are on screen (the logs pane follows the
+    /// service, or it is the one selected in the Supervisors pane).
+    fn service_lines(&mut self, batch: &ServiceLogBatch) -> bool {
+        let entries = self.data.service_logs.push(batch);
+        let followed = self.data.logs.push_service(&batch.path, &entries);
+        match self.view.pane {
+            Pane::Logs => followed,
+            Pane::Supervisors => self
+                .selected_service()
+                .is_some_and(|n| *n.path == *batch.path),
+            _ => false,
+        }
+    }
+
     fn store_health(&mut self, problem: Option<String>) {
         match &problem {
             Some(p) => self.warn(format!("history store: {p}; new runs are refused")),
@@ -220,6 +239,7 @@ impl App {
         self.lagged += missed;
         self.refresh_wanted = true;
         // Live lines were lost: read the logs again from the store (duplicates are dropped).
+        // A service's output is not read from the store: what was missed stays missed.
         if let Some(t) = self.data.logs.target().cloned() {
             let pane = self.view.pane;
             let again = self.open_logs(t.run_id, t.task);

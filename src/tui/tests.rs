@@ -25,6 +25,7 @@ use crate::protocol::api::{
     TaskNode, WorkflowInfo, WorkflowStatus,
 };
 use crate::protocol::history::{RunSummary, StoredLine};
+use crate::protocol::service::{ServiceAction, ServiceLogBatch, ServiceNode, ServiceState};
 use crate::protocol::{AttemptKey, Event, LogBatch, LogLine, RunId, RunState, Stream, TaskState};
 
 fn now() -> DateTime<Utc> {
@@ -239,6 +240,7 @@ fn app_with_data(read_only: bool) -> App {
             }),
         ),
         (Purpose::Agents, Response::Agents { agents: agents() }),
+        (Purpose::Services, Response::Services { nodes: services() }),
     ];
     for (p, r) in answers {
         let _ = app.on_response(p, Ok(r));
@@ -317,6 +319,78 @@ fn agents() -> Vec<AgentStatus> {
             &[("zone", "us")],
             Vec::new(),
         ),
+    ]
+}
+
+fn node(path: &str, state: ServiceState) -> ServiceNode {
+    let depth = path.matches('/').count();
+    ServiceNode {
+        path: path.into(),
+        name: path.rsplit('/').next().unwrap_or(path).into(),
+        depth,
+        supervisor: false,
+        state,
+        pid: None,
+        start_no: 1,
+        up_since: None,
+        backoff_until: None,
+        last_exit: None,
+        restarts: 0,
+        restarts_in_period: None,
+        intensity: None,
+        held: false,
+        has_ready_check: false,
+    }
+}
+
+fn supervisor(path: &str, state: ServiceState, restarts: u32) -> ServiceNode {
+    ServiceNode {
+        supervisor: true,
+        restarts_in_period: Some(restarts),
+        intensity: Some(5),
+        pid: None,
+        ..node(path, state)
+    }
+}
+
+/// `web` (api with a ready check, the nested supervisor `jobs` with a worker backing off, a
+/// held `cron`) and `cache`, which gave up.
+fn services() -> Vec<ServiceNode> {
+    vec![
+        ServiceNode {
+            up_since: Some(ago(3720)),
+            ..supervisor("web", ServiceState::Running, 1)
+        },
+        ServiceNode {
+            pid: Some(4301),
+            up_since: Some(ago(3720)),
+            has_ready_check: true,
+            ..node("web/api", ServiceState::Running)
+        },
+        supervisor("web/jobs", ServiceState::Running, 2),
+        ServiceNode {
+            pid: Some(4310),
+            up_since: Some(ago(600)),
+            ..node("web/jobs/w1", ServiceState::Running)
+        },
+        ServiceNode {
+            start_no: 3,
+            restarts: 2,
+            backoff_until: Some(now() + Duration::seconds(4)),
+            last_exit: Some("exit code 1".into()),
+            ..node("web/jobs/w2", ServiceState::BackingOff)
+        },
+        ServiceNode {
+            held: true,
+            last_exit: Some("killed by signal SIGTERM".into()),
+            ..node("web/cron", ServiceState::Stopped)
+        },
+        supervisor("cache", ServiceState::Failed, 6),
+        ServiceNode {
+            restarts: 6,
+            last_exit: Some("exit code 137".into()),
+            ..node("cache/redis", ServiceState::Stopped)
+        },
     ]
 }
 
@@ -555,10 +629,11 @@ fn tab_cycles_through_every_pane_and_back() {
         app.on_key(code(KeyCode::Tab));
         seen.push(app.view.pane);
     }
-    assert_eq!(&seen[..7], &Pane::ALL);
-    assert_eq!(seen[7], Pane::Overview);
+    let n = Pane::ALL.len();
+    assert_eq!(&seen[..n], &Pane::ALL);
+    assert_eq!(seen[n], Pane::Overview);
     app.on_key(code(KeyCode::BackTab));
-    assert_eq!(app.view.pane, Pane::Agents);
+    assert_eq!(app.view.pane, Pane::Supervisors);
 }
 
 #[test]
@@ -1620,6 +1695,319 @@ fn the_queue_says_what_a_task_waits_for() {
     assert!(text.contains("a free slot"), "{text}");
     assert!(text.contains("an agent labelled gpu=h100"), "{text}");
     assert!(text.contains("max_active_runs"), "{text}");
+}
+
+// ----- the supervisors pane -----
+
+fn supervisors_pane(read_only: bool) -> App {
+    let mut app = app_with_data(read_only);
+    app.view.pane = Pane::Supervisors;
+    app
+}
+
+/// The screen line that shows node `name`.
+fn tree_line(text: &str, name: &str) -> String {
+    text.lines()
+        .find(|l| l.contains(&format!(" {name} ")))
+        .unwrap_or_else(|| panic!("no line for {name}:\n{text}"))
+        .to_string()
+}
+
+#[test]
+fn the_supervisors_pane_shows_the_trees_with_state_pid_uptime_restarts_and_readiness() {
+    let mut app = supervisors_pane(false);
+    let text = screen(&mut app, 120, 40);
+    let api = tree_line(&text, "api");
+    for want in ["● api", "running", "4301", "1h02m", "✓"] {
+        assert!(api.contains(want), "{want} in {api}");
+    }
+    let web = tree_line(&text, "web");
+    assert!(web.contains("▾ ● web") && web.contains("1/5"), "{web}");
+    let w2 = tree_line(&text, "w2");
+    for want in ["↻ w2", "backing off", "retry in 4.0s", "last: exit code 1"] {
+        assert!(w2.contains(want), "{want} in {w2}");
+    }
+    let cron = tree_line(&text, "cron");
+    assert!(cron.contains("stopped") && cron.contains("held"), "{cron}");
+    let cache = tree_line(&text, "cache");
+    for want in ["✗ cache", "failed", "6/5", "gave up"] {
+        assert!(cache.contains(want), "{want} in {cache}");
+    }
+    // The nested workers are indented under `jobs`, under `web`.
+    let indent = |name: &str| {
+        let l = tree_line(&text, name);
+        l[..l.find(name).unwrap_or(0)].chars().count()
+    };
+    assert!(indent("w1") > indent("jobs") && indent("jobs") > indent("web"));
+    assert!(text.contains("2/5 services up"), "{text}");
+    // The first node is selected and shown in full; the keys are in the hints.
+    assert!(text.contains("web — running"), "{text}");
+    for hint in ["s start", "x stop", "r restart", "l logs"] {
+        assert!(text.contains(hint), "{hint} in\n{text}");
+    }
+}
+
+#[test]
+fn left_closes_a_subtree_and_right_or_enter_opens_it() {
+    let mut app = supervisors_pane(false);
+    let rows = |app: &App| (super::panes::def(Pane::Supervisors).rows)(app);
+    assert_eq!(rows(&app), 8);
+    app.on_key(code(KeyCode::Left));
+    assert_eq!(rows(&app), 3, "web closed: web, cache and redis remain");
+    app.on_key(code(KeyCode::Right));
+    assert_eq!(rows(&app), 8);
+    app.on_key(code(KeyCode::Enter));
+    assert_eq!(rows(&app), 3);
+    app.on_key(code(KeyCode::Enter));
+    // Left on a service goes to its parent.
+    for _ in 0..3 {
+        app.on_key(code(KeyCode::Down));
+    }
+    assert_eq!(
+        app.selected_service().map(|n| n.path.as_str()),
+        Some("web/jobs/w1")
+    );
+    app.on_key(code(KeyCode::Left));
+    assert_eq!(
+        app.selected_service().map(|n| n.path.as_str()),
+        Some("web/jobs")
+    );
+}
+
+#[test]
+fn r_asks_then_restarts_the_selected_service_and_the_answer_replaces_its_subtree() {
+    let mut app = supervisors_pane(false);
+    app.on_key(code(KeyCode::Down));
+    assert!(
+        app.on_key(key('r')).is_empty(),
+        "nothing is sent before the answer"
+    );
+    let Some(Modal::Confirm { question, then }) = &app.view.modal else {
+        panic!("a question expected, got {:?}", app.view.modal);
+    };
+    assert_eq!(
+        *then,
+        Confirmed::ServiceControl("web/api".into(), ServiceAction::Restart)
+    );
+    assert!(question.contains("Restart web/api?"), "{question}");
+    let restart = Effect::Call(
+        Request::ServiceControl {
+            path: "web/api".into(),
+            action: ServiceAction::Restart,
+        },
+        Purpose::ServiceControl("web/api".into(), ServiceAction::Restart),
+    );
+    assert_eq!(app.on_key(key('y')), vec![restart]);
+    // No sends nothing.
+    app.on_key(key('r'));
+    assert!(app.on_key(key('n')).is_empty());
+    // The answer holds the subtree at the path: that part of the trees is replaced.
+    let restarted = ServiceNode {
+        pid: Some(5000),
+        start_no: 2,
+        state: ServiceState::Starting,
+        ..services()[1].clone()
+    };
+    app.on_response(
+        Purpose::ServiceControl("web/api".into(), ServiceAction::Restart),
+        Ok(Response::Services {
+            nodes: vec![restarted],
+        }),
+    );
+    let all = app.data.services.clone().expect("the trees");
+    assert_eq!(all.len(), 8);
+    assert_eq!(all[1].path, "web/api");
+    assert_eq!((all[1].pid, all[1].start_no), (Some(5000), 2));
+    assert_eq!(all[7].path, "cache/redis");
+    let msg = app.view.message.clone().expect("a message");
+    assert_eq!(msg.text, "web/api: restart sent, now starting");
+    assert!(app.services_wanted, "a full read follows");
+}
+
+#[test]
+fn x_on_a_supervisor_stops_its_subtree_and_s_starts_a_held_one() {
+    let mut app = supervisors_pane(false);
+    app.on_key(code(KeyCode::Down));
+    app.on_key(code(KeyCode::Down));
+    assert_eq!(
+        app.selected_service().map(|n| n.path.as_str()),
+        Some("web/jobs")
+    );
+    app.on_key(key('x'));
+    let Some(Modal::Confirm { question, .. }) = &app.view.modal else {
+        panic!("a question expected");
+    };
+    assert!(
+        question.contains("supervisor web/jobs and the 2 node(s) under it"),
+        "{question}"
+    );
+    assert!(question.contains("held"), "{question}");
+    assert_eq!(
+        app.on_key(key('y')),
+        vec![Effect::Call(
+            Request::ServiceControl {
+                path: "web/jobs".into(),
+                action: ServiceAction::Stop,
+            },
+            Purpose::ServiceControl("web/jobs".into(), ServiceAction::Stop),
+        )]
+    );
+    // The held cron: starting it says it releases the hold.
+    for _ in 0..3 {
+        app.on_key(code(KeyCode::Down));
+    }
+    assert_eq!(
+        app.selected_service().map(|n| n.path.as_str()),
+        Some("web/cron")
+    );
+    app.on_key(key('s'));
+    let Some(Modal::Confirm { question, then }) = &app.view.modal else {
+        panic!("a question expected");
+    };
+    assert!(question.contains("releases the hold"), "{question}");
+    assert_eq!(
+        *then,
+        Confirmed::ServiceControl("web/cron".into(), ServiceAction::Start)
+    );
+    check_snapshot("supervisors-confirm-80x24", &screen(&mut app, 80, 24));
+}
+
+#[test]
+fn read_only_refuses_start_stop_and_restart_with_the_reason() {
+    let mut app = supervisors_pane(true);
+    for k in ['s', 'x', 'r'] {
+        assert!(app.on_key(key(k)).is_empty(), "{k}");
+        assert!(app.view.modal.is_none(), "{k} opened a dialog");
+        let msg = app.view.message.clone().expect("a message");
+        assert!(
+            msg.error && msg.text.starts_with("disabled:") && msg.text.contains("--read-only"),
+            "{msg:?}"
+        );
+    }
+}
+
+#[test]
+fn the_overview_counts_the_services_up_and_the_supervisors_that_gave_up() {
+    let mut app = app_with_data(false);
+    let text = screen(&mut app, 120, 40);
+    let line = text
+        .lines()
+        .find(|l| l.contains("services "))
+        .unwrap_or_else(|| panic!("no services line:\n{text}"));
+    assert!(
+        line.contains("services 2/5 up · 1 supervisor gave up"),
+        "{line}"
+    );
+    // The trees are read at start, whichever pane shows.
+    let mut fresh = App::new(config(false), Theme::monochrome(), now());
+    assert!(fresh.refresh_effects().iter().any(|e| matches!(
+        e,
+        Effect::Call(Request::Services { path: None }, Purpose::Services)
+    )));
+}
+
+fn service_batch(path: &str, stream: Stream, texts: &[&str]) -> Event {
+    Event::ServiceLogs(Arc::new(ServiceLogBatch {
+        path: Arc::from(path),
+        start_no: 1,
+        stream,
+        lines: texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| LogLine {
+                seq: i as u64,
+                at: ago(5),
+                text: t.to_string(),
+            })
+            .collect(),
+    }))
+}
+
+#[test]
+fn service_output_shows_for_the_selected_service_and_l_follows_it_in_the_logs_pane() {
+    let mut app = supervisors_pane(false);
+    app.on_event(service_batch(
+        "web/api",
+        Stream::Stdout,
+        &["listening on :8080"],
+    ));
+    app.on_event(service_batch(
+        "web/jobs/w1",
+        Stream::Stdout,
+        &["job 1 done"],
+    ));
+    app.on_key(code(KeyCode::Down));
+    let text = screen(&mut app, 120, 40);
+    assert!(text.contains("output   listening on :8080"), "{text}");
+    // A supervisor has no output of its own.
+    app.on_key(code(KeyCode::Up));
+    app.on_key(key('l'));
+    assert_eq!(app.view.pane, Pane::Supervisors);
+    assert!(app.view.message.as_ref().is_some_and(|m| m.error));
+    app.on_key(code(KeyCode::Down));
+    assert!(app.on_key(key('l')).is_empty(), "nothing to fetch");
+    assert_eq!(app.view.pane, Pane::Logs);
+    app.on_event(service_batch(
+        "web/api",
+        Stream::Stderr,
+        &["slow request: 2.1s"],
+    ));
+    app.on_event(service_batch(
+        "web/jobs/w1",
+        Stream::Stdout,
+        &["job 2 done"],
+    ));
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("Logs service web/api (live)"), "{text}");
+    assert!(text.contains("listening on :8080"), "{text}");
+    assert!(text.contains("err slow request: 2.1s"), "{text}");
+    assert!(
+        !text.contains("job 2 done"),
+        "another service's line:\n{text}"
+    );
+    check_snapshot("logs-service-80x24", &text);
+    // Esc goes back to the tree; opening a run's logs leaves the service.
+    app.on_key(code(KeyCode::Esc));
+    assert_eq!(app.view.pane, Pane::Supervisors);
+    app.open_logs(RunId(7), None);
+    assert!(app.data.logs.service().is_none());
+}
+
+#[test]
+fn services_are_read_after_service_events_and_while_their_pane_shows() {
+    let asks = |effects: &[Effect]| {
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Call(Request::Services { .. }, Purpose::Services)))
+    };
+    let mut app = app_with_data(false);
+    assert!(asks(&app.refresh_effects()), "the first refresh reads them");
+    assert!(!asks(&app.refresh_effects()), "not again while not shown");
+    assert!(app.services_effects().is_empty());
+    app.on_event(Event::Service(crate::protocol::service::ServiceRecord {
+        path: "web/api".into(),
+        start_no: 2,
+        kind: crate::protocol::service::ServiceEventKind::Started,
+        pid: Some(5000),
+        exit_code: None,
+        signal: None,
+        message: None,
+        at: now(),
+    }));
+    assert!(app.services_wanted);
+    assert!(!app.refresh_wanted, "only the trees are read again");
+    assert!(asks(&app.services_effects()));
+    assert!(
+        app.services_effects().is_empty(),
+        "one read for many events"
+    );
+    assert!(!app.wants_poll());
+    app.view.pane = Pane::Supervisors;
+    assert!(app.wants_poll());
+    assert!(asks(&app.poll_effects()));
+    assert!(asks(&app.refresh_effects()));
+    app.view.pane = Pane::Overview;
+    assert!(app.poll_effects().is_empty());
 }
 
 // ----- the palette's parsing and completion -----

@@ -32,6 +32,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use crate::protocol::agent::AgentState;
+use crate::protocol::service::ServiceState;
 use crate::protocol::{RunState, TaskState};
 
 /// Name of the built-in theme used when no file is given or the file is unusable.
@@ -371,6 +372,19 @@ impl Theme {
             AgentState::Cordoned | AgentState::Draining => self.warning,
             AgentState::Lost => self.error,
             AgentState::Drained => self.muted,
+        }
+    }
+
+    /// A service's or supervisor's state: up reads as fine, on the way up or down as a
+    /// warning, backing off in the accent (cyan in the dark theme), stopped as muted, a
+    /// supervisor that gave up as an error.
+    pub fn service_state(&self, state: ServiceState) -> Style {
+        match state {
+            ServiceState::Running => self.ok,
+            ServiceState::Starting | ServiceState::Pending | ServiceState::Stopping => self.warning,
+            ServiceState::BackingOff => self.hint_key,
+            ServiceState::Stopped => self.muted,
+            ServiceState::Failed => self.error,
         }
     }
 

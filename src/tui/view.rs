@@ -2,6 +2,10 @@
 //! dialog or editor, the message line. Keys and the screen's size change it; drawing only
 //! reads it.
 
+use std::collections::HashSet;
+
+use tui_tree_widget::TreeState;
+
 use super::dag_view::Layout;
 use super::dialogs::Modal;
 use super::editor::Editor;
@@ -84,6 +88,18 @@ pub struct DagView {
     pub layout: Layout,
 }
 
+/// The Supervisors pane's tree: each node is identified by its path, and a node's identifier
+/// in the tree is the paths from its root down to it.
+#[derive(Debug, Default)]
+pub struct ServicesView {
+    /// Selection, open subtrees, scroll.
+    pub tree: TreeState<String>,
+    /// Supervisors seen: a new one shows open once, then stays as the user left it.
+    pub seen: HashSet<String>,
+    /// First line shown (worked out by `fit`, as for lists).
+    pub offset: usize,
+}
+
 /// Everything about how the console shows its data.
 #[derive(Debug)]
 pub struct View {
@@ -97,6 +113,8 @@ pub struct View {
     pub selected_run: Option<RunId>,
     /// The selected run's DAG.
     pub dag: DagView,
+    /// The Supervisors pane's tree.
+    pub services: ServicesView,
     /// How logs are shown.
     pub log_view: LogView,
     /// Open dialog.
@@ -119,6 +137,7 @@ impl Default for View {
             lists: Default::default(),
             selected_run: None,
             dag: DagView::default(),
+            services: ServicesView::default(),
             log_view: LogView::default(),
             modal: None,
             editor: None,

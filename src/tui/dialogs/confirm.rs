@@ -9,6 +9,7 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 use super::answer::{Answer, CTRL_C, hints};
 use crate::protocol::RunId;
 use crate::protocol::agent::AgentId;
+use crate::protocol::service::ServiceAction;
 use crate::tui::draw::{block, centered};
 use crate::tui::keymap::{DialogKey, code, dialog_key, k};
 use crate::tui::theme::Theme;
@@ -24,6 +25,8 @@ pub enum Confirmed {
     DiscardEdits,
     /// Drain this agent.
     DrainAgent(AgentId),
+    /// Start, stop or restart the service or subtree at this path.
+    ServiceControl(String, ServiceAction),
 }
 
 /// Keys of the question: `Some(yes)`, or `None` to close quietly. Only an explicit `y` says

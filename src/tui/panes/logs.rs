@@ -128,7 +128,7 @@ fn show(app: &mut App, arg: Option<&str>) -> Vec<Effect> {
         };
     }
     match app.view.selected_run {
-        Some(id) if app.data.logs.target().is_none() => app.open_logs(id, None),
+        Some(id) if !app.data.logs.is_open() => app.open_logs(id, None),
         _ => {
             app.view.show(Pane::Logs);
             Vec::new()
@@ -137,23 +137,25 @@ fn show(app: &mut App, arg: Option<&str>) -> Vec<Effect> {
 }
 
 fn fit(app: &mut App, area: Rect) {
-    if app.data.logs.target().is_some() {
+    if app.data.logs.is_open() {
         app.view.log_height = (inner(area).height as usize).max(1);
     }
 }
 
 /// Draws the logs pane.
 fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let Some(target) = app.data.logs.target().cloned() else {
+    let service = app.data.logs.service().cloned();
+    let target = app.data.logs.target().cloned();
+    if target.is_none() && service.is_none() {
         let b = block(&app.theme, "Logs", true);
         return note(
             frame,
             area,
             b,
-            "no logs open: select a run (3) and press l, or :logs RUN".into(),
+            "no logs open: select a run (3) or a service (8) and press l, or :logs RUN".into(),
             app.theme.muted(),
         );
-    };
+    }
     let v = &app.view.log_view;
     let logs = &app.data.logs;
     let mut flags = vec![
@@ -166,9 +168,13 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
     if logs.has_older() {
         flags.push("↑ older".into());
     }
-    let what = match &target.task {
-        Some(t) => format!("run #{} task {t}", target.run_id),
-        None => format!("run #{}", target.run_id),
+    let what = match (&target, &service) {
+        (Some(t), _) => match &t.task {
+            Some(task) => format!("run #{} task {task}", t.run_id),
+            None => format!("run #{}", t.run_id),
+        },
+        (None, Some(path)) => format!("service {path} (live)"),
+        (None, None) => String::new(),
     };
     let title = format!(
         "Logs {what} — {} — {} lines",
@@ -184,13 +190,16 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
     if lines.is_empty() {
         let text = if logs.is_loading() {
             "loading…"
+        } else if service.is_some() {
+            "no output yet: lines show as the service writes them"
         } else {
             "no output yet"
         };
         frame.render_widget(Paragraph::new(Line::styled(text, app.theme.muted())), inner);
         return;
     }
-    let show_task = target.task.is_none();
+    // One task or one service: only stderr is marked.
+    let show_task = target.as_ref().is_some_and(|t| t.task.is_none());
     let needle = v.search.to_lowercase();
     let current = v.current_match;
     let render_one =

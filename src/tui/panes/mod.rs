@@ -12,6 +12,7 @@ pub mod overview;
 pub mod pane;
 pub mod queue;
 pub mod runs;
+pub mod supervisors;
 pub mod workflows;
 
 use std::sync::LazyLock;
@@ -28,7 +29,11 @@ pub static REGISTRY: &[&PaneDef] = &[
     &logs::PANE,
     &history::PANE,
     &agents::PANE,
+    &supervisors::PANE,
 ];
+
+// Each pane has a number key: no more panes than keys.
+const _: () = assert!(Pane::ALL.len() <= keymap::PANE_KEYS.len());
 
 /// The definition of `pane`.
 pub fn def(pane: Pane) -> &'static PaneDef {

@@ -1,5 +1,5 @@
-//! Overview: runs queued, running and failed in the last hour, agent slots, next scheduled
-//! fires and recent failures.
+//! Overview: runs queued, running and failed in the last hour, the services up and the
+//! supervisors that gave up, agent slots, next scheduled fires and recent failures.
 
 use chrono::Duration;
 use ratatui::Frame;
@@ -9,6 +9,7 @@ use ratatui::widgets::Paragraph;
 
 use super::pane::PaneDef;
 use crate::protocol::RunState;
+use crate::protocol::service::ServiceState;
 use crate::tui::app::{App, Effect};
 use crate::tui::draw::{block, note};
 use crate::tui::keymap::{Action, Arg, Pane};
@@ -34,7 +35,7 @@ fn act(app: &mut App, action: Action, _: Option<&str>) -> Option<Vec<Effect>> {
 
 /// Draws the overview.
 fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let [top, bottom] = Layout::vertical([Constraint::Length(6), Constraint::Min(3)]).areas(area);
+    let [top, bottom] = Layout::vertical([Constraint::Length(7), Constraint::Min(3)]).areas(area);
     let [runs, slots] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
     let [fires, failures] =
@@ -82,6 +83,7 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
         let wf = app.data.status.as_ref().map_or(0, |s| s.workflows.len());
         lines.push(Line::styled(format!("{wf} workflow(s) loaded"), t.muted()));
     }
+    lines.push(services_line(app));
     frame.render_widget(
         Paragraph::new(lines).block(block(&app.theme, "Runs", true)),
         runs,
@@ -185,4 +187,39 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Paragraph::new(fail_lines).block(block(&app.theme, "Recent failures (Enter: runs)", false)),
         failures,
     );
+}
+
+/// `services 7/8 up · 1 supervisor gave up`, from the last read of the trees.
+fn services_line(app: &App) -> Line<'static> {
+    let t = &app.theme;
+    let Some(nodes) = app.data.services.as_ref() else {
+        let why = app.data.errors.get("services").map_or("loading...", |e| e);
+        return Line::styled(format!("services: {why}"), t.muted());
+    };
+    if nodes.is_empty() {
+        return Line::styled("no supervisors", t.muted());
+    }
+    let services = nodes.iter().filter(|n| !n.supervisor).count();
+    let up = nodes
+        .iter()
+        .filter(|n| !n.supervisor && n.state == ServiceState::Running)
+        .count();
+    let gave_up = nodes
+        .iter()
+        .filter(|n| n.supervisor && n.state == ServiceState::Failed)
+        .count();
+    let style = if up == services { t.ok() } else { t.warning() };
+    let mut spans = vec![
+        Span::raw("services "),
+        Span::styled(format!("{up}/{services}"), style),
+        Span::raw(" up"),
+    ];
+    if gave_up > 0 {
+        let s = if gave_up == 1 { "" } else { "s" };
+        spans.push(Span::styled(
+            format!(" · {gave_up} supervisor{s} gave up"),
+            t.error(),
+        ));
+    }
+    Line::from(spans)
 }
