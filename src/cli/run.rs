@@ -11,7 +11,9 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{Dirs, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_TERMINATED, Style, fail};
 use crate::humantime::format_duration;
 use crate::principal::RunOutcome;
-use crate::protocol::api::{ApiError, ApiErrorKind, Client, ClientError, ClientExt};
+use crate::protocol::api::{
+    ApiError, ApiErrorKind, Client, ClientError, ClientExt, Request, Response,
+};
 use crate::protocol::{Event, RunId, RunState, Stream, TaskState};
 
 /// Options of `opsconsole run`.
@@ -237,6 +239,12 @@ async fn drive(client: &dyn Client, opts: &RunOptions) -> Driven {
     while let Ok(ev) = events.try_recv() {
         printer.on(Ok(ev));
     }
+    // Over a network socket a subscription takes effect a moment after it is made; a run that
+    // ended within that moment (a quick task on an idle agent) printed nothing: its output
+    // comes from the history instead.
+    if printer.verbose && !printer.saw_output {
+        stored_output(client, run_id, &printer).await;
+    }
     Driven {
         run_id: Some(run_id),
         outcome,
@@ -246,12 +254,36 @@ async fn drive(client: &dyn Client, opts: &RunOptions) -> Driven {
     }
 }
 
+/// Prints the stored output of a run, as the events would have.
+async fn stored_output(client: &dyn Client, run_id: RunId, printer: &Printer) {
+    let request = Request::Logs {
+        run_id,
+        task: None,
+        stream: None,
+        offset: 0,
+        limit: crate::protocol::api::MAX_LOG_PAGE,
+        from_end: false,
+    };
+    if let Ok(Response::Lines { lines, .. }) = client.call(request).await {
+        let mut out = std::io::stdout().lock();
+        for l in lines {
+            let tag = match l.stream {
+                Stream::Stdout => format!("[{}]", l.task),
+                Stream::Stderr => printer.style.paint("31", &format!("[{}:err]", l.task)),
+            };
+            let _ = writeln!(out, "{tag} {}", l.line);
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Printer {
     run_id: RunId,
     style: Style,
     verbose: bool,
     dropped: u64,
+    /// Output of the run was printed from events.
+    saw_output: bool,
 }
 
 impl Printer {
@@ -262,6 +294,7 @@ impl Printer {
             style: Style::stdout(),
             verbose,
             dropped: 0,
+            saw_output: false,
         }
     }
 
@@ -282,6 +315,7 @@ impl Printer {
         // A closed stdout (`| head`) must not stop the run: ignore write errors.
         let _ = match ev {
             Event::Logs(batch) if batch.key.run_id == self.run_id => {
+                self.saw_output = true;
                 let tag = match batch.stream {
                     Stream::Stdout => format!("[{}]", batch.key.task),
                     Stream::Stderr => s.paint("31", &format!("[{}:err]", batch.key.task)),
@@ -308,7 +342,8 @@ impl Printer {
                     (_, Some(m)) => format!(": {m}"),
                     _ => String::new(),
                 };
-                if state == TaskState::Queued {
+                // Queued says something only when it waits for a reason (no agent has its labels).
+                if state == TaskState::Queued && detail.is_empty() {
                     Ok(())
                 } else {
                     writeln!(
