@@ -209,10 +209,7 @@ fn render(spec: &CommandSpec, ctx: &ProbeContext) -> Vec<String> {
         run_id: ctx.start_no,
         task_name: &ctx.service,
     };
-    match spec {
-        CommandSpec::Argv(parts) => parts.iter().map(|p| p.render(&rctx)).collect(),
-        CommandSpec::Shell(script) => vec!["sh".into(), "-c".into(), script.render(&rctx)],
-    }
+    spec.argv(&rctx)
 }
 
 /// Where an `http://` URL's GET goes.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::dag::{Dag, NodeState};
 use crate::protocol::agent::{Assignment, StopPolicy, WorkId, WorkKind};
 use crate::protocol::{AttemptKey, Outcome, RunId, RunState, TaskState};
-use crate::spec::{CommandSpec, RenderContext, TriggerRule, WorkflowSpec};
+use crate::spec::{RenderContext, TriggerRule, WorkflowSpec};
 
 /// How many times a principal's death may interrupt one task before it is failed instead of
 /// run again: a task that brings the principal down every time must not loop forever.
@@ -364,12 +364,7 @@ impl RunCtx {
             run_id: self.id.0,
             task_name: &task.name,
         };
-        let argv = match &task.run {
-            CommandSpec::Argv(parts) => parts.iter().map(|p| p.render(&ctx)).collect(),
-            CommandSpec::Shell(script) => {
-                vec!["sh".to_string(), "-c".to_string(), script.render(&ctx)]
-            }
-        };
+        let argv = task.run.argv(&ctx);
         let mut env = vec![
             ("OPSCONSOLE_WORKFLOW".to_string(), self.spec.name.clone()),
             ("OPSCONSOLE_RUN_ID".to_string(), self.id.to_string()),

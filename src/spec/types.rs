@@ -94,6 +94,18 @@ pub enum CommandSpec {
     Shell(Template),
 }
 
+impl CommandSpec {
+    /// The program and its arguments, rendered (a shell string as `sh -c STRING`).
+    pub fn argv(&self, ctx: &super::RenderContext<'_>) -> Vec<String> {
+        match self {
+            CommandSpec::Argv(parts) => parts.iter().map(|p| p.render(ctx)).collect(),
+            CommandSpec::Shell(script) => {
+                vec!["sh".to_string(), "-c".to_string(), script.render(ctx)]
+            }
+        }
+    }
+}
+
 /// Airflow-style trigger rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -15,7 +15,7 @@ use crate::protocol::api::{ApiError, ApiErrorKind, Response};
 use crate::protocol::service::{
     ServiceAction, ServiceEventKind, ServiceLogBatch, ServiceNode, ServiceRecord, ServiceState,
 };
-use crate::spec::{CommandSpec, Readiness, ReadyProbe, RenderContext};
+use crate::spec::{Readiness, ReadyProbe, RenderContext};
 use crate::supervisor::{
     At, ExitStatus, Lifecycle, LifecycleEvent, NodeKind, NodeState, NodeView, Step, Supervision,
 };
@@ -140,12 +140,7 @@ impl Engine {
             run_id: start_no,
             task_name: &name,
         };
-        let argv = match &spec.run {
-            CommandSpec::Argv(parts) => parts.iter().map(|p| p.render(&ctx)).collect(),
-            CommandSpec::Shell(script) => {
-                vec!["sh".to_string(), "-c".to_string(), script.render(&ctx)]
-            }
-        };
+        let argv = spec.run.argv(&ctx);
         let mut env = vec![
             ("OPSCONSOLE_SERVICE".to_string(), path.clone()),
             ("OPSCONSOLE_SERVICE_START".to_string(), start_no.to_string()),
