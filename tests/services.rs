@@ -317,3 +317,44 @@ async fn a_supervisor_file_can_be_saved_through_the_principal() {
     }
     assert!(!p.path().join("workflows/bad.yaml").exists());
 }
+
+#[test]
+fn editing_a_supervisor_file_changes_only_what_changed() {
+    let before = supervisor(
+        "web",
+        "one_for_one",
+        &[svc("a", ""), svc("b", ""), svc("c", "")],
+    );
+    let p = Project::new(&[("web.yaml", &before)]);
+    let _principal = principal(&p);
+    assert!(eventually(Duration::from_secs(10), || all_running(
+        &p,
+        &["web/a", "web/b", "web/c"]
+    )));
+    let old = nodes(&p);
+    // b changes (an environment variable), c goes, d comes.
+    let after = supervisor(
+        "web",
+        "one_for_one",
+        &[
+            svc("a", ""),
+            svc("b", ", env: { MODE: new }"),
+            svc("d", ""),
+        ],
+    );
+    std::fs::write(p.path().join("workflows/web.yaml"), after).expect("write");
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let n = nodes(&p);
+            all_running(&p, &["web/a", "web/b", "web/d"])
+                && node(&n, "web/b").start_no == 2
+                && !n.iter().any(|x| x.path == "web/c")
+        }),
+        "{:#?}",
+        nodes(&p)
+    );
+    let new = nodes(&p);
+    assert_eq!(node(&new, "web/a").pid, node(&old, "web/a").pid, "a was not bounced");
+    assert_eq!(node(&new, "web/a").start_no, 1);
+    assert!(lines(&p.path().join("order")).contains(&"stop c".to_string()));
+}

@@ -104,6 +104,15 @@ impl Engine {
         self.carry_out_services(steps).await;
     }
 
+    /// Applies changed supervisor files to the running trees: unchanged children keep
+    /// running, changed ones restart with their new spec, removed ones stop, new ones start.
+    pub(super) async fn reload_services(&mut self) {
+        let roots: Vec<_> = self.catalog.supervisor_roots().cloned().collect();
+        let now = self.services.now();
+        let steps = self.services.machine.reload(&roots, now);
+        self.carry_out_services(steps).await;
+    }
+
     /// Stops every tree, in order; the loop ends once they are all stopped.
     pub(super) async fn stop_services(&mut self) {
         let now = self.services.now();

@@ -283,6 +283,16 @@ impl Engine {
                 catalog.workflows.insert(name.clone(), old.clone());
             }
         }
+        // A supervisor whose file is broken keeps running as it was, like a workflow.
+        for (name, old) in &self.catalog.supervisors {
+            let file_still_there = scan.hashes.contains_key(&old.file);
+            if !catalog.supervisors.contains_key(name)
+                && file_still_there
+                && broken.contains(old.file.as_path())
+            {
+                catalog.supervisors.insert(name.clone(), old.clone());
+            }
+        }
         let changed_files: BTreeSet<&PathBuf> = scan
             .hashes
             .iter()
@@ -322,8 +332,24 @@ impl Engine {
                 *spec = old.clone();
             }
         }
+        let supervisors_changed = catalog.supervisors.len() != self.catalog.supervisors.len()
+            || catalog
+                .supervisors
+                .iter()
+                .any(|(name, s)| {
+                    changed_files.contains(&s.file)
+                        || self.catalog.supervisors.get(name).is_none_or(|o| o.file != s.file)
+                })
+            || self
+                .catalog
+                .supervisors
+                .values()
+                .any(|s| changed_files.contains(&s.file));
         self.catalog = catalog;
         self.files.spec_hashes = scan.hashes;
+        if supervisors_changed && !self.shutting_down && !self.one_off {
+            self.reload_services().await;
+        }
         self.scheduler
             .set_workflows(self.catalog.workflows.values().cloned(), Utc::now());
         let problems_changed = scan.problems != self.files.spec_problems;
