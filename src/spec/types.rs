@@ -86,7 +86,7 @@ pub struct TaskSpec {
 }
 
 /// How a task's process is started.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CommandSpec {
     /// Executed directly: program and arguments, each a template.
     Argv(Vec<Template>),

@@ -5,7 +5,7 @@
 //! node are queued as [`Work`] and handled after the current one, so no handler re-enters
 //! another and the order of the steps is the order of the causes.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,9 @@ use super::step::{ExitStatus, Lifecycle, LifecycleEvent, Step, StopReason, Timer
 use super::tree::{FOREST, Forest, Kind, NodeId};
 use super::view::{NodeKind, NodeState, NodeView};
 use super::{At, SupervisionError};
-use crate::spec::{AutoShutdown, Restart, ServiceSpec, Strategy, SupervisorSpec};
+use crate::spec::{
+    AutoShutdown, ChildKind, ChildSpec, Restart, ServiceSpec, Strategy, SupervisorSpec,
+};
 
 /// Something to handle after the current change.
 enum Work {
@@ -56,6 +58,8 @@ pub struct Supervision {
     steps: Vec<Step>,
     /// The time of the fact being handled.
     now: At,
+    /// Between `start_all` and `shutdown`: roots a reload adds are started.
+    started: bool,
 }
 
 impl std::fmt::Debug for Supervision {
@@ -81,6 +85,7 @@ impl Supervision {
             work: VecDeque::new(),
             steps: Vec::new(),
             now: At::default(),
+            started: false,
         }
     }
 
@@ -89,6 +94,7 @@ impl Supervision {
     /// Starts every root (each independently; inside a tree children start in order).
     pub fn start_all(&mut self, now: At) -> Vec<Step> {
         self.now = now;
+        self.started = true;
         let roots = self.forest.children(FOREST);
         if self.forest.nodes[FOREST].state == NodeState::Stopped {
             self.forest.nodes[FOREST].state = NodeState::Running;
@@ -105,6 +111,7 @@ impl Supervision {
     /// Stops every tree, the last root first, each child after the ones to its right.
     pub fn shutdown(&mut self, now: At) -> Vec<Step> {
         self.now = now;
+        self.started = false;
         self.halt(FOREST, Halt::Requested(StopReason::Shutdown));
         self.drain()
     }
@@ -203,6 +210,8 @@ impl Supervision {
     /// A timer from an `Arm` step is due; one that no longer applies is ignored.
     pub fn timer_due(&mut self, timer: &Timer, now: At) -> Outcome {
         match timer.kind {
+            // A node a reload removed is forgotten once down: its timers no longer apply.
+            _ if !self.forest.by_path.contains_key(&timer.path) => Ok(Vec::new()),
             TimerKind::ReadyTimeout => self.ready_timeout(&timer.path, timer.start_no, now),
             TimerKind::Backoff => {
                 self.now = now;
@@ -216,6 +225,40 @@ impl Supervision {
                 Ok(self.drain())
             }
         }
+    }
+
+    /// Applies a changed catalog, like `supervisorctl update`: `roots` replace the roots
+    /// given to [`Supervision::new`] (or the last reload), matched by name at every level.
+    ///
+    /// - A child with the same kind and an equal spec is left alone: same run, start number,
+    ///   restart count and backoff; its `restart` and `significant` are taken in place.
+    /// - A changed service that runs (or is starting) is stopped with the stop policy of its
+    ///   run and started with the new spec in its turn; one backing off or pending starts
+    ///   afresh with the new spec (backoff from `initial`); one that is down (stopped, held,
+    ///   ended) or already stopping keeps its state and gets the new spec for its next start.
+    /// - A supervisor takes its new strategy, intensity, period and auto_shutdown in place,
+    ///   without restarting anything, and its children are reloaded the same way.
+    /// - A child that changed between service and supervisor is stopped like a changed
+    ///   service and becomes the new kind once down.
+    /// - A removed child (a removed root) is stopped (a supervisor: its tree, right to left)
+    ///   and shown as stopping until it is down, then forgotten; its timers no longer apply.
+    /// - A new child is started in its place once its left sibling is ready (as at start),
+    ///   if its supervisor is up; a new root is started if `start_all` was called (and no
+    ///   `shutdown` since).
+    /// - Operator holds stay: a held node is not started by a reload.
+    pub fn reload(&mut self, roots: &[Arc<SupervisorSpec>], now: At) -> Vec<Step> {
+        self.now = now;
+        let children: Vec<ChildSpec> = roots
+            .iter()
+            .map(|r| ChildSpec {
+                name: r.name.clone(),
+                restart: Restart::Temporary,
+                significant: false,
+                kind: ChildKind::Supervisor(r.clone()),
+            })
+            .collect();
+        self.reload_children(FOREST, &children);
+        self.drain()
     }
 
     // ---- operator commands -------------------------------------------------------------
@@ -292,11 +335,11 @@ impl Supervision {
     /// Every node, depth first in start order (each root, then its children).
     pub fn view(&self, now: At) -> Vec<NodeView> {
         let mut out = Vec::with_capacity(self.forest.nodes.len().saturating_sub(1));
-        let mut stack: Vec<NodeId> = self.forest.children(FOREST);
+        let mut stack: Vec<NodeId> = self.shown(FOREST);
         stack.reverse();
         while let Some(id) = stack.pop() {
             out.push(self.node_view(id, now));
-            let mut children = self.forest.children(id);
+            let mut children = self.shown(id);
             children.reverse();
             stack.extend(children);
         }
@@ -341,9 +384,34 @@ impl Supervision {
         }
     }
 
+    /// The children of `id` as shown: in order, then those a reload removed that are still
+    /// on their way down.
+    fn shown(&self, id: NodeId) -> Vec<NodeId> {
+        let mut out = self.forest.children(id);
+        if let Some(s) = self.forest.sup(id) {
+            out.extend(s.leaving.iter().copied());
+        }
+        out
+    }
+
     // ---- internals ---------------------------------------------------------------------
 
+    /// The node at `path` for an operator command: not one a reload removed.
     fn id(&self, path: &str) -> Result<NodeId, SupervisionError> {
+        let id = self.lookup(path)?;
+        if self
+            .forest
+            .chain(id)
+            .iter()
+            .any(|&n| self.forest.nodes[n].removed)
+        {
+            return Err(SupervisionError::UnknownPath(path.to_string()));
+        }
+        Ok(id)
+    }
+
+    /// The node at `path`, removed ones (still on their way down) included.
+    fn lookup(&self, path: &str) -> Result<NodeId, SupervisionError> {
         match self.forest.by_path.get(path) {
             Some(&id) if id != FOREST => Ok(id),
             _ => Err(SupervisionError::UnknownPath(path.to_string())),
@@ -351,7 +419,7 @@ impl Supervision {
     }
 
     fn service_id(&self, path: &str) -> Result<NodeId, SupervisionError> {
-        let id = self.id(path)?;
+        let id = self.lookup(path)?;
         match self.forest.nodes[id].kind {
             Kind::Service(_) => Ok(id),
             Kind::Supervisor(_) => Err(SupervisionError::NotAService(path.to_string())),
@@ -461,6 +529,9 @@ impl Supervision {
         n.pid = None;
         n.stop_reason = None;
         let (path, start_no) = (n.path.clone(), n.start_no);
+        if let Kind::Service(s) = &mut n.kind {
+            s.run_stop = s.spec.stop;
+        }
         self.record(id, LifecycleEvent::Starting);
         match &self.forest.nodes[id].kind {
             Kind::Service(s) => {
@@ -506,7 +577,7 @@ impl Supervision {
     fn begin_stop(&mut self, id: NodeId, reason: StopReason) {
         match &self.forest.nodes[id].kind {
             Kind::Service(s) => {
-                let policy = s.spec.stop;
+                let policy = s.run_stop;
                 let n = &mut self.forest.nodes[id];
                 n.state = NodeState::Stopping;
                 n.stop_reason = Some(reason);
@@ -527,6 +598,7 @@ impl Supervision {
 
     /// Carries the plan of supervisor `sup` on as far as it can go without waiting.
     fn advance(&mut self, sup: NodeId) {
+        self.sweep(sup);
         loop {
             let Some(s) = self.forest.sup(sup) else {
                 return;
@@ -557,6 +629,7 @@ impl Supervision {
                 if !(node.held || node.done) {
                     match node.state {
                         NodeState::Stopped | NodeState::Failed | NodeState::Pending => {
+                            self.settle(c);
                             self.begin_start(c);
                             if ordered {
                                 return;
@@ -572,6 +645,14 @@ impl Supervision {
                 continue;
             }
             let halt = plan.halt;
+            // A supervisor goes down after the children a reload removed, too.
+            if halt.is_some()
+                && s.leaving
+                    .iter()
+                    .any(|&c| self.forest.nodes[c].state.is_active())
+            {
+                return;
+            }
             if let Some(s) = self.forest.sup_mut(sup) {
                 s.plan = None;
             }
@@ -625,6 +706,13 @@ impl Supervision {
         let Some(sup) = self.forest.sup(p) else {
             return;
         };
+        if self.forest.nodes[c].removed {
+            if matches!(self.forest.nodes[c].kind, Kind::Service(_)) {
+                self.record(c, LifecycleEvent::Stopped);
+            }
+            self.work.push_back(Work::Advance(p));
+            return;
+        }
         let going = sup
             .plan
             .as_ref()
@@ -754,5 +842,180 @@ impl Supervision {
                 !n.significant || (n.done && !n.state.is_active())
             }),
         }
+    }
+}
+
+/// Hot reload.
+impl Supervision {
+    /// Reloads the children of supervisor `sup` from `new` (see [`Supervision::reload`]).
+    fn reload_children(&mut self, sup: NodeId, new: &[ChildSpec]) {
+        let old = self.forest.children(sup);
+        let up = if sup == FOREST {
+            self.started
+        } else {
+            matches!(
+                self.forest.nodes[sup].state,
+                NodeState::Starting | NodeState::Running
+            )
+        };
+        let mut next = Vec::with_capacity(new.len());
+        // New positions to stop and start again, and to start.
+        let (mut restart, mut start) = (Vec::new(), Vec::new());
+        for (i, spec) in new.iter().enumerate() {
+            let leaving = self
+                .forest
+                .sup(sup)
+                .map(|s| s.leaving.clone())
+                .unwrap_or_default();
+            let found = old
+                .iter()
+                .chain(&leaving)
+                .copied()
+                .find(|&c| self.forest.nodes[c].name == spec.name);
+            let Some(c) = found else {
+                next.push(self.forest.add(sup, spec, i));
+                start.push(i);
+                continue;
+            };
+            next.push(c);
+            let n = &mut self.forest.nodes[c];
+            if n.removed {
+                // Removed by an earlier reload and still going down: back in its place.
+                n.removed = false;
+                start.push(i);
+                if let Some(s) = self.forest.sup_mut(sup) {
+                    s.leaving.retain(|&l| l != c);
+                }
+            }
+            let n = &mut self.forest.nodes[c];
+            n.restart = spec.restart;
+            n.significant = spec.significant;
+            n.pending = None;
+            let state = n.state;
+            match (&mut n.kind, &spec.kind) {
+                (Kind::Service(s), ChildKind::Service(spec)) => {
+                    if Arc::ptr_eq(&s.spec, spec) || s.spec == *spec {
+                        continue;
+                    }
+                    s.spec = spec.clone();
+                    match state {
+                        NodeState::Starting | NodeState::Running => restart.push(i),
+                        NodeState::Pending | NodeState::BackingOff { .. } => {
+                            s.failures = 0;
+                            n.state = NodeState::Pending;
+                            start.push(i);
+                        }
+                        NodeState::Stopping | NodeState::Stopped | NodeState::Failed => {}
+                    }
+                }
+                (Kind::Supervisor(_), ChildKind::Supervisor(spec)) => {
+                    let spec = spec.clone();
+                    self.reload_supervisor(c, &spec);
+                }
+                (_, kind) => {
+                    n.pending = Some(kind.clone());
+                    match state {
+                        NodeState::Starting | NodeState::Running => restart.push(i),
+                        NodeState::Pending | NodeState::BackingOff { .. } => {
+                            n.state = NodeState::Pending;
+                            self.settle(c);
+                            start.push(i);
+                        }
+                        NodeState::Stopped | NodeState::Failed => self.settle(c),
+                        // Taken once it is down (see `sweep`).
+                        NodeState::Stopping => {}
+                    }
+                }
+            }
+        }
+        for &c in old.iter().rev() {
+            if !next.contains(&c) {
+                self.remove(c);
+            }
+        }
+        // The new order; the plan in progress follows its children to their new places.
+        let place: HashMap<NodeId, usize> = next.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+        for (i, &c) in next.iter().enumerate() {
+            self.forest.nodes[c].index = i;
+        }
+        if let Some(s) = self.forest.sup_mut(sup) {
+            if let Some(plan) = &mut s.plan {
+                let moved = |set: &std::collections::BTreeSet<usize>| {
+                    set.iter()
+                        .filter_map(|&j| place.get(&old[j]).copied())
+                        .collect()
+                };
+                plan.stop = moved(&plan.stop);
+                plan.start = moved(&plan.start);
+            }
+            s.children = next;
+        }
+        if up && !(restart.is_empty() && start.is_empty()) {
+            let both: Vec<usize> = restart.iter().chain(&start).copied().collect();
+            self.merge(sup, restart, both, StopReason::Reload);
+        }
+        self.work.push_back(Work::Advance(sup));
+    }
+
+    /// Takes the new settings of supervisor `id` in place and reloads its children.
+    fn reload_supervisor(&mut self, id: NodeId, spec: &SupervisorSpec) {
+        if let Some(s) = self.forest.sup_mut(id) {
+            s.strategy = spec.strategy;
+            s.intensity = spec.intensity;
+            s.period = spec.period;
+            s.auto_shutdown = spec.auto_shutdown;
+        }
+        self.reload_children(id, &spec.children);
+    }
+
+    /// Child `c` is no longer in the spec: it is stopped, and forgotten once down.
+    fn remove(&mut self, c: NodeId) {
+        let p = self.forest.nodes[c].parent.unwrap_or(FOREST);
+        let n = &mut self.forest.nodes[c];
+        n.removed = true;
+        n.pending = None;
+        match n.state {
+            NodeState::Starting | NodeState::Running => self.begin_stop(c, StopReason::Reload),
+            NodeState::Pending | NodeState::BackingOff { .. } => {
+                n.state = NodeState::Stopped;
+                self.record(c, LifecycleEvent::Stopped);
+            }
+            NodeState::Stopping | NodeState::Stopped | NodeState::Failed => {}
+        }
+        if let Some(s) = self.forest.sup_mut(p) {
+            s.leaving.push(c);
+        }
+    }
+
+    /// Forgets the removed children of `sup` that are down, and gives the children a reload
+    /// turned into another kind that kind once they are down.
+    fn sweep(&mut self, sup: NodeId) {
+        let Some(s) = self.forest.sup(sup) else {
+            return;
+        };
+        let (leaving, children) = (s.leaving.clone(), s.children.clone());
+        for c in leaving {
+            if !self.forest.nodes[c].state.is_active() {
+                self.forest.forget(c, true);
+                if let Some(s) = self.forest.sup_mut(sup) {
+                    s.leaving.retain(|&l| l != c);
+                }
+            }
+        }
+        for c in children {
+            self.settle(c);
+        }
+    }
+
+    /// Gives `c` the kind a reload asked for, if it is down (its old subtree is forgotten).
+    fn settle(&mut self, c: NodeId) {
+        if self.forest.nodes[c].state.is_active() {
+            return;
+        }
+        let Some(kind) = self.forest.nodes[c].pending.take() else {
+            return;
+        };
+        self.forest.forget(c, false);
+        self.forest.set_kind(c, &kind);
     }
 }

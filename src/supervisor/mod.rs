@@ -13,6 +13,7 @@
 //! sup.child_ready("web/api", 1, now)?;                        // its probe passed: next child
 //! sup.child_exited("web/api", 1, ExitStatus::Code(1), now)?;  // crash: Arm backoff, Record
 //! sup.timer_due(&timer, now)?;                                // backoff over: Spawn #2
+//! sup.reload(&new_roots, now);                               // catalog edited: only changes
 //! ```
 
 mod machine;

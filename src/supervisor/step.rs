@@ -100,6 +100,8 @@ pub enum StopReason {
     AutoShutdown,
     /// It did not become ready in time (this counts as a crash).
     ReadyTimeout,
+    /// A hot reload changed its spec (it is started again with the new one) or removed it.
+    Reload,
 }
 
 /// One lifecycle event of a node.

@@ -76,6 +76,18 @@ impl H {
             .unwrap()
     }
 
+    fn reload(&mut self, docs: &[&str]) -> Vec<Step> {
+        self.sup.reload(&roots(docs), self.now)
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.sup
+            .view(self.now)
+            .into_iter()
+            .map(|v| v.path)
+            .collect()
+    }
+
     fn due(&mut self, timer: &Timer) -> Vec<Step> {
         self.sup.timer_due(timer, self.now).unwrap()
     }
@@ -834,4 +846,283 @@ fn unknown_paths_and_supervisors_as_services_are_refused() {
         Err(SupervisionError::NotAService("web".into()))
     );
     assert!(h.sup.service("web/a").is_some() && h.sup.service("web").is_none());
+}
+
+// ---- hot reload ------------------------------------------------------------------------
+
+fn web(children: &str) -> String {
+    format!("kind: supervisor\nname: web\nintensity: 100\nchildren:\n{children}")
+}
+
+const A: &str = "  - { name: a, run: x }\n";
+const B: &str = "  - { name: b, run: x, stop: { signal: INT, grace: 2s } }\n";
+const C: &str = "  - { name: c, run: x }\n";
+
+#[test]
+fn reload_leaves_unchanged_children_alone_counters_included() {
+    let doc = web(&format!("{A}{B}{C}"));
+    let mut h = H::new(&[&doc]);
+    let up = h.start_all();
+    h.bring_up(up);
+    let (timer, _) = armed(&h.exit("web/b", 1), TimerKind::Backoff);
+    h.wait(S);
+    h.due(&timer);
+    h.started("web/b", 7);
+    let before = h.sup.view(h.now);
+    let steps = h.reload(&[&doc]);
+    assert!(
+        spawns(&steps).is_empty() && stops(&steps).is_empty(),
+        "{steps:#?}"
+    );
+    assert_eq!(h.sup.view(h.now), before, "same runs, pids, restarts");
+    assert_eq!(h.view("web/b").restarts, 1);
+    assert_eq!(h.view("web").restarts_in_period, Some(1));
+}
+
+#[test]
+fn reload_restarts_a_changed_service_alone_with_its_old_stop_then_the_new_spec() {
+    let mut h = H::new(&[&web(&format!("{A}{B}{C}"))]);
+    let up = h.start_all();
+    h.bring_up(up);
+    let changed = "  - { name: b, run: y }\n";
+    let steps = h.reload(&[&web(&format!("{A}{changed}{C}"))]);
+    assert_eq!(stops(&steps), ["web/b"]);
+    assert!(spawns(&steps).is_empty());
+    let policy = steps.iter().find_map(|s| match s {
+        Step::Stop { policy, .. } => Some(*policy),
+        _ => None,
+    });
+    assert_eq!(
+        policy.map(|p| (p.signal, p.grace)),
+        Some((StopSignal::Int, 2 * S)),
+        "the stop policy of the run being stopped"
+    );
+    assert!(events(&steps, "web/b").contains(&LifecycleEvent::Stopping {
+        reason: StopReason::Reload
+    }));
+    let steps = h.term("web/b");
+    assert_eq!(spawns(&steps), ["web/b"]);
+    assert_eq!(h.no("web/b"), 2);
+    assert_eq!((h.no("web/a"), h.no("web/c")), (1, 1), "siblings untouched");
+    let spec = h.sup.service("web/b").unwrap();
+    assert_eq!(
+        spec.stop.signal,
+        StopSignal::Term,
+        "the new spec is spawned"
+    );
+    assert_eq!(h.view("web/b").restarts, 0, "a reload is not a crash");
+    h.started("web/b", 8);
+    assert_eq!(h.state("web/b"), NodeState::Running);
+    // Its next stop uses the new policy.
+    let steps = h.sup.stop("web/b", h.now).unwrap();
+    let policy = steps.iter().find_map(|s| match s {
+        Step::Stop { policy, .. } => Some(*policy),
+        _ => None,
+    });
+    assert_eq!(policy.map(|p| p.signal), Some(StopSignal::Term));
+}
+
+#[test]
+fn reload_stops_a_removed_child_shows_it_stopping_then_forgets_it() {
+    let mut h = H::new(&[&web(&format!("{A}{B}{C}"))]);
+    let up = h.start_all();
+    h.bring_up(up);
+    let steps = h.reload(&[&web(&format!("{A}{C}"))]);
+    assert_eq!(stops(&steps), ["web/b"]);
+    assert!(spawns(&steps).is_empty());
+    assert_eq!(h.state("web/b"), NodeState::Stopping);
+    assert_eq!(h.paths(), ["web", "web/a", "web/c", "web/b"]);
+    assert_eq!(
+        h.sup.stop("web/b", h.now),
+        Err(SupervisionError::UnknownPath("web/b".into())),
+        "no operator command on a removed node"
+    );
+    let steps = h.term("web/b");
+    assert!(spawns(&steps).is_empty(), "not restarted");
+    assert_eq!(h.paths(), ["web", "web/a", "web/c"]);
+    assert!(h.sup.node("web/b", h.now).is_none());
+    // The remaining children are in their new places: c crashing restarts c.
+    let (timer, _) = armed(&h.exit("web/c", 1), TimerKind::Backoff);
+    h.wait(S);
+    assert_eq!(spawns(&h.due(&timer)), ["web/c"]);
+    assert_eq!(h.no("web/a"), 1);
+}
+
+#[test]
+fn reload_starts_a_new_child_in_its_place_once_its_left_sibling_is_ready() {
+    let slow = "  - { name: a, run: x, ready: { log: up, timeout: 5s } }\n";
+    let mut h = H::new(&[&web(&format!("{slow}{B}"))]);
+    assert_eq!(spawns(&h.start_all()), ["web/a"]);
+    h.started("web/a", 1);
+    // Mid-start, n comes between a (not ready yet) and b.
+    let n = "  - { name: n, run: x }\n";
+    let steps = h.reload(&[&web(&format!("{slow}{n}{B}"))]);
+    assert!(spawns(&steps).is_empty(), "a is not ready: n waits");
+    assert_eq!(h.paths(), ["web", "web/a", "web/n", "web/b"]);
+    assert_eq!(spawns(&h.ready("web/a")), ["web/n"]);
+    assert_eq!(spawns(&h.started("web/n", 2)), ["web/b"]);
+    let steps = h.started("web/b", 3);
+    assert_eq!(events(&steps, "web"), [LifecycleEvent::Ready]);
+    // Up and running: a new last child starts right away.
+    let steps = h.reload(&[&web(&format!("{slow}{n}{B}{C}"))]);
+    assert_eq!(spawns(&steps), ["web/c"]);
+    assert!(stops(&steps).is_empty());
+    assert_eq!((h.no("web/a"), h.no("web/n"), h.no("web/b")), (1, 1, 1));
+}
+
+#[test]
+fn reload_takes_a_new_strategy_and_intensity_without_restarts() {
+    let mut h = H::new(&[&three("one_for_one")]);
+    let up = h.start_all();
+    h.bring_up(up);
+    let doc = three("one_for_all").replace("intensity: 100", "intensity: 7");
+    let steps = h.reload(&[&doc]);
+    assert!(
+        spawns(&steps).is_empty() && stops(&steps).is_empty(),
+        "{steps:#?}"
+    );
+    assert_eq!(h.view("web").intensity, Some(7));
+    assert_eq!(h.state("web"), NodeState::Running);
+    // The new strategy applies to the next crash.
+    assert_eq!(stops(&h.exit("web/b", 1)), ["web/c"]);
+}
+
+#[test]
+fn reload_stops_a_removed_root_tree_right_to_left_and_leaves_the_others() {
+    let nested = "kind: supervisor\nname: web\nchildren:\n  - { name: a, run: x }\n  \
+         - name: inner\n    children:\n      - { name: x, run: y }\n      - { name: y, run: y }\n  \
+         - { name: c, run: x }\n";
+    let other = "kind: supervisor\nname: db\nchildren:\n  - { name: pg, run: x }\n";
+    let mut h = H::new(&[nested]);
+    let up = h.start_all();
+    h.bring_up(up);
+    // A new root starts on its own.
+    let steps = h.reload(&[nested, other]);
+    assert_eq!(spawns(&steps), ["db/pg"]);
+    h.bring_up(steps);
+    assert_eq!(h.state("db"), NodeState::Running);
+    let steps = h.reload(&[other]);
+    assert_eq!(
+        stops(&steps),
+        ["web/c"],
+        "the last child of the removed root first"
+    );
+    assert_eq!(h.state("web"), NodeState::Stopping);
+    assert_eq!(stops(&h.term("web/c")), ["web/inner/y"]);
+    assert_eq!(stops(&h.term("web/inner/y")), ["web/inner/x"]);
+    assert_eq!(stops(&h.term("web/inner/x")), ["web/a"]);
+    assert!(h.paths().contains(&"web/a".to_string()));
+    let steps = h.term("web/a");
+    assert!(events(&steps, "web").contains(&LifecycleEvent::Stopped));
+    assert!(spawns(&steps).is_empty());
+    assert_eq!(h.paths(), ["db", "db/pg"]);
+    assert_eq!(h.no("db/pg"), 1);
+    // A root added back is a new root and starts.
+    assert_eq!(spawns(&h.reload(&[nested, other])), ["web/a"]);
+}
+
+#[test]
+fn reload_keeps_an_operator_hold_on_changed_and_unchanged_children() {
+    let mut h = H::new(&[&web(&format!("{A}{B}{C}"))]);
+    let up = h.start_all();
+    h.bring_up(up);
+    h.sup.stop("web/a", h.now).unwrap();
+    h.term("web/a");
+    h.sup.stop("web/b", h.now).unwrap();
+    h.term("web/b");
+    let changed = "  - { name: b, run: y }\n";
+    let steps = h.reload(&[&web(&format!("{A}{changed}{C}"))]);
+    assert!(
+        spawns(&steps).is_empty() && stops(&steps).is_empty(),
+        "{steps:#?}"
+    );
+    for p in ["web/a", "web/b"] {
+        assert!(h.view(p).held, "{p}");
+        assert_eq!(h.state(p), NodeState::Stopped, "{p}");
+    }
+    // Started by the operator, b runs the new spec.
+    assert_eq!(spawns(&h.sup.start("web/b", h.now).unwrap()), ["web/b"]);
+    assert_eq!(
+        h.sup.service("web/b").unwrap().stop.signal,
+        StopSignal::Term
+    );
+}
+
+#[test]
+fn reload_while_backing_off_keeps_the_backoff_unless_the_service_changed() {
+    let mut h = H::new(&[&web(&format!("{A}{B}{C}"))]);
+    let up = h.start_all();
+    h.bring_up(up);
+    let (timer, _) = armed(&h.exit("web/b", 1), TimerKind::Backoff);
+    // Unchanged: still backing off, restarted when the timer is due.
+    let steps = h.reload(&[&web(&format!("{A}{B}{C}"))]);
+    assert!(spawns(&steps).is_empty() && stops(&steps).is_empty());
+    assert!(matches!(h.state("web/b"), NodeState::BackingOff { .. }));
+    h.wait(S);
+    assert_eq!(spawns(&h.due(&timer)), ["web/b"]);
+    h.started("web/b", 5);
+    // Crashes again; changed meanwhile: started afresh with the new spec, no wait.
+    let (timer, _) = armed(&h.exit("web/b", 1), TimerKind::Backoff);
+    let changed = "  - { name: b, run: y }\n";
+    let steps = h.reload(&[&web(&format!("{A}{changed}{C}"))]);
+    assert_eq!(spawns(&steps), ["web/b"]);
+    assert_eq!(h.no("web/b"), 3);
+    h.wait(S);
+    assert!(
+        h.due(&timer).is_empty(),
+        "the old backoff no longer applies"
+    );
+    // Removed while backing off: stopped and forgotten at once; its timer is ignored.
+    h.started("web/b", 6);
+    let (timer, _) = armed(&h.exit("web/b", 1), TimerKind::Backoff);
+    let steps = h.reload(&[&web(&format!("{A}{C}"))]);
+    assert_eq!(events(&steps, "web/b"), [LifecycleEvent::Stopped]);
+    assert_eq!(h.paths(), ["web", "web/a", "web/c"]);
+    h.wait(S);
+    assert!(h.due(&timer).is_empty());
+}
+
+#[test]
+fn reload_turns_a_service_into_a_supervisor_once_it_is_down() {
+    let mut h = H::new(&[&web(&format!("{A}{B}{C}"))]);
+    let up = h.start_all();
+    h.bring_up(up);
+    let tree = "  - name: b\n    children:\n      - { name: x, run: y }\n";
+    let steps = h.reload(&[&web(&format!("{A}{tree}{C}"))]);
+    assert_eq!(stops(&steps), ["web/b"]);
+    let steps = h.term("web/b");
+    assert_eq!(spawns(&steps), ["web/b/x"]);
+    assert_eq!(h.view("web/b").kind, NodeKind::Supervisor);
+    h.started("web/b/x", 9);
+    assert_eq!(h.state("web/b"), NodeState::Running);
+    assert_eq!(h.paths(), ["web", "web/a", "web/b", "web/b/x", "web/c"]);
+    // And back: the tree is stopped, then b is a service again.
+    let steps = h.reload(&[&web(&format!("{A}{B}{C}"))]);
+    assert_eq!(stops(&steps), ["web/b/x"]);
+    assert_eq!(spawns(&h.term("web/b/x")), ["web/b"]);
+    assert_eq!(h.paths(), ["web", "web/a", "web/b", "web/c"]);
+    assert!(h.sup.node("web/b/x", h.now).is_none());
+}
+
+#[test]
+fn reload_of_a_nested_supervisor_restarts_only_its_changed_child() {
+    let doc = |y: &str| {
+        format!(
+            "kind: supervisor\nname: web\nchildren:\n  - {{ name: a, run: x }}\n  \
+             - name: inner\n    children:\n      - {{ name: x, run: y }}\n      \
+             - {{ name: y, run: {y} }}\n"
+        )
+    };
+    let mut h = H::new(&[&doc("y")]);
+    let up = h.start_all();
+    h.bring_up(up);
+    let steps = h.reload(&[&doc("z")]);
+    assert_eq!(stops(&steps), ["web/inner/y"]);
+    assert_eq!(spawns(&h.term("web/inner/y")), ["web/inner/y"]);
+    assert_eq!(h.no("web/inner/x"), 1);
+    assert_eq!(
+        h.no("web/inner"),
+        1,
+        "the nested supervisor is not restarted"
+    );
 }

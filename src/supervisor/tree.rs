@@ -9,7 +9,9 @@ use super::At;
 use super::plan::Plan;
 use super::step::{ExitStatus, StopReason};
 use super::view::NodeState;
-use crate::spec::{AutoShutdown, ChildKind, Restart, ServiceSpec, Strategy, SupervisorSpec};
+use crate::spec::{
+    AutoShutdown, ChildKind, ChildSpec, Restart, ServiceSpec, StopPolicy, Strategy, SupervisorSpec,
+};
 
 /// Index of a node in [`Forest::nodes`].
 pub(super) type NodeId = usize;
@@ -43,6 +45,12 @@ pub(super) struct Node {
     pub last_exit: Option<ExitStatus>,
     pub restarts: u64,
     pub kind: Kind,
+    /// Removed from the spec by a hot reload: stopping, in its supervisor's `leaving`, and
+    /// forgotten once down.
+    pub removed: bool,
+    /// A hot reload turned this service into a supervisor or back: the new kind, taken once
+    /// the node is down.
+    pub pending: Option<ChildKind>,
 }
 
 /// What a node is.
@@ -54,6 +62,8 @@ pub(super) enum Kind {
 /// A service's spec and its crash count for the backoff.
 pub(super) struct Service {
     pub spec: Arc<ServiceSpec>,
+    /// How the current run is stopped (its spec's, which a hot reload may have replaced).
+    pub run_stop: StopPolicy,
     /// Crashes since it was last up for `stable_after` (1 after the first).
     pub failures: u32,
 }
@@ -70,6 +80,8 @@ pub(super) struct Sup {
     pub plan: Option<Plan>,
     /// Children start one after the other (false only for the forest: roots are independent).
     pub ordered: bool,
+    /// Children a hot reload removed that are still on their way down (not in `children`).
+    pub leaving: Vec<NodeId>,
 }
 
 impl Sup {
@@ -114,6 +126,7 @@ impl Forest {
             history: VecDeque::new(),
             plan: None,
             ordered: false,
+            leaving: Vec::new(),
         });
         // The forest is up from the start: operators may start single roots before start_all.
         f.nodes[forest].state = NodeState::Running;
@@ -161,6 +174,8 @@ impl Forest {
             pid: None,
             last_exit: None,
             restarts: 0,
+            removed: false,
+            pending: None,
             // Replaced right away by the caller (services) or `supervisor`.
             kind: Kind::Supervisor(Sup {
                 strategy: Strategy::OneForOne,
@@ -171,6 +186,7 @@ impl Forest {
                 history: VecDeque::new(),
                 plan: None,
                 ordered: true,
+                leaving: Vec::new(),
             }),
         });
         if let Some(p) = parent
@@ -192,25 +208,67 @@ impl Forest {
             history: VecDeque::new(),
             plan: None,
             ordered: true,
+            leaving: Vec::new(),
         });
         for (i, child) in spec.children.iter().enumerate() {
-            let path = format!("{}/{}", self.nodes[id].path, child.name);
-            let c = self.push(
-                Some(id),
-                path,
-                child.name.clone(),
-                i,
-                child.restart,
-                child.significant,
-            );
-            match &child.kind {
-                ChildKind::Service(s) => {
-                    self.nodes[c].kind = Kind::Service(Service {
-                        spec: s.clone(),
-                        failures: 0,
-                    });
+            self.add(id, child, i);
+        }
+    }
+
+    /// A new child of supervisor `parent` at position `index`, built from `child` (appended
+    /// to the children of `parent`; a reload puts it in its place afterwards).
+    pub fn add(&mut self, parent: NodeId, child: &ChildSpec, index: usize) -> NodeId {
+        let path = if parent == FOREST {
+            child.name.clone()
+        } else {
+            format!("{}/{}", self.nodes[parent].path, child.name)
+        };
+        let c = self.push(
+            Some(parent),
+            path,
+            child.name.clone(),
+            index,
+            child.restart,
+            child.significant,
+        );
+        self.set_kind(c, &child.kind);
+        c
+    }
+
+    /// Makes `id` the service or supervisor `kind` says (a supervisor with new children).
+    pub fn set_kind(&mut self, id: NodeId, kind: &ChildKind) {
+        match kind {
+            ChildKind::Service(s) => {
+                self.nodes[id].kind = Kind::Service(Service {
+                    spec: s.clone(),
+                    run_stop: s.stop,
+                    failures: 0,
+                });
+            }
+            ChildKind::Supervisor(nested) => self.supervisor(id, nested),
+        }
+    }
+
+    /// Drops the paths of the descendants of `id` (and of `id` itself when `itself`), so
+    /// facts and commands no longer reach them; their slots stay in the arena, unused.
+    pub fn forget(&mut self, id: NodeId, itself: bool) {
+        let mut stack = self.children(id);
+        if let Some(s) = self.sup(id) {
+            stack.extend(s.leaving.iter().copied());
+        }
+        if itself {
+            stack.push(id);
+        }
+        while let Some(n) = stack.pop() {
+            if n != id {
+                stack.extend(self.children(n));
+                if let Some(s) = self.sup(n) {
+                    stack.extend(s.leaving.iter().copied());
                 }
-                ChildKind::Supervisor(nested) => self.supervisor(c, nested),
+            }
+            let path = &self.nodes[n].path;
+            if self.by_path.get(path) == Some(&n) {
+                self.by_path.remove(path);
             }
         }
     }

@@ -64,7 +64,9 @@ pub enum ChildKind {
 
 /// A long-running process a supervisor keeps up. Templates render `{{ task.name }}` as the
 /// service's name and `{{ run.id }}` as its start number; there are no `params` here.
-#[derive(Debug, Clone)]
+///
+/// Equal specs start the same process: a hot reload keeps a service whose spec is equal.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceSpec {
     /// What to execute.
     pub run: CommandSpec,
@@ -103,7 +105,7 @@ pub const DEFAULT_INTENSITY: u32 = 5;
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(30);
 
 /// A readiness probe and how long to wait for it to pass.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Readiness {
     /// What must succeed.
     pub probe: ReadyProbe,
@@ -132,6 +134,21 @@ pub enum ReadyProbe {
     Log(regex::Regex),
     /// The service writes `READY=1` to the socket named by `$NOTIFY_SOCKET` (sd_notify).
     Notify,
+}
+
+/// Equal probes check the same thing (regexes by their source, `Regex` has no `PartialEq`).
+impl PartialEq for ReadyProbe {
+    fn eq(&self, other: &Self) -> bool {
+        use ReadyProbe::*;
+        match (self, other) {
+            (Tcp { host: h1, port: p1 }, Tcp { host: h2, port: p2 }) => h1 == h2 && p1 == p2,
+            (Http { url: a }, Http { url: b }) => a == b,
+            (Command(a), Command(b)) => a == b,
+            (Log(a), Log(b)) => a.as_str() == b.as_str(),
+            (Notify, Notify) => true,
+            _ => false,
+        }
+    }
 }
 
 /// How a service is stopped: `signal` to its process group, SIGKILL after `grace`.
