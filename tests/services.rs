@@ -336,11 +336,7 @@ fn editing_a_supervisor_file_changes_only_what_changed() {
     let after = supervisor(
         "web",
         "one_for_one",
-        &[
-            svc("a", ""),
-            svc("b", ", env: { MODE: new }"),
-            svc("d", ""),
-        ],
+        &[svc("a", ""), svc("b", ", env: { MODE: new }"), svc("d", "")],
     );
     std::fs::write(p.path().join("workflows/web.yaml"), after).expect("write");
     assert!(
@@ -354,7 +350,11 @@ fn editing_a_supervisor_file_changes_only_what_changed() {
         nodes(&p)
     );
     let new = nodes(&p);
-    assert_eq!(node(&new, "web/a").pid, node(&old, "web/a").pid, "a was not bounced");
+    assert_eq!(
+        node(&new, "web/a").pid,
+        node(&old, "web/a").pid,
+        "a was not bounced"
+    );
     assert_eq!(node(&new, "web/a").start_no, 1);
     assert!(lines(&p.path().join("order")).contains(&"stop c".to_string()));
 }

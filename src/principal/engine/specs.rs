@@ -333,13 +333,14 @@ impl Engine {
             }
         }
         let supervisors_changed = catalog.supervisors.len() != self.catalog.supervisors.len()
-            || catalog
-                .supervisors
-                .iter()
-                .any(|(name, s)| {
-                    changed_files.contains(&s.file)
-                        || self.catalog.supervisors.get(name).is_none_or(|o| o.file != s.file)
-                })
+            || catalog.supervisors.iter().any(|(name, s)| {
+                changed_files.contains(&s.file)
+                    || self
+                        .catalog
+                        .supervisors
+                        .get(name)
+                        .is_none_or(|o| o.file != s.file)
+            })
             || self
                 .catalog
                 .supervisors
