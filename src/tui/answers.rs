@@ -82,6 +82,9 @@ impl App {
                 self.data.services = Some(nodes);
                 self.open_new_supervisors();
             }
+            (Purpose::ServiceLines(path), Response::ServiceLines { lines }) => {
+                self.data.logs.stored_service_lines(&path, lines)
+            }
             (Purpose::ServiceControl(path, action), Response::Services { nodes }) => {
                 self.service_changed(&path, action, nodes)
             }

@@ -35,6 +35,8 @@ pub enum Purpose {
     Agents,
     /// Every supervision tree.
     Services,
+    /// The stored output of the service at this path, for the logs pane following it.
+    ServiceLines(std::sync::Arc<str>),
     /// Detail of a run.
     Detail(RunId),
     /// A page of logs for buffer generation `generation`.
@@ -297,6 +299,7 @@ pub(super) fn is_background(p: &Purpose) -> bool {
             | Purpose::Queue
             | Purpose::Agents
             | Purpose::Services
+            | Purpose::ServiceLines(_)
             | Purpose::Detail(_)
             | Purpose::Logs { .. }
     )
@@ -310,6 +313,7 @@ pub(super) fn source_name(p: &Purpose) -> &'static str {
         Purpose::Queue => "queue",
         Purpose::Agents => "agents",
         Purpose::Services => "services",
+        Purpose::ServiceLines(_) => "service logs",
         Purpose::Detail(_) => "run detail",
         Purpose::Logs { .. } => "logs",
         Purpose::Trigger(_) => "trigger",

@@ -131,6 +131,38 @@ impl LogBuffer {
         }
     }
 
+    /// The stored output of service `path` (oldest first), read once it is followed: it goes
+    /// before the lines already shown, which are what arrived live since (those it also
+    /// holds are not shown twice).
+    pub fn stored_service_lines(
+        &mut self,
+        path: &str,
+        stored: Vec<crate::protocol::service::ServiceLine>,
+    ) {
+        if self.service.as_deref() != Some(path) || stored.is_empty() {
+            return;
+        }
+        let last = stored.last().map(|l| (l.start_no, l.at));
+        let live: Vec<Entry> = self
+            .lines
+            .drain(..)
+            .filter(|e| last.is_none_or(|(start, at)| (u64::from(e.attempt), e.at) > (start, at)))
+            .collect();
+        let path: Arc<str> = Arc::from(path);
+        for l in stored {
+            self.push_back(Entry {
+                task: path.clone(),
+                attempt: u32::try_from(l.start_no).unwrap_or(u32::MAX),
+                stream: l.stream,
+                at: l.at,
+                text: l.text,
+            });
+        }
+        for e in live {
+            self.push_back(e);
+        }
+    }
+
     /// Appends lines of the service followed; returns true when something was added.
     pub fn push_service(&mut self, path: &str, entries: &[Entry]) -> bool {
         if self.service.as_deref() != Some(path) || entries.is_empty() {

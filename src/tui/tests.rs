@@ -1945,8 +1945,50 @@ fn service_output_shows_for_the_selected_service_and_l_follows_it_in_the_logs_pa
     assert_eq!(app.view.pane, Pane::Supervisors);
     assert!(app.view.message.as_ref().is_some_and(|m| m.error));
     app.on_key(code(KeyCode::Down));
-    assert!(app.on_key(key('l')).is_empty(), "nothing to fetch");
+    let effects = app.on_key(key('l'));
+    assert!(
+        matches!(
+            effects.as_slice(),
+            [Effect::Call(Request::ServiceLogs { path: Some(p), .. }, Purpose::ServiceLines(_))]
+                if p == "web/api"
+        ),
+        "its stored output is read: {effects:?}"
+    );
     assert_eq!(app.view.pane, Pane::Logs);
+    // The store has an older line, and the one the console kept already.
+    let kept = app
+        .data
+        .logs
+        .lines()
+        .back()
+        .cloned()
+        .expect("the kept line is shown at once");
+    let stored = |at, text: &str| crate::protocol::service::ServiceLine {
+        path: "web/api".into(),
+        start_no: u64::from(kept.attempt),
+        stream: Stream::Stdout,
+        at,
+        text: text.into(),
+    };
+    let older = kept.at - chrono::Duration::seconds(5);
+    let _ = app.on_response(
+        Purpose::ServiceLines("web/api".into()),
+        Ok(Response::ServiceLines {
+            lines: vec![stored(older, "starting up"), stored(kept.at, &kept.text)],
+        }),
+    );
+    let shown: Vec<String> = app
+        .data
+        .logs
+        .lines()
+        .iter()
+        .map(|e| e.text.clone())
+        .collect();
+    assert_eq!(
+        shown,
+        ["starting up", "listening on :8080"],
+        "stored first, nothing twice"
+    );
     app.on_event(service_batch(
         "web/api",
         Stream::Stderr,

@@ -17,8 +17,9 @@ use tui_tree_widget::{Tree, TreeItem, TreeState};
 use super::pane::{PaneDef, filter_suffix};
 use crate::humantime::format_duration;
 use crate::protocol::Stream;
+use crate::protocol::api::Request;
 use crate::protocol::service::{ServiceAction, ServiceNode, ServiceState};
-use crate::tui::app::{App, Effect};
+use crate::tui::app::{App, Effect, Purpose};
 use crate::tui::dialogs::Modal;
 use crate::tui::dialogs::confirm::Confirmed;
 use crate::tui::draw::{block, inner, note};
@@ -232,9 +233,15 @@ fn open_logs(app: &mut App) -> Vec<Effect> {
     v.current_match = None;
     app.view.show(Pane::Logs);
     app.say(format!(
-        "following {path}: its output from now on (and what the console kept of it)"
+        "following {path}: its stored output, then what comes"
     ));
-    Vec::new()
+    vec![Effect::Call(
+        Request::ServiceLogs {
+            path: Some(path.to_string()),
+            limit: crate::tui::service_logs::LINES_PER_SERVICE,
+        },
+        Purpose::ServiceLines(path),
+    )]
 }
 
 fn is_under(path: &str, parent: &str) -> bool {
