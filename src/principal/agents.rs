@@ -175,7 +175,7 @@ impl Agents {
     pub fn is_connected_remote(&self, id: &AgentId) -> bool {
         self.index(id).is_some_and(|i| {
             let a = &self.agents[i];
-            a.remote.is_some() && !matches!(a.state, AgentState::Lost | AgentState::Drained)
+            a.remote.is_some() && !a.state.is_gone()
         })
     }
 
@@ -206,7 +206,7 @@ impl Agents {
             }
             Some(i) => {
                 let a = &self.agents[i];
-                let alive = !matches!(a.state, AgentState::Lost | AgentState::Drained);
+                let alive = !a.state.is_gone();
                 let remote = a.remote.as_ref().expect("checked above");
                 if alive && remote.host != hello.host {
                     return Err(format!(
@@ -217,7 +217,7 @@ impl Agents {
                 joined.again = true;
                 let a = &mut self.agents[i];
                 a.link = link;
-                if matches!(a.state, AgentState::Lost | AgentState::Drained) {
+                if a.state.is_gone() {
                     a.state = AgentState::Ready;
                     a.joined_at = Utc::now();
                 }
@@ -299,14 +299,13 @@ impl Agents {
     /// Forgets the oldest lost or drained agents beyond [`MAX_GONE_AGENTS`], so that agents
     /// that come and go under new ids cannot grow the list without bound.
     fn prune_gone(&mut self) {
-        let gone = |a: &Agent| matches!(a.state, AgentState::Lost | AgentState::Drained);
-        let mut count = self.agents.iter().filter(|a| gone(a)).count();
+        let mut count = self.agents.iter().filter(|a| a.state.is_gone()).count();
         while count >= MAX_GONE_AGENTS {
             if let Some(i) = self
                 .agents
                 .iter()
                 .enumerate()
-                .filter(|(_, a)| gone(a))
+                .filter(|(_, a)| a.state.is_gone())
                 .min_by_key(|(_, a)| a.joined_at)
                 .map(|(i, _)| i)
             {
@@ -338,7 +337,7 @@ impl Agents {
     pub fn beat(&self) {
         for a in &self.agents {
             if let Some(r) = &a.remote
-                && !matches!(a.state, AgentState::Lost | AgentState::Drained)
+                && !a.state.is_gone()
             {
                 r.send(&a.link.info().id, ToAgent::Heartbeat);
             }
@@ -347,9 +346,9 @@ impl Agents {
 
     /// Whether any remote agent is connected (heartbeats and leases are needed).
     pub fn any_remote(&self) -> bool {
-        self.agents.iter().any(|a| {
-            a.remote.is_some() && !matches!(a.state, AgentState::Lost | AgentState::Drained)
-        })
+        self.agents
+            .iter()
+            .any(|a| a.remote.is_some() && !a.state.is_gone())
     }
 
     /// Remote agents silent past their lease at `now`.
@@ -357,7 +356,7 @@ impl Agents {
         let lease = self.lease();
         self.agents
             .iter()
-            .filter(|a| !matches!(a.state, AgentState::Lost | AgentState::Drained))
+            .filter(|a| !a.state.is_gone())
             .filter(|a| {
                 a.remote
                     .as_ref()
@@ -402,7 +401,7 @@ impl Agents {
     pub fn slots(&self) -> usize {
         self.agents
             .iter()
-            .filter(|a| !matches!(a.state, AgentState::Lost | AgentState::Drained))
+            .filter(|a| !a.state.is_gone())
             .map(|a| a.link.info().slots)
             .sum()
     }
@@ -432,13 +431,11 @@ impl Agents {
         wants: &BTreeMap<String, String>,
     ) -> Result<AgentId, Unplaced> {
         let takes_slot = job.kind.takes_slot();
-        let fits = |a: &Agent| {
-            a.state.takes_work()
-                && wants
-                    .iter()
-                    .all(|(k, v)| a.link.info().labels.get(k) == Some(v))
-        };
-        let candidates = self.agents.iter().enumerate().filter(|(_, a)| fits(a));
+        let candidates = self
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| fits(a, wants));
         let chosen = if takes_slot {
             candidates
                 .filter(|(_, a)| a.free > 0)
@@ -448,11 +445,7 @@ impl Agents {
             candidates.map(|(i, _)| i).next()
         };
         let Some(i) = chosen else {
-            return Err(if self.agents.iter().any(fits) {
-                Unplaced::Busy
-            } else {
-                Unplaced::NoMatch
-            });
+            return Err(self.room_for(wants).err().unwrap_or(Unplaced::Busy));
         };
         let agent = &mut self.agents[i];
         if takes_slot {
@@ -567,7 +560,7 @@ impl Agents {
     pub fn drain(&mut self, id: &AgentId) -> Result<AgentState, String> {
         let i = self.known(id)?;
         let a = &mut self.agents[i];
-        if matches!(a.state, AgentState::Lost | AgentState::Drained) {
+        if a.state.is_gone() {
             return Err(format!(
                 "agent `{id}` is {}; there is nothing to drain",
                 a.state
@@ -651,12 +644,21 @@ impl Agents {
 
     /// Whether some connected agent that takes work has every label of `wants`.
     pub fn could_take(&self, wants: &BTreeMap<String, String>) -> bool {
-        self.agents.iter().any(|a| {
-            a.state.takes_work()
-                && wants
-                    .iter()
-                    .all(|(k, v)| a.link.info().labels.get(k) == Some(v))
-        })
+        self.agents.iter().any(|a| fits(a, wants))
+    }
+
+    /// Whether a task asking for `wants` could be placed now: an agent with those labels has
+    /// a free slot (else they are all busy, or there is none).
+    pub fn room_for(&self, wants: &BTreeMap<String, String>) -> Result<(), Unplaced> {
+        let mut fitting = self.agents.iter().filter(|a| fits(a, wants)).peekable();
+        if fitting.peek().is_none() {
+            return Err(Unplaced::NoMatch);
+        }
+        if fitting.any(|a| a.free > 0) {
+            Ok(())
+        } else {
+            Err(Unplaced::Busy)
+        }
     }
 
     /// Why no agent can take work asking for `wants`, when none can.
@@ -671,6 +673,14 @@ impl Agents {
              these labels"
         )
     }
+}
+
+/// Whether `a` takes work and has every label of `wants`.
+fn fits(a: &Agent, wants: &BTreeMap<String, String>) -> bool {
+    a.state.takes_work()
+        && wants
+            .iter()
+            .all(|(k, v)| a.link.info().labels.get(k) == Some(v))
 }
 
 /// The order work is listed in: tasks by run, task and attempt, then services, then checks.

@@ -279,6 +279,11 @@ impl AgentState {
     pub fn takes_work(self) -> bool {
         self == Self::Ready
     }
+
+    /// Lost or let go: not connected as far as the principal is concerned.
+    pub fn is_gone(self) -> bool {
+        matches!(self, Self::Lost | Self::Drained)
+    }
 }
 
 impl fmt::Display for AgentState {

@@ -69,33 +69,37 @@ impl Engine {
                 i += 1;
                 continue;
             }
-            task.on_agent = true;
-            let job = run.assignment(r.task, StopPolicy::term(self.kill_grace));
+            // Checked before the assignment is built: a task waiting for an agent with its
+            // labels is looked at on every pass, and its argv need not be rendered each time.
             let wants = &run.spec.tasks[r.task].agent;
-            match self.agents.assign(job, wants) {
-                Ok(_) => {
-                    self.gate.ready.remove(i);
+            if let Err(unplaced) = self.agents.room_for(wants) {
+                if let Unplaced::NoMatch = unplaced
+                    && !self.gate.ready[i].told
+                {
+                    self.gate.ready[i].told = true;
+                    let key = crate::protocol::AttemptKey {
+                        attempt: r.attempt,
+                        ..run.key(r.task)
+                    };
+                    self.notes.push(Event::TaskState {
+                        key,
+                        state: TaskState::Queued,
+                        at: self.clock.now(),
+                        message: Some(self.agents.why_unplaceable(wants)),
+                    });
                 }
-                Err(unplaced) => {
-                    run.tasks[r.task].on_agent = false;
-                    if let Unplaced::NoMatch = unplaced
-                        && !self.gate.ready[i].told
-                    {
-                        self.gate.ready[i].told = true;
-                        let key = crate::protocol::AttemptKey {
-                            attempt: r.attempt,
-                            ..run.key(r.task)
-                        };
-                        self.notes.push(Event::TaskState {
-                            key,
-                            state: TaskState::Queued,
-                            at: self.clock.now(),
-                            message: Some(self.agents.why_unplaceable(wants)),
-                        });
-                    }
-                    i += 1;
-                }
+                i += 1;
+                continue;
             }
+            let job = run.assignment(r.task, StopPolicy::term(self.kill_grace));
+            if self.agents.assign(job, wants).is_err() {
+                // Cannot happen after `room_for`; leave it queued rather than lose it.
+                tracing::error!(run = %r.run, task = r.task, "no agent took a task it had room for");
+                i += 1;
+                continue;
+            }
+            run.tasks[r.task].on_agent = true;
+            self.gate.ready.remove(i);
         }
         if waiting > 0 {
             self.sync();

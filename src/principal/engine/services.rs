@@ -62,6 +62,17 @@ impl Services {
         }
     }
 
+    /// Ends the readiness check of run `start_no` of `path`, if it is that run's.
+    fn end_check(&mut self, path: &str, start_no: u64) {
+        if self
+            .checks
+            .get(path)
+            .is_some_and(|(start, _)| *start == start_no)
+        {
+            self.checks.remove(path);
+        }
+    }
+
     fn now(&self) -> At {
         At(self.origin.elapsed())
     }
@@ -262,14 +273,7 @@ impl Engine {
             return;
         };
         let path = s.path.to_string();
-        if self
-            .services
-            .checks
-            .get(&path)
-            .is_some_and(|(start, _)| *start == s.start)
-        {
-            self.services.checks.remove(&path);
-        }
+        self.services.end_check(&path, s.start);
         let now = self.services.now();
         let steps = self
             .services
@@ -322,14 +326,7 @@ impl Engine {
 
     /// A run's readiness check passed.
     pub(super) async fn service_ready(&mut self, path: String, start_no: u64) {
-        if self
-            .services
-            .checks
-            .get(&path)
-            .is_some_and(|(start, _)| *start == start_no)
-        {
-            self.services.checks.remove(&path);
-        }
+        self.services.end_check(&path, start_no);
         let now = self.services.now();
         let steps = self
             .services
