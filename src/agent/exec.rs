@@ -4,20 +4,18 @@
 //! SIGKILL. It reports the exit status and, apart from it, whether it stopped the work itself.
 
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::lines::{LineSplitter, MAX_LINE};
+use super::lines::LineSplitter;
 use super::orphans;
 use crate::protocol::agent::{
     AgentEvent, Assignment, Exit, StopCause, StopPolicy, WorkEnd, WorkId, WorkKind,
@@ -127,14 +125,6 @@ fn spawn(job: &Assignment, token: &orphans::Token) -> Result<Child, String> {
     })
 }
 
-/// Where a stream's lines go: to the principal as they come, or into a check's bounded
-/// capture.
-#[derive(Clone)]
-enum Sink {
-    Stream(mpsc::Sender<AgentEvent>),
-    Capture(Arc<Mutex<Capture>>),
-}
-
 /// A check's output, both streams in the order read, up to a bound.
 struct Capture {
     text: String,
@@ -159,6 +149,24 @@ impl Capture {
     }
 }
 
+/// Where the work stands, apart from its output.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Running; the timer, when armed, is its time limit.
+    Running,
+    /// Sent its stop signal; the timer is the end of its grace.
+    Stopping,
+    /// Sent SIGKILL after the grace; waiting for the exit.
+    Killed,
+    /// The leader has exited; the timer bounds how long its pipes may stay open.
+    Draining,
+}
+
+/// Runs the process to its end and reads its output, all in this one task: a service costs
+/// one task whose state is a few hundred bytes, and a quiet pipe holds no buffer (see
+/// [`Pipe`]). Output keeps being read while a stop's grace runs, so that a process that
+/// writes as it shuts down is not blocked on a full pipe, and a stop is heard even while the
+/// output waits for room in `events`.
 async fn supervise(
     child: &mut Child,
     registration: orphans::Registration,
@@ -168,8 +176,7 @@ async fn supervise(
     events: &mpsc::Sender<AgentEvent>,
 ) -> (Exit, Option<StopCause>, Option<String>) {
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-    let seq = Arc::new(AtomicU64::new(0));
-    let (timeout, capture) = match &job.kind {
+    let (timeout, mut capture) = match &job.kind {
         WorkKind::Task { timeout } => (*timeout, None),
         WorkKind::Service => (None, None),
         WorkKind::Check {
@@ -177,86 +184,126 @@ async fn supervise(
             max_output,
         } => (
             Some(*timeout),
-            Some(Arc::new(Mutex::new(Capture {
+            Some(Capture {
                 text: String::new(),
                 room: *max_output,
-            }))),
+            }),
         ),
     };
-    let sink = match &capture {
-        Some(c) => Sink::Capture(c.clone()),
-        None => Sink::Stream(events.clone()),
-    };
-    let readers = [
-        child.stdout.take().map(|r| (r.into(), Stream::Stdout)),
-        child.stderr.take().map(|r| (r.into(), Stream::Stderr)),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|(reader, stream): (Reader, Stream)| {
-        pump(
-            reader,
-            stream,
-            job.id.clone(),
-            seq.clone(),
-            clock,
-            sink.clone(),
-        )
-    })
-    .collect::<Vec<_>>();
-    // One task reads both pipes: a task spawned per pipe costs more than the reading itself
-    // for the many tasks that print little.
-    let readers = vec![tokio::spawn(async move {
-        futures::future::join_all(readers).await;
-    })];
-
-    let deadline = async {
-        match timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
+    let mut pipes = [
+        Pipe::new(child.stdout.take().map(Reader::from), Stream::Stdout),
+        Pipe::new(child.stderr.take().map(Reader::from), Stream::Stderr),
+    ];
+    let mut seq = 0u64;
+    let mut registration = Some(registration);
+    let mut phase = Phase::Running;
+    let mut stopped = None;
+    let mut status = None;
+    // Nobody listens any more (the agent is going away): output is read and dropped, so that
+    // the process is never blocked writing it.
+    let mut unheard = false;
+    let timer = tokio::time::sleep(timeout.unwrap_or(Duration::ZERO));
+    tokio::pin!(timer);
+    let mut armed = timeout.is_some();
+    loop {
+        let [out, err] = &mut pipes;
+        let waiting = out.has_lines() || err.has_lines();
+        if status.is_some() && !waiting && !out.is_open() && !err.is_open() {
+            break;
         }
-    };
-    let (status, stopped) = tokio::select! {
-        status = child.wait() => (status, None),
-        () = deadline => (terminate(child, pgid, job.stop).await, Some(StopCause::TimedOut)),
-        () = stop.cancelled() => (terminate(child, pgid, job.stop).await, Some(StopCause::Requested)),
-    };
-    // Whatever the leader left behind in its group goes with it, so that the pipes close and
-    // nothing outlives its work.
-    signal_group(pgid, Signal::SIGKILL);
-    // The leader has been waited for: from now on whatever carries its token and escaped the
-    // group is stopped by the orphan sweeper, which also closes the pipes it holds.
-    drop(registration);
-    let given_up = drain(readers, tokio::time::Instant::now() + OUTPUT_GRACE).await;
-    if given_up > 0 {
-        tracing::warn!(
-            id = ?job.id,
-            "output still open {OUTPUT_GRACE:?} after the leader exited (a process that left \
-             its group holds it); stopped reading"
-        );
+        let stop_heard = stopped.is_some() || phase == Phase::Draining;
+        tokio::select! {
+            ended = child.wait(), if status.is_none() => {
+                status = Some(ended);
+                // Whatever the leader left behind in its group goes with it, so that the
+                // pipes close and nothing outlives its work.
+                signal_group(pgid, Signal::SIGKILL);
+                // The leader has been waited for: from now on whatever carries its token and
+                // escaped the group is stopped by the orphan sweeper, which also closes the
+                // pipes it holds.
+                registration = None;
+                phase = Phase::Draining;
+                timer.as_mut().reset(tokio::time::Instant::now() + OUTPUT_GRACE);
+                armed = true;
+            }
+            () = stop.cancelled(), if !stop_heard => {
+                stopped = Some(StopCause::Requested);
+                phase = begin_stop(pgid, job.stop, timer.as_mut());
+                armed = true;
+            }
+            () = &mut timer, if armed => match phase {
+                Phase::Running => {
+                    stopped = Some(StopCause::TimedOut);
+                    phase = begin_stop(pgid, job.stop, timer.as_mut());
+                }
+                Phase::Stopping => {
+                    signal_group(pgid, Signal::SIGKILL);
+                    phase = Phase::Killed;
+                    armed = false;
+                }
+                Phase::Killed => armed = false,
+                Phase::Draining => {
+                    tracing::warn!(
+                        id = ?job.id,
+                        "output still open {OUTPUT_GRACE:?} after the leader exited (a process \
+                         that left its group holds it); stopped reading"
+                    );
+                    for pipe in [out, err] {
+                        pipe.close();
+                        if let Some(lines) = pipe.take_lines() {
+                            let _ = events.try_send(lines.into_event(&job.id));
+                        }
+                    }
+                    break;
+                }
+            },
+            permit = events.reserve(), if waiting && !unheard => match permit {
+                Ok(permit) => {
+                    let pipe = if out.has_lines() { out } else { err };
+                    if let Some(lines) = pipe.take_lines() {
+                        permit.send(lines.into_event(&job.id));
+                    }
+                }
+                Err(_) => {
+                    unheard = true;
+                    out.waiting.clear();
+                    err.waiting.clear();
+                }
+            },
+            read = out.read(), if out.is_open() && !out.has_lines() => {
+                let at = clock.now();
+                out.keep(read, at, &mut seq, capture.as_mut(), unheard);
+            }
+            read = err.read(), if err.is_open() && !err.has_lines() => {
+                let at = clock.now();
+                err.keep(read, at, &mut seq, capture.as_mut(), unheard);
+            }
+        }
     }
-    let output =
-        capture.map(|c| std::mem::take(&mut c.lock().unwrap_or_else(|e| e.into_inner()).text));
+    drop(registration);
+    let output = capture.map(|c| c.text);
+    let status =
+        status.unwrap_or_else(|| Err(std::io::Error::other("the process was not waited for")));
     (exit_of(status), stopped, output)
+}
+
+/// Sends the stop policy's signal and sets `timer` to the end of its grace.
+fn begin_stop(
+    pgid: Option<Pid>,
+    policy: StopPolicy,
+    timer: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Phase {
+    match Signal::try_from(policy.signal) {
+        Ok(sig) => signal_group(pgid, sig),
+        // Refused at validation; should one come over the wire, stop it for good.
+        Err(_) => signal_group(pgid, Signal::SIGKILL),
+    }
+    timer.reset(tokio::time::Instant::now() + policy.grace);
+    Phase::Stopping
 }
 
 /// How long the output pipes may stay open after the leader exited, all of them together.
 const OUTPUT_GRACE: Duration = Duration::from_secs(5);
-
-/// Waits for the output readers until one shared `deadline`, then stops those still reading
-/// (a process that escaped the group may hold a pipe open forever). Returns how many were
-/// stopped.
-async fn drain(readers: Vec<JoinHandle<()>>, deadline: tokio::time::Instant) -> usize {
-    let mut given_up = 0;
-    for reader in readers {
-        let abort = reader.abort_handle();
-        if tokio::time::timeout_at(deadline, reader).await.is_err() {
-            abort.abort();
-            given_up += 1;
-        }
-    }
-    given_up
-}
 
 fn exit_of(status: std::io::Result<ExitStatus>) -> Exit {
     use std::os::unix::process::ExitStatusExt;
@@ -274,26 +321,6 @@ fn signal_group(pgid: Option<Pid>, sig: Signal) {
     if let Some(pgid) = pgid {
         // ESRCH (group already gone) is the normal case after exit.
         let _ = killpg(pgid, sig);
-    }
-}
-
-/// The stop policy's signal to the group, SIGKILL after its grace; returns how it ended.
-async fn terminate(
-    child: &mut Child,
-    pgid: Option<Pid>,
-    policy: StopPolicy,
-) -> std::io::Result<ExitStatus> {
-    match Signal::try_from(policy.signal) {
-        Ok(sig) => signal_group(pgid, sig),
-        // Refused at validation; should one come over the wire, stop it for good.
-        Err(_) => signal_group(pgid, Signal::SIGKILL),
-    }
-    match tokio::time::timeout(policy.grace, child.wait()).await {
-        Ok(status) => status,
-        Err(_) => {
-            signal_group(pgid, Signal::SIGKILL);
-            child.wait().await
-        }
     }
 }
 
@@ -316,76 +343,136 @@ impl From<tokio::process::ChildStderr> for Reader {
 }
 
 impl Reader {
-    async fn read_buf(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    fn poll_read(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self {
-            Reader::Out(r) => read_into(r, buf).await,
-            Reader::Err(r) => read_into(r, buf).await,
+            Reader::Out(r) => std::pin::Pin::new(r).poll_read(cx, buf),
+            Reader::Err(r) => std::pin::Pin::new(r).poll_read(cx, buf),
         }
     }
 }
 
-async fn read_into<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    // Start small so that thousands of quiet tasks cost little memory; grow for chatty ones.
-    if buf.capacity() - buf.len() < 256 {
-        let grow = buf.capacity().clamp(512, MAX_LINE);
-        buf.reserve(grow);
-    }
-    r.read_buf(buf).await
+/// Bytes read from a pipe at once. They live on the stack only while one read is copied into
+/// lines, never in the task.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What one read of a pipe gave: its complete lines, and whether the pipe is still open.
+struct Read {
+    lines: Vec<String>,
+    open: bool,
 }
 
-async fn pump(
-    mut reader: Reader,
+/// One output stream of the work: its pipe (until it ends), the partial line read so far,
+/// and lines waiting for room in the events channel.
+struct Pipe {
+    reader: Option<Reader>,
     stream: Stream,
-    id: WorkId,
-    seq: Arc<AtomicU64>,
-    clock: Clock,
-    sink: Sink,
-) {
-    let mut splitter = LineSplitter::default();
-    loop {
-        let n = match reader.read_buf(splitter.buffer()).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(?id, ?stream, "reading output failed: {e}");
-                0
-            }
-        };
-        let mut lines = Vec::new();
-        let at = clock.now();
-        let mut push = |text| {
-            lines.push(LogLine {
-                seq: seq.fetch_add(1, Ordering::Relaxed),
-                at,
-                text,
-            })
-        };
-        if n == 0 {
-            splitter.finish(&mut push);
-        } else {
-            splitter.drain(&mut push);
+    splitter: LineSplitter,
+    waiting: Vec<LogLine>,
+}
+
+/// Lines of one stream on their way to the principal.
+struct Batch {
+    stream: Stream,
+    lines: Vec<LogLine>,
+}
+
+impl Batch {
+    fn into_event(self, id: &WorkId) -> AgentEvent {
+        AgentEvent::Output {
+            id: id.clone(),
+            stream: self.stream,
+            lines: self.lines,
         }
-        if !lines.is_empty() {
-            match &sink {
-                Sink::Stream(events) => {
-                    let output = AgentEvent::Output {
-                        id: id.clone(),
-                        stream,
-                        lines,
-                    };
-                    if events.send(output).await.is_err() {
-                        return;
-                    }
-                }
-                Sink::Capture(capture) => {
-                    let mut c = capture.lock().unwrap_or_else(|e| e.into_inner());
-                    for line in &lines {
-                        c.push(&line.text);
-                    }
-                }
-            }
+    }
+}
+
+impl Pipe {
+    fn new(reader: Option<Reader>, stream: Stream) -> Self {
+        Self {
+            reader,
+            stream,
+            splitter: LineSplitter::default(),
+            waiting: Vec::new(),
         }
-        if n == 0 {
-            return;
+    }
+
+    fn is_open(&self) -> bool {
+        self.reader.is_some()
+    }
+
+    fn has_lines(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    fn close(&mut self) {
+        self.reader = None;
+    }
+
+    fn take_lines(&mut self) -> Option<Batch> {
+        (!self.waiting.is_empty()).then(|| Batch {
+            stream: self.stream,
+            lines: std::mem::take(&mut self.waiting),
+        })
+    }
+
+    /// Waits until the pipe has something, then reads what it has. The read goes through a
+    /// buffer on the stack, and only a partial line stays behind: an idle service's pipes hold
+    /// no memory at all.
+    fn read(&mut self) -> impl std::future::Future<Output = Read> + '_ {
+        std::future::poll_fn(move |cx| {
+            let Some(reader) = self.reader.as_mut() else {
+                return Poll::Ready(Read {
+                    lines: Vec::new(),
+                    open: false,
+                });
+            };
+            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut buf = ReadBuf::uninit(&mut chunk);
+            let open = match reader.poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => !buf.filled().is_empty(),
+                Poll::Ready(Err(e)) => {
+                    tracing::warn!(stream = ?self.stream, "reading output failed: {e}");
+                    false
+                }
+            };
+            let mut lines = Vec::new();
+            if open {
+                self.splitter.feed(buf.filled(), |l| lines.push(l));
+            } else {
+                self.splitter.finish(|l| lines.push(l));
+            }
+            Poll::Ready(Read { lines, open })
+        })
+    }
+
+    /// Numbers the lines of one read and keeps them: in the check's capture, or to be sent.
+    fn keep(
+        &mut self,
+        read: Read,
+        at: DateTime<Utc>,
+        seq: &mut u64,
+        capture: Option<&mut Capture>,
+        unheard: bool,
+    ) {
+        if !read.open {
+            self.reader = None;
+        }
+        match capture {
+            Some(c) => read.lines.iter().for_each(|l| c.push(l)),
+            None if unheard => {}
+            None => self.waiting.extend(read.lines.into_iter().map(|text| {
+                *seq += 1;
+                LogLine {
+                    seq: *seq - 1,
+                    at,
+                    text,
+                }
+            })),
         }
     }
 }
@@ -393,24 +480,114 @@ async fn pump(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::agent::ServiceStart;
 
-    /// The readers share one deadline: one that would finish a while after the grace, waited
-    /// for behind one that never finishes, is given up at the same deadline rather than getting
-    /// a grace of its own (which it would outlast by 0.6 s, so this does not hang on timing).
-    #[tokio::test]
-    async fn output_readers_share_one_deadline() {
-        let grace = Duration::from_secs(1);
-        let never = tokio::spawn(std::future::pending::<()>());
-        let late = tokio::spawn(tokio::time::sleep(grace * 8 / 5));
-        let given_up = drain(vec![never, late], tokio::time::Instant::now() + grace).await;
-        assert_eq!(given_up, 2, "both readers stop at the one deadline");
+    fn service(script: &str) -> Assignment {
+        Assignment {
+            id: WorkId::Service(ServiceStart {
+                path: "t/s".into(),
+                start: 1,
+            }),
+            kind: WorkKind::Service,
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            env: Vec::new(),
+            cwd: None,
+            stop: StopPolicy {
+                signal: Signal::SIGTERM as i32,
+                grace: Duration::from_secs(5),
+            },
+        }
     }
 
+    fn state_of(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit(')').next()?.trim_start().chars().next()
+    }
+
+    /// A stop is heard while output waits for room in a full channel: a process flooding its
+    /// pipe is signalled although nobody reads its lines.
     #[tokio::test]
-    async fn readers_that_finish_are_not_given_up() {
-        let done = tokio::spawn(async {});
-        let soon = tokio::spawn(tokio::time::sleep(Duration::from_millis(10)));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        assert_eq!(drain(vec![done, soon], deadline).await, 0);
+    async fn a_stop_is_heard_while_output_waits_for_room() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let stop = CancellationToken::new();
+        let work = tokio::spawn(run(service("yes flood"), stop.clone(), tx, None));
+        let Some(AgentEvent::Started { pid: Some(pid), .. }) = rx.recv().await else {
+            panic!("no start");
+        };
+        // Let the channel fill and the pipe with it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.cancel();
+        let t = Instant::now();
+        while matches!(state_of(pid), Some(s) if s != 'Z') {
+            assert!(
+                t.elapsed() < Duration::from_secs(3),
+                "the stop was not heard while the output waited"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let end = loop {
+            match rx.recv().await {
+                Some(AgentEvent::Finished(end)) => break end,
+                Some(_) => {}
+                None => panic!("no end"),
+            }
+        };
+        assert_eq!(end.stopped, Some(StopCause::Requested));
+        work.await.expect("run ends");
+    }
+
+    /// Output written during the stop's grace is read and kept, on both streams, in order.
+    #[tokio::test]
+    async fn output_written_while_stopping_is_kept() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let stop = CancellationToken::new();
+        let script =
+            "trap 'echo bye; echo gone >&2; exit 0' TERM; echo hi; while :; do sleep 0.02; done";
+        let work = tokio::spawn(run(service(script), stop.clone(), tx, None));
+        let mut lines = Vec::new();
+        let end = loop {
+            match rx.recv().await {
+                Some(AgentEvent::Output { lines: l, .. }) => {
+                    if l.iter().any(|l| l.text == "hi") {
+                        stop.cancel();
+                    }
+                    lines.extend(l);
+                }
+                Some(AgentEvent::Finished(end)) => break end,
+                Some(_) => {}
+                None => panic!("no end"),
+            }
+        };
+        work.await.expect("run ends");
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts.len(), 3, "{texts:?}");
+        assert_eq!(&texts[..2], ["hi", "bye"]);
+        assert!(texts.contains(&"gone"));
+        let mut seqs: Vec<u64> = lines.iter().map(|l| l.seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, [0, 1, 2], "one counter over both streams");
+        assert_eq!(end.exit, Exit::Code(0));
+        assert_eq!(end.stopped, Some(StopCause::Requested));
+    }
+
+    /// A process that ignores its stop signal is killed at the end of its grace.
+    #[tokio::test]
+    async fn a_process_ignoring_its_signal_is_killed_after_the_grace() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let stop = CancellationToken::new();
+        let mut job = service("trap '' TERM; echo up; while :; do sleep 0.02; done");
+        job.stop.grace = Duration::from_millis(300);
+        let work = tokio::spawn(run(job, stop.clone(), tx, None));
+        let end = loop {
+            match rx.recv().await {
+                Some(AgentEvent::Output { .. }) => stop.cancel(),
+                Some(AgentEvent::Finished(end)) => break end,
+                Some(_) => {}
+                None => panic!("no end"),
+            }
+        };
+        work.await.expect("run ends");
+        assert_eq!(end.exit, Exit::Signal(Signal::SIGKILL as i32));
+        assert_eq!(end.stopped, Some(StopCause::Requested));
     }
 }

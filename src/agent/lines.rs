@@ -10,39 +10,50 @@ pub struct LineSplitter {
 }
 
 impl LineSplitter {
-    /// Buffer that reads should append to; complete lines are taken out by [`Self::drain`].
-    pub fn buffer(&mut self) -> &mut Vec<u8> {
-        &mut self.pending
-    }
-
-    /// Takes every complete line (and any over-long prefix) out of the buffer.
-    pub fn drain(&mut self, mut emit: impl FnMut(String)) {
-        let mut start = 0;
-        let buf = &self.pending;
-        loop {
-            let rest = &buf[start..];
-            match rest.iter().position(|&b| b == b'\n') {
-                Some(nl) if nl <= MAX_LINE => {
-                    emit(to_text(&rest[..nl]));
-                    start += nl + 1;
-                }
-                _ if rest.len() > MAX_LINE => {
-                    let cut = char_boundary(rest, MAX_LINE);
-                    emit(to_text(&rest[..cut]));
-                    start += cut;
-                }
-                _ => break,
-            }
+    /// Adds `bytes` and emits every complete line (and any over-long prefix). Only a partial
+    /// line is kept, and an empty buffer holds no memory, so a quiet stream costs nothing.
+    pub fn feed(&mut self, bytes: &[u8], mut emit: impl FnMut(String)) {
+        if self.pending.is_empty() {
+            let used = split(bytes, &mut emit);
+            self.pending.extend_from_slice(&bytes[used..]);
+            return;
         }
-        self.pending.drain(..start);
+        self.pending.extend_from_slice(bytes);
+        let used = split(&self.pending, &mut emit);
+        self.pending.drain(..used);
+        if self.pending.is_empty() {
+            self.pending = Vec::new();
+        }
     }
 
     /// Emits whatever is left when the stream ends.
     pub fn finish(&mut self, mut emit: impl FnMut(String)) {
-        self.drain(&mut emit);
+        let used = split(&self.pending, &mut emit);
+        self.pending.drain(..used);
         if !self.pending.is_empty() {
             emit(to_text(&self.pending));
             self.pending.clear();
+        }
+    }
+}
+
+/// Emits the complete lines of `buf`, and over-long prefixes cut at a character boundary;
+/// returns how many bytes they used.
+fn split(buf: &[u8], emit: &mut impl FnMut(String)) -> usize {
+    let mut start = 0;
+    loop {
+        let rest = &buf[start..];
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(nl) if nl <= MAX_LINE => {
+                emit(to_text(&rest[..nl]));
+                start += nl + 1;
+            }
+            _ if rest.len() > MAX_LINE => {
+                let cut = char_boundary(rest, MAX_LINE);
+                emit(to_text(&rest[..cut]));
+                start += cut;
+            }
+            _ => return start,
         }
     }
 }
@@ -74,8 +85,7 @@ mod tests {
         let mut s = LineSplitter::default();
         let mut out = Vec::new();
         for c in chunks {
-            s.buffer().extend_from_slice(c);
-            s.drain(|l| out.push(l));
+            s.feed(c, |l| out.push(l));
         }
         s.finish(|l| out.push(l));
         out
@@ -85,6 +95,17 @@ mod tests {
     fn joins_lines_across_reads_and_keeps_the_tail() {
         assert_eq!(split(&[b"a\nb", b"c\r\nd"]), vec!["a", "bc", "d"]);
         assert_eq!(split(&[b"\n\n"]), vec!["", ""]);
+    }
+
+    #[test]
+    fn a_stream_between_lines_holds_no_buffer() {
+        let mut s = LineSplitter::default();
+        let mut out = Vec::new();
+        s.feed(b"one\ntw", |l| out.push(l));
+        assert_eq!(s.pending, b"tw");
+        s.feed(b"o\n", |l| out.push(l));
+        assert_eq!(out, vec!["one", "two"]);
+        assert_eq!(s.pending.capacity(), 0, "nothing kept between lines");
     }
 
     #[test]
