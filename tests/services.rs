@@ -358,3 +358,91 @@ fn editing_a_supervisor_file_changes_only_what_changed() {
     assert_eq!(node(&new, "web/a").start_no, 1);
     assert!(lines(&p.path().join("order")).contains(&"stop c".to_string()));
 }
+
+fn gone(pid: i32) -> bool {
+    signal(pid, Signal::SIGCONT).is_err()
+        || std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .is_ok_and(|s| s.contains("State:\tZ"))
+}
+
+fn pid_in(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// A service that starts a process in a session of its own (`setsid`) does not leave it
+/// behind: not when the service crashes, not when an operator stops it.
+#[test]
+fn processes_escaping_a_service_go_with_it() {
+    let doc = supervisor(
+        "web",
+        "one_for_one",
+        &["  - { name: a, run: \"setsid sleep 300 & echo $! > escaped.$$; echo ready; exec sleep 300\", ready: { log: ready, timeout: 5s }, stop: { grace: 1s } }\n".to_string()],
+    );
+    let p = Project::new(&[("web.yaml", &doc)]);
+    let _principal = principal(&p);
+    let escaped = |leader: u32| pid_in(&p.path().join(format!("escaped.{leader}")));
+    let up = || {
+        let n = nodes(&p);
+        let a = node(&n, "web/a");
+        (a.state == ServiceState::Running)
+            .then_some(a.pid)
+            .flatten()
+    };
+    let mut leader = None;
+    assert!(eventually(Duration::from_secs(10), || {
+        leader = up().filter(|&l| escaped(l).is_some());
+        leader.is_some()
+    }));
+    let first = leader.expect("up");
+    let first_escaped = escaped(first).expect("escaped pid");
+    // A crash of the leader.
+    signal(first, Signal::SIGKILL).expect("kill -9 the service");
+    assert!(
+        eventually(Duration::from_secs(10), || gone(first_escaped)),
+        "the escaped process of a crashed service is stopped"
+    );
+    assert!(eventually(Duration::from_secs(10), || {
+        leader = up().filter(|&l| l != first && escaped(l).is_some());
+        leader.is_some()
+    }));
+    let second_escaped = escaped(leader.expect("restarted")).expect("escaped pid");
+    // An operator's stop.
+    assert!(p.run(&["svc", "stop", "web/a"]).status.success());
+    assert!(
+        eventually(Duration::from_secs(10), || gone(second_escaped)),
+        "the escaped process of a stopped service is stopped"
+    );
+}
+
+/// A root that gave up stays down until its file changes; the fixed file starts it again.
+#[test]
+fn fixing_the_file_of_a_supervisor_that_gave_up_starts_it_again() {
+    let doc = |run: &str| {
+        format!(
+            "kind: supervisor\nname: web\nintensity: 1\nperiod: 1h\nchildren:\n  - {{ name: a, run: \"{run}\", backoff: {{ initial: 10ms }} }}\n"
+        )
+    };
+    let p = Project::new(&[("web.yaml", &doc("exit 3"))]);
+    let _principal = principal(&p);
+    assert!(
+        eventually(Duration::from_secs(10), || node(&nodes(&p), "web").state
+            == ServiceState::Failed),
+        "{:#?}",
+        nodes(&p)
+    );
+    std::fs::write(
+        p.path().join("workflows/web.yaml"),
+        doc("echo fixed; sleep 300"),
+    )
+    .expect("write");
+    assert!(
+        eventually(Duration::from_secs(15), || all_running(
+            &p,
+            &["web", "web/a"]
+        )),
+        "{:#?}",
+        nodes(&p)
+    );
+    let history = text(&p.run(&["history", "--service", "web/a"]).stdout);
+    assert!(history.contains("exited"), "{history}");
+}

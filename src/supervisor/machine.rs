@@ -125,15 +125,22 @@ impl Supervision {
             .all(|n| matches!(n.state, NodeState::Stopped | NodeState::Failed))
     }
 
-    /// The executor spawned run `start_no` of the service at `path` as process `pid`.
-    pub fn child_started(&mut self, path: &str, start_no: u64, pid: u32, now: At) -> Outcome {
+    /// The executor spawned run `start_no` of the service at `path` as process `pid` (if it
+    /// could tell).
+    pub fn child_started(
+        &mut self,
+        path: &str,
+        start_no: u64,
+        pid: Option<u32>,
+        now: At,
+    ) -> Outcome {
         self.now = now;
         let id = self.service_id(path)?;
         let n = &mut self.forest.nodes[id];
         if n.start_no != start_no || !matches!(n.state, NodeState::Starting | NodeState::Stopping) {
             return Ok(Vec::new());
         }
-        n.pid = Some(pid);
+        n.pid = pid;
         let starting = n.state == NodeState::Starting;
         self.record(id, LifecycleEvent::Started { pid });
         if starting && self.service_spec(id).is_some_and(|s| s.ready.is_none()) {
@@ -248,6 +255,8 @@ impl Supervision {
     /// - Operator holds stay: a held node is not started by a reload.
     pub fn reload(&mut self, roots: &[Arc<SupervisorSpec>], now: At) -> Vec<Step> {
         self.now = now;
+        // Between calls nothing names a forgotten node any more.
+        self.forest.recycle();
         let children: Vec<ChildSpec> = roots
             .iter()
             .map(|r| ChildSpec {
@@ -331,6 +340,11 @@ impl Supervision {
     }
 
     // ---- queries -----------------------------------------------------------------------
+
+    /// Slots of the node arena, used or free (bounded over any number of reloads).
+    pub fn slots(&self) -> usize {
+        self.forest.slots()
+    }
 
     /// Every node, depth first in start order (each root, then its children).
     pub fn view(&self, now: At) -> Vec<NodeView> {
@@ -905,12 +919,29 @@ impl Supervision {
                             n.state = NodeState::Pending;
                             start.push(i);
                         }
+                        // Ended (a temporary or transient child) or given up on: the new
+                        // spec gets its chance, unless an operator holds it stopped.
+                        NodeState::Stopping | NodeState::Stopped | NodeState::Failed if !n.held => {
+                            s.failures = 0;
+                            n.done = false;
+                            start.push(i);
+                        }
                         NodeState::Stopping | NodeState::Stopped | NodeState::Failed => {}
                     }
                 }
                 (Kind::Supervisor(_), ChildKind::Supervisor(spec)) => {
                     let spec = spec.clone();
-                    self.reload_supervisor(c, &spec);
+                    let changed = self.reload_supervisor(c, &spec);
+                    let n = &mut self.forest.nodes[c];
+                    // A supervisor that gave up (or ended by auto_shutdown) whose file was
+                    // changed is tried again as a new incarnation.
+                    if changed
+                        && !n.held
+                        && matches!(n.state, NodeState::Stopped | NodeState::Failed)
+                    {
+                        n.done = false;
+                        start.push(i);
+                    }
                 }
                 (_, kind) => {
                     n.pending = Some(kind.clone());
@@ -957,15 +988,23 @@ impl Supervision {
         self.work.push_back(Work::Advance(sup));
     }
 
-    /// Takes the new settings of supervisor `id` in place and reloads its children.
-    fn reload_supervisor(&mut self, id: NodeId, spec: &SupervisorSpec) {
+    /// Takes the new settings of supervisor `id` in place and reloads its children; true
+    /// when its spec (its whole subtree) changed.
+    fn reload_supervisor(&mut self, id: NodeId, spec: &Arc<SupervisorSpec>) -> bool {
+        let mut changed = false;
         if let Some(s) = self.forest.sup_mut(id) {
+            changed = s
+                .spec
+                .as_ref()
+                .is_none_or(|old| !Arc::ptr_eq(old, spec) && **old != **spec);
             s.strategy = spec.strategy;
             s.intensity = spec.intensity;
             s.period = spec.period;
             s.auto_shutdown = spec.auto_shutdown;
+            s.spec = Some(spec.clone());
         }
         self.reload_children(id, &spec.children);
+        changed
     }
 
     /// Child `c` is no longer in the spec: it is stopped, and forgotten once down.

@@ -125,8 +125,8 @@ pub enum LifecycleEvent {
     Starting,
     /// The process runs.
     Started {
-        /// Its process id.
-        pid: u32,
+        /// Its process id, when the agent could tell it.
+        pid: Option<u32>,
     },
     /// Ready (a supervisor: all its children are).
     Ready,

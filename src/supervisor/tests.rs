@@ -53,7 +53,9 @@ impl H {
 
     fn started(&mut self, path: &str, pid: u32) -> Vec<Step> {
         let no = self.no(path);
-        self.sup.child_started(path, no, pid, self.now).unwrap()
+        self.sup
+            .child_started(path, no, Some(pid), self.now)
+            .unwrap()
     }
 
     fn ready(&mut self, path: &str) -> Vec<Step> {
@@ -202,7 +204,7 @@ fn start_is_left_to_right_each_child_once_its_predecessor_is_ready() {
     );
     assert_eq!(
         events(&steps, "web/a"),
-        [LifecycleEvent::Started { pid: 11 }]
+        [LifecycleEvent::Started { pid: Some(11) }]
     );
     let steps = h.ready("web/a");
     assert_eq!(spawns(&steps), ["web/b"]);
@@ -739,7 +741,12 @@ fn late_facts_about_an_old_start_are_ignored() {
             .is_empty()
     );
     assert!(h.sup.child_ready("web/b", 1, now).unwrap().is_empty());
-    assert!(h.sup.child_started("web/b", 1, 5, now).unwrap().is_empty());
+    assert!(
+        h.sup
+            .child_started("web/b", 1, Some(5), now)
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         h.sup.timer_due(&timer, now).unwrap().is_empty(),
         "a stale backoff"
@@ -842,7 +849,7 @@ fn unknown_paths_and_supervisors_as_services_are_refused() {
         Err(SupervisionError::UnknownPath(String::new()))
     );
     assert_eq!(
-        h.sup.child_started("web", 1, 1, now),
+        h.sup.child_started("web", 1, Some(1), now),
         Err(SupervisionError::NotAService("web".into()))
     );
     assert!(h.sup.service("web/a").is_some() && h.sup.service("web").is_none());
@@ -1125,4 +1132,81 @@ fn reload_of_a_nested_supervisor_restarts_only_its_changed_child() {
         1,
         "the nested supervisor is not restarted"
     );
+}
+
+#[test]
+fn reload_of_a_changed_root_that_gave_up_starts_it_again_and_an_unchanged_one_stays_down() {
+    let crashy = "kind: supervisor\nname: web\nintensity: 0\nchildren:\n  - { name: a, run: x }\n";
+    let mut h = H::new(&[crashy]);
+    let up = h.start_all();
+    h.bring_up(up);
+    h.exit("web/a", 1);
+    assert_eq!(h.state("web"), NodeState::Failed);
+    assert!(spawns(&h.reload(&[crashy])).is_empty(), "nothing changed");
+    assert_eq!(h.state("web"), NodeState::Failed);
+    let fixed = crashy.replace("run: x", "run: y");
+    let steps = h.reload(&[&fixed]);
+    assert_eq!(spawns(&steps), ["web/a"], "the fixed file is tried again");
+    assert_eq!(h.view("web").restarts_in_period, Some(0));
+    h.bring_up(steps);
+    assert_eq!(h.state("web"), NodeState::Running);
+}
+
+#[test]
+fn reload_of_a_changed_nested_supervisor_that_gave_up_under_a_failed_root_starts_the_tree() {
+    let doc = |run: &str| {
+        format!(
+            "kind: supervisor\nname: web\nintensity: 0\nchildren:\n  - {{ name: a, run: x }}\n  \
+             - name: inner\n    intensity: 0\n    children:\n      - {{ name: w, run: \"{run}\" }}\n"
+        )
+    };
+    let mut h = H::new(&[&doc("x")]);
+    let up = h.start_all();
+    h.bring_up(up);
+    let steps = h.exit("web/inner/w", 1);
+    h.stop_through(steps);
+    assert_eq!(h.state("web"), NodeState::Failed);
+    let steps = h.reload(&[&doc("y")]);
+    assert_eq!(spawns(&steps), ["web/a"]);
+    h.bring_up(steps);
+    assert_eq!(h.state("web/inner/w"), NodeState::Running);
+}
+
+#[test]
+fn reload_starts_a_changed_service_that_had_ended_but_not_a_held_one() {
+    let doc = |run: &str| {
+        web(&format!(
+            "  - {{ name: a, run: {run}, restart: temporary }}\n  - {{ name: b, run: {run} }}\n"
+        ))
+    };
+    let mut h = H::new(&[&doc("x")]);
+    let up = h.start_all();
+    h.bring_up(up);
+    h.exit("web/a", 0);
+    assert_eq!(h.state("web/a"), NodeState::Stopped);
+    let steps = h.sup.stop("web/b", h.now).unwrap();
+    h.stop_through(steps);
+    assert!(spawns(&h.reload(&[&doc("x")])).is_empty());
+    let steps = h.reload(&[&doc("y")]);
+    assert_eq!(spawns(&steps), ["web/a"], "the held one stays stopped");
+    assert_eq!(h.no("web/a"), 2);
+    assert_eq!(h.state("web/b"), NodeState::Stopped);
+}
+
+#[test]
+fn reloads_that_add_and_remove_children_reuse_the_slots_of_forgotten_ones() {
+    let mut h = H::new(&[&web(A)]);
+    let up = h.start_all();
+    h.bring_up(up);
+    let mut most = 0;
+    for i in 0..50 {
+        let steps = h.reload(&[&web(&format!("{A}  - {{ name: n{i}, run: x }}\n"))]);
+        let steps = h.bring_up(steps);
+        h.stop_through(steps);
+        most = most.max(h.sup.slots());
+    }
+    let steps = h.reload(&[&web(A)]);
+    h.stop_through(steps);
+    assert_eq!(h.paths(), ["web", "web/a"]);
+    assert!(most <= 6, "the tree grew to {most} slots over 50 reloads");
 }

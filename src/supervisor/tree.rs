@@ -82,6 +82,9 @@ pub(super) struct Sup {
     pub ordered: bool,
     /// Children a hot reload removed that are still on their way down (not in `children`).
     pub leaving: Vec<NodeId>,
+    /// The spec it was built from or last reloaded with (`None` for the forest): a reload
+    /// tries a supervisor that gave up again only when its spec changed.
+    pub spec: Option<Arc<SupervisorSpec>>,
 }
 
 impl Sup {
@@ -100,6 +103,11 @@ impl Sup {
 pub(super) struct Forest {
     pub nodes: Vec<Node>,
     pub by_path: HashMap<String, NodeId>,
+    /// Slots of forgotten nodes, taken by new ones: reloads do not grow the arena.
+    free: Vec<NodeId>,
+    /// Slots forgotten since the last [`Forest::recycle`]; work in progress may still name
+    /// them, so they are reused only from the next reload on.
+    forgotten: Vec<NodeId>,
 }
 
 impl Forest {
@@ -108,6 +116,8 @@ impl Forest {
         let mut f = Forest {
             nodes: Vec::new(),
             by_path: HashMap::new(),
+            free: Vec::new(),
+            forgotten: Vec::new(),
         };
         let forest = f.push(
             None,
@@ -127,6 +137,7 @@ impl Forest {
             plan: None,
             ordered: false,
             leaving: Vec::new(),
+            spec: None,
         });
         // The forest is up from the start: operators may start single roots before start_all.
         f.nodes[forest].state = NodeState::Running;
@@ -154,10 +165,8 @@ impl Forest {
         restart: Restart,
         significant: bool,
     ) -> NodeId {
-        let id = self.nodes.len();
         let depth = parent.map_or(0, |p| self.nodes[p].depth + usize::from(p != FOREST));
-        self.by_path.insert(path.clone(), id);
-        self.nodes.push(Node {
+        let node = Node {
             path,
             name,
             parent,
@@ -187,8 +196,20 @@ impl Forest {
                 plan: None,
                 ordered: true,
                 leaving: Vec::new(),
+                spec: None,
             }),
-        });
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.nodes[id] = node;
+                id
+            }
+            None => {
+                self.nodes.push(node);
+                self.nodes.len() - 1
+            }
+        };
+        self.by_path.insert(self.nodes[id].path.clone(), id);
         if let Some(p) = parent
             && let Kind::Supervisor(sup) = &mut self.nodes[p].kind
         {
@@ -198,7 +219,7 @@ impl Forest {
     }
 
     /// Fills in the supervisor `id` from `spec`, children included.
-    fn supervisor(&mut self, id: NodeId, spec: &SupervisorSpec) {
+    fn supervisor(&mut self, id: NodeId, spec: &Arc<SupervisorSpec>) {
         self.nodes[id].kind = Kind::Supervisor(Sup {
             strategy: spec.strategy,
             intensity: spec.intensity,
@@ -209,6 +230,7 @@ impl Forest {
             plan: None,
             ordered: true,
             leaving: Vec::new(),
+            spec: Some(spec.clone()),
         });
         for (i, child) in spec.children.iter().enumerate() {
             self.add(id, child, i);
@@ -250,7 +272,8 @@ impl Forest {
     }
 
     /// Drops the paths of the descendants of `id` (and of `id` itself when `itself`), so
-    /// facts and commands no longer reach them; their slots stay in the arena, unused.
+    /// facts and commands no longer reach them; their slots are reused after the next
+    /// [`Forest::recycle`].
     pub fn forget(&mut self, id: NodeId, itself: bool) {
         let mut stack = self.children(id);
         if let Some(s) = self.sup(id) {
@@ -270,7 +293,19 @@ impl Forest {
             if self.by_path.get(path) == Some(&n) {
                 self.by_path.remove(path);
             }
+            self.forgotten.push(n);
         }
+    }
+
+    /// Makes the slots forgotten so far free for new nodes; called when no work in progress
+    /// can name them.
+    pub fn recycle(&mut self) {
+        self.free.append(&mut self.forgotten);
+    }
+
+    /// Slots in the arena, used or free.
+    pub fn slots(&self) -> usize {
+        self.nodes.len()
     }
 
     /// The supervisor part of `id` (a service has none).

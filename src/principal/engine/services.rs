@@ -235,7 +235,7 @@ impl Engine {
                 let steps = self
                     .services
                     .machine
-                    .child_started(&path, s.start, pid.unwrap_or(0), now)
+                    .child_started(&path, s.start, pid, now)
                     .unwrap_or_default();
                 self.begin_ready_check(&path, s.start);
                 self.carry_out_services(steps).await;
@@ -350,9 +350,7 @@ impl Engine {
     async fn record_service(&mut self, l: Lifecycle) {
         let (kind, pid, exit_code, signal, message) = match &l.event {
             LifecycleEvent::Starting => (ServiceEventKind::Starting, None, None, None, None),
-            LifecycleEvent::Started { pid } => {
-                (ServiceEventKind::Started, Some(*pid), None, None, None)
-            }
+            LifecycleEvent::Started { pid } => (ServiceEventKind::Started, *pid, None, None, None),
             LifecycleEvent::Ready => (ServiceEventKind::Ready, None, None, None, None),
             LifecycleEvent::Exited { status, requested } => {
                 let (code, signal) = match status {

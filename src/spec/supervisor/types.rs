@@ -33,6 +33,19 @@ pub struct SupervisorSpec {
     pub used_by: Option<String>,
 }
 
+/// Equal supervisors supervise alike: what it is called, where it was read from and who
+/// uses it do not matter to a hot reload.
+impl PartialEq for SupervisorSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.strategy == other.strategy
+            && self.intensity == other.intensity
+            && self.period == other.period
+            && self.auto_shutdown == other.auto_shutdown
+            && self.children == other.children
+    }
+}
+
 impl SupervisorSpec {
     /// True for a supervisor no other supervisor uses as a child: it is started on its own.
     pub fn is_root(&self) -> bool {
@@ -41,7 +54,7 @@ impl SupervisorSpec {
 }
 
 /// One child of a supervisor, with the properties its supervisor applies to it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChildSpec {
     /// Name, unique among its siblings; path-safe (no `/`), so `web/api` names it.
     pub name: String,
@@ -54,7 +67,7 @@ pub struct ChildSpec {
 }
 
 /// What a child is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ChildKind {
     /// A long-running process.
     Service(Arc<ServiceSpec>),
