@@ -694,11 +694,11 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
             };
             match result {
                 Ok(v) if one_line => {
-                    println!("{v}");
+                    opsconsole::say!("{v}");
                     ExitCode::SUCCESS
                 }
                 Ok(v) => {
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    opsconsole::say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                     ExitCode::SUCCESS
                 }
                 Err(e) => cli::fail(EXIT_FAILED, format!("benchmark failed: {e:#}")),

@@ -446,3 +446,71 @@ fn fixing_the_file_of_a_supervisor_that_gave_up_starts_it_again() {
     let history = text(&p.run(&["history", "--service", "web/a"]).stdout);
     assert!(history.contains("exited"), "{history}");
 }
+
+fn anon_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Services that flood their output (short lines, binary, one 10 MB line) neither freeze the
+/// principal nor grow its memory: output waits in the pipes once the budget is in flight,
+/// requests are answered meanwhile, and what was printed is in the history.
+#[test]
+fn services_flooding_their_output_keep_the_principal_responsive_and_bounded() {
+    let doc = "kind: supervisor\nname: flood\nchildren:\n  \
+               - { name: yes, run: \"yes aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" }\n  \
+               - { name: bin, run: \"cat /dev/urandom\" }\n  \
+               - { name: long, run: \"head -c 10000000 /dev/zero | tr '\\\\0' x; echo; echo end; sleep 300\" }\n";
+    let p = Project::new(&[("flood.yaml", doc)]);
+    let principal = principal(&p);
+    let pid = principal.0.id();
+    let t = std::time::Instant::now();
+    let mut most = 0;
+    while t.elapsed() < Duration::from_secs(4) {
+        let out = p.run(&["svc", "status", "--json"]);
+        assert!(
+            out.status.success(),
+            "the principal stopped answering under the flood: {}",
+            text(&out.stderr)
+        );
+        most = most.max(anon_kib(pid));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        most < 400 * 1024,
+        "the principal's anonymous memory grew to {} MiB under the flood",
+        most / 1024
+    );
+    // The long line is kept, in pieces of at most 64 KiB, followed by the next line.
+    assert!(eventually(Duration::from_secs(10), || {
+        let out = p.run(&["logs", "--service", "flood/long"]);
+        text(&out.stdout).lines().any(|l| l.ends_with(" end"))
+    }));
+    let out = p.run(&["logs", "--service", "flood/long"]);
+    let pieces: usize = text(&out.stdout)
+        .lines()
+        .filter(|l| l.contains('x'))
+        .map(|l| l.matches('x').count())
+        .sum();
+    assert_eq!(pieces, 10_000_000, "every byte of the long line is kept");
+    // A reader that goes away ends the command quietly.
+    let piped = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} logs --service flood/yes | head -n 1",
+            env!("CARGO_BIN_EXE_opsconsole")
+        ))
+        .current_dir(p.path())
+        .output()
+        .expect("sh");
+    assert!(
+        !text(&piped.stderr).contains("panicked"),
+        "{}",
+        text(&piped.stderr)
+    );
+    assert_eq!(text(&piped.stdout).lines().count(), 1);
+}

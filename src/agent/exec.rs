@@ -4,6 +4,7 @@
 //! SIGKILL. It reports the exit status and, apart from it, whether it stopped the work itself.
 
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::lines::LineSplitter;
@@ -20,7 +21,7 @@ use super::orphans;
 use crate::protocol::agent::{
     AgentEvent, Assignment, Exit, StopCause, StopPolicy, WorkEnd, WorkId, WorkKind,
 };
-use crate::protocol::{LogLine, Stream};
+use crate::protocol::{Charge, LINE_OVERHEAD, LogLine, Stream, output_cost};
 
 /// Wall-clock stamps that never go backwards within one attempt.
 #[derive(Clone, Copy)]
@@ -41,12 +42,13 @@ impl Clock {
     }
 }
 
-/// Runs `job` to the end; every event goes to `events`. Cancelling `stop` stops it by its
-/// stop policy.
+/// Runs `job` to the end; every event goes to `events`, each batch of output with its share
+/// of `budget` (see [`Charge`]). Cancelling `stop` stops it by its stop policy.
 pub async fn run(
     job: Assignment,
     stop: CancellationToken,
     events: mpsc::Sender<AgentEvent>,
+    budget: Arc<Semaphore>,
     reaper: Option<&super::reaper::Reaper>,
 ) {
     let clock = Clock::start();
@@ -71,7 +73,15 @@ pub async fn run(
                     pid,
                 })
                 .await;
-            let ended = supervise(&mut child, registration, &job, &stop, clock, &events).await;
+            let ended = supervise(
+                &mut child,
+                registration,
+                &job,
+                &stop,
+                clock,
+                (&events, &budget),
+            )
+            .await;
             // The group has been killed and reaped by now.
             if let (Some(r), Some(pid)) = (reaper, pid) {
                 r.untrack(pid);
@@ -173,7 +183,7 @@ async fn supervise(
     job: &Assignment,
     stop: &CancellationToken,
     clock: Clock,
-    events: &mpsc::Sender<AgentEvent>,
+    (events, budget): (&mpsc::Sender<AgentEvent>, &Arc<Semaphore>),
 ) -> (Exit, Option<StopCause>, Option<String>) {
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     let (timeout, mut capture) = match &job.kind {
@@ -205,9 +215,13 @@ async fn supervise(
     let timer = tokio::time::sleep(timeout.unwrap_or(Duration::ZERO));
     tokio::pin!(timer);
     let mut armed = timeout.is_some();
+    // The budget share for the next batch, and which pipe's it is.
+    let mut charged: Option<(Stream, OwnedSemaphorePermit)> = None;
     loop {
         let [out, err] = &mut pipes;
         let waiting = out.has_lines() || err.has_lines();
+        let next = if out.has_lines() { &*out } else { &*err };
+        let (next_stream, next_cost) = (next.stream, next.next_cost());
         if status.is_some() && !waiting && !out.is_open() && !err.is_open() {
             break;
         }
@@ -250,21 +264,27 @@ async fn supervise(
                     );
                     for pipe in [out, err] {
                         pipe.close();
-                        if let Some(lines) = pipe.take_lines() {
+                        while let Some(lines) = pipe.take_lines() {
                             let _ = events.try_send(lines.into_event(&job.id));
                         }
                     }
                     break;
                 }
             },
-            permit = events.reserve(), if waiting && !unheard => match permit {
-                Ok(permit) => {
-                    let pipe = if out.has_lines() { out } else { err };
-                    if let Some(lines) = pipe.take_lines() {
+            share = budget.clone().acquire_many_owned(next_cost), if waiting && charged.is_none() && !unheard => match share {
+                Ok(share) => charged = Some((next_stream, share)),
+                // Never closed; should it be, output goes on uncharged.
+                Err(_) => unheard = true,
+            },
+            permit = events.reserve(), if charged.is_some() && !unheard => match (permit, charged.take()) {
+                (Ok(permit), Some((stream, share))) => {
+                    let pipe = if out.stream == stream { out } else { err };
+                    if let Some(mut lines) = pipe.take_lines() {
+                        lines.charge = Charge::new(share);
                         permit.send(lines.into_event(&job.id));
                     }
                 }
-                Err(_) => {
+                _ => {
                     unheard = true;
                     out.waiting.clear();
                     err.waiting.clear();
@@ -378,6 +398,7 @@ struct Pipe {
 struct Batch {
     stream: Stream,
     lines: Vec<LogLine>,
+    charge: Charge,
 }
 
 impl Batch {
@@ -386,9 +407,14 @@ impl Batch {
             id: id.clone(),
             stream: self.stream,
             lines: self.lines,
+            charge: self.charge,
         }
     }
 }
+
+/// What one batch of output may cost (see [`output_cost`]), past its first line: a flood of
+/// short lines goes in many small batches, each charged on its own.
+const BATCH_COST: usize = 32 * 1024;
 
 impl Pipe {
     fn new(reader: Option<Reader>, stream: Stream) -> Self {
@@ -412,10 +438,41 @@ impl Pipe {
         self.reader = None;
     }
 
+    /// How many lines the next batch takes: up to [`BATCH_COST`], at least one.
+    fn next_len(&self) -> usize {
+        let mut cost = 0;
+        let n = self
+            .waiting
+            .iter()
+            .take_while(|l| {
+                let fits = cost < BATCH_COST;
+                cost += l.text.len() + LINE_OVERHEAD;
+                fits
+            })
+            .count();
+        n.max(1).min(self.waiting.len())
+    }
+
+    /// The cost of the next batch, as budget permits.
+    fn next_cost(&self) -> u32 {
+        let cost = output_cost(&self.waiting[..self.next_len()]);
+        u32::try_from(cost).unwrap_or(u32::MAX)
+    }
+
     fn take_lines(&mut self) -> Option<Batch> {
-        (!self.waiting.is_empty()).then(|| Batch {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        let n = self.next_len();
+        let lines = if n == self.waiting.len() {
+            std::mem::take(&mut self.waiting)
+        } else {
+            self.waiting.drain(..n).collect()
+        };
+        Some(Batch {
             stream: self.stream,
-            lines: std::mem::take(&mut self.waiting),
+            lines,
+            charge: Charge::default(),
         })
     }
 
@@ -499,6 +556,10 @@ mod tests {
         }
     }
 
+    fn budget() -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(crate::agent::OUTPUT_BUDGET))
+    }
+
     fn state_of(pid: u32) -> Option<char> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         stat.rsplit(')').next()?.trim_start().chars().next()
@@ -510,7 +571,7 @@ mod tests {
     async fn a_stop_is_heard_while_output_waits_for_room() {
         let (tx, mut rx) = mpsc::channel(1);
         let stop = CancellationToken::new();
-        let work = tokio::spawn(run(service("yes flood"), stop.clone(), tx, None));
+        let work = tokio::spawn(run(service("yes flood"), stop.clone(), tx, budget(), None));
         let Some(AgentEvent::Started { pid: Some(pid), .. }) = rx.recv().await else {
             panic!("no start");
         };
@@ -543,7 +604,7 @@ mod tests {
         let stop = CancellationToken::new();
         let script =
             "trap 'echo bye; echo gone >&2; exit 0' TERM; echo hi; while :; do sleep 0.02; done";
-        let work = tokio::spawn(run(service(script), stop.clone(), tx, None));
+        let work = tokio::spawn(run(service(script), stop.clone(), tx, budget(), None));
         let mut lines = Vec::new();
         let end = loop {
             match rx.recv().await {
@@ -577,7 +638,7 @@ mod tests {
         let stop = CancellationToken::new();
         let mut job = service("trap '' TERM; echo up; while :; do sleep 0.02; done");
         job.stop.grace = Duration::from_millis(300);
-        let work = tokio::spawn(run(job, stop.clone(), tx, None));
+        let work = tokio::spawn(run(job, stop.clone(), tx, budget(), None));
         let end = loop {
             match rx.recv().await {
                 Some(AgentEvent::Output { .. }) => stop.cancel(),

@@ -33,7 +33,15 @@ pub struct LocalAgent {
     events: mpsc::Sender<AgentEvent>,
     running: Arc<Mutex<HashMap<WorkId, CancellationToken>>>,
     reaper: Option<Arc<reaper::Reaper>>,
+    /// Bounds the output of all its work in memory until the history has it: past it, the
+    /// processes' pipes wait (see [`crate::protocol::Charge`]).
+    budget: Arc<tokio::sync::Semaphore>,
 }
+
+/// Output (text and per-line overhead) an agent's work may have in memory at once, on its
+/// way to the history. A flood fills it in a fraction of a second and then goes at the pace
+/// of the store; what is beyond waits in the pipes, not in the principal's memory.
+pub const OUTPUT_BUDGET: usize = 32 * 1024 * 1024;
 
 impl LocalAgent {
     /// A pool of `slots` concurrent tasks and checks in `workdir`, reporting to `events`; with
@@ -70,6 +78,7 @@ impl LocalAgent {
             events,
             running: Arc::default(),
             reaper: reaper.map(Arc::new),
+            budget: Arc::new(tokio::sync::Semaphore::new(OUTPUT_BUDGET)),
         }
     }
 }
@@ -89,9 +98,10 @@ impl AgentLink for LocalAgent {
         let running = self.running.clone();
         let events = self.events.clone();
         let reaper = self.reaper.clone();
+        let budget = self.budget.clone();
         tokio::spawn(async move {
             let id = job.id.clone();
-            exec::run(job, token, events, reaper.as_deref()).await;
+            exec::run(job, token, events, budget, reaper.as_deref()).await;
             lock(&running).remove(&id);
         });
     }

@@ -62,17 +62,17 @@ pub async fn agents(dirs: &Dirs, action: AgentsAction) -> ExitCode {
         Err(e) => return client_failure(e),
     };
     if json {
-        println!(
+        crate::say!(
             "{}",
             serde_json::to_string_pretty(&agents).unwrap_or_default()
         );
         return ExitCode::SUCCESS;
     }
     match &action {
-        AgentsAction::List { .. } => print!("{}", table(&agents)),
+        AgentsAction::List { .. } => crate::say_raw!("{}", table(&agents)),
         AgentsAction::Cordon(id, _) | AgentsAction::Drain(id) => {
             if let Some(a) = agents.iter().find(|a| &a.info.id.0 == id) {
-                println!("agent {id}: {}", a.state);
+                crate::say!("agent {id}: {}", a.state);
             }
         }
     }

@@ -35,10 +35,10 @@ pub async fn status(dirs: &Dirs, json: bool) -> ExitCode {
         Err(e) => return client_failure(e),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+        crate::say!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
-    println!(
+    crate::say!(
         "principal pid {} since {}; slots {}/{} busy; {} task(s) queued",
         s.pid,
         s.started_at
@@ -70,7 +70,7 @@ pub async fn status(dirs: &Dirs, json: bool) -> ExitCode {
             .map(|r| r.to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        println!(
+        crate::say!(
             "  {:<24} {:<24} next: {:<44} active: {}",
             w.name,
             schedule,
@@ -79,18 +79,18 @@ pub async fn status(dirs: &Dirs, json: bool) -> ExitCode {
         );
     }
     if let Some(problem) = &s.store_problem {
-        println!(
+        crate::say!(
             "\nhistory store: {problem}\n  events are held in memory and written when the disk has \
              room again; new runs are refused until then"
         );
     }
     if !s.spec_problems.is_empty() {
-        println!(
+        crate::say!(
             "\n{} problem(s) in workflow files (the last good version of each stays in effect):",
             s.spec_problems.len()
         );
         for p in &s.spec_problems {
-            println!("{p}\n");
+            crate::say!("{p}\n");
         }
     }
     ExitCode::SUCCESS
@@ -104,7 +104,7 @@ pub async fn cancel(dirs: &Dirs, run: RunId) -> ExitCode {
     };
     match client.cancel(run).await {
         Ok(true) => {
-            println!("run {run}: cancelling");
+            crate::say!("run {run}: cancelling");
             ExitCode::SUCCESS
         }
         Ok(false) => fail(EXIT_INVALID, format!("run {run} is not active")),
@@ -125,7 +125,7 @@ pub async fn set_paused(dirs: &Dirs, workflow: String, paused: bool) -> ExitCode
     };
     match client.call(request).await {
         Ok(Response::Paused { workflow, paused }) => {
-            println!(
+            crate::say!(
                 "{workflow}: schedule {}",
                 if paused { "paused" } else { "resumed" }
             );

@@ -452,7 +452,7 @@ pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> 
     let style = Style::stdout();
     let print = |line: &ServiceLine| {
         if json {
-            println!("{}", serde_json::to_string(line).unwrap_or_default());
+            crate::say!("{}", serde_json::to_string(line).unwrap_or_default());
         } else {
             let mark = match line.stream {
                 Stream::Stdout => format!("[{}#{}]", line.path, line.start_no),
@@ -460,7 +460,8 @@ pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> 
                     style.paint("31", &format!("[{}#{}:err]", line.path, line.start_no))
                 }
             };
-            println!("{} {mark} {}", line.at.format("%H:%M:%S%.3f"), line.text);
+            let at = line.at.with_timezone(&chrono::Local).format("%H:%M:%S%.3f");
+            crate::say!("{at} {mark} {}", line.text);
         }
     };
     let source = match source(dirs, connect::REQUEST_TIMEOUT).await {

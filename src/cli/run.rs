@@ -79,7 +79,7 @@ pub async fn run(dirs: &Dirs, opts: RunOptions) -> ExitCode {
             // The principal runs it; nothing here needs to stay.
             return match opts.start(&client).await {
                 Ok(id) => {
-                    println!(
+                    crate::say!(
                         "{} accepted; follow it with `opsconsole logs {id} --follow`",
                         opts.describe(id)
                     );
@@ -165,8 +165,8 @@ impl Driven {
                     ),
                     other => style.paint("33", &format!("run {run_id} {other} after {elapsed}")),
                 };
-                println!("{line}");
-                println!("  history: opsconsole logs {run_id}");
+                crate::say!("{line}");
+                crate::say!("  history: opsconsole logs {run_id}");
                 match (self.interrupted, state) {
                     (Some(code), _) => ExitCode::from(code),
                     (None, RunState::Succeeded) => ExitCode::SUCCESS,
@@ -212,7 +212,7 @@ async fn drive(client: &dyn Client, opts: &RunOptions) -> Driven {
     };
     printer.run_id = run_id;
     if !opts.wait {
-        println!("{} started", opts.describe(run_id));
+        crate::say!("{} started", opts.describe(run_id));
     }
     let mut interrupted: Option<u8> = None;
     let outcome = {

@@ -33,7 +33,7 @@ pub async fn svc(
         Err(e) => return client_failure(e),
     };
     if json {
-        println!(
+        crate::say!(
             "{}",
             serde_json::to_string_pretty(&nodes).unwrap_or_default()
         );
@@ -45,14 +45,14 @@ pub async fn svc(
             ServiceAction::Stop => "stopping (held stopped until started)",
             ServiceAction::Restart => "restarting",
         };
-        println!("{path}: {done}");
+        crate::say!("{path}: {done}");
         return ExitCode::SUCCESS;
     }
     if nodes.is_empty() {
-        println!("no supervisors: add a `kind: supervisor` file to the workflows directory");
+        crate::say!("no supervisors: add a `kind: supervisor` file to the workflows directory");
         return ExitCode::SUCCESS;
     }
-    print!("{}", tree(&nodes, chrono::Utc::now()));
+    crate::say_raw!("{}", tree(&nodes, chrono::Utc::now()));
     ExitCode::SUCCESS
 }
 

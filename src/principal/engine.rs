@@ -41,6 +41,9 @@ const ACCEPT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest single sleep of the scheduler: fire times are checked against the wall clock at
 /// least this often, so a suspend or a clock step delays a fire by at most this much.
+/// Events a subscriber may be behind before output batches are no longer broadcast (the
+/// history still gets them): bounds what the event ring keeps for a slow console.
+const LIVE_OUTPUT_BACKLOG: usize = 1024;
 const SCHEDULE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What started a run.
@@ -170,6 +173,8 @@ pub(super) struct Engine {
     store: Option<Store>,
     store_tx: StoreSender,
     store_failed: bool,
+    /// Output batches not broadcast since subscribers fell behind.
+    live_output_skipped: u64,
     events: broadcast::Sender<Event>,
     next_run_id: u64,
     waiters: HashMap<RunId, Vec<oneshot::Sender<Response>>>,
@@ -266,6 +271,7 @@ impl Engine {
             started_at: Utc::now(),
             store: Some(store),
             store_failed: false,
+            live_output_skipped: 0,
             events,
             next_run_id: recovered.next_run_id.0,
             waiters: HashMap::new(),
@@ -287,9 +293,10 @@ impl Engine {
         let mut store_health = self.store_tx.health();
         loop {
             self.arm_schedule();
+            // Not biased: a service flooding its output keeps the agents' channel full, and
+            // requests, timers and the store's news must still get their turns. Output
+            // cannot pile up meanwhile: the channel is bounded and the pipes wait.
             tokio::select! {
-                // Agent reports first: they free slots and carry output that must not pile up.
-                biased;
                 Some(ev) = self.agent_rx.recv() => self.on_agent(&AgentId(LOCAL.into()), ev).await,
                 Some(news) = self.agent_news.recv() => self.on_agent_news(news).await,
                 Some(m) = self.internal_rx.recv() => self.on_internal(m).await,
@@ -391,6 +398,20 @@ impl Engine {
         } else if !self.store_failed {
             self.store_failed = true;
             tracing::error!("history store is not accepting events; history will be incomplete");
+        }
+        // Output is not news for a subscriber this far behind (the history has it): the ring
+        // would keep every batch for it, and a flood would keep the ring full of them.
+        let output = matches!(event, Event::Logs(_) | Event::ServiceLogs(_));
+        if output && self.events.len() >= LIVE_OUTPUT_BACKLOG {
+            self.live_output_skipped += 1;
+            return;
+        }
+        if self.live_output_skipped > 0 && !output {
+            tracing::debug!(
+                "{} output batch(es) not sent live to a subscriber that fell behind",
+                self.live_output_skipped
+            );
+            self.live_output_skipped = 0;
         }
         // No subscribers is fine.
         let _ = self.events.send(event);
@@ -844,9 +865,15 @@ impl Engine {
                 id: WorkId::Task(key),
                 stream,
                 lines,
+                charge,
             } => {
                 // Output of an attempt given up on is still what it printed: kept.
-                let batch = LogBatch { key, stream, lines };
+                let batch = LogBatch {
+                    key,
+                    stream,
+                    lines,
+                    charge,
+                };
                 self.emit(Event::Logs(Arc::new(batch))).await;
             }
             // Services and checks have no engine of their own yet.

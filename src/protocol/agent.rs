@@ -218,6 +218,9 @@ pub enum AgentEvent {
         stream: Stream,
         /// The lines, in order.
         lines: Vec<LogLine>,
+        /// Their share of the agent's output budget (see [`super::Charge`]).
+        #[serde(skip)]
+        charge: super::Charge,
     },
     /// The work is over.
     Finished(WorkEnd),
@@ -503,6 +506,7 @@ mod tests {
             AgentEvent::Output {
                 id: task(),
                 stream: Stream::Stderr,
+                charge: Default::default(),
                 lines: vec![LogLine {
                     seq: 0,
                     at: Utc::now(),

@@ -246,6 +246,62 @@ pub struct LogBatch {
     pub stream: Stream,
     /// The lines.
     pub lines: Vec<LogLine>,
+    /// Their share of the agent's output budget, until the history has them.
+    #[serde(skip)]
+    pub charge: Charge,
+}
+
+/// What a batch of output lines costs in memory, roughly: their text and a line's overhead.
+pub fn output_cost(lines: &[LogLine]) -> usize {
+    lines.iter().map(|l| l.text.len() + LINE_OVERHEAD).sum()
+}
+
+/// Memory a line of output costs beside its text (the line, its allocation, the batch).
+pub const LINE_OVERHEAD: usize = 64;
+
+/// A batch of output's share of the budget that bounds the output in memory between the
+/// processes' pipes and the history file. The store gives it back once the lines are written
+/// (or dropped), whoever else still holds the batch (a console that reads slowly); until
+/// then the pipes of the agent's processes wait. Never sent: a batch from the wire, or a
+/// clone, holds none.
+#[derive(Default)]
+pub struct Charge(std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>);
+
+impl Charge {
+    /// Holds `permit` until [`Charge::release`] or the drop.
+    pub fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        Self(std::sync::Mutex::new(Some(permit)))
+    }
+
+    /// Gives the share back (once; later calls do nothing).
+    pub fn release(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Moves the share out, leaving none behind.
+    pub fn take(&self) -> Self {
+        Self(std::sync::Mutex::new(
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).take(),
+        ))
+    }
+}
+
+impl Clone for Charge {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for Charge {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for Charge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Charge")
+    }
 }
 
 /// One line of task output.

@@ -173,6 +173,9 @@ pub struct ServiceLogBatch {
     pub stream: Stream,
     /// The lines, in order.
     pub lines: Vec<LogLine>,
+    /// Their share of the agent's output budget, until the history has them.
+    #[serde(skip)]
+    pub charge: super::Charge,
 }
 
 /// What an operator asks of a service or subtree.

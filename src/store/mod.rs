@@ -19,6 +19,8 @@ pub const DB_FILE: &str = "state.duckdb";
 
 /// Events waiting for the writer; beyond this, senders wait (backpressure, never loss).
 const CHANNEL_CAPACITY: usize = 4096;
+/// DuckDB's memory limit for one open history file.
+const STORE_MEMORY: &str = "128MB";
 
 /// What can go wrong with the history file.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +184,10 @@ pub(crate) fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreE
         // add hand-offs and take CPU from the task processes.
         config = config.threads(1)?;
     }
+    // DuckDB's own default is 80% of the machine's memory, most of it cache that a flood of
+    // output fills; the principal keeps to a bound and lets DuckDB evict (or spill a big
+    // query to its temp directory) past it.
+    config = config.max_memory(STORE_MEMORY)?;
     Connection::open_with_flags(path, config).map_err(|e| {
         let raw = e.to_string();
         StoreError::Open {

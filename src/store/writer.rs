@@ -16,7 +16,7 @@ use duckdb::{Appender, Connection, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{SharedReader, WriterMsg, connect};
-use crate::protocol::{Event, Outcome};
+use crate::protocol::{Event, Outcome, output_cost};
 
 /// Largest number of events written in one transaction.
 const MAX_BATCH: usize = 8192;
@@ -259,7 +259,7 @@ impl Writer {
             let stored = super::schema::next_event_seq(conn)?;
             while self.pending.front().is_some_and(|p| p.seq < stored) {
                 if let Some(p) = self.pending.pop_front() {
-                    self.held_bytes = self.held_bytes.saturating_sub(approx_bytes(&p.event));
+                    self.done_with(&p);
                 }
             }
             self.after_failure = false;
@@ -270,8 +270,8 @@ impl Writer {
             let chunk: Vec<&Pending> = a.iter().chain(b.iter()).take(n).collect();
             write_batch(conn, appenders, &chunk)?;
             let last = chunk.last().map_or(0, |p| p.seq);
-            for p in self.pending.drain(..n) {
-                self.held_bytes = self.held_bytes.saturating_sub(approx_bytes(&p.event));
+            for p in self.pending.drain(..n).collect::<Vec<_>>() {
+                self.done_with(&p);
             }
             while self.acks.front().is_some_and(|(upto, _)| *upto <= last) {
                 if let Some((_, ack)) = self.acks.pop_front() {
@@ -314,16 +314,30 @@ impl Writer {
         for (_, ack) in self.acks.drain(..) {
             let _ = ack.send(Err(problem.clone()));
         }
-        self.pending.clear();
+        for p in std::mem::take(&mut self.pending) {
+            self.done_with(&p);
+        }
         true
+    }
+
+    /// `p` is written (or given up on): it no longer counts against the memory bound, and
+    /// its output's share of the agent's budget goes back, though a slow console may still
+    /// hold the batch.
+    fn done_with(&mut self, p: &Pending) {
+        self.held_bytes = self.held_bytes.saturating_sub(approx_bytes(&p.event));
+        match &p.event {
+            Event::Logs(b) => b.charge.release(),
+            Event::ServiceLogs(b) => b.charge.release(),
+            _ => {}
+        }
     }
 }
 
 /// What an event costs in memory while it is held, roughly.
 fn approx_bytes(event: &Event) -> usize {
     match event {
-        Event::Logs(b) => b.lines.iter().map(|l| l.text.len() + 64).sum::<usize>() + 128,
-        Event::ServiceLogs(b) => b.lines.iter().map(|l| l.text.len() + 64).sum::<usize>() + 128,
+        Event::Logs(b) => output_cost(&b.lines) + 128,
+        Event::ServiceLogs(b) => output_cost(&b.lines) + 128,
         _ => 256,
     }
 }

@@ -278,6 +278,7 @@ pub async fn console(
                     } else {
                         Stream::Stdout
                     },
+                    charge: Default::default(),
                     lines,
                 })));
             }

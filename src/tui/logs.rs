@@ -382,6 +382,7 @@ mod tests {
                 attempt: 1,
             },
             stream: Stream::Stdout,
+            charge: Default::default(),
             lines: seqs
                 .map(|seq| LogLine {
                     seq,

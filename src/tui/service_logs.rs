@@ -100,6 +100,7 @@ mod tests {
             path: Arc::from(path),
             start_no: 1,
             stream: Stream::Stdout,
+            charge: Default::default(),
             lines: (0..n)
                 .map(|seq| LogLine {
                     seq,

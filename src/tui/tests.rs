@@ -510,6 +510,7 @@ fn logs_app() -> App {
             attempt: 1,
         },
         stream: Stream::Stdout,
+        charge: Default::default(),
         lines: vec![LogLine {
             seq: 1,
             at: ago(10),
@@ -1911,6 +1912,7 @@ fn service_batch(path: &str, stream: Stream, texts: &[&str]) -> Event {
         path: Arc::from(path),
         start_no: 1,
         stream,
+        charge: Default::default(),
         lines: texts
             .iter()
             .enumerate()

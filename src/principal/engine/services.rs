@@ -244,6 +244,7 @@ impl Engine {
                 id: WorkId::Service(s),
                 stream,
                 lines,
+                charge,
             } => {
                 let ready = match self.services.checks.get(s.path.as_ref()) {
                     Some((start, ReadyCheck::Log(re))) if *start == s.start => {
@@ -256,6 +257,7 @@ impl Engine {
                     start_no: s.start,
                     stream,
                     lines,
+                    charge,
                 })))
                 .await;
                 if ready {

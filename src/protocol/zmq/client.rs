@@ -587,8 +587,7 @@ async fn receive_events(
             continue;
         }
         backoff = Duration::from_millis(50);
-        let mut last_seq: Option<u64> = None;
-        let mut warned = false;
+        let mut feed = Feed::default();
         loop {
             tokio::select! {
                 message = sub.recv() => match message {
@@ -600,7 +599,7 @@ async fn receive_events(
                                 signed_by(k, "principal", frame, tags.iter().map(|t| &t[..]))
                             });
                             if trusted {
-                                on_event(frame, &events, &mut last_seq, &mut warned);
+                                feed.on_event(frame, &events);
                             } else {
                                 tracing::warn!(%endpoint, "dropped an event not signed by the principal");
                             }
@@ -623,29 +622,55 @@ async fn receive_events(
     }
 }
 
-fn on_event(
-    frame: &[u8],
-    events: &broadcast::Sender<Event>,
-    last_seq: &mut Option<u64>,
-    warned: &mut bool,
-) {
-    match wire::decode::<Event>(frame) {
-        Ok((seq, event)) => {
-            if let Some(last) = *last_seq
-                && seq > last + 1
-            {
-                tracing::warn!("missed {} events from the principal", seq - last - 1);
+/// The events of one SUB connection: gaps in their numbers, and undecodable ones.
+#[derive(Default)]
+struct Feed {
+    last_seq: Option<u64>,
+    /// Events missed since the last warning.
+    missed: u64,
+    last_warned: Option<Instant>,
+    warned_undecodable: bool,
+}
+
+/// Gaps are told at most this often, summed: a principal under a flood of output drops
+/// events for a slow subscriber many times a second.
+const GAP_WARNING_EVERY: Duration = Duration::from_secs(5);
+
+impl Feed {
+    fn on_event(&mut self, frame: &[u8], events: &broadcast::Sender<Event>) {
+        match wire::decode::<Event>(frame) {
+            Ok((seq, event)) => {
+                if let Some(last) = self.last_seq
+                    && seq > last + 1
+                {
+                    self.missed += seq - last - 1;
+                }
+                // A smaller number means the principal restarted and counts afresh.
+                self.last_seq = Some(seq);
+                // Only someone who follows the events cares that some were missed.
+                if self.missed > 0
+                    && events.receiver_count() > 0
+                    && self
+                        .last_warned
+                        .is_none_or(|t| t.elapsed() >= GAP_WARNING_EVERY)
+                {
+                    tracing::warn!(
+                        "missed {} events from the principal (it drops them for a subscriber \
+                         that falls behind)",
+                        self.missed
+                    );
+                    self.missed = 0;
+                    self.last_warned = Some(Instant::now());
+                }
+                // No local subscriber is not an error.
+                let _ = events.send(event);
             }
-            // A smaller number means the principal restarted and counts afresh.
-            *last_seq = Some(seq);
-            // No local subscriber is not an error.
-            let _ = events.send(event);
-        }
-        Err(e) => {
-            // One line per connection: a principal of another version would flood the log.
-            if !*warned {
-                tracing::warn!("dropped an event: {e}");
-                *warned = true;
+            Err(e) => {
+                // One line per connection: a principal of another version would flood the log.
+                if !self.warned_undecodable {
+                    tracing::warn!("dropped an event: {e}");
+                    self.warned_undecodable = true;
+                }
             }
         }
     }
