@@ -13,6 +13,6 @@ pub const EXIT_TERMINATED: u8 = 143;
 
 /// Prints an error for the user and returns the exit code.
 pub fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
+    crate::tell!("error: {message}");
     ExitCode::from(code)
 }

@@ -165,3 +165,73 @@ fn a_full_disk_loses_no_accepted_line_refuses_new_runs_truthfully_and_recovers()
     );
     let _ = principal.0.wait();
 }
+
+/// A full disk under a supervised service: its lines and its crash are kept while nothing can
+/// be written, and are all in the history once space returns; the service is restarted
+/// meanwhile as its policy says.
+#[test]
+fn a_full_disk_loses_no_service_line_or_lifecycle_event() {
+    let p = Project::new(&[]);
+    let data = p.data();
+    let _mount = match Mount::new(&data, "24m") {
+        Ok(m) => m,
+        Err(why) => {
+            println!("skipped: cannot mount a tmpfs for the data dir ({why})");
+            return;
+        }
+    };
+    std::fs::write(
+        p.path().join("workflows/web.yaml"),
+        "kind: supervisor\nname: web\nchildren:\n  - { name: api, run: \"while [ ! -e go ]; do sleep 0.05; done; if [ -e once ]; then exec sleep 300; fi; touch once; seq 1 3000; exit 3\", backoff: { initial: 10ms } }\n",
+    )
+    .expect("write");
+    let _principal = Stopped(
+        p.cmd(&["principal"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || data
+            .join("principal.sock")
+            .exists()),
+        "principal listens"
+    );
+    fill(&data);
+    std::fs::write(p.path().join("go"), "").expect("go");
+    p.wait_status("the principal reports the store problem", |s| {
+        s["store_problem"].is_string()
+    });
+    let restarted = || {
+        let out = p.run(&["svc", "status", "--json"]);
+        let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        nodes.as_array().is_some_and(|n| {
+            n.iter()
+                .any(|n| n["path"] == "web/api" && n["start_no"] == 2 && n["state"] == "running")
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(15), restarted),
+        "the crash is acted on while the disk is full"
+    );
+    std::fs::remove_file(data.join("fill")).expect("free space");
+    p.wait_status("the store recovers by itself", |s| {
+        s["store_problem"].is_null()
+    });
+    let logs = || {
+        let out = p.run(&["logs", "--service", "web/api"]);
+        text(&out.stdout)
+            .lines()
+            .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+            .collect::<Vec<String>>()
+    };
+    assert!(eventually(Duration::from_secs(30), || logs().len() >= 3000));
+    let expected: Vec<String> = (1..=3000).map(|i| i.to_string()).collect();
+    assert_eq!(logs(), expected, "every line, in order, once");
+    let history = text(&p.run(&["history", "--service", "web/api"]).stdout);
+    assert!(
+        history.contains("exited") && history.contains("code 3"),
+        "{history}"
+    );
+}

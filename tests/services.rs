@@ -514,3 +514,66 @@ fn services_flooding_their_output_keep_the_principal_responsive_and_bounded() {
     );
     assert_eq!(text(&piped.stdout).lines().count(), 1);
 }
+
+/// kill -9 of the principal at random moments, again and again: each time its services go
+/// with it (the watchdog), and each new principal brings every tree up again, a hold
+/// included.
+#[test]
+fn services_survive_a_principal_killed_again_and_again_without_leftovers() {
+    let doc = supervisor(
+        "web",
+        "one_for_one",
+        &[svc("a", ""), svc("b", ""), svc("c", "")],
+    );
+    let p = Project::new(&[("web.yaml", &doc)]);
+    let mut seen: Vec<u32> = Vec::new();
+    let answering = || p.run(&["svc", "status"]).status.success();
+    for round in 0..6 {
+        let principal = principal(&p);
+        // The socket of the killed one is still there: wait for this one to answer.
+        assert!(eventually(Duration::from_secs(30), answering));
+        if round == 1 {
+            let out = p.run(&["svc", "stop", "web/c"]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        // Kill it at a random moment: mid-start, or once up.
+        std::thread::sleep(Duration::from_millis(fastrand::u64(0..400)));
+        let pids: Vec<u32> = nodes(&p).iter().filter_map(|n| n.pid).collect();
+        seen.extend(&pids);
+        signal(principal.0.id(), Signal::SIGKILL).expect("kill -9");
+        drop(principal);
+        assert!(
+            eventually(Duration::from_secs(10), || seen
+                .iter()
+                .all(|&pid| gone(pid as i32))),
+            "round {round}: a service outlived its principal: {:?}",
+            seen.iter()
+                .filter(|&&pid| !gone(pid as i32))
+                .map(|pid| (
+                    pid,
+                    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default(),
+                    std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default(),
+                    std::fs::read(format!("/proc/{pid}/environ"))
+                        .map(|e| String::from_utf8_lossy(&e).contains("OPSCONSOLE_TASK_TOKEN"))
+                        .unwrap_or_default(),
+                ))
+                .collect::<Vec<_>>()
+        );
+    }
+    let _principal = principal(&p);
+    assert!(eventually(Duration::from_secs(30), answering));
+    assert!(
+        eventually(Duration::from_secs(10), || all_running(
+            &p,
+            &["web/a", "web/b"]
+        )),
+        "{:#?}",
+        nodes(&p)
+    );
+    let n = nodes(&p);
+    assert_eq!(
+        node(&n, "web/c").state,
+        ServiceState::Stopped,
+        "the hold survives"
+    );
+}

@@ -281,8 +281,8 @@ fn any_running(pids: &HashSet<i32>) -> bool {
 /// (descendants that escaped their group with setsid). Returns the process exit code.
 pub fn watchdog(grace_ms: &str, instance: &str) -> u8 {
     let grace = Duration::from_millis(grace_ms.parse().unwrap_or(5000));
-    println!("{READY}");
-    let _ = std::io::stdout().flush();
+    // A principal that died already is noticed below, at end-of-file: no panic here.
+    let _ = writeln!(std::io::stdout(), "{READY}").and_then(|()| std::io::stdout().flush());
     let mut groups: HashSet<i32> = HashSet::new();
     let mut input = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin());
     let mut line = String::new();
@@ -326,14 +326,17 @@ pub fn watchdog(grace_ms: &str, instance: &str) -> u8 {
     if groups.is_empty() && escaped.is_empty() {
         return 0;
     }
-    eprintln!(
+    signal_all(&groups, Signal::SIGTERM);
+    signal_escaped(&escaped, Signal::SIGTERM);
+    // After the signals, and never `eprintln!`: stderr is often a pipe whose reader died with
+    // the principal, and a failed write must not stop the watchdog before its work is done.
+    let _ = writeln!(
+        std::io::stderr(),
         "opsconsole watchdog: the principal is gone; stopping {} task process group(s) and {} \
          process(es) that left them",
         groups.len(),
         escaped.len()
     );
-    signal_all(&groups, Signal::SIGTERM);
-    signal_escaped(&escaped, Signal::SIGTERM);
     let t0 = Instant::now();
     while t0.elapsed() < grace {
         std::thread::sleep(Duration::from_millis(50));

@@ -188,9 +188,11 @@ pub async fn run(opts: AgentOptions) -> Result<(), AgentEnd> {
     let mut last_contact: Option<Instant> = None;
     let mut lease = Duration::from_secs(6);
     let mut retry = Duration::from_millis(100);
-    eprintln!(
+    crate::tell!(
         "agent {} ({} slots) for the principal at {}",
-        info.id, info.slots, opts.principal
+        info.id,
+        info.slots,
+        opts.principal
     );
     loop {
         // Given up by now: the principal has run this work elsewhere.
@@ -217,7 +219,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), AgentEnd> {
             Err(NotConnected::Retry(why)) => {
                 tracing::info!("{why}; trying again in {retry:?}");
                 if retry >= MAX_RETRY / 2 {
-                    eprintln!("agent: {why}; trying again");
+                    crate::tell!("agent: {why}; trying again");
                 }
                 tokio::select! {
                     () = tokio::time::sleep(retry) => {}
@@ -256,7 +258,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), AgentEnd> {
                 tracing::info!("{why}; reconnecting");
             }
             Ended::Released(why) => {
-                eprintln!("agent {}: {why}; exiting", info.id);
+                crate::tell!("agent {}: {why}; exiting", info.id);
                 return Ok(());
             }
             Ended::Refused(why) => {
@@ -412,7 +414,7 @@ async fn serve(
 fn stop_all(pool: &LocalAgent, why: &str) {
     let running = pool.running();
     if !running.is_empty() {
-        eprintln!("agent: stopping {} piece(s) of work: {why}", running.len());
+        crate::tell!("agent: stopping {} piece(s) of work: {why}", running.len());
     }
     for work in running {
         pool.stop(&work);
@@ -451,7 +453,7 @@ async fn flush(
         }
     }
     if !buffer.reports.is_empty() {
-        eprintln!(
+        crate::tell!(
             "agent: {} report(s) were not acknowledged before exit; the principal re-runs \
              that work",
             buffer.reports.len()

@@ -198,7 +198,7 @@ pub async fn logs(
         }
     };
     if follow {
-        eprintln!(
+        crate::tell!(
             "note: no principal is running for {}, so no new lines will arrive; printing what is stored",
             dirs.data.display()
         );
@@ -339,7 +339,7 @@ impl Follower<'_> {
                 }
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    eprintln!(
+                    crate::tell!(
                         "note: {n} events were missed while following; `opsconsole logs {run}` prints every stored line"
                     );
                     continue;

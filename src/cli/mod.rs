@@ -10,6 +10,16 @@ macro_rules! say {
     };
 }
 
+/// `eprintln!` that never panics: a long-running part (the principal, an agent, the
+/// watchdog) whose stderr reader went away must go on with its work.
+#[macro_export]
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// `print!` to match [`say!`].
 #[macro_export]
 macro_rules! say_raw {

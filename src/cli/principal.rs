@@ -89,7 +89,7 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
         let served =
             zmq::serve_principal(e, client.clone(), stop.clone(), keys.clone(), gate).await;
         match served {
-            Ok(bound) => eprintln!(
+            Ok(bound) => crate::tell!(
                 "principal (pid {}) listening on {} (events on {}, agents on {}){}",
                 std::process::id(),
                 bound.endpoints.requests,
@@ -115,7 +115,7 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
         principal.shutdown().await;
         return fail(EXIT_FAILED, "cannot install signal handlers");
     };
-    eprintln!("Ctrl-C or SIGTERM stops it; active runs are resumed by the next principal.");
+    crate::tell!("Ctrl-C or SIGTERM stops it; active runs are resumed by the next principal.");
     tokio::select! {
         _ = sigint.recv() => {}
         _ = sigterm.recv() => {}
@@ -127,7 +127,7 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
             return fail(EXIT_FAILED, format!("the principal's engine stopped: {why}"));
         }
     }
-    eprintln!(
+    crate::tell!(
         "stopping: active runs resume when a principal next starts here; flushing history..."
     );
     principal.shutdown_for_restart().await;

@@ -224,12 +224,12 @@ async fn drive(client: &dyn Client, opts: &RunOptions) -> Driven {
                 ev = events.recv() => printer.on(ev),
                 _ = sigint.recv(), if interrupted.is_none() => {
                     interrupted = Some(EXIT_INTERRUPTED);
-                    eprintln!("interrupted: cancelling run {run_id} (its tasks get SIGTERM)...");
+                    crate::tell!("interrupted: cancelling run {run_id} (its tasks get SIGTERM)...");
                     let _ = client.cancel(run_id).await;
                 }
                 _ = sigterm.recv(), if interrupted.is_none() => {
                     interrupted = Some(EXIT_TERMINATED);
-                    eprintln!("terminated: cancelling run {run_id}...");
+                    crate::tell!("terminated: cancelling run {run_id}...");
                     let _ = client.cancel(run_id).await;
                 }
             }
@@ -371,9 +371,10 @@ impl Printer {
 
     fn finish(&self) {
         if self.dropped > 0 {
-            eprintln!(
+            crate::tell!(
                 "note: {} events were not shown because output could not keep up; all are stored (opsconsole logs {})",
-                self.dropped, self.run_id
+                self.dropped,
+                self.run_id
             );
         }
     }

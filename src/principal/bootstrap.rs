@@ -266,10 +266,10 @@ pub fn start_embedded(
     let missing = needed.is_some_and(|n| catalog.get(n).is_none());
     if missing {
         for p in &problems {
-            eprintln!("{p}\n");
+            crate::tell!("{p}\n");
         }
     } else if !problems.is_empty() {
-        eprintln!(
+        crate::tell!(
             "warning: {} problem(s) in workflow files; `opsconsole validate` lists them",
             problems.len()
         );

@@ -305,7 +305,7 @@ impl Writer {
             "history store: giving up on {} event(s) that could not be written: {problem}",
             self.pending.len()
         );
-        eprintln!(
+        crate::tell!(
             "error: {} history event(s) could not be written to {} ({problem}); free space and \
              check the data directory",
             self.pending.len(),

@@ -236,11 +236,11 @@ pub async fn console(dirs: &Dirs, opts: ConsoleOptions) -> ExitCode {
         let active = app.active_runs();
         if ended.as_ref().is_ok_and(|e| *e == Ended::Stopped) {
             // Like `opsconsole principal`: a signal leaves runs for the next principal.
-            eprintln!("stopping: active runs resume when opsconsole next starts here...");
+            crate::tell!("stopping: active runs resume when opsconsole next starts here...");
             p.shutdown_for_restart().await;
         } else {
             if active > 0 {
-                eprintln!("stopping: cancelling {active} active run(s)...");
+                crate::tell!("stopping: cancelling {active} active run(s)...");
             }
             p.shutdown().await;
         }

@@ -98,7 +98,22 @@ impl Engine {
                     .map(|lines| Response::ServiceLines { lines })
             }),
             Request::ServiceControl { path, action } => {
-                let _ = reply.send(self.on_services_request(Some(path), Some(action)).await);
+                let response = self.on_services_request(Some(path), Some(action)).await;
+                if matches!(response, Response::Error(_)) {
+                    let _ = reply.send(response);
+                    return;
+                }
+                // An operator's stop is a hold that must survive a crash: answer once it is
+                // in the file (off the actor, so that a full disk does not stall it).
+                self.when_stored(move |stored| {
+                    let _ = reply.send(match stored {
+                        Ok(()) => response,
+                        Err(e) => Response::Error(ApiError::new(
+                            ApiErrorKind::Unavailable,
+                            format!("the change is in effect but not yet stored: {e}"),
+                        )),
+                    });
+                });
             }
         }
     }

@@ -61,7 +61,7 @@ impl Key {
             use std::os::unix::fs::PermissionsExt;
             if meta.permissions().mode() & 0o077 != 0 {
                 // Not refused (a token in a shared CI secret file is still a token), but said.
-                eprintln!(
+                crate::tell!(
                     "warning: token file {} can be read by other users (mode {:o}); `chmod 600` it",
                     path.display(),
                     meta.permissions().mode() & 0o777
