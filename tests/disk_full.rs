@@ -34,6 +34,22 @@ impl Drop for Mount {
 }
 
 impl Project {
+    /// A principal for the project, quiet, once it listens.
+    fn principal(&self) -> Stopped {
+        let principal = Stopped(
+            self.cmd(&["principal"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn"),
+        );
+        assert!(
+            eventually(Duration::from_secs(30), || self.socket().exists()),
+            "principal listens"
+        );
+        principal
+    }
+
     fn status(&self) -> serde_json::Value {
         let out = self.run(&["status", "--json"]);
         assert!(out.status.success(), "status: {}", text(&out.stderr));
@@ -88,19 +104,7 @@ fn a_full_disk_loses_no_accepted_line_refuses_new_runs_truthfully_and_recovers()
         "kind: workflow\nname: quick\ntasks:\n  t: { run: \"true\" }\n",
     )
     .expect("write");
-    let mut principal = Stopped(
-        p.cmd(&["principal"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn"),
-    );
-    assert!(
-        eventually(Duration::from_secs(30), || data
-            .join("principal.sock")
-            .exists()),
-        "principal listens"
-    );
+    let mut principal = p.principal();
     let out = p.run(&["run", "noisy"]);
     assert!(out.status.success(), "accepted: {}", text(&out.stderr));
 
@@ -185,19 +189,7 @@ fn a_full_disk_loses_no_service_line_or_lifecycle_event() {
         "kind: supervisor\nname: web\nchildren:\n  - { name: api, run: \"while [ ! -e go ]; do sleep 0.05; done; if [ -e once ]; then exec sleep 300; fi; touch once; seq 1 3000; exit 3\", backoff: { initial: 10ms } }\n",
     )
     .expect("write");
-    let _principal = Stopped(
-        p.cmd(&["principal"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn"),
-    );
-    assert!(
-        eventually(Duration::from_secs(30), || data
-            .join("principal.sock")
-            .exists()),
-        "principal listens"
-    );
+    let _principal = p.principal();
     fill(&data);
     std::fs::write(p.path().join("go"), "").expect("go");
     p.wait_status("the principal reports the store problem", |s| {
