@@ -202,6 +202,11 @@ fn a_stopped_service_stays_stopped_across_restarts_until_started() {
     std::thread::sleep(Duration::from_millis(300));
     let n = nodes(&p);
     assert_eq!(node(&n, "web/b").state, ServiceState::Stopped, "still held");
+    assert_eq!(
+        node(&n, "web/a").start_no,
+        2,
+        "the second principal numbers its runs after the first's"
+    );
     let out = p.run(&["svc", "start", "web/b"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(eventually(Duration::from_secs(10), || all_running(

@@ -445,6 +445,15 @@ pub async fn service_history(dirs: &Dirs, path: &str, limit: usize, json: bool) 
     ExitCode::SUCCESS
 }
 
+/// Tells (on stderr) what a page of `n` stored lines of `path` leaves out.
+fn page_note(path: &str, n: usize) {
+    if n == 0 {
+        crate::tell!("no stored output for `{path}` yet");
+    } else if n >= MAX_LOG_PAGE {
+        crate::tell!("(the newest {MAX_LOG_PAGE} lines of `{path}`; older ones are not shown)");
+    }
+}
+
 /// Prints a service's (or subtree's) stored output; with `follow`, then its new lines as they
 /// come, until Ctrl-C or the principal stops.
 pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> ExitCode {
@@ -479,6 +488,7 @@ pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> 
             return match reader.service_lines(Some(path), MAX_LOG_PAGE) {
                 Ok(lines) => {
                     lines.iter().for_each(print);
+                    page_note(path, lines.len());
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(EXIT_FAILED, e),
@@ -500,8 +510,20 @@ pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> 
         Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
         Err(e) => return client_failure(e),
     };
+    if lines.is_empty() {
+        // Nothing stored: say whether the path names anything at all.
+        let known = client.call(Request::Services {
+            path: Some(path.to_string()),
+        });
+        if let Ok(Response::Error(e)) = known.await {
+            return client_failure(e.into());
+        }
+    }
     let last = lines.last().map(|l| (l.at, l.start_no));
     lines.iter().for_each(print);
+    if !follow {
+        page_note(path, lines.len());
+    }
     let Some(events) = events.as_mut() else {
         return ExitCode::SUCCESS;
     };
@@ -511,7 +533,14 @@ pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> 
             _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
             ev = events.recv() => match ev {
                 Ok(Event::ServiceLogs(b)) => b,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    crate::tell!(
+                        "(fell behind: {n} event(s) not shown; `opsconsole logs --service {path}` \
+                         has every line)"
+                    );
+                    continue;
+                }
                 Err(broadcast::error::RecvError::Closed) => {
                     return fail(EXIT_FAILED, "the principal stopped");
                 }

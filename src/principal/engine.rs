@@ -168,6 +168,8 @@ pub(super) struct Engine {
     services: services::Services,
     /// Services an operator held stopped, from the store: they stay stopped at start.
     held_services: Vec<String>,
+    /// The last start number of every service path, from the store.
+    service_starts: Vec<(String, u64)>,
     /// How a task is stopped: SIGTERM, then SIGKILL after this long.
     kill_grace: std::time::Duration,
     store: Option<Store>,
@@ -264,6 +266,7 @@ impl Engine {
             } else {
                 recovered.held_services.clone()
             },
+            service_starts: recovered.service_starts.clone(),
             notes: Vec::new(),
             kill_grace: config.kill_grace,
             store_tx: store.sender(),
@@ -288,6 +291,8 @@ impl Engine {
         self.resume_runs(unfinished).await;
         if !self.one_off {
             let held = std::mem::take(&mut self.held_services);
+            let starts = std::mem::take(&mut self.service_starts);
+            self.services.machine.continue_starts(starts);
             self.start_services(held).await;
         }
         let mut store_health = self.store_tx.health();

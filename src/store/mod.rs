@@ -128,6 +128,9 @@ pub struct Recovered {
     /// Services and subtrees an operator stopped and has not started since: they stay
     /// stopped when the principal starts again.
     pub held_services: Vec<String>,
+    /// The last start number of every service and supervisor path: the next principal
+    /// numbers its runs after them.
+    pub service_starts: Vec<(String, u64)>,
 }
 
 /// A run the previous principal left queued or running.
@@ -333,11 +336,17 @@ fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
     let held_services = stmt
         .query_map([], |r| r.get(0))?
         .collect::<Result<Vec<String>, _>>()?;
+    let mut stmt =
+        conn.prepare("SELECT path, max(start_no) FROM service_events GROUP BY path ORDER BY path")?;
+    let service_starts = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+        .collect::<Result<Vec<(String, u64)>, _>>()?;
     Ok(Recovered {
         next_run_id: RunId(next as u64),
         unfinished,
         schedules,
         held_services,
+        service_starts,
     })
 }
 

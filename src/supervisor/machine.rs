@@ -60,6 +60,10 @@ pub struct Supervision {
     now: At,
     /// Between `start_all` and `shutdown`: roots a reload adds are started.
     started: bool,
+    /// The last start number of every path ever started (by an earlier principal too): a
+    /// run is never numbered twice, not after a restart of the principal nor after a reload
+    /// removed a child and brought it back.
+    last_start: HashMap<String, u64>,
 }
 
 impl std::fmt::Debug for Supervision {
@@ -86,6 +90,15 @@ impl Supervision {
             steps: Vec::new(),
             now: At::default(),
             started: false,
+            last_start: HashMap::new(),
+        }
+    }
+
+    /// Continues the start numbers an earlier principal used (`(path, last start)`).
+    pub fn continue_starts(&mut self, starts: impl IntoIterator<Item = (String, u64)>) {
+        for (path, n) in starts {
+            let last = self.last_start.entry(path).or_default();
+            *last = (*last).max(n);
         }
     }
 
@@ -537,7 +550,9 @@ impl Supervision {
     fn begin_start(&mut self, id: NodeId) {
         let now = self.now;
         let n = &mut self.forest.nodes[id];
-        n.start_no += 1;
+        let last = self.last_start.entry(n.path.clone()).or_default();
+        n.start_no = n.start_no.max(*last) + 1;
+        *last = n.start_no;
         n.state = NodeState::Starting;
         n.since = Some(now);
         n.pid = None;

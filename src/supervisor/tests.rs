@@ -1210,3 +1210,24 @@ fn reloads_that_add_and_remove_children_reuse_the_slots_of_forgotten_ones() {
     assert_eq!(h.paths(), ["web", "web/a"]);
     assert!(most <= 6, "the tree grew to {most} slots over 50 reloads");
 }
+
+#[test]
+fn start_numbers_continue_those_of_an_earlier_principal_and_of_a_child_brought_back() {
+    let mut h = H::new(&[&web(&format!("{A}{B}"))]);
+    h.sup
+        .continue_starts([("web/a".to_string(), 7), ("web".to_string(), 3)]);
+    let up = h.start_all();
+    h.bring_up(up);
+    assert_eq!(h.no("web/a"), 8, "after the earlier principal's 7");
+    assert_eq!(h.no("web/b"), 1);
+    assert_eq!(h.no("web"), 4);
+    let steps = h.reload(&[&web(A)]);
+    h.stop_through(steps);
+    let steps = h.reload(&[&web(&format!("{A}{B}"))]);
+    assert_eq!(spawns(&steps), ["web/b"]);
+    assert_eq!(
+        h.no("web/b"),
+        2,
+        "a child brought back is not numbered 1 again"
+    );
+}
