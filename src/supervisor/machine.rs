@@ -1022,14 +1022,16 @@ impl Supervision {
         changed
     }
 
-    /// Child `c` is no longer in the spec: it is stopped, and forgotten once down.
+    /// Child `c` is no longer in the spec: it is stopped (in its turn, see
+    /// [`Supervision::sweep`]), and forgotten once down.
     fn remove(&mut self, c: NodeId) {
         let p = self.forest.nodes[c].parent.unwrap_or(FOREST);
         let n = &mut self.forest.nodes[c];
         n.removed = true;
         n.pending = None;
         match n.state {
-            NodeState::Starting | NodeState::Running => self.begin_stop(c, StopReason::Reload),
+            // Stopped by `sweep`, one removed sibling at a time.
+            NodeState::Starting | NodeState::Running => {}
             NodeState::Pending | NodeState::BackingOff { .. } => {
                 n.state = NodeState::Stopped;
                 self.record(c, LifecycleEvent::Stopped);
@@ -1041,20 +1043,29 @@ impl Supervision {
         }
     }
 
-    /// Forgets the removed children of `sup` that are down, and gives the children a reload
-    /// turned into another kind that kind once they are down.
+    /// Forgets the removed children of `sup` that are down and stops the next one that is
+    /// up (right to left, one at a time, as a supervisor stops its children), and gives the
+    /// children a reload turned into another kind that kind once they are down.
     fn sweep(&mut self, sup: NodeId) {
         let Some(s) = self.forest.sup(sup) else {
             return;
         };
         let (leaving, children) = (s.leaving.clone(), s.children.clone());
-        for c in leaving {
+        for &c in &leaving {
             if !self.forest.nodes[c].state.is_active() {
                 self.forest.forget(c, true);
                 if let Some(s) = self.forest.sup_mut(sup) {
                     s.leaving.retain(|&l| l != c);
                 }
             }
+        }
+        // `leaving` lists them right to left.
+        let states = || leaving.iter().map(|&c| (c, self.forest.nodes[c].state));
+        if !states().any(|(_, s)| s == NodeState::Stopping)
+            && let Some((next, _)) =
+                states().find(|(_, s)| matches!(s, NodeState::Starting | NodeState::Running))
+        {
+            self.begin_stop(next, StopReason::Reload);
         }
         for c in children {
             self.settle(c);

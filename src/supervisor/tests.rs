@@ -1231,3 +1231,17 @@ fn start_numbers_continue_those_of_an_earlier_principal_and_of_a_child_brought_b
         "a child brought back is not numbered 1 again"
     );
 }
+
+#[test]
+fn reload_stops_removed_siblings_one_at_a_time_right_to_left() {
+    let mut h = H::new(&[&web(&format!("{A}{B}{C}"))]);
+    let up = h.start_all();
+    h.bring_up(up);
+    let steps = h.reload(&[&web(A)]);
+    assert_eq!(stops(&steps), ["web/c"], "the rightmost first, alone");
+    assert_eq!(stops(&h.term("web/c")), ["web/b"], "then the next");
+    let steps = h.term("web/b");
+    assert!(stops(&steps).is_empty() && spawns(&steps).is_empty());
+    assert_eq!(h.paths(), ["web", "web/a"]);
+    assert_eq!(h.no("web/a"), 1, "the one kept was left alone");
+}
