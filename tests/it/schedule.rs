@@ -1,11 +1,10 @@
 //! Schedules driven by the real engine and clock: fire, overlap policies, pause that persists.
 //! Every schedule here fires each second (6-field cron), so the tests take a few seconds.
 
-mod common;
 
 use std::time::Duration;
 
-use common::{Harness, workflow};
+use crate::common::{Harness, workflow};
 use opsconsole::protocol::RunState;
 use opsconsole::protocol::api::{ApiErrorKind, Client, ClientExt, Request, Response};
 use opsconsole::protocol::history::RunSummary;

@@ -1,10 +1,9 @@
 //! DAG execution through the real engine: real processes, a real DuckDB file.
 
-mod common;
 
 use std::collections::HashMap;
 
-use common::{Harness, numbered_tasks, workflow};
+use crate::common::{Harness, numbered_tasks, workflow};
 use opsconsole::protocol::RunState;
 use opsconsole::protocol::api::{Client, ClientExt};
 use opsconsole::protocol::history::AttemptRow;

@@ -3,12 +3,11 @@
 //! events socket is readable by a SUB; an agent written in Python runs a task. Skipped, with the reason printed, where Python or pyzmq
 //! is missing.
 
-mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::project::{Project, Stopped, eventually, text};
+use crate::common::project::{Project, Stopped, eventually, text};
 
 const HELLO: &str = "kind: workflow\nname: hello\ntasks:\n  greet: { run: \"echo hi\" }\n";
 
@@ -78,7 +77,7 @@ fn a_foreign_req_dealer_and_sub_client_drives_the_principal() {
     // Still serving opsconsole's own clients afterwards.
     let status = p.run(&["status"]);
     assert!(status.status.success(), "{}", text(&status.stderr));
-    let _ = common::project::signal(principal.0.id(), nix::sys::signal::Signal::SIGTERM);
+    let _ = crate::common::project::signal(principal.0.id(), nix::sys::signal::Signal::SIGTERM);
     let _ = principal.0.wait();
 }
 

@@ -1,8 +1,7 @@
 //! The DuckDB history file: migration on open, continuity across reopen, filters.
 
-mod common;
 
-use common::{Harness, workflow};
+use crate::common::{Harness, workflow};
 use opsconsole::protocol::RunState;
 use opsconsole::store::query::RunFilter;
 use opsconsole::store::{Store, StoreError};

@@ -4,7 +4,6 @@
 //! killed, join a principal that starts after them, and need the operator's token; forged and
 //! replayed frames are dropped and counted; agents that come and go leave nothing behind.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -12,8 +11,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::project::{BIN, Project, Stopped, eventually, signal};
-use common::{numbered_tasks, workflow};
+use crate::common::project::{BIN, Project, Stopped, eventually, free_port_triple, signal};
+use crate::common::{numbered_tasks, workflow};
 use nix::sys::signal::Signal;
 use opsconsole::protocol::agent::{
     AgentEvent, AgentId, AgentInfo, AgentNoteKind, AgentState, AgentStatus, FromAgent, Hello,
@@ -167,24 +166,6 @@ async fn wait_state(client: &impl Client, run: RunId, limit: Duration) -> RunSta
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// A loopback port whose next two ports are free too (requests, events, agents).
-fn free_port_triple() -> u16 {
-    for _ in 0..100 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        if port > 65000 {
-            continue;
-        }
-        let others: Vec<_> = (1..=2)
-            .map(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)))
-            .collect();
-        if others.iter().all(Result::is_ok) {
-            return port;
-        }
-    }
-    panic!("no three free consecutive ports");
 }
 
 fn lines_of(path: &Path) -> Vec<String> {

@@ -1,11 +1,10 @@
 //! The principal's requests beyond trigger/cancel/wait: run detail, queue, retry, workflow
 //! listing, reading and writing specs, and hot reload of the workflows directory.
 
-mod common;
 
 use std::time::Duration;
 
-use common::{Harness, workflow};
+use crate::common::{Harness, workflow};
 use opsconsole::protocol::api::{ApiErrorKind, Client, ClientExt, Request, Response};
 use opsconsole::protocol::{Event, RunState, TaskState};
 use opsconsole::spec::content_hash;

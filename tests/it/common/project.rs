@@ -95,3 +95,21 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A loopback port whose next two ports are free too (requests, events, agents).
+pub fn free_port_triple() -> u16 {
+    for _ in 0..100 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        if port > 65000 {
+            continue;
+        }
+        let others: Vec<_> = (1..=2)
+            .map(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)))
+            .collect();
+        if others.iter().all(Result::is_ok) {
+            return port;
+        }
+    }
+    panic!("no three free consecutive ports");
+}

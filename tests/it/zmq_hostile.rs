@@ -523,12 +523,21 @@ async fn stalled_subscribers_do_not_grow_the_principal() {
 /// finish their handshake, and serves again once they are gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_under_a_low_descriptor_limit() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
+    // The principal binds PORT, PORT+1 and PORT+2; a test beside this one may take one of
+    // them between the check and the bind, so a principal that could not listen is started
+    // again on other ports.
+    let (port, mut principal) = 'start: {
+        for _ in 0..5 {
+            let port = crate::common::project::free_port_triple();
+            let listen = format!("tcp://127.0.0.1:{port}");
+            let mut principal = Principal::start(&[QUICK], &["--listen", &listen]);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if principal.child.try_wait().ok().flatten().is_none() {
+                break 'start (port, principal);
+            }
+        }
+        panic!("no principal could listen on three free ports");
     };
-    let listen = format!("tcp://127.0.0.1:{port}");
-    let mut principal = Principal::start(&[QUICK], &["--listen", &listen]);
     still_serves(&mut principal, "starting").await;
     let base = principal.open_fds();
     let limit = base + 40;

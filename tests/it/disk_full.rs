@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::project::{Project, Stopped, eventually, text};
+use crate::common::project::{Project, Stopped, eventually, text};
 
 /// A tmpfs mounted for the test, unmounted on drop.
 struct Mount(PathBuf);
@@ -35,7 +34,7 @@ impl Drop for Mount {
 
 impl Project {
     /// A principal for the project, quiet, once it listens.
-    fn principal(&self) -> Stopped {
+    fn quiet_principal(&self) -> Stopped {
         let principal = Stopped(
             self.cmd(&["principal"])
                 .stdout(Stdio::null())
@@ -104,7 +103,7 @@ fn a_full_disk_loses_no_accepted_line_refuses_new_runs_truthfully_and_recovers()
         "kind: workflow\nname: quick\ntasks:\n  t: { run: \"true\" }\n",
     )
     .expect("write");
-    let mut principal = p.principal();
+    let mut principal = p.quiet_principal();
     let out = p.run(&["run", "noisy"]);
     assert!(out.status.success(), "accepted: {}", text(&out.stderr));
 
@@ -189,7 +188,7 @@ fn a_full_disk_loses_no_service_line_or_lifecycle_event() {
         "kind: supervisor\nname: web\nchildren:\n  - { name: api, run: \"while [ ! -e go ]; do sleep 0.05; done; if [ -e once ]; then exec sleep 300; fi; touch once; seq 1 3000; exit 3\", backoff: { initial: 10ms } }\n",
     )
     .expect("write");
-    let _principal = p.principal();
+    let _principal = p.quiet_principal();
     fill(&data);
     std::fs::write(p.path().join("go"), "").expect("go");
     p.wait_status("the principal reports the store problem", |s| {

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-mod common;
-use common::project::{Project, Stopped, eventually, signal, text};
+use crate::common::project::{Project, Stopped, eventually, signal, text};
 
 /// Starts `opsconsole principal` and waits until it listens.
 fn start_principal(p: &Project) -> Stopped {

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-mod common;
-use common::project::{BIN, Project, Stopped, eventually, signal, text};
+use crate::common::project::{BIN, Project, Stopped, eventually, signal, text};
 
 impl Project {
     /// The pids that the three tasks of [`ESCAPING`] left behind, once each has written its own.

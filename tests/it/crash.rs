@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-mod common;
-use common::project::{Project, Stopped, eventually, text};
+use crate::common::project::{Project, Stopped, eventually, text};
 
 impl Project {
     /// Starts a principal and waits until it listens.

@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod common;
-use common::project::{BIN, Project, signal, text};
+use crate::common::project::{BIN, Project, signal, text};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -246,7 +245,7 @@ fn ctrl_c_cancels_the_run_records_it_and_leaves_no_process() {
             .ok()
     };
     assert!(
-        common::project::eventually(Duration::from_secs(30), || read_pid().is_some()),
+        crate::common::project::eventually(Duration::from_secs(30), || read_pid().is_some()),
         "task started"
     );
     let grandchild: i32 = read_pid().expect("pid");

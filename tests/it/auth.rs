@@ -2,13 +2,12 @@
 //! only signed requests are served, a viewer may look but not change anything, replays and
 //! forgeries are dropped and counted, and nothing beyond loopback listens without a token.
 
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Command;
 use std::time::Duration;
 
-use common::project::{Project, Stopped, text};
+use crate::common::project::{Project, Stopped, text};
 use opsconsole::protocol::api::{ApiErrorKind, Client, ClientError, ClientExt};
 use opsconsole::protocol::zmq::auth::Key;
 use opsconsole::protocol::zmq::{Endpoints, ZmqClient};

@@ -1,7 +1,6 @@
 //! The ZeroMQ transport: a real principal served on real sockets (tcp on 127.0.0.1 and ipc in
 //! temp dirs), faces talking to it through `ZmqClient` and through raw sockets.
 
-mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -10,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Harness, workflow};
+use crate::common::{Harness, workflow};
 use futures::StreamExt;
 use opsconsole::principal::PrincipalHandle;
 use opsconsole::protocol::api::{

@@ -2,12 +2,11 @@
 //! its predecessor is ready) and reverse stop, OTP restart strategies, giving up past the
 //! intensity, an operator's hold across restarts, and no service outliving a killed principal.
 
-mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::project::{Project, Stopped, eventually, signal, text};
+use crate::common::project::{Project, Stopped, eventually, signal, text};
 use nix::sys::signal::Signal;
 use opsconsole::protocol::service::{ServiceNode, ServiceState};
 

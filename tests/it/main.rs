@@ -1,0 +1,24 @@
+//! The integration tests, in one binary: every test drives real processes, sockets and
+//! DuckDB files, and most of their time is spent waiting on them, so they run side by side
+//! rather than one binary after another (and the crate, DuckDB included, is linked once).
+
+mod common;
+
+mod agents;
+mod auth;
+mod cli;
+mod clients;
+mod console;
+mod crash;
+mod disk_full;
+mod engine;
+mod executor;
+mod foreign_client;
+mod principal_api;
+mod processes;
+mod schedule;
+mod services;
+mod store;
+mod validate;
+mod zmq;
+mod zmq_hostile;
