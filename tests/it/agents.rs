@@ -4,7 +4,6 @@
 //! killed, join a principal that starts after them, and need the operator's token; forged and
 //! replayed frames are dropped and counted; agents that come and go leave nothing behind.
 
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -2,7 +2,6 @@
 //! only signed requests are served, a viewer may look but not change anything, replays and
 //! forgeries are dropped and counted, and nothing beyond loopback listens without a token.
 
-
 use std::io::{BufRead, BufReader};
 use std::process::Command;
 use std::time::Duration;

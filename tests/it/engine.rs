@@ -1,6 +1,5 @@
 //! DAG execution through the real engine: real processes, a real DuckDB file.
 
-
 use std::collections::HashMap;
 
 use crate::common::{Harness, numbered_tasks, workflow};

@@ -3,7 +3,6 @@
 //! events socket is readable by a SUB; an agent written in Python runs a task. Skipped, with the reason printed, where Python or pyzmq
 //! is missing.
 
-
 use std::process::Command;
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! The principal's requests beyond trigger/cancel/wait: run detail, queue, retry, workflow
 //! listing, reading and writing specs, and hot reload of the workflows directory.
 
-
 use std::time::Duration;
 
 use crate::common::{Harness, workflow};

@@ -1,7 +1,6 @@
 //! Schedules driven by the real engine and clock: fire, overlap policies, pause that persists.
 //! Every schedule here fires each second (6-field cron), so the tests take a few seconds.
 
-
 use std::time::Duration;
 
 use crate::common::{Harness, workflow};

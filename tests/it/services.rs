@@ -2,7 +2,6 @@
 //! its predecessor is ready) and reverse stop, OTP restart strategies, giving up past the
 //! intensity, an operator's hold across restarts, and no service outliving a killed principal.
 
-
 use std::path::Path;
 use std::time::Duration;
 
@@ -579,5 +578,278 @@ fn services_survive_a_principal_killed_again_and_again_without_leftovers() {
         node(&n, "web/c").state,
         ServiceState::Stopped,
         "the hold survives"
+    );
+}
+
+// ---- the rest of the semantics, each with real processes --------------------------------
+
+use opsconsole::protocol::service::{ServiceEventKind, ServiceRecord};
+
+fn history(p: &Project, path: &str) -> Vec<ServiceRecord> {
+    let out = p.run(&["history", "--service", path, "--json", "--limit", "10000"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+fn times(
+    h: &[ServiceRecord],
+    path: &str,
+    kind: ServiceEventKind,
+) -> Vec<chrono::DateTime<chrono::Utc>> {
+    h.iter()
+        .filter(|r| r.path == path && r.kind == kind)
+        .map(|r| r.at)
+        .collect()
+}
+
+#[test]
+fn one_for_all_stops_the_others_in_reverse_and_starts_all_in_order() {
+    let doc = supervisor(
+        "all",
+        "one_for_all",
+        &[svc("a", ""), svc("b", ""), svc("c", "")],
+    );
+    let p = Project::new(&[("all.yaml", &doc)]);
+    let _principal = principal(&p);
+    let all = ["all/a", "all/b", "all/c"];
+    assert!(eventually(Duration::from_secs(10), || all_running(
+        &p, &all
+    )));
+    let b = node(&nodes(&p), "all/b").pid.expect("pid");
+    std::fs::write(p.path().join("order"), "").expect("reset");
+    signal(b, Signal::SIGKILL).expect("kill");
+    assert!(eventually(Duration::from_secs(10), || {
+        let n = nodes(&p);
+        all.iter().all(|x| node(&n, x).start_no == 2) && all_running(&p, &all)
+    }));
+    assert_eq!(
+        lines(&p.path().join("order")),
+        ["stop c", "stop a", "start a", "start b", "start c"],
+        "the survivors stop right to left, then all start left to right"
+    );
+}
+
+#[test]
+fn temporary_is_never_restarted_and_transient_only_after_an_abnormal_exit() {
+    let doc = supervisor(
+        "mix",
+        "one_for_all",
+        &[
+            "  - { name: temp, run: \"exec sleep 300\", restart: temporary }\n".to_string(),
+            "  - { name: ok, run: \"sleep 0.2; exit 0\", restart: transient }\n".to_string(),
+            "  - { name: bad, run: \"sleep 0.2; exit 1\", restart: transient, backoff: { initial: 10ms } }\n".to_string(),
+            "  - { name: perm, run: \"exec sleep 300\" }\n".to_string(),
+        ],
+    );
+    let p = Project::new(&[("mix.yaml", &doc)]);
+    let _principal = principal(&p);
+    // `bad` exits abnormally: under one_for_all everything restarts, but `temp` is only
+    // stopped, and `ok`, which ended normally, is not started again.
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let n = nodes(&p);
+            node(&n, "mix/perm").start_no >= 2 && node(&n, "mix/bad").start_no >= 2
+        }),
+        "{:#?}",
+        nodes(&p)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let n = nodes(&p);
+    assert_eq!(node(&n, "mix/temp").start_no, 1, "temporary: never again");
+    assert_eq!(node(&n, "mix/temp").state, ServiceState::Stopped);
+    assert_eq!(node(&n, "mix/ok").state, ServiceState::Stopped);
+    assert_eq!(
+        node(&n, "mix/ok").last_exit.as_deref(),
+        Some("exit code 0"),
+        "transient: a normal exit is not restarted"
+    );
+}
+
+#[test]
+fn a_nested_supervisor_that_gives_up_escalates_to_its_parent_which_gives_up_too() {
+    let doc = "kind: supervisor\nname: top\nintensity: 2\nperiod: 1h\nchildren:\n  \
+               - { name: fine, run: \"exec sleep 300\" }\n  \
+               - name: inner\n    intensity: 0\n    children:\n      \
+               - { name: w, run: \"sleep 0.1; exit 1\", backoff: { initial: 10ms } }\n";
+    let p = Project::new(&[("top.yaml", doc)]);
+    let _principal = principal(&p);
+    assert!(
+        eventually(Duration::from_secs(15), || node(&nodes(&p), "top").state
+            == ServiceState::Failed),
+        "{:#?}",
+        nodes(&p)
+    );
+    let h = history(&p, "top");
+    assert_eq!(
+        times(&h, "top/inner", ServiceEventKind::GaveUp).len(),
+        3,
+        "inner gave up each of its 3 runs: {h:#?}"
+    );
+    assert_eq!(times(&h, "top/inner", ServiceEventKind::Starting).len(), 3);
+    assert_eq!(times(&h, "top", ServiceEventKind::GaveUp).len(), 1);
+    let n = nodes(&p);
+    assert_eq!(
+        node(&n, "top/fine").state,
+        ServiceState::Stopped,
+        "a root that gave up stops its children"
+    );
+}
+
+#[test]
+fn restarts_wait_the_backoff_and_a_stable_run_starts_again_from_initial() {
+    // `grows` crashes at once: its restarts wait 200 ms, then 400 ms. `stable` crashes after
+    // 0.4 s of uptime, past its stable_after: each restart waits `initial` again (with a
+    // multiplier of 50, a backoff that grew would be 10 s and more).
+    let doc = supervisor(
+        "b",
+        "one_for_one",
+        &[
+            "  - { name: grows, run: \"exit 1\", backoff: { initial: 200ms, max: 1h, multiplier: 2 } }\n".to_string(),
+            "  - { name: stable, run: \"sleep 0.4; exit 1\", stable_after: 200ms, backoff: { initial: 200ms, max: 1h, multiplier: 50 } }\n".to_string(),
+        ],
+    );
+    let doc = doc.replace("intensity: 5", "intensity: 100");
+    let p = Project::new(&[("b.yaml", &doc)]);
+    let _principal = principal(&p);
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let n = nodes(&p);
+            node(&n, "b/grows").start_no >= 3 && node(&n, "b/stable").start_no >= 4
+        }),
+        "{:#?}",
+        nodes(&p)
+    );
+    let h = history(&p, "b");
+    let gap = |path: &str, i: usize| {
+        let exits = times(&h, path, ServiceEventKind::Exited);
+        let starts = times(&h, path, ServiceEventKind::Starting);
+        (starts[i + 1] - exits[i])
+            .to_std()
+            .expect("starts after its exit")
+    };
+    assert!(
+        gap("b/grows", 0) >= Duration::from_millis(200),
+        "{:?}",
+        gap("b/grows", 0)
+    );
+    assert!(
+        gap("b/grows", 1) >= Duration::from_millis(400),
+        "{:?}",
+        gap("b/grows", 1)
+    );
+    for i in 0..3 {
+        assert!(gap("b/stable", i) >= Duration::from_millis(200));
+        assert!(
+            gap("b/stable", i) < Duration::from_secs(5),
+            "restart {i} of a service up past stable_after waited {:?}",
+            gap("b/stable", i)
+        );
+    }
+}
+
+#[test]
+fn a_readiness_timeout_counts_as_a_crash() {
+    let doc = "kind: supervisor\nname: r\nintensity: 1\nperiod: 1h\nchildren:\n  \
+               - { name: slow, run: \"exec sleep 300\", ready: { log: never, timeout: 300ms }, backoff: { initial: 10ms } }\n";
+    let p = Project::new(&[("r.yaml", doc)]);
+    let _principal = principal(&p);
+    assert!(
+        eventually(Duration::from_secs(10), || node(&nodes(&p), "r").state
+            == ServiceState::Failed),
+        "two readiness timeouts are two crashes, past an intensity of 1: {:#?}",
+        nodes(&p)
+    );
+    let h = history(&p, "r/slow");
+    assert_eq!(
+        times(&h, "r/slow", ServiceEventKind::ReadyTimedOut).len(),
+        2,
+        "{h:#?}"
+    );
+}
+
+#[test]
+fn a_stop_honours_each_childs_grace_then_kills() {
+    // `polite` takes 0.6 s to exit on TERM, within its grace; `deaf` ignores TERM and is
+    // killed once its 0.5 s grace is over; they stop right to left.
+    let doc = supervisor(
+        "g",
+        "one_for_one",
+        &[
+            "  - { name: polite, run: \"trap 'sleep 0.6; exit 0' TERM; while :; do sleep 0.05; done\", stop: { grace: 5s } }\n".to_string(),
+            "  - { name: deaf, run: \"trap '' TERM; while :; do sleep 0.05; done\", stop: { grace: 500ms } }\n".to_string(),
+        ],
+    );
+    let p = Project::new(&[("g.yaml", &doc)]);
+    let _principal = principal(&p);
+    assert!(eventually(Duration::from_secs(10), || all_running(
+        &p,
+        &["g/polite", "g/deaf"]
+    )));
+    let out = p.run(&["svc", "stop", "g"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(eventually(Duration::from_secs(15), || node(
+        &nodes(&p),
+        "g"
+    )
+    .state
+        == ServiceState::Stopped));
+    let h = history(&p, "g");
+    let took = |path: &str| {
+        let asked = times(&h, path, ServiceEventKind::Stopping)[0];
+        let ended = times(&h, path, ServiceEventKind::Exited)[0];
+        (ended - asked).to_std().expect("ends after it was asked")
+    };
+    assert!(
+        took("g/deaf") >= Duration::from_millis(500),
+        "{:?}",
+        took("g/deaf")
+    );
+    assert!(
+        took("g/polite") >= Duration::from_millis(600),
+        "{:?}",
+        took("g/polite")
+    );
+    let exit = |path: &str| {
+        h.iter()
+            .find(|r| r.path == path && r.kind == ServiceEventKind::Exited)
+            .map(|r| (r.exit_code, r.signal))
+    };
+    assert_eq!(
+        exit("g/deaf"),
+        Some((None, Some(9))),
+        "killed after its grace"
+    );
+    assert_eq!(
+        exit("g/polite"),
+        Some((Some(0), None)),
+        "exited by itself in time"
+    );
+    assert!(
+        times(&h, "g/deaf", ServiceEventKind::Exited)[0]
+            <= times(&h, "g/polite", ServiceEventKind::Stopping)[0],
+        "right to left: the second child is down before the first is asked"
+    );
+}
+
+#[test]
+fn a_significant_child_ending_shuts_its_supervisor_down() {
+    let doc = "kind: supervisor\nname: job\nauto_shutdown: any_significant\nchildren:\n  \
+               - { name: helper, run: \"exec sleep 300\" }\n  \
+               - { name: main, run: \"sleep 0.3; exit 0\", restart: transient, significant: true }\n";
+    let p = Project::new(&[("job.yaml", doc)]);
+    let _principal = principal(&p);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let n = nodes(&p);
+            node(&n, "job").state == ServiceState::Stopped
+                && node(&n, "job/helper").state == ServiceState::Stopped
+        }),
+        "{:#?}",
+        nodes(&p)
+    );
+    let h = history(&p, "job");
+    assert_eq!(
+        times(&h, "job", ServiceEventKind::AutoShutdown).len(),
+        1,
+        "{h:#?}"
     );
 }

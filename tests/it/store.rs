@@ -1,6 +1,5 @@
 //! The DuckDB history file: migration on open, continuity across reopen, filters.
 
-
 use crate::common::{Harness, workflow};
 use opsconsole::protocol::RunState;
 use opsconsole::store::query::RunFilter;

@@ -1,15 +1,14 @@
 //! The ZeroMQ transport: a real principal served on real sockets (tcp on 127.0.0.1 and ipc in
 //! temp dirs), faces talking to it through `ZmqClient` and through raw sockets.
 
-
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use crate::common::{Harness, workflow};
+use bytes::Bytes;
 use futures::StreamExt;
 use opsconsole::principal::PrincipalHandle;
 use opsconsole::protocol::api::{
