@@ -1,33 +1,5 @@
 //! Command-line faces: each subcommand of `opsconsole` lives in its own module.
 
-/// `println!` for a command's output: when the reader has gone (`opsconsole logs | head`)
-/// the command ends quietly with success instead of panicking; another write error ends it
-/// with a message.
-#[macro_export]
-macro_rules! say {
-    ($($arg:tt)*) => {
-        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
-    };
-}
-
-/// `eprintln!` that never panics: a long-running part (the principal, an agent, the
-/// watchdog) whose stderr reader went away must go on with its work.
-#[macro_export]
-macro_rules! tell {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
-/// `print!` to match [`say!`].
-#[macro_export]
-macro_rules! say_raw {
-    ($($arg:tt)*) => {
-        $crate::cli::write_out(format_args!($($arg)*))
-    };
-}
-
 pub mod agent;
 pub mod control;
 pub mod history;
@@ -41,19 +13,6 @@ use std::process::ExitCode;
 
 pub use crate::exit::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_TERMINATED, fail};
 pub use crate::principal::bootstrap::Dirs;
-
-/// Writes command output (see [`say!`]).
-pub fn write_out(text: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(text).and_then(|()| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("error: cannot write the output: {e}");
-        std::process::exit(i32::from(EXIT_FAILED));
-    }
-}
 
 /// ANSI styling, off when the output is not a terminal or `NO_COLOR` is set.
 #[derive(Debug, Clone, Copy)]

@@ -20,7 +20,7 @@ use zeromq::{
 };
 
 use super::auth::{Key, Keys, Rejected, Replays, Role, Tag};
-use super::server::{HANDSHAKE_TIMEOUT, bind, hex};
+use super::listen::{HANDSHAKE_TIMEOUT, bind, hex};
 use super::{MAX_FRAME, ZmqError, wire};
 use crate::protocol::agent::{AgentId, AgentNews, FromAgent, ToAgent};
 

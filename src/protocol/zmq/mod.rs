@@ -18,6 +18,7 @@ pub mod agent_link;
 pub mod agents;
 pub mod auth;
 mod client;
+mod listen;
 mod server;
 mod wire;
 
