@@ -62,8 +62,14 @@ pub fn tree(nodes: &[ServiceNode], now: chrono::DateTime<chrono::Utc>) -> String
         "{:<28} {:<12} {:>8} {:>9} {:>9}  {}\n",
         "PATH", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"
     );
+    // A subtree asked for by path starts at its own depth, named in full.
+    let base = nodes.first().map_or(0, |n| n.depth);
     for n in nodes {
-        let name = format!("{}{}", "  ".repeat(n.depth), n.name);
+        let name = if n.depth == base {
+            n.path.clone()
+        } else {
+            format!("{}{}", "  ".repeat(n.depth - base), n.name)
+        };
         let mut state = n.state.to_string();
         if n.held {
             state.push_str(" (held)");
@@ -89,4 +95,40 @@ pub fn tree(nodes: &[ServiceNode], now: chrono::DateTime<chrono::Utc>) -> String
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(path: &str, depth: usize) -> ServiceNode {
+        ServiceNode {
+            path: path.into(),
+            name: path.rsplit('/').next().unwrap_or(path).into(),
+            depth,
+            supervisor: depth < 2,
+            state: ServiceState::Running,
+            pid: None,
+            start_no: 1,
+            up_since: None,
+            backoff_until: None,
+            last_exit: None,
+            restarts: 0,
+            restarts_in_period: None,
+            intensity: None,
+            held: false,
+            has_ready_check: false,
+        }
+    }
+
+    #[test]
+    fn a_subtree_is_named_in_full_and_indented_from_its_own_depth() {
+        let text = tree(
+            &[node("web/jobs", 1), node("web/jobs/worker", 2)],
+            chrono::Utc::now(),
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("web/jobs "), "{text}");
+        assert!(lines[2].starts_with("  worker "), "{text}");
+    }
 }
