@@ -271,7 +271,8 @@ async fn a_lost_agents_task_is_retried_elsewhere_and_its_late_result_is_discarde
     let silent = if holder == killed { &a } else { &b };
     signal(silent.0.id(), Signal::SIGSTOP).expect("SIGSTOP");
     assert!(
-        eventually(Duration::from_secs(10), || lines_of(&p.path().join("ran"))
+        // Generous: the suite runs tests side by side, and a loaded machine delays the lease.
+        eventually(Duration::from_secs(30), || lines_of(&p.path().join("ran"))
             .len()
             >= 2),
         "the silent agent's attempt ran to its end, and a retry ran on the other agent"
