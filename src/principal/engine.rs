@@ -39,11 +39,11 @@ const FINISHED_MEMORY: usize = 4096;
 const ACCEPT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a read waits for recent events to reach the file before it reads anyway.
 const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
-/// Longest single sleep of the scheduler: fire times are checked against the wall clock at
-/// least this often, so a suspend or a clock step delays a fire by at most this much.
 /// Events a subscriber may be behind before output batches are no longer broadcast (the
 /// history still gets them): bounds what the event ring keeps for a slow console.
 const LIVE_OUTPUT_BACKLOG: usize = 1024;
+/// Longest single sleep of the scheduler: fire times are checked against the wall clock at
+/// least this often, so a suspend or a clock step delays a fire by at most this much.
 const SCHEDULE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What started a run.

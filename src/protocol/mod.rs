@@ -277,13 +277,6 @@ impl Charge {
     pub fn release(&self) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
-
-    /// Moves the share out, leaving none behind.
-    pub fn take(&self) -> Self {
-        Self(std::sync::Mutex::new(
-            self.0.lock().unwrap_or_else(|e| e.into_inner()).take(),
-        ))
-    }
 }
 
 impl Clone for Charge {
