@@ -362,7 +362,15 @@ async fn bind_conflicts_are_explained_and_stale_ipc_sockets_replaced() {
     // A principal that died left its socket file behind; nobody listens on it.
     let harness = Harness::new(&docs, 4);
     let stale = harness.dir.path().join("principal.sock");
-    drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind a socket file"));
+    // Made with mknod rather than a bound and dropped listener: a process that another test
+    // forks meanwhile could hold such a listener's descriptor until it execs.
+    nix::sys::stat::mknod(
+        &stale,
+        nix::sys::stat::SFlag::S_IFSOCK,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        0,
+    )
+    .expect("make a socket file");
     assert!(stale.exists());
     let served = Served::start_with(harness, Endpoints::for_data_dir).await;
     let client = served.client().await;
