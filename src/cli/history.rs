@@ -445,13 +445,18 @@ pub async fn service_history(dirs: &Dirs, path: &str, limit: usize, json: bool) 
     ExitCode::SUCCESS
 }
 
-/// Tells (on stderr) what a page of `n` stored lines of `path` leaves out.
-fn page_note(path: &str, n: usize) {
-    if n == 0 {
-        crate::tell!("no stored output for `{path}` yet");
-    } else if n >= MAX_LOG_PAGE {
-        crate::tell!("(the newest {MAX_LOG_PAGE} lines of `{path}`; older ones are not shown)");
-    }
+/// The lines of a page read no later than `until`, in order.
+fn stored_until(
+    lines: &[crate::protocol::service::ServiceLine],
+    until: chrono::DateTime<chrono::Utc>,
+) -> &[crate::protocol::service::ServiceLine] {
+    let n = lines.iter().take_while(|l| l.at <= until).count();
+    &lines[..n]
+}
+
+/// Tells (on stderr) that `path` has printed nothing that is stored.
+fn nothing_stored(path: &str) {
+    crate::tell!("no stored output for `{path}` yet");
 }
 
 /// Prints a service's (or subtree's) stored output; with `follow`, then its new lines as they
@@ -473,6 +478,9 @@ pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> 
             crate::say!("{at} {mark} {}", line.text);
         }
     };
+    // What was stored when the command started: a service that keeps printing would
+    // otherwise keep the paging going for ever (`--follow` shows the rest as it comes).
+    let until = chrono::Utc::now();
     let source = match source(dirs, connect::REQUEST_TIMEOUT).await {
         Err(code) => return code,
         Ok(s) => s,
@@ -485,14 +493,24 @@ pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> 
                     "--follow needs a running principal (`opsconsole principal`)",
                 );
             }
-            return match reader.service_lines(Some(path), MAX_LOG_PAGE) {
-                Ok(lines) => {
-                    lines.iter().for_each(print);
-                    page_note(path, lines.len());
-                    ExitCode::SUCCESS
+            let mut printed = 0;
+            loop {
+                match reader.service_lines_from(Some(path), printed, MAX_LOG_PAGE) {
+                    Ok(lines) => {
+                        let shown = stored_until(&lines, until);
+                        shown.iter().for_each(print);
+                        printed += shown.len();
+                        if shown.len() < MAX_LOG_PAGE {
+                            break;
+                        }
+                    }
+                    Err(e) => return fail(EXIT_FAILED, e),
                 }
-                Err(e) => fail(EXIT_FAILED, e),
-            };
+            }
+            if printed == 0 {
+                nothing_stored(path);
+            }
+            return ExitCode::SUCCESS;
         }
         Source::Principal(client, _) => {
             // Subscribed first, so that no line between the page and the stream is missed.
@@ -500,17 +518,30 @@ pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> 
             (client, events)
         }
     };
-    let request = Request::ServiceLogs {
-        path: Some(path.to_string()),
-        limit: MAX_LOG_PAGE,
-    };
-    let lines = match client.call(request).await {
-        Ok(Response::ServiceLines { lines }) => lines,
-        Ok(Response::Error(e)) => return client_failure(e.into()),
-        Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
-        Err(e) => return client_failure(e),
-    };
-    if lines.is_empty() {
+    // Every stored line, a page at a time, oldest first.
+    let mut printed = 0;
+    let mut last = None;
+    loop {
+        let request = Request::ServiceLogs {
+            path: Some(path.to_string()),
+            limit: MAX_LOG_PAGE,
+            offset: Some(printed),
+        };
+        let lines = match client.call(request).await {
+            Ok(Response::ServiceLines { lines }) => lines,
+            Ok(Response::Error(e)) => return client_failure(e.into()),
+            Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
+            Err(e) => return client_failure(e),
+        };
+        let shown = stored_until(&lines, until);
+        shown.iter().for_each(print);
+        printed += shown.len();
+        last = shown.last().map(|l| (l.at, l.start_no)).or(last);
+        if shown.len() < MAX_LOG_PAGE {
+            break;
+        }
+    }
+    if printed == 0 {
         // Nothing stored: say whether the path names anything at all.
         let known = client.call(Request::Services {
             path: Some(path.to_string()),
@@ -519,10 +550,8 @@ pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> 
             return client_failure(e.into());
         }
     }
-    let last = lines.last().map(|l| (l.at, l.start_no));
-    lines.iter().for_each(print);
-    if !follow {
-        page_note(path, lines.len());
+    if printed == 0 && !follow {
+        nothing_stored(path);
     }
     let Some(events) = events.as_mut() else {
         return ExitCode::SUCCESS;

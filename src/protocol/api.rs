@@ -146,8 +146,13 @@ pub enum Request {
         /// `web/api`, or `web`; `None`: every service.
         #[serde(default)]
         path: Option<String>,
-        /// The newest this many (capped at [`MAX_LOG_PAGE`]).
+        /// The newest this many (capped at [`MAX_LOG_PAGE`]); with `offset`, this many from
+        /// there.
         limit: usize,
+        /// Lines to skip from the oldest, to page through all of them in order; `None`: the
+        /// newest `limit`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<usize>,
     },
     /// Start, stop (and hold) or restart a service or a whole subtree.
     ServiceControl {

@@ -162,24 +162,37 @@ impl Reader {
         )?;
         let rows = stmt.query_map(
             duckdb::params![exact, exact, prefix, limit.min(100_000) as i64],
-            |r| {
-                let stream: String = r.get(2)?;
-                Ok(crate::protocol::service::ServiceLine {
-                    path: r.get(0)?,
-                    start_no: r.get::<_, i64>(1)?.max(0) as u64,
-                    stream: if stream == "stderr" {
-                        crate::protocol::Stream::Stderr
-                    } else {
-                        crate::protocol::Stream::Stdout
-                    },
-                    at: micros(r.get(4)?),
-                    text: r.get(5)?,
-                })
-            },
+            service_line,
         )?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Up to `limit` output lines of the service or subtree at `path`, in order, after the
+    /// first `offset`: pages through all of them (new lines only ever come at the end).
+    pub fn service_lines_from(
+        &self,
+        path: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<crate::protocol::service::ServiceLine>, StoreError> {
+        let (exact, prefix) = path_filter(path);
+        let mut stmt = self.conn.prepare(
+            "SELECT path, start_no, stream, seq, epoch_us(ts), line, event_seq
+             FROM service_logs WHERE (? IS NULL OR path = ? OR starts_with(path, ?))
+             ORDER BY event_seq, seq LIMIT ? OFFSET ?",
+        )?;
+        let rows = stmt.query_map(
+            duckdb::params![
+                exact,
+                exact,
+                prefix,
+                limit.min(100_000) as i64,
+                i64::try_from(offset).unwrap_or(i64::MAX)
+            ],
+            service_line,
+        )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
     /// Runs, newest first.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
         self.summaries(filter.workflow.as_deref(), None, filter.limit)
@@ -483,4 +496,20 @@ impl Reader {
         let rows = stmt.query_map([run.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
+}
+
+/// A row of `service_logs` (path, start_no, stream, seq, micros, line) as a line.
+fn service_line(r: &duckdb::Row<'_>) -> duckdb::Result<crate::protocol::service::ServiceLine> {
+    let stream: String = r.get(2)?;
+    Ok(crate::protocol::service::ServiceLine {
+        path: r.get(0)?,
+        start_no: r.get::<_, i64>(1)?.max(0) as u64,
+        stream: if stream == "stderr" {
+            crate::protocol::Stream::Stderr
+        } else {
+            crate::protocol::Stream::Stdout
+        },
+        at: micros(r.get(4)?),
+        text: r.get(5)?,
+    })
 }

@@ -854,3 +854,36 @@ fn a_significant_child_ending_shuts_its_supervisor_down() {
         "{h:#?}"
     );
 }
+
+/// `logs --service` prints every stored line, in order, page after page: through the
+/// principal and, once it has stopped, from the file.
+#[test]
+fn logs_of_a_service_print_every_stored_line_through_pages() {
+    let doc = "kind: supervisor\nname: talk\nchildren:\n  \
+               - { name: many, run: \"seq 1 25000; echo done; exec sleep 300\", ready: { log: done, timeout: 10s } }\n";
+    let p = Project::new(&[("talk.yaml", doc)]);
+    let mut principal = principal(&p);
+    let expected: Vec<String> = (1..=25_000)
+        .map(|i| i.to_string())
+        .chain(["done".to_string()])
+        .collect();
+    let numbers = |out: &std::process::Output| -> Vec<String> {
+        text(&out.stdout)
+            .lines()
+            .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+            .collect()
+    };
+    assert!(eventually(Duration::from_secs(20), || numbers(&p.run(&[
+        "logs",
+        "--service",
+        "talk/many"
+    ]))
+    .len()
+        == expected.len()));
+    assert_eq!(numbers(&p.run(&["logs", "--service", "talk"])), expected);
+    signal(principal.0.id(), Signal::SIGTERM).expect("SIGTERM");
+    assert!(principal.0.wait().expect("wait").success());
+    let out = p.run(&["logs", "--service", "talk/many"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(numbers(&out), expected, "from the file, with no principal");
+}

@@ -93,9 +93,17 @@ impl Engine {
                 r.service_events(path.as_deref(), limit)
                     .map(|events| Response::ServiceEvents { events })
             }),
-            Request::ServiceLogs { path, limit } => self.read(reply, move |r| {
-                r.service_lines(path.as_deref(), limit.min(MAX_LOG_PAGE))
-                    .map(|lines| Response::ServiceLines { lines })
+            Request::ServiceLogs {
+                path,
+                limit,
+                offset,
+            } => self.read(reply, move |r| {
+                let limit = limit.min(MAX_LOG_PAGE);
+                match offset {
+                    None => r.service_lines(path.as_deref(), limit),
+                    Some(offset) => r.service_lines_from(path.as_deref(), offset, limit),
+                }
+                .map(|lines| Response::ServiceLines { lines })
             }),
             Request::ServiceControl { path, action } => {
                 let response = self.on_services_request(Some(path), Some(action)).await;

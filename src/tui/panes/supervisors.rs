@@ -239,6 +239,7 @@ fn open_logs(app: &mut App) -> Vec<Effect> {
         Request::ServiceLogs {
             path: Some(path.to_string()),
             limit: crate::tui::service_logs::LINES_PER_SERVICE,
+            offset: None,
         },
         Purpose::ServiceLines(path),
     )]
