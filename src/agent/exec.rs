@@ -21,7 +21,7 @@ use super::orphans;
 use crate::protocol::agent::{
     AgentEvent, Assignment, Exit, StopCause, StopPolicy, WorkEnd, WorkId, WorkKind,
 };
-use crate::protocol::{Charge, LINE_OVERHEAD, LogLine, Stream, output_cost};
+use crate::protocol::{Charge, LINE_OVERHEAD, LogLine, Stream};
 
 /// Wall-clock stamps that never go backwards within one attempt.
 #[derive(Clone, Copy)]
@@ -221,7 +221,7 @@ async fn supervise(
         let [out, err] = &mut pipes;
         let waiting = out.has_lines() || err.has_lines();
         let next = if out.has_lines() { &*out } else { &*err };
-        let (next_stream, next_cost) = (next.stream, next.next_cost());
+        let (next_stream, (_, next_cost)) = (next.stream, next.next_batch());
         if status.is_some() && !waiting && !out.is_open() && !err.is_open() {
             break;
         }
@@ -412,7 +412,7 @@ impl Batch {
     }
 }
 
-/// What one batch of output may cost (see [`output_cost`]), past its first line: a flood of
+/// What one batch of output may cost (see [`crate::protocol::output_cost`]), past its first line: a flood of
 /// short lines goes in many small batches, each charged on its own.
 const BATCH_COST: usize = 32 * 1024;
 
@@ -438,32 +438,25 @@ impl Pipe {
         self.reader = None;
     }
 
-    /// How many lines the next batch takes: up to [`BATCH_COST`], at least one.
-    fn next_len(&self) -> usize {
-        let mut cost = 0;
-        let n = self
-            .waiting
-            .iter()
-            .take_while(|l| {
-                let fits = cost < BATCH_COST;
-                cost += l.text.len() + LINE_OVERHEAD;
-                fits
-            })
-            .count();
-        n.max(1).min(self.waiting.len())
-    }
-
-    /// The cost of the next batch, as budget permits.
-    fn next_cost(&self) -> u32 {
-        let cost = output_cost(&self.waiting[..self.next_len()]);
-        u32::try_from(cost).unwrap_or(u32::MAX)
+    /// How many lines the next batch takes (up to [`BATCH_COST`], at least one) and what
+    /// they cost, as budget permits.
+    fn next_batch(&self) -> (usize, u32) {
+        let (mut n, mut cost) = (0, 0);
+        for line in &self.waiting {
+            if cost >= BATCH_COST {
+                break;
+            }
+            cost += line.text.len() + LINE_OVERHEAD;
+            n += 1;
+        }
+        (n, u32::try_from(cost).unwrap_or(u32::MAX))
     }
 
     fn take_lines(&mut self) -> Option<Batch> {
         if self.waiting.is_empty() {
             return None;
         }
-        let n = self.next_len();
+        let (n, _) = self.next_batch();
         let lines = if n == self.waiting.len() {
             std::mem::take(&mut self.waiting)
         } else {
