@@ -101,30 +101,13 @@ pub fn tree(nodes: &[ServiceNode], now: chrono::DateTime<chrono::Utc>) -> String
 mod tests {
     use super::*;
 
-    fn node(path: &str, depth: usize) -> ServiceNode {
-        ServiceNode {
-            path: path.into(),
-            name: path.rsplit('/').next().unwrap_or(path).into(),
-            depth,
-            supervisor: depth < 2,
-            state: ServiceState::Running,
-            pid: None,
-            start_no: 1,
-            up_since: None,
-            backoff_until: None,
-            last_exit: None,
-            restarts: 0,
-            restarts_in_period: None,
-            intensity: None,
-            held: false,
-            has_ready_check: false,
-        }
-    }
-
     #[test]
     fn a_subtree_is_named_in_full_and_indented_from_its_own_depth() {
         let text = tree(
-            &[node("web/jobs", 1), node("web/jobs/worker", 2)],
+            &[
+                ServiceNode::example("web/jobs", ServiceState::Running),
+                ServiceNode::example("web/jobs/worker", ServiceState::Running),
+            ],
             chrono::Utc::now(),
         );
         let lines: Vec<&str> = text.lines().collect();

@@ -29,6 +29,31 @@ pub enum ServiceState {
     Failed,
 }
 
+#[cfg(test)]
+impl ServiceNode {
+    /// A service at `path` in `state` (depth from the path, nothing else set), for tests of
+    /// the faces.
+    pub(crate) fn example(path: &str, state: ServiceState) -> Self {
+        ServiceNode {
+            path: path.into(),
+            name: path.rsplit('/').next().unwrap_or(path).into(),
+            depth: path.matches('/').count(),
+            supervisor: false,
+            state,
+            pid: None,
+            start_no: 1,
+            up_since: None,
+            backoff_until: None,
+            last_exit: None,
+            restarts: 0,
+            restarts_in_period: None,
+            intensity: None,
+            held: false,
+            has_ready_check: false,
+        }
+    }
+}
+
 impl ServiceState {
     /// The state's name as shown.
     pub fn as_str(self) -> &'static str {

@@ -323,24 +323,7 @@ fn agents() -> Vec<AgentStatus> {
 }
 
 fn node(path: &str, state: ServiceState) -> ServiceNode {
-    let depth = path.matches('/').count();
-    ServiceNode {
-        path: path.into(),
-        name: path.rsplit('/').next().unwrap_or(path).into(),
-        depth,
-        supervisor: false,
-        state,
-        pid: None,
-        start_no: 1,
-        up_since: None,
-        backoff_until: None,
-        last_exit: None,
-        restarts: 0,
-        restarts_in_period: None,
-        intensity: None,
-        held: false,
-        has_ready_check: false,
-    }
+    ServiceNode::example(path, state)
 }
 
 fn supervisor(path: &str, state: ServiceState, restarts: u32) -> ServiceNode {

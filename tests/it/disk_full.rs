@@ -26,6 +26,20 @@ impl Mount {
     }
 }
 
+impl Mount {
+    /// A 24 MB tmpfs as the data dir `at`; `None`, with the reason printed, where it cannot be
+    /// mounted (the test is then skipped).
+    fn for_data(at: &Path) -> Option<Self> {
+        match Mount::new(at, "24m") {
+            Ok(m) => Some(m),
+            Err(why) => {
+                println!("skipped: cannot mount a tmpfs for the data dir ({why})");
+                None
+            }
+        }
+    }
+}
+
 impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
@@ -85,12 +99,8 @@ fn fill(dir: &Path) {
 fn a_full_disk_loses_no_accepted_line_refuses_new_runs_truthfully_and_recovers() {
     let p = Project::new(&[]);
     let data = p.data();
-    let _mount = match Mount::new(&data, "24m") {
-        Ok(m) => m,
-        Err(why) => {
-            println!("skipped: cannot mount a tmpfs for the data dir ({why})");
-            return;
-        }
+    let Some(_mount) = Mount::for_data(&data) else {
+        return;
     };
     let wf = p.path().join("workflows");
     std::fs::write(
@@ -176,12 +186,8 @@ fn a_full_disk_loses_no_accepted_line_refuses_new_runs_truthfully_and_recovers()
 fn a_full_disk_loses_no_service_line_or_lifecycle_event() {
     let p = Project::new(&[]);
     let data = p.data();
-    let _mount = match Mount::new(&data, "24m") {
-        Ok(m) => m,
-        Err(why) => {
-            println!("skipped: cannot mount a tmpfs for the data dir ({why})");
-            return;
-        }
+    let Some(_mount) = Mount::for_data(&data) else {
+        return;
     };
     std::fs::write(
         p.path().join("workflows/web.yaml"),
