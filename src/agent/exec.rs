@@ -43,10 +43,11 @@ impl Clock {
 }
 
 /// Runs `job` to the end; every event goes to `events`, each batch of output with its share
-/// of `budget` (see [`Charge`]). Cancelling `stop` stops it by its stop policy.
+/// of `budget` (see [`Charge`]). Cancelling `stop` stops it by its stop policy; cancelling
+/// `kill` kills it at once, whatever its policy (a second Ctrl-C during a shutdown).
 pub async fn run(
     job: Assignment,
-    stop: CancellationToken,
+    (stop, kill): (CancellationToken, CancellationToken),
     events: mpsc::Sender<AgentEvent>,
     budget: Arc<Semaphore>,
     reaper: Option<&super::reaper::Reaper>,
@@ -77,7 +78,7 @@ pub async fn run(
                 &mut child,
                 registration,
                 &job,
-                &stop,
+                (&stop, &kill),
                 clock,
                 (&events, &budget),
             )
@@ -121,7 +122,9 @@ fn spawn(job: &Assignment, token: &orphans::Token) -> Result<Child, String> {
     if let Some(dir) = &job.cwd {
         cmd.current_dir(dir);
     }
-    cmd.spawn().map_err(|e| match e.kind() {
+    // The mark, like the token, says whose every descendant is, even one that clears its
+    // environment (see `orphans`).
+    orphans::with_mark(token, || cmd.spawn()).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => match &job.cwd {
             Some(dir) if !dir.is_dir() => {
                 format!("working directory `{}` does not exist", dir.display())
@@ -181,7 +184,7 @@ async fn supervise(
     child: &mut Child,
     registration: orphans::Registration,
     job: &Assignment,
-    stop: &CancellationToken,
+    (stop, kill): (&CancellationToken, &CancellationToken),
     clock: Clock,
     (events, budget): (&mpsc::Sender<AgentEvent>, &Arc<Semaphore>),
 ) -> (Exit, Option<StopCause>, Option<String>) {
@@ -205,6 +208,7 @@ async fn supervise(
         Pipe::new(child.stderr.take().map(Reader::from), Stream::Stderr),
     ];
     let mut seq = 0u64;
+    let mut quota = Quota::new(job.max_output);
     let mut registration = Some(registration);
     let mut phase = Phase::Running;
     let mut stopped = None;
@@ -223,7 +227,15 @@ async fn supervise(
         let next = if out.has_lines() { &*out } else { &*err };
         let (next_stream, (_, next_cost)) = (next.stream, next.next_batch());
         if status.is_some() && !waiting && !out.is_open() && !err.is_open() {
-            break;
+            // Said once, after everything before it: the lines past `max_output`.
+            match quota.marker(clock.now()) {
+                Some((stream, line)) if !unheard => {
+                    let pipe = if out.stream == stream { out } else { err };
+                    pipe.waiting.push(line);
+                    continue;
+                }
+                _ => break,
+            }
         }
         let stop_heard = stopped.is_some() || phase == Phase::Draining;
         tokio::select! {
@@ -245,6 +257,12 @@ async fn supervise(
                 phase = begin_stop(pgid, job.stop, timer.as_mut());
                 armed = true;
             }
+            () = kill.cancelled(), if status.is_none() && phase != Phase::Killed => {
+                stopped.get_or_insert(StopCause::Requested);
+                signal_group(pgid, Signal::SIGKILL);
+                phase = Phase::Killed;
+                armed = false;
+            }
             () = &mut timer, if armed => match phase {
                 Phase::Running => {
                     stopped = Some(StopCause::TimedOut);
@@ -262,6 +280,10 @@ async fn supervise(
                         "output still open {OUTPUT_GRACE:?} after the leader exited (a process \
                          that left its group holds it); stopped reading"
                     );
+                    if let Some((stream, line)) = quota.marker(clock.now()) {
+                        let pipe = if out.stream == stream { &mut *out } else { &mut *err };
+                        pipe.waiting.push(line);
+                    }
                     for pipe in [out, err] {
                         pipe.close();
                         while let Some(lines) = pipe.take_lines() {
@@ -292,11 +314,11 @@ async fn supervise(
             },
             read = out.read(), if out.is_open() && !out.has_lines() => {
                 let at = clock.now();
-                out.keep(read, at, &mut seq, capture.as_mut(), unheard);
+                out.keep(read, at, (&mut seq, &mut quota), capture.as_mut(), unheard);
             }
             read = err.read(), if err.is_open() && !err.has_lines() => {
                 let at = clock.now();
-                err.keep(read, at, &mut seq, capture.as_mut(), unheard);
+                err.keep(read, at, (&mut seq, &mut quota), capture.as_mut(), unheard);
             }
         }
     }
@@ -505,7 +527,7 @@ impl Pipe {
         &mut self,
         read: Read,
         at: DateTime<Utc>,
-        seq: &mut u64,
+        (seq, quota): (&mut u64, &mut Quota),
         capture: Option<&mut Capture>,
         unheard: bool,
     ) {
@@ -515,15 +537,88 @@ impl Pipe {
         match capture {
             Some(c) => read.lines.iter().for_each(|l| c.push(l)),
             None if unheard => {}
-            None => self.waiting.extend(read.lines.into_iter().map(|text| {
-                *seq += 1;
-                LogLine {
-                    seq: *seq - 1,
-                    at,
-                    text,
+            None => {
+                for text in read.lines {
+                    *seq += 1;
+                    if quota.admit(self.stream, *seq - 1, &text) {
+                        self.waiting.push(LogLine {
+                            seq: *seq - 1,
+                            at,
+                            text,
+                        });
+                    }
                 }
-            })),
+            }
         }
+    }
+}
+
+/// What a task attempt or a service start may still store (its `max_output`), and what
+/// went past it: from the first line that does not fit, every line is counted, not sent, and
+/// one line in its place says how many there were, as CI systems do.
+struct Quota {
+    room: u64,
+    cut: Option<Cut>,
+}
+
+/// Where the output was cut, and what has been counted since.
+struct Cut {
+    seq: u64,
+    stream: Stream,
+    lines: u64,
+    bytes: u64,
+    told: bool,
+}
+
+impl Quota {
+    fn new(max_output: u64) -> Self {
+        Self {
+            room: max_output,
+            cut: None,
+        }
+    }
+
+    /// Whether the line numbered `seq` is sent to be stored; counts it if not.
+    fn admit(&mut self, stream: Stream, seq: u64, text: &str) -> bool {
+        let len = text.len() as u64;
+        match &mut self.cut {
+            Some(cut) => {
+                cut.lines += 1;
+                cut.bytes += len;
+                false
+            }
+            None if len <= self.room => {
+                self.room -= len;
+                true
+            }
+            None => {
+                self.cut = Some(Cut {
+                    seq,
+                    stream,
+                    lines: 1,
+                    bytes: len,
+                    told: false,
+                });
+                false
+            }
+        }
+    }
+
+    /// The line that takes the place of what was cut, numbered as its first line, once.
+    fn marker(&mut self, at: DateTime<Utc>) -> Option<(Stream, LogLine)> {
+        let cut = self.cut.as_mut().filter(|c| !c.told)?;
+        cut.told = true;
+        Some((
+            cut.stream,
+            LogLine {
+                seq: cut.seq,
+                at,
+                text: format!(
+                    "{} lines ({} bytes) not stored: max_output",
+                    cut.lines, cut.bytes
+                ),
+            },
+        ))
     }
 }
 
@@ -546,6 +641,7 @@ mod tests {
                 signal: Signal::SIGTERM as i32,
                 grace: Duration::from_secs(5),
             },
+            max_output: crate::protocol::agent::DEFAULT_MAX_OUTPUT,
         }
     }
 
@@ -564,7 +660,13 @@ mod tests {
     async fn a_stop_is_heard_while_output_waits_for_room() {
         let (tx, mut rx) = mpsc::channel(1);
         let stop = CancellationToken::new();
-        let work = tokio::spawn(run(service("yes flood"), stop.clone(), tx, budget(), None));
+        let work = tokio::spawn(run(
+            service("yes flood"),
+            (stop.clone(), CancellationToken::new()),
+            tx,
+            budget(),
+            None,
+        ));
         let Some(AgentEvent::Started { pid: Some(pid), .. }) = rx.recv().await else {
             panic!("no start");
         };
@@ -597,7 +699,13 @@ mod tests {
         let stop = CancellationToken::new();
         let script =
             "trap 'echo bye; echo gone >&2; exit 0' TERM; echo hi; while :; do sleep 0.02; done";
-        let work = tokio::spawn(run(service(script), stop.clone(), tx, budget(), None));
+        let work = tokio::spawn(run(
+            service(script),
+            (stop.clone(), CancellationToken::new()),
+            tx,
+            budget(),
+            None,
+        ));
         let mut lines = Vec::new();
         let end = loop {
             match rx.recv().await {
@@ -633,7 +741,13 @@ mod tests {
         let stop = CancellationToken::new();
         let mut job = service("trap '' TERM; echo up; while :; do sleep 0.02; done");
         job.stop.grace = Duration::from_millis(300);
-        let work = tokio::spawn(run(job, stop.clone(), tx, budget(), None));
+        let work = tokio::spawn(run(
+            job,
+            (stop.clone(), CancellationToken::new()),
+            tx,
+            budget(),
+            None,
+        ));
         let end = loop {
             match rx.recv().await {
                 Some(AgentEvent::Output { .. }) => stop.cancel(),

@@ -36,6 +36,8 @@ pub struct LocalAgent {
     /// Bounds the output of all its work in memory until the history has it: past it, the
     /// processes' pipes wait (see [`crate::protocol::Charge`]).
     budget: Arc<tokio::sync::Semaphore>,
+    /// Cancelled to kill every process of its work at once, whatever their stop policies.
+    kill: CancellationToken,
 }
 
 /// Output (text and per-line overhead) an agent's work may have in memory at once, on its
@@ -79,6 +81,7 @@ impl LocalAgent {
             running: Arc::default(),
             reaper: reaper.map(Arc::new),
             budget: Arc::new(tokio::sync::Semaphore::new(OUTPUT_BUDGET)),
+            kill: CancellationToken::new(),
         }
     }
 }
@@ -99,9 +102,10 @@ impl AgentLink for LocalAgent {
         let events = self.events.clone();
         let reaper = self.reaper.clone();
         let budget = self.budget.clone();
+        let kill = self.kill.clone();
         tokio::spawn(async move {
             let id = job.id.clone();
-            exec::run(job, token, events, budget, reaper.as_deref()).await;
+            exec::run(job, (token, kill), events, budget, reaper.as_deref()).await;
             lock(&running).remove(&id);
         });
     }
@@ -114,6 +118,12 @@ impl AgentLink for LocalAgent {
 }
 
 impl LocalAgent {
+    /// What kills every process of its work at once when cancelled (and every later one:
+    /// it is meant for the end of the process).
+    pub fn kill_switch(&self) -> CancellationToken {
+        self.kill.clone()
+    }
+
     /// The work running now.
     pub fn running(&self) -> Vec<WorkId> {
         lock(&self.running).keys().cloned().collect()

@@ -8,8 +8,12 @@
 //!   Each task leader gets a token in its environment ([`TOKEN_ENV`]), inherited by everything
 //!   it starts, so an orphan tells which attempt it came from (`/proc/PID/environ`). Once that
 //!   attempt's leader has exited, the orphan is stopped: SIGTERM, then SIGKILL after the grace.
-//!   One without the token (its environment was cleared) is stopped once every task that was
-//!   running when it was first seen has ended.
+//!   An environment can be cleared (`env -i`), so the leader also inherits a mark that no
+//!   descendant drops by accident: its soft `RLIMIT_LOCKS`, a limit Linux has not enforced since
+//!   2.4, set to a value naming the token ([`Token::mark`]). Limits pass through fork, exec,
+//!   `setsid` and `env -i` alike, so an orphan's mark says whose descendant it is.
+//!   One with neither (it changed that limit too) is stopped once every task that was running
+//!   when it was first seen has ended.
 //! - Orphans are reaped. A subreaper (and PID 1 in a container, which is one by birth) must
 //!   wait for the orphans it adopts, or every `sleep 30 &` in a task leaves a zombie.
 //!
@@ -43,12 +47,18 @@ const BUSY_SWEEP: Duration = Duration::from_millis(100);
 const AFTER_END: Duration = Duration::from_secs(2);
 /// The most of `/proc/PID/environ` that is read when looking for the token.
 const MAX_ENVIRON: u64 = 1 << 20;
+/// A mark is `tag << MARK_BITS | token number` (the number's low bits; see [`Token::mark`]).
+const MARK_BITS: u32 = 40;
+/// The most of `/proc/PID/limits` that is read when looking for the mark (it is ~1.5 KiB).
+const MAX_LIMITS: u64 = 16 << 10;
 
 /// Names this process's tokens, so that tokens of another principal are never taken for ours.
 static INSTANCE: LazyLock<String> = LazyLock::new(|| format!("{:016x}", fastrand::u64(..)));
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::default);
 static SWEEPER: OnceLock<Sweeper> = OnceLock::new();
+/// Held while this process's own `RLIMIT_LOCKS` carries a leader's mark (see [`with_mark`]).
+static MARKING: Mutex<()> = Mutex::new(());
 
 #[derive(Default)]
 struct Registry {
@@ -97,6 +107,49 @@ impl Token {
     pub fn value(&self) -> &str {
         &self.value
     }
+
+    /// The soft `RLIMIT_LOCKS` its leader is started with: this instance's tag above the
+    /// token's number (its low [`MARK_BITS`] bits, which wrap only after a trillion tasks).
+    pub fn mark(&self) -> u64 {
+        (instance_tag(instance()) << MARK_BITS) | (self.number & ((1 << MARK_BITS) - 1))
+    }
+}
+
+/// The tag of `instance` in marks: 24 bits with the top one set, so a mark is never 0, never
+/// a limit anyone sets by hand, and never `RLIM_INFINITY`.
+fn instance_tag(instance: &str) -> u64 {
+    let bits = u64::from_str_radix(instance, 16).unwrap_or(0);
+    (bits & 0x7f_ffff) | 0x80_0000
+}
+
+/// The token number in `mark` if it is a mark of `instance`.
+pub(crate) fn mark_number(mark: u64, instance: &str) -> Option<u64> {
+    (mark >> MARK_BITS == instance_tag(instance)).then_some(mark & ((1 << MARK_BITS) - 1))
+}
+
+/// Runs `spawn` with this process's soft `RLIMIT_LOCKS` set to `token`'s mark, so that the
+/// child (and everything it starts) inherits it, then puts the old limit back.
+///
+/// Setting it in the child instead would need a `pre_exec` hook, which forces std off its
+/// posix_spawn fast path (see `exec.rs`). Spawns that mark are serialised; a plain spawn
+/// elsewhere in the process meanwhile may inherit the mark, and is then stopped with that task
+/// if it ever escapes, which is the safe side. Where the hard limit is too low for a mark,
+/// nothing is marked and the token alone tells.
+pub fn with_mark<T>(token: &Token, spawn: impl FnOnce() -> T) -> T {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let _marking = MARKING.lock().unwrap_or_else(|e| e.into_inner());
+    let mark = token.mark();
+    let marked = match getrlimit(Resource::RLIMIT_LOCKS) {
+        Ok((soft, hard)) if mark <= hard => setrlimit(Resource::RLIMIT_LOCKS, mark, hard)
+            .ok()
+            .map(|()| (soft, hard)),
+        _ => None,
+    };
+    let spawned = spawn();
+    if let Some((soft, hard)) = marked {
+        let _ = setrlimit(Resource::RLIMIT_LOCKS, soft, hard);
+    }
+    spawned
 }
 
 /// The number in `value` if it is a token of `instance`.
@@ -289,6 +342,38 @@ pub(crate) fn token_of(pid: i32) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
+/// The soft `RLIMIT_LOCKS` of a process (`None` when unlimited or unreadable): the mark of the
+/// task it descends from, if it has one.
+pub(crate) fn mark_of(pid: i32) -> Option<u64> {
+    use std::io::Read;
+    let mut limits = String::new();
+    std::fs::File::open(format!("/proc/{pid}/limits"))
+        .ok()?
+        .take(MAX_LIMITS)
+        .read_to_string(&mut limits)
+        .ok()?;
+    parse_locks_limit(&limits)
+}
+
+/// The soft limit on the `Max file locks` line of a `/proc/PID/limits` text.
+fn parse_locks_limit(limits: &str) -> Option<u64> {
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max file locks"))?
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The number of the task of `instance` that `pid` descends from: by the token in its
+/// environment, or, when that was cleared, by the mark in its limits.
+pub(crate) fn owner(pid: i32, instance: &str) -> Option<u64> {
+    token_of(pid)
+        .and_then(|t| token_number(&t, instance))
+        .or_else(|| mark_of(pid).and_then(|m| mark_number(m, instance)))
+}
+
 /// The children of this process: every thread's `children` list, or, on kernels without
 /// those, every process whose parent is this one.
 fn children() -> Vec<i32> {
@@ -324,17 +409,17 @@ fn children() -> Vec<i32> {
 struct Orphans {
     /// Orphans sent SIGTERM, with when SIGKILL is due.
     stopping: HashMap<i32, Instant>,
-    /// Orphans without a token of ours (a task cleared its environment), with the tasks that
-    /// were running when each was first seen: it came from one of those, or from one that had
+    /// Orphans with neither a token nor a mark of ours (a task cleared its environment and
+    /// changed its limits), with the tasks that were running when each was first seen: it came from one of those, or from one that had
     /// already ended, so once all of them have ended, its own task has too.
     untokened: HashMap<i32, HashSet<u64>>,
 }
 
-/// Whether a live orphan's task has ended: by its token, or, without one, once every task that
-/// was running when it was first seen has ended. As PID 1 an orphan without our token may come
-/// from anywhere in the container, so only tokens count there.
+/// Whether a live orphan's task has ended: by its token or mark, or, without either, once every
+/// task that was running when it was first seen has ended. As PID 1 an orphan without our token
+/// or mark may come from anywhere in the container, so only those count there.
 fn task_ended(pid: i32, live: &HashSet<u64>, untokened: &mut HashMap<i32, HashSet<u64>>) -> bool {
-    match token_of(pid).and_then(|t| token_number(&t, instance())) {
+    match owner(pid, instance()) {
         Some(n) => !live.contains(&n),
         None if std::process::id() == 1 => false,
         None => untokened
@@ -418,6 +503,60 @@ mod tests {
             }
         );
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn marks_name_the_token_of_this_instance_only() {
+        let t = Token::next();
+        assert_eq!(mark_number(t.mark(), instance()), Some(t.number));
+        assert_ne!(t.mark(), nix::sys::resource::RLIM_INFINITY);
+        let other = if instance() == "0000000000000000" {
+            "0000000000000001"
+        } else {
+            "0000000000000000"
+        };
+        assert_eq!(mark_number(t.mark(), other), None);
+        assert_eq!(mark_number(0, instance()), None);
+    }
+
+    #[test]
+    fn the_locks_limit_is_read_from_proc_limits() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max file locks            9876543210           unlimited            locks     \n";
+        assert_eq!(parse_locks_limit(text), Some(9_876_543_210));
+        let unlimited =
+            "Max file locks            unlimited            unlimited            locks\n";
+        assert_eq!(parse_locks_limit(unlimited), None);
+    }
+
+    #[test]
+    fn a_spawned_child_inherits_the_mark_and_this_process_keeps_its_limit() {
+        use nix::sys::resource::{Resource, getrlimit};
+        // Read while no spawn of another test holds a mark in this process's limit.
+        let limit = || {
+            let _marking = MARKING.lock().unwrap_or_else(|e| e.into_inner());
+            getrlimit(Resource::RLIMIT_LOCKS).expect("getrlimit")
+        };
+        let before = limit();
+        let t = Token::next();
+        let mut child = with_mark(&t, || {
+            std::process::Command::new("sleep")
+                .arg("5")
+                .spawn()
+                .expect("spawn sleep")
+        });
+        assert_eq!(limit(), before);
+        let pid = child.id() as i32;
+        let mark = mark_of(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        if before.1 == nix::sys::resource::RLIM_INFINITY {
+            assert_eq!(mark, Some(t.mark()));
+            assert_eq!(
+                mark.and_then(|m| mark_number(m, instance())),
+                Some(t.number)
+            );
+        }
     }
 
     #[test]

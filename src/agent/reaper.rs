@@ -240,7 +240,8 @@ fn signal_all(groups: &HashSet<i32>, sig: Signal) -> bool {
     any
 }
 
-/// Processes carrying a task token of principal `instance`: what escaped its tasks' groups.
+/// Processes carrying a task token or mark of principal `instance`: what escaped its tasks'
+/// groups.
 fn escaped(instance: &str) -> HashSet<i32> {
     let me = std::process::id() as i32;
     let Ok(procs) = std::fs::read_dir("/proc") else {
@@ -250,10 +251,7 @@ fn escaped(instance: &str) -> HashSet<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid > 1 && pid != me)
-        .filter(|&pid| {
-            super::orphans::token_of(pid)
-                .is_some_and(|t| super::orphans::token_number(&t, instance).is_some())
-        })
+        .filter(|&pid| super::orphans::owner(pid, instance).is_some())
         .collect()
 }
 
@@ -277,7 +275,7 @@ fn any_running(pids: &HashSet<i32>) -> bool {
 }
 
 /// The watchdog's main loop: reads `+PGID` / `-PGID` lines until end-of-file, then stops the
-/// groups left and every process that carries a task token of the principal `instance`
+/// groups left and every process that carries a task token or mark of the principal `instance`
 /// (descendants that escaped their group with setsid). Returns the process exit code.
 pub fn watchdog(grace_ms: &str, instance: &str) -> u8 {
     let grace = Duration::from_millis(grace_ms.parse().unwrap_or(5000));
@@ -316,7 +314,7 @@ pub fn watchdog(grace_ms: &str, instance: &str) -> u8 {
             _ => {}
         }
     }
-    // Escaped processes are found by their token only now: while the principal lived, it
+    // Escaped processes are found by their token or mark only now: while the principal lived, it
     // stopped them itself.
     let escaped = if instance.is_empty() {
         HashSet::new()

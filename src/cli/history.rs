@@ -22,6 +22,8 @@ enum Source {
     Principal(ZmqClient, u32),
     /// The file itself: no principal runs.
     File(Reader),
+    /// No principal runs and there is no history file: nothing has run here yet.
+    Nothing,
 }
 
 /// How long a follower waits for an answer (the heartbeat included) before it decides the
@@ -43,10 +45,31 @@ async fn source(dirs: &Dirs, request_timeout: std::time::Duration) -> Result<Sou
     match connect::await_starting_principal(&dirs.data, request_timeout).await {
         Reading::Principal(client, pid) => Ok(Source::Principal(client, pid)),
         Reading::NotAnswering(n) => Err(fail(EXIT_FAILED, n)),
+        Reading::File if !crate::store::db_path(&dirs.data).exists() => Ok(Source::Nothing),
         Reading::File => Reader::open(&dirs.data)
             .map(Source::File)
             .map_err(|e| fail(EXIT_FAILED, e)),
     }
+}
+
+/// The answer of `history` and `logs` of runs when there is no history file: the store's own
+/// "no history yet: run a workflow first".
+fn no_runs_yet(dirs: &Dirs) -> ExitCode {
+    match Reader::open(&dirs.data) {
+        Err(e) => fail(EXIT_FAILED, e),
+        Ok(_) => fail(EXIT_FAILED, "no history yet: run a workflow first"),
+    }
+}
+
+/// What `history --service` and `logs --service` say when there is no history file: services
+/// are not run by `opsconsole run`, so "run a workflow first" would send the reader astray.
+fn no_service_history_yet(dirs: &Dirs, path: &str) -> ExitCode {
+    crate::say!(
+        "no history yet for `{path}`: there is no history file in {} (services run under a \
+         principal: `opsconsole principal`)",
+        dirs.data.display()
+    );
+    ExitCode::SUCCESS
 }
 
 /// Lists runs, newest first.
@@ -65,6 +88,7 @@ pub async fn history(dirs: &Dirs, filter: RunFilter, json: bool) -> ExitCode {
                 Err(e) => return client_failure(e),
             }
         }
+        Ok(Source::Nothing) => return no_runs_yet(dirs),
         Ok(Source::File(reader)) => match reader.runs(&filter) {
             Ok(r) => r,
             Err(e) => return fail(EXIT_FAILED, e),
@@ -167,6 +191,7 @@ pub async fn logs(
     };
     let reader = match source(dirs, timeout).await {
         Err(code) => return code,
+        Ok(Source::Nothing) => return no_runs_yet(dirs),
         Ok(Source::File(reader)) => reader,
         Ok(Source::Principal(client, pid)) => {
             // Subscribe before reading what is stored, and ask whether the run is still active
@@ -404,6 +429,7 @@ pub async fn service_history(dirs: &Dirs, path: &str, limit: usize, json: bool) 
                 Err(e) => return client_failure(e),
             }
         }
+        Ok(Source::Nothing) => return no_service_history_yet(dirs, path),
         Ok(Source::File(reader)) => match reader.service_events(Some(path), limit) {
             Ok(e) => e,
             Err(e) => return fail(EXIT_FAILED, e),
@@ -486,6 +512,7 @@ pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> 
         Ok(s) => s,
     };
     let (client, mut events) = match source {
+        Source::Nothing => return no_service_history_yet(dirs, path),
         Source::File(reader) => {
             if follow {
                 return fail(
@@ -500,7 +527,9 @@ pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> 
                         let shown = stored_until(&lines, until);
                         shown.iter().for_each(print);
                         printed += shown.len();
-                        if shown.len() < MAX_LOG_PAGE {
+                        // A page may hold fewer lines than asked for (long lines): the end
+                        // is an empty page, or a line stored after this command started.
+                        if lines.is_empty() || shown.len() < lines.len() {
                             break;
                         }
                     }
@@ -537,7 +566,8 @@ pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> 
         shown.iter().for_each(print);
         printed += shown.len();
         last = shown.last().map(|l| (l.at, l.start_no)).or(last);
-        if shown.len() < MAX_LOG_PAGE {
+        // A page may hold fewer lines than asked for (long lines; see `PAGE_BYTES`).
+        if lines.is_empty() || shown.len() < lines.len() {
             break;
         }
     }

@@ -128,9 +128,19 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
         }
     }
     crate::tell!(
-        "stopping: active runs resume when a principal next starts here; flushing history..."
+        "stopping: active runs resume when a principal next starts here; flushing history \
+         (Ctrl-C or SIGTERM again kills what is left at once)..."
     );
-    principal.shutdown_for_restart().await;
+    let stopping = principal.shutdown_for_restart();
+    tokio::pin!(stopping);
+    tokio::select! {
+        () = &mut stopping => {}
+        _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} } } => {
+            crate::tell!("second signal: killing every process that is left at once");
+            principal.kill_now().await;
+            stopping.await;
+        }
+    }
     stop.cancel();
     bootstrap::remove_socket_files(&endpoints[0]);
     ExitCode::SUCCESS

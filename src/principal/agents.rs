@@ -753,6 +753,7 @@ mod tests {
             env: Vec::new(),
             cwd: None,
             stop: StopPolicy::term(Duration::from_secs(1)),
+            max_output: crate::protocol::agent::DEFAULT_MAX_OUTPUT,
         }
     }
 

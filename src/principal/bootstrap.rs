@@ -44,11 +44,22 @@ pub struct NotAnswering {
     pub pid: Option<i32>,
     /// What the probe got.
     pub why: String,
+    /// It answered that it is shutting down (stopping its services): not stuck.
+    pub shutting_down: bool,
 }
 
 impl std::fmt::Display for NotAnswering {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pid = self.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+        if self.shutting_down {
+            return write!(
+                f,
+                "the principal{pid} for {} is shutting down: it is stopping its services and \
+                 tasks (another Ctrl-C or SIGTERM to it kills what is left at once). Try again \
+                 once it has stopped, or then start a new one with `opsconsole principal`",
+                self.data_dir.display()
+            );
+        }
         let stop = self
             .pid
             .map(|p| format!("`kill {p}`"))
@@ -76,13 +87,15 @@ pub async fn find_principal(data_dir: &Path, request_timeout: Duration) -> Found
     if !Path::new(socket).exists() || !listening() {
         return Found::Absent;
     }
-    let not_answering = |why: String| {
+    let answer = |why: String, shutting_down: bool| {
         Found::NotAnswering(NotAnswering {
             data_dir: data_dir.to_path_buf(),
             pid: lock_holder(data_dir).map(|h| h.pid()),
             why,
+            shutting_down,
         })
     };
+    let not_answering = |why: String| answer(why, false);
     let probe = match ZmqClient::connect(&endpoints, PROBE_TIMEOUT).await {
         Ok(p) => p,
         Err(e) => return not_answering(e.to_string()),
@@ -97,6 +110,12 @@ pub async fn find_principal(data_dir: &Path, request_timeout: Duration) -> Found
                 },
                 Err(e) => not_answering(e.to_string()),
             }
+        }
+        // It answers every request so while it stops its services.
+        Err(crate::protocol::api::ClientError::Api(e))
+            if e.kind == crate::protocol::api::ApiErrorKind::Unavailable =>
+        {
+            answer(e.message, true)
         }
         // A principal that stopped meanwhile removed its socket or stopped listening.
         Err(_) if !Path::new(socket).exists() || !listening() => Found::Absent,

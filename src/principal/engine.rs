@@ -170,6 +170,8 @@ pub(super) struct Engine {
     held_services: Vec<String>,
     /// The last start number of every service path, from the store.
     service_starts: Vec<(String, u64)>,
+    /// Starts the previous principal left without an end, from the store.
+    interrupted_services: Vec<(String, u64)>,
     /// How a task is stopped: SIGTERM, then SIGKILL after this long.
     kill_grace: std::time::Duration,
     store: Option<Store>,
@@ -186,6 +188,10 @@ pub(super) struct Engine {
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     clock: EventClock,
     shutting_down: bool,
+    /// Kills every process of the local pool at once (a second signal during a shutdown).
+    kill_switch: tokio_util::sync::CancellationToken,
+    /// Faces may still send commands (while shutting down they are told so).
+    commands_open: bool,
     reader: SharedReader,
     started_at: DateTime<Utc>,
     scheduler: Scheduler,
@@ -208,7 +214,11 @@ impl Engine {
         store: Store,
         recovered: Recovered,
         config: PrincipalConfig,
-        (agents, agent_rx): (Agents, mpsc::Receiver<AgentEvent>),
+        (agents, agent_rx, kill_switch): (
+            Agents,
+            mpsc::Receiver<AgentEvent>,
+            tokio_util::sync::CancellationToken,
+        ),
         agent_news: mpsc::Receiver<AgentNews>,
         events: broadcast::Sender<Event>,
     ) -> Self {
@@ -267,6 +277,11 @@ impl Engine {
                 recovered.held_services.clone()
             },
             service_starts: recovered.service_starts.clone(),
+            interrupted_services: if config.one_off {
+                Vec::new()
+            } else {
+                recovered.interrupted_services.clone()
+            },
             notes: Vec::new(),
             kill_grace: config.kill_grace,
             store_tx: store.sender(),
@@ -283,6 +298,8 @@ impl Engine {
             internal_rx,
             clock: EventClock { last_us: 0 },
             shutting_down: false,
+            kill_switch,
+            commands_open: true,
         }
     }
 
@@ -293,6 +310,8 @@ impl Engine {
             let held = std::mem::take(&mut self.held_services);
             let starts = std::mem::take(&mut self.service_starts);
             self.services.machine.continue_starts(starts);
+            let interrupted = std::mem::take(&mut self.interrupted_services);
+            self.record_interrupted(interrupted).await;
             self.start_services(held).await;
         }
         let mut store_health = self.store_tx.health();
@@ -310,11 +329,21 @@ impl Engine {
                     let at = self.clock.now();
                     // News for faces; the store cannot record its own failure.
                     let _ = self.events.send(Event::StoreHealth { problem, at });
+                    // A store that cannot write lets services restart within their
+                    // reserved numbers.
+                    self.spawn_gated(false).await;
                 }
                 () = timers::sleep_until(self.timers.next_deadline()) => self.on_timers().await,
-                cmd = commands.recv(), if !self.shutting_down => match cmd {
+                // Served while shutting down too: faces are told so at once, instead of
+                // waiting for an answer that comes only after every service has stopped.
+                cmd = commands.recv(), if self.commands_open => match cmd {
                     Some(cmd) => self.on_command(cmd).await,
-                    None => self.begin_shutdown(false).await,
+                    None => {
+                        self.commands_open = false;
+                        if !self.shutting_down {
+                            self.begin_shutdown(false).await;
+                        }
+                    }
                 },
             }
             for note in std::mem::take(&mut self.notes) {
@@ -424,8 +453,24 @@ impl Engine {
 
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
+            Command::Api { reply, .. } if self.shutting_down => {
+                let _ = reply.send(Response::Error(crate::protocol::api::ApiError::new(
+                    crate::protocol::api::ApiErrorKind::Unavailable,
+                    "the principal is shutting down: it is stopping its services and tasks \
+                     (a second Ctrl-C or SIGTERM to it kills what is left at once); try again \
+                     once it has stopped, or start a new one with `opsconsole principal`",
+                )));
+            }
             Command::Api { request, reply } => self.on_request(request, reply).await,
+            // A second shutdown request changes nothing: one is under way.
+            Command::Shutdown { .. } if self.shutting_down => {}
             Command::Shutdown { interrupt } => self.begin_shutdown(interrupt).await,
+            Command::KillNow if self.shutting_down => {
+                tracing::warn!("second signal: killing every process that is left at once");
+                self.kill_switch.cancel();
+            }
+            // Only a shutdown's second signal kills: the switch stays thrown.
+            Command::KillNow => {}
         }
     }
 
@@ -933,6 +978,7 @@ impl Engine {
                     self.agents.stored(mark);
                     self.dispatch();
                 }
+                self.spawn_gated(mark > 0).await;
                 if self.agents.awaiting_store() {
                     self.ack_soon();
                 }

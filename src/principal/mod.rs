@@ -108,6 +108,7 @@ fn local_pool(
 ) -> (
     agents::Agents,
     mpsc::Receiver<crate::protocol::agent::AgentEvent>,
+    tokio_util::sync::CancellationToken,
 ) {
     let (agent_tx, agent_rx) = mpsc::channel(4096);
     let reaper = if config.watchdog {
@@ -118,13 +119,11 @@ fn local_pool(
         None
     };
     let mut agents = agents::Agents::new(config.agent_heartbeat);
-    agents.add(Box::new(crate::agent::LocalAgent::new(
-        config.slots,
-        config.workdir.clone(),
-        agent_tx,
-        reaper,
-    )));
-    (agents, agent_rx)
+    let local =
+        crate::agent::LocalAgent::new(config.slots, config.workdir.clone(), agent_tx, reaper);
+    let kill = local.kill_switch();
+    agents.add(Box::new(local));
+    (agents, agent_rx, kill)
 }
 
 /// Messages the principal's actor serves.
@@ -137,6 +136,8 @@ pub(crate) enum Command {
     /// Stop and flush the store. `interrupt`: stop the processes but leave the runs unfinished,
     /// to be resumed by the next principal; otherwise cancel them.
     Shutdown { interrupt: bool },
+    /// During a shutdown: kill every process that is left at once, whatever its grace.
+    KillNow,
 }
 
 /// The principal stopped before answering.
@@ -247,6 +248,12 @@ impl PrincipalHandle {
     /// principal resumes them (a service restart); writes every event and stops.
     pub async fn shutdown_for_restart(&self) {
         self.stop(true).await;
+    }
+
+    /// During a shutdown (a second Ctrl-C or SIGTERM): kills every process that is left at
+    /// once instead of waiting out their graces; the shutdown then completes as usual.
+    pub async fn kill_now(&self) {
+        let _ = self.commands.send(Command::KillNow).await;
     }
 
     async fn stop(&self, interrupt: bool) {

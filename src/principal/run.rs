@@ -390,6 +390,7 @@ impl RunCtx {
             env,
             // Relative to the agent's working directory, which the agent adds.
             cwd: task.cwd.clone(),
+            max_output: task.max_output,
         }
     }
 }

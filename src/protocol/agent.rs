@@ -142,6 +142,17 @@ pub struct Assignment {
     pub cwd: Option<PathBuf>,
     /// How it is stopped on a timeout, a cancel or a stop.
     pub stop: StopPolicy,
+    /// Most bytes of output (both streams) sent to be stored, for a task or a service; the
+    /// lines past it are counted and reported in one line at the point they were cut.
+    #[serde(default = "default_max_output")]
+    pub max_output: u64,
+}
+
+/// Output stored per task attempt or service start unless the spec says otherwise.
+pub const DEFAULT_MAX_OUTPUT: u64 = 64 << 20;
+
+fn default_max_output() -> u64 {
+    DEFAULT_MAX_OUTPUT
 }
 
 /// How a process ended, as the operating system tells it.
@@ -494,6 +505,7 @@ mod tests {
                 signal: libc::SIGINT,
                 grace: Duration::from_millis(2500),
             },
+            max_output: 1 << 20,
         };
         let text = serde_json::to_string(&job).expect("serialises");
         assert_eq!(serde_json::from_str::<Assignment>(&text).ok(), Some(job));

@@ -138,6 +138,11 @@ pub enum ServiceEventKind {
     Held,
     /// An operator started it again after a hold.
     Released,
+    /// The principal died while this start was under way or ran (recorded by the next one).
+    Interrupted,
+    /// Start numbers up to this record's `start_no` are reserved: none is used twice, and a
+    /// later principal numbers its starts after them.
+    Reserved,
 }
 
 impl ServiceEventKind {
@@ -156,6 +161,8 @@ impl ServiceEventKind {
             Self::AutoShutdown => "auto_shutdown",
             Self::Held => "held",
             Self::Released => "released",
+            Self::Interrupted => "interrupted",
+            Self::Reserved => "reserved",
         }
     }
 }

@@ -11,8 +11,8 @@ use serde_saphyr::{Location, Spanned};
 use super::Diagnostic;
 use super::duration::parse_duration;
 use super::limits::{
-    MAX_ACTIVE_RUNS, MAX_BACKOFF, MAX_BACKOFF_MULTIPLIER, MAX_CATCHUP_LIMIT, MAX_RETRIES,
-    MAX_TIMEOUT,
+    MAX_ACTIVE_RUNS, MAX_BACKOFF, MAX_BACKOFF_MULTIPLIER, MAX_CATCHUP_LIMIT, MAX_EXEC_STRING,
+    MAX_EXEC_TOTAL, MAX_OUTPUT, MAX_RETRIES, MAX_TIMEOUT,
 };
 use super::raw::{
     BACKOFF_KEYS, OrderedMap, RawBackoff, RawRun, RawTask, RawWorkflow, StrayKeys, TASK_KEYS,
@@ -95,9 +95,10 @@ pub fn check(
     }
 }
 
-/// True for names made of letters, digits, `_`, `.` and `-`.
+/// True for names made of letters, digits, `_`, `.` and `-` that start with a letter, digit or
+/// `_`: `..` and `.` would read as paths, and `-x` as an option on a command line.
 pub(super) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
+    name.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
@@ -247,7 +248,8 @@ impl Checker<'_> {
             self.err(
                 &name.referenced,
                 format!(
-                    "invalid {what} name `{}`: use only letters, digits, `_`, `.` and `-`",
+                    "invalid {what} name `{}`: use only letters, digits, `_`, `.` and `-`, \
+                     starting with a letter, digit or `_`",
                     name.value
                 ),
             );
@@ -512,7 +514,11 @@ impl Checker<'_> {
                 .map(|b| self.backoff(b))
                 .unwrap_or_default(),
             timeout,
-            env: self.env(raw.env.as_ref(), params),
+            max_output: self.max_output(raw.max_output.as_ref()),
+            env: {
+                self.exec_size(&name.referenced, &raw.run, raw.env.as_ref());
+                self.env(raw.env.as_ref(), params)
+            },
             cwd: raw.cwd.as_ref().map(Into::into),
             agent: self.agent_labels(raw.agent.as_ref()),
         }
@@ -621,6 +627,68 @@ impl Checker<'_> {
         }
     }
 
+    /// Checks that a command and its environment can be handed to a process: each argument and
+    /// `NAME=value` within the kernel's limit on one string, all of them within
+    /// [`MAX_EXEC_TOTAL`]; `at` is where a total over the budget is reported. Sizes are those
+    /// written (a parameter may make them larger when the task runs).
+    pub(super) fn exec_size(
+        &mut self,
+        at: &Location,
+        run: &Spanned<RawRun>,
+        env: Option<&OrderedMap<Spanned<String>>>,
+    ) {
+        // Each string's length with its NUL, as the kernel counts it.
+        let mut strings: Vec<(usize, &Location, String)> = Vec::new();
+        match &run.value {
+            RawRun::Shell(text) => {
+                strings.push((text.len() + 1, &run.defined, "the `run` command".into()));
+            }
+            RawRun::Argv(args) => {
+                for (i, a) in args.iter().enumerate() {
+                    let what = format!("argument {} of `run`", i + 1);
+                    strings.push((a.value.len() + 1, &a.defined, what));
+                }
+            }
+            RawRun::Missing => {}
+        }
+        for (key, value) in env.map(|m| m.entries.as_slice()).unwrap_or_default() {
+            let what = format!("environment variable `{}`", key.value);
+            strings.push((
+                key.value.len() + value.value.len() + 2,
+                &value.defined,
+                what,
+            ));
+        }
+        let mut too_long = false;
+        for (len, loc, what) in &strings {
+            if *len > MAX_EXEC_STRING {
+                too_long = true;
+                self.err(
+                    loc,
+                    format!(
+                        "{what} is {} bytes: the kernel hands at most {} KiB per argument or \
+                         variable to a process (MAX_ARG_STRLEN), so it could not start; pass \
+                         large data in a file instead",
+                        len - 1,
+                        MAX_EXEC_STRING / 1024
+                    ),
+                );
+            }
+        }
+        let total: usize = strings.iter().map(|(len, ..)| len).sum();
+        if !too_long && total > MAX_EXEC_TOTAL {
+            self.err(
+                at,
+                format!(
+                    "the command and environment variables here are {total} bytes together: at \
+                     most {} KiB (the kernel's budget for a process's arguments and environment \
+                     is shared with what it inherits); pass large data in a file instead",
+                    MAX_EXEC_TOTAL / 1024
+                ),
+            );
+        }
+    }
+
     pub(super) fn env(
         &mut self,
         raw: Option<&OrderedMap<Spanned<String>>>,
@@ -671,6 +739,30 @@ impl Checker<'_> {
             Err(e) => {
                 self.err(&raw.referenced, format!("`{what}`: {e}"));
                 None
+            }
+        }
+    }
+
+    /// `max_output:` of a task or a service, within its bounds; the default when absent.
+    pub(super) fn max_output(&mut self, raw: Option<&Spanned<String>>) -> u64 {
+        let default = crate::protocol::agent::DEFAULT_MAX_OUTPUT;
+        let Some(raw) = raw else { return default };
+        match super::size::parse_size(&raw.value) {
+            Ok(n) if (1024..=MAX_OUTPUT).contains(&n) => n,
+            Ok(_) => {
+                self.err(
+                    &raw.referenced,
+                    format!(
+                        "`max_output` `{}` is out of bounds: from 1 KiB to {}",
+                        raw.value.trim(),
+                        super::size::format_size(MAX_OUTPUT)
+                    ),
+                );
+                default
+            }
+            Err(e) => {
+                self.err(&raw.referenced, format!("`max_output`: {e}"));
+                default
             }
         }
     }

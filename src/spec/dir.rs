@@ -41,11 +41,12 @@ pub fn hash_files(dir: &Path) -> HashMap<PathBuf, [u8; 32]> {
         .collect()
 }
 
-/// Loads every workflow file of `dir`, with the hashes of what was loaded.
-pub fn scan(dir: &Path) -> Scan {
+/// Loads every workflow file of `dir`, with the hashes of what was loaded; the names in
+/// `owners` stay with their files (see [`super::reload_dir`]).
+pub fn scan(dir: &Path, owners: &super::Owners) -> Scan {
     // Hash first: a file changing while it is loaded then shows up as a change next time.
     let hashes = hash_files(dir);
-    let (catalog, problems) = super::load_dir(dir);
+    let (catalog, problems) = super::reload_dir(dir, owners);
     Scan {
         catalog,
         problems,

@@ -44,5 +44,19 @@ pub const MAX_CHILDREN: usize = 10_000;
 /// Deepest nesting of supervisors (inline or by name), the root at depth 1.
 pub const MAX_NESTING: usize = 16;
 
+/// Largest `max_output` of a task or a service: 1 GiB stored per attempt or start.
+pub const MAX_OUTPUT: u64 = 1 << 30;
+
 /// Largest compiled size of a `ready.log` regular expression, in bytes.
 pub const MAX_REGEX_BYTES: usize = 1 << 20;
+
+/// Longest environment variable (`NAME=value`) or command argument, in bytes: the kernel's
+/// `MAX_ARG_STRLEN` (32 pages, 128 KiB, with the terminating NUL). A longer one cannot be
+/// handed to a process at all (`execve` fails with "Argument list too long"). A `run:` string is
+/// one argument (`sh -c TEXT`).
+pub const MAX_EXEC_STRING: usize = 128 * 1024;
+
+/// Most bytes of one task's or service's arguments and environment variables together: half of
+/// the kernel's usual `ARG_MAX` budget (2 MiB, a quarter of the default 8 MiB stack), leaving
+/// the other half for the environment the process inherits.
+pub const MAX_EXEC_TOTAL: usize = 1024 * 1024;

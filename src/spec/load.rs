@@ -1,10 +1,11 @@
 //! Reading workflow files and directories into a [`Catalog`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
+use serde_saphyr::budget::BudgetBreach;
 use serde_saphyr::{DuplicateKeyPolicy, Error, Location, Spanned};
 
 use super::file::{file_diag, read_text, too_large};
@@ -12,13 +13,18 @@ use super::raw::{KindProbe, RawWorkflow};
 use super::source::Source;
 use super::supervisor::raw::RawSupervisor;
 use super::supervisor::{SupervisorDraft, diag_at};
-use super::{Catalog, Diagnostic, Document, MAX_FILE_BYTES, WorkflowSpec, check, yaml_error};
+use super::{
+    Catalog, Diagnostic, Document, MAX_FILE_BYTES, Owners, WorkflowSpec, check, yaml_error,
+};
 
 const EMPTY_FILE: &str = "empty file: a workflow file starts with `kind: workflow`";
 
-/// See [`super::load_dir`].
-pub fn load_dir(dir: &Path) -> (Catalog, Vec<Diagnostic>) {
-    let mut loader = Loader::default();
+/// See [`super::load_dir`] and [`super::reload_dir`].
+pub fn load_dir(dir: &Path, owners: &Owners) -> (Catalog, Vec<Diagnostic>) {
+    let mut loader = Loader {
+        owners: owners.clone(),
+        ..Loader::default()
+    };
     if !dir.exists() {
         loader.diags.push(file_diag(
             dir,
@@ -92,6 +98,13 @@ enum Parsed {
     Supervisor(SupervisorDraft),
 }
 
+/// A document read from its file and checked on its own, not yet added to the catalog.
+struct ReadDoc {
+    path: PathBuf,
+    text: String,
+    parsed: Parsed,
+}
+
 #[derive(Default)]
 struct Loader {
     catalog: Catalog,
@@ -100,6 +113,14 @@ struct Loader {
     seen: HashSet<PathBuf>,
     /// Supervisor documents by name, resolved together by [`Loader::finish`].
     supervisors: Vec<SupervisorDraft>,
+    /// The files that defined each name before this load (empty on a first load).
+    owners: Owners,
+    /// Files that could not be read or had problems.
+    broken: HashSet<PathBuf>,
+    /// Workflow and supervisor names whose owner file is broken: kept for it (the engine keeps
+    /// its last good version), so no other file may take them meanwhile.
+    held_workflows: HashMap<String, PathBuf>,
+    held_supervisors: HashMap<String, PathBuf>,
 }
 
 impl Loader {
@@ -111,14 +132,25 @@ impl Loader {
         (self.catalog, self.diags)
     }
 
+    /// Why a document may not have `name`: `other` defines it already.
+    fn taken(kind: &str, name: &str, other: &Path, why: &str) -> String {
+        format!(
+            "{kind} `{name}` is already defined in {}{why}: {kind} names must be unique",
+            other.display()
+        )
+    }
+
     /// Adds `draft` unless another supervisor document has its name.
     fn add_supervisor(&mut self, draft: SupervisorDraft) {
         if let Some(first) = self.supervisors.iter().find(|s| s.name() == draft.name()) {
-            let message = format!(
-                "supervisor `{}` is already defined in {}: supervisor names must be unique",
-                draft.name(),
-                first.file().display()
-            );
+            let message = Self::taken("supervisor", draft.name(), first.file(), "");
+            self.diags.push(diag_at(&draft.name_at, message));
+            return;
+        }
+        if let Some(owner) = self.held_supervisors.get(draft.name())
+            && owner != draft.file()
+        {
+            let message = Self::taken("supervisor", draft.name(), owner, HELD);
             self.diags.push(diag_at(&draft.name_at, message));
             return;
         }
@@ -142,35 +174,88 @@ impl Loader {
             .filter(|p| is_workflow_file(p))
             .collect();
         files.sort();
-        for file in files {
-            self.file(&file);
-        }
+        let docs: Vec<ReadDoc> = files.iter().filter_map(|f| self.read(f)).collect();
+        self.add_all(docs);
     }
 
     fn file(&mut self, path: &Path) {
+        if let Some(doc) = self.read(path) {
+            self.add_all(vec![doc]);
+        }
+    }
+
+    /// Reads and checks one file; its problems are recorded.
+    fn read(&mut self, path: &Path) -> Option<ReadDoc> {
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         if !self.seen.insert(key) {
-            return;
+            return None;
         }
         let text = match read_text(path) {
             Ok(text) => text,
-            Err(d) => return self.diags.push(d),
+            Err(d) => {
+                self.broken.insert(path.to_path_buf());
+                self.diags.push(d);
+                return None;
+            }
         };
         match parse_document(path, &text) {
-            Ok(Parsed::Workflow(spec, name_at)) => self.add(spec, &text, name_at),
-            Ok(Parsed::Supervisor(draft)) => self.add_supervisor(draft),
-            Err(mut d) => self.diags.append(&mut d),
+            Ok(parsed) => Some(ReadDoc {
+                path: path.to_path_buf(),
+                text,
+                parsed,
+            }),
+            Err(mut d) => {
+                self.broken.insert(path.to_path_buf());
+                self.diags.append(&mut d);
+                None
+            }
         }
+    }
+
+    /// Adds documents: first those whose file already defined their name (it keeps it), then
+    /// the others in the order given (sorted by file name), so that on a reload the newcomer,
+    /// not the file in use, is the one refused.
+    fn add_all(&mut self, docs: Vec<ReadDoc>) {
+        for (name, file) in &self.owners.workflows {
+            if self.broken.contains(file) {
+                self.held_workflows.insert(name.clone(), file.clone());
+            }
+        }
+        for (name, file) in &self.owners.supervisors {
+            if self.broken.contains(file) {
+                self.held_supervisors.insert(name.clone(), file.clone());
+            }
+        }
+        let (owned, newcomers): (Vec<_>, Vec<_>) = docs.into_iter().partition(|d| self.owns(d));
+        for doc in owned.into_iter().chain(newcomers) {
+            match doc.parsed {
+                Parsed::Workflow(spec, name_at) => self.add(spec, &doc.text, name_at),
+                Parsed::Supervisor(draft) => self.add_supervisor(draft),
+            }
+        }
+    }
+
+    /// Whether `doc`'s file defined its name before this load.
+    fn owns(&self, doc: &ReadDoc) -> bool {
+        let owner = match &doc.parsed {
+            Parsed::Workflow(spec, _) => self.owners.workflows.get(&spec.name),
+            Parsed::Supervisor(draft) => self.owners.supervisors.get(draft.name()),
+        };
+        owner == Some(&doc.path)
     }
 
     /// Adds `spec` unless its name is taken; `name_at` is where its name is written.
     fn add(&mut self, spec: WorkflowSpec, text: &str, name_at: Location) {
-        if let Some(first) = self.catalog.workflows.get(&spec.name) {
-            let message = format!(
-                "workflow `{}` is already defined in {}: workflow names must be unique",
-                spec.name,
-                first.file.display()
-            );
+        let other = match self.catalog.workflows.get(&spec.name) {
+            Some(first) => Some((first.file.clone(), "")),
+            None => self
+                .held_workflows
+                .get(&spec.name)
+                .filter(|owner| **owner != spec.file)
+                .map(|owner| (owner.clone(), HELD)),
+        };
+        if let Some((other, why)) = other {
+            let message = Self::taken("workflow", &spec.name, &other, why);
             let src = Source::new(&spec.file, strip_bom(text));
             self.diags.push(src.at(&name_at, message));
             return;
@@ -180,6 +265,9 @@ impl Loader {
             .insert(spec.name.clone(), Arc::new(spec));
     }
 }
+
+/// Why a name stays with a file that has problems.
+const HELD: &str = " (which has problems now, and keeps its last good version running)";
 
 /// `*.yaml` / `*.yml` names, skipping hidden ones (editor lock and swap files). Whatever sits
 /// at such a name is then read or reported by [`read_text`]: a FIFO or a directory called
@@ -214,14 +302,23 @@ fn parse_document(file: &Path, text: &str) -> Result<Parsed, Vec<Diagnostic>> {
     if is_supervisor(text) {
         return match serde_saphyr::from_str_with_options::<Spanned<RawSupervisor>>(text, options) {
             Ok(doc) => super::supervisor::check::check(&src, doc).map(Parsed::Supervisor),
-            Err(err) => Err(vec![yaml_problem::<RawSupervisor>(&src, text, &err)]),
+            Err(err) => {
+                Err(vec![too_deep(&src, text, &err).unwrap_or_else(|| {
+                    yaml_problem::<RawSupervisor>(&src, text, &err)
+                })])
+            }
         };
     }
     // Everything else is read as a workflow, whose checks also explain a missing, misspelt
-    // or unsupported `kind`.
+    // or unsupported `kind`. A supervisor document nested too deep for the parser is read here
+    // too (its `kind` could not be read either), and still gets the nesting rule.
     match serde_saphyr::from_str_with_options::<Spanned<RawWorkflow>>(text, options) {
         Ok(doc) => check::check(&src, doc).map(|(spec, at)| Parsed::Workflow(spec, at)),
-        Err(err) => Err(vec![yaml_problem::<RawWorkflow>(&src, text, &err)]),
+        Err(err) => {
+            Err(vec![too_deep(&src, text, &err).unwrap_or_else(|| {
+                yaml_problem::<RawWorkflow>(&src, text, &err)
+            })])
+        }
     }
 }
 
@@ -249,6 +346,22 @@ fn yaml_problem<T: DeserializeOwned>(src: &Source<'_>, text: &str, err: &Error) 
         None => strict_reparse::<T>(src, text)
             .unwrap_or_else(|| src.diag(0, 0, yaml_error::message(err))),
     }
+}
+
+/// When the YAML layer refused a document as nested too deep, and that is because supervisors
+/// are nested beyond their own limit (`children` within `children`, which only a supervisor
+/// document has): that rule, where it is first broken.
+fn too_deep(src: &Source<'_>, text: &str, err: &Error) -> Option<Diagnostic> {
+    let Error::Budget {
+        breach: BudgetBreach::Depth { .. },
+        ..
+    } = yaml_error::original(err)
+    else {
+        return None;
+    };
+    let options = yaml_error::options(DuplicateKeyPolicy::PassThrough);
+    let at = super::supervisor::nesting::too_deep(text, options)?;
+    Some(src.at(&at, super::supervisor::nesting::message()))
 }
 
 /// The error's location, unless it is unknown.

@@ -10,6 +10,7 @@ mod file;
 pub mod limits;
 mod load;
 mod raw;
+pub mod size;
 mod source;
 mod suggest;
 mod supervisor;
@@ -17,7 +18,7 @@ pub mod template;
 mod types;
 mod yaml_error;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -52,6 +53,34 @@ impl Catalog {
     }
 }
 
+/// Which file defines each name now: on a reload, that file keeps the name, and another file
+/// that defines it too is refused (a new file never takes over a running tree or workflow).
+#[derive(Debug, Clone, Default)]
+pub struct Owners {
+    /// Workflow name -> its file.
+    pub workflows: HashMap<String, PathBuf>,
+    /// Supervisor name -> its file.
+    pub supervisors: HashMap<String, PathBuf>,
+}
+
+impl Catalog {
+    /// The files that define this catalog's names, for the next reload.
+    pub fn owners(&self) -> Owners {
+        Owners {
+            workflows: self
+                .workflows
+                .iter()
+                .map(|(name, w)| (name.clone(), w.file.clone()))
+                .collect(),
+            supervisors: self
+                .supervisors
+                .iter()
+                .map(|(name, s)| (name.clone(), s.file.clone()))
+                .collect(),
+        }
+    }
+}
+
 /// One document, validated on its own.
 #[derive(Debug, Clone)]
 pub enum Document {
@@ -74,8 +103,16 @@ impl Document {
 
 /// Loads every `*.yaml` / `*.yml` file in `dir` (sorted, not recursive). A workflow with
 /// problems is left out of the catalog; all problems are returned.
+/// Two files that define the same name: the first in sorted order keeps it.
 pub fn load_dir(dir: &Path) -> (Catalog, Vec<Diagnostic>) {
-    load::load_dir(dir)
+    load::load_dir(dir, &Owners::default())
+}
+
+/// [`load_dir`] for a reload: a name that `owners` gives to a file of `dir` stays with that
+/// file, even while the file has problems; another file that defines it is refused with the
+/// problem at its own name. Names without an owner go by sorted order, as on a first load.
+pub fn reload_dir(dir: &Path, owners: &Owners) -> (Catalog, Vec<Diagnostic>) {
+    load::load_dir(dir, owners)
 }
 
 /// Same as [`load_dir`] for explicit files (or directories among them).

@@ -231,6 +231,8 @@ pub struct RawTask {
     pub backoff: Option<RawBackoff>,
     /// `timeout:` duration.
     pub timeout: Option<Spanned<String>>,
+    /// `max_output:` size.
+    pub max_output: Option<Spanned<String>>,
     /// `env:` name -> template.
     pub env: Option<OrderedMap<Spanned<String>>>,
     /// `cwd:`.
@@ -249,6 +251,7 @@ impl Fields for RawTask {
         "retries",
         "backoff",
         "timeout",
+        "max_output",
         "env",
         "cwd",
         "agent",
@@ -262,6 +265,7 @@ impl Fields for RawTask {
             retries: None,
             backoff: None,
             timeout: None,
+            max_output: None,
             env: None,
             cwd: None,
             agent: None,
@@ -281,6 +285,7 @@ impl Fields for RawTask {
             "retries" => self.retries = map.next_value()?,
             "backoff" => self.backoff = map.next_value()?,
             "timeout" => self.timeout = map.next_value()?,
+            "max_output" => self.max_output = map.next_value()?,
             "env" => self.env = map.next_value()?,
             "cwd" => self.cwd = map.next_value()?,
             "agent" => self.agent = map.next_value()?,

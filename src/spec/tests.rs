@@ -258,6 +258,64 @@ fn same_workflow_name_in_two_files() {
     assert_eq!(catalog.get("w").unwrap().file, first);
 }
 
+/// On a reload the file that defined a name keeps it, even while it has problems, and a new
+/// file that sorts first is the one refused, at its own name.
+#[test]
+fn on_a_reload_the_file_that_defined_a_name_keeps_it() {
+    let dir = TempDir::new();
+    let body = "kind: workflow\nname: w\ntasks:\n  a: { run: x }\n";
+    let sup = "kind: supervisor\nname: s\nchildren:\n  - { name: c, run: x }\n";
+    let orig = dir.write("zz.yaml", body);
+    let orig_sup = dir.write("zz-sup.yaml", sup);
+    let (before, d) = load_dir(&dir.0);
+    assert!(d.is_empty(), "{d:#?}");
+    let owners = before.owners();
+    let newcomer = dir.write("0.yaml", format!("# new\n{body}"));
+    let newcomer_sup = dir.write("0-sup.yaml", format!("# new\n{sup}"));
+    let (catalog, d) = crate::spec::reload_dir(&dir.0, &owners);
+    assert_eq!(d.len(), 2, "{d:#?}");
+    let at = |file: &Path| d.iter().find(|x| x.file == file).expect("a problem there");
+    assert_at(
+        at(&newcomer),
+        3,
+        7,
+        &[
+            "workflow `w` is already defined in",
+            &orig.display().to_string(),
+        ],
+    );
+    assert_at(
+        at(&newcomer_sup),
+        3,
+        7,
+        &[
+            "supervisor `s` is already defined in",
+            &orig_sup.display().to_string(),
+        ],
+    );
+    assert_eq!(catalog.get("w").unwrap().file, orig);
+    assert_eq!(catalog.supervisors["s"].file, orig_sup);
+    // A first load keeps today's rule: the first file in sorted order.
+    let (fresh, _) = load_dir(&dir.0);
+    assert_eq!(fresh.get("w").unwrap().file, newcomer);
+    // The owner breaks: the name stays with it (its last good version runs), not the newcomer.
+    dir.write("zz.yaml", "kind: workflow\nname: w\ntasks: {\n");
+    let (catalog, d) = crate::spec::reload_dir(&dir.0, &owners);
+    assert!(catalog.get("w").is_none(), "{catalog:#?}");
+    assert_at(
+        at_file(&d, &newcomer),
+        3,
+        7,
+        &["workflow `w` is already defined in", "has problems now"],
+    );
+}
+
+fn at_file<'a>(d: &'a [Diagnostic], file: &Path) -> &'a Diagnostic {
+    d.iter()
+        .find(|x| x.file == file)
+        .unwrap_or_else(|| panic!("no problem in {}: {d:#?}", file.display()))
+}
+
 #[test]
 fn dependency_cycle_names_every_member() {
     let d = problem(
@@ -607,6 +665,36 @@ fn bad_choices_and_names() {
         27,
         &["unknown trigger rule", "did you mean `all_success`?"],
     );
+}
+
+/// Names start with a letter, digit or `_`: `..`, `...`, `-` and `.x` are refused, for
+/// workflows, tasks and supervisors alike; names valid before stay valid.
+#[test]
+fn names_that_read_as_paths_or_options_are_refused() {
+    for name in ["..", "...", "-", ".", "-x", ".hidden"] {
+        let d = problem(&format!(
+            "kind: workflow\nname: \"{name}\"\ntasks:\n  a: {{ run: x }}\n"
+        ));
+        assert_at(
+            &d,
+            2,
+            7,
+            &[&format!("invalid workflow name `{name}`"), "starting with"],
+        );
+        let d = problem(&format!(
+            "kind: workflow\nname: w\ntasks:\n  \"{name}\": {{ run: x }}\n"
+        ));
+        assert_at(&d, 4, 3, &[&format!("invalid task name `{name}`")]);
+        let d = problem(&format!(
+            "kind: supervisor\nname: \"{name}\"\nchildren:\n  - {{ name: a, run: x }}\n"
+        ));
+        assert_at(&d, 2, 7, &[&format!("invalid supervisor name `{name}`")]);
+    }
+    for name in ["a", "_a", "9", "a.b-c_d", "A..", "x-"] {
+        ok(&format!(
+            "kind: workflow\nname: \"{name}\"\ntasks:\n  \"{name}\": {{ run: x }}\n"
+        ));
+    }
 }
 
 #[test]
@@ -962,4 +1050,21 @@ fn a_schedule_that_never_fires_is_refused() {
             format!("kind: workflow\nname: w\nschedule: \"{rare}\"\ntasks:\n  a: {{ run: x }}\n");
         assert!(ok(&text).schedule.is_some(), "{rare}");
     }
+}
+
+#[test]
+fn max_output_is_a_size_within_bounds_for_tasks_and_services() {
+    let spec = parse_str(
+        Path::new(FILE),
+        "kind: workflow\nname: w\ntasks:\n  a: { run: x, max_output: 512KiB }\n  b: { run: x }\n",
+    )
+    .expect("valid");
+    assert_eq!(spec.tasks[0].max_output, 512 * 1024);
+    assert_eq!(spec.tasks[1].max_output, 64 << 20, "the default");
+    let d = problems(
+        "kind: workflow\nname: w\ntasks:\n  a: { run: x, max_output: 2GiB }\n  b: { run: x, max_output: 5 parsecs }\n  c: { run: x, max_output: 10 }\n",
+    );
+    assert_at(&d[0], 4, 28, &["`max_output`", "from 1 KiB to 1 GiB"]);
+    assert_at(&d[1], 5, 28, &["`max_output`", "unknown unit"]);
+    assert_at(&d[2], 6, 28, &["`max_output`", "out of bounds"]);
 }

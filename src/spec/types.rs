@@ -77,6 +77,8 @@ pub struct TaskSpec {
     pub backoff: Backoff,
     /// Per-attempt limit; the attempt is timed out after it.
     pub timeout: Option<Duration>,
+    /// Most bytes of output stored per attempt; the lines past it are counted, not stored.
+    pub max_output: u64,
     /// Extra environment variables (values are templates).
     pub env: BTreeMap<String, Template>,
     /// Working directory, relative paths resolved against the agent's working directory.

@@ -19,8 +19,24 @@ pub const DB_FILE: &str = "state.duckdb";
 
 /// Events waiting for the writer; beyond this, senders wait (backpressure, never loss).
 const CHANNEL_CAPACITY: usize = 4096;
-/// DuckDB's memory limit for one open history file.
+/// DuckDB's memory limit for one open history file: its cache, what a checkpoint pins, and a
+/// query's sort. Measured with the store's worst case (every line a 64 KiB one, kept in
+/// pieces of [`PIECE_BYTES`] in row groups of [`ROW_GROUP_ROWS`]): a checkpoint rewrites the
+/// row group it appended to, which is then at most 2048 x 4000 bytes; see README "Limits".
 const STORE_MEMORY: &str = "128MB";
+/// Rows in one of DuckDB's row groups (its smallest: the vector size). A checkpoint rewrites
+/// the whole row group it appended to, so what it must hold in memory is bounded by this
+/// times the longest value of a row: DuckDB's default (122,880 rows) of 64 KiB lines made
+/// a checkpoint need gigabytes and then fail for good.
+const ROW_GROUP_ROWS: u32 = 2048;
+/// Longest piece of a line stored in one row. DuckDB keeps a longer string outside its
+/// block ("overflow"), and a checkpoint of such strings needed several times their size in
+/// memory; pieces this short stay inline. A line is stored as pieces `part` 0, 1, ... and
+/// read back whole.
+pub(crate) const PIECE_BYTES: usize = 4000;
+/// The history file's name inside the writer's connection (the connection itself is an
+/// in-memory database that attaches the file, to choose its row-group size).
+const CATALOG: &str = "history";
 
 /// What can go wrong with the history file.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +147,9 @@ pub struct Recovered {
     /// The last start number of every service and supervisor path: the next principal
     /// numbers its runs after them.
     pub service_starts: Vec<(String, u64)>,
+    /// Starts of services and supervisors with a `starting` record and no end (the last
+    /// principal died meanwhile): the next one records them as interrupted.
+    pub interrupted_services: Vec<(String, u64)>,
 }
 
 /// A run the previous principal left queued or running.
@@ -179,26 +198,79 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 
 /// Opens a connection to `path`, read-only or not, with a message that names the file.
 pub(crate) fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
-    let mut config = duckdb::Config::default();
-    if read_only {
-        config = config.access_mode(duckdb::AccessMode::ReadOnly)?;
-    } else {
-        // The writer appends small batches from one thread; DuckDB's worker pool would only
-        // add hand-offs and take CPU from the task processes.
-        config = config.threads(1)?;
-    }
-    // DuckDB's own default is 80% of the machine's memory, most of it cache that a flood of
-    // output fills; the principal keeps to a bound and lets DuckDB evict (or spill a big
-    // query to its temp directory) past it.
-    config = config.max_memory(STORE_MEMORY)?;
-    Connection::open_with_flags(path, config).map_err(|e| {
+    connect_with(path, read_only, STORE_MEMORY)
+}
+
+/// [`connect`] with DuckDB's memory limit `memory`.
+fn connect_with(path: &Path, read_only: bool, memory: &str) -> Result<Connection, StoreError> {
+    let open_error = |e: duckdb::Error| {
         let raw = e.to_string();
         StoreError::Open {
             path: path.to_path_buf(),
             locked: raw.contains("Could not set lock"),
             detail: explain_open_error(&raw),
         }
-    })
+    };
+    // DuckDB's own default is 80% of the machine's memory, most of it cache that a flood of
+    // output fills; the principal keeps to a bound and lets DuckDB evict (or spill a big
+    // query to its temp directory) past it.
+    let config = duckdb::Config::default().max_memory(memory)?;
+    if read_only {
+        let config = config.access_mode(duckdb::AccessMode::ReadOnly)?;
+        return Connection::open_with_flags(path, config).map_err(open_error);
+    }
+    // The writer appends small batches from one thread; DuckDB's worker pool would only
+    // add hand-offs and take CPU from the task processes. The file is attached rather than
+    // opened, since only ATTACH chooses the row-group size (see ROW_GROUP_ROWS); an
+    // in-memory database has no temp directory of its own, so it is named (DuckDB's default
+    // for a file).
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let config = config
+        .threads(1)?
+        .with("temp_directory", tmp.to_string_lossy())?;
+    let conn = Connection::open_in_memory_with_flags(config)?;
+    let file = path.to_string_lossy().replace('\'', "''");
+    conn.execute_batch(&format!(
+        "ATTACH '{file}' AS {CATALOG} (ROW_GROUP_SIZE {ROW_GROUP_ROWS}); USE {CATALOG};"
+    ))
+    .map_err(open_error)?;
+    Ok(conn)
+}
+
+/// Another connection to the writer's database, reading the history file by default.
+pub(crate) fn clone_connection(conn: &Connection) -> duckdb::Result<Connection> {
+    let other = conn.try_clone()?;
+    other.execute_batch(&format!("USE {CATALOG};"))?;
+    Ok(other)
+}
+
+/// Memory allowed, once, to fold into the file a WAL that a previous opsconsole left too big
+/// to checkpoint within [`STORE_MEMORY`] (before lines were stored in pieces, a flood of
+/// long lines did, and every later start failed on it).
+const RECOVERY_MEMORY: &str = "2GB";
+
+/// Opens the file for writing with whatever WAL the last process left folded into it, so that
+/// the writer starts with a checkpoint's worth of room. A WAL too big for the usual memory
+/// limit is folded in once with a larger one.
+fn open_checkpointed(path: &Path) -> Result<Connection, StoreError> {
+    let checkpoint = |conn: &Connection| conn.execute_batch(&format!("CHECKPOINT {CATALOG}"));
+    let first = connect(path, false).and_then(|c| match checkpoint(&c) {
+        Ok(()) => Ok(c),
+        Err(e) => Err(StoreError::Db(e)),
+    });
+    match first {
+        Ok(conn) => return Ok(conn),
+        Err(StoreError::Open { locked: true, .. }) => return first,
+        Err(e) => tracing::warn!(
+            "history store: {e}; folding the write-ahead log in with up to {RECOVERY_MEMORY}"
+        ),
+    }
+    let conn = connect_with(path, false, RECOVERY_MEMORY)?;
+    checkpoint(&conn)?;
+    drop(conn);
+    tracing::info!("history store: write-ahead log folded in");
+    connect(path, false)
 }
 
 /// DuckDB allows one writing process per file; say so in our words, naming the holder.
@@ -227,12 +299,12 @@ impl Store {
             detail: format!("cannot create the data directory: {e}"),
         })?;
         let path = db_path(data_dir);
-        let conn = connect(&path, false)?;
+        let conn = open_checkpointed(&path)?;
         schema::migrate(&conn)?;
         let recovered = recover(&conn)?;
         let next_seq = schema::next_event_seq(&conn)?;
         let reader = std::sync::Arc::new(std::sync::Mutex::new(query::Reader::from_connection(
-            conn.try_clone()?,
+            clone_connection(&conn)?,
         )));
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (health_tx, health) = watch::channel(None);
@@ -341,12 +413,22 @@ fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
     let service_starts = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
         .collect::<Result<Vec<(String, u64)>, _>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT path, start_no FROM service_events GROUP BY path, start_no
+         HAVING bool_or(kind = 'starting')
+            AND NOT bool_or(kind IN ('exited', 'stopped', 'gave_up', 'auto_shutdown', 'interrupted'))
+         ORDER BY path, start_no",
+    )?;
+    let interrupted_services = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+        .collect::<Result<Vec<(String, u64)>, _>>()?;
     Ok(Recovered {
         next_run_id: RunId(next as u64),
         unfinished,
         schedules,
         held_services,
         service_starts,
+        interrupted_services,
     })
 }
 

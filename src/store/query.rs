@@ -50,6 +50,11 @@ pub struct LogFilter {
     pub stream: Option<Stream>,
 }
 
+/// Most bytes of line text in one page of lines (beside its count of lines): an answer must
+/// fit in one message (16 MiB, with JSON's escapes), and a page of 10,000 lines of 64 KiB
+/// would be 640 MiB. A page has at least one line.
+pub const PAGE_BYTES: usize = 2 * 1024 * 1024;
+
 /// Read-only view of a data dir's history file.
 pub struct Reader {
     conn: duckdb::Connection,
@@ -114,6 +119,8 @@ impl Reader {
             K::AutoShutdown,
             K::Held,
             K::Released,
+            K::Interrupted,
+            K::Reserved,
         ];
         let (exact, prefix) = path_filter(path);
         let mut stmt = self.conn.prepare(
@@ -153,18 +160,36 @@ impl Reader {
         limit: usize,
     ) -> Result<Vec<crate::protocol::service::ServiceLine>, StoreError> {
         let (exact, prefix) = path_filter(path);
+        // Lines are chosen by their first piece, then read whole (see `PIECE_BYTES`).
         let mut stmt = self.conn.prepare(
-            "SELECT * FROM (
-                 SELECT path, start_no, stream, seq, epoch_us(ts), line, event_seq
-                 FROM service_logs WHERE (? IS NULL OR path = ? OR starts_with(path, ?))
+            "WITH page AS (
+                 SELECT path, start_no, seq, event_seq FROM service_logs
+                 WHERE (? IS NULL OR path = ? OR starts_with(path, ?)) AND part = 0
                  ORDER BY event_seq DESC, seq DESC LIMIT ?)
-             ORDER BY event_seq, seq",
+             SELECT l.path, l.start_no, l.stream, l.seq, epoch_us(l.ts), l.line, l.part
+             FROM service_logs l JOIN page USING (path, start_no, seq, event_seq)
+             ORDER BY l.event_seq, l.seq, l.part",
         )?;
-        let rows = stmt.query_map(
-            duckdb::params![exact, exact, prefix, limit.min(100_000) as i64],
-            service_line,
-        )?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let rows = stmt.query(duckdb::params![
+            exact,
+            exact,
+            prefix,
+            limit.min(100_000) as i64
+        ])?;
+        let mut lines = service_lines_of(rows, usize::MAX)?;
+        // The newest lines, as many as fit in a page.
+        let mut bytes = 0;
+        let keep = lines
+            .iter()
+            .rev()
+            .take_while(|l| {
+                bytes += l.text.len();
+                bytes <= PAGE_BYTES
+            })
+            .count()
+            .max(1);
+        lines.drain(..lines.len().saturating_sub(keep));
+        Ok(lines)
     }
 
     /// Up to `limit` output lines of the service or subtree at `path`, in order, after the
@@ -177,22 +202,24 @@ impl Reader {
     ) -> Result<Vec<crate::protocol::service::ServiceLine>, StoreError> {
         let (exact, prefix) = path_filter(path);
         let mut stmt = self.conn.prepare(
-            "SELECT path, start_no, stream, seq, epoch_us(ts), line, event_seq
-             FROM service_logs WHERE (? IS NULL OR path = ? OR starts_with(path, ?))
-             ORDER BY event_seq, seq LIMIT ? OFFSET ?",
+            "WITH page AS (
+                 SELECT path, start_no, seq, event_seq FROM service_logs
+                 WHERE (? IS NULL OR path = ? OR starts_with(path, ?)) AND part = 0
+                 ORDER BY event_seq, seq LIMIT ? OFFSET ?)
+             SELECT l.path, l.start_no, l.stream, l.seq, epoch_us(l.ts), l.line, l.part
+             FROM service_logs l JOIN page USING (path, start_no, seq, event_seq)
+             ORDER BY l.event_seq, l.seq, l.part",
         )?;
-        let rows = stmt.query_map(
-            duckdb::params![
-                exact,
-                exact,
-                prefix,
-                limit.min(100_000) as i64,
-                i64::try_from(offset).unwrap_or(i64::MAX)
-            ],
-            service_line,
-        )?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let rows = stmt.query(duckdb::params![
+            exact,
+            exact,
+            prefix,
+            limit.min(100_000) as i64,
+            i64::try_from(offset).unwrap_or(i64::MAX)
+        ])?;
+        service_lines_of(rows, PAGE_BYTES)
     }
+
     /// Runs, newest first.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
         self.summaries(filter.workflow.as_deref(), None, filter.limit)
@@ -393,7 +420,7 @@ impl Reader {
         let stream = filter.stream.map(Stream::as_str);
         let n: i64 = self.conn.query_row(
             "SELECT count(*) FROM logs
-             WHERE run_id = ? AND (?::VARCHAR IS NULL OR task = ?::VARCHAR)
+             WHERE run_id = ? AND part = 0 AND (?::VARCHAR IS NULL OR task = ?::VARCHAR)
                AND (?::VARCHAR IS NULL OR stream = ?::VARCHAR)",
             duckdb::params![run.0 as i64, task, task, stream, stream],
             |r| r.get(0),
@@ -411,11 +438,17 @@ impl Reader {
     ) -> Result<(Vec<StoredLine>, bool), StoreError> {
         let mut lines = Vec::new();
         let limit = limit.min(i64::MAX as usize - 1);
+        let (mut bytes, mut full) = (0, false);
         self.logs_range(run, filter, offset as i64, limit as i64 + 1, |l| {
+            if bytes >= PAGE_BYTES {
+                full = true;
+                return Err(std::io::ErrorKind::StorageFull.into());
+            }
+            bytes += l.line.len();
             lines.push(l);
             Ok(())
         })?;
-        let more = lines.len() > limit;
+        let more = full || lines.len() > limit;
         lines.truncate(limit);
         Ok((lines, more))
     }
@@ -428,12 +461,19 @@ impl Reader {
         limit: i64,
         mut each: impl FnMut(StoredLine) -> std::io::Result<()>,
     ) -> Result<usize, StoreError> {
+        // Lines are chosen by their first piece, then read whole (see `PIECE_BYTES`): a
+        // page of long lines costs DuckDB pieces, never a vector of whole 64 KiB lines.
         let mut stmt = self.conn.prepare(
-            "SELECT task, attempt, stream, epoch_us(ts), line, seq FROM logs
-             WHERE run_id = ? AND (?::VARCHAR IS NULL OR task = ?::VARCHAR)
-               AND (?::VARCHAR IS NULL OR stream = ?::VARCHAR)
-             ORDER BY event_seq, task, attempt, seq
-             LIMIT ? OFFSET ?",
+            "WITH page AS (
+                 SELECT event_seq, task, attempt, seq FROM logs
+                 WHERE run_id = ? AND part = 0 AND (?::VARCHAR IS NULL OR task = ?::VARCHAR)
+                   AND (?::VARCHAR IS NULL OR stream = ?::VARCHAR)
+                 ORDER BY event_seq, task, attempt, seq
+                 LIMIT ? OFFSET ?)
+             SELECT l.task, l.attempt, l.stream, epoch_us(l.ts), l.line, l.seq, l.part
+             FROM logs l JOIN page USING (event_seq, task, attempt, seq)
+             WHERE l.run_id = ?
+             ORDER BY l.event_seq, l.task, l.attempt, l.seq, l.part",
         )?;
         let task = filter.task.as_deref();
         let stream = filter.stream.map(Stream::as_str);
@@ -444,23 +484,35 @@ impl Reader {
             stream,
             stream,
             limit,
-            offset
+            offset,
+            run.0 as i64
         ])?;
         let mut n = 0;
-        while let Some(r) = rows.next()? {
-            let line = StoredLine {
+        let mut current: Option<StoredLine> = None;
+        loop {
+            let row = rows.next()?;
+            if let (Some(r), Some(line)) = (row, current.as_mut())
+                && r.get::<_, i32>(6)? > 0
+            {
+                line.line.push_str(&r.get::<_, String>(4)?);
+                continue;
+            }
+            if let Some(line) = current.take() {
+                n += 1;
+                if each(line).is_err() {
+                    // The reader went away (a closed pipe): stop quietly.
+                    break;
+                }
+            }
+            let Some(r) = row else { break };
+            current = Some(StoredLine {
                 task: r.get(0)?,
                 attempt: r.get::<_, i64>(1)? as u32,
                 stream: r.get::<_, String>(2)?.parse().unwrap_or(Stream::Stdout),
                 at: micros(r.get(3)?),
                 line: r.get(4)?,
                 seq: r.get::<_, i64>(5)?.max(0) as u64,
-            };
-            n += 1;
-            if each(line).is_err() {
-                // The reader went away (a closed pipe): stop quietly.
-                break;
-            }
+            });
         }
         Ok(n)
     }
@@ -498,18 +550,39 @@ impl Reader {
     }
 }
 
-/// A row of `service_logs` (path, start_no, stream, seq, micros, line) as a line.
-fn service_line(r: &duckdb::Row<'_>) -> duckdb::Result<crate::protocol::service::ServiceLine> {
-    let stream: String = r.get(2)?;
-    Ok(crate::protocol::service::ServiceLine {
-        path: r.get(0)?,
-        start_no: r.get::<_, i64>(1)?.max(0) as u64,
-        stream: if stream == "stderr" {
-            crate::protocol::Stream::Stderr
-        } else {
-            crate::protocol::Stream::Stdout
-        },
-        at: micros(r.get(4)?),
-        text: r.get(5)?,
-    })
+/// Rows of `service_logs` (path, start_no, stream, seq, micros, line, part) as whole lines,
+/// up to the line that reaches `page_bytes` of text.
+fn service_lines_of(
+    mut rows: duckdb::Rows<'_>,
+    page_bytes: usize,
+) -> Result<Vec<crate::protocol::service::ServiceLine>, StoreError> {
+    let mut out: Vec<crate::protocol::service::ServiceLine> = Vec::new();
+    let mut bytes = 0;
+    while let Some(r) = rows.next()? {
+        if r.get::<_, i32>(6)? > 0
+            && let Some(line) = out.last_mut()
+        {
+            let piece = r.get::<_, String>(5)?;
+            bytes += piece.len();
+            line.text.push_str(&piece);
+            continue;
+        }
+        if bytes >= page_bytes {
+            break;
+        }
+        let stream: String = r.get(2)?;
+        out.push(crate::protocol::service::ServiceLine {
+            path: r.get(0)?,
+            start_no: r.get::<_, i64>(1)?.max(0) as u64,
+            stream: if stream == "stderr" {
+                crate::protocol::Stream::Stderr
+            } else {
+                crate::protocol::Stream::Stdout
+            },
+            at: micros(r.get(4)?),
+            text: r.get(5)?,
+        });
+        bytes += out.last().map_or(0, |l| l.text.len());
+    }
+    Ok(out)
 }

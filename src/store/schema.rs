@@ -5,7 +5,7 @@ use duckdb::Connection;
 use super::StoreError;
 
 /// Schema version this build writes.
-pub const CURRENT_VERSION: i32 = 5;
+pub const CURRENT_VERSION: i32 = 6;
 
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -122,6 +122,12 @@ const MIGRATIONS: &[&str] = &[
         event_seq BIGINT
     );
     "#,
+    // 5 -> 6: a line longer than a row's piece is stored as several rows, `part` 0, 1, ...
+    // (see `PIECE_BYTES`); the lines stored before are one part each.
+    r#"
+    ALTER TABLE logs ADD COLUMN part INTEGER DEFAULT 0;
+    ALTER TABLE service_logs ADD COLUMN part INTEGER DEFAULT 0;
+    "#,
 ];
 
 /// The next unused event sequence number in the file.
@@ -141,6 +147,29 @@ pub fn next_event_seq(conn: &Connection) -> duckdb::Result<u64> {
         |r| r.get(0),
     )?;
     Ok(max.max(0) as u64 + 1)
+}
+
+/// The event sequence numbers from `first` to `last` that the file has, in any table.
+pub fn stored_event_seqs(
+    conn: &Connection,
+    first: u64,
+    last: u64,
+) -> duckdb::Result<std::collections::HashSet<u64>> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT event_seq FROM (
+             SELECT event_seq FROM runs UNION ALL
+             SELECT event_seq FROM run_events UNION ALL
+             SELECT event_seq FROM task_events UNION ALL
+             SELECT event_seq FROM task_attempts UNION ALL
+             SELECT event_seq FROM workflow_state UNION ALL
+             SELECT event_seq FROM agent_events UNION ALL
+             SELECT event_seq FROM service_events UNION ALL
+             SELECT event_seq FROM service_logs UNION ALL
+             SELECT event_seq FROM logs)
+         WHERE event_seq BETWEEN ? AND ?",
+    )?;
+    let rows = stmt.query_map([first as i64, last as i64], |r| r.get::<_, i64>(0))?;
+    rows.map(|r| r.map(|s| s.max(0) as u64)).collect()
 }
 
 /// The schema version recorded in the file (0 for a new file).

@@ -31,6 +31,11 @@ const MAX_HELD_BYTES: usize = 128 * 1024 * 1024;
 /// First and longest pause between attempts to write a failed batch.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Output committed since the last checkpoint after which the writer checkpoints: the WAL
+/// stays about this size, and replaying it (after a crash) or checkpointing it takes a bounded
+/// amount of memory. DuckDB's own checkpoint at commit (at 16 MiB of WAL) is skipped while
+/// another transaction is open, e.g. a console reading, and the WAL then grew without bound.
+const CHECKPOINT_EVERY: usize = 16 * 1024 * 1024;
 /// On close, how long to keep trying to write what is held before giving up (loudly).
 const CLOSE_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -58,6 +63,10 @@ pub(super) struct Writer {
     /// A write failed since the last success: the next one first skips what the failed
     /// commit may have stored after all.
     after_failure: bool,
+    /// Bytes (roughly) committed since the last checkpoint.
+    since_checkpoint: usize,
+    /// The fault test's FATAL error has been injected (see [`inject_fatal`]).
+    fatal_injected: bool,
 }
 
 /// Why a writing session on one connection ended.
@@ -87,6 +96,8 @@ impl Writer {
             disconnected: false,
             close_failing_since: None,
             after_failure: false,
+            since_checkpoint: 0,
+            fatal_injected: false,
         }
     }
 
@@ -99,7 +110,7 @@ impl Writer {
                 Some(c) => c,
                 None => match connect(&self.path, false) {
                     Ok(c) => {
-                        match c.try_clone() {
+                        match super::clone_connection(&c) {
                             Ok(r) => {
                                 let mut guard =
                                     self.reader.lock().unwrap_or_else(|e| e.into_inner());
@@ -142,6 +153,10 @@ impl Writer {
         // Kept across batches: creating an appender looks the table up in the catalog each time.
         let mut appenders = Appenders::default();
         let mut pause = RETRY_FIRST;
+        if !self.fatal_injected && crate::failpoint::hit("store-fatal-on-commit") {
+            self.fatal_injected = true;
+            inject_fatal(conn);
+        }
         loop {
             if self.pending.is_empty() && self.acks.is_empty() {
                 if self.closing || self.disconnected {
@@ -160,6 +175,9 @@ impl Writer {
                         tracing::info!("history store: writing again, nothing was lost");
                         self.health.send_replace(None);
                     }
+                    if self.since_checkpoint >= CHECKPOINT_EVERY && !self.checkpoint(conn) {
+                        return SessionEnd::Broken;
+                    }
                 }
                 Err(e) => {
                     tracing::error!(
@@ -173,12 +191,37 @@ impl Writer {
                     if self.give_up_closing() {
                         return SessionEnd::Done;
                     }
-                    if conn.execute_batch("SELECT 1").is_err() {
+                    if is_broken(conn, &e) {
+                        tracing::warn!(
+                            "history store: DuckDB must reopen the file after that error; \
+                             reopening it and writing the held events again"
+                        );
                         return SessionEnd::Broken;
                     }
                     self.wait_absorbing(rx, pause);
                     pause = (pause * 2).min(RETRY_MAX);
                 }
+            }
+        }
+    }
+
+    /// Checkpoints the WAL into the file; false when that broke the connection (DuckDB
+    /// invalidates a database after a failed checkpoint: it must be opened again). Any other
+    /// failure (another transaction is open) is tried again after the next commit.
+    fn checkpoint(&mut self, conn: &Connection) -> bool {
+        match conn.execute_batch(&format!("CHECKPOINT {}", super::CATALOG)) {
+            Ok(()) => {
+                self.since_checkpoint = 0;
+                true
+            }
+            Err(e) if is_broken(conn, &e) => {
+                tracing::error!("history store checkpoint failed, reopening the file: {e}");
+                self.after_failure = true;
+                false
+            }
+            Err(e) => {
+                tracing::debug!("history store checkpoint postponed: {e}");
+                true
             }
         }
     }
@@ -255,11 +298,18 @@ impl Writer {
     ) -> duckdb::Result<()> {
         if self.after_failure {
             // A commit that reported an error may still have reached the file; writing its
-            // rows again would duplicate them (and a run's row would violate its key).
-            let stored = super::schema::next_event_seq(conn)?;
-            while self.pending.front().is_some_and(|p| p.seq < stored) {
-                if let Some(p) = self.pending.pop_front() {
-                    self.done_with(&p);
+            // rows again would duplicate them (and a run's row would violate its key). Each
+            // held event is looked up by its own number: that the file has a later one does
+            // not prove that it has this one, and skipping by the highest number stored would
+            // drop a held batch from the middle of the history.
+            if let (Some(first), Some(last)) = (self.pending.front(), self.pending.back()) {
+                let stored = super::schema::stored_event_seqs(conn, first.seq, last.seq)?;
+                for p in std::mem::take(&mut self.pending) {
+                    if stored.contains(&p.seq) {
+                        self.done_with(&p);
+                    } else {
+                        self.pending.push_back(p);
+                    }
                 }
             }
             self.after_failure = false;
@@ -270,6 +320,7 @@ impl Writer {
             let chunk: Vec<&Pending> = a.iter().chain(b.iter()).take(n).collect();
             write_batch(conn, appenders, &chunk)?;
             let last = chunk.last().map_or(0, |p| p.seq);
+            self.since_checkpoint += chunk.iter().map(|p| approx_bytes(&p.event)).sum::<usize>();
             for p in self.pending.drain(..n).collect::<Vec<_>>() {
                 self.done_with(&p);
             }
@@ -333,6 +384,29 @@ impl Writer {
     }
 }
 
+/// Whether `conn` is unusable after `error`: DuckDB reports a FATAL error (a failed
+/// checkpoint, say) once and then refuses every statement until the database is reopened
+/// ("database has been invalidated ... must be restarted").
+fn is_broken(conn: &Connection, error: &duckdb::Error) -> bool {
+    let text = error.to_string();
+    text.contains("FATAL")
+        || text.contains("invalidated")
+        || conn.execute_batch("SELECT 1").is_err()
+}
+
+/// Fault test `store-fatal-on-commit`: the next commit makes DuckDB checkpoint, and that
+/// checkpoint fails with a FATAL error before it writes anything, as a checkpoint that ran
+/// out of memory did; the commit's rows are lost with it (DuckDB writes no WAL for a commit
+/// it checkpoints).
+fn inject_fatal(conn: &Connection) {
+    let set = conn.execute_batch(
+        "SET debug_checkpoint_abort = 'before_header'; SET checkpoint_threshold = '1B';",
+    );
+    if let Err(e) = set {
+        tracing::warn!("failpoint store-fatal-on-commit not set: {e}");
+    }
+}
+
 /// What an event costs in memory while it is held, roughly.
 fn approx_bytes(event: &Event) -> usize {
     match event {
@@ -340,6 +414,25 @@ fn approx_bytes(event: &Event) -> usize {
         Event::ServiceLogs(b) => output_cost(&b.lines) + 128,
         _ => 256,
     }
+}
+
+/// `text` cut into pieces of at most [`PIECE_BYTES`](super::PIECE_BYTES) bytes, on character
+/// boundaries, in order (an empty line is one empty piece).
+fn pieces(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        if t.len() <= super::PIECE_BYTES {
+            rest = None;
+            return Some(t);
+        }
+        let mut cut = super::PIECE_BYTES;
+        while !t.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        rest = Some(&t[cut..]);
+        Some(&t[..cut])
+    })
 }
 
 fn ts(at: chrono::DateTime<chrono::Utc>) -> Value {
@@ -490,16 +583,19 @@ fn append_all<'c>(
             Event::Logs(b) => {
                 let app = appender(&mut a.logs, conn, "logs")?;
                 for line in &b.lines {
-                    app.append_row(params![
-                        b.key.run_id.0 as i64,
-                        b.key.task.as_ref(),
-                        b.key.attempt,
-                        b.stream.as_str(),
-                        line.seq as i64,
-                        ts(line.at),
-                        line.text.as_str(),
-                        seq
-                    ])?;
+                    for (part, piece) in pieces(&line.text).enumerate() {
+                        app.append_row(params![
+                            b.key.run_id.0 as i64,
+                            b.key.task.as_ref(),
+                            b.key.attempt,
+                            b.stream.as_str(),
+                            line.seq as i64,
+                            ts(line.at),
+                            piece,
+                            seq,
+                            part as i32
+                        ])?;
+                    }
                 }
             }
             Event::Agent(note) => {
@@ -528,15 +624,18 @@ fn append_all<'c>(
             Event::ServiceLogs(b) => {
                 let app = appender(&mut a.service_logs, conn, "service_logs")?;
                 for line in &b.lines {
-                    app.append_row(params![
-                        b.path.as_ref(),
-                        b.start_no as i64,
-                        b.stream.as_str(),
-                        line.seq as i64,
-                        ts(line.at),
-                        line.text.as_str(),
-                        seq
-                    ])?;
+                    for (part, piece) in pieces(&line.text).enumerate() {
+                        app.append_row(params![
+                            b.path.as_ref(),
+                            b.start_no as i64,
+                            b.stream.as_str(),
+                            line.seq as i64,
+                            ts(line.at),
+                            piece,
+                            seq,
+                            part as i32
+                        ])?;
+                    }
                 }
             }
             // Spec reloads are live news for faces; the files themselves are the record.

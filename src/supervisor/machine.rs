@@ -5,11 +5,11 @@
 //! node are queued as [`Work`] and handled after the current one, so no handler re-enters
 //! another and the order of the steps is the order of the causes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::plan::{Halt, Plan};
+use super::plan::{Group, Halt, Plan};
 use super::step::{ExitStatus, Lifecycle, LifecycleEvent, Step, StopReason, Timer, TimerKind};
 use super::tree::{FOREST, Forest, Kind, NodeId};
 use super::view::{NodeKind, NodeState, NodeView};
@@ -121,7 +121,8 @@ impl Supervision {
         self.drain()
     }
 
-    /// Stops every tree, the last root first, each child after the ones to its right.
+    /// Stops every tree at once (roots have no order between them, so a shutdown takes the
+    /// longest tree's stop, not the sum); inside a tree each child after the ones to its right.
     pub fn shutdown(&mut self, now: At) -> Vec<Step> {
         self.now = now;
         self.started = false;
@@ -262,8 +263,10 @@ impl Supervision {
     ///   service and becomes the new kind once down.
     /// - A removed child (a removed root) is stopped (a supervisor: its tree, right to left)
     ///   and shown as stopping until it is down, then forgotten; its timers no longer apply.
-    /// - A new child is started in its place once its left sibling is ready (as at start),
-    ///   if its supervisor is up; a new root is started if `start_all` was called (and no
+    /// - A new child is started if its supervisor is up: while the supervisor is still
+    ///   starting its children, in its place once its left sibling is ready (as at start);
+    ///   otherwise at once, as the restarts a reload asks for are, without waiting for a
+    ///   sibling backing off. A new root is started if `start_all` was called (and no
     ///   `shutdown` since).
     /// - Operator holds stay: a held node is not started by a reload.
     pub fn reload(&mut self, roots: &[Arc<SupervisorSpec>], now: At) -> Vec<Step> {
@@ -286,7 +289,8 @@ impl Supervision {
     // ---- operator commands -------------------------------------------------------------
 
     /// Starts the node at `path` (and the supervisors above it that are down); it is no
-    /// longer held stopped.
+    /// longer held stopped. Starting a child of a held supervisor starts that supervisor for
+    /// this child only: its other children stay down, each now held in its own right.
     pub fn start(&mut self, path: &str, now: At) -> Outcome {
         self.now = now;
         let id = self.id(path)?;
@@ -306,7 +310,7 @@ impl Supervision {
     pub fn stop(&mut self, path: &str, now: At) -> Outcome {
         self.now = now;
         let id = self.id(path)?;
-        self.forest.nodes[id].held = true;
+        self.hold(id);
         match self.forest.nodes[id].state {
             NodeState::Starting | NodeState::Running => self.begin_stop(id, StopReason::Operator),
             NodeState::Pending | NodeState::BackingOff { .. } => {
@@ -318,6 +322,21 @@ impl Supervision {
             NodeState::Stopping | NodeState::Stopped | NodeState::Failed => {}
         }
         Ok(self.drain())
+    }
+
+    /// The holds an earlier principal recorded (paths; those no node has yet are kept for
+    /// when one does): applied before `start_all`, without recording them again.
+    pub fn restore_holds(&mut self, paths: impl IntoIterator<Item = String>) {
+        for path in paths {
+            match self.forest.by_path.get(&path) {
+                Some(&id) if id != FOREST => {
+                    self.forest.set_held(id, true);
+                }
+                _ => {
+                    self.forest.holds.insert(path);
+                }
+            }
+        }
     }
 
     /// Stops the node at `path` and starts it again right away (no backoff, not counted
@@ -468,14 +487,41 @@ impl Supervision {
         )
     }
 
-    /// Clears the operator hold (and the ended mark) of `id` and its ancestors; the chain.
+    /// Lifts the operator holds on `id` and its ancestors and clears their ended marks; the
+    /// chain, root first. A held ancestor is released for this chain only: its other
+    /// children are held in its place, so that they stay down as they were. Every change of
+    /// a hold is recorded.
     fn release(&mut self, id: NodeId) -> Vec<NodeId> {
         let chain = self.forest.chain(id);
-        for &n in &chain {
-            self.forest.nodes[n].held = false;
+        for (k, &n) in chain.iter().enumerate() {
+            if let Some(&next) = chain.get(k + 1)
+                && self.forest.nodes[n].held
+            {
+                self.unhold(n);
+                for c in self.forest.children(n) {
+                    if c != next {
+                        self.hold(c);
+                    }
+                }
+            }
             self.forest.nodes[n].done = false;
         }
+        self.unhold(id);
         chain
+    }
+
+    /// Holds `id` stopped, recording it if it was not.
+    fn hold(&mut self, id: NodeId) {
+        if self.forest.set_held(id, true) {
+            self.record(id, LifecycleEvent::Held);
+        }
+    }
+
+    /// Lifts the hold on `id`, recording it if there was one.
+    fn unhold(&mut self, id: NodeId) {
+        if self.forest.set_held(id, false) {
+            self.record(id, LifecycleEvent::Released);
+        }
     }
 
     /// Has the supervisor of `id` start it in its turn.
@@ -592,10 +638,7 @@ impl Supervision {
                 }
                 if let Some(s) = self.forest.sup_mut(id) {
                     s.history.clear();
-                    s.plan = Some(Plan {
-                        start: (0..children.len()).collect(),
-                        ..Plan::default()
-                    });
+                    s.plan = Some(Plan::startup(children.len()));
                 }
                 self.work.push_back(Work::Advance(id));
             }
@@ -626,6 +669,10 @@ impl Supervision {
     }
 
     /// Carries the plan of supervisor `sup` on as far as it can go without waiting.
+    ///
+    /// Stops come first: in a supervisor one child at a time, the rightmost first; among the
+    /// roots (which have no order between them) all at once. Then starts, left to right: a
+    /// child whose group has an earlier child not yet ready waits; other groups go ahead.
     fn advance(&mut self, sup: NodeId) {
         self.sweep(sup);
         loop {
@@ -637,41 +684,77 @@ impl Supervision {
             let children = s.children.clone();
             let halting = plan.halt.is_some();
             let reason = plan.reason.unwrap_or(StopReason::Strategy);
-            if let Some(&i) = plan.stop.last() {
-                let keep = !halting && plan.start.contains(&i);
-                let c = children[i];
-                match self.forest.nodes[c].state {
-                    NodeState::Starting | NodeState::Running => return self.begin_stop(c, reason),
-                    NodeState::Stopping => return,
-                    NodeState::Pending | NodeState::BackingOff { .. } if !keep => {
-                        self.forest.nodes[c].state = NodeState::Stopped;
-                        self.record(c, LifecycleEvent::Stopped);
+            if let Some(&last) = plan.stop.last() {
+                let order: Vec<usize> = if ordered {
+                    vec![last]
+                } else {
+                    plan.stop.iter().rev().copied().collect()
+                };
+                let keep: Vec<bool> = order
+                    .iter()
+                    .map(|i| !halting && plan.start.contains_key(i))
+                    .collect();
+                let mut busy = false;
+                for (i, keep) in order.into_iter().zip(keep) {
+                    let c = children[i];
+                    match self.forest.nodes[c].state {
+                        NodeState::Starting | NodeState::Running => {
+                            self.begin_stop(c, reason);
+                            busy = true;
+                            continue;
+                        }
+                        NodeState::Stopping => {
+                            busy = true;
+                            continue;
+                        }
+                        NodeState::Pending | NodeState::BackingOff { .. } if !keep => {
+                            self.forest.nodes[c].state = NodeState::Stopped;
+                            self.record(c, LifecycleEvent::Stopped);
+                        }
+                        _ => {}
                     }
-                    _ => {}
+                    self.plan_mut(sup).stop.remove(&i);
                 }
-                self.plan_mut(sup).stop.remove(&i);
+                if busy {
+                    return;
+                }
                 continue;
             }
-            if let Some(&i) = plan.start.first() {
+            let starts: Vec<(usize, Group)> = plan.start.iter().map(|(&i, &g)| (i, g)).collect();
+            // Groups with a child on its way up: the children after it in the group wait.
+            let mut waiting: HashSet<Group> = HashSet::new();
+            for (i, group) in starts {
+                if ordered && waiting.contains(&group) {
+                    continue;
+                }
                 let c = children[i];
                 let node = &self.forest.nodes[c];
-                if !(node.held || node.done) {
+                let done = if node.held || node.done {
+                    true
+                } else {
                     match node.state {
                         NodeState::Stopped | NodeState::Failed | NodeState::Pending => {
                             self.settle(c);
                             self.begin_start(c);
-                            if ordered {
-                                return;
-                            }
+                            !ordered
                         }
-                        NodeState::Running => {}
-                        NodeState::Stopping => return,
-                        NodeState::Starting | NodeState::BackingOff { .. } if ordered => return,
-                        NodeState::Starting | NodeState::BackingOff { .. } => {}
+                        NodeState::Running => true,
+                        NodeState::Stopping => false,
+                        NodeState::Starting | NodeState::BackingOff { .. } => !ordered,
                     }
+                };
+                if done {
+                    self.plan_mut(sup).start.remove(&i);
+                } else {
+                    waiting.insert(group);
                 }
-                self.plan_mut(sup).start.remove(&i);
-                continue;
+            }
+            let Some(s) = self.forest.sup(sup) else {
+                return;
+            };
+            let Some(plan) = &s.plan else { return };
+            if !plan.start.is_empty() {
+                return;
             }
             let halt = plan.halt;
             // A supervisor goes down after the children a reload removed, too.
@@ -986,19 +1069,35 @@ impl Supervision {
         }
         if let Some(s) = self.forest.sup_mut(sup) {
             if let Some(plan) = &mut s.plan {
-                let moved = |set: &std::collections::BTreeSet<usize>| {
-                    set.iter()
-                        .filter_map(|&j| place.get(&old[j]).copied())
-                        .collect()
-                };
-                plan.stop = moved(&plan.stop);
-                plan.start = moved(&plan.start);
+                plan.stop = plan
+                    .stop
+                    .iter()
+                    .filter_map(|&j| place.get(&old[j]).copied())
+                    .collect();
+                plan.start = plan
+                    .start
+                    .iter()
+                    .filter_map(|(&j, &g)| Some((place.get(&old[j]).copied()?, g)))
+                    .collect();
             }
             s.children = next;
         }
         if up && !(restart.is_empty() && start.is_empty()) {
             let both: Vec<usize> = restart.iter().chain(&start).copied().collect();
-            self.merge(sup, restart, both, StopReason::Reload);
+            // Restarts a reload asks for are independent of each other (and of a sibling
+            // backing off), as an operator's restarts are; a child added while the supervisor
+            // starts its children takes its place in that start.
+            if !matches!(
+                self.forest.nodes[sup].state,
+                NodeState::Stopped | NodeState::Failed
+            ) && let Some(s) = self.forest.sup_mut(sup)
+            {
+                s.plan.get_or_insert_with(Plan::default).merge_reload(
+                    restart,
+                    both,
+                    StopReason::Reload,
+                );
+            }
         }
         self.work.push_back(Work::Advance(sup));
     }

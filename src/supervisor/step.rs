@@ -160,4 +160,9 @@ pub enum LifecycleEvent {
     },
     /// A supervisor shuts itself down because of its significant children.
     AutoShutdown,
+    /// Held stopped: its supervisor does not start it until an operator does (an operator
+    /// stopped it, or started only some of the children of its held supervisor).
+    Held,
+    /// An operator started it (or a child of it): the hold is lifted.
+    Released,
 }

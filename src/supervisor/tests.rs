@@ -289,8 +289,38 @@ fn several_roots_start_independently_and_stop_last_first() {
     h.started("a/s", 1);
     h.ready("a/s");
     h.started("b/s", 2);
-    assert_eq!(stops(&h.sup.shutdown(h.now)), ["b/s"]);
-    assert_eq!(stops(&h.term("b/s")), ["a/s"]);
+    // Separate trees have no order between them: they stop at once, the shutdown takes
+    // the longest tree's stop, not the sum.
+    assert_eq!(stops(&h.sup.shutdown(h.now)), ["b/s", "a/s"]);
+    assert!(stops(&h.term("b/s")).is_empty());
+    assert!(!h.sup.is_idle());
+    h.term("a/s");
+    assert!(h.sup.is_idle());
+}
+
+#[test]
+fn inside_a_tree_the_shutdown_still_stops_right_to_left_one_at_a_time() {
+    let two = "kind: supervisor\nname: b\nchildren:\n  - { name: s, run: x }\n";
+    let mut h = H::new(&[&three("one_for_one"), two]);
+    let up = h.start_all();
+    for path in spawns(&up) {
+        let steps = h.started(&path, 1);
+        h.bring_up(steps);
+    }
+    assert!(
+        ["web/a", "web/b", "web/c", "b/s"]
+            .iter()
+            .all(|p| h.state(p) == NodeState::Running)
+    );
+    let mut asked = stops(&h.sup.shutdown(h.now));
+    asked.sort();
+    assert_eq!(
+        asked,
+        ["b/s", "web/c"],
+        "both trees at once, each its last child"
+    );
+    assert_eq!(stops(&h.term("web/c")), ["web/b"]);
+    assert_eq!(stops(&h.term("web/b")), ["web/a"]);
 }
 
 #[test]
@@ -657,9 +687,141 @@ fn an_operator_stop_of_a_subtree_holds_the_supervisor() {
     assert!(spawns(&steps).is_empty());
     assert_eq!(h.state("web/inner"), NodeState::Stopped);
     assert_eq!(h.state("web"), NodeState::Running);
-    // Starting a service below a held supervisor starts the supervisor (and its children).
+    // Starting a service below a held supervisor starts the supervisor for that service
+    // only: its sibling stays down, now held in its own right, and each change is recorded.
     let steps = h.sup.start("web/inner/y", h.now).unwrap();
-    assert_eq!(spawns(&h.bring_up(steps)), ["web/inner/x", "web/inner/y"]);
+    assert_eq!(events(&steps, "web/inner")[0], LifecycleEvent::Released);
+    assert_eq!(events(&steps, "web/inner/x"), [LifecycleEvent::Held]);
+    assert_eq!(spawns(&h.bring_up(steps)), ["web/inner/y"]);
+    assert!(h.view("web/inner/x").held && !h.view("web/inner").held);
+    assert_eq!(h.state("web/inner"), NodeState::Running);
+    assert_eq!(h.state("web/inner/x"), NodeState::Stopped);
+    // Started in its turn, x comes back as well.
+    let steps = h.sup.start("web/inner/x", h.now).unwrap();
+    assert_eq!(events(&steps, "web/inner/x")[0], LifecycleEvent::Released);
+    assert_eq!(spawns(&steps), ["web/inner/x"]);
+}
+
+#[test]
+fn a_hold_is_kept_by_path_when_its_node_is_removed_and_comes_back() {
+    let mut h = H::new(&[&web(&format!("{A}{B}{C}"))]);
+    let up = h.start_all();
+    h.bring_up(up);
+    let steps = h.sup.stop("web/b", h.now).unwrap();
+    assert_eq!(events(&steps, "web/b")[0], LifecycleEvent::Held);
+    h.term("web/b");
+    h.reload(&[&web(&format!("{A}{C}"))]);
+    assert_eq!(h.paths(), ["web", "web/a", "web/c"]);
+    let steps = h.reload(&[&web(&format!("{A}{B}{C}"))]);
+    assert!(spawns(&steps).is_empty(), "{steps:#?}");
+    assert!(h.view("web/b").held);
+    // The whole root too.
+    let steps = h.sup.stop("web", h.now).unwrap();
+    let steps = h.stop_through(steps);
+    assert!(spawns(&steps).is_empty());
+    assert_eq!(h.state("web"), NodeState::Stopped);
+    let steps = h.reload(&[]);
+    let steps = h.stop_through(steps);
+    assert!(spawns(&steps).is_empty());
+    let steps = h.reload(&[&web(&format!("{A}{B}{C}"))]);
+    assert!(spawns(&steps).is_empty(), "{steps:#?}");
+    assert!(h.view("web").held && h.view("web/b").held);
+}
+
+#[test]
+fn restored_holds_apply_without_being_recorded_again() {
+    let mut h = H::new(&[&three("one_for_one")]);
+    h.sup
+        .restore_holds(["web/b".to_string(), "web/gone".to_string()]);
+    let up = h.start_all();
+    assert!(
+        !up.iter()
+            .any(|s| matches!(s, Step::Record(l) if l.event == LifecycleEvent::Held)),
+        "{up:#?}"
+    );
+    let steps = h.bring_up(up);
+    assert_eq!(spawns(&steps), ["web/a", "web/c"]);
+    assert!(h.view("web/b").held);
+    // A held path that has no node yet is held once a reload brings one.
+    let doc = three("one_for_one").replace(
+        "name: c, run: x }",
+        "name: c, run: x }\n  - { name: gone, run: x }",
+    );
+    let steps = h.reload(&[&doc]);
+    assert!(spawns(&steps).is_empty(), "{steps:#?}");
+    assert!(h.view("web/gone").held);
+}
+
+#[test]
+fn an_operator_restart_of_a_held_service_records_the_release() {
+    let mut h = H::new(&[&three("one_for_one")]);
+    let up = h.start_all();
+    h.bring_up(up);
+    h.sup.stop("web/b", h.now).unwrap();
+    h.term("web/b");
+    let steps = h.sup.restart("web/b", h.now).unwrap();
+    assert_eq!(events(&steps, "web/b")[0], LifecycleEvent::Released);
+    assert_eq!(spawns(&steps), ["web/b"]);
+    // Not held: a restart of one that is not records no release.
+    let steps = h.sup.restart("web/a", h.now).unwrap();
+    assert!(!events(&steps, "web/a").contains(&LifecycleEvent::Released));
+}
+
+/// `web` with a flaky first child that backs off 20 s and two more.
+fn flaky_first(strategy: &str) -> String {
+    format!(
+        "kind: supervisor\nname: web\nstrategy: {strategy}\nintensity: 100\nchildren:\n  \
+         - {{ name: a, run: x, backoff: {{ initial: 20s, max: 20s }} }}\n  \
+         - {{ name: b, run: x }}\n  - {{ name: c, run: x }}\n"
+    )
+}
+
+#[test]
+fn a_one_for_one_restart_does_not_wait_for_a_sibling_backing_off() {
+    let mut h = H::new(&[&flaky_first("one_for_one")]);
+    let up = h.start_all();
+    h.bring_up(up);
+    h.wait(S);
+    let (slow, after) = armed(&h.exit("web/a", 1), TimerKind::Backoff);
+    assert_eq!(after, 20 * S);
+    let (timer, after) = armed(&h.exit("web/c", 1), TimerKind::Backoff);
+    assert_eq!(after, 100 * MS);
+    h.wait(100 * MS);
+    assert_eq!(spawns(&h.due(&timer)), ["web/c"], "c does not wait for a");
+    h.started("web/c", 7);
+    assert_eq!(h.state("web/c"), NodeState::Running);
+    // An operator restart does not wait either.
+    let steps = h.sup.restart("web/b", h.now).unwrap();
+    assert_eq!(spawns(&h.term("web/b")), ["web/b"], "{steps:#?}");
+    h.wait(20 * S);
+    assert_eq!(spawns(&h.due(&slow)), ["web/a"]);
+}
+
+#[test]
+fn a_rest_for_one_restart_waits_only_for_the_children_it_restarts() {
+    let mut h = H::new(&[
+        "kind: supervisor\nname: web\nstrategy: rest_for_one\nintensity: 100\n\
+         children:\n  - { name: a, run: x, ready: { log: up, timeout: 60s } }\n  \
+         - { name: b, run: x }\n  - { name: c, run: x }\n",
+    ]);
+    let up = h.start_all();
+    h.bring_up(up);
+    h.wait(S);
+    // An operator stops a and starts it again: it is slow to be ready.
+    h.sup.stop("web/a", h.now).unwrap();
+    h.term("web/a");
+    assert_eq!(spawns(&h.sup.start("web/a", h.now).unwrap()), ["web/a"]);
+    h.started("web/a", 9);
+    assert_eq!(h.state("web/a"), NodeState::Starting);
+    // b crashes meanwhile: b and c are restarted, in order, without waiting for a.
+    let steps = h.exit("web/b", 1);
+    let steps = h.stop_through(steps);
+    let (timer, _) = armed(&steps, TimerKind::Backoff);
+    h.wait(100 * MS);
+    let steps = h.due(&timer);
+    assert_eq!(spawns(&steps), ["web/b"], "b does not wait for a");
+    assert_eq!(spawns(&h.started("web/b", 10)), ["web/c"], "c waits for b");
+    assert_eq!(h.state("web/a"), NodeState::Starting);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The nodes of a supervision forest, built from specs: an arena indexed by [`NodeId`], the
 //! forest itself at index 0 as an invisible supervisor of the roots.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ pub(super) struct Node {
     pub restart: Restart,
     pub significant: bool,
     /// Stopped by an operator: not started by its supervisor until an operator starts it.
+    /// Mirrors [`Forest::holds`], which outlives the node.
     pub held: bool,
     /// Ended on its own and not to be restarted (a temporary or transient child), until its
     /// supervisor starts afresh or an operator starts it.
@@ -103,6 +104,9 @@ impl Sup {
 pub(super) struct Forest {
     pub nodes: Vec<Node>,
     pub by_path: HashMap<String, NodeId>,
+    /// The paths an operator holds stopped. Kept by path, not by node: a hold outlives its
+    /// node (a file removed and put back, a principal restarted) until an operator lifts it.
+    pub holds: HashSet<String>,
     /// Slots of forgotten nodes, taken by new ones: reloads do not grow the arena.
     free: Vec<NodeId>,
     /// Slots forgotten since the last [`Forest::recycle`]; work in progress may still name
@@ -116,6 +120,7 @@ impl Forest {
         let mut f = Forest {
             nodes: Vec::new(),
             by_path: HashMap::new(),
+            holds: HashSet::new(),
             free: Vec::new(),
             forgotten: Vec::new(),
         };
@@ -166,6 +171,7 @@ impl Forest {
         significant: bool,
     ) -> NodeId {
         let depth = parent.map_or(0, |p| self.nodes[p].depth + usize::from(p != FOREST));
+        let held = self.holds.contains(&path);
         let node = Node {
             path,
             name,
@@ -174,7 +180,7 @@ impl Forest {
             depth,
             restart,
             significant,
-            held: false,
+            held,
             done: false,
             start_no: 0,
             state: NodeState::Stopped,
@@ -269,6 +275,19 @@ impl Forest {
             }
             ChildKind::Supervisor(nested) => self.supervisor(id, nested),
         }
+    }
+
+    /// Holds `id` stopped (or lifts its hold); true if that changed anything.
+    pub fn set_held(&mut self, id: NodeId, held: bool) -> bool {
+        let n = &mut self.nodes[id];
+        let changed = n.held != held;
+        n.held = held;
+        if held {
+            self.holds.insert(n.path.clone());
+        } else {
+            self.holds.remove(&n.path);
+        }
+        changed
     }
 
     /// Drops the paths of the descendants of `id` (and of `id` itself when `itself`), so

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::project::{Project, Stopped, text};
-use opsconsole::protocol::api::{ApiErrorKind, Client, ClientError, ClientExt};
+use opsconsole::protocol::api::{ApiErrorKind, Client, ClientError, ClientExt, Request, Response};
 use opsconsole::protocol::zmq::auth::Key;
 use opsconsole::protocol::zmq::{Endpoints, ZmqClient};
 use opsconsole::protocol::{Event, RunState};
@@ -102,6 +102,25 @@ async fn operators_do_everything_viewers_only_look_and_strangers_get_nothing() {
     let viewer = client(&endpoints, Some(VIEWER)).await;
     assert!(viewer.status().await.is_ok(), "a viewer may look");
     assert!(viewer.wait(run).await.is_ok());
+    // The service requests look only, as docs/protocol.md says: a viewer is served them.
+    for request in [
+        Request::Services { path: None },
+        Request::ServiceHistory {
+            path: None,
+            limit: 10,
+        },
+        Request::ServiceLogs {
+            path: None,
+            limit: 10,
+            offset: None,
+        },
+    ] {
+        match viewer.call(request.clone()).await {
+            Ok(Response::Error(e)) => panic!("a viewer is refused {request:?}: {e:?}"),
+            Ok(_) => {}
+            Err(e) => panic!("a viewer is refused {request:?}: {e}"),
+        }
+    }
     match viewer.trigger("hello", Default::default()).await {
         Err(ClientError::Api(e)) => {
             assert_eq!(e.kind, ApiErrorKind::Forbidden, "{e}");
@@ -136,7 +155,9 @@ fn a_foreign_signed_client_is_answered_and_its_replays_and_forgeries_are_not() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_pyzmq {
-        eprintln!("skipped: python3 with pyzmq is not installed (pip install pyzmq)");
+        crate::common::skip(
+            "python3 with pyzmq is not installed (pip install -r tests/requirements.txt)",
+        );
         return;
     }
     let p = Project::new(&[("hello.yaml", HELLO)]);
@@ -214,4 +235,35 @@ fn nothing_beyond_loopback_listens_without_a_token_and_short_tokens_are_refused(
         "{}",
         text(&out.stderr)
     );
+}
+
+/// docs/protocol.md lists every request a viewer may make, the service requests included.
+#[test]
+fn the_protocol_lists_every_request_a_viewer_may_make() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md"))
+        .expect("docs/protocol.md");
+    let listed = doc
+        .split("the viewer token's key only requests that")
+        .nth(1)
+        .and_then(|rest| rest.split("Anything else from a viewer").next())
+        .expect("the paragraph on what a viewer may request");
+    for op in [
+        "status",
+        "wait_run",
+        "history",
+        "logs",
+        "workflows",
+        "get_spec",
+        "run_detail",
+        "queue",
+        "agents",
+        "services",
+        "service_history",
+        "service_logs",
+    ] {
+        assert!(
+            listed.contains(&format!("`{op}`")),
+            "`{op}` missing in: {listed}"
+        );
+    }
 }

@@ -737,3 +737,29 @@ fn sigterm_of_the_principal_mid_run_flushes_and_the_next_one_resumes() {
     let _ = principal.wait();
     assert!(p.path().join("b.2").exists(), "b ran a second attempt");
 }
+
+/// `history --service` and `logs --service` where nothing has run yet say so, instead of
+/// sending the reader to run a workflow; `history` of runs keeps its own advice.
+#[test]
+fn service_history_without_a_history_file_says_there_is_none_yet() {
+    let p = Project::new(&[]);
+    for args in [
+        &["history", "--service", "web/api"][..],
+        &["logs", "--service", "web/api"][..],
+    ] {
+        let out = p.run(args);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{args:?}: {stdout}{stderr}");
+        assert!(
+            stdout.contains("no history yet for `web/api`") && stdout.contains("principal"),
+            "{args:?}: {stdout}{stderr}"
+        );
+        assert!(
+            !stdout.contains("run a workflow") && !stderr.contains("run a workflow"),
+            "{args:?}: {stdout}{stderr}"
+        );
+    }
+    let out = p.run(&["history"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("run a workflow first"));
+}

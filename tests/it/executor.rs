@@ -37,6 +37,7 @@ fn job(id: WorkId, kind: WorkKind, script: &str, stop: StopPolicy) -> Assignment
         env: Vec::new(),
         cwd: None,
         stop,
+        max_output: opsconsole::protocol::agent::DEFAULT_MAX_OUTPUT,
     }
 }
 

@@ -19,8 +19,8 @@ fn pyzmq() -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "pyzmq is not installed (pip install pyzmq): {}",
-            text(&out.stderr).trim()
+            "pyzmq is not installed (pip install -r tests/requirements.txt): {}",
+            text(&out.stderr).trim().lines().last().unwrap_or_default()
         ))
     }
 }
@@ -28,7 +28,7 @@ fn pyzmq() -> Result<(), String> {
 #[test]
 fn a_foreign_req_dealer_and_sub_client_drives_the_principal() {
     if let Err(why) = pyzmq() {
-        eprintln!("skipped: {why}");
+        crate::common::skip(why);
         return;
     }
     let p = Project::new(&[("hello.yaml", HELLO)]);
@@ -83,7 +83,7 @@ fn a_foreign_req_dealer_and_sub_client_drives_the_principal() {
 #[test]
 fn a_foreign_agent_in_python_runs_a_task() {
     if let Err(why) = pyzmq() {
-        eprintln!("skipped: {why}");
+        crate::common::skip(why);
         return;
     }
     let p = Project::new(&[("hello.yaml", HELLO)]);

@@ -184,7 +184,7 @@ fn no_zombies_when_the_principal_runs_as_pid_1() {
     let mut unshare = match unshare {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("skipped: cannot run unshare: {e}");
+            crate::common::skip(format!("cannot run unshare (util-linux): {e}"));
             return;
         }
     };
@@ -192,12 +192,20 @@ fn no_zombies_when_the_principal_runs_as_pid_1() {
         p.socket().exists() || unshare.try_wait().ok().flatten().is_some()
     });
     if !up || !p.socket().exists() {
+        let _ = unshare.kill();
         let out = unshare.wait_with_output().expect("unshare ended");
-        eprintln!(
-            "skipped: cannot start a principal as PID 1 with unshare -fp --mount-proc: {}",
+        let stderr = text(&out.stderr);
+        if stderr.starts_with("unshare:") {
+            // unshare itself was refused (no privilege for new namespaces here).
+            crate::common::skip(format!("cannot make a pid namespace: {}", stderr.trim()));
+            return;
+        }
+        // Whatever stopped the principal as PID 1 is a failure to look at, not a missing tool.
+        panic!(
+            "the principal did not start as PID 1 under unshare -fp --mount-proc ({}): {}",
+            out.status,
             text(&out.stderr)
         );
-        return;
     }
     let unshare_pid = unshare.id() as i32;
     let _unshare = Stopped(unshare);

@@ -202,8 +202,8 @@ fn a_stopped_service_stays_stopped_across_restarts_until_started() {
     assert_eq!(node(&n, "web/b").state, ServiceState::Stopped, "still held");
     assert_eq!(
         node(&n, "web/a").start_no,
-        2,
-        "the second principal numbers its runs after the first's"
+        17,
+        "the second principal numbers its runs after the first's block of 16 reserved ones"
     );
     let out = p.run(&["svc", "start", "web/b"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -253,7 +253,7 @@ fn readiness_by_command_http_and_sd_notify_gates_the_next_child() {
         .map(|o| !o.status.success())
         .unwrap_or(true)
     {
-        eprintln!("skipped: python3 is needed for the http server and the sd_notify sender");
+        crate::common::skip("python3 is needed for the http server and the sd_notify sender");
         return;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -414,6 +414,128 @@ fn processes_escaping_a_service_go_with_it() {
     assert!(
         eventually(Duration::from_secs(10), || gone(second_escaped)),
         "the escaped process of a stopped service is stopped"
+    );
+}
+
+/// A new file never takes over a running tree or a workflow: with `dupe` running from
+/// `zz-orig.yaml` and workflow `wf` loaded from `zz-wf.yaml`, files added later under the same
+/// names (`0dup.yaml`, `0wf.yaml`, sorted first) are refused at their own `file:line:col`; the
+/// tree keeps running (same pid) and `wf` still runs the old file's task.
+#[test]
+fn a_new_file_never_takes_over_a_running_tree_or_workflow() {
+    let orig =
+        "kind: supervisor\nname: dupe\nchildren:\n  - { name: a, run: \"exec sleep 300\" }\n";
+    let wf = |word: &str| {
+        format!("kind: workflow\nname: wf\ntasks:\n  t: {{ run: \"echo {word} > wf.out\" }}\n")
+    };
+    let p = Project::new(&[("zz-orig.yaml", orig), ("zz-wf.yaml", &wf("orig"))]);
+    let _principal = principal(&p);
+    let pid = || {
+        let n = nodes(&p);
+        let a = node(&n, "dupe/a");
+        (a.state == ServiceState::Running)
+            .then_some(a.pid)
+            .flatten()
+    };
+    let mut first = None;
+    assert!(eventually(Duration::from_secs(10), || {
+        first = pid();
+        first.is_some()
+    }));
+    let workflows = p.path().join("workflows");
+    std::fs::write(
+        workflows.join("0dup.yaml"),
+        "kind: supervisor\nname: dupe\nchildren:\n  - { name: b, run: \"exec sleep 300\" }\n",
+    )
+    .unwrap();
+    std::fs::write(workflows.join("0wf.yaml"), wf("newcomer")).unwrap();
+    let mut status = String::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            status = text(&p.run(&["status"]).stdout);
+            status.contains("0dup.yaml:2:7: supervisor `dupe` is already defined in")
+                && status.contains("0wf.yaml:2:7: workflow `wf` is already defined in")
+        }),
+        "the newcomers are refused at their own name:\n{status}"
+    );
+    assert!(status.contains("zz-orig.yaml"), "{status}");
+    assert!(status.contains("zz-wf.yaml"), "{status}");
+    // Give a takeover time to happen, then check that none did.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pid(), first, "the running tree keeps running, same pid");
+    let n = nodes(&p);
+    assert!(
+        n.iter().all(|x| x.path != "dupe/b"),
+        "the newcomer's tree is not started: {n:#?}"
+    );
+    let out = p.run(&["run", "wf", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("wf.out"))
+            .unwrap_or_default()
+            .trim(),
+        "orig",
+        "the workflow keeps the file that defined it"
+    );
+}
+
+/// Kills, when the test ends however it ends, the processes whose pids are in these files.
+struct KillPidsIn(Vec<std::path::PathBuf>);
+
+impl Drop for KillPidsIn {
+    fn drop(&mut self) {
+        for pid in self.0.iter().filter_map(|f| pid_in(f)) {
+            let _ = signal(pid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// A process that leaves its service with a cleared environment and a session of its own
+/// (`env -i setsid`, so neither its token nor its process group tells whose it is) still goes
+/// with that service: when an operator stops it while another service runs, and when the
+/// principal exits gracefully. The other service's escapee is left alone until then.
+#[test]
+fn processes_escaping_a_service_without_its_environment_go_with_it() {
+    let escaping = |name: &str| {
+        format!(
+            "  - {{ name: {name}, run: \"(env -i setsid sh -c 'echo $$ > escaped.{name}; exec sleep 3103' &); echo ready; exec sleep 300\", ready: {{ log: ready, timeout: 5s }}, stop: {{ grace: 1s }} }}\n"
+        )
+    };
+    let doc = supervisor("web", "one_for_one", &[escaping("a"), escaping("b")]);
+    let p = Project::new(&[("web.yaml", &doc)]);
+    let files = ["a", "b"].map(|n| p.path().join(format!("escaped.{n}")));
+    let _cleanup = KillPidsIn(files.to_vec());
+    let mut principal = principal(&p);
+    assert!(
+        eventually(Duration::from_secs(10), || all_running(
+            &p,
+            &["web/a", "web/b"]
+        ) && files
+            .iter()
+            .all(|f| pid_in(f).is_some())),
+        "both services run and their escapees wrote their pids"
+    );
+    let [a, b] = files.map(|f| pid_in(&f).expect("pid"));
+    assert!(!gone(a) && !gone(b), "the escapees run");
+    assert!(p.run(&["svc", "stop", "web/a"]).status.success());
+    assert!(
+        eventually(Duration::from_secs(10), || gone(a)),
+        "the escapee of a stopped service is stopped while another service runs"
+    );
+    assert!(!gone(b), "the escapee of a service that runs is left alone");
+    signal(principal.0.id(), Signal::SIGTERM).expect("stop the principal");
+    assert!(
+        eventually(Duration::from_secs(30), || principal
+            .0
+            .try_wait()
+            .ok()
+            .flatten()
+            .is_some()),
+        "the principal exits on SIGTERM"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || gone(b)),
+        "the escapee of a service does not outlive the principal's graceful exit"
     );
 }
 

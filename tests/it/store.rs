@@ -109,3 +109,41 @@ async fn runs_left_unfinished_by_a_dead_process_are_found_on_open() {
     store.close().await.expect("close");
     drop(tmp);
 }
+
+/// A line longer than a stored piece (4000 bytes) is read back whole, cut nowhere inside a
+/// character; a page of such lines stops at its byte bound and says more follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lines_are_stored_in_pieces_and_read_back_whole_a_page_at_a_time() {
+    let run = r#"{ run: "L=a$(yes é | head -n 29999 | tr -d '\\n'); for i in $(seq 1 50); do echo \"$L\"; done" }"#;
+    let w = workflow("long", "", &[("t", run)]);
+    let mut h = Harness::new(&[&w], 2);
+    let outcome = h.run("long").await;
+    assert_eq!(outcome.state, RunState::Succeeded);
+    let reader = h.finish().await;
+    let line = format!("a{}", "é".repeat(29_999));
+    let filter = opsconsole::store::query::LogFilter::default();
+    let (first, more) = reader
+        .logs_page(outcome.run_id, &filter, 0, 10_000)
+        .expect("page");
+    assert!(
+        more && first.len() < 50,
+        "{} lines, more: {more}",
+        first.len()
+    );
+    let bytes: usize = first.iter().map(|l| l.line.len()).sum();
+    assert!(bytes <= opsconsole::store::query::PAGE_BYTES + line.len());
+    let (rest, more) = reader
+        .logs_page(outcome.run_id, &filter, first.len(), 10_000)
+        .expect("page");
+    assert!(!more);
+    let all: Vec<_> = first.iter().chain(&rest).collect();
+    assert_eq!(all.len(), 50);
+    assert!(
+        all.iter().all(|l| l.line == line),
+        "a line came back changed"
+    );
+    assert_eq!(
+        reader.log_count(outcome.run_id, &filter).expect("count"),
+        50
+    );
+}

@@ -497,3 +497,45 @@ fn absurd_durations_and_counts_are_refused_where_written() {
     );
     assert!(err.ends_with("\n2 problem(s) in 1 file(s)\n"), "{err}");
 }
+
+/// A 1 MB environment variable could never be handed to a process (the kernel takes at most
+/// 128 KiB per variable): `validate` refuses it at its position, for a task and a service.
+#[test]
+fn an_environment_variable_over_the_kernels_limit_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let big = "x".repeat(1_000_000);
+    let task = dir.path().join("task.yaml");
+    std::fs::write(
+        &task,
+        format!(
+            "kind: workflow\nname: w\ntasks:\n  t:\n    run: env\n    env: {{ BIG: \"{big}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let service = dir.path().join("svc.yaml");
+    std::fs::write(
+        &service,
+        format!("kind: supervisor\nname: s\nchildren:\n  - {{ name: a, run: env, env: {{ BIG: {big} }} }}\n"),
+    )
+    .unwrap();
+    for (file, line, col) in [(&task, 6, 17), (&service, 4, 38)] {
+        let out = validate(&[file.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            &err[..err.len().min(2000)]
+        );
+        let prefix = format!(
+            "{}:{line}:{col}: environment variable `BIG` is 1000004 bytes: the kernel hands at most 128 KiB",
+            file.display()
+        );
+        assert!(
+            err.starts_with(&prefix),
+            "expected `{prefix}`, got:\n{}",
+            &err[..err.len().min(2000)]
+        );
+        assert!(err.len() < 10_000, "the message does not repeat the value");
+    }
+}

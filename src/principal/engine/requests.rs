@@ -206,13 +206,19 @@ impl Engine {
             let limit = limit.min(MAX_LOG_PAGE);
             if from_end {
                 let end = r.log_count(run_id, &filter)?.saturating_sub(offset);
-                let first = end.saturating_sub(limit);
-                let (lines, _) = r.logs_page(run_id, &filter, first, end - first)?;
-                return Ok(Response::Lines {
-                    lines,
-                    more: first > 0,
-                    first,
-                });
+                let mut first = end.saturating_sub(limit);
+                loop {
+                    let (lines, _) = r.logs_page(run_id, &filter, first, end - first)?;
+                    // Long lines may not all fit in one page: then the last ones that do.
+                    if lines.len() >= end - first || lines.len() <= 1 {
+                        return Ok(Response::Lines {
+                            lines,
+                            more: first > 0,
+                            first,
+                        });
+                    }
+                    first = end - lines.len();
+                }
             }
             let (lines, more) = r.logs_page(run_id, &filter, offset, limit)?;
             Ok(Response::Lines {

@@ -30,7 +30,40 @@ pub(in crate::principal) struct Services {
     /// The environment and working directory of each service's latest run, for its command
     /// readiness check.
     probe_env: HashMap<String, ProbeEnv>,
+    /// Spawns waiting for their start number to be durably taken, in order.
+    gated: Vec<GatedSpawn>,
+    /// The highest start number reserved for each path, and how many emitted events must be
+    /// durable for that reservation to be.
+    reserved: HashMap<String, (u64, u64)>,
+    /// When each service's latest run was spawned, by path: its start number and the time.
+    spawned: HashMap<String, (u64, tokio::time::Instant)>,
 }
+
+/// A service run whose number is not durably taken yet. A number is taken durably by a
+/// `reserved` record for a block of [`RESERVE_BLOCK`] numbers, written before the first of
+/// them is spawned (a new principal numbers its runs after the highest number stored, so it
+/// never runs one twice). While the history file can be written, a run also waits for its
+/// own `starting` record, so that a principal killed at any moment leaves no run the history
+/// does not know; while it cannot (a full disk), the service still restarts within its
+/// reserved block, and its records are written once there is room again.
+struct GatedSpawn {
+    path: String,
+    start_no: u64,
+    /// Its `starting` record is durable once this many emitted events are.
+    durable_after: u64,
+    /// Its number's reservation is durable once this many emitted events are.
+    reserved_after: u64,
+}
+
+/// Start numbers reserved per `reserved` record.
+const RESERVE_BLOCK: u64 = 16;
+
+/// A service that exits with 0 within this long of its spawn likely forked into the
+/// background (a daemon): its restarts loop, and the record says why that may be.
+const AT_ONCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What an exit at once says about a daemon.
+const DAEMON_HINT: &str = "exited at once; if it forks into the background, run it in the foreground (most daemons have a flag)";
 
 type ProbeEnv = (Vec<(String, String)>, Option<std::path::PathBuf>);
 
@@ -59,6 +92,9 @@ impl Services {
             origin: tokio::time::Instant::now(),
             checks: HashMap::new(),
             probe_env: HashMap::new(),
+            gated: Vec::new(),
+            reserved: HashMap::new(),
+            spawned: HashMap::new(),
         }
     }
 
@@ -104,15 +140,33 @@ impl Engine {
     /// Starts every supervision tree, leaving the services an operator held stopped.
     pub(super) async fn start_services(&mut self, held: Vec<String>) {
         let now = self.services.now();
-        let mut steps = Vec::new();
-        for path in held {
-            // A path that no longer exists was held in an older spec: nothing to hold.
-            if let Ok(s) = self.services.machine.stop(&path, now) {
-                steps.extend(s);
-            }
-        }
-        steps.extend(self.services.machine.start_all(now));
+        // Applied as recorded, not recorded again; a path no node has now keeps its hold for
+        // when its file comes back.
+        self.services.machine.restore_holds(held);
+        let steps = self.services.machine.start_all(now);
         self.carry_out_services(steps).await;
+    }
+
+    /// Ends the starts the previous principal left without an end: it died meanwhile.
+    pub(super) async fn record_interrupted(&mut self, starts: Vec<(String, u64)>) {
+        for (path, start_no) in starts {
+            let at = self.clock.now();
+            self.emit(Event::Service(ServiceRecord {
+                path,
+                start_no,
+                kind: ServiceEventKind::Interrupted,
+                pid: None,
+                exit_code: None,
+                signal: None,
+                message: Some(
+                    "the principal stopped while this start was under way or running (it was \
+                     killed, or the machine went down)"
+                        .into(),
+                ),
+                at,
+            }))
+            .await;
+        }
     }
 
     /// Applies changed supervisor files to the running trees: unchanged children keep
@@ -134,9 +188,41 @@ impl Engine {
     async fn carry_out_services(&mut self, steps: Vec<Step>) {
         for step in steps {
             match step {
-                Step::Spawn { path, start_no } => self.spawn_service(path, start_no).await,
+                Step::Spawn { path, start_no } => {
+                    // Its `starting` record was emitted just before.
+                    let durable_after = self.gate.emitted;
+                    let reserved_after = self.reserve(&path, start_no).await;
+                    self.services.gated.push(GatedSpawn {
+                        path,
+                        start_no,
+                        durable_after,
+                        reserved_after,
+                    });
+                    self.sync();
+                }
                 Step::Stop { path, start_no, .. } => {
                     self.services.checks.remove(&path);
+                    if let Some(i) = self
+                        .services
+                        .gated
+                        .iter()
+                        .position(|g| g.path == path && g.start_no == start_no)
+                    {
+                        // Never spawned: it ends here, as a stop of it would have.
+                        self.services.gated.remove(i);
+                        let now = self.services.now();
+                        let status = ExitStatus::SpawnFailed(
+                            "stopped before its start was recorded and it could be spawned".into(),
+                        );
+                        if let Ok(steps) = self
+                            .services
+                            .machine
+                            .child_exited(&path, start_no, status, now)
+                        {
+                            Box::pin(self.carry_out_services(steps)).await;
+                        }
+                        continue;
+                    }
                     let id = WorkId::Service(ServiceStart {
                         path: Arc::from(path.as_str()),
                         start: start_no,
@@ -145,6 +231,59 @@ impl Engine {
                 }
                 Step::Arm { timer, after } => self.set_timer(after, Timer::Supervise(timer)),
                 Step::Record(lifecycle) => self.record_service(lifecycle).await,
+            }
+        }
+    }
+
+    /// Makes sure `start_no` of `path` is in a reserved block, recording a new block when
+    /// it is not; the mark after which the reservation is durable.
+    async fn reserve(&mut self, path: &str, start_no: u64) -> u64 {
+        if let Some(&(top, mark)) = self.services.reserved.get(path)
+            && start_no <= top
+        {
+            return mark;
+        }
+        let top = start_no.saturating_add(RESERVE_BLOCK - 1);
+        let at = self.clock.now();
+        self.emit(Event::Service(ServiceRecord {
+            path: path.to_string(),
+            start_no: top,
+            kind: ServiceEventKind::Reserved,
+            pid: None,
+            exit_code: None,
+            signal: None,
+            message: Some(format!(
+                "start numbers {start_no} to {top} reserved: a later principal starts after them"
+            )),
+            at,
+        }))
+        .await;
+        let mark = self.gate.emitted;
+        self.services.reserved.insert(path.to_string(), (top, mark));
+        mark
+    }
+
+    /// Spawns the gated runs whose numbers are now durably taken (see [`GatedSpawn`]), and
+    /// asks for another flush while some wait: at once after a flush that went through
+    /// (`flushed`), shortly otherwise.
+    pub(super) async fn spawn_gated(&mut self, flushed: bool) {
+        let durable = self.gate.durable;
+        let store_down = self.store_tx.problem().is_some();
+        let ready: Vec<GatedSpawn>;
+        (ready, self.services.gated) = std::mem::take(&mut self.services.gated)
+            .into_iter()
+            .partition(|g| {
+                g.durable_after <= durable || (store_down && g.reserved_after <= durable)
+            });
+        for g in ready {
+            self.spawn_service(g.path, g.start_no).await;
+        }
+        if !self.services.gated.is_empty() {
+            if flushed {
+                self.sync();
+            } else {
+                // Not in a tight loop: a failed flush or a store that cannot write.
+                self.ack_soon();
             }
         }
     }
@@ -203,10 +342,14 @@ impl Engine {
                 signal: spec.stop.signal.number(),
                 grace: spec.stop.grace,
             },
+            max_output: spec.max_output,
         };
         self.services
             .probe_env
             .insert(path.clone(), (probe_env, spec.cwd.clone()));
+        self.services
+            .spawned
+            .insert(path.clone(), (start_no, tokio::time::Instant::now()));
         // Services run beside the principal, in the in-process pool.
         let local = BTreeMap::from([("local".to_string(), "true".to_string())]);
         if self.agents.assign(job, &local).is_err() {
@@ -361,8 +504,17 @@ impl Engine {
                     ExitStatus::SpawnFailed(_) => (None, None),
                 };
                 let how = describe_exit(status);
+                let at_once = match self.services.spawned.get(&l.path) {
+                    Some(&(no, t)) if no == l.start_no => {
+                        self.services.spawned.remove(&l.path);
+                        t.elapsed() < AT_ONCE
+                    }
+                    _ => false,
+                };
                 let message = if *requested {
                     format!("{how} (stopped by its supervisor)")
+                } else if status.is_normal() && at_once {
+                    format!("{how}: {DAEMON_HINT}")
                 } else {
                     how
                 };
@@ -406,6 +558,22 @@ impl Engine {
             LifecycleEvent::AutoShutdown => {
                 (ServiceEventKind::AutoShutdown, None, None, None, None)
             }
+            // Every change of a hold is one record; a new principal applies the last of each
+            // path's as it finds them.
+            LifecycleEvent::Held => (
+                ServiceEventKind::Held,
+                None,
+                None,
+                None,
+                Some("held stopped until an operator starts it".into()),
+            ),
+            LifecycleEvent::Released => (
+                ServiceEventKind::Released,
+                None,
+                None,
+                None,
+                Some("hold lifted by an operator".into()),
+            ),
         };
         let at = self.clock.now();
         self.emit(Event::Service(ServiceRecord {
@@ -454,27 +622,6 @@ impl Engine {
                     ));
                 }
             };
-            let hold = match action {
-                ServiceAction::Stop => Some((ServiceEventKind::Held, "stopped by an operator")),
-                ServiceAction::Start => {
-                    Some((ServiceEventKind::Released, "started by an operator"))
-                }
-                ServiceAction::Restart => None,
-            };
-            if let Some((kind, message)) = hold {
-                let at = self.clock.now();
-                self.emit(Event::Service(ServiceRecord {
-                    path: path.clone(),
-                    start_no: 0,
-                    kind,
-                    pid: None,
-                    exit_code: None,
-                    signal: None,
-                    message: Some(message.into()),
-                    at,
-                }))
-                .await;
-            }
             self.carry_out_services(steps).await;
         }
         let now = self.services.now();

@@ -223,7 +223,8 @@ impl Engine {
             }
         }
         // Reload now rather than waiting for the watcher, so the answer reflects the change.
-        let scan = match tokio::task::spawn_blocking(move || scan(&dir)).await {
+        let owners = self.catalog.owners();
+        let scan = match tokio::task::spawn_blocking(move || scan(&dir, &owners)).await {
             Ok(scan) => scan,
             Err(e) => {
                 return Response::Error(ApiError::new(ApiErrorKind::Internal, e.to_string()));
@@ -258,8 +259,10 @@ impl Engine {
             return;
         };
         let tx = self.internal_tx.clone();
+        // The files that define the names now keep them: a new file never takes over.
+        let owners = self.catalog.owners();
         tokio::spawn(async move {
-            if let Ok(scan) = tokio::task::spawn_blocking(move || scan(&dir)).await {
+            if let Ok(scan) = tokio::task::spawn_blocking(move || scan(&dir, &owners)).await {
                 let _ = tx.send(Internal::Loaded(Box::new(scan)));
             }
         });

@@ -296,10 +296,7 @@ fn child(
         },
         Form::Inline => {
             if depth >= MAX_NESTING {
-                c.err(
-                    start,
-                    format!("supervisors are nested more than {MAX_NESTING} deep here"),
-                );
+                c.err(start, super::nesting::message());
                 return None;
             }
             let mut inline = body(c, &raw.body, start, depth + 1, meant.contains(&"children"));
@@ -386,12 +383,16 @@ fn service(c: &mut Checker<'_>, raw: &RawChild) -> ServiceSpec {
         .as_ref()
         .and_then(|s| c.duration("stable_after", s, MAX_STABLE_AFTER))
         .unwrap_or(DEFAULT_STABLE_AFTER);
+    if let (Some(run_raw), Some(name)) = (&raw.run, &raw.name) {
+        c.exec_size(&name.referenced, run_raw, raw.env.as_ref());
+    }
     ServiceSpec {
         run,
         env: c.env(raw.env.as_ref(), &no_params),
         cwd: raw.cwd.as_ref().map(Into::into),
         backoff,
         stable_after,
+        max_output: c.max_output(raw.max_output.as_ref()),
         ready: raw.ready.as_ref().and_then(|r| ready(c, r)),
         stop: raw.stop.as_ref().map(|s| stop(c, s)).unwrap_or_default(),
     }

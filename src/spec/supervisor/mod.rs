@@ -2,6 +2,7 @@
 //! (`check`), and the resolution of supervisors used by name across files (`resolve`).
 
 pub(super) mod check;
+pub(super) mod nesting;
 pub(super) mod raw;
 pub(super) mod resolve;
 pub(super) mod types;

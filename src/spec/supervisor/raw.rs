@@ -119,6 +119,8 @@ pub struct RawChild {
     pub backoff: Option<RawBackoff>,
     /// `stable_after:` duration.
     pub stable_after: Option<Spanned<String>>,
+    /// `max_output:` size.
+    pub max_output: Option<Spanned<String>>,
     /// `ready:`.
     pub ready: Option<Spanned<RawReady>>,
     /// `stop:`.
@@ -140,6 +142,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "restart",
     "backoff",
     "stable_after",
+    "max_output",
     "ready",
     "stop",
     "significant",
@@ -169,6 +172,7 @@ impl Fields for RawChild {
         "cwd",
         "backoff",
         "stable_after",
+        "max_output",
         "ready",
         "stop",
         "strategy",
@@ -189,6 +193,7 @@ impl Fields for RawChild {
             cwd: None,
             backoff: None,
             stable_after: None,
+            max_output: None,
             ready: None,
             stop: None,
             body: RawBody::default(),
@@ -216,6 +221,7 @@ impl Fields for RawChild {
             "cwd" => self.cwd = map.next_value()?,
             "backoff" => self.backoff = map.next_value()?,
             "stable_after" => self.stable_after = map.next_value()?,
+            "max_output" => self.max_output = map.next_value()?,
             "ready" => self.ready = map.next_value()?,
             "stop" => self.stop = map.next_value()?,
             other => {

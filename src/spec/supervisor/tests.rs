@@ -508,6 +508,42 @@ fn inline_nesting_is_bounded() {
     assert_at(&d, 4 + 2 * 15, 5 + 4 * 15, &["nested more than 16 deep"]);
 }
 
+/// Nested far beyond 16 (past the YAML parser's own depth limit of 64), the problem is still
+/// the nesting rule, inside the first supervisor too deep, not the parser's "65 levels".
+#[test]
+fn nesting_far_beyond_the_bound_is_reported_as_the_rule() {
+    let mut text = String::from("kind: supervisor\nname: s\nchildren:\n");
+    let mut indent = String::from("  ");
+    for i in 0..40 {
+        text.push_str(&format!("{indent}- name: n{i}\n{indent}  children:\n"));
+        indent.push_str("    ");
+    }
+    text.push_str(&format!("{indent}- {{ name: leaf, run: x }}\n"));
+    let d = problem(&text);
+    assert_at(
+        &d,
+        5 + 2 * 15,
+        5 + 4 * 15,
+        &["supervisors are nested more than 16 deep"],
+    );
+    assert!(!d.message.contains("65"), "{}", d.message);
+    // In flow style too.
+    let mut flow = String::from("kind: supervisor\nname: s\nchildren: ");
+    for i in 0..40 {
+        flow.push_str(&format!("[{{ name: n{i}, children: "));
+    }
+    flow.push_str("[{ name: leaf, run: x }]");
+    flow.push_str(&"}]".repeat(40));
+    flow.push('\n');
+    let d = problem(&flow);
+    assert_eq!(d.line, 3, "{d}");
+    assert!(
+        d.message
+            .contains("supervisors are nested more than 16 deep"),
+        "{d}"
+    );
+}
+
 #[test]
 fn nesting_by_name_across_files() {
     let (catalog, d, _dir) = load(&[
@@ -751,4 +787,11 @@ fn bundled_examples_validate() {
     assert!(web.is_root());
     assert_eq!(web.children.len(), 3);
     assert_eq!(catalog.supervisors["cache"].used_by.as_deref(), Some("web"));
+}
+
+#[test]
+fn max_output_of_a_service_is_a_size_within_bounds() {
+    let d =
+        problems("kind: supervisor\nname: s\nchildren:\n  - { name: a, run: x, max_output: 0 }\n");
+    assert_at(&d[0], 4, 36, &["`max_output`", "out of bounds"]);
 }

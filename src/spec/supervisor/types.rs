@@ -91,6 +91,8 @@ pub struct ServiceSpec {
     pub backoff: Backoff,
     /// Uptime after which a crash counts as the first one again (backoff from `initial`).
     pub stable_after: Duration,
+    /// Most bytes of output stored per start; the lines past it are counted, not stored.
+    pub max_output: u64,
     /// How to tell that the service is ready (`None`: as soon as it has been spawned).
     pub ready: Option<Readiness>,
     /// How the service is stopped.
