@@ -73,6 +73,13 @@ enum Cmd {
         /// token-protected endpoint.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// The principal's public key (40 Z85 characters, or its server.pub file), for a
+        /// CURVE endpoint (`principal --keys`).
+        #[arg(long, value_name = "KEY-or-FILE", requires = "key")]
+        server_key: Option<String>,
+        /// This client's secret key (NAME.secret from `opsconsole keys new NAME`).
+        #[arg(long, value_name = "FILE", requires = "server_key")]
+        key: Option<PathBuf>,
         /// Colour theme: a name from themes/ or a .yaml path.
         #[arg(long, default_value = "dark", env = "OPSCONSOLE_THEME")]
         theme: String,
@@ -103,6 +110,11 @@ enum Cmd {
         #[command(flatten)]
         pool: PoolArgs,
     },
+    /// CURVE keys for clients, agents and principals.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCmd,
+    },
     /// Run the principal service for this directory until Ctrl-C or SIGTERM.
     ///
     /// It owns the data dir: runs schedules, executes triggered runs on the local agent pool,
@@ -122,6 +134,17 @@ enum Cmd {
         /// and events, but nothing that changes state.
         #[arg(long, value_name = "FILE", requires = "token_file")]
         viewer_token_file: Option<std::path::PathBuf>,
+        /// Encrypt and authenticate --listen with CURVE (RFC 25/26, as libzmq): only the keys
+        /// in this file connect, one line each `ROLE NAME PUBKEY` (roles operator, viewer,
+        /// agent). Read again when it changes, so a removed line revokes a key at once. The
+        /// principal's own pair is kept in the data dir (server.pub, server.secret).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "listen",
+            conflicts_with = "token_file"
+        )]
+        keys: Option<std::path::PathBuf>,
         /// How often remote agents and the principal heartbeat; an agent silent for three
         /// heartbeats loses its lease, and its tasks are retried elsewhere.
         #[arg(long, default_value = "2s", value_parser = parse_heartbeat)]
@@ -273,6 +296,15 @@ impl PoolArgs {
 }
 
 #[derive(Subcommand)]
+enum KeysCmd {
+    /// Write NAME.pub and NAME.secret (Z85, 40 characters each; the secret mode 0600).
+    New {
+        /// The key's name (also its name in the principal's authorized keys).
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum SvcCmd {
     /// The trees, or the subtree at PATH.
     Status {
@@ -491,9 +523,14 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
             };
             opsconsole::tui::console(&dirs, opts).await
         }
+        Cmd::Keys {
+            action: KeysCmd::New { name },
+        } => cli::keys::new(&name),
         Cmd::Attach {
             endpoint,
             token_file,
+            server_key,
+            key,
             theme,
             read_only,
         } => {
@@ -506,6 +543,7 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
                 attach: Some(opsconsole::tui::Attach {
                     endpoint,
                     token_file,
+                    curve: server_key.zip(key),
                 }),
             };
             opsconsole::tui::console(&dirs, opts).await
@@ -542,6 +580,7 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
             listen,
             token_file,
             viewer_token_file,
+            keys,
             agent_heartbeat,
             remote_only,
             pool,
@@ -550,6 +589,7 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
                 listen,
                 token_file,
                 viewer_token_file,
+                keys,
                 slots: if remote_only { 0 } else { pool.slots() },
                 kill_grace: pool.kill_grace,
                 agent_heartbeat,

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod control;
 pub mod history;
+pub mod keys;
 pub mod principal;
 pub mod run;
 pub mod svc;

@@ -21,6 +21,8 @@ pub struct PrincipalOptions {
     pub token_file: Option<std::path::PathBuf>,
     /// A viewer token also accepted on `listen`, read only.
     pub viewer_token_file: Option<std::path::PathBuf>,
+    /// The authorized-keys file: CURVE on `listen`.
+    pub keys: Option<std::path::PathBuf>,
     /// Agent slots.
     pub slots: usize,
     /// SIGTERM-to-SIGKILL grace.
@@ -48,14 +50,32 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
         Ok(keys) => keys,
         Err(e) => return fail(EXIT_INVALID, e),
     };
+    if opts.token_file.is_some() {
+        crate::tell!(
+            "warning: --token-file (HMAC tokens) is retired and will be removed: it authenticates              without encrypting and its replay window lives in memory. Use --keys FILE (CURVE:              `opsconsole keys new NAME`, then a line `operator NAME PUBKEY` per client)"
+        );
+    }
+    let ring = match &opts.keys {
+        None => None,
+        Some(file) => {
+            let server = match zmq::keys::server_pair(&dirs.data) {
+                Ok(pair) => pair,
+                Err(e) => return fail(EXIT_FAILED, format!("the principal's key pair: {e}")),
+            };
+            match zmq::keys::KeyRing::load(server, file) {
+                Ok(ring) => Some(Arc::new(ring)),
+                Err(e) => return fail(EXIT_INVALID, format!("--keys: {e}")),
+            }
+        }
+    };
     if let Some(listen) = &opts.listen {
-        if !is_loopback(listen) && keys.is_none() {
+        if !is_loopback(listen) && keys.is_none() && ring.is_none() {
             return fail(
                 EXIT_INVALID,
                 format!(
                     "--listen {listen}: an address other than loopback (127.0.0.1, ::1, \
-                     localhost) needs --token-file, so that only holders of the token can \
-                     connect; or reach this machine through an SSH tunnel"
+                     localhost) needs --keys FILE (CURVE: encrypted, and only the keys listed \
+                     there connect); or reach this machine through an SSH tunnel"
                 ),
             );
         }
@@ -86,8 +106,13 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
         // The data dir's socket is guarded by the file system; the extra endpoint by tokens.
         let keys = if i == 0 { None } else { keys.clone() };
         let gate = Some(principal.agent_gate());
-        let served =
-            zmq::serve_principal(e, client.clone(), stop.clone(), keys.clone(), gate).await;
+        let served = match (&ring, i) {
+            (Some(ring), 1..) => {
+                zmq::serve_principal_curve(e, client.clone(), stop.clone(), ring.clone(), gate)
+                    .await
+            }
+            _ => zmq::serve_principal(e, client.clone(), stop.clone(), keys.clone(), gate).await,
+        };
         match served {
             Ok(bound) => crate::tell!(
                 "principal (pid {}) listening on {} (events on {}, agents on {}){}",
@@ -95,10 +120,20 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
                 bound.endpoints.requests,
                 bound.endpoints.events,
                 bound.agents.as_deref().unwrap_or("-"),
-                match (i, &keys) {
-                    (1.., Some(k)) if k.viewer.is_some() => ", operator and viewer tokens required",
-                    (1.., Some(_)) => ", operator token required",
-                    _ => "",
+                match (i, &keys, &ring) {
+                    (1.., _, Some(ring)) => format!(
+                        ", CURVE: keys of {} only; server public key {}",
+                        opts.keys
+                            .as_deref()
+                            .unwrap_or(std::path::Path::new("-"))
+                            .display(),
+                        zmq::keys::public_text(&ring.server)
+                    ),
+                    (1.., Some(k), _) if k.viewer.is_some() => {
+                        ", operator and viewer tokens required".to_string()
+                    }
+                    (1.., Some(_), _) => ", operator token required".to_string(),
+                    _ => String::new(),
                 }
             ),
             Err(err) => {

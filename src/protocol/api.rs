@@ -448,6 +448,10 @@ pub struct StatusReport {
     /// on; `None` in-process.
     #[serde(default)]
     pub agents_endpoint: Option<String>,
+    /// On a CURVE endpoint: who asked (the key's name), the principal's key, and what was
+    /// refused; `None` elsewhere.
+    #[serde(default)]
+    pub curve: Option<Box<crate::protocol::zmq::keys::CurveStatus>>,
 }
 
 /// What a sender may do.

@@ -88,6 +88,7 @@ fn fixed_answer(request: Request, now: DateTime<Utc>) -> Response {
             auth: None,
             role: None,
             agents_endpoint: None,
+            curve: None,
         }),
         Request::Workflows => Response::Workflows {
             workflows: vec![WorkflowInfo {

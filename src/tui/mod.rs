@@ -69,6 +69,8 @@ pub struct Attach {
     pub endpoint: String,
     /// The token to sign requests with, for a token-protected endpoint.
     pub token_file: Option<PathBuf>,
+    /// `--server-key` and `--key`, for a CURVE endpoint.
+    pub curve: Option<(String, PathBuf)>,
 }
 
 /// A client of the principal at `attach`, with the read-only reason its role calls for and
@@ -80,12 +82,17 @@ async fn attach_client(
     use crate::protocol::api::{ClientExt, Role};
     let endpoint = &attach.endpoint;
     let endpoints = Endpoints::from_listen(endpoint).map_err(|e| format!("{endpoint}: {e}"))?;
-    let client = match &attach.token_file {
-        Some(file) => {
+    let client = match (&attach.token_file, &attach.curve) {
+        (_, Some((server_key, key))) => {
+            let security = zmq::keys::client_security(key, server_key)
+                .map_err(|e| format!("--server-key/--key: {e}"))?;
+            zmq::ZmqClient::connect_curve(&endpoints, bootstrap::REQUEST_TIMEOUT, security).await
+        }
+        (Some(file), None) => {
             let key = zmq::auth::Key::from_file(file).map_err(|e| format!("--token-file: {e}"))?;
             zmq::ZmqClient::connect_signed(&endpoints, bootstrap::REQUEST_TIMEOUT, key).await
         }
-        None => zmq::ZmqClient::connect(&endpoints, bootstrap::REQUEST_TIMEOUT).await,
+        (None, None) => zmq::ZmqClient::connect(&endpoints, bootstrap::REQUEST_TIMEOUT).await,
     }
     .map_err(|e| format!("{endpoint}: {e}"))?;
     let status = tokio::time::timeout(bootstrap::PROBE_TIMEOUT, client.status())

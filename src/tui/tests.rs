@@ -163,6 +163,7 @@ fn app_with_data(read_only: bool) -> App {
         auth: None,
         role: None,
         agents_endpoint: None,
+        curve: None,
     };
     let workflows = status
         .workflows

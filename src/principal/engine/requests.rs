@@ -319,6 +319,7 @@ impl Engine {
             auth: None,
             role: None,
             agents_endpoint: None,
+            curve: None,
             workflows: self
                 .catalog
                 .workflows

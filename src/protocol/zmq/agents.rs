@@ -51,12 +51,26 @@ pub async fn serve_agents(
     stop: CancellationToken,
     keys: Option<(Keys, Arc<Rejected>)>,
 ) -> Result<String, ZmqError> {
+    serve_agents_with(endpoint, gate, stop, keys, None).await
+}
+
+/// [`serve_agents`], with CURVE when `curve` is set (only keys of role agent connect).
+pub async fn serve_agents_with(
+    endpoint: &str,
+    gate: AgentGate,
+    stop: CancellationToken,
+    keys: Option<(Keys, Arc<Rejected>)>,
+    curve: Option<zeromq::curve::CurveSecurity>,
+) -> Result<String, ZmqError> {
     let mut options = SocketOptions::default();
     options
         .max_message_size(MAX_FRAME)
         .max_message_frames(MAX_AGENT_FRAMES + 1)
         .handshake_timeout(Some(HANDSHAKE_TIMEOUT))
         .send_queue_limits(AGENT_QUEUE_MESSAGES, AGENT_QUEUE_BYTES);
+    if let Some(curve) = curve {
+        options.curve(curve);
+    }
     let mut router = RouterSocket::with_options(options);
     let peers = router.monitor();
     let bound = bind(&mut router, endpoint).await?.to_string();

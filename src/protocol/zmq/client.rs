@@ -14,6 +14,7 @@ use zeromq::{
 };
 
 use super::auth::{Key, Tag};
+use super::keys::CurveSecurity;
 use super::wire;
 use super::{Endpoints, MAX_FRAME, ZmqError, check_endpoint};
 use crate::protocol::Event;
@@ -76,10 +77,30 @@ impl ZmqClient {
         Self::connect_with(endpoints, request_timeout, Some(key)).await
     }
 
+    /// [`ZmqClient::connect`] to a CURVE endpoint (RFC 25/26): requests, answers and events
+    /// are encrypted and authenticated under `security` (the client's pair and the
+    /// principal's public key).
+    pub async fn connect_curve(
+        endpoints: &Endpoints,
+        request_timeout: Duration,
+        security: CurveSecurity,
+    ) -> Result<ZmqClient, ZmqError> {
+        Self::connect_secure(endpoints, request_timeout, None, Some(security)).await
+    }
+
     async fn connect_with(
         endpoints: &Endpoints,
         request_timeout: Duration,
         key: Option<Key>,
+    ) -> Result<ZmqClient, ZmqError> {
+        Self::connect_secure(endpoints, request_timeout, key, None).await
+    }
+
+    async fn connect_secure(
+        endpoints: &Endpoints,
+        request_timeout: Duration,
+        key: Option<Key>,
+        curve: Option<CurveSecurity>,
     ) -> Result<ZmqClient, ZmqError> {
         check_endpoint(&endpoints.requests)?;
         check_endpoint(&endpoints.events)?;
@@ -94,6 +115,7 @@ impl ZmqClient {
             connecting: None,
             last_heard: Instant::now(),
             heartbeat: None,
+            curve: curve.clone(),
             auth: key.clone().map(|key| {
                 // Fresh per client, so that its numbers never collide with another's.
                 let sender = format!("client-{:016x}", fastrand::u64(..));
@@ -112,6 +134,7 @@ impl ZmqClient {
                 request_timeout,
                 events.clone(),
                 key,
+                curve,
             )),
         ];
         Ok(ZmqClient {
@@ -203,6 +226,8 @@ struct Connection {
     heartbeat: Option<(u64, HeartbeatReply)>,
     /// Signing on a token-protected endpoint.
     auth: Option<Signing>,
+    /// CURVE on a CURVE endpoint.
+    curve: Option<CurveSecurity>,
 }
 
 /// How a client signs its requests and checks the principal's answers.
@@ -299,11 +324,15 @@ impl Connection {
         }
         let endpoint = self.endpoint.clone();
         let timeout = self.timeout;
+        let curve = self.curve.clone();
         self.connecting = Some(Box::pin(async move {
             let mut options = SocketOptions::default();
             // The crate retries refused connections until this runs out. An answer larger
             // than any the principal sends closes the connection unread.
             options.connect_timeout(timeout).max_message_size(MAX_FRAME);
+            if let Some(curve) = curve {
+                options.curve(curve);
+            }
             // No identity is set: the ROUTER assigns a fresh one to every new socket, which
             // avoids the crate's trouble with peers reconnecting under the same identity.
             let mut dealer = DealerSocket::with_options(options);
@@ -394,10 +423,25 @@ impl Connection {
             }
             Err(e) => {
                 tracing::debug!(endpoint = %self.endpoint, "connecting failed: {e}");
-                let why = format!(
-                    "no principal answers at {} ({e}); is it running, and is this its address?",
-                    self.endpoint
-                );
+                let why = match &e {
+                    zeromq::ZmqError::Refused(reason) => format!(
+                        "the principal at {} refused this client: {reason}",
+                        self.endpoint
+                    ),
+                    zeromq::ZmqError::MechanismMismatch(theirs, ours) => format!(
+                        "the principal at {} uses {theirs} security and this client {ours}: {}",
+                        self.endpoint,
+                        if *theirs == "CURVE" {
+                            "give --server-key and --key"
+                        } else {
+                            "it does not use CURVE; leave out --server-key and --key"
+                        }
+                    ),
+                    _ => format!(
+                        "no principal answers at {} ({e}); is it running, and is this its address?",
+                        self.endpoint
+                    ),
+                };
                 // Nothing was sent without a socket, so every waiting call is affected.
                 for id in self.pending.keys().copied().collect::<Vec<_>>() {
                     self.finish(id, Err(ClientError::Unreachable(why.clone())));
@@ -568,11 +612,15 @@ async fn receive_events(
     timeout: Duration,
     events: broadcast::Sender<Event>,
     key: Option<Key>,
+    curve: Option<CurveSecurity>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let mut options = SocketOptions::default();
         options.connect_timeout(timeout).max_message_size(MAX_FRAME);
+        if let Some(curve) = &curve {
+            options.curve(curve.clone());
+        }
         let mut sub = SubSocket::with_options(options);
         let mut monitor = sub.monitor();
         // Remembered by the socket and sent to the publisher on connecting.

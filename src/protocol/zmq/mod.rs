@@ -18,6 +18,7 @@ pub mod agent_link;
 pub mod agents;
 pub mod auth;
 mod client;
+pub mod keys;
 mod listen;
 mod server;
 mod wire;
@@ -26,7 +27,8 @@ use std::path::Path;
 
 pub use client::ZmqClient;
 pub use server::{
-    Bound, MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_PEER, serve, serve_principal, serve_protected,
+    Bound, MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_PEER, serve, serve_principal, serve_principal_curve,
+    serve_protected,
 };
 
 /// Largest message (bytes) either side sends or accepts. A peer that declares a larger one

@@ -16,8 +16,9 @@ use zeromq::{
     SocketSend, ZmqMessage,
 };
 
-use super::agents::{AgentGate, serve_agents};
+use super::agents::{AgentGate, serve_agents_with};
 use super::auth::{Key, Keys, Rejected, Replays, Role, Tag};
+use super::keys::{self, KeyRing, KeyRole};
 use super::listen::{HANDSHAKE_TIMEOUT, bind, hex};
 use super::wire;
 use super::{Endpoints, MAX_FRAME, MAX_SUBSCRIBER_MESSAGE, ZmqError};
@@ -83,7 +84,7 @@ pub async fn serve(
     client: Arc<dyn Client>,
     stop: CancellationToken,
 ) -> Result<Endpoints, ZmqError> {
-    serve_with(endpoints, client, stop, None, None)
+    serve_with(endpoints, client, stop, None, None, None)
         .await
         .map(|b| b.endpoints)
 }
@@ -98,7 +99,7 @@ pub async fn serve_protected(
     stop: CancellationToken,
     keys: Keys,
 ) -> Result<Endpoints, ZmqError> {
-    serve_with(endpoints, client, stop, Some(keys), None)
+    serve_with(endpoints, client, stop, Some(keys), None, None)
         .await
         .map(|b| b.endpoints)
 }
@@ -122,8 +123,24 @@ pub async fn serve_principal(
     keys: Option<Keys>,
     agents: Option<AgentGate>,
 ) -> Result<Bound, ZmqError> {
-    serve_with(endpoints, client, stop, keys, agents).await
+    serve_with(endpoints, client, stop, keys, agents, None).await
 }
+
+/// [`serve_principal`] with CURVE (RFC 25/26) on all three sockets: only keys of `ring`
+/// connect, operators and viewers to requests and events, agents to the agents socket; the
+/// role of a request is its key's in the authorized-keys file as it is when it arrives.
+pub async fn serve_principal_curve(
+    endpoints: &Endpoints,
+    client: Arc<dyn Client>,
+    stop: CancellationToken,
+    ring: Arc<KeyRing>,
+    agents: Option<AgentGate>,
+) -> Result<Bound, ZmqError> {
+    serve_with(endpoints, client, stop, None, agents, Some(ring)).await
+}
+
+/// Roles that may connect to the requests and events sockets.
+const CLIENT_ROLES: &[KeyRole] = &[KeyRole::Operator, KeyRole::Viewer];
 
 async fn serve_with(
     endpoints: &Endpoints,
@@ -131,6 +148,7 @@ async fn serve_with(
     stop: CancellationToken,
     keys: Option<Keys>,
     agents: Option<AgentGate>,
+    ring: Option<Arc<KeyRing>>,
 ) -> Result<Bound, ZmqError> {
     let mut options = SocketOptions::default();
     options
@@ -138,6 +156,9 @@ async fn serve_with(
         .max_message_frames(MAX_REQUEST_FRAMES)
         .handshake_timeout(Some(HANDSHAKE_TIMEOUT))
         .send_queue_limits(REPLY_QUEUE_MESSAGES, REPLY_QUEUE_BYTES);
+    if let Some(ring) = &ring {
+        options.curve(ring.server_for(CLIENT_ROLES));
+    }
     let mut router = RouterSocket::with_options(options);
     // Taken before binding, so that no disconnect is missed.
     let peers = router.monitor();
@@ -148,6 +169,9 @@ async fn serve_with(
         .max_message_frames(1)
         .handshake_timeout(Some(HANDSHAKE_TIMEOUT))
         .send_queue_limits(EVENT_QUEUE_MESSAGES, EVENT_QUEUE_BYTES);
+    if let Some(ring) = &ring {
+        options.curve(ring.server_for(CLIENT_ROLES));
+    }
     let mut publisher = PubSocket::with_options(options);
     // On failure here `router` is dropped, which closes its listener again.
     let events = bind(&mut publisher, &endpoints.events).await?;
@@ -178,7 +202,8 @@ async fn serve_with(
         Some(gate) => {
             let at = Endpoints::agents_for(&endpoints.requests);
             let agent_keys = keys.clone().map(|k| (k, rejected.clone()));
-            match serve_agents(&at, gate, stop.clone(), agent_keys).await {
+            let curve = ring.as_ref().map(|r| r.server_for(&[KeyRole::Agent]));
+            match serve_agents_with(&at, gate, stop.clone(), agent_keys, curve).await {
                 // Said to agents that run elsewhere: a relative socket path means nothing there.
                 Ok(at) => Some(absolute_ipc(&at)),
                 Err(e) => {
@@ -203,6 +228,7 @@ async fn serve_with(
         stop,
         guard,
         agents.clone(),
+        ring,
     ));
     tracing::debug!(requests = %bound.requests, events = %bound.events, "listening");
     Ok(Bound {
@@ -231,6 +257,7 @@ async fn serve_requests(
     stop: CancellationToken,
     mut guard: Option<Guard>,
     agents_endpoint: Option<String>,
+    ring: Option<Arc<KeyRing>>,
 ) {
     let (sender, mut receiver) = router.split();
     // Owned here so that stopping aborts every request still being served (long polls), which
@@ -278,6 +305,7 @@ async fn serve_requests(
                     &mut in_flight,
                     guard.as_mut(),
                     agents_endpoint.as_deref(),
+                    ring.as_ref(),
                 ),
                 Err(e) => {
                     // The crate only fails here when it has no peers and no wait (not with the
@@ -497,6 +525,7 @@ fn on_message(
     in_flight: &mut InFlight,
     guard: Option<&mut Guard>,
     agents_endpoint: Option<&str>,
+    ring: Option<&Arc<KeyRing>>,
 ) {
     let mut frames = message.into_vecdeque();
     let Some(peer) = frames.pop_front() else {
@@ -513,8 +542,31 @@ fn on_message(
             return;
         }
     };
+    // With CURVE, the connection's key (the first 32 bytes of its identity, set by the
+    // handshake) decides, as the authorized-keys file says now: a key removed since it
+    // connected is refused from its next message on.
+    let mut key_name = None;
+    let curve_role = match ring {
+        None => None,
+        Some(ring) => match ring.lookup(peer.get(..32).unwrap_or_default()) {
+            Some((KeyRole::Operator, name)) => {
+                key_name = Some(name);
+                Some(Role::Operator)
+            }
+            Some((KeyRole::Viewer, name)) => {
+                key_name = Some(name);
+                Some(Role::Viewer)
+            }
+            Some((KeyRole::Agent, _)) | None => {
+                ring.count_revoked();
+                tracing::warn!(peer = %hex(&peer), "dropped a request of a key no longer authorized");
+                return;
+            }
+        },
+    };
     // On a protected endpoint nothing unsigned, forged or replayed is even parsed.
     let (role, signer, rejected) = match guard {
+        None if curve_role.is_some() => (curve_role.unwrap_or(Role::Viewer), None, None),
         None if tag.is_some() => {
             tracing::warn!(
                 peer = %hex(&peer),
@@ -560,8 +612,8 @@ fn on_message(
     };
     match wire::decode::<Request>(&frame) {
         Ok((id, request)) if role == Role::Viewer && request.changes_state() => {
-            let why = "this token is a viewer's: it may look (status, history, logs, run detail, \
-                       events) but not change anything; use an operator token";
+            let why = "this key is a viewer's: it may look (status, history, logs, run detail, \
+                       events) but not change anything; use an operator's key";
             let refusal = reply(
                 id,
                 Response::Error(ApiError::new(ApiErrorKind::Forbidden, why)),
@@ -573,6 +625,7 @@ fn on_message(
                 let client = Arc::clone(client);
                 let (sender, to, signer) = (sender.clone(), peer.clone(), signer.clone());
                 let agents_endpoint = agents_endpoint.map(str::to_string);
+                let curve = ring.map(|r| (r.counts(), key_name.clone(), r.server.clone()));
                 in_flight.spawn(peer, true, async move {
                     let mut response = match client.call(request).await {
                         Ok(response) => response,
@@ -582,6 +635,14 @@ fn on_message(
                         status.agents_endpoint = agents_endpoint;
                         if let Some(rejected) = rejected {
                             status.auth = Some(rejected.counts());
+                            status.role = Some(role);
+                        }
+                        if let Some((refused, name, server)) = curve {
+                            status.curve = Some(Box::new(keys::CurveStatus {
+                                key_name: name.unwrap_or_default(),
+                                server_key: keys::public_text(&server),
+                                refused,
+                            }));
                             status.role = Some(role);
                         }
                     }

@@ -127,7 +127,7 @@ impl GenericSocketBackend {
                     Message::Greeting(_) => {
                         return Err(ZmqError::Socket("Sending greeting is not supported"))
                     }
-                    Message::Command(_) => {
+                    Message::Command(_) | Message::Raw(_) => {
                         return Err(ZmqError::Socket("Sending commands is not supported"))
                     }
                     Message::Message(m) => {

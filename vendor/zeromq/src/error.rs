@@ -54,6 +54,13 @@ pub enum ZmqError {
     // PATCH(opsconsole): an accepted peer did not finish greeting + READY in time.
     #[error("Handshake timed out after {0:?}")]
     HandshakeTimeout(Duration),
+    // PATCH(opsconsole): a CURVE server refused this client, with its reason (ERROR command),
+    // or the server could not be authenticated.
+    #[error("refused by the server: {0}")]
+    Refused(String),
+    // PATCH(opsconsole): the peer greeted with another security mechanism than ours.
+    #[error("the peer uses the {0} security mechanism, this socket {1}")]
+    MechanismMismatch(&'static str, &'static str),
 }
 
 impl From<mpsc::TrySendError<Message>> for ZmqError {

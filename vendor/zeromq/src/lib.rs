@@ -3,6 +3,7 @@
 mod async_rt;
 mod backend;
 mod codec;
+pub mod curve; // PATCH(opsconsole): the CURVE security mechanism (RFC 25/26)
 mod dealer;
 mod endpoint;
 mod error;
@@ -375,6 +376,8 @@ pub struct SocketOptions {
     pub(crate) handshake_timeout: Option<Duration>,
     pub(crate) send_queue_messages: usize,
     pub(crate) send_queue_bytes: usize,
+    // PATCH(opsconsole): the CURVE mechanism, when set (see `curve`).
+    pub(crate) curve: Option<crate::curve::CurveSecurity>,
 }
 
 impl Default for SocketOptions {
@@ -390,11 +393,20 @@ impl Default for SocketOptions {
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
             send_queue_messages: DEFAULT_SEND_QUEUE_MESSAGES,
             send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            curve: None,
         }
     }
 }
 
 impl SocketOptions {
+    /// PATCH(opsconsole): use the CURVE security mechanism (RFC 25/26) on every connection of
+    /// this socket, as a server (accepting the keys its authorizer lets in) or as a client of
+    /// a server whose public key is known. Peers greeting with another mechanism are refused.
+    pub fn curve(&mut self, security: crate::curve::CurveSecurity) -> &mut Self {
+        self.curve = Some(security);
+        self
+    }
+
     /// PATCH(opsconsole): the largest message (sum of its frames' payloads) a peer may send,
     /// checked against each frame's *declared* length before anything is allocated for it.
     /// A peer that declares more is disconnected; the socket and the process carry on.

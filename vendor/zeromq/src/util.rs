@@ -132,17 +132,61 @@ fn negotiate_version(greeting: Message) -> ZmqResult<ZmtpVersion> {
     }
 }
 
-pub(crate) async fn greet_exchange(raw_socket: &mut FramedIo) -> ZmqResult<ZmtpVersion> {
-    raw_socket
-        .write_half
-        .send(Message::Greeting(ZmqGreeting::default()))
-        .await?;
+pub(crate) async fn greet_exchange(
+    raw_socket: &mut FramedIo,
+    options: &SocketOptions,
+) -> ZmqResult<ZmtpVersion> {
+    // PATCH(opsconsole): announce and require our mechanism (NULL or CURVE).
+    let mut ours = ZmqGreeting::default();
+    if let Some(curve) = &options.curve {
+        ours.mechanism = crate::codec::mechanism::ZmqMechanism::CURVE;
+        ours.as_server = curve.is_server();
+    }
+    raw_socket.write_half.send(Message::Greeting(ours)).await?;
 
     let greeting = match raw_socket.read_half.next().await {
         Some(message) => message?,
         None => return Err(ZmqError::Other("Failed Greeting exchange")),
     };
+    if let Message::Greeting(peer) = &greeting {
+        if peer.mechanism.as_str() != ours.mechanism.as_str() {
+            if let Some(curve) = &options.curve {
+                crate::curve::refuse_mechanism(curve);
+            }
+            return Err(ZmqError::MechanismMismatch(
+                peer.mechanism.as_str(),
+                ours.mechanism.as_str(),
+            ));
+        }
+    }
     negotiate_version(greeting)
+}
+
+/// PATCH(opsconsole): the whole handshake of a new connection (greetings, then NULL's READY
+/// exchange or CURVE's), after which the connection counts as authenticated.
+pub(crate) async fn handshake(
+    raw_socket: &mut FramedIo,
+    options: &SocketOptions,
+    socket_type: SocketType,
+) -> ZmqResult<PeerIdentity> {
+    greet_exchange(raw_socket, options).await?;
+    let peer_id = match &options.curve {
+        Some(curve) => {
+            crate::curve::handshake(raw_socket, curve, socket_type, options.peer_id.as_ref())
+                .await?
+        }
+        None => {
+            let mut props = None;
+            if let Some(identity) = &options.peer_id {
+                let mut connect_ops = HashMap::new();
+                connect_ops.insert("Identity".to_string(), identity.clone().into());
+                props = Some(connect_ops);
+            }
+            ready_exchange(raw_socket, socket_type, props).await?
+        }
+    };
+    raw_socket.read_half.codec_mut().authenticated = true;
+    Ok(peer_id)
 }
 
 pub(crate) async fn ready_exchange(
@@ -211,14 +255,7 @@ pub(crate) async fn peer_handshake(
     raw_socket: &mut FramedIo,
     backend: Arc<dyn MultiPeerBackend>,
 ) -> ZmqResult<PeerIdentity> {
-    greet_exchange(raw_socket).await?;
-    let mut props = None;
-    if let Some(identity) = &backend.socket_options().peer_id {
-        let mut connect_ops = HashMap::new();
-        connect_ops.insert("Identity".to_string(), identity.clone().into());
-        props = Some(connect_ops);
-    }
-    ready_exchange(raw_socket, backend.socket_type(), props).await
+    handshake(raw_socket, backend.socket_options(), backend.socket_type()).await
 }
 
 pub(crate) async fn run_with_timeout<T, F>(duration: Option<Duration>, future: F) -> ZmqResult<T>

@@ -35,7 +35,7 @@ impl SendBudget {
     pub(crate) fn size_of(message: &Message) -> usize {
         match message {
             Message::Message(m) => m.iter().map(|frame| frame.len()).sum(),
-            Message::Greeting(_) | Message::Command(_) => 0,
+            Message::Greeting(_) | Message::Command(_) | Message::Raw(_) => 0,
         }
     }
 

@@ -49,6 +49,11 @@ impl ZmqFramedRead {
         }
     }
 
+    /// PATCH(opsconsole): the decoder, to install CURVE state after the handshake.
+    pub(crate) fn codec_mut(&mut self) -> &mut ZmqCodec {
+        &mut self.codec
+    }
+
     fn poll_read_into_buffer(
         &mut self,
         cx: &mut Context<'_>,

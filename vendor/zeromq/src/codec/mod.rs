@@ -24,4 +24,6 @@ pub enum Message {
     Greeting(ZmqGreeting),
     Command(ZmqCommand),
     Message(ZmqMessage),
+    /// PATCH(opsconsole): a command frame's body, unparsed (CURVE handshake commands).
+    Raw(bytes::Bytes),
 }

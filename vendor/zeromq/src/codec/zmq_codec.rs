@@ -38,6 +38,14 @@ pub struct ZmqCodec {
     max_message_size: usize,
     max_message_frames: usize,
     buffered_len: usize,
+    // PATCH(opsconsole): CURVE. `curve` when the socket uses it: handshake commands come out
+    // raw until the handshake installs the receiver, which then opens every frame; the sender
+    // boxes every frame written. Until `authenticated`, no frame may exceed
+    // `HANDSHAKE_FRAME_LIMIT`, whatever the mechanism.
+    curve: bool,
+    pub(crate) curve_sender: Option<crate::curve::CurveSender>,
+    pub(crate) curve_receiver: Option<crate::curve::CurveReceiver>,
+    pub(crate) authenticated: bool,
 }
 
 impl ZmqCodec {
@@ -54,6 +62,10 @@ impl ZmqCodec {
             max_message_size: options.max_message_size,
             max_message_frames: options.max_message_frames,
             buffered_len: 0,
+            curve: options.curve.is_some(),
+            curve_sender: None,
+            curve_receiver: None,
+            authenticated: false,
         }
     }
 
@@ -135,7 +147,27 @@ impl Decoder for ZmqCodec {
                     // of the loop allocates it (upstream reserves whatever is declared, so one
                     // 9-byte header of 2^40 aborts the process). The error closes this
                     // peer's connection only.
-                    if frame.command {
+                    if !self.authenticated {
+                        // Nobody knows who this peer is yet: a handshake needs a few hundred
+                        // bytes, so that is all it may declare.
+                        if frame_len > crate::curve::HANDSHAKE_FRAME_LIMIT {
+                            return Err(CodecError::Decode(
+                                "Frame exceeds the handshake limit before authentication",
+                            ));
+                        }
+                    } else if self.curve_receiver.is_some() {
+                        // A box: its payload counts, as a frame of the message it belongs to.
+                        let payload = frame_len.saturating_sub(crate::curve::MESSAGE_OVERHEAD);
+                        let frames = self.buffered_message.as_ref().map_or(0, ZmqMessage::len);
+                        if self.buffered_len.saturating_add(payload) > self.max_message_size {
+                            return Err(CodecError::Decode(
+                                "Message exceeds the maximum message size",
+                            ));
+                        }
+                        if frames >= self.max_message_frames {
+                            return Err(CodecError::Decode("Message has too many frames"));
+                        }
+                    } else if frame.command {
                         if frame_len > self.max_message_size {
                             return Err(CodecError::Decode(
                                 "Command frame exceeds the maximum message size",
@@ -159,6 +191,29 @@ impl Decoder for ZmqCodec {
                     let data = src.split_to(self.waiting_for);
                     self.state = DecoderState::FrameHeader;
                     self.waiting_for = 1;
+                    // PATCH(opsconsole): CURVE, see the fields.
+                    let (data, frame) = if let Some(receiver) = &mut self.curve_receiver {
+                        let Some(opened) = receiver.open_frame(data) else {
+                            return Err(CodecError::Decode(
+                                "CURVE MESSAGE box does not open or replays a nonce",
+                            ));
+                        };
+                        if opened.command {
+                            return Ok(Some(Message::Command(ZmqCommand::try_from(
+                                opened.payload.freeze(),
+                            )?)));
+                        }
+                        let frame = Frame {
+                            command: false,
+                            long: frame.long,
+                            more: opened.more,
+                        };
+                        (opened.payload, frame)
+                    } else if self.curve && frame.command {
+                        return Ok(Some(Message::Raw(data.freeze())));
+                    } else {
+                        (data, frame)
+                    };
                     if frame.command {
                         return Ok(Some(Message::Command(ZmqCommand::try_from(data.freeze())?)));
                     }
@@ -212,7 +267,38 @@ impl Encoder for ZmqCodec {
     fn encode(&mut self, message: Self::Item<'_>, dst: &mut BytesMut) -> Result<(), Self::Error> {
         match message {
             Message::Greeting(payload) => dst.unsplit(payload.into()),
-            Message::Command(command) => dst.unsplit(command.into()),
+            Message::Command(command) => {
+                let encoded: BytesMut = command.into();
+                match &mut self.curve_sender {
+                    Some(sender) => {
+                        // The command's body without its frame header, boxed.
+                        let header = if encoded[0] & 0b10 != 0 { 9 } else { 2 };
+                        sender.encode_frame(&encoded[header..], false, true, dst);
+                    }
+                    None => dst.unsplit(encoded),
+                }
+            }
+            Message::Raw(body) => {
+                // PATCH(opsconsole): a handshake command, as is.
+                let len = body.len();
+                if len > 255 {
+                    dst.reserve(len + 9);
+                    dst.extend_from_slice(&[0x06]);
+                    dst.extend_from_slice(&(len as u64).to_be_bytes());
+                } else {
+                    dst.reserve(len + 2);
+                    dst.extend_from_slice(&[0x04, len as u8]);
+                }
+                dst.extend_from_slice(&body);
+            }
+            Message::Message(message) if self.curve_sender.is_some() => {
+                let last_element = message.len() - 1;
+                if let Some(sender) = &mut self.curve_sender {
+                    for (idx, part) in message.iter().enumerate() {
+                        sender.encode_frame(part, idx != last_element, false, dst);
+                    }
+                }
+            }
             Message::Message(message) => {
                 let last_element = message.len() - 1;
                 for (idx, part) in message.iter().enumerate() {
