@@ -34,6 +34,28 @@ struct Cli {
         env = "OPSCONSOLE_DATA_DIR"
     )]
     data_dir: PathBuf,
+    /// Talk to the principal at this endpoint over the network (what it was started with:
+    /// `opsconsole principal --listen ENDPOINT`) instead of the data dir's: status, run,
+    /// cancel, retry, svc, agents, history, logs, attach and agent all use it.
+    #[arg(
+        long,
+        global = true,
+        value_name = "ENDPOINT",
+        env = "OPSCONSOLE_PRINCIPAL"
+    )]
+    principal: Option<String>,
+    /// The principal's public key (40 Z85 characters, or its server.pub file), for a CURVE
+    /// endpoint (`principal --keys`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "KEY-or-FILE",
+        env = "OPSCONSOLE_SERVER_KEY"
+    )]
+    server_key: Option<String>,
+    /// This client's (or agent's) secret key: NAME.secret from `opsconsole keys new NAME`.
+    #[arg(long, global = true, value_name = "FILE", env = "OPSCONSOLE_KEY")]
+    key: Option<PathBuf>,
     /// Console options (when no command is given).
     #[command(flatten)]
     console: ConsoleArgs,
@@ -73,13 +95,6 @@ enum Cmd {
         /// token-protected endpoint.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
-        /// The principal's public key (40 Z85 characters, or its server.pub file), for a
-        /// CURVE endpoint (`principal --keys`).
-        #[arg(long, value_name = "KEY-or-FILE", requires = "key")]
-        server_key: Option<String>,
-        /// This client's secret key (NAME.secret from `opsconsole keys new NAME`).
-        #[arg(long, value_name = "FILE", requires = "server_key")]
-        key: Option<PathBuf>,
         /// Colour theme: a name from themes/ or a .yaml path.
         #[arg(long, default_value = "dark", env = "OPSCONSOLE_THEME")]
         theme: String,
@@ -163,9 +178,6 @@ enum Cmd {
     /// for labels (`agent: { gpu: "true" }`) run only on agents that have them. Reconnects by
     /// itself; exits 0 when drained (`opsconsole agents drain ID`) or on Ctrl-C / SIGTERM.
     Agent {
-        /// The principal's endpoint, e.g. tcp://10.0.0.5:7400.
-        #[arg(long, value_name = "ENDPOINT")]
-        principal: String,
         /// The principal's operator token (for a token-protected endpoint).
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
@@ -472,6 +484,49 @@ fn main() -> ExitCode {
         workflows: cli.workflows,
         data: cli.data_dir,
     };
+    let curve_files = match (cli.server_key, cli.key) {
+        (Some(server_key), Some(key)) => Some((server_key, key)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return cli::fail(
+                cli::EXIT_INVALID,
+                "--server-key needs --key too: this client's NAME.secret (`opsconsole keys new NAME`)",
+            );
+        }
+        (None, Some(_)) => {
+            return cli::fail(
+                cli::EXIT_INVALID,
+                "--key needs --server-key too: the principal's public key (its data dir's server.pub, \
+                 also printed when it starts)",
+            );
+        }
+    };
+    let remote_principal = cli.principal.clone();
+    if let Some(endpoint) = &cli.principal {
+        let curve = match &curve_files {
+            None => None,
+            Some((server_key, key)) => {
+                match opsconsole::protocol::zmq::keys::client_security(key, server_key) {
+                    Ok(security) => Some(security),
+                    Err(e) => {
+                        return cli::fail(cli::EXIT_INVALID, format!("--server-key/--key: {e}"));
+                    }
+                }
+            }
+        };
+        let serving = matches!(
+            cli.command,
+            Some(Cmd::Principal { .. }) | Some(Cmd::Agent { .. })
+        );
+        if !serving {
+            opsconsole::principal::bootstrap::set_remote(
+                opsconsole::principal::bootstrap::Remote {
+                    endpoint: endpoint.clone(),
+                    curve,
+                },
+            );
+        }
+    }
     let command = cli.command.unwrap_or(Cmd::Console(cli.console));
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPSCONSOLE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -507,10 +562,24 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return cli::fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")),
     };
-    runtime.block_on(dispatch(dirs, command))
+    let network = Network {
+        principal: remote_principal,
+        curve_files,
+    };
+    runtime.block_on(dispatch(dirs, command, network))
 }
 
-async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
+/// The global network flags: `--principal`, and `--server-key` with `--key`.
+struct Network {
+    principal: Option<String>,
+    curve_files: Option<(String, PathBuf)>,
+}
+
+async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
+    let Network {
+        principal: remote_principal,
+        curve_files,
+    } = network;
     match command {
         Cmd::Console(args) => {
             let opts = opsconsole::tui::ConsoleOptions {
@@ -529,8 +598,6 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
         Cmd::Attach {
             endpoint,
             token_file,
-            server_key,
-            key,
             theme,
             read_only,
         } => {
@@ -543,7 +610,7 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
                 attach: Some(opsconsole::tui::Attach {
                     endpoint,
                     token_file,
-                    curve: server_key.zip(key),
+                    curve: curve_files.clone(),
                 }),
             };
             opsconsole::tui::console(&dirs, opts).await
@@ -597,7 +664,6 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
             cli::principal::principal(&dirs, opts).await
         }
         Cmd::Agent {
-            principal,
             token_file,
             slots,
             labels,
@@ -616,9 +682,31 @@ async fn dispatch(dirs: Dirs, command: Cmd) -> ExitCode {
                 Ok(l) => l,
                 Err(e) => return cli::fail(cli::EXIT_INVALID, e),
             };
+            let Some(principal) = remote_principal else {
+                return cli::fail(
+                    cli::EXIT_INVALID,
+                    "agent needs --principal ENDPOINT (or OPSCONSOLE_PRINCIPAL): where the \
+                     principal listens (`opsconsole principal --listen ENDPOINT`)",
+                );
+            };
+            let curve = match &curve_files {
+                None => None,
+                Some((server_key, key)) => {
+                    match opsconsole::protocol::zmq::keys::client_security(key, server_key) {
+                        Ok(security) => Some(security),
+                        Err(e) => {
+                            return cli::fail(
+                                cli::EXIT_INVALID,
+                                format!("--server-key/--key: {e}"),
+                            );
+                        }
+                    }
+                }
+            };
             let opts = opsconsole::agent::remote::AgentOptions {
                 principal,
                 key,
+                curve,
                 slots: slots
                     .map(|s| s as usize)
                     .unwrap_or_else(opsconsole::agent::default_slots),

@@ -45,6 +45,8 @@ pub struct AgentOptions {
     pub principal: String,
     /// The operator token, for a token-protected endpoint.
     pub key: Option<Key>,
+    /// CURVE (`--server-key`, `--key`), for a CURVE endpoint.
+    pub curve: Option<crate::protocol::zmq::keys::CurveSecurity>,
     /// Tasks run at once.
     pub slots: usize,
     /// Labels tasks can ask for (`agent: {gpu: "true"}`).
@@ -285,17 +287,30 @@ async fn connect(
     pool: &LocalAgent,
     buffer: &Buffer,
 ) -> Result<Connected, NotConnected> {
-    let client = match &opts.key {
-        Some(key) => ZmqClient::connect_signed(endpoints, CONNECT_TIMEOUT, key.clone()).await,
-        None => ZmqClient::connect(endpoints, CONNECT_TIMEOUT).await,
+    let client = match (&opts.key, &opts.curve) {
+        (_, Some(curve)) => {
+            ZmqClient::connect_curve(endpoints, CONNECT_TIMEOUT, curve.clone()).await
+        }
+        (Some(key), None) => {
+            ZmqClient::connect_signed(endpoints, CONNECT_TIMEOUT, key.clone()).await
+        }
+        (None, None) => ZmqClient::connect(endpoints, CONNECT_TIMEOUT).await,
     }
     .map_err(|e| NotConnected::Retry(e.to_string()))?;
-    let status = client.status().await.map_err(|_| -> NotConnected {
-        format!(
-            "no principal answers at {}: it is not running yet, or the token is wrong",
-            opts.principal
-        )
-        .into()
+    let status = client.status().await.map_err(|e| -> NotConnected {
+        match e {
+            // A CURVE refusal (an unknown key, a wrong server key) does not heal by retrying.
+            crate::protocol::api::ClientError::Unreachable(why)
+                if why.contains("refused this client") =>
+            {
+                NotConnected::Refused(why)
+            }
+            _ => format!(
+                "no principal answers at {}: it is not running yet, or the token is wrong",
+                opts.principal
+            )
+            .into(),
+        }
     })?;
     drop(client);
     let Some(at) = status.agents_endpoint else {
@@ -305,9 +320,15 @@ async fn connect(
             opts.principal, opts.principal
         )));
     };
-    let mut conn = AgentConnection::connect(&at, opts.key.clone(), CONNECT_TIMEOUT)
-        .await
-        .map_err(|e| NotConnected::Retry(e.to_string()))?;
+    let mut conn =
+        AgentConnection::connect_secure(&at, opts.key.clone(), opts.curve.clone(), CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                crate::protocol::zmq::agent_link::LinkError::Refused(why) => {
+                    NotConnected::Refused(why)
+                }
+                e => NotConnected::Retry(e.to_string()),
+            })?;
     let mut running: Vec<WorkId> = pool.running();
     for id in buffer.ended() {
         if !running.contains(id) {

@@ -75,8 +75,69 @@ impl std::fmt::Display for NotAnswering {
     }
 }
 
-/// Looks for the principal of `data_dir`; a client found uses `request_timeout`.
+/// A principal elsewhere that every command talks to instead of the data dir's
+/// (`--principal ENDPOINT`, with `--server-key` and `--key` for CURVE).
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// Its requests endpoint.
+    pub endpoint: String,
+    /// CURVE, for a CURVE endpoint.
+    pub curve: Option<crate::protocol::zmq::keys::CurveSecurity>,
+}
+
+/// Set once by `main` from the global flags, before any command runs: every face finds its
+/// principal through [`find_principal`], so one place decides for all of them.
+static REMOTE: std::sync::OnceLock<Remote> = std::sync::OnceLock::new();
+
+/// Makes [`find_principal`] (and so every command) use the principal at `remote`.
+pub fn set_remote(remote: Remote) {
+    let _ = REMOTE.set(remote);
+}
+
+/// The principal at `remote`: running if it answers, otherwise not answering (never absent,
+/// so that no command falls back to this machine's data dir).
+async fn find_remote(remote: &Remote, data_dir: &Path, request_timeout: Duration) -> Found {
+    let not_answering = |why: String| {
+        Found::NotAnswering(NotAnswering {
+            data_dir: data_dir.to_path_buf(),
+            pid: None,
+            why,
+            shutting_down: false,
+        })
+    };
+    let endpoints = match Endpoints::from_listen(&remote.endpoint) {
+        Ok(e) => e,
+        Err(e) => return not_answering(format!("--principal {}: {e}", remote.endpoint)),
+    };
+    let endpoints = &endpoints;
+    let connect = |timeout| async move {
+        match &remote.curve {
+            Some(curve) => ZmqClient::connect_curve(endpoints, timeout, curve.clone()).await,
+            None => ZmqClient::connect(endpoints, timeout).await,
+        }
+    };
+    let probe = match connect(PROBE_TIMEOUT * 5).await {
+        Ok(p) => p,
+        Err(e) => return not_answering(e.to_string()),
+    };
+    match probe.status().await {
+        Ok(status) => match connect(request_timeout).await {
+            Ok(client) => Found::Running {
+                client,
+                pid: status.pid,
+            },
+            Err(e) => not_answering(e.to_string()),
+        },
+        Err(e) => not_answering(e.to_string()),
+    }
+}
+
+/// Looks for the principal of `data_dir` (or the one of `--principal`); a client found uses
+/// `request_timeout`.
 pub async fn find_principal(data_dir: &Path, request_timeout: Duration) -> Found {
+    if let Some(remote) = REMOTE.get() {
+        return find_remote(remote, data_dir, request_timeout).await;
+    }
     let endpoints = Endpoints::for_data_dir(data_dir);
     let Some(socket) = socket_file(&endpoints.requests) else {
         return Found::Absent;

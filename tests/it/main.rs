@@ -10,6 +10,7 @@ mod cli;
 mod clients;
 mod console;
 mod crash;
+mod curve_zmq;
 mod disk_full;
 mod engine;
 mod executor;

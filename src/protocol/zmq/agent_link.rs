@@ -11,6 +11,7 @@ use zeromq::{
 };
 
 use super::auth::{Key, Tag};
+use super::keys::CurveSecurity;
 use super::{MAX_FRAME, wire};
 use crate::protocol::agent::{FromAgent, ToAgent};
 
@@ -20,6 +21,9 @@ pub enum LinkError {
     /// The socket failed or the peer went away.
     #[error("the connection to the principal's agents socket failed: {0}")]
     Socket(String),
+    /// The principal refused this agent's key (CURVE), with its reason: retrying cannot help.
+    #[error("the principal refused this agent: {0}")]
+    Refused(String),
     /// A message could not be encoded (a bug).
     #[error("cannot encode a message for the principal: {0}")]
     Encode(String),
@@ -44,15 +48,29 @@ impl AgentConnection {
         key: Option<Key>,
         timeout: Duration,
     ) -> Result<AgentConnection, LinkError> {
+        Self::connect_secure(endpoint, key, None, timeout).await
+    }
+
+    /// [`AgentConnection::connect`], with CURVE when `curve` is set.
+    pub async fn connect_secure(
+        endpoint: &str,
+        key: Option<Key>,
+        curve: Option<CurveSecurity>,
+        timeout: Duration,
+    ) -> Result<AgentConnection, LinkError> {
         let mut options = SocketOptions::default();
         options
             .max_message_size(MAX_FRAME)
             .max_message_frames(2)
             .connect_timeout(timeout);
+        if let Some(curve) = curve {
+            options.curve(curve);
+        }
         let mut dealer = DealerSocket::with_options(options);
         let monitor = dealer.monitor();
         match tokio::time::timeout(timeout, dealer.connect(endpoint)).await {
             Ok(Ok(())) => {}
+            Ok(Err(zeromq::ZmqError::Refused(why))) => return Err(LinkError::Refused(why)),
             Ok(Err(e)) => return Err(LinkError::Socket(e.to_string())),
             Err(_) => {
                 return Err(LinkError::Socket(format!(

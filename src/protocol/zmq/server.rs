@@ -140,7 +140,9 @@ pub async fn serve_principal_curve(
 }
 
 /// Roles that may connect to the requests and events sockets.
-const CLIENT_ROLES: &[KeyRole] = &[KeyRole::Operator, KeyRole::Viewer];
+/// Agents connect to the requests socket too, for `status` only (it says where the agents
+/// socket is).
+const CLIENT_ROLES: &[KeyRole] = &[KeyRole::Operator, KeyRole::Viewer, KeyRole::Agent];
 
 async fn serve_with(
     endpoints: &Endpoints,
@@ -546,6 +548,7 @@ fn on_message(
     // handshake) decides, as the authorized-keys file says now: a key removed since it
     // connected is refused from its next message on.
     let mut key_name = None;
+    let mut agent_key = false;
     let curve_role = match ring {
         None => None,
         Some(ring) => match ring.lookup(peer.get(..32).unwrap_or_default()) {
@@ -557,7 +560,12 @@ fn on_message(
                 key_name = Some(name);
                 Some(Role::Viewer)
             }
-            Some((KeyRole::Agent, _)) | None => {
+            Some((KeyRole::Agent, name)) => {
+                key_name = Some(name);
+                agent_key = true;
+                Some(Role::Viewer)
+            }
+            None => {
                 ring.count_revoked();
                 tracing::warn!(peer = %hex(&peer), "dropped a request of a key no longer authorized");
                 return;
@@ -611,6 +619,15 @@ fn on_message(
         )
     };
     match wire::decode::<Request>(&frame) {
+        Ok((id, request)) if agent_key && !matches!(request, Request::Status) => {
+            let why = "this key is an agent's: it may ask for status and run work, nothing else; \
+                       use an operator's or a viewer's key";
+            let refusal = reply(
+                id,
+                Response::Error(ApiError::new(ApiErrorKind::Forbidden, why)),
+            );
+            in_flight.spawn(peer, false, refusal);
+        }
         Ok((id, request)) if role == Role::Viewer && request.changes_state() => {
             let why = "this key is a viewer's: it may look (status, history, logs, run detail, \
                        events) but not change anything; use an operator's key";

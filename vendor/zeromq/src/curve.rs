@@ -573,3 +573,8 @@ pub(crate) async fn handshake(
 pub(crate) fn refuse_mechanism(security: &CurveSecurity) {
     security.refused(CurveRefusal::NotCurve);
 }
+
+/// Counts a greeting broken off or garbled on a CURVE server.
+pub(crate) fn refuse_handshake(security: &CurveSecurity) {
+    security.refused(CurveRefusal::BadHandshake);
+}

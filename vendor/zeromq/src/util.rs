@@ -145,8 +145,18 @@ pub(crate) async fn greet_exchange(
     raw_socket.write_half.send(Message::Greeting(ours)).await?;
 
     let greeting = match raw_socket.read_half.next().await {
-        Some(message) => message?,
-        None => return Err(ZmqError::Other("Failed Greeting exchange")),
+        Some(Ok(message)) => message,
+        failed => {
+            // A CURVE server counts a peer that broke off (or garbled) its greeting: libzmq
+            // of another mechanism closes as soon as it has seen ours.
+            if let Some(curve) = options.curve.as_ref().filter(|c| c.is_server()) {
+                crate::curve::refuse_handshake(curve);
+            }
+            return match failed {
+                Some(Err(e)) => Err(e.into()),
+                _ => Err(ZmqError::Other("Failed Greeting exchange")),
+            };
+        }
     };
     if let Message::Greeting(peer) = &greeting {
         if peer.mechanism.as_str() != ours.mechanism.as_str() {
