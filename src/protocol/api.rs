@@ -448,6 +448,11 @@ pub struct StatusReport {
     /// on; `None` in-process.
     #[serde(default)]
     pub agents_endpoint: Option<String>,
+    /// Messages from agents refused and dropped since the principal started (a hello out of
+    /// bounds or under a live agent's id, a report about work that is not the sender's,
+    /// report numbers out of order); per agent in `agents`.
+    #[serde(default)]
+    pub agent_messages_refused: u64,
 }
 
 /// What a sender may do.

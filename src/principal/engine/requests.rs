@@ -319,6 +319,7 @@ impl Engine {
             auth: None,
             role: None,
             agents_endpoint: None,
+            agent_messages_refused: self.agents.refused(),
             workflows: self
                 .catalog
                 .workflows
