@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod check;
 mod diagnostic;
 pub mod history;
 pub mod service;
