@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::LocalAgent;
 use crate::protocol::agent::{
-    AgentEvent, AgentId, AgentInfo, AgentLink, FromAgent, Hello, ToAgent, WorkId,
+    AgentEvent, AgentId, AgentInfo, AgentLink, FromAgent, Hello, StopCause, ToAgent, WorkId,
 };
 use crate::protocol::api::ClientExt;
 use crate::protocol::zmq::agent_link::AgentConnection;
@@ -108,10 +108,20 @@ struct Buffer {
     next: u64,
     reports: VecDeque<(u64, AgentEvent, usize)>,
     bytes: usize,
+    /// Work the agent stopped on its own (shutting down, or the principal silent past the
+    /// lease): its end is reported as [`StopCause::AgentStopped`], so that the principal
+    /// retries it rather than taking it as cancelled.
+    self_stopped: HashSet<WorkId>,
 }
 
 impl Buffer {
-    fn push(&mut self, event: AgentEvent) -> u64 {
+    fn push(&mut self, mut event: AgentEvent) -> u64 {
+        if let AgentEvent::Finished(end) = &mut event
+            && self.self_stopped.remove(&end.id)
+            && end.stopped == Some(StopCause::Requested)
+        {
+            end.stopped = Some(StopCause::AgentStopped);
+        }
         let seq = self.next;
         self.next += 1;
         let size = approx_size(&event);
@@ -186,6 +196,8 @@ pub async fn run(opts: AgentOptions) -> Result<(), AgentEnd> {
         next: 1,
         ..Buffer::default()
     };
+    // New on every start: the principal tells a restarted agent from a reconnect by it.
+    let instance = fastrand::u64(1..);
     let mut signals = Signals::new();
     let mut last_contact: Option<Instant> = None;
     let mut lease = Duration::from_secs(6);
@@ -201,21 +213,22 @@ pub async fn run(opts: AgentOptions) -> Result<(), AgentEnd> {
         if last_contact.is_some_and(|at| at.elapsed() > lease) {
             stop_all(
                 &pool,
+                &mut buffer,
                 "the principal has not been heard from for longer than the lease",
             );
             last_contact = None;
         }
         let connected = tokio::select! {
-            c = connect(&endpoints, &opts, &info, &pool, &buffer) => c,
+            c = connect(&endpoints, &opts, &info, instance, &pool, &buffer) => c,
             () = signals.next() => {
-                shut_down(&pool, &mut events).await;
+                shut_down(&pool, &mut buffer).await;
                 return Ok(());
             }
         };
         let (mut conn, heartbeat, keep, acked) = match connected {
             Ok(c) => c,
             Err(NotConnected::Refused(why)) => {
-                shut_down(&pool, &mut events).await;
+                shut_down(&pool, &mut buffer).await;
                 return Err(AgentEnd::Refused(why));
             }
             Err(NotConnected::Retry(why)) => {
@@ -226,7 +239,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), AgentEnd> {
                 tokio::select! {
                     () = tokio::time::sleep(retry) => {}
                     () = signals.next() => {
-                        shut_down(&pool, &mut events).await;
+                        shut_down(&pool, &mut buffer).await;
                         return Ok(());
                     }
                 }
@@ -264,11 +277,11 @@ pub async fn run(opts: AgentOptions) -> Result<(), AgentEnd> {
                 return Ok(());
             }
             Ended::Refused(why) => {
-                shut_down(&pool, &mut events).await;
+                shut_down(&pool, &mut buffer).await;
                 return Err(AgentEnd::Refused(why));
             }
             Ended::Signal => {
-                shut_down(&pool, &mut events).await;
+                shut_down(&pool, &mut buffer).await;
                 // The ends of the stopped work, for the principal (best effort).
                 flush(&mut conn, &mut buffer, &mut events).await;
                 return Ok(());
@@ -284,6 +297,7 @@ async fn connect(
     endpoints: &Endpoints,
     opts: &AgentOptions,
     info: &AgentInfo,
+    instance: u64,
     pool: &LocalAgent,
     buffer: &Buffer,
 ) -> Result<Connected, NotConnected> {
@@ -329,17 +343,16 @@ async fn connect(
                 }
                 e => NotConnected::Retry(e.to_string()),
             })?;
-    let mut running: Vec<WorkId> = pool.running();
-    for id in buffer.ended() {
-        if !running.contains(id) {
-            running.push(id.clone());
-        }
-    }
     let hello = FromAgent::Hello(Hello {
         info: info.clone(),
         host: host_name(),
         pid: std::process::id(),
-        running,
+        running: holding(pool, buffer),
+        instance,
+        next_report: buffer
+            .reports
+            .front()
+            .map_or(buffer.next, |(seq, _, _)| *seq),
     });
     conn.send(&hello)
         .await
@@ -367,6 +380,17 @@ async fn connect(
             _ => {}
         }
     }
+}
+
+/// Work this agent runs, or whose end waits for an acknowledgement: what it still holds.
+fn holding(pool: &LocalAgent, buffer: &Buffer) -> Vec<WorkId> {
+    let mut running: Vec<WorkId> = pool.running();
+    for id in buffer.ended() {
+        if !running.contains(id) {
+            running.push(id.clone());
+        }
+    }
+    running
 }
 
 /// Serves one connection until it goes quiet, the agent is released, or a signal comes.
@@ -422,7 +446,10 @@ async fn serve(
                 if last_contact.is_some_and(|at| at.elapsed() > heartbeat * 2) {
                     return Ended::Lost("the principal missed two heartbeats".into());
                 }
-                if let Err(e) = conn.send(&FromAgent::Heartbeat).await {
+                // Reports not yet read from the pool's channel are covered by the principal's
+                // grace of one heartbeat.
+                let running = Some(holding(pool, buffer));
+                if let Err(e) = conn.send(&FromAgent::Heartbeat { running }).await {
                     return Ended::Lost(e.to_string());
                 }
             }
@@ -431,20 +458,21 @@ async fn serve(
     }
 }
 
-/// Stops every piece of work, saying why in the log.
-fn stop_all(pool: &LocalAgent, why: &str) {
+/// Stops every piece of work on the agent's own account, saying why in the log.
+fn stop_all(pool: &LocalAgent, buffer: &mut Buffer, why: &str) {
     let running = pool.running();
     if !running.is_empty() {
         crate::tell!("agent: stopping {} piece(s) of work: {why}", running.len());
     }
     for work in running {
+        buffer.self_stopped.insert(work.clone());
         pool.stop(&work);
     }
 }
 
 /// Stops the work and waits (within its grace) for it to end.
-async fn shut_down(pool: &LocalAgent, _events: &mut mpsc::Receiver<AgentEvent>) {
-    stop_all(pool, "the agent is stopping");
+async fn shut_down(pool: &LocalAgent, buffer: &mut Buffer) {
+    stop_all(pool, buffer, "the agent is stopping");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !pool.running().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -547,7 +575,8 @@ fn lock_data_dir(data_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Ag
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
             Err(AgentEnd::Id(format!(
-                "another agent (pid {}) runs with the data dir {}; give this one its own                  --data-dir",
+                "another agent (pid {}) runs with the data dir {}; give this one its own \
+                 --data-dir",
                 pid.trim(),
                 data_dir.display()
             )))

@@ -84,6 +84,13 @@ pub async fn status(dirs: &Dirs, json: bool) -> ExitCode {
              room again; new runs are refused until then"
         );
     }
+    if s.agent_messages_refused > 0 {
+        crate::say!(
+            "\nagents: {} message(s) refused and dropped (see `opsconsole agents --json` for \
+             which agent sent them, and the principal's log for why)",
+            s.agent_messages_refused
+        );
+    }
     if !s.spec_problems.is_empty() {
         crate::say!(
             "\n{} problem(s) in workflow files (the last good version of each stays in effect):",

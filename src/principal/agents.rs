@@ -60,7 +60,19 @@ struct Remote {
     applied: u64,
     /// Applied reports waiting for the store: (report number, events emitted after it).
     unstored: VecDeque<(u64, u64)>,
+    /// Which start of the agent process this is (see [`Hello::instance`]).
+    instance: u64,
+    /// Its process id, as it said.
+    pid: u32,
+    /// Messages and reports from it that were refused.
+    refused: u64,
+    /// Work given up on it lately (it was lost, or no longer listed): its late end and the
+    /// output it printed are still its own to report.
+    given_up: VecDeque<WorkId>,
 }
+
+/// Work given up per agent that is remembered as its own, at most.
+const MAX_GIVEN_UP: usize = 1024;
 
 impl Remote {
     fn send(&self, id: &AgentId, message: ToAgent) {
@@ -88,6 +100,8 @@ struct Placement {
     /// loss): it holds its slot until it ends, and its end is late.
     stale: bool,
     since: DateTime<Utc>,
+    /// Heartbeats in a row that did not list it (a remote agent's work).
+    missing: u8,
 }
 
 /// Why a piece of work was not placed.
@@ -126,6 +140,29 @@ pub(super) struct Joined {
     pub acked: u64,
     /// It was known before (a reconnect).
     pub again: bool,
+    /// It is a new start of the agent process (another instance than before).
+    pub restarted: bool,
+}
+
+/// Why a batch of reports was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum BadReports {
+    /// Numbers start at 1 and must not overflow.
+    OutOfRange,
+    /// The batch starts past the next number expected: reports in between were never seen.
+    Gap {
+        /// The number expected next.
+        expected: u64,
+    },
+}
+
+impl std::fmt::Display for BadReports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OutOfRange => f.write_str("report numbers out of range"),
+            Self::Gap { expected } => write!(f, "report numbers jump past {expected}"),
+        }
+    }
 }
 
 /// Every agent; the in-process pool is one of them.
@@ -133,6 +170,8 @@ pub(super) struct Agents {
     agents: Vec<Agent>,
     placed: HashMap<WorkId, Placement>,
     heartbeat: Duration,
+    /// Messages refused from agents, all together (also those from no known agent).
+    refused: u64,
 }
 
 impl Agents {
@@ -142,6 +181,7 @@ impl Agents {
             agents: Vec::new(),
             placed: HashMap::new(),
             heartbeat,
+            refused: 0,
         }
     }
 
@@ -182,11 +222,16 @@ impl Agents {
     /// Registers a remote agent, or takes it back after a reconnect: work placed there that
     /// it still has stays its own, work it no longer has is lost, and work it has that the
     /// principal gave up holds a slot until it ends. An id of an in-process agent is refused.
+    ///
+    /// Another start of the agent process (another instance) while the previous one is still
+    /// connected (`previous_open`) and heard from is a second agent under one id: refused.
     pub fn hello(
         &mut self,
         hello: Hello,
         outbox: UnboundedSender<(AgentId, ToAgent)>,
+        previous_open: bool,
     ) -> Result<Joined, String> {
+        hello.check()?;
         let id = hello.info.id.clone();
         let link = Box::new(RemoteLink {
             info: AgentInfo {
@@ -210,11 +255,23 @@ impl Agents {
                 let remote = a.remote.as_ref().expect("checked above");
                 if alive && remote.host != hello.host {
                     return Err(format!(
-                        "the agent id `{id}` is in use by the agent at {}; give this one                          another --id",
+                        "the agent id `{id}` is in use by the agent at {}; give this one \
+                         another --id",
                         remote.address
                     ));
                 }
+                let restarted = remote.instance != hello.instance;
+                let heard_lately = remote.last_heard.elapsed() < self.heartbeat * 2;
+                if alive && restarted && previous_open && heard_lately {
+                    return Err(format!(
+                        "the agent id `{id}` is in use by another agent process (pid {}) on {}, \
+                         still connected and heard from; give this one another --id (or stop \
+                         that one first)",
+                        remote.pid, remote.host
+                    ));
+                }
                 joined.again = true;
+                joined.restarted = restarted;
                 let a = &mut self.agents[i];
                 a.link = link;
                 if a.state.is_gone() {
@@ -226,6 +283,13 @@ impl Agents {
                 remote.host = hello.host.clone();
                 remote.address = address;
                 remote.last_heard = Instant::now();
+                remote.pid = hello.pid;
+                if restarted {
+                    // A new process numbers its reports afresh.
+                    remote.instance = hello.instance;
+                    remote.applied = hello.next_report.saturating_sub(1);
+                    remote.unstored.clear();
+                }
                 joined.acked = remote.applied;
                 i
             }
@@ -240,8 +304,14 @@ impl Agents {
                         host: hello.host.clone(),
                         address,
                         last_heard: Instant::now(),
-                        applied: 0,
+                        // Not known (a new agent, or this principal restarted): its numbering
+                        // goes on from the first report it still holds.
+                        applied: hello.next_report.saturating_sub(1),
                         unstored: VecDeque::new(),
+                        instance: hello.instance,
+                        pid: hello.pid,
+                        refused: 0,
+                        given_up: VecDeque::new(),
                     }),
                     joined_at: Utc::now(),
                 });
@@ -259,6 +329,7 @@ impl Agents {
             if let Some(p) = self.placed.remove(&work)
                 && !p.stale
             {
+                self.remember_given_up(&id, &work);
                 joined.lost.push(GivenUp {
                     id: work,
                     since: p.since,
@@ -281,6 +352,7 @@ impl Agents {
                             takes_slot: !matches!(work, WorkId::Service(_)),
                             stale: true,
                             since: Utc::now(),
+                            missing: 0,
                         },
                     );
                 }
@@ -388,6 +460,7 @@ impl Agents {
             if let Some(p) = self.placed.remove(&work)
                 && !p.stale
             {
+                self.remember_given_up(id, &work);
                 lost.push(GivenUp {
                     id: work,
                     since: p.since,
@@ -403,7 +476,7 @@ impl Agents {
             .iter()
             .filter(|a| !a.state.is_gone())
             .map(|a| a.link.info().slots)
-            .sum()
+            .fold(0usize, usize::saturating_add)
     }
 
     /// Task slots in use.
@@ -459,6 +532,7 @@ impl Agents {
                 takes_slot,
                 stale: false,
                 since: Utc::now(),
+                missing: 0,
             },
         );
         agent.link.assign(job);
@@ -491,13 +565,127 @@ impl Agents {
     }
 
     /// Which reports of `first ..= first + count - 1` from `agent` are new (the rest were
-    /// applied before a reconnect): the index of the first new one.
-    pub fn new_reports(&self, agent: &AgentId, first: u64, count: usize) -> usize {
+    /// applied before a reconnect): the index of the first new one. Numbers that start at 0,
+    /// overflow, or skip past the next one expected are refused.
+    pub fn new_reports(
+        &self,
+        agent: &AgentId,
+        first: u64,
+        count: usize,
+    ) -> Result<usize, BadReports> {
         let applied = self
             .index(agent)
             .and_then(|i| self.agents[i].remote.as_ref())
             .map_or(0, |r| r.applied);
-        (applied.saturating_sub(first.saturating_sub(1)) as usize).min(count)
+        if first == 0 || first.checked_add(count as u64).is_none() {
+            return Err(BadReports::OutOfRange);
+        }
+        let expected = applied.saturating_add(1);
+        if first > expected {
+            return Err(BadReports::Gap { expected });
+        }
+        Ok(((expected - first) as usize).min(count))
+    }
+
+    /// Counts a refused message from `agent` (or from no known agent).
+    pub fn refuse(&mut self, agent: Option<&AgentId>) {
+        self.refused = self.refused.saturating_add(1);
+        if let Some(i) = agent.and_then(|a| self.index(a))
+            && let Some(r) = self.agents[i].remote.as_mut()
+        {
+            r.refused = r.refused.saturating_add(1);
+        }
+    }
+
+    /// Messages refused from agents since the principal started.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Whether `agent` may report about `work`: it was placed there (given up or not).
+    pub fn placed_on(&self, agent: &AgentId, work: &WorkId) -> bool {
+        self.placed.get(work).is_some_and(|p| &p.agent == agent)
+    }
+
+    /// Whether `work` was placed on `agent` and given up lately.
+    pub fn gave_up(&self, agent: &AgentId, work: &WorkId) -> bool {
+        self.index(agent)
+            .and_then(|i| self.agents[i].remote.as_ref())
+            .is_some_and(|r| r.given_up.contains(work))
+    }
+
+    /// Remembers that `work` placed on `agent` was given up.
+    fn remember_given_up(&mut self, agent: &AgentId, work: &WorkId) {
+        if let Some(i) = self.index(agent)
+            && let Some(r) = self.agents[i].remote.as_mut()
+        {
+            if r.given_up.len() >= MAX_GIVEN_UP {
+                r.given_up.pop_front();
+            }
+            r.given_up.push_back(work.clone());
+        }
+    }
+
+    /// Whether `work` is placed on an agent other than `agent`.
+    pub fn placed_elsewhere(&self, agent: &AgentId, work: &WorkId) -> bool {
+        self.placed.get(work).is_some_and(|p| &p.agent != agent)
+    }
+
+    /// A heartbeat of `agent` listed what it runs: work placed there that two heartbeats in a
+    /// row did not list is given up (one heartbeat of grace covers an assignment and a
+    /// heartbeat that crossed, and an end reported just after the heartbeat was written).
+    pub fn reconcile(&mut self, agent: &AgentId, running: &[WorkId]) -> Vec<GivenUp> {
+        let listed: std::collections::HashSet<&WorkId> = running.iter().collect();
+        let mut gone = Vec::new();
+        for (work, p) in self.placed.iter_mut() {
+            if &p.agent != agent {
+                continue;
+            }
+            if listed.contains(work) {
+                p.missing = 0;
+            } else {
+                p.missing = p.missing.saturating_add(1);
+                if p.missing >= 2 {
+                    gone.push(work.clone());
+                }
+            }
+        }
+        let mut lost = Vec::new();
+        for work in gone {
+            if let Some(p) = self.placed.remove(&work) {
+                if p.takes_slot
+                    && let Some(i) = self.index(agent)
+                {
+                    let a = &mut self.agents[i];
+                    a.free = (a.free + 1).min(a.link.info().slots);
+                }
+                if !p.stale {
+                    self.remember_given_up(agent, &work);
+                    lost.push(GivenUp {
+                        id: work,
+                        since: p.since,
+                    });
+                }
+            }
+        }
+        lost
+    }
+
+    /// After a gap in the principal's own loop (a stall, a suspend): every connected remote
+    /// agent gets a fresh lease, so that what it sent meanwhile is read before anything is
+    /// declared lost.
+    pub fn refresh_leases(&mut self) {
+        let now = Instant::now();
+        for a in &mut self.agents {
+            if let Some(r) = a.remote.as_mut()
+                && !a.state.is_gone()
+            {
+                r.last_heard = now;
+            }
+        }
+        for p in self.placed.values_mut() {
+            p.missing = 0;
+        }
     }
 
     /// Report `seq` of `agent` was applied; it is stored once `emitted` events are durable.
@@ -637,6 +825,7 @@ impl Agents {
                         .map(|r| now.saturating_duration_since(r.last_heard).as_millis() as u64),
                     joined_at: a.joined_at,
                     running,
+                    refused: a.remote.as_ref().map_or(0, |r| r.refused),
                 }
             })
             .collect()
@@ -772,6 +961,8 @@ mod tests {
             host: "h".into(),
             pid: 1,
             running,
+            instance: 1,
+            next_report: 1,
         }
     }
 
@@ -875,7 +1066,11 @@ mod tests {
         ));
         assert!(!agents.could_take(&gpu));
         agents
-            .hello(hello("g", 1, &[("gpu", "true")], Vec::new()), tx.clone())
+            .hello(
+                hello("g", 1, &[("gpu", "true")], Vec::new()),
+                tx.clone(),
+                false,
+            )
             .expect("joins");
         assert_eq!(
             agents
@@ -894,7 +1089,7 @@ mod tests {
         );
         assert!(
             agents
-                .hello(hello("local", 1, &[], Vec::new()), tx)
+                .hello(hello("local", 1, &[], Vec::new()), tx, false)
                 .is_err(),
             "the pool's id"
         );
@@ -905,7 +1100,7 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut agents = Agents::new(Duration::from_secs(1));
         agents
-            .hello(hello("r", 3, &[], Vec::new()), tx.clone())
+            .hello(hello("r", 3, &[], Vec::new()), tx.clone(), false)
             .expect("joins");
         let kind = WorkKind::Task { timeout: None };
         for n in 1..=3 {
@@ -915,7 +1110,11 @@ mod tests {
         }
         // Back, still running 1 and a stranger (9); 2 and 3 are gone from it.
         let joined = agents
-            .hello(hello("r", 3, &[], vec![task(1), task(9)]), tx.clone())
+            .hello(
+                hello("r", 3, &[], vec![task(1), task(9)]),
+                tx.clone(),
+                false,
+            )
             .expect("again");
         assert!(joined.again);
         assert_eq!(joined.keep, [task(1)]);
@@ -929,7 +1128,12 @@ mod tests {
         // Another host under the same id while this one lives is refused.
         let mut other = hello("r", 1, &[], Vec::new());
         other.host = "elsewhere".into();
-        assert!(agents.hello(other, tx).unwrap_err().contains("in use"));
+        assert!(
+            agents
+                .hello(other, tx, false)
+                .unwrap_err()
+                .contains("in use")
+        );
         let sent: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|(_, m)| format!("{m:?}"))
             .collect();
@@ -941,7 +1145,7 @@ mod tests {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let mut agents = Agents::new(Duration::from_millis(100));
         agents
-            .hello(hello("r", 2, &[], Vec::new()), tx)
+            .hello(hello("r", 2, &[], Vec::new()), tx, false)
             .expect("joins");
         let kind = WorkKind::Task { timeout: None };
         agents.assign(job(task(1), kind), &none()).expect("placed");
@@ -968,19 +1172,29 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut agents = Agents::new(Duration::from_secs(1));
         agents
-            .hello(hello("r", 1, &[], Vec::new()), tx)
+            .hello(hello("r", 1, &[], Vec::new()), tx, false)
             .expect("joins");
         let r = AgentId("r".into());
-        assert_eq!(agents.new_reports(&r, 1, 3), 0);
+        assert_eq!(agents.new_reports(&r, 1, 3), Ok(0));
         for (seq, emitted) in [(1, 10), (2, 11), (3, 12)] {
             agents.applied(&r, seq, emitted);
         }
         assert_eq!(
             agents.new_reports(&r, 1, 5),
-            3,
+            Ok(3),
             "1-3 again after a reconnect: skipped"
         );
-        assert_eq!(agents.new_reports(&r, 3, 2), 1);
+        assert_eq!(agents.new_reports(&r, 3, 2), Ok(1));
+        assert_eq!(
+            agents.new_reports(&r, 6, 1),
+            Err(BadReports::Gap { expected: 4 }),
+            "4 and 5 were never seen"
+        );
+        assert_eq!(
+            agents.new_reports(&r, u64::MAX, 2),
+            Err(BadReports::OutOfRange)
+        );
+        assert_eq!(agents.new_reports(&r, 0, 1), Err(BadReports::OutOfRange));
         assert!(agents.awaiting_store());
         agents.stored(11);
         let acks: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
@@ -989,5 +1203,97 @@ mod tests {
         assert_eq!(acks, ["Ack { upto: 2 }"]);
         agents.stored(12);
         assert!(!agents.awaiting_store());
+    }
+
+    #[test]
+    fn a_new_instance_starts_its_numbering_again_and_a_second_live_one_is_refused() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut agents = Agents::new(Duration::from_secs(1));
+        let r = AgentId("r".into());
+        agents
+            .hello(hello("r", 1, &[], Vec::new()), tx.clone(), false)
+            .expect("joins");
+        let kind = WorkKind::Task { timeout: None };
+        agents.assign(job(task(1), kind), &none()).expect("placed");
+        agents.applied(&r, 1, 1);
+        agents.applied(&r, 2, 2);
+        // Another process under the id while the first is connected and heard from: refused,
+        // and nothing changes.
+        let mut second = hello("r", 1, &[], Vec::new());
+        second.instance = 2;
+        let refused = agents.hello(second.clone(), tx.clone(), true).unwrap_err();
+        assert!(
+            refused.contains("in use by another agent process"),
+            "{refused}"
+        );
+        assert!(agents.placed_on(&r, &task(1)));
+        // The first one's connection closed (it was killed): the new one takes over, its
+        // reports count from 1, and the old one's work is lost.
+        let joined = agents.hello(second, tx, false).expect("restarted");
+        assert!(joined.again && joined.restarted);
+        assert_eq!(joined.acked, 0);
+        assert_eq!(
+            joined.lost.iter().map(|g| &g.id).collect::<Vec<_>>(),
+            [&task(1)]
+        );
+        assert_eq!(agents.new_reports(&r, 1, 1), Ok(0));
+        assert!(
+            agents.gave_up(&r, &task(1)),
+            "its late end is still its own"
+        );
+    }
+
+    #[test]
+    fn work_missing_from_two_heartbeats_in_a_row_is_given_up() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut agents = Agents::new(Duration::from_secs(1));
+        let r = AgentId("r".into());
+        agents
+            .hello(hello("r", 2, &[], Vec::new()), tx, false)
+            .expect("joins");
+        let kind = WorkKind::Task { timeout: None };
+        agents
+            .assign(job(task(1), kind.clone()), &none())
+            .expect("placed");
+        agents.assign(job(task(2), kind), &none()).expect("placed");
+        assert!(agents.reconcile(&r, &[task(1)]).is_empty(), "one of grace");
+        assert!(
+            agents.reconcile(&r, &[task(1), task(2)]).is_empty(),
+            "listed again"
+        );
+        assert!(agents.reconcile(&r, &[task(1)]).is_empty());
+        let lost = agents.reconcile(&r, &[task(1)]);
+        assert_eq!(lost.iter().map(|g| &g.id).collect::<Vec<_>>(), [&task(2)]);
+        assert!(agents.has_free_slot(), "its slot is free again");
+        agents.refresh_leases();
+        assert!(
+            agents.reconcile(&r, &[]).is_empty(),
+            "a fresh lease starts the grace again"
+        );
+    }
+
+    #[test]
+    fn a_hello_out_of_bounds_is_refused() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut agents = Agents::new(Duration::from_secs(1));
+        let mut big = hello("r", 1, &[], Vec::new());
+        big.info.labels.insert("l".into(), "x".repeat(1 << 20));
+        assert!(
+            agents
+                .hello(big, tx.clone(), false)
+                .unwrap_err()
+                .contains("label")
+        );
+        let mut many = hello("r", usize::MAX, &[], Vec::new());
+        assert!(
+            agents
+                .hello(many.clone(), tx.clone(), false)
+                .unwrap_err()
+                .contains("slots")
+        );
+        many.info.slots = 4;
+        many.host = "h".repeat(4096);
+        assert!(agents.hello(many, tx, false).is_err());
+        assert_eq!(agents.slots(), 0, "nothing joined");
     }
 }

@@ -12,7 +12,7 @@ use super::schedule::{OverlapAction, Scheduler, overlap_action};
 use super::timers::{self, Deadlines};
 use super::{Command, PrincipalConfig, RunOutcome, TriggerError};
 use crate::dag::Dag;
-use crate::protocol::agent::{AgentEvent, AgentId, AgentNews, WorkId};
+use crate::protocol::agent::{AgentEvent, AgentId, AgentNews, StopCause, WorkId};
 use crate::protocol::api::Response;
 use crate::protocol::{AttemptRecord, Event, LogBatch, Outcome, RunId, RunState, TaskState};
 use crate::spec::Catalog;
@@ -159,7 +159,8 @@ pub(super) struct Engine {
     /// What remote agents say, from the agents sockets.
     agent_news: mpsc::Receiver<AgentNews>,
     /// A [`Timer::AgentBeat`] is set.
-    beat_armed: bool,
+    /// When the armed [`Timer::AgentBeat`] is due; `None` while none is armed.
+    beat_due: Option<tokio::time::Instant>,
     /// A [`Timer::AckDue`] is set.
     ack_armed: bool,
     /// Events decided where nothing can wait (the dispatcher); emitted next in the loop.
@@ -268,7 +269,7 @@ impl Engine {
             agents,
             agent_rx,
             agent_news,
-            beat_armed: false,
+            beat_due: None,
             ack_armed: false,
             services,
             held_services: if config.one_off {
@@ -904,7 +905,9 @@ impl Engine {
                 ..
             } => {
                 let current = self.runs.get(&key.run_id).is_some_and(|r| {
-                    r.tasks[key.task_idx].attempt == key.attempt && r.tasks[key.task_idx].on_agent
+                    r.tasks
+                        .get(key.task_idx)
+                        .is_some_and(|t| t.attempt == key.attempt && t.on_agent)
                 });
                 if current {
                     self.set_task(key.run_id, key.task_idx, TaskState::Running, None)
@@ -942,8 +945,12 @@ impl Engine {
                 let Some(key) = end.id.as_task().cloned() else {
                     return; // services and checks have no engine of their own yet
                 };
+                let outcome = match end.stopped {
+                    Some(StopCause::AgentStopped) => Outcome::Lost(from.to_string()),
+                    _ => end.outcome(),
+                };
                 let record = AttemptRecord {
-                    outcome: end.outcome(),
+                    outcome,
                     key,
                     started_at: end.started_at,
                     ended_at: end.ended_at,

@@ -176,6 +176,9 @@ pub enum StopCause {
     /// The principal asked for it to stop (a cancel, or a service being stopped). A supervisor
     /// treats this as a normal exit whatever the exit status says.
     Requested,
+    /// The agent stopped it on its own: it was shutting down (SIGTERM), or had not heard
+    /// from the principal for longer than the lease. The attempt is lost, not cancelled.
+    AgentStopped,
 }
 
 /// The end of a piece of work.
@@ -202,6 +205,7 @@ impl WorkEnd {
             (_, Exit::NotStarted(why)) => Outcome::SpawnFailed(why.clone()),
             (Some(StopCause::TimedOut), _) => Outcome::TimedOut,
             (Some(StopCause::Requested), _) => Outcome::Cancelled,
+            (Some(StopCause::AgentStopped), _) => Outcome::Lost("its agent".into()),
             (None, Exit::Code(c)) => Outcome::Exited(*c),
             (None, Exit::Signal(s)) => Outcome::Signaled(*s),
         }
@@ -368,6 +372,10 @@ pub struct AgentStatus {
     pub joined_at: DateTime<Utc>,
     /// The work it runs, by what the console shows (`run 12 load #2`).
     pub running: Vec<WorkId>,
+    /// Messages and reports from it that were refused (a field that does not match what the
+    /// principal gave it: work it was never given, numbers out of order) and dropped.
+    #[serde(default)]
+    pub refused: u64,
 }
 
 /// What a remote agent says when it (re)connects.
@@ -381,6 +389,69 @@ pub struct Hello {
     pub pid: u32,
     /// Work it still runs, or whose end it has not had acknowledged yet.
     pub running: Vec<WorkId>,
+    /// Names this start of the agent process: new on every start, so that the principal
+    /// knows a restarted agent (whose report numbers start again from 1) from a reconnect.
+    /// 0 (an agent that does not say): every hello is taken as a reconnect.
+    #[serde(default)]
+    pub instance: u64,
+    /// Number of its first report not acknowledged yet (of the next one when all are): a
+    /// principal that does not know this instance (it is new, or the principal restarted)
+    /// takes its numbering from here; one that does keeps its own count. 0: from 1.
+    #[serde(default)]
+    pub next_report: u64,
+}
+
+/// Most labels an agent may offer.
+pub const MAX_LABELS: usize = 64;
+/// Longest label name or value, in bytes.
+pub const MAX_LABEL_LEN: usize = 128;
+/// Longest host name or version an agent may give, in bytes.
+pub const MAX_HELLO_TEXT: usize = 255;
+/// Most task slots an agent may offer.
+pub const MAX_SLOTS: usize = 4096;
+/// Most pieces of work an agent may list in a hello or a heartbeat.
+pub const MAX_RUNNING: usize = 8192;
+
+impl Hello {
+    /// Whether every field is within its bounds; the error says which is not.
+    pub fn check(&self) -> Result<(), String> {
+        let id = &self.info.id.0;
+        if id.is_empty() || id.len() > 128 {
+            return Err("an agent id is 1 to 128 bytes".into());
+        }
+        if self.info.slots == 0 || self.info.slots > MAX_SLOTS {
+            return Err(format!(
+                "{} slots: an agent offers 1 to {MAX_SLOTS}",
+                self.info.slots
+            ));
+        }
+        if self.info.labels.len() > MAX_LABELS {
+            return Err(format!(
+                "{} labels: an agent offers at most {MAX_LABELS}",
+                self.info.labels.len()
+            ));
+        }
+        if let Some((k, _)) = self.info.labels.iter().find(|(k, v)| {
+            k.is_empty() || k.len() > MAX_LABEL_LEN || v.is_empty() || v.len() > MAX_LABEL_LEN
+        }) {
+            let k: String = k.chars().take(32).collect();
+            return Err(format!(
+                "label `{k}`: a label name and value are each 1 to {MAX_LABEL_LEN} bytes"
+            ));
+        }
+        if self.host.len() > MAX_HELLO_TEXT || self.info.version.len() > MAX_HELLO_TEXT {
+            return Err(format!(
+                "a host name and a version are at most {MAX_HELLO_TEXT} bytes"
+            ));
+        }
+        if self.running.len() > MAX_RUNNING {
+            return Err(format!(
+                "{} pieces of work listed: at most {MAX_RUNNING}",
+                self.running.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A message from a remote agent to the principal.
@@ -397,8 +468,14 @@ pub enum FromAgent {
         /// The reports, in order.
         events: Vec<AgentEvent>,
     },
-    /// Still here.
-    Heartbeat,
+    /// Still here, running this.
+    Heartbeat {
+        /// Work the agent runs, or whose end it has not had acknowledged yet. The principal
+        /// gives up work it placed there that is missing from two heartbeats in a row.
+        /// `None` (an agent that does not say): nothing is reconciled.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        running: Option<Vec<WorkId>>,
+    },
 }
 
 /// A message from the principal to a remote agent.
@@ -455,6 +532,9 @@ pub enum AgentNews {
         hello: Hello,
         /// Where the engine sends what is for this agent.
         outbox: tokio::sync::mpsc::UnboundedSender<(AgentId, ToAgent)>,
+        /// Another connection of this agent id is still open (a second process under the
+        /// same id, unless it is the same instance reconnecting).
+        previous_open: bool,
     },
     /// A registered agent's message.
     From {

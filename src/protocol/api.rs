@@ -452,6 +452,11 @@ pub struct StatusReport {
     /// refused; `None` elsewhere.
     #[serde(default)]
     pub curve: Option<Box<crate::protocol::zmq::keys::CurveStatus>>,
+    /// Messages from agents refused and dropped since the principal started (a hello out of
+    /// bounds or under a live agent's id, a report about work that is not the sender's,
+    /// report numbers out of order); per agent in `agents`.
+    #[serde(default)]
+    pub agent_messages_refused: u64,
 }
 
 /// What a sender may do.

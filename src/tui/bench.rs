@@ -73,6 +73,7 @@ fn fixed_answer(request: Request, now: DateTime<Utc>) -> Response {
         Request::Status => Response::Status(StatusReport {
             pid: 1,
             started_at: now,
+            agent_messages_refused: 0,
             slots: 8,
             busy_slots: 0,
             queued_tasks: 0,
@@ -150,6 +151,7 @@ fn fixed_answer(request: Request, now: DateTime<Utc>) -> Response {
                 heartbeat_age_ms: None,
                 joined_at: now,
                 running: Vec::new(),
+                refused: 0,
             }],
         },
         _ => Response::Error(crate::protocol::api::ApiError::new(

@@ -123,6 +123,7 @@ fn app_with_data(read_only: bool) -> App {
     let mut app = App::new(config(read_only), Theme::monochrome(), now());
     let status = StatusReport {
         pid: 4242,
+        agent_messages_refused: 0,
         started_at: ago(3600),
         slots: 4,
         busy_slots: 1,
@@ -278,6 +279,7 @@ fn agent(
         heartbeat_age_ms: heard_ms,
         joined_at: ago(3000),
         running,
+        refused: 0,
     }
 }
 

@@ -22,27 +22,23 @@ use opsconsole::protocol::zmq::auth::Key;
 use opsconsole::protocol::zmq::{Endpoints, ZmqClient};
 use opsconsole::protocol::{Event, RunId, RunState};
 
-const HEARTBEAT: &str = "200ms";
+pub(crate) const HEARTBEAT: &str = "200ms";
 const TOKEN: &str = "agents-operator-token-0123456789\n";
 
 /// A principal process and where it listens.
-struct Principal {
-    child: Stopped,
-    endpoints: Endpoints,
-    agents: String,
-    log: Arc<Mutex<String>>,
+pub(crate) struct Principal {
+    pub(crate) child: Stopped,
+    pub(crate) endpoints: Endpoints,
+    pub(crate) agents: String,
+    pub(crate) log: Arc<Mutex<String>>,
 }
 
 impl Principal {
-    fn start(p: &Project, listen: &str, extra: &[&str]) -> Principal {
-        let mut args = vec![
-            "principal",
-            "--listen",
-            listen,
-            "--remote-only",
-            "--agent-heartbeat",
-            HEARTBEAT,
-        ];
+    pub(crate) fn start(p: &Project, listen: &str, extra: &[&str]) -> Principal {
+        let mut args = vec!["principal", "--listen", listen, "--remote-only"];
+        if !extra.contains(&"--agent-heartbeat") {
+            args.extend_from_slice(&["--agent-heartbeat", HEARTBEAT]);
+        }
         args.extend_from_slice(extra);
         let mut child = p.spawn(&args);
         let stderr = child.stderr.take().expect("stderr");
@@ -90,19 +86,19 @@ impl Principal {
         }
     }
 
-    async fn client(&self) -> ZmqClient {
+    pub(crate) async fn client(&self) -> ZmqClient {
         ZmqClient::connect(&self.endpoints, Duration::from_secs(3))
             .await
             .expect("endpoints")
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.0.id()
     }
 }
 
 /// An agent process with its own data dir under `p`.
-fn agent(p: &Project, name: &str, principal: &str, extra: &[&str]) -> Stopped {
+pub(crate) fn agent(p: &Project, name: &str, principal: &str, extra: &[&str]) -> Stopped {
     let dir = p.path().join(format!("agent-{name}"));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let mut cmd = std::process::Command::new(BIN);
@@ -124,7 +120,7 @@ fn agent(p: &Project, name: &str, principal: &str, extra: &[&str]) -> Stopped {
     Stopped(cmd.spawn().expect("spawn agent"))
 }
 
-async fn agents(client: &impl Client) -> Vec<AgentStatus> {
+pub(crate) async fn agents(client: &impl Client) -> Vec<AgentStatus> {
     match client.call(Request::Agents).await {
         Ok(Response::Agents { agents }) => agents,
         other => panic!("agents: {other:?}"),
@@ -132,7 +128,7 @@ async fn agents(client: &impl Client) -> Vec<AgentStatus> {
 }
 
 /// Waits until the agents named are all connected and ready.
-async fn wait_ready(client: &impl Client, names: &[&str], limit: Duration) {
+pub(crate) async fn wait_ready(client: &impl Client, names: &[&str], limit: Duration) {
     let t0 = Instant::now();
     loop {
         let list = agents(client).await;
@@ -151,7 +147,7 @@ async fn wait_ready(client: &impl Client, names: &[&str], limit: Duration) {
     }
 }
 
-async fn wait_state(client: &impl Client, run: RunId, limit: Duration) -> RunState {
+pub(crate) async fn wait_state(client: &impl Client, run: RunId, limit: Duration) -> RunState {
     let t0 = Instant::now();
     loop {
         if let Ok(detail) = client.run_detail(run).await
@@ -167,7 +163,7 @@ async fn wait_state(client: &impl Client, run: RunId, limit: Duration) -> RunSta
     }
 }
 
-fn lines_of(path: &Path) -> Vec<String> {
+pub(crate) fn lines_of(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -481,6 +477,8 @@ fn hello(name: &str) -> FromAgent {
         host: "test-host".into(),
         pid: 1,
         running: Vec::new(),
+        instance: 1,
+        next_report: 1,
     })
 }
 
@@ -619,7 +617,7 @@ async fn random_frames_on_the_agents_socket_change_nothing() {
     assert!(principal_alive(&principal));
 }
 
-fn principal_alive(p: &Principal) -> bool {
+pub(crate) fn principal_alive(p: &Principal) -> bool {
     signal(p.pid(), Signal::SIGCONT).is_ok()
         && std::fs::read_to_string(format!("/proc/{}/status", p.pid()))
             .map(|s| !s.contains("State:\tZ"))

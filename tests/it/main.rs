@@ -4,6 +4,7 @@
 
 mod common;
 
+mod agent_faults;
 mod agents;
 mod auth;
 mod cli;

@@ -3,7 +3,8 @@
 
 use super::{Engine, Timer};
 use crate::protocol::agent::{
-    AgentId, AgentNews, AgentNote, AgentNoteKind, AgentState, FromAgent, ToAgent, WorkEnd, WorkId,
+    AgentEvent, AgentId, AgentNews, AgentNote, AgentNoteKind, AgentState, FromAgent, MAX_RUNNING,
+    ToAgent, WorkEnd, WorkId,
 };
 use crate::protocol::api::{ApiError, ApiErrorKind, Response};
 use crate::protocol::{AttemptRecord, Event, Outcome};
@@ -16,12 +17,26 @@ const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 impl Engine {
     pub(super) async fn on_agent_news(&mut self, news: AgentNews) {
         match news {
-            AgentNews::Hello { hello, outbox } => {
+            AgentNews::Hello {
+                mut hello,
+                outbox,
+                previous_open,
+            } => {
                 let id = hello.info.id.clone();
-                let version = hello.info.version.clone();
+                let version: String = hello.info.version.chars().take(64).collect();
                 let (slots, labels) = (hello.info.slots, hello.info.labels.clone());
-                let address = format!("{} (pid {})", hello.host, hello.pid);
-                match self.agents.hello(hello, outbox.clone()) {
+                let host: String = hello.host.chars().take(64).collect();
+                let address = format!("{host} (pid {})", hello.pid);
+                // An agent speaks only for work that is, or was, its own: what it lists that
+                // the principal never gave anyone, or gave another agent, is not kept (the
+                // agent stops it, as it is not in `keep`).
+                let listed = hello.running.len();
+                hello.running.retain(|w| {
+                    (self.work_exists(w) || self.agents.gave_up(&id, w))
+                        && !self.agents.placed_elsewhere(&id, w)
+                });
+                let foreign = listed - hello.running.len();
+                match self.agents.hello(hello, outbox.clone(), previous_open) {
                     Ok(joined) => {
                         self.agents.send(
                             &id,
@@ -36,7 +51,15 @@ impl Engine {
                             .map(|(k, v)| format!("{k}={v}"))
                             .collect::<Vec<_>>()
                             .join(",");
-                        let again = if joined.again { "again " } else { "" };
+                        if foreign > 0 {
+                            self.agents.refuse(Some(&id));
+                            tracing::warn!(agent = %id, "the agent listed {foreign} piece(s) of work that are not its own; they are not kept");
+                        }
+                        let again = match (joined.again, joined.restarted) {
+                            (true, true) => "again (a new process) ",
+                            (true, false) => "again ",
+                            _ => "",
+                        };
                         self.agent_note(
                             &id,
                             AgentNoteKind::Joined,
@@ -55,6 +78,7 @@ impl Engine {
                         self.dispatch();
                     }
                     Err(reason) => {
+                        self.agents.refuse(None);
                         tracing::warn!(agent = %id, "refused an agent: {reason}");
                         let _ = outbox.send((id, ToAgent::Refused { reason }));
                     }
@@ -67,12 +91,40 @@ impl Engine {
                 }
                 self.agents.heard(&agent);
                 match message {
-                    FromAgent::Heartbeat | FromAgent::Hello(_) => {}
+                    FromAgent::Heartbeat { running: None } | FromAgent::Hello(_) => {}
+                    FromAgent::Heartbeat {
+                        running: Some(running),
+                    } => {
+                        if running.len() > MAX_RUNNING {
+                            self.agents.refuse(Some(&agent));
+                            tracing::warn!(%agent, "dropped a heartbeat listing {} pieces of work", running.len());
+                            return;
+                        }
+                        let lost = self.agents.reconcile(&agent, &running);
+                        if !lost.is_empty() {
+                            let why = format!("{agent} no longer runs it");
+                            self.give_up(&agent, lost, &why).await;
+                            self.release_drained().await;
+                            self.dispatch();
+                        }
+                    }
                     FromAgent::Reports { first, events } => {
                         let count = events.len();
-                        let skip = self.agents.new_reports(&agent, first, count);
+                        let skip = match self.agents.new_reports(&agent, first, count) {
+                            Ok(skip) => skip,
+                            Err(why) => {
+                                self.agents.refuse(Some(&agent));
+                                tracing::warn!(%agent, first, count, "dropped reports: {why}");
+                                return;
+                            }
+                        };
                         for (i, event) in events.into_iter().enumerate().skip(skip) {
-                            self.on_agent(&agent, event).await;
+                            if self.speaks_for(&agent, &event) {
+                                self.on_agent(&agent, event).await;
+                            } else {
+                                self.agents.refuse(Some(&agent));
+                                tracing::warn!(%agent, work = %event_work(&event), "dropped a report about work that is not this agent's");
+                            }
                             let seq = first + i as u64;
                             self.agents.applied(&agent, seq, self.gate.emitted);
                         }
@@ -88,6 +140,29 @@ impl Engine {
         }
     }
 
+    /// Whether `agent` may report `event`: the work was placed on it (in its current
+    /// instance) and is work the principal knows (a run it has, a task index in range, an
+    /// attempt it made).
+    fn speaks_for(&self, agent: &AgentId, event: &AgentEvent) -> bool {
+        let work = event_work(event);
+        (self.agents.placed_on(agent, work) && self.work_exists(work))
+            || self.agents.gave_up(agent, work)
+    }
+
+    /// Whether `work` names an attempt this principal made: its run is active, the task index
+    /// is in range and names that task, and the attempt is not one it has yet to make.
+    /// Services and checks never run on remote agents.
+    pub(super) fn work_exists(&self, work: &WorkId) -> bool {
+        let WorkId::Task(key) = work else {
+            return false;
+        };
+        self.runs.get(&key.run_id).is_some_and(|r| {
+            r.tasks.get(key.task_idx).is_some_and(|t| {
+                *t.name == *key.task && key.attempt >= 1 && key.attempt <= t.attempt
+            })
+        })
+    }
+
     /// Reports are acknowledged once stored: a commit is asked for shortly, so that one
     /// commit covers the reports of many agents and messages rather than one each.
     pub(super) fn ack_soon(&mut self) {
@@ -99,15 +174,27 @@ impl Engine {
 
     /// Keeps a [`Timer::AgentBeat`] set while remote agents are connected.
     pub(super) fn arm_beat(&mut self) {
-        if !self.beat_armed && self.agents.any_remote() {
-            self.beat_armed = true;
-            self.set_timer(self.agents.heartbeat(), Timer::AgentBeat);
+        if self.beat_due.is_none() && self.agents.any_remote() {
+            let every = self.agents.heartbeat();
+            self.beat_due = Some(tokio::time::Instant::now() + every);
+            self.set_timer(every, Timer::AgentBeat);
         }
     }
 
     /// Heartbeats the remote agents and gives up the work of those silent past their lease.
     pub(super) async fn agent_beat(&mut self) {
-        self.beat_armed = false;
+        let now = tokio::time::Instant::now();
+        let due = self.beat_due.take().unwrap_or(now);
+        let late = now.saturating_duration_since(due);
+        if late > self.agents.heartbeat() {
+            // The principal's own loop stood still (a stall, a suspend): the agents' silence
+            // was ours. Every agent gets a fresh lease, and what they buffered meanwhile is
+            // read (it waits in the agents socket) before anything can be declared lost.
+            tracing::warn!(
+                "the principal's loop stood still for {late:?}: every agent gets a fresh lease"
+            );
+            self.agents.refresh_leases();
+        }
         self.agents.beat();
         for id in self.agents.expired(tokio::time::Instant::now()) {
             let lost = self.agents.lose(&id);
@@ -218,5 +305,13 @@ impl Engine {
         Response::Agents {
             agents: self.agents.statuses(),
         }
+    }
+}
+
+/// The work an agent's report is about.
+fn event_work(event: &AgentEvent) -> &WorkId {
+    match event {
+        AgentEvent::Started { id, .. } | AgentEvent::Output { id, .. } => id,
+        AgentEvent::Finished(end) => &end.id,
     }
 }

@@ -320,6 +320,7 @@ impl Engine {
             role: None,
             agents_endpoint: None,
             curve: None,
+            agent_messages_refused: self.agents.refused(),
             workflows: self
                 .catalog
                 .workflows

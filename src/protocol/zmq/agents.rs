@@ -84,6 +84,7 @@ pub async fn serve_agents_with(
             sent: Arc::default(),
             by_agent: HashMap::new(),
             by_peer: HashMap::new(),
+            pending: HashMap::new(),
         }
         .run(receiver, peers, stop),
     );
@@ -94,6 +95,8 @@ pub async fn serve_agents_with(
 struct Peer {
     identity: Bytes,
     signer: Option<(Key, String)>,
+    /// Not known to have disconnected.
+    open: bool,
 }
 
 struct Socket {
@@ -106,7 +109,14 @@ struct Socket {
     by_agent: HashMap<AgentId, Peer>,
     /// Which agent each connection said it was.
     by_peer: HashMap<Bytes, AgentId>,
+    /// Hellos the engine has yet to answer, per agent id, in the order they were passed on:
+    /// a connection becomes the agent's only once the engine welcomes it, so that a refused
+    /// hello (an impostor under a live agent's id) changes nothing.
+    pending: HashMap<AgentId, std::collections::VecDeque<Peer>>,
 }
+
+/// Hellos waiting for the engine's answer, per agent id, at most.
+const MAX_PENDING_HELLOS: usize = 16;
 
 impl Socket {
     async fn run(
@@ -139,6 +149,12 @@ impl Socket {
 
     /// A connection closed; the agent's lease decides what happens to its work.
     fn forget(&mut self, identity: &Bytes) {
+        // A hello still waiting for its answer keeps its place (answers come in order).
+        for peers in self.pending.values_mut() {
+            for p in peers.iter_mut().filter(|p| p.identity == identity) {
+                p.open = false;
+            }
+        }
         if let Some(agent) = self.by_peer.remove(identity)
             && self
                 .by_agent
@@ -203,35 +219,44 @@ impl Socket {
         let news = match message {
             FromAgent::Hello(hello) => {
                 let agent = hello.info.id.clone();
+                let waiting = self.pending.get(&agent).map_or(0, |q| q.len());
                 let refusal = if agent.0.is_empty() || agent.0.len() > 128 {
                     Some("an agent id is 1 to 128 bytes".to_string())
                 } else if self.by_peer.get(&identity).is_some_and(|a| a != &agent) {
                     Some("one connection is one agent: it said hello under another id".to_string())
-                } else if !self.by_agent.contains_key(&agent) && self.by_agent.len() >= MAX_AGENTS {
+                } else if !self.by_agent.contains_key(&agent)
+                    && (self.by_agent.len() >= MAX_AGENTS || self.pending.len() >= MAX_AGENTS)
+                {
                     Some(format!("the principal serves {MAX_AGENTS} agents already"))
+                } else if waiting >= MAX_PENDING_HELLOS {
+                    Some("too many hellos under this id at once; try again".to_string())
                 } else {
                     None
                 };
                 if let Some(reason) = refusal {
                     tracing::warn!(peer = %hex(&identity), agent = %agent, "refused an agent: {reason}");
-                    let peer = Peer { identity, signer };
+                    let peer = Peer {
+                        identity,
+                        signer,
+                        open: true,
+                    };
                     self.send_to(&peer, &ToAgent::Refused { reason }).await;
                     return;
                 }
-                if let Some(old) = self.by_agent.insert(
-                    agent.clone(),
-                    Peer {
-                        identity: identity.clone(),
-                        signer,
-                    },
-                ) && old.identity != identity
-                {
-                    self.by_peer.remove(&old.identity);
-                }
-                self.by_peer.insert(identity, agent);
+                let previous_open = self
+                    .by_agent
+                    .get(&agent)
+                    .is_some_and(|p| p.identity != identity);
+                // The connection becomes the agent's once the engine welcomes it (`answer`).
+                self.pending.entry(agent).or_default().push_back(Peer {
+                    identity,
+                    signer,
+                    open: true,
+                });
                 AgentNews::Hello {
                     hello,
                     outbox: outbox.clone(),
+                    previous_open,
                 }
             }
             message => {
@@ -254,13 +279,48 @@ impl Socket {
     }
 
     async fn send(&mut self, agent: &AgentId, message: &ToAgent) {
+        if matches!(message, ToAgent::Welcome { .. } | ToAgent::Refused { .. })
+            && let Some(peer) = self.answer(agent, message)
+        {
+            if peer.open {
+                self.send_to(&peer, message).await;
+            }
+            return;
+        }
         if let Some(peer) = self.by_agent.get(agent) {
             let peer = Peer {
                 identity: peer.identity.clone(),
                 signer: peer.signer.clone(),
+                open: true,
             };
             self.send_to(&peer, message).await;
         }
+    }
+
+    /// The engine answered the oldest waiting hello of `agent`: a welcome makes that
+    /// connection the agent's (and the one before it no one's); a refusal changes nothing.
+    /// The connection the answer goes to.
+    fn answer(&mut self, agent: &AgentId, message: &ToAgent) -> Option<Peer> {
+        let queue = self.pending.get_mut(agent)?;
+        let peer = queue.pop_front();
+        if queue.is_empty() {
+            self.pending.remove(agent);
+        }
+        let peer = peer?;
+        if matches!(message, ToAgent::Welcome { .. }) && peer.open {
+            let kept = Peer {
+                identity: peer.identity.clone(),
+                signer: peer.signer.clone(),
+                open: true,
+            };
+            if let Some(old) = self.by_agent.insert(agent.clone(), kept)
+                && old.identity != peer.identity
+            {
+                self.by_peer.remove(&old.identity);
+            }
+            self.by_peer.insert(peer.identity.clone(), agent.clone());
+        }
+        Some(peer)
     }
 
     async fn send_to(&mut self, peer: &Peer, message: &ToAgent) {
