@@ -199,8 +199,9 @@ fn nothing_beyond_loopback_listens_without_a_token_and_short_tokens_are_refused(
     // Refused before anything is bound.
     let out = p.run(&["principal", "--listen", "tcp://0.0.0.0:7999"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // It says what to use: CURVE keys (the token scheme is retired).
     assert!(
-        text(&out.stderr).contains("--token-file"),
+        text(&out.stderr).contains("--keys"),
         "{}",
         text(&out.stderr)
     );

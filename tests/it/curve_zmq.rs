@@ -211,3 +211,113 @@ fn opsconsole_talks_to_a_libzmq_curve_server() {
     let _ = server.0.kill();
     let _ = server.0.wait();
 }
+
+/// Runs `curve_replay.py` with `args`, returning its last JSON line.
+fn replay_script(p: &Project, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("timeout")
+        .args(["30", "python3", &fixture("curve_replay.py")])
+        .args(args)
+        .current_dir(p.path())
+        .output()
+        .expect("python3");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    serde_json::from_str(stdout.lines().last().unwrap_or("null")).expect("JSON")
+}
+
+#[test]
+fn a_captured_session_replayed_after_a_restart_and_a_tampered_box_are_refused_and_counted() {
+    if let Err(why) = pyzmq() {
+        crate::common::skip(why);
+        return;
+    }
+    let p = Project::new(&[("hello.yaml", HELLO)]);
+    let alice = new_key(&p, "alice");
+    std::fs::write(
+        p.path().join("authorized"),
+        format!("operator alice {alice}\n"),
+    )
+    .expect("keys");
+    let port = free_port_triple();
+    let listen = format!("tcp://127.0.0.1:{port}");
+    let start = || {
+        let child = Stopped(
+            p.cmd(&["principal", "--listen", &listen, "--keys", "authorized"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("principal"),
+        );
+        assert!(
+            eventually(Duration::from_secs(30), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            }),
+            "the principal did not listen"
+        );
+        child
+    };
+    let mut principal = start();
+    std::fs::copy(p.data().join("server.pub"), p.path().join("server.pub")).expect("copy");
+    let port_s = port.to_string();
+    let recorded = replay_script(&p, &["record", &port_s, ".", "session.bin"]);
+    assert_eq!(recorded["answer"]["reply"], "accepted", "{recorded}");
+    let runs = || {
+        text(
+            &p.run(&[
+                "--principal",
+                &listen,
+                "--server-key",
+                "server.pub",
+                "--key",
+                "alice.secret",
+                "history",
+            ])
+            .stdout,
+        )
+        .matches("hello")
+        .count()
+    };
+    let before = runs();
+    // Restart: the same keys, a new session secret.
+    let _ = crate::common::project::signal(principal.0.id(), nix::sys::signal::Signal::SIGTERM);
+    let _ = principal.0.wait();
+    principal = start();
+    let replayed = replay_script(&p, &["replay", &port_s, "session.bin"]);
+    println!("replayed session after restart: {replayed}");
+    assert_eq!(
+        replayed["beyond_welcome"], 0,
+        "no READY, no answer: {replayed}"
+    );
+    let tampered = replay_script(&p, &["tamper", &port_s, ".", "tampered.bin"]);
+    println!("tampered box: {tampered}");
+    assert!(tampered["answer"].is_null(), "{tampered}");
+    let status = p.run(&[
+        "--principal",
+        &listen,
+        "--server-key",
+        "server.pub",
+        "--key",
+        "alice.secret",
+        "status",
+        "--json",
+    ]);
+    let said = text(&status.stdout);
+    let status: serde_json::Value = serde_json::from_str(&said).expect("status --json");
+    let refused = status["curve"]["refused"].clone();
+    println!("refused after: {refused}");
+    assert!(
+        refused["bad_cookie"].as_u64() >= Some(1),
+        "the replay: {refused}"
+    );
+    assert!(
+        refused["bad_message"].as_u64() >= Some(1),
+        "the tampered box: {refused}"
+    );
+    assert_eq!(
+        runs(),
+        before,
+        "the replayed trigger was not carried out again"
+    );
+    let _ = crate::common::project::signal(principal.0.id(), nix::sys::signal::Signal::SIGTERM);
+    let _ = principal.0.wait();
+}
