@@ -202,6 +202,8 @@ pub async fn run(opts: AgentOptions) -> Result<(), AgentEnd> {
     let mut last_contact: Option<Instant> = None;
     let mut lease = Duration::from_secs(6);
     let mut retry = Duration::from_millis(100);
+    // The last reason for not connecting that was said.
+    let mut said: Option<String> = None;
     crate::tell!(
         "agent {} ({} slots) for the principal at {}",
         info.id,
@@ -233,8 +235,14 @@ pub async fn run(opts: AgentOptions) -> Result<(), AgentEnd> {
             }
             Err(NotConnected::Retry(why)) => {
                 tracing::info!("{why}; trying again in {retry:?}");
-                if retry >= MAX_RETRY / 2 {
-                    crate::tell!("agent: {why}; trying again");
+                // Said at once and then whenever the wait grows, so that an agent pointed at
+                // a closed port or another server says what it tries instead of nothing.
+                if said.as_deref() != Some(why.as_str()) || retry < MAX_RETRY {
+                    crate::tell!(
+                        "agent: {why}; trying again in {retry:?} (waits double up to \
+                         {MAX_RETRY:?})"
+                    );
+                    said = Some(why.clone());
                 }
                 tokio::select! {
                     () = tokio::time::sleep(retry) => {}
@@ -311,20 +319,16 @@ async fn connect(
         (None, None) => ZmqClient::connect(endpoints, CONNECT_TIMEOUT).await,
     }
     .map_err(|e| NotConnected::Retry(e.to_string()))?;
-    let status = client.status().await.map_err(|e| -> NotConnected {
-        match e {
-            // A CURVE refusal (an unknown key, a wrong server key) does not heal by retrying.
-            crate::protocol::api::ClientError::Unreachable(why)
-                if why.contains("refused this client") =>
-            {
-                NotConnected::Refused(why)
-            }
-            _ => format!(
-                "no principal answers at {}: it is not running yet, or the token is wrong",
-                opts.principal
-            )
-            .into(),
+    // The client's error names what it saw: nothing listening, another protocol version (both
+    // versions named), a refusal. A CURVE refusal (an unknown key, a wrong server key) does not
+    // heal by retrying.
+    let status = client.status().await.map_err(|e| match e {
+        crate::protocol::api::ClientError::Unreachable(why)
+            if why.contains("refused this client") =>
+        {
+            NotConnected::Refused(why)
         }
+        e => NotConnected::Retry(e.to_string()),
     })?;
     drop(client);
     let Some(at) = status.agents_endpoint else {

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod agent_chaos;
 mod agent_faults;
 mod agents;
 mod auth;
