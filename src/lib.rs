@@ -12,6 +12,7 @@ pub mod dag;
 pub mod exit;
 pub mod failpoint;
 pub mod humantime;
+pub mod monitor;
 pub mod out;
 pub mod principal;
 pub mod protocol;
