@@ -142,7 +142,7 @@ async fn an_agent_lying_in_every_field_is_counted_and_dropped_and_speaks_for_not
         .trigger("victim", BTreeMap::new())
         .await
         .expect("trigger");
-    let key = running_task(&client, "real", Duration::from_secs(10)).await;
+    let key = running_task(&client, "real", Duration::from_secs(30)).await;
     let (mut liar, welcome) = join(&principal.agents, hello("liar", "liar-host", 1)).await;
     assert!(matches!(welcome, ToAgent::Welcome { .. }), "{welcome:?}");
 
@@ -337,6 +337,11 @@ async fn random_well_formed_agent_messages_never_crash_the_principal_or_touch_re
         };
         liar.send(&message).await.expect("send");
         sent += 1;
+        // A pause now and then keeps the flood from starving the other tests on a busy
+        // machine (CI runs them side by side); thousands of messages a second remain.
+        if sent.is_multiple_of(64) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
     let status = client.status().await.expect("the principal still serves");
     println!(
@@ -506,7 +511,7 @@ async fn an_agent_restarted_under_its_id_mid_run_lets_the_run_end() {
         .await
         .expect("trigger");
     for sig in [Signal::SIGTERM, Signal::SIGKILL, Signal::SIGKILL] {
-        running_task(&client, "a", Duration::from_secs(10)).await;
+        running_task(&client, "a", Duration::from_secs(30)).await;
         std::thread::sleep(Duration::from_millis(150));
         signal(a.0.id(), sig).expect("signal");
         let _ = a.0.wait();
@@ -549,7 +554,7 @@ async fn a_principal_stall_is_not_an_agent_loss() {
         .trigger("four", BTreeMap::new())
         .await
         .expect("trigger");
-    running_task(&client, "a", Duration::from_secs(10)).await;
+    running_task(&client, "a", Duration::from_secs(30)).await;
     signal(principal.pid(), Signal::SIGSTOP).expect("SIGSTOP");
     std::thread::sleep(Duration::from_secs(10));
     signal(principal.pid(), Signal::SIGCONT).expect("SIGCONT");
