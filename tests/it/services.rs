@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::project::{Project, Stopped, eventually, signal, text};
+use crate::common::project::{Project, Stopped, eventually, nodes, signal, supervisor_doc, text};
 use nix::sys::signal::Signal;
 use opsconsole::protocol::service::{ServiceNode, ServiceState};
 
@@ -14,18 +14,6 @@ fn svc(name: &str, extra: &str) -> String {
     format!(
         "  - {{ name: {name}, run: \"echo start {name} >> order; trap 'echo stop {name} >> order; exit 0' TERM; echo ready; while :; do sleep 0.05; done\", ready: {{ log: ready, timeout: 5s }}, stop: {{ grace: 2s }}{extra} }}\n"
     )
-}
-
-fn supervisor(name: &str, strategy: &str, children: &[String]) -> String {
-    format!(
-        "kind: supervisor\nname: {name}\nstrategy: {strategy}\nintensity: 5\nperiod: 30s\nchildren:\n{}",
-        children.concat()
-    )
-}
-
-fn nodes(p: &Project) -> Vec<ServiceNode> {
-    let out = p.run(&["svc", "status", "--json"]);
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
 
 fn node<'a>(nodes: &'a [ServiceNode], path: &str) -> &'a ServiceNode {
@@ -62,9 +50,10 @@ fn principal(p: &Project) -> Stopped {
 
 #[test]
 fn services_start_in_order_once_ready_and_stop_in_reverse() {
-    let doc = supervisor(
+    let doc = supervisor_doc(
         "web",
         "one_for_one",
+        5,
         &[svc("a", ""), svc("b", ""), svc("c", "")],
     );
     let p = Project::new(&[("web.yaml", &doc)]);
@@ -104,10 +93,11 @@ fn services_start_in_order_once_ready_and_stop_in_reverse() {
 
 #[test]
 fn one_for_one_restarts_the_crashed_child_and_rest_for_one_those_after_it() {
-    let one = supervisor("one", "one_for_one", &[svc("a", ""), svc("b", "")]);
-    let rest = supervisor(
+    let one = supervisor_doc("one", "one_for_one", 5, &[svc("a", ""), svc("b", "")]);
+    let rest = supervisor_doc(
         "rest",
         "rest_for_one",
+        5,
         &[svc("x", ""), svc("y", ""), svc("z", "")],
     );
     let p = Project::new(&[("one.yaml", &one), ("rest.yaml", &rest)]);
@@ -177,7 +167,7 @@ fn a_child_crashing_in_a_loop_makes_its_supervisor_give_up() {
 
 #[test]
 fn a_stopped_service_stays_stopped_across_restarts_until_started() {
-    let doc = supervisor("web", "one_for_one", &[svc("a", ""), svc("b", "")]);
+    let doc = supervisor_doc("web", "one_for_one", 5, &[svc("a", ""), svc("b", "")]);
     let p = Project::new(&[("web.yaml", &doc)]);
     let mut first = principal(&p);
     assert!(eventually(Duration::from_secs(10), || all_running(
@@ -222,7 +212,7 @@ fn a_stopped_service_stays_stopped_across_restarts_until_started() {
 
 #[test]
 fn no_service_outlives_a_killed_principal() {
-    let doc = supervisor("web", "one_for_one", &[svc("a", ""), svc("b", "")]);
+    let doc = supervisor_doc("web", "one_for_one", 5, &[svc("a", ""), svc("b", "")]);
     let p = Project::new(&[("web.yaml", &doc)]);
     let principal = principal(&p);
     assert!(eventually(Duration::from_secs(10), || all_running(
@@ -293,7 +283,7 @@ async fn a_supervisor_file_can_be_saved_through_the_principal() {
     let client = ZmqClient::connect(&Endpoints::for_data_dir(&p.data()), Duration::from_secs(3))
         .await
         .expect("client");
-    let text = supervisor("edited", "one_for_one", &[svc("a", "")]);
+    let text = supervisor_doc("edited", "one_for_one", 5, &[svc("a", "")]);
     let saved = client
         .call(Request::PutSpec {
             file: "edited.yaml".into(),
@@ -323,9 +313,10 @@ async fn a_supervisor_file_can_be_saved_through_the_principal() {
 
 #[test]
 fn editing_a_supervisor_file_changes_only_what_changed() {
-    let before = supervisor(
+    let before = supervisor_doc(
         "web",
         "one_for_one",
+        5,
         &[svc("a", ""), svc("b", ""), svc("c", "")],
     );
     let p = Project::new(&[("web.yaml", &before)]);
@@ -336,9 +327,10 @@ fn editing_a_supervisor_file_changes_only_what_changed() {
     )));
     let old = nodes(&p);
     // b changes (an environment variable), c goes, d comes.
-    let after = supervisor(
+    let after = supervisor_doc(
         "web",
         "one_for_one",
+        5,
         &[svc("a", ""), svc("b", ", env: { MODE: new }"), svc("d", "")],
     );
     std::fs::write(p.path().join("workflows/web.yaml"), after).expect("write");
@@ -376,9 +368,9 @@ fn pid_in(path: &Path) -> Option<i32> {
 /// behind: not when the service crashes, not when an operator stops it.
 #[test]
 fn processes_escaping_a_service_go_with_it() {
-    let doc = supervisor(
+    let doc = supervisor_doc(
         "web",
-        "one_for_one",
+        "one_for_one", 5,
         &["  - { name: a, run: \"setsid sleep 300 & echo $! > escaped.$$; echo ready; exec sleep 300\", ready: { log: ready, timeout: 5s }, stop: { grace: 1s } }\n".to_string()],
     );
     let p = Project::new(&[("web.yaml", &doc)]);
@@ -501,7 +493,7 @@ fn processes_escaping_a_service_without_its_environment_go_with_it() {
             "  - {{ name: {name}, run: \"(env -i setsid sh -c 'echo $$ > escaped.{name}; exec sleep 3103' &); echo ready; exec sleep 300\", ready: {{ log: ready, timeout: 5s }}, stop: {{ grace: 1s }} }}\n"
         )
     };
-    let doc = supervisor("web", "one_for_one", &[escaping("a"), escaping("b")]);
+    let doc = supervisor_doc("web", "one_for_one", 5, &[escaping("a"), escaping("b")]);
     let p = Project::new(&[("web.yaml", &doc)]);
     let files = ["a", "b"].map(|n| p.path().join(format!("escaped.{n}")));
     let _cleanup = KillPidsIn(files.to_vec());
@@ -646,9 +638,10 @@ fn services_flooding_their_output_keep_the_principal_responsive_and_bounded() {
 /// included.
 #[test]
 fn services_survive_a_principal_killed_again_and_again_without_leftovers() {
-    let doc = supervisor(
+    let doc = supervisor_doc(
         "web",
         "one_for_one",
+        5,
         &[svc("a", ""), svc("b", ""), svc("c", "")],
     );
     let p = Project::new(&[("web.yaml", &doc)]);
@@ -726,9 +719,10 @@ fn times(
 
 #[test]
 fn one_for_all_stops_the_others_in_reverse_and_starts_all_in_order() {
-    let doc = supervisor(
+    let doc = supervisor_doc(
         "all",
         "one_for_all",
+        5,
         &[svc("a", ""), svc("b", ""), svc("c", "")],
     );
     let p = Project::new(&[("all.yaml", &doc)]);
@@ -753,9 +747,9 @@ fn one_for_all_stops_the_others_in_reverse_and_starts_all_in_order() {
 
 #[test]
 fn temporary_is_never_restarted_and_transient_only_after_an_abnormal_exit() {
-    let doc = supervisor(
+    let doc = supervisor_doc(
         "mix",
-        "one_for_all",
+        "one_for_all", 5,
         &[
             "  - { name: temp, run: \"exec sleep 300\", restart: temporary }\n".to_string(),
             "  - { name: ok, run: \"sleep 0.2; exit 0\", restart: transient }\n".to_string(),
@@ -822,9 +816,9 @@ fn restarts_wait_the_backoff_and_a_stable_run_starts_again_from_initial() {
     // `grows` crashes at once: its restarts wait 200 ms, then 400 ms. `stable` crashes after
     // 0.4 s of uptime, past its stable_after: each restart waits `initial` again (with a
     // multiplier of 50, a backoff that grew would be 10 s and more).
-    let doc = supervisor(
+    let doc = supervisor_doc(
         "b",
-        "one_for_one",
+        "one_for_one", 5,
         &[
             "  - { name: grows, run: \"exit 1\", backoff: { initial: 200ms, max: 1h, multiplier: 2 } }\n".to_string(),
             "  - { name: stable, run: \"sleep 0.4; exit 1\", stable_after: 200ms, backoff: { initial: 200ms, max: 1h, multiplier: 50 } }\n".to_string(),
@@ -893,9 +887,9 @@ fn a_readiness_timeout_counts_as_a_crash() {
 fn a_stop_honours_each_childs_grace_then_kills() {
     // `polite` takes 0.6 s to exit on TERM, within its grace; `deaf` ignores TERM and is
     // killed once its 0.5 s grace is over; they stop right to left.
-    let doc = supervisor(
+    let doc = supervisor_doc(
         "g",
-        "one_for_one",
+        "one_for_one", 5,
         &[
             "  - { name: polite, run: \"trap 'sleep 0.6; exit 0' TERM; while :; do sleep 0.05; done\", stop: { grace: 5s } }\n".to_string(),
             "  - { name: deaf, run: \"trap '' TERM; while :; do sleep 0.05; done\", stop: { grace: 500ms } }\n".to_string(),

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::project::{Project, Stopped, eventually, signal, text};
+use crate::common::project::{Project, Stopped, eventually, nodes, signal, supervisor_doc, text};
 use nix::sys::signal::Signal;
 use opsconsole::protocol::service::{ServiceEventKind, ServiceNode, ServiceRecord, ServiceState};
 
@@ -16,18 +16,6 @@ fn looping(name: &str) -> String {
     format!(
         "  - {{ name: {name}, run: \"trap 'exit 0' TERM; echo ready; while :; do sleep 0.05; done\", ready: {{ log: ready, timeout: 5s }}, stop: {{ grace: 2s }} }}\n"
     )
-}
-
-fn tree(name: &str, strategy: &str, children: &[String]) -> String {
-    format!(
-        "kind: supervisor\nname: {name}\nstrategy: {strategy}\nintensity: 10\nperiod: 30s\nchildren:\n{}",
-        children.concat()
-    )
-}
-
-fn nodes(p: &Project) -> Vec<ServiceNode> {
-    let out = p.run(&["svc", "status", "--json"]);
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
 
 fn find<'a>(nodes: &'a [ServiceNode], path: &str) -> Option<&'a ServiceNode> {
@@ -149,7 +137,7 @@ fn start_numbers_never_run_twice_across_kill_9_of_the_principal() {
 
 #[test]
 fn holds_are_durable_both_ways_across_a_clean_restart_and_kill_9() {
-    let doc = tree("w", "one_for_one", &[looping("api"), looping("wk")]);
+    let doc = supervisor_doc("w", "one_for_one", 10, &[looping("api"), looping("wk")]);
     let p = Project::new(&[("w.yaml", &doc)]);
     let first = principal(&p);
     let running = (ServiceState::Running, false);
@@ -214,7 +202,7 @@ fn holds_are_durable_both_ways_across_a_clean_restart_and_kill_9() {
 
 #[test]
 fn a_hold_survives_its_file_being_removed_and_put_back() {
-    let doc = tree("hr", "one_for_one", &[looping("a"), looping("b")]);
+    let doc = supervisor_doc("hr", "one_for_one", 10, &[looping("a"), looping("b")]);
     let p = Project::new(&[("hr.yaml", &doc)]);
     let first = principal(&p);
     let running = (ServiceState::Running, false);
@@ -252,7 +240,12 @@ fn a_hold_survives_its_file_being_removed_and_put_back() {
 #[test]
 fn a_one_for_one_restart_does_not_wait_for_a_sibling_backing_off() {
     let flaky = "  - { name: flaky, run: \"exit 1\", backoff: { initial: 20s, max: 20s } }\n";
-    let doc = tree("x", "one_for_one", &[flaky.to_string(), looping("steady")]);
+    let doc = supervisor_doc(
+        "x",
+        "one_for_one",
+        10,
+        &[flaky.to_string(), looping("steady")],
+    );
     let p = Project::new(&[("x.yaml", &doc)]);
     let _principal = principal(&p);
     assert!(eventually(Duration::from_secs(10), || {
@@ -298,13 +291,13 @@ fn separate_trees_stop_at_once_and_each_tree_right_to_left() {
         .map(|i| {
             (
                 format!("t{i}.yaml"),
-                tree(&format!("t{i}"), "one_for_one", &[deaf("s", "1s")]),
+                supervisor_doc(&format!("t{i}"), "one_for_one", 10, &[deaf("s", "1s")]),
             )
         })
         .collect();
     files.push((
         "t0.yaml".into(),
-        tree("t0", "one_for_one", &[deaf("x", "1s"), deaf("y", "1s")]),
+        supervisor_doc("t0", "one_for_one", 10, &[deaf("x", "1s"), deaf("y", "1s")]),
     ));
     let files: Vec<(&str, &str)> = files
         .iter()
@@ -359,7 +352,7 @@ fn separate_trees_stop_at_once_and_each_tree_right_to_left() {
 
 #[test]
 fn a_second_signal_kills_what_is_left_and_faces_hear_shutting_down() {
-    let doc = tree("d", "one_for_one", &[deaf("s", "60s")]);
+    let doc = supervisor_doc("d", "one_for_one", 10, &[deaf("s", "60s")]);
     let p = Project::new(&[("d.yaml", &doc)]);
     let mut principal = principal(&p);
     assert!(eventually(Duration::from_secs(10), || state(&p, "d/s")

@@ -113,3 +113,17 @@ pub fn free_port_triple() -> u16 {
     }
     panic!("no three free consecutive ports");
 }
+
+/// A `kind: supervisor` document of `children` (each a YAML list item, as written).
+pub fn supervisor_doc(name: &str, strategy: &str, intensity: u32, children: &[String]) -> String {
+    format!(
+        "kind: supervisor\nname: {name}\nstrategy: {strategy}\nintensity: {intensity}\nperiod: 30s\nchildren:\n{}",
+        children.concat()
+    )
+}
+
+/// Every service node as `svc status --json` shows it (none when it cannot be read).
+pub fn nodes(p: &Project) -> Vec<opsconsole::protocol::service::ServiceNode> {
+    let out = p.run(&["svc", "status", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
