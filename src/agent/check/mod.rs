@@ -1,8 +1,9 @@
 //! The probes' IO: one [`Prober`] runs any [`Probe`] within its timeout and says what it saw.
 //!
-//! Only tcp and tls are built so far; the other kinds answer with a clear error (see the
+//! Only tcp, tls and dns are built so far; the other kinds answer with a clear error (see the
 //! report on branch `probes`).
 
+mod dns;
 mod tcp;
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ impl Prober {
             match probe {
                 Probe::Tcp(p) => tcp::run(p, t0).await,
                 Probe::Tls(p) => tls::run(p, t0).await,
+                Probe::Dns(p) => dns::run(p, t0).await,
                 Probe::Push(_) | Probe::Workflow(_) => CheckResult::failed(
                     None,
                     t0.elapsed(),

@@ -173,3 +173,52 @@ async fn push_and_workflow_are_not_network_probes() {
     let r = Prober::new().run(&probe, Duration::from_secs(1)).await;
     assert!(r.error.expect("an error").contains("not a network probe"));
 }
+
+fn dns(port: u16) -> Probe {
+    Probe::Dns(crate::protocol::check::DnsProbe {
+        server: Some(format!("127.0.0.1:{port}")),
+        name: "example.test.".into(),
+        record: crate::protocol::check::DnsRecord::A,
+    })
+}
+
+#[tokio::test]
+async fn dns_asks_a_local_responder() {
+    use hickory_proto::op::{Message, MessageType};
+    use hickory_proto::rr::{RData, Record, rdata::A};
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = sock.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        let (n, from) = sock.recv_from(&mut buf).await.expect("recv");
+        let q = Message::from_vec(&buf[..n]).expect("a query");
+        let mut a = q.clone();
+        a.set_message_type(MessageType::Response);
+        let name = q.queries()[0].name().clone();
+        a.add_answer(Record::from_rdata(name, 60, RData::A(A::new(10, 1, 2, 3))));
+        sock.send_to(&a.to_vec().expect("encode"), from)
+            .await
+            .expect("send");
+    });
+    let r = Prober::new().run(&dns(port), Duration::from_secs(5)).await;
+    assert_eq!(r.error, None, "{r:?}");
+    assert_eq!(r.dns_rcode, Some(crate::protocol::check::DnsRcode::NoError));
+    assert_eq!(r.body, "10.1.2.3");
+}
+
+#[tokio::test]
+async fn a_dns_server_that_never_answers_is_cut_at_the_timeout() {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = sock.local_addr().expect("addr").port();
+    let t = Instant::now();
+    let r = Prober::new()
+        .run(&dns(port), Duration::from_millis(300))
+        .await;
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(r.error.expect("an error").contains("timed out"));
+    drop(sock);
+}
