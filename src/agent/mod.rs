@@ -2,6 +2,7 @@
 //! process, through the one executor in `exec`. The principal reaches it, as any agent,
 //! through [`AgentLink`].
 
+pub mod check;
 mod exec;
 pub mod lines;
 pub mod orphans;
