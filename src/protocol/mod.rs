@@ -8,6 +8,7 @@ pub mod api;
 pub mod check;
 mod diagnostic;
 pub mod history;
+pub mod monitor;
 pub mod service;
 pub mod zmq;
 

@@ -1,0 +1,291 @@
+//! Monitors as faces and the store see them: health states, interventions, incidents.
+//!
+//! The spec reads interventions into [`InterventionSpec`]; the health machine (`monitor/`)
+//! decides when one is attempted and opens and closes [`Incident`]s; the principal carries
+//! attempts out and the store keeps all of it. Nothing here does IO.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The health of one monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorState {
+    /// Not enough results yet to say.
+    Unknown,
+    /// Its conditions hold.
+    Healthy,
+    /// Its conditions hold but a `degraded_when` condition does not.
+    Degraded,
+    /// Its conditions failed `unhealthy_after` times in a row.
+    Unhealthy,
+    /// A monitor it depends on is unhealthy: checks go on, the state does not flip and
+    /// nothing is triggered.
+    Blocked,
+    /// Inside a maintenance window: as blocked.
+    Maintenance,
+    /// Paused by an operator (survives restarts): no checks.
+    Paused,
+}
+
+impl MonitorState {
+    /// Every state, in the order faces list them.
+    pub const ALL: [MonitorState; 7] = [
+        MonitorState::Unhealthy,
+        MonitorState::Degraded,
+        MonitorState::Unknown,
+        MonitorState::Healthy,
+        MonitorState::Blocked,
+        MonitorState::Maintenance,
+        MonitorState::Paused,
+    ];
+
+    /// The state's name as the CLI and the store write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorState::Unknown => "unknown",
+            MonitorState::Healthy => "healthy",
+            MonitorState::Degraded => "degraded",
+            MonitorState::Unhealthy => "unhealthy",
+            MonitorState::Blocked => "blocked",
+            MonitorState::Maintenance => "maintenance",
+            MonitorState::Paused => "paused",
+        }
+    }
+}
+
+impl fmt::Display for MonitorState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MonitorState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MonitorState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = MonitorState::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown monitor state {s:?}; one of: {}", names.join(", "))
+            })
+    }
+}
+
+/// The state changes a monitor can act on (`on_unhealthy`, `on_degraded`, `on_recovered`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// Entering unhealthy.
+    Unhealthy,
+    /// Entering degraded.
+    Degraded,
+    /// Back to healthy after unhealthy or degraded.
+    Recovered,
+}
+
+/// One thing a monitor does when it enters a state, with its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterventionSpec {
+    /// What is done.
+    pub action: Action,
+    /// Least time between two attempts of this intervention.
+    pub cooldown: Duration,
+    /// Most attempts of this intervention per incident.
+    pub max_attempts: u32,
+}
+
+/// What an intervention does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Restart a supervised service or subtree (`web/api`), through the supervision
+    /// machine, so intensity and holds apply.
+    Restart {
+        /// The path of the service or supervisor, `/`-separated from its root.
+        path: String,
+    },
+    /// Trigger a workflow; parameter values may use `{{ monitor }}`, `{{ state }}`,
+    /// `{{ cause }}` and `{{ incident }}`.
+    Run {
+        /// The workflow's name.
+        workflow: String,
+        /// Parameters, values not yet rendered.
+        params: Vec<(String, String)>,
+    },
+    /// Run a command as a task is run.
+    Command {
+        /// Program and arguments (a shell string as `sh -c STRING`).
+        argv: Vec<String>,
+        /// Extra environment variables.
+        env: Vec<(String, String)>,
+        /// Working directory (`None`: the monitor file's directory).
+        cwd: Option<PathBuf>,
+        /// Killed after this.
+        timeout: Duration,
+    },
+    /// POST a JSON body (monitor, state, cause, incident) to a URL.
+    Webhook {
+        /// An absolute http or https URL.
+        url: String,
+        /// Extra request headers.
+        headers: Vec<(String, String)>,
+        /// Per attempt.
+        timeout: Duration,
+        /// Tries per attempt before it counts as failed.
+        retries: u32,
+    },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Restart { path } => write!(f, "restart {path}"),
+            Action::Run { workflow, .. } => write!(f, "run {workflow}"),
+            Action::Command { argv, .. } => write!(f, "command {}", argv.join(" ")),
+            Action::Webhook { url, .. } => write!(f, "webhook {url}"),
+        }
+    }
+}
+
+/// An incident's number, unique in a history file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct IncidentId(pub u64);
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Why a check failed: the first failing condition and the value it saw, or the probe's
+/// error when there was nothing to judge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    /// The condition as written, or `check` when the probe itself failed.
+    pub condition: String,
+    /// What was seen (`[STATUS] = 503`, `connection refused`).
+    pub seen: String,
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (saw {})", self.condition, self.seen)
+    }
+}
+
+/// How one intervention attempt went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Handed to the engine, the supervision machine or the executor; no answer yet.
+    Started,
+    /// Done (restart carried out, workflow run succeeded, exit 0, webhook 2xx).
+    Succeeded,
+    /// Failed, in words.
+    Failed(String),
+    /// Not attempted, in words (cooldown, max attempts, flapping, blocked).
+    Skipped(String),
+}
+
+/// One intervention attempt, as recorded on its incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When it was decided.
+    pub at: DateTime<Utc>,
+    /// The state change that asked for it.
+    pub trigger: Trigger,
+    /// What was done, as `Action` displays it.
+    pub action: String,
+    /// How it went.
+    pub outcome: Outcome,
+}
+
+/// A stretch of time a monitor was unhealthy, with what was done about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Its number.
+    pub id: IncidentId,
+    /// The monitor's name.
+    pub monitor: String,
+    /// When the monitor became unhealthy.
+    pub opened: DateTime<Utc>,
+    /// When it was healthy again; `None` while open.
+    pub closed: Option<DateTime<Utc>>,
+    /// The first failing condition and what it saw.
+    pub cause: Cause,
+    /// Every intervention attempted, in order.
+    pub attempts: Vec<Attempt>,
+}
+
+/// One monitor as `monitors` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorSummary {
+    /// Its name.
+    pub name: String,
+    /// The check's kind (`http`, `tcp`, ...).
+    pub kind: String,
+    /// Its state.
+    pub state: MonitorState,
+    /// Changing state too often: interventions are held.
+    pub flapping: bool,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// When it was last checked.
+    pub last_check: Option<DateTime<Utc>>,
+    /// The last check's response time.
+    pub last_response: Option<Duration>,
+    /// The last failure's cause while not healthy.
+    pub cause: Option<Cause>,
+    /// The incident open on it.
+    pub incident: Option<IncidentId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_read_back_from_their_names_and_unknown_names_list_the_valid_ones() {
+        for state in MonitorState::ALL {
+            assert_eq!(state.as_str().parse::<MonitorState>(), Ok(state));
+        }
+        let err = "sick".parse::<MonitorState>().expect_err("not a state");
+        assert!(err.contains("healthy") && err.contains("\"sick\""), "{err}");
+    }
+
+    #[test]
+    fn an_incident_crosses_the_wire_unchanged() {
+        let incident = Incident {
+            id: IncidentId(7),
+            monitor: "api".into(),
+            opened: Utc::now(),
+            closed: None,
+            cause: Cause {
+                condition: "[STATUS] == 200".into(),
+                seen: "[STATUS] = 503".into(),
+            },
+            attempts: vec![Attempt {
+                at: Utc::now(),
+                trigger: Trigger::Unhealthy,
+                action: Action::Restart {
+                    path: "web/api".into(),
+                }
+                .to_string(),
+                outcome: Outcome::Failed("held".into()),
+            }],
+        };
+        let json = serde_json::to_string(&incident).expect("serialises");
+        assert_eq!(
+            serde_json::from_str::<Incident>(&json).expect("parses"),
+            incident
+        );
+    }
+}
