@@ -6,6 +6,7 @@ mod common;
 
 mod agent_chaos;
 mod agent_faults;
+mod agent_words;
 mod agents;
 mod auth;
 mod cli;
