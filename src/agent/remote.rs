@@ -220,8 +220,20 @@ pub async fn run(opts: AgentOptions) -> Result<(), AgentEnd> {
             );
             last_contact = None;
         }
+        // What runs is listed first, then the ends that came while disconnected are buffered:
+        // work that ends meanwhile is in one or the other, so the hello lists all it holds
+        // (a principal that restarted adopts exactly that).
+        let running = pool.running();
+        while buffer.has_room() {
+            match events.try_recv() {
+                Ok(event) => {
+                    buffer.push(event);
+                }
+                Err(_) => break,
+            }
+        }
         let connected = tokio::select! {
-            c = connect(&endpoints, &opts, &info, instance, &pool, &buffer) => c,
+            c = connect(&endpoints, &opts, &info, instance, running, &buffer) => c,
             () = signals.next() => {
                 shut_down(&pool, &mut buffer).await;
                 return Ok(());
@@ -306,7 +318,7 @@ async fn connect(
     opts: &AgentOptions,
     info: &AgentInfo,
     instance: u64,
-    pool: &LocalAgent,
+    running: Vec<WorkId>,
     buffer: &Buffer,
 ) -> Result<Connected, NotConnected> {
     let client = match (&opts.key, &opts.curve) {
@@ -351,7 +363,7 @@ async fn connect(
         info: info.clone(),
         host: host_name(),
         pid: std::process::id(),
-        running: holding(pool, buffer),
+        running: holding(running, buffer),
         instance,
         next_report: buffer
             .reports
@@ -386,9 +398,9 @@ async fn connect(
     }
 }
 
-/// Work this agent runs, or whose end waits for an acknowledgement: what it still holds.
-fn holding(pool: &LocalAgent, buffer: &Buffer) -> Vec<WorkId> {
-    let mut running: Vec<WorkId> = pool.running();
+/// Work this agent runs (`running`), or whose end waits for an acknowledgement: what it still
+/// holds.
+fn holding(mut running: Vec<WorkId>, buffer: &Buffer) -> Vec<WorkId> {
     for id in buffer.ended() {
         if !running.contains(id) {
             running.push(id.clone());
@@ -427,6 +439,14 @@ async fn serve(
                     ToAgent::Assign { job, .. } => pool.assign(job),
                     ToAgent::Stop { id } => pool.stop(&id),
                     ToAgent::Ack { upto } => buffer.ack(upto),
+                    ToAgent::Resend { from } => {
+                        // Reports from `from` on never reached the principal: again, in order.
+                        for message in buffer.messages_from(from) {
+                            if let Err(e) = conn.send(&message).await {
+                                return Ended::Lost(e.to_string());
+                            }
+                        }
+                    }
                     ToAgent::Heartbeat | ToAgent::Welcome { .. } => {}
                     ToAgent::Refused { reason } => return Ended::Refused(reason),
                     ToAgent::Release { reason } => return Ended::Released(reason),
@@ -452,7 +472,7 @@ async fn serve(
                 }
                 // Reports not yet read from the pool's channel are covered by the principal's
                 // grace of one heartbeat.
-                let running = Some(holding(pool, buffer));
+                let running = Some(holding(pool.running(), buffer));
                 if let Err(e) = conn.send(&FromAgent::Heartbeat { running }).await {
                     return Ended::Lost(e.to_string());
                 }

@@ -69,6 +69,8 @@ struct Remote {
     /// Work given up on it lately (it was lost, or no longer listed): its late end and the
     /// output it printed are still its own to report.
     given_up: VecDeque<WorkId>,
+    /// The report number a resend was last asked from (see [`Agents::ask_resend`]).
+    resend_asked: Option<u64>,
 }
 
 /// Work given up per agent that is remembered as its own, at most.
@@ -102,6 +104,27 @@ struct Placement {
     since: DateTime<Utc>,
     /// Heartbeats in a row that did not list it (a remote agent's work).
     missing: u8,
+    /// The agent has been sent it. A task is placed first and sent only once its dispatch
+    /// is durable; until then the agent cannot list it, and it is not missing.
+    told: bool,
+    /// Placed by a previous principal on this instance of the agent, which has not come
+    /// back yet: it is adopted if that instance lists it when it says hello.
+    adopting: Option<u64>,
+}
+
+impl Placement {
+    /// Work placed now on `agent`.
+    fn new(agent: AgentId, takes_slot: bool, told: bool) -> Self {
+        Self {
+            agent,
+            takes_slot,
+            stale: false,
+            since: Utc::now(),
+            missing: 0,
+            told,
+            adopting: None,
+        }
+    }
 }
 
 /// Why a piece of work was not placed.
@@ -136,6 +159,9 @@ pub(super) struct Joined {
     pub keep: Vec<WorkId>,
     /// Work placed there that the agent no longer has: lost.
     pub lost: Vec<GivenUp>,
+    /// Work a previous principal placed there that this instance does not hold: it never
+    /// ran there (or the agent is another process now), so it is run again, not lost.
+    pub unclaimed: Vec<GivenUp>,
     /// Reports up to this number were applied already.
     pub acked: u64,
     /// It was known before (a reconnect).
@@ -312,6 +338,7 @@ impl Agents {
                         pid: hello.pid,
                         refused: 0,
                         given_up: VecDeque::new(),
+                        resend_asked: None,
                     }),
                     joined_at: Utc::now(),
                 });
@@ -321,7 +348,19 @@ impl Agents {
         let running: std::collections::HashSet<&WorkId> = hello.running.iter().collect();
         let mut gone = Vec::new();
         for (work, p) in &self.placed {
-            if p.agent == id && !running.contains(work) {
+            if p.agent != id {
+                continue;
+            }
+            let gone_now = match p.adopting {
+                // The instance it was dispatched to: what it does not list may still come in
+                // its reports (an end that raced the hello); it waits out the adoption lease.
+                Some(i) if i == hello.instance => false,
+                // Another process now: it cannot hold what the old one was given.
+                Some(_) => true,
+                // Work not sent yet cannot be listed; it is sent once its dispatch is durable.
+                None => p.told && !running.contains(work),
+            };
+            if gone_now {
                 gone.push(work.clone());
             }
         }
@@ -329,32 +368,33 @@ impl Agents {
             if let Some(p) = self.placed.remove(&work)
                 && !p.stale
             {
-                self.remember_given_up(&id, &work);
-                joined.lost.push(GivenUp {
-                    id: work,
+                let given_up = GivenUp {
+                    id: work.clone(),
                     since: p.since,
-                });
+                };
+                if p.adopting.is_some() {
+                    joined.unclaimed.push(given_up);
+                } else {
+                    self.remember_given_up(&id, &work);
+                    joined.lost.push(given_up);
+                }
             }
         }
         for work in &hello.running {
-            match self.placed.get(work) {
+            match self.placed.get_mut(work) {
                 Some(p) if p.agent == id => {
+                    // Adopted: the instance it went to still holds it.
+                    p.adopting = None;
                     if !p.stale {
                         joined.keep.push(work.clone());
                     }
                 }
                 // Given up (or never given): it holds its slot until it ends.
                 _ => {
-                    self.placed.insert(
-                        work.clone(),
-                        Placement {
-                            agent: id.clone(),
-                            takes_slot: !matches!(work, WorkId::Service(_)),
-                            stale: true,
-                            since: Utc::now(),
-                            missing: 0,
-                        },
-                    );
+                    let mut p =
+                        Placement::new(id.clone(), !matches!(work, WorkId::Service(_)), true);
+                    p.stale = true;
+                    self.placed.insert(work.clone(), p);
                 }
             }
         }
@@ -503,7 +543,20 @@ impl Agents {
         job: Assignment,
         wants: &BTreeMap<String, String>,
     ) -> Result<AgentId, Unplaced> {
-        let takes_slot = job.kind.takes_slot();
+        let (id, _) = self.place(&job.id, job.kind.takes_slot(), wants)?;
+        self.tell(job);
+        Ok(id)
+    }
+
+    /// Chooses the agent for `work` as [`Agents::assign`] does and holds its slot there, but
+    /// does not send it: [`Agents::tell`] does, once the dispatch is durable. The agent and
+    /// its instance (0 for the in-process pool).
+    pub fn place(
+        &mut self,
+        work: &WorkId,
+        takes_slot: bool,
+        wants: &BTreeMap<String, String>,
+    ) -> Result<(AgentId, u64), Unplaced> {
         let candidates = self
             .agents
             .iter()
@@ -525,18 +578,102 @@ impl Agents {
             agent.free -= 1;
         }
         let id = agent.link.info().id.clone();
-        self.placed.insert(
-            job.id.clone(),
-            Placement {
-                agent: id.clone(),
-                takes_slot,
-                stale: false,
-                since: Utc::now(),
-                missing: 0,
-            },
-        );
-        agent.link.assign(job);
-        Ok(id)
+        let instance = agent.remote.as_ref().map_or(0, |r| r.instance);
+        self.placed
+            .insert(work.clone(), Placement::new(id.clone(), takes_slot, false));
+        Ok((id, instance))
+    }
+
+    /// Sends `job` to the agent it was placed on, unless it was given up (or stopped) since;
+    /// whether it was sent.
+    pub fn tell(&mut self, job: Assignment) -> bool {
+        let Some(p) = self.placed.get_mut(&job.id) else {
+            return false;
+        };
+        if p.told || p.stale {
+            return false;
+        }
+        let Some(i) = self.agents.iter().position(|a| a.link.info().id == p.agent) else {
+            return false;
+        };
+        p.told = true;
+        // Its lease of silence runs from now, not from when it was placed.
+        p.since = Utc::now();
+        self.agents[i].link.assign(job);
+        true
+    }
+
+    /// Work that a previous principal sent to `instance` of `agent`: it holds a slot there
+    /// and waits for that agent to come back and say whether it still has it.
+    pub fn expect(&mut self, work: WorkId, agent: AgentId, instance: u64) {
+        let mut p = Placement::new(agent, !matches!(work, WorkId::Service(_)), true);
+        p.adopting = Some(instance);
+        self.placed.insert(work, p);
+    }
+
+    /// `agent` reported about `work`: if it was waiting to be adopted from that agent, it is.
+    pub fn claim(&mut self, agent: &AgentId, work: &WorkId) {
+        if let Some(p) = self.placed.get_mut(work)
+            && &p.agent == agent
+        {
+            p.adopting = None;
+        }
+    }
+
+    /// Whether some work of a previous principal waits for its agent to come back.
+    pub fn adopting(&self) -> bool {
+        self.placed.values().any(|p| p.adopting.is_some())
+    }
+
+    /// Gives up the work of a previous principal that no agent came back for.
+    pub fn unclaimed(&mut self) -> Vec<GivenUp> {
+        let waiting: Vec<WorkId> = self
+            .placed
+            .iter()
+            .filter(|(_, p)| p.adopting.is_some())
+            .map(|(w, _)| w.clone())
+            .collect();
+        let mut out = Vec::new();
+        for work in waiting {
+            if let Some(p) = self.placed.remove(&work) {
+                if p.takes_slot
+                    && let Some(i) = self.index(&p.agent)
+                {
+                    let a = &mut self.agents[i];
+                    a.free = (a.free + 1).min(a.link.info().slots);
+                }
+                out.push(GivenUp {
+                    id: work,
+                    since: p.since,
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether `work` is placed and not yet sent to its agent.
+    pub fn untold(&self, work: &WorkId) -> Option<&AgentId> {
+        self.placed
+            .get(work)
+            .filter(|p| !p.told && !p.stale)
+            .map(|p| &p.agent)
+    }
+
+    /// Asks `agent` to send its reports again from `from` (reports in between never came),
+    /// once per gap: true when asked now.
+    pub fn ask_resend(&mut self, agent: &AgentId, from: u64) -> bool {
+        let Some(i) = self.index(agent) else {
+            return false;
+        };
+        let Some(r) = self.agents[i].remote.as_mut() else {
+            return false;
+        };
+        if r.resend_asked == Some(from) {
+            return false;
+        }
+        r.resend_asked = Some(from);
+        r.send(agent, ToAgent::Resend { from });
+        true
     }
 
     /// Asks the agent running `id` to stop it.
@@ -638,7 +775,7 @@ impl Agents {
         let listed: std::collections::HashSet<&WorkId> = running.iter().collect();
         let mut gone = Vec::new();
         for (work, p) in self.placed.iter_mut() {
-            if &p.agent != agent {
+            if &p.agent != agent || !p.told || p.adopting.is_some() {
                 continue;
             }
             if listed.contains(work) {
@@ -1270,6 +1407,106 @@ mod tests {
             agents.reconcile(&r, &[]).is_empty(),
             "a fresh lease starts the grace again"
         );
+    }
+
+    #[test]
+    fn placed_work_is_sent_only_when_told_and_is_not_missing_before() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut agents = Agents::new(Duration::from_secs(1));
+        let r = AgentId("r".into());
+        let mut h = hello("r", 1, &[], Vec::new());
+        h.instance = 7;
+        agents.hello(h, tx, false).expect("joins");
+        let placed = agents.place(&task(1), true, &none()).expect("placed");
+        assert_eq!(placed, (r.clone(), 7), "the agent and its instance");
+        assert!(!agents.has_free_slot(), "its slot is held");
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing sent before the dispatch is durable"
+        );
+        for _ in 0..3 {
+            assert!(
+                agents.reconcile(&r, &[]).is_empty(),
+                "an agent cannot list what it was not sent"
+            );
+        }
+        assert_eq!(agents.untold(&task(1)), Some(&r));
+        assert!(agents.tell(job(task(1), WorkKind::Task { timeout: None })));
+        assert!(matches!(rx.try_recv(), Ok((_, ToAgent::Assign { .. }))));
+        assert!(
+            !agents.tell(job(task(1), WorkKind::Task { timeout: None })),
+            "sent once"
+        );
+        assert_eq!(agents.untold(&task(1)), None);
+        // A gap in its reports: asked for again, once.
+        assert!(agents.ask_resend(&r, 5));
+        assert!(!agents.ask_resend(&r, 5), "once per gap");
+        assert!(matches!(
+            rx.try_recv(),
+            Ok((_, ToAgent::Resend { from: 5 }))
+        ));
+        // Lost before it was told: nothing is sent.
+        agents.finished(&r, &task(1));
+        agents.place(&task(2), true, &none()).expect("placed");
+        assert_eq!(agents.lose(&r).len(), 1);
+        assert!(!agents.tell(job(task(2), WorkKind::Task { timeout: None })));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_restarted_principal_adopts_what_the_same_instance_still_holds() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut agents = Agents::new(Duration::from_secs(1));
+        let (r, s) = (AgentId("r".into()), AgentId("s".into()));
+        // What the previous principal dispatched: 1 and 2 to r's instance 7, 3 to s's 8, 4
+        // to an agent that never comes back.
+        agents.expect(task(1), r.clone(), 7);
+        agents.expect(task(2), r.clone(), 7);
+        agents.expect(task(3), s.clone(), 8);
+        agents.expect(task(4), AgentId("gone".into()), 9);
+        assert!(agents.adopting());
+        // r comes back, same process, holding 1 (running or its end buffered) but not 2.
+        let mut h = hello("r", 2, &[], vec![task(1)]);
+        h.instance = 7;
+        let joined = agents.hello(h, tx.clone(), false).expect("joins");
+        assert_eq!(joined.keep, [task(1)], "adopted");
+        assert!(joined.unclaimed.is_empty() && joined.lost.is_empty());
+        assert!(
+            !agents.has_free_slot(),
+            "2 may still come in its reports: it holds a slot until the lease ends"
+        );
+        assert!(agents.placed_on(&r, &task(1)));
+        assert!(
+            agents.reconcile(&r, &[]).is_empty() && agents.reconcile(&r, &[]).is_empty(),
+            "work to adopt is not reconciled"
+        );
+        // s comes back as another process: what the old one held is not its own.
+        let mut h = hello("s", 1, &[], vec![task(3)]);
+        h.instance = 99;
+        let joined = agents.hello(h, tx, false).expect("joins");
+        assert!(joined.keep.is_empty());
+        assert_eq!(
+            joined.unclaimed.iter().map(|g| &g.id).collect::<Vec<_>>(),
+            [&task(3)]
+        );
+        // A lease later, what no agent claimed is given up; a report claims it before.
+        agents.expect(task(5), r.clone(), 7);
+        agents.claim(&r, &task(5));
+        let mut unclaimed: Vec<WorkId> = agents.unclaimed().into_iter().map(|g| g.id).collect();
+        unclaimed.sort_by_key(|w| format!("{w:?}"));
+        assert_eq!(unclaimed, [task(2), task(4)]);
+        assert!(agents.placed_on(&r, &task(5)));
+        assert!(!agents.adopting());
+        assert_eq!(
+            agents.finished(&r, &task(1)),
+            End::Applied,
+            "its end applies once"
+        );
+        assert_eq!(agents.finished(&r, &task(1)), End::Late);
+        let sent: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|(_, m)| format!("{m:?}"))
+            .collect();
+        assert!(sent.is_empty(), "{sent:?}");
     }
 
     #[test]

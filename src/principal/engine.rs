@@ -80,6 +80,9 @@ enum Timer {
     AgentBeat,
     /// Time to make the agents' applied reports durable, so that they can be acknowledged.
     AckDue,
+    /// A lease has passed since the start: work of the previous principal that no agent
+    /// came back for is run again.
+    AdoptionDue,
     /// A timer of the supervision state machine (a restart backoff, a readiness timeout).
     Supervise(crate::supervisor::Timer),
 }
@@ -207,6 +210,15 @@ pub(super) struct Engine {
     /// The scheduler wake-up the armed [`Timer::Schedule`] is for, and its generation.
     schedule_armed: Option<DateTime<Utc>>,
     schedule_generation: u64,
+    /// Attempts a previous principal dispatched that this one adopted (or waits to adopt):
+    /// a stop that this principal did not ask for ends them as interrupted.
+    adopted: std::collections::HashSet<WorkId>,
+    /// The previous principal recorded its dispatches: a queued attempt without one never
+    /// reached an agent and stays queued as it is.
+    dispatches_recorded: bool,
+    /// Per active run, per (task, attempt, stream): the next line number not yet stored, so
+    /// that lines an agent sends again (after a restart) are stored once.
+    output_marks: HashMap<RunId, HashMap<(usize, u32, crate::protocol::Stream), u64>>,
 }
 
 impl Engine {
@@ -252,6 +264,9 @@ impl Engine {
             timers: Deadlines::default(),
             schedule_armed: None,
             schedule_generation: 0,
+            adopted: std::collections::HashSet::new(),
+            dispatches_recorded: recovered.dispatches_recorded,
+            output_marks: HashMap::new(),
             // A one-off principal leaves them alone: the next real principal resumes them.
             unfinished: if config.one_off {
                 Vec::new()
@@ -307,6 +322,14 @@ impl Engine {
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let unfinished = std::mem::take(&mut self.unfinished);
         self.resume_runs(unfinished).await;
+        if self.agents.adopting() {
+            let lease = self.agents.lease();
+            tracing::info!(
+                "waiting up to {lease:?} for the agents that hold dispatched work to come back"
+            );
+            self.set_timer(lease, Timer::AdoptionDue);
+        }
+        self.end_turn().await;
         if !self.one_off {
             let held = std::mem::take(&mut self.held_services);
             let starts = std::mem::take(&mut self.service_starts);
@@ -347,9 +370,7 @@ impl Engine {
                     }
                 },
             }
-            for note in std::mem::take(&mut self.notes) {
-                self.emit(note).await;
-            }
+            self.end_turn().await;
             let idle = (self.runs.is_empty() || (self.interrupting && self.agents.is_idle()))
                 && self.services.machine.is_idle();
             if self.shutting_down && idle {
@@ -357,6 +378,21 @@ impl Engine {
             }
         }
         self.finish().await;
+    }
+
+    /// What every turn of the loop ends with: the events decided where nothing could wait
+    /// are emitted, and the turn's dispatches wait for one commit.
+    async fn end_turn(&mut self) {
+        loop {
+            for note in std::mem::take(&mut self.notes) {
+                self.emit(note).await;
+            }
+            // Ending a held assignment that was stopped may dispatch more: sealed too.
+            self.seal_dispatches().await;
+            if self.notes.is_empty() {
+                break;
+            }
+        }
     }
 
     /// Makes sure a [`Timer::Schedule`] is set for the scheduler's next wake-up, whenever that
@@ -401,6 +437,7 @@ impl Engine {
                     self.ack_armed = false;
                     self.sync();
                 }
+                Timer::AdoptionDue => self.adoption_due().await,
                 Timer::Schedule { generation } => {
                     if generation == self.schedule_generation {
                         // Looked at again after this, whether or not anything fired.
@@ -433,6 +470,9 @@ impl Engine {
         } else if !self.store_failed {
             self.store_failed = true;
             tracing::error!("history store is not accepting events; history will be incomplete");
+        }
+        if matches!(event, Event::Dispatched(_)) {
+            return; // the history's record; faces see the agents list
         }
         // Output is not news for a subscriber this far behind (the history has it): the ring
         // would keep every batch for it, and a flood would keep the ring full of them.
@@ -526,12 +566,18 @@ impl Engine {
         if interrupt {
             // Leave the runs as they are in the store; the next principal resumes them.
             self.interrupting = true;
+            // Work of the previous principal no agent came back for stays for the next one.
+            let _ = self.agents.unclaimed();
+            let mut on_agents = Vec::new();
             for run in self.runs.values() {
                 for idx in 0..run.tasks.len() {
                     if run.tasks[idx].on_agent {
-                        self.agents.stop(&WorkId::Task(run.key(idx)));
+                        on_agents.push(WorkId::Task(run.key(idx)));
                     }
                 }
+            }
+            for work in on_agents {
+                self.stop_work(work);
             }
             return;
         }
@@ -599,6 +645,10 @@ impl Engine {
         // (task, the attempt that may have been running): recorded as interrupted.
         let mut interrupted = Vec::new();
         let mut requeue = Vec::new();
+        // (task, agent, instance): dispatched to a remote agent that may still hold it.
+        let mut adopt = Vec::new();
+        // Queued attempts that never reached an agent: they wait for a slot as they are.
+        let mut still_queued = Vec::new();
         for (idx, task) in spec.tasks.iter().enumerate() {
             let Some(&(state, attempt)) = u.tasks.get(&task.name) else {
                 continue;
@@ -608,21 +658,56 @@ impl Engine {
             // Earlier interruptions did not use up retries either.
             t.extra_attempts = u.interrupted.get(&task.name).copied().unwrap_or(0);
             run.restore(idx, state);
+            let dispatched = u
+                .dispatched
+                .get(&task.name)
+                .filter(|d| d.attempt == attempt && attempt > 0);
             match state {
-                // A queued attempt may have started in the last moments before the crash
-                // without that being recorded: treat it like a running one, so that no
-                // attempt number runs twice.
-                TaskState::Running | TaskState::Queued => interrupted.push(idx),
+                TaskState::Running | TaskState::Queued => match dispatched {
+                    // A remote agent may still run it, or hold its result: it has a lease to
+                    // come back and say so.
+                    Some(d) if d.agent.0 != LOCAL => {
+                        adopt.push((idx, d.agent.clone(), d.instance));
+                    }
+                    // Every dispatch is durable before its agent is told: without one, the
+                    // attempt never left the queue.
+                    None if state == TaskState::Queued && self.dispatches_recorded => {
+                        still_queued.push(idx);
+                    }
+                    // Ran in the previous principal's own pool, which died with it; or a
+                    // file from before dispatches were recorded, where a queued attempt may
+                    // have started unrecorded: run again under a new number, so that no
+                    // attempt number runs twice.
+                    _ => interrupted.push(idx),
+                },
                 // Its backoff has passed while nobody was running.
                 TaskState::Retrying => requeue.push(idx),
                 _ => {}
             }
         }
         let started = u.started;
+        for &(idx, _, _) in &adopt {
+            run.tasks[idx].on_agent = true;
+        }
+        let marks = self.output_marks.entry(id).or_default();
+        for m in &u.output_marks {
+            if let Some(idx) = spec.tasks.iter().position(|t| t.name == m.task) {
+                marks.insert((idx, m.attempt, m.stream), m.last_seq.saturating_add(1));
+            }
+        }
+        let keys: Vec<(usize, crate::protocol::AttemptKey)> = adopt
+            .iter()
+            .map(|&(idx, _, _)| (idx, run.key(idx)))
+            .collect();
         self.runs.insert(id, run);
         if !started {
             self.held.push_back(id);
             return;
+        }
+        for ((_, agent, instance), (_, key)) in adopt.into_iter().zip(keys) {
+            let work = WorkId::Task(key);
+            self.adopted.insert(work.clone());
+            self.agents.expect(work, agent, instance);
         }
         self.emit_run_state(
             id,
@@ -636,6 +721,11 @@ impl Engine {
         for idx in requeue {
             let why = Some("queued again after a restart".to_string());
             self.step(id, |run| run.requeue(idx, why)).await;
+        }
+        for idx in still_queued {
+            if let Some(attempt) = self.runs.get(&id).map(|r| r.tasks[idx].attempt) {
+                self.push_ready(id, idx, attempt, true);
+            }
         }
         self.advance(id).await;
     }
@@ -704,7 +794,10 @@ impl Engine {
                     attempt,
                 },
             ),
-            Step::Stop { idx } => self.agents.stop(&WorkId::Task(run.key(idx))),
+            Step::Stop { idx } => {
+                let work = WorkId::Task(run.key(idx));
+                self.stop_work(work);
+            }
         }
     }
 
@@ -872,6 +965,7 @@ impl Engine {
         };
         self.emit_run_state(id, state, message).await;
         self.runs.remove(&id);
+        self.output_marks.remove(&id);
         let outcome = RunOutcome {
             run_id: id,
             state,
@@ -917,9 +1011,27 @@ impl Engine {
             AgentEvent::Output {
                 id: WorkId::Task(key),
                 stream,
-                lines,
+                mut lines,
                 charge,
             } => {
+                // Lines are numbered per attempt; an agent sends again what was not
+                // acknowledged, and after a restart that includes lines already stored.
+                if self.runs.contains_key(&key.run_id) {
+                    let next = self
+                        .output_marks
+                        .entry(key.run_id)
+                        .or_default()
+                        .entry((key.task_idx, key.attempt, stream))
+                        .or_insert(0);
+                    lines.retain(|l| l.seq >= *next);
+                    match lines.last() {
+                        Some(last) => *next = last.seq.saturating_add(1),
+                        None => {
+                            charge.release();
+                            return;
+                        }
+                    }
+                }
                 // Output of an attempt given up on is still what it printed: kept.
                 let batch = LogBatch {
                     key,
@@ -945,6 +1057,14 @@ impl Engine {
                 let Some(key) = end.id.as_task().cloned() else {
                     return; // services and checks have no engine of their own yet
                 };
+                if self.adopted.remove(&end.id) && end.stopped == Some(StopCause::Requested) {
+                    // The previous principal stopped it for its restart: interrupted, not
+                    // cancelled (this principal asked for no stop).
+                    self.interrupt_attempt(&key).await;
+                    self.release_drained().await;
+                    self.dispatch();
+                    return;
+                }
                 let outcome = match end.stopped {
                     Some(StopCause::AgentStopped) => Outcome::Lost(from.to_string()),
                     _ => end.outcome(),
@@ -983,6 +1103,7 @@ impl Engine {
                 if mark > self.gate.durable {
                     self.gate.durable = mark;
                     self.agents.stored(mark);
+                    self.release_held().await;
                     self.dispatch();
                 }
                 self.spawn_gated(mark > 0).await;

@@ -521,6 +521,11 @@ pub enum ToAgent {
         /// Why.
         reason: String,
     },
+    /// Reports from number `from` on never arrived (a gap): send them again.
+    Resend {
+        /// The first report number wanted.
+        from: u64,
+    },
 }
 
 /// What the agents socket tells the principal's engine.
@@ -543,6 +548,20 @@ pub enum AgentNews {
         /// What it said.
         message: FromAgent,
     },
+}
+
+/// A task attempt handed to an agent, as the history records it before the agent is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispatch {
+    /// The attempt.
+    pub key: AttemptKey,
+    /// The agent it went to.
+    pub agent: AgentId,
+    /// Which start of that agent's process (its [`Hello::instance`]; 0 for the in-process
+    /// pool): only that process can still hold the attempt after a principal restart.
+    pub instance: u64,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 /// The principal's handle on one agent. Reports come back on the channel the agent was set up

@@ -394,4 +394,7 @@ pub enum Event {
     Service(service::ServiceRecord),
     /// Output lines of a supervised service.
     ServiceLogs(Arc<service::ServiceLogBatch>),
+    /// A task attempt was handed to an agent: recorded durably before the agent is told, so
+    /// that a restarted principal knows which agent holds which attempt.
+    Dispatched(agent::Dispatch),
 }

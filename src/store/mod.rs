@@ -150,6 +150,9 @@ pub struct Recovered {
     /// Starts of services and supervisors with a `starting` record and no end (the last
     /// principal died meanwhile): the next one records them as interrupted.
     pub interrupted_services: Vec<(String, u64)>,
+    /// The previous principal recorded its dispatches (the file's schema had them): a queued
+    /// attempt without one was never handed to any agent.
+    pub dispatches_recorded: bool,
 }
 
 /// A run the previous principal left queued or running.
@@ -168,6 +171,35 @@ pub struct UnfinishedRun {
     /// How many attempts of each task a principal's death interrupted (they do not use up
     /// its retries, but they are bounded).
     pub interrupted: std::collections::HashMap<String, u32>,
+    /// The latest dispatch of each task that has one: which attempt went to which agent.
+    pub dispatched: std::collections::HashMap<String, Dispatched>,
+    /// The last line number stored per task attempt and stream: lines an agent sends again
+    /// after a restart are not stored twice.
+    pub output_marks: Vec<OutputMark>,
+}
+
+/// Where the latest attempt of a task was handed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatched {
+    /// The attempt.
+    pub attempt: u32,
+    /// The agent.
+    pub agent: crate::protocol::agent::AgentId,
+    /// Which start of the agent's process.
+    pub instance: u64,
+}
+
+/// The highest line number stored for one attempt's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputMark {
+    /// The task.
+    pub task: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// The stream.
+    pub stream: crate::protocol::Stream,
+    /// The highest line number stored.
+    pub last_seq: u64,
 }
 
 /// What the scheduler must remember about a workflow across restarts.
@@ -300,8 +332,9 @@ impl Store {
         })?;
         let path = db_path(data_dir);
         let conn = open_checkpointed(&path)?;
-        schema::migrate(&conn)?;
-        let recovered = recover(&conn)?;
+        let found = schema::migrate(&conn)?;
+        let mut recovered = recover(&conn)?;
+        recovered.dispatches_recorded = found >= schema::DISPATCHES_VERSION;
         let next_seq = schema::next_event_seq(&conn)?;
         let reader = std::sync::Arc::new(std::sync::Mutex::new(query::Reader::from_connection(
             clone_connection(&conn)?,
@@ -429,6 +462,7 @@ fn recover(conn: &Connection) -> Result<Recovered, StoreError> {
         held_services,
         service_starts,
         interrupted_services,
+        dispatches_recorded: false,
     })
 }
 
@@ -460,8 +494,49 @@ fn unfinished_runs(conn: &Connection) -> Result<Vec<UnfinishedRun>, StoreError> 
         "SELECT task, count(*) FROM task_attempts WHERE run_id = ? AND state = 'interrupted'
          GROUP BY task",
     )?;
+    let mut dispatched_stmt = conn.prepare(
+        "SELECT task, arg_max(attempt, event_seq), arg_max(agent, event_seq),
+                arg_max(instance, event_seq)
+         FROM dispatches WHERE run_id = ? GROUP BY task",
+    )?;
+    let mut marks_stmt = conn.prepare(
+        "SELECT task, attempt, stream, max(seq) FROM logs WHERE run_id = ?
+         GROUP BY task, attempt, stream",
+    )?;
     let mut out = Vec::with_capacity(runs.len());
     for (id, workflow, params, state) in runs {
+        let dispatched = dispatched_stmt
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Dispatched {
+                        attempt: r.get::<_, i64>(1)?.max(0) as u32,
+                        agent: crate::protocol::agent::AgentId(r.get(2)?),
+                        instance: r.get::<_, i64>(3)? as u64,
+                    },
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        let output_marks = marks_stmt
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter_map(|(task, attempt, stream, seq)| {
+                Some(OutputMark {
+                    task,
+                    attempt: attempt.max(0) as u32,
+                    stream: stream.parse().ok()?,
+                    last_seq: seq.max(0) as u64,
+                })
+            })
+            .collect();
         let tasks = tasks_stmt
             .query_map([id], |r| {
                 Ok((
@@ -489,6 +564,8 @@ fn unfinished_runs(conn: &Connection) -> Result<Vec<UnfinishedRun>, StoreError> 
             started: state == "running",
             tasks,
             interrupted,
+            dispatched,
+            output_marks,
         });
     }
     Ok(out)

@@ -329,6 +329,8 @@ impl Reader {
             started: true,
             tasks,
             interrupted: Default::default(),
+            dispatched: Default::default(),
+            output_marks: Vec::new(),
         };
         Ok(Some((snapshot, summary.state)))
     }

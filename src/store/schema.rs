@@ -5,7 +5,7 @@ use duckdb::Connection;
 use super::StoreError;
 
 /// Schema version this build writes.
-pub const CURRENT_VERSION: i32 = 6;
+pub const CURRENT_VERSION: i32 = 7;
 
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -128,6 +128,19 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE logs ADD COLUMN part INTEGER DEFAULT 0;
     ALTER TABLE service_logs ADD COLUMN part INTEGER DEFAULT 0;
     "#,
+    // 6 -> 7: which agent (and which start of its process) each task attempt was handed to,
+    // stored before the agent is told: a restarted principal adopts what agents still hold.
+    r#"
+    CREATE TABLE dispatches (
+        run_id    BIGINT NOT NULL,
+        task      VARCHAR NOT NULL,
+        attempt   INTEGER NOT NULL,
+        agent     VARCHAR NOT NULL,
+        instance  BIGINT NOT NULL,
+        ts        TIMESTAMP NOT NULL,
+        event_seq BIGINT
+    );
+    "#,
 ];
 
 /// The next unused event sequence number in the file.
@@ -142,6 +155,7 @@ pub fn next_event_seq(conn: &Connection) -> duckdb::Result<u64> {
              SELECT max(event_seq) FROM agent_events UNION ALL
              SELECT max(event_seq) FROM service_events UNION ALL
              SELECT max(event_seq) FROM service_logs UNION ALL
+             SELECT max(event_seq) FROM dispatches UNION ALL
              SELECT max(event_seq) FROM logs)",
         [],
         |r| r.get(0),
@@ -165,6 +179,7 @@ pub fn stored_event_seqs(
              SELECT event_seq FROM agent_events UNION ALL
              SELECT event_seq FROM service_events UNION ALL
              SELECT event_seq FROM service_logs UNION ALL
+             SELECT event_seq FROM dispatches UNION ALL
              SELECT event_seq FROM logs)
          WHERE event_seq BETWEEN ? AND ?",
     )?;
@@ -189,8 +204,12 @@ pub fn version(conn: &Connection) -> Result<i32, StoreError> {
     )?)
 }
 
-/// Brings the schema up to [`CURRENT_VERSION`], refusing files from a newer build.
-pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
+/// The first schema version whose principals recorded every dispatch (`dispatches`).
+pub const DISPATCHES_VERSION: i32 = 7;
+
+/// Brings the schema up to [`CURRENT_VERSION`], refusing files from a newer build; the version
+/// found before.
+pub fn migrate(conn: &Connection) -> Result<i32, StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)",
     )?;
@@ -222,5 +241,5 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
             }
         }
     }
-    Ok(())
+    Ok(version)
 }

@@ -451,6 +451,7 @@ struct Appenders<'c> {
     agent_events: Option<Appender<'c>>,
     service_events: Option<Appender<'c>>,
     service_logs: Option<Appender<'c>>,
+    dispatches: Option<Appender<'c>>,
 }
 
 fn appender<'c, 'a>(
@@ -638,6 +639,18 @@ fn append_all<'c>(
                     }
                 }
             }
+            Event::Dispatched(d) => {
+                appender(&mut a.dispatches, conn, "dispatches")?.append_row(params![
+                    d.key.run_id.0 as i64,
+                    d.key.task.as_ref(),
+                    d.key.attempt,
+                    d.agent.0.as_str(),
+                    // Instances are random 64-bit numbers: kept bit for bit.
+                    d.instance as i64,
+                    ts(d.at),
+                    seq
+                ])?;
+            }
             // Spec reloads are live news for faces; the files themselves are the record.
             Event::SpecsReloaded { .. }
             | Event::SpecProblems { .. }
@@ -654,6 +667,7 @@ fn append_all<'c>(
         &mut a.agent_events,
         &mut a.service_events,
         &mut a.service_logs,
+        &mut a.dispatches,
     ]
     .into_iter()
     .flatten()

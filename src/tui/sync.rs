@@ -39,6 +39,8 @@ impl App {
             }
             Event::TaskState { key, state, at, .. } => self.task_state(&key, state, at),
             Event::Attempt(_) => false,
+            // The history's record of where work went; the agents list says it live.
+            Event::Dispatched(_) => false,
             Event::Service(_) => {
                 // The trees are read again (coalesced): the pane and the Overview's summary.
                 self.services_wanted = true;

@@ -21,6 +21,7 @@ mod foreign_client;
 mod long_lines;
 mod principal_api;
 mod processes;
+mod restart;
 mod schedule;
 mod services;
 mod store;

@@ -4,8 +4,23 @@
 
 use super::{Engine, Internal};
 use crate::principal::agents::Unplaced;
-use crate::protocol::agent::StopPolicy;
+use crate::protocol::agent::{
+    AgentEvent, AgentId, Assignment, Dispatch, Exit, StopCause, StopPolicy, WorkEnd, WorkId,
+};
 use crate::protocol::{Event, RunId, TaskState};
+
+/// The mark of a held assignment whose dispatch has not been handed to the store yet.
+const UNSEALED: u64 = u64::MAX;
+
+/// An assignment placed on an agent and held until its dispatch is durable: an agent is
+/// told only what a restarted principal will know it was told.
+pub(super) struct Held {
+    /// Sent once this many emitted events are durable ([`UNSEALED`] until its dispatch event
+    /// is emitted).
+    mark: u64,
+    job: Assignment,
+    agent: AgentId,
+}
 
 /// A task attempt waiting for a slot.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +46,13 @@ pub(super) struct Gate {
     pub durable: u64,
     /// A flush is under way to move `durable` forward.
     pub syncing: bool,
+    /// Assignments waiting for their dispatch to be durable, in dispatch order. Every
+    /// dispatch decided while one commit is under way waits for the next one: one commit
+    /// covers them all, however many engine turns they came from.
+    pub held: Vec<Held>,
+    /// Held assignments that were stopped before they were sent: they end as cancelled
+    /// without running.
+    pub stop_held: std::collections::HashSet<WorkId>,
 }
 
 impl Engine {
@@ -92,17 +114,92 @@ impl Engine {
                 continue;
             }
             let job = run.assignment(r.task, StopPolicy::term(self.kill_grace));
-            if self.agents.assign(job, wants).is_err() {
+            let Ok((agent, instance)) = self.agents.place(&job.id, job.kind.takes_slot(), wants)
+            else {
                 // Cannot happen after `room_for`; leave it queued rather than lose it.
                 tracing::error!(run = %r.run, task = r.task, "no agent took a task it had room for");
                 i += 1;
                 continue;
+            };
+            if let WorkId::Task(key) = &job.id {
+                self.notes.push(Event::Dispatched(Dispatch {
+                    key: key.clone(),
+                    agent: agent.clone(),
+                    instance,
+                    at: self.clock.now(),
+                }));
             }
+            self.gate.held.push(Held {
+                mark: UNSEALED,
+                job,
+                agent,
+            });
             run.tasks[r.task].on_agent = true;
             self.gate.ready.remove(i);
         }
         if waiting > 0 {
             self.sync();
+        }
+    }
+
+    /// After the turn's events are handed to the store: the assignments dispatched in it
+    /// wait for those events, and one commit is asked for all of them.
+    pub(super) async fn seal_dispatches(&mut self) {
+        let emitted = self.gate.emitted;
+        let mut waiting = false;
+        for h in &mut self.gate.held {
+            if h.mark == UNSEALED {
+                h.mark = emitted;
+            }
+            waiting |= h.mark > self.gate.durable;
+        }
+        if waiting {
+            self.sync();
+        }
+        self.release_held().await;
+    }
+
+    /// Sends the held assignments whose dispatch is durable (or ends those stopped first).
+    pub(super) async fn release_held(&mut self) {
+        let durable = self.gate.durable;
+        if !self.gate.held.iter().any(|h| h.mark <= durable) {
+            return;
+        }
+        let (due, wait): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.gate.held)
+            .into_iter()
+            .partition(|h| h.mark <= durable);
+        self.gate.held = wait;
+        for h in due {
+            if !self.gate.stop_held.remove(&h.job.id) {
+                // Given up meanwhile (its agent was lost): `tell` sends nothing.
+                self.agents.tell(h.job);
+                continue;
+            }
+            if self.agents.untold(&h.job.id) != Some(&h.agent) {
+                continue;
+            }
+            // Stopped before the agent was told: it ends as a requested stop, never run.
+            let now = chrono::Utc::now();
+            let end = WorkEnd {
+                id: h.job.id,
+                started_at: now,
+                ended_at: now,
+                exit: Exit::Code(0),
+                stopped: Some(StopCause::Requested),
+                output: None,
+            };
+            self.on_agent(&h.agent, AgentEvent::Finished(end)).await;
+        }
+    }
+
+    /// Stops `work`: an assignment still held ends when its dispatch is durable; adopted
+    /// work stopped by this principal ends as it says (cancelled), not as interrupted.
+    pub(super) fn stop_work(&mut self, work: WorkId) {
+        self.adopted.remove(&work);
+        if self.agents.untold(&work).is_some() {
+            self.gate.stop_held.insert(work);
+        } else {
+            self.agents.stop(&work);
         }
     }
 

@@ -9,7 +9,7 @@ use crate::protocol::agent::{
 use crate::protocol::api::{ApiError, ApiErrorKind, Response};
 use crate::protocol::{AttemptRecord, Event, Outcome};
 
-use super::super::agents::GivenUp;
+use super::super::agents::{BadReports, GivenUp};
 
 /// How long applied reports wait for the commit that lets them be acknowledged, at most.
 const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
@@ -74,6 +74,13 @@ impl Engine {
                             let why = format!("{id} came back without it");
                             self.give_up(&id, lost, &why).await;
                         }
+                        for GivenUp { id: work, .. } in joined.unclaimed {
+                            self.adopted.remove(&work);
+                            if let WorkId::Task(key) = work {
+                                tracing::info!(agent = %id, run = %key.run_id, task = %key.task, attempt = key.attempt, "the agent came back without this attempt: it runs again");
+                                self.interrupt_attempt(&key).await;
+                            }
+                        }
                         self.arm_beat();
                         self.dispatch();
                     }
@@ -115,11 +122,18 @@ impl Engine {
                             Err(why) => {
                                 self.agents.refuse(Some(&agent));
                                 tracing::warn!(%agent, first, count, "dropped reports: {why}");
+                                if let BadReports::Gap { expected } = why {
+                                    // Reports in between were lost on the way: asked for
+                                    // again rather than waiting for a reconnect.
+                                    self.agents.ask_resend(&agent, expected);
+                                }
                                 return;
                             }
                         };
                         for (i, event) in events.into_iter().enumerate().skip(skip) {
                             if self.speaks_for(&agent, &event) {
+                                // Work of the previous principal is adopted by its report.
+                                self.agents.claim(&agent, event_work(&event));
                                 self.on_agent(&agent, event).await;
                             } else {
                                 self.agents.refuse(Some(&agent));
@@ -232,6 +246,50 @@ impl Engine {
             self.on_attempt_finished(record).await;
             self.advance(run).await;
         }
+    }
+
+    /// A lease has passed since the start: the work of the previous principal that no agent
+    /// came back for runs again.
+    pub(super) async fn adoption_due(&mut self) {
+        for GivenUp { id: work, .. } in self.agents.unclaimed() {
+            self.adopted.remove(&work);
+            if let WorkId::Task(key) = work {
+                tracing::warn!(run = %key.run_id, task = %key.task, attempt = key.attempt, "no agent came back with this attempt within a lease: it runs again");
+                self.interrupt_attempt(&key).await;
+            }
+        }
+        self.dispatch();
+    }
+
+    /// Attempt `key`, dispatched by a previous principal, is not held by any agent (or was
+    /// stopped for that principal's restart): recorded as interrupted and run again (a
+    /// cancelled run's is cancelled).
+    pub(super) async fn interrupt_attempt(&mut self, key: &crate::protocol::AttemptKey) {
+        let Some(run) = self.runs.get_mut(&key.run_id) else {
+            return;
+        };
+        let stopping = run.cancel_requested || run.fail_fast_tripped;
+        let Some(t) = run.tasks.get_mut(key.task_idx) else {
+            return;
+        };
+        if t.attempt != key.attempt || !t.on_agent {
+            return;
+        }
+        if stopping {
+            let now = self.clock.now();
+            let record = AttemptRecord {
+                key: key.clone(),
+                started_at: now,
+                ended_at: now,
+                outcome: Outcome::Cancelled,
+            };
+            self.on_attempt_finished(record).await;
+        } else {
+            t.on_agent = false;
+            let idx = key.task_idx;
+            self.step(key.run_id, |run| run.interrupted(idx)).await;
+        }
+        self.advance(key.run_id).await;
     }
 
     /// An agent reported the end of work the principal had given up on: recorded, discarded.
