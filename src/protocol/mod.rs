@@ -324,6 +324,9 @@ pub enum Event {
         params: Vec<(String, String)>,
         /// What started it (`manual`, `schedule`, ...).
         trigger: String,
+        /// Who: the caller's CURVE key name, `local`, or `schedule`.
+        #[serde(default)]
+        triggered_by: Option<String>,
         /// For a scheduled run, the fire time it is for.
         scheduled_for: Option<DateTime<Utc>>,
         /// When.
@@ -394,4 +397,6 @@ pub enum Event {
     Service(service::ServiceRecord),
     /// Output lines of a supervised service.
     ServiceLogs(Arc<service::ServiceLogBatch>),
+    /// A caller changed something (who, what, to what); kept in the history's actions.
+    Action(history::ActionRecord),
 }

@@ -451,6 +451,7 @@ struct Appenders<'c> {
     agent_events: Option<Appender<'c>>,
     service_events: Option<Appender<'c>>,
     service_logs: Option<Appender<'c>>,
+    actions: Option<Appender<'c>>,
 }
 
 fn appender<'c, 'a>(
@@ -493,6 +494,7 @@ fn append_all<'c>(
                 workflow,
                 params,
                 trigger,
+                triggered_by,
                 scheduled_for,
                 at,
             } => {
@@ -510,7 +512,8 @@ fn append_all<'c>(
                     trigger,
                     ts(*at),
                     scheduled_for.map(ts),
-                    seq
+                    seq,
+                    triggered_by.as_deref()
                 ])?;
             }
             Event::WorkflowPaused {
@@ -638,6 +641,15 @@ fn append_all<'c>(
                     }
                 }
             }
+            Event::Action(r) => {
+                appender(&mut a.actions, conn, "actions")?.append_row(params![
+                    ts(r.at),
+                    r.by.as_str(),
+                    r.action.as_str(),
+                    r.target.as_str(),
+                    seq
+                ])?;
+            }
             // Spec reloads are live news for faces; the files themselves are the record.
             Event::SpecsReloaded { .. }
             | Event::SpecProblems { .. }
@@ -654,6 +666,7 @@ fn append_all<'c>(
         &mut a.agent_events,
         &mut a.service_events,
         &mut a.service_logs,
+        &mut a.actions,
     ]
     .into_iter()
     .flatten()

@@ -8,6 +8,7 @@ mod agent_chaos;
 mod agent_faults;
 mod agents;
 mod auth;
+mod callers;
 mod cli;
 mod clients;
 mod console;
