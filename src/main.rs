@@ -86,14 +86,13 @@ enum Cmd {
     /// The console, attached to a principal over the network.
     ///
     /// ENDPOINT is what that principal was started with (`opsconsole principal --listen
-    /// ENDPOINT`); events are on the next port. With a viewer's token the console only looks.
-    /// Messages are authenticated, not encrypted: across networks, use an SSH tunnel.
+    /// ENDPOINT`); events are on the next port. On a CURVE endpoint give --server-key and
+    /// --key; with a viewer's key the console only looks.
     Attach {
         /// The principal's requests endpoint, e.g. tcp://127.0.0.1:7400.
         endpoint: String,
-        /// The token to sign requests with (the operator's or a viewer's), for a
-        /// token-protected endpoint.
-        #[arg(long, value_name = "FILE")]
+        /// Retired (HMAC tokens): refused with what to use instead (--server-key, --key).
+        #[arg(long, value_name = "FILE", hide = true)]
         token_file: Option<PathBuf>,
         /// Colour theme: a name from themes/ or a .yaml path.
         #[arg(long, default_value = "dark", env = "OPSCONSOLE_THEME")]
@@ -137,28 +136,20 @@ enum Cmd {
     /// `--listen`). Other commands find it automatically.
     Principal {
         /// Also listen here, e.g. tcp://127.0.0.1:7400 (events on the next port). Any address
-        /// other than loopback needs --token-file.
+        /// other than loopback needs --keys.
         #[arg(long, value_name = "ENDPOINT")]
         listen: Option<String>,
-        /// Require every request on --listen to be signed with the token in this file (at
-        /// least 16 bytes, e.g. from `openssl rand -hex 32`): the operator's, who may do
-        /// everything. Messages are authenticated, not encrypted; see docs/protocol.md.
-        #[arg(long, value_name = "FILE", requires = "listen")]
+        /// Retired (HMAC tokens): refused with what to use instead (--keys).
+        #[arg(long, value_name = "FILE", hide = true)]
         token_file: Option<std::path::PathBuf>,
-        /// Also accept this token on --listen, for viewers: status, history, logs, run detail
-        /// and events, but nothing that changes state.
-        #[arg(long, value_name = "FILE", requires = "token_file")]
+        /// Retired (HMAC tokens): refused with what to use instead (--keys).
+        #[arg(long, value_name = "FILE", hide = true)]
         viewer_token_file: Option<std::path::PathBuf>,
         /// Encrypt and authenticate --listen with CURVE (RFC 25/26, as libzmq): only the keys
         /// in this file connect, one line each `ROLE NAME PUBKEY` (roles operator, viewer,
         /// agent). Read again when it changes, so a removed line revokes a key at once. The
         /// principal's own pair is kept in the data dir (server.pub, server.secret).
-        #[arg(
-            long,
-            value_name = "FILE",
-            requires = "listen",
-            conflicts_with = "token_file"
-        )]
+        #[arg(long, value_name = "FILE", requires = "listen")]
         keys: Option<std::path::PathBuf>,
         /// How often remote agents and the principal heartbeat; an agent silent for three
         /// heartbeats loses its lease, and its tasks are retried elsewhere.
@@ -178,8 +169,8 @@ enum Cmd {
     /// for labels (`agent: { gpu: "true" }`) run only on agents that have them. Reconnects by
     /// itself; exits 0 when drained (`opsconsole agents drain ID`) or on Ctrl-C / SIGTERM.
     Agent {
-        /// The principal's operator token (for a token-protected endpoint).
-        #[arg(long, value_name = "FILE")]
+        /// Retired (HMAC tokens): refused with what to use instead (--server-key, --key).
+        #[arg(long, value_name = "FILE", hide = true)]
         token_file: Option<PathBuf>,
         /// Tasks run at once (default: number of CPUs).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -261,6 +252,10 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Who did what instead: every trigger, cancel, retry, edit, pause, resume, cordon,
+        /// drain and service control, with the caller's key name (`local` on this machine).
+        #[arg(long, conflicts_with_all = ["workflow", "service"])]
+        actions: bool,
     },
     /// Print the stored output of a run, in order.
     Logs {
@@ -569,6 +564,17 @@ fn main() -> ExitCode {
     runtime.block_on(dispatch(dirs, command, network))
 }
 
+/// Exit 2 for a retired token option, saying what replaces it.
+fn retired_tokens(option: &str) -> ExitCode {
+    cli::fail(
+        cli::EXIT_INVALID,
+        format!(
+            "{option}: {}",
+            opsconsole::protocol::zmq::auth::TOKENS_RETIRED
+        ),
+    )
+}
+
 /// The global network flags: `--principal`, and `--server-key` with `--key`.
 struct Network {
     principal: Option<String>,
@@ -596,8 +602,27 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
             action: KeysCmd::New { name },
         } => cli::keys::new(&name),
         Cmd::Attach {
-            endpoint,
+            token_file: Some(_),
+            ..
+        }
+        | Cmd::Agent {
+            token_file: Some(_),
+            ..
+        } => retired_tokens("--token-file"),
+        Cmd::Principal {
             token_file,
+            viewer_token_file,
+            ..
+        } if token_file.is_some() || viewer_token_file.is_some() => {
+            retired_tokens(if token_file.is_some() {
+                "--token-file"
+            } else {
+                "--viewer-token-file"
+            })
+        }
+        Cmd::Attach {
+            endpoint,
+            token_file: None,
             theme,
             read_only,
         } => {
@@ -609,11 +634,14 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
                 kill_grace: Duration::from_secs(5),
                 attach: Some(opsconsole::tui::Attach {
                     endpoint,
-                    token_file,
                     curve: curve_files.clone(),
                 }),
             };
             opsconsole::tui::console(&dirs, opts).await
+        }
+        // With --principal, the files that principal has loaded, checked there.
+        Cmd::Validate { paths } if paths.is_empty() && remote_principal.is_some() => {
+            cli::validate::validate_loaded(&dirs).await
         }
         Cmd::Validate { paths } => cli::validate::validate(&paths, &dirs.workflows),
         Cmd::Run {
@@ -645,17 +673,14 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
         }
         Cmd::Principal {
             listen,
-            token_file,
-            viewer_token_file,
             keys,
             agent_heartbeat,
             remote_only,
             pool,
+            ..
         } => {
             let opts = cli::principal::PrincipalOptions {
                 listen,
-                token_file,
-                viewer_token_file,
                 keys,
                 slots: if remote_only { 0 } else { pool.slots() },
                 kill_grace: pool.kill_grace,
@@ -664,20 +689,12 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
             cli::principal::principal(&dirs, opts).await
         }
         Cmd::Agent {
-            token_file,
+            token_file: None,
             slots,
             labels,
             id,
             kill_grace,
         } => {
-            let key = match token_file
-                .as_deref()
-                .map(opsconsole::protocol::zmq::auth::Key::from_file)
-                .transpose()
-            {
-                Ok(key) => key,
-                Err(e) => return cli::fail(cli::EXIT_INVALID, format!("--token-file: {e}")),
-            };
             let labels = match cli::agent::labels(&labels) {
                 Ok(l) => l,
                 Err(e) => return cli::fail(cli::EXIT_INVALID, e),
@@ -705,7 +722,6 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
             };
             let opts = opsconsole::agent::remote::AgentOptions {
                 principal,
-                key,
                 curve,
                 slots: slots
                     .map(|s| s as usize)
@@ -743,6 +759,12 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
         Cmd::Pause { workflow } => cli::control::set_paused(&dirs, workflow, true).await,
         Cmd::Resume { workflow } => cli::control::set_paused(&dirs, workflow, false).await,
         Cmd::History {
+            actions: true,
+            limit,
+            json,
+            ..
+        } => cli::history::actions(&dirs, limit, json).await,
+        Cmd::History {
             service: Some(path),
             limit,
             json,
@@ -753,6 +775,7 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
             limit,
             json,
             service: None,
+            ..
         } => cli::history::history(&dirs, RunFilter { workflow, limit }, json).await,
         Cmd::Logs {
             run_id,

@@ -24,7 +24,6 @@ use crate::protocol::agent::{
 };
 use crate::protocol::api::ClientExt;
 use crate::protocol::zmq::agent_link::AgentConnection;
-use crate::protocol::zmq::auth::Key;
 use crate::protocol::zmq::{Endpoints, ZmqClient};
 
 /// Reports kept until acknowledged, at most; beyond, output waits in the processes' pipes.
@@ -43,8 +42,6 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 pub struct AgentOptions {
     /// The principal's requests endpoint (what it was started with: `--listen`).
     pub principal: String,
-    /// The operator token, for a token-protected endpoint.
-    pub key: Option<Key>,
     /// CURVE (`--server-key`, `--key`), for a CURVE endpoint.
     pub curve: Option<crate::protocol::zmq::keys::CurveSecurity>,
     /// Tasks run at once.
@@ -321,14 +318,9 @@ async fn connect(
     running: Vec<WorkId>,
     buffer: &Buffer,
 ) -> Result<Connected, NotConnected> {
-    let client = match (&opts.key, &opts.curve) {
-        (_, Some(curve)) => {
-            ZmqClient::connect_curve(endpoints, CONNECT_TIMEOUT, curve.clone()).await
-        }
-        (Some(key), None) => {
-            ZmqClient::connect_signed(endpoints, CONNECT_TIMEOUT, key.clone()).await
-        }
-        (None, None) => ZmqClient::connect(endpoints, CONNECT_TIMEOUT).await,
+    let client = match &opts.curve {
+        Some(curve) => ZmqClient::connect_curve(endpoints, CONNECT_TIMEOUT, curve.clone()).await,
+        None => ZmqClient::connect(endpoints, CONNECT_TIMEOUT).await,
     }
     .map_err(|e| NotConnected::Retry(e.to_string()))?;
     // The client's error names what it saw: nothing listening, another protocol version (both
@@ -350,15 +342,12 @@ async fn connect(
             opts.principal, opts.principal
         )));
     };
-    let mut conn =
-        AgentConnection::connect_secure(&at, opts.key.clone(), opts.curve.clone(), CONNECT_TIMEOUT)
-            .await
-            .map_err(|e| match e {
-                crate::protocol::zmq::agent_link::LinkError::Refused(why) => {
-                    NotConnected::Refused(why)
-                }
-                e => NotConnected::Retry(e.to_string()),
-            })?;
+    let mut conn = AgentConnection::connect_secure(&at, opts.curve.clone(), CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| match e {
+            crate::protocol::zmq::agent_link::LinkError::Refused(why) => NotConnected::Refused(why),
+            e => NotConnected::Retry(e.to_string()),
+        })?;
     let hello = FromAgent::Hello(Hello {
         info: info.clone(),
         host: host_name(),

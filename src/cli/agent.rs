@@ -82,8 +82,8 @@ pub async fn agents(dirs: &Dirs, action: AgentsAction) -> ExitCode {
 /// The agents as a table.
 pub fn table(agents: &[AgentStatus]) -> String {
     let mut out = format!(
-        "{:<24} {:<9} {:>9} {:>9}  {:<28} {:<20} {}\n",
-        "AGENT", "STATE", "SLOTS", "HEARD", "ADDRESS", "LABELS", "RUNNING"
+        "{:<24} {:<9} {:>9} {:>9}  {:<28} {:<16} {:<20} {}\n",
+        "AGENT", "STATE", "SLOTS", "HEARD", "ADDRESS", "KEY", "LABELS", "RUNNING"
     );
     for a in agents {
         let labels = a.info.labels_text();
@@ -91,12 +91,14 @@ pub fn table(agents: &[AgentStatus]) -> String {
             humantime::format_duration(std::time::Duration::from_millis(ms))
         });
         out.push_str(&format!(
-            "{:<24} {:<9} {:>9} {:>9}  {:<28} {:<20} {}\n",
+            "{:<24} {:<9} {:>9} {:>9}  {:<28} {:<16} {:<20} {}\n",
             a.info.id.0,
             a.state.as_str(),
             format!("{}/{}", a.busy, a.info.slots),
             heard,
             a.address,
+            // The key the transport authenticated it with; `-` without CURVE.
+            a.key.as_deref().unwrap_or("-"),
             labels,
             running(&a.running)
         ));

@@ -48,6 +48,29 @@ pub async fn status(dirs: &Dirs, json: bool) -> ExitCode {
         s.slots,
         s.queued_tasks
     );
+    // Who the principal took this caller for: the CURVE key's name, or local.
+    match &s.curve {
+        Some(c) => {
+            let r = &c.refused;
+            crate::say!(
+                "asked as key {} ({}) over CURVE, server key {}; refused since start: {} \
+                 unknown key, {} wrong role, {} not CURVE, {} bad handshake, {} bad cookie, \
+                 {} bad vouch, {} bad message, {} revoked",
+                c.key_name,
+                s.role.map_or("-", |r| r.as_str()),
+                c.server_key,
+                r.unknown_key,
+                r.wrong_role,
+                r.not_curve,
+                r.bad_handshake,
+                r.bad_cookie,
+                r.bad_vouch,
+                r.bad_message,
+                r.revoked
+            );
+        }
+        None => crate::say!("asked as local"),
+    }
     for w in &s.workflows {
         let schedule = match &w.schedule {
             Some(expr) if w.paused => format!("{expr} (paused)"),

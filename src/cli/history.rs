@@ -122,10 +122,16 @@ fn print_runs(runs: &[RunSummary], workflow: Option<&str>, json: bool) {
         .max()
         .unwrap_or(8)
         .max(8);
+    let by_width = runs
+        .iter()
+        .map(|r| r.triggered_by.as_deref().map_or(1, str::len))
+        .max()
+        .unwrap_or(2)
+        .clamp(2, 32);
     let _ = writeln!(
         out,
-        "{:>6}  {:<wf_width$}  {:<9}  {:<19}  {:>9}  FAILED TASKS",
-        "RUN", "WORKFLOW", "STATE", "STARTED", "DURATION"
+        "{:>6}  {:<wf_width$}  {:<9}  {:<19}  {:>9}  {:<by_width$}  FAILED TASKS",
+        "RUN", "WORKFLOW", "STATE", "STARTED", "DURATION", "BY"
     );
     for r in runs {
         let state = format!("{:<9}", r.state.as_str());
@@ -146,9 +152,10 @@ fn print_runs(runs: &[RunSummary], workflow: Option<&str>, json: bool) {
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "{:>6}  {:<wf_width$}  {state}  {started}  {duration:>9}  {}",
+            "{:>6}  {:<wf_width$}  {state}  {started}  {duration:>9}  {:<by_width$}  {}",
             r.run_id,
             r.workflow,
+            r.triggered_by.as_deref().unwrap_or("-"),
             r.failed_tasks.join(", ")
         );
     }
@@ -622,4 +629,55 @@ pub async fn service_logs(dirs: &Dirs, path: &str, json: bool, follow: bool) -> 
             });
         }
     }
+}
+
+/// `history --actions`: who did what to what, newest first (through the principal when one
+/// runs, otherwise from the file).
+pub async fn actions(dirs: &Dirs, limit: usize, json: bool) -> ExitCode {
+    let actions = match source(dirs, connect::REQUEST_TIMEOUT).await {
+        Err(code) => return code,
+        Ok(Source::Principal(client, _)) => match client.call(Request::Actions { limit }).await {
+            Ok(Response::Actions { actions }) => actions,
+            Ok(Response::Error(e)) => return client_failure(e.into()),
+            Ok(other) => return fail(EXIT_FAILED, format!("unexpected reply: {other:?}")),
+            Err(e) => return client_failure(e),
+        },
+        Ok(Source::Nothing) => Vec::new(),
+        Ok(Source::File(reader)) => match reader.actions(limit) {
+            Ok(a) => a,
+            Err(e) => return fail(EXIT_FAILED, e),
+        },
+    };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if json {
+        let _ = serde_json::to_writer_pretty(&mut out, &actions);
+        let _ = writeln!(out);
+        return ExitCode::SUCCESS;
+    }
+    if actions.is_empty() {
+        let _ = writeln!(out, "no actions recorded");
+        return ExitCode::SUCCESS;
+    }
+    let by_width = actions
+        .iter()
+        .map(|a| a.by.len())
+        .max()
+        .unwrap_or(2)
+        .clamp(2, 32);
+    let _ = writeln!(
+        out,
+        "{:<19}  {:<by_width$}  {:<8}  TARGET",
+        "WHEN", "BY", "ACTION"
+    );
+    for a in &actions {
+        let when =
+            a.at.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S");
+        let _ = writeln!(
+            out,
+            "{when}  {:<by_width$}  {:<8}  {}",
+            a.by, a.action, a.target
+        );
+    }
+    ExitCode::SUCCESS
 }

@@ -15,12 +15,8 @@ use crate::protocol::zmq::{self, Endpoints};
 /// Options of `opsconsole principal`.
 #[derive(Debug, Clone)]
 pub struct PrincipalOptions {
-    /// Extra endpoint, e.g. `tcp://127.0.0.1:7400`; beyond loopback only with a token.
+    /// Extra endpoint, e.g. `tcp://127.0.0.1:7400`; beyond loopback only with CURVE.
     pub listen: Option<String>,
-    /// The operator token that requests on `listen` must be signed with.
-    pub token_file: Option<std::path::PathBuf>,
-    /// A viewer token also accepted on `listen`, read only.
-    pub viewer_token_file: Option<std::path::PathBuf>,
     /// The authorized-keys file: CURVE on `listen`.
     pub keys: Option<std::path::PathBuf>,
     /// Agent slots.
@@ -46,15 +42,6 @@ fn is_loopback(endpoint: &str) -> bool {
 /// principal next starts here), flushes the store and exits 0.
 pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     let mut endpoints = vec![Endpoints::for_data_dir(&dirs.data)];
-    let keys = match load_keys(&opts) {
-        Ok(keys) => keys,
-        Err(e) => return fail(EXIT_INVALID, e),
-    };
-    if opts.token_file.is_some() {
-        crate::tell!(
-            "warning: --token-file (HMAC tokens) is retired and will be removed: it authenticates              without encrypting and its replay window lives in memory. Use --keys FILE (CURVE:              `opsconsole keys new NAME`, then a line `operator NAME PUBKEY` per client)"
-        );
-    }
     let ring = match &opts.keys {
         None => None,
         Some(file) => {
@@ -69,7 +56,7 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
         }
     };
     if let Some(listen) = &opts.listen {
-        if !is_loopback(listen) && keys.is_none() && ring.is_none() {
+        if !is_loopback(listen) && ring.is_none() {
             return fail(
                 EXIT_INVALID,
                 format!(
@@ -103,15 +90,15 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     let stop = CancellationToken::new();
     let client: Arc<dyn Client> = principal.clone();
     for (i, e) in endpoints.iter().enumerate() {
-        // The data dir's socket is guarded by the file system; the extra endpoint by tokens.
-        let keys = if i == 0 { None } else { keys.clone() };
+        // The data dir's socket is guarded by the file system; the extra endpoint by CURVE
+        // (or, without --keys, by being loopback).
         let gate = Some(principal.agent_gate());
         let served = match (&ring, i) {
             (Some(ring), 1..) => {
                 zmq::serve_principal_curve(e, client.clone(), stop.clone(), ring.clone(), gate)
                     .await
             }
-            _ => zmq::serve_principal(e, client.clone(), stop.clone(), keys.clone(), gate).await,
+            _ => zmq::serve_principal(e, client.clone(), stop.clone(), gate).await,
         };
         match served {
             Ok(bound) => crate::tell!(
@@ -120,8 +107,8 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
                 bound.endpoints.requests,
                 bound.endpoints.events,
                 bound.agents.as_deref().unwrap_or("-"),
-                match (i, &keys, &ring) {
-                    (1.., _, Some(ring)) => format!(
+                match (i, &ring) {
+                    (1.., Some(ring)) => format!(
                         ", CURVE: keys of {} only; server public key {}",
                         opts.keys
                             .as_deref()
@@ -129,10 +116,6 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
                             .display(),
                         zmq::keys::public_text(&ring.server)
                     ),
-                    (1.., Some(k), _) if k.viewer.is_some() => {
-                        ", operator and viewer tokens required".to_string()
-                    }
-                    (1.., Some(_), _) => ", operator token required".to_string(),
                     _ => String::new(),
                 }
             ),
@@ -179,28 +162,6 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
     stop.cancel();
     bootstrap::remove_socket_files(&endpoints[0]);
     ExitCode::SUCCESS
-}
-
-/// The tokens of `--token-file` and `--viewer-token-file`, when given.
-fn load_keys(opts: &PrincipalOptions) -> Result<Option<zmq::auth::Keys>, String> {
-    let Some(operator) = &opts.token_file else {
-        return Ok(None);
-    };
-    let operator = zmq::auth::Key::from_file(operator).map_err(|e| format!("--token-file: {e}"))?;
-    let viewer = opts
-        .viewer_token_file
-        .as_deref()
-        .map(zmq::auth::Key::from_file)
-        .transpose()
-        .map_err(|e| format!("--viewer-token-file: {e}"))?;
-    if viewer.as_ref() == Some(&operator) {
-        return Err(
-            "--token-file and --viewer-token-file hold the same token; the two must differ, or \
-             a viewer could do everything"
-                .to_string(),
-        );
-    }
-    Ok(Some(zmq::auth::Keys { operator, viewer }))
 }
 
 #[cfg(test)]

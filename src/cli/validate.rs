@@ -97,6 +97,45 @@ fn services(sup: &spec::SupervisorSpec) -> usize {
         .sum()
 }
 
+/// `opsconsole --principal EP validate`: the files the principal at EP has loaded, checked
+/// there as it reads them. Prints like [`validate`] and exits the same way (1 on problems).
+pub async fn validate_loaded(dirs: &super::Dirs) -> ExitCode {
+    use crate::principal::bootstrap::{self, Found};
+    use crate::protocol::api::{Client, Request, Response};
+    let client = match bootstrap::find_principal(&dirs.data, bootstrap::REQUEST_TIMEOUT).await {
+        Found::Running { client, .. } => client,
+        Found::NotAnswering(n) => return super::fail(super::EXIT_FAILED, n),
+        Found::Absent => {
+            return super::fail(
+                super::EXIT_FAILED,
+                "no principal runs: without --principal, `validate` checks the files here",
+            );
+        }
+    };
+    match client.call(Request::ValidateLoaded).await {
+        Ok(Response::Validated(report)) if report.problems.is_empty() => {
+            let mut out = format!(
+                "ok: {} document(s) in {} file(s) of the principal's {}\n",
+                report.valid.len(),
+                report.files,
+                report.dir
+            );
+            for name in &report.valid {
+                out.push_str(&format!("  {name}\n"));
+            }
+            let _ = std::io::stdout().write_all(out.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Ok(Response::Validated(report)) => {
+            let _ = std::io::stderr().write_all(failure_report(&report.problems).as_bytes());
+            ExitCode::from(1)
+        }
+        Ok(Response::Error(e)) => super::client_failure(e.into()),
+        Ok(other) => super::fail(super::EXIT_FAILED, format!("unexpected reply: {other:?}")),
+        Err(e) => super::client_failure(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,6 +71,8 @@ struct Remote {
     given_up: VecDeque<WorkId>,
     /// The report number a resend was last asked from (see [`Agents::ask_resend`]).
     resend_asked: Option<u64>,
+    /// The name of the CURVE key of its latest welcomed connection.
+    key: Option<String>,
 }
 
 /// Work given up per agent that is remembered as its own, at most.
@@ -245,6 +247,14 @@ impl Agents {
         })
     }
 
+    /// Records the name of the CURVE key a welcomed agent connected with (the transport's, not
+    /// the agent's word).
+    pub fn set_key(&mut self, id: &AgentId, key: Option<String>) {
+        if let Some(remote) = self.index(id).and_then(|i| self.agents[i].remote.as_mut()) {
+            remote.key = key;
+        }
+    }
+
     /// Registers a remote agent, or takes it back after a reconnect: work placed there that
     /// it still has stays its own, work it no longer has is lost, and work it has that the
     /// principal gave up holds a slot until it ends. An id of an in-process agent is refused.
@@ -339,6 +349,7 @@ impl Agents {
                         refused: 0,
                         given_up: VecDeque::new(),
                         resend_asked: None,
+                        key: None,
                     }),
                     joined_at: Utc::now(),
                 });
@@ -963,6 +974,10 @@ impl Agents {
                     joined_at: a.joined_at,
                     running,
                     refused: a.remote.as_ref().map_or(0, |r| r.refused),
+                    key: match &a.remote {
+                        None => Some("local".to_string()),
+                        Some(r) => r.key.clone(),
+                    },
                 }
             })
             .collect()

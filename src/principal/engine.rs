@@ -48,8 +48,8 @@ const SCHEDULE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30)
 
 /// What started a run.
 enum Origin {
-    /// A face asked for it.
-    Manual,
+    /// A face asked for it: who, as the transport authenticated them.
+    Manual(crate::protocol::api::Caller),
     /// A schedule fired; `exclusive` runs wait until the workflow has no other active run.
     Schedule { at: DateTime<Utc>, exclusive: bool },
 }
@@ -96,6 +96,7 @@ enum Internal {
     /// The stored state of a run to retry was read.
     RetryLoaded {
         snapshot: Box<UnfinishedRun>,
+        by: crate::protocol::api::Caller,
         reply: oneshot::Sender<Response>,
     },
     /// The first this-many emitted events are in the file.
@@ -502,7 +503,11 @@ impl Engine {
                      once it has stopped, or start a new one with `opsconsole principal`",
                 )));
             }
-            Command::Api { request, reply } => self.on_request(request, reply).await,
+            Command::Api {
+                request,
+                caller,
+                reply,
+            } => self.on_request(request, caller, reply).await,
             // A second shutdown request changes nothing: one is under way.
             Command::Shutdown { .. } if self.shutting_down => {}
             Command::Shutdown { interrupt } => self.begin_shutdown(interrupt).await,
@@ -860,11 +865,15 @@ impl Engine {
         self.next_run_id += 1;
         let dag = self.dag_for(&spec);
         let mut run = RunCtx::new(id, spec, dag, params);
-        let (trigger, scheduled_for) = match origin {
-            Origin::Manual => ("manual", None),
+        let (trigger, by, scheduled_for) = match origin {
+            Origin::Manual(by) => ("manual", by.0, None),
             Origin::Schedule { at, exclusive } => {
                 run.exclusive = exclusive;
-                ("schedule", Some(at))
+                (
+                    "schedule",
+                    crate::protocol::api::Caller::SCHEDULE.to_string(),
+                    Some(at),
+                )
             }
         };
         let at = self.clock.now();
@@ -878,6 +887,7 @@ impl Engine {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             trigger: trigger.to_string(),
+            triggered_by: Some(by),
             scheduled_for,
             at,
         };
@@ -1096,7 +1106,11 @@ impl Engine {
         match msg {
             Internal::FilesChanged => self.files_changed(),
             Internal::Loaded(scan) => self.apply_scan(*scan).await,
-            Internal::RetryLoaded { snapshot, reply } => self.reopen(*snapshot, reply).await,
+            Internal::RetryLoaded {
+                snapshot,
+                by,
+                reply,
+            } => self.reopen(*snapshot, by, reply).await,
             Internal::ServiceReady { path, start_no } => self.service_ready(path, start_no).await,
             Internal::Durable(mark) => {
                 self.gate.syncing = false;

@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::protocol::Event;
 pub use crate::protocol::api::RunOutcome;
 use crate::protocol::api::{
-    ApiError, ApiErrorKind, BoxFuture, Client, ClientError, Request, Response,
+    ApiError, ApiErrorKind, BoxFuture, Caller, Client, ClientError, Request, Response,
 };
 use crate::spec::Catalog;
 use crate::store::Store;
@@ -131,6 +131,8 @@ pub(crate) enum Command {
     /// A face's request; the answer goes to `reply`.
     Api {
         request: Request,
+        /// Who asks, as the transport authenticated it.
+        caller: Caller,
         reply: oneshot::Sender<Response>,
     },
     /// Stop and flush the store. `interrupt`: stop the processes but leave the runs unfinished,
@@ -164,10 +166,22 @@ pub struct PrincipalHandle {
 
 impl Client for PrincipalHandle {
     fn call(&self, request: Request) -> BoxFuture<'_, Result<Response, ClientError>> {
+        self.call_as(Caller::local(), request)
+    }
+
+    fn call_as(
+        &self,
+        caller: Caller,
+        request: Request,
+    ) -> BoxFuture<'_, Result<Response, ClientError>> {
         Box::pin(async move {
             let (reply, rx) = oneshot::channel();
             self.commands
-                .send(Command::Api { request, reply })
+                .send(Command::Api {
+                    request,
+                    caller,
+                    reply,
+                })
                 .await
                 .map_err(|_| ClientError::Unreachable(Stopped.to_string()))?;
             rx.await

@@ -376,6 +376,11 @@ pub struct AgentStatus {
     /// principal gave it: work it was never given, numbers out of order) and dropped.
     #[serde(default)]
     pub refused: u64,
+    /// The name of the CURVE key it connected with (`local` for the in-process pool, `None`
+    /// on an endpoint without CURVE): what the principal's transport saw, never what the
+    /// agent said.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// What a remote agent says when it (re)connects.
@@ -535,6 +540,8 @@ pub enum AgentNews {
     Hello {
         /// What it said.
         hello: Hello,
+        /// The name of the CURVE key its connection authenticated with; `None` without CURVE.
+        key: Option<String>,
         /// Where the engine sends what is for this agent.
         outbox: tokio::sync::mpsc::UnboundedSender<(AgentId, ToAgent)>,
         /// Another connection of this agent id is still open (a second process under the

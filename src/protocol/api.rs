@@ -161,6 +161,14 @@ pub enum Request {
         /// What to do.
         action: ServiceAction,
     },
+    /// What callers changed (who, what, to what), newest first.
+    Actions {
+        /// The newest this many.
+        limit: usize,
+    },
+    /// Validate the workflow files the principal has loaded, as it loads them (its
+    /// workflows directory, not the caller's).
+    ValidateLoaded,
 }
 
 impl Request {
@@ -188,7 +196,9 @@ impl Request {
             | Request::Agents
             | Request::Services { .. }
             | Request::ServiceHistory { .. }
-            | Request::ServiceLogs { .. } => false,
+            | Request::ServiceLogs { .. }
+            | Request::Actions { .. }
+            | Request::ValidateLoaded => false,
         }
     }
 }
@@ -306,6 +316,27 @@ pub enum Response {
     },
     /// The request could not be served.
     Error(ApiError),
+    /// Answer to [`Request::Actions`].
+    Actions {
+        /// Newest first.
+        actions: Vec<super::history::ActionRecord>,
+    },
+    /// Answer to [`Request::ValidateLoaded`].
+    Validated(ValidateReport),
+}
+
+/// Answer to [`Request::ValidateLoaded`]: the principal's workflow files, checked as it reads
+/// them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidateReport {
+    /// The workflows directory on the principal's machine.
+    pub dir: String,
+    /// Files read.
+    pub files: usize,
+    /// Documents (workflows, monitors, supervisors) that are valid, by name.
+    pub valid: Vec<String>,
+    /// Every problem, in file order.
+    pub problems: Vec<Diagnostic>,
 }
 
 /// A workflow as the console shows it.
@@ -438,10 +469,7 @@ pub struct StatusReport {
     /// runs are refused until it can); `None` when all is well.
     #[serde(default)]
     pub store_problem: Option<String>,
-    /// Messages dropped on this token-protected endpoint, by why; `None` elsewhere.
-    #[serde(default)]
-    pub auth: Option<AuthCounts>,
-    /// The role of the token this status was asked with, on a token-protected endpoint.
+    /// The role of the key this status was asked with, on a CURVE endpoint.
     #[serde(default)]
     pub role: Option<Role>,
     /// Where remote agents connect (`opsconsole agent`) on the endpoint this status was asked
@@ -477,20 +505,6 @@ impl Role {
             Role::Viewer => "viewer",
         }
     }
-}
-
-/// Messages a token-protected endpoint dropped, by why, since the principal started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuthCounts {
-    /// Without a readable tag frame.
-    pub unsigned: u64,
-    /// With a tag no accepted token made.
-    pub bad_mac: u64,
-    /// With a sequence number not above the sender's last one.
-    pub replayed: u64,
-    /// Signed, but from a connection on the agents socket that never registered (said hello).
-    #[serde(default)]
-    pub unknown_sender: u64,
 }
 
 /// One workflow in a [`StatusReport`].
@@ -530,7 +544,7 @@ pub enum ApiErrorKind {
     Unavailable,
     /// It would replace something it must not (a new workflow file over an existing one).
     Conflict,
-    /// The sender's role may not do this (a viewer token asking for a change).
+    /// The sender's role may not do this (a viewer's key asking for a change).
     Forbidden,
     /// A bug or an unexpected failure.
     Internal,
@@ -567,6 +581,17 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Client: Send + Sync {
     /// Sends one request and waits for its answer.
     fn call(&self, request: Request) -> BoxFuture<'_, Result<Response, ClientError>>;
+    /// [`Client::call`] on behalf of `caller`, as a transport that authenticated it says
+    /// (the principal records it in the history). A client that is not the principal itself
+    /// cannot vouch for anyone and ignores it: the remote end decides who its peer is.
+    fn call_as(
+        &self,
+        caller: Caller,
+        request: Request,
+    ) -> BoxFuture<'_, Result<Response, ClientError>> {
+        let _ = caller;
+        self.call(request)
+    }
     /// Every event from now on; a receiver that falls behind gets `Lagged`.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
 }
@@ -660,3 +685,28 @@ pub trait ClientExt: Client {
 }
 
 impl<C: Client + ?Sized> ClientExt for C {}
+
+/// Who made a request, as the principal records it: the name of the CURVE key the request
+/// came in under, or [`Caller::LOCAL`] for the in-process and data-dir-socket callers. Set by
+/// the transport from the authenticated session, never read from the request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Caller(pub String);
+
+impl Caller {
+    /// The name of a caller in this process or on the data dir's socket (or plain loopback).
+    pub const LOCAL: &'static str = "local";
+    /// The name of the scheduler, for runs it fires.
+    pub const SCHEDULE: &'static str = "schedule";
+
+    /// A [`Caller::LOCAL`] caller.
+    pub fn local() -> Caller {
+        Caller(Caller::LOCAL.to_string())
+    }
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}

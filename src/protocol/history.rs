@@ -30,6 +30,10 @@ pub struct RunSummary {
     pub failed_tasks: Vec<String>,
     /// Why the run ended as it did, when recorded.
     pub message: Option<String>,
+    /// Who started it: a CURVE key's name, `local`, or `schedule`; `None` for runs stored
+    /// before this was recorded.
+    #[serde(default)]
+    pub triggered_by: Option<String>,
 }
 
 /// One stored output line.
@@ -130,4 +134,19 @@ pub struct AttemptRow {
     pub signal: Option<i32>,
     /// Why it failed, if it did.
     pub message: Option<String>,
+}
+
+/// One thing a caller did that changed something, as `history --actions` lists it: who
+/// (the CURVE key's name, or `local`), what and to what.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ActionRecord {
+    /// When the principal carried it out.
+    pub at: DateTime<Utc>,
+    /// Who asked, as the transport authenticated it.
+    pub by: String,
+    /// What: `trigger`, `cancel`, `retry`, `edit`, `pause`, `resume`, `cordon`, `uncordon`,
+    /// `drain`, `start`, `stop`, `restart`.
+    pub action: String,
+    /// To what: `run 12`, a workflow, a file, an agent id, a service path.
+    pub target: String,
 }

@@ -324,6 +324,9 @@ pub enum Event {
         params: Vec<(String, String)>,
         /// What started it (`manual`, `schedule`, ...).
         trigger: String,
+        /// Who: the caller's CURVE key name, `local`, or `schedule`.
+        #[serde(default)]
+        triggered_by: Option<String>,
         /// For a scheduled run, the fire time it is for.
         scheduled_for: Option<DateTime<Utc>>,
         /// When.
@@ -397,4 +400,6 @@ pub enum Event {
     /// A task attempt was handed to an agent: recorded durably before the agent is told, so
     /// that a restarted principal knows which agent holds which attempt.
     Dispatched(agent::Dispatch),
+    /// A caller changed something (who, what, to what); kept in the history's actions.
+    Action(history::ActionRecord),
 }

@@ -256,7 +256,7 @@ impl Reader {
                     epoch_us(r.created_at), epoch_us(ev.started_at),
                     CASE WHEN ev.state IN ('succeeded', 'failed', 'cancelled')
                          THEN epoch_us(ev.ended_at) END,
-                    coalesce(failed.tasks, ''), ev.message
+                    coalesce(failed.tasks, ''), ev.message, r.triggered_by
              FROM runs r LEFT JOIN ev USING (run_id) LEFT JOIN failed USING (run_id)
              WHERE (?::VARCHAR IS NULL OR r.workflow = ?::VARCHAR)
                AND (?::BIGINT IS NULL OR r.run_id = ?::BIGINT)
@@ -275,12 +275,14 @@ impl Reader {
                 r.get::<_, Option<i64>>(5)?,
                 r.get::<_, String>(6)?,
                 r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
             ))
         })?;
         let now = Utc::now();
         let mut out = Vec::new();
         for row in rows {
-            let (id, workflow, state, created, started, ended, failed, message) = row?;
+            let (id, workflow, state, created, started, ended, failed, message, triggered_by) =
+                row?;
             let started_at = started.map(micros);
             let ended_at = ended.map(micros);
             let duration_secs = started_at.map(|s| {
@@ -303,9 +305,30 @@ impl Reader {
                     .map(String::from)
                     .collect(),
                 message,
+                triggered_by,
             });
         }
         Ok(out)
+    }
+
+    /// The newest `limit` actions callers took (who did what to what), newest first.
+    pub fn actions(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::protocol::history::ActionRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT epoch_us(ts), caller, action, target FROM actions
+             ORDER BY event_seq DESC LIMIT ?",
+        )?;
+        let rows = stmt.query_map([limit.max(1) as i64], |r| {
+            Ok(crate::protocol::history::ActionRecord {
+                at: micros(r.get::<_, i64>(0)?),
+                by: r.get(1)?,
+                action: r.get(2)?,
+                target: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// What a retry needs of an ended run: its parameters, where each task stood, and the

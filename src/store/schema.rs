@@ -5,7 +5,7 @@ use duckdb::Connection;
 use super::StoreError;
 
 /// Schema version this build writes.
-pub const CURRENT_VERSION: i32 = 7;
+pub const CURRENT_VERSION: i32 = 8;
 
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -141,6 +141,19 @@ const MIGRATIONS: &[&str] = &[
         event_seq BIGINT
     );
     "#,
+    // 7 -> 8: who did what. `runs.triggered_by` is the CURVE key's name (or `local`,
+    // `schedule`) of whoever started a run; `actions` lists every change a caller made
+    // (trigger, cancel, retry, edit, pause, resume, cordon, drain, service control).
+    r#"
+    ALTER TABLE runs ADD COLUMN triggered_by VARCHAR;
+    CREATE TABLE actions (
+        ts        TIMESTAMP NOT NULL,
+        caller    VARCHAR NOT NULL,
+        action    VARCHAR NOT NULL,
+        target    VARCHAR NOT NULL,
+        event_seq BIGINT
+    );
+    "#,
 ];
 
 /// The next unused event sequence number in the file.
@@ -156,6 +169,7 @@ pub fn next_event_seq(conn: &Connection) -> duckdb::Result<u64> {
              SELECT max(event_seq) FROM service_events UNION ALL
              SELECT max(event_seq) FROM service_logs UNION ALL
              SELECT max(event_seq) FROM dispatches UNION ALL
+             SELECT max(event_seq) FROM actions UNION ALL
              SELECT max(event_seq) FROM logs)",
         [],
         |r| r.get(0),
@@ -180,6 +194,7 @@ pub fn stored_event_seqs(
              SELECT event_seq FROM service_events UNION ALL
              SELECT event_seq FROM service_logs UNION ALL
              SELECT event_seq FROM dispatches UNION ALL
+             SELECT event_seq FROM actions UNION ALL
              SELECT event_seq FROM logs)
          WHERE event_seq BETWEEN ? AND ?",
     )?;

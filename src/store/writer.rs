@@ -452,6 +452,7 @@ struct Appenders<'c> {
     service_events: Option<Appender<'c>>,
     service_logs: Option<Appender<'c>>,
     dispatches: Option<Appender<'c>>,
+    actions: Option<Appender<'c>>,
 }
 
 fn appender<'c, 'a>(
@@ -494,6 +495,7 @@ fn append_all<'c>(
                 workflow,
                 params,
                 trigger,
+                triggered_by,
                 scheduled_for,
                 at,
             } => {
@@ -511,7 +513,8 @@ fn append_all<'c>(
                     trigger,
                     ts(*at),
                     scheduled_for.map(ts),
-                    seq
+                    seq,
+                    triggered_by.as_deref()
                 ])?;
             }
             Event::WorkflowPaused {
@@ -651,6 +654,15 @@ fn append_all<'c>(
                     seq
                 ])?;
             }
+            Event::Action(r) => {
+                appender(&mut a.actions, conn, "actions")?.append_row(params![
+                    ts(r.at),
+                    r.by.as_str(),
+                    r.action.as_str(),
+                    r.target.as_str(),
+                    seq
+                ])?;
+            }
             // Spec reloads are live news for faces; the files themselves are the record.
             Event::SpecsReloaded { .. }
             | Event::SpecProblems { .. }
@@ -668,6 +680,7 @@ fn append_all<'c>(
         &mut a.service_events,
         &mut a.service_logs,
         &mut a.dispatches,
+        &mut a.actions,
     ]
     .into_iter()
     .flatten()

@@ -267,6 +267,7 @@ impl App {
                     duration_secs: None,
                     failed_tasks: Vec::new(),
                     message: None,
+                    triggered_by: None,
                 },
             );
         }

@@ -65,6 +65,7 @@ fn summary(now: DateTime<Utc>) -> RunSummary {
         duration_secs: Some(10.0),
         failed_tasks: Vec::new(),
         message: None,
+        triggered_by: None,
     }
 }
 
@@ -86,7 +87,6 @@ fn fixed_answer(request: Request, now: DateTime<Utc>) -> Response {
             }],
             spec_problems: Vec::new(),
             store_problem: None,
-            auth: None,
             role: None,
             agents_endpoint: None,
             curve: None,
@@ -152,6 +152,7 @@ fn fixed_answer(request: Request, now: DateTime<Utc>) -> Response {
                 joined_at: now,
                 running: Vec::new(),
                 refused: 0,
+                key: None,
             }],
         },
         _ => Response::Error(crate::protocol::api::ApiError::new(

@@ -67,14 +67,12 @@ pub struct ConsoleOptions {
 pub struct Attach {
     /// Its requests endpoint, e.g. `tcp://127.0.0.1:7400` (events on the next port).
     pub endpoint: String,
-    /// The token to sign requests with, for a token-protected endpoint.
-    pub token_file: Option<PathBuf>,
     /// `--server-key` and `--key`, for a CURVE endpoint.
     pub curve: Option<(String, PathBuf)>,
 }
 
 /// A client of the principal at `attach`, with the read-only reason its role calls for and
-/// the header's origin; checked with a status request so that a wrong address or token fails
+/// the header's origin; checked with a status request so that a wrong address or key fails
 /// here, with the reason, rather than as an empty console.
 async fn attach_client(
     attach: &Attach,
@@ -82,17 +80,13 @@ async fn attach_client(
     use crate::protocol::api::{ClientExt, Role};
     let endpoint = &attach.endpoint;
     let endpoints = Endpoints::from_listen(endpoint).map_err(|e| format!("{endpoint}: {e}"))?;
-    let client = match (&attach.token_file, &attach.curve) {
-        (_, Some((server_key, key))) => {
+    let client = match &attach.curve {
+        Some((server_key, key)) => {
             let security = zmq::keys::client_security(key, server_key)
                 .map_err(|e| format!("--server-key/--key: {e}"))?;
             zmq::ZmqClient::connect_curve(&endpoints, bootstrap::REQUEST_TIMEOUT, security).await
         }
-        (Some(file), None) => {
-            let key = zmq::auth::Key::from_file(file).map_err(|e| format!("--token-file: {e}"))?;
-            zmq::ZmqClient::connect_signed(&endpoints, bootstrap::REQUEST_TIMEOUT, key).await
-        }
-        (None, None) => zmq::ZmqClient::connect(&endpoints, bootstrap::REQUEST_TIMEOUT).await,
+        None => zmq::ZmqClient::connect(&endpoints, bootstrap::REQUEST_TIMEOUT).await,
     }
     .map_err(|e| format!("{endpoint}: {e}"))?;
     let status = tokio::time::timeout(bootstrap::PROBE_TIMEOUT, client.status())
@@ -102,9 +96,9 @@ async fn attach_client(
         .map_err(|()| {
             format!(
                 "no principal answers at {endpoint}: check the address, that `opsconsole \
-                 principal --listen {endpoint}` runs there, and the token{}",
-                if attach.token_file.is_none() {
-                    " (a token-protected endpoint answers only signed requests: --token-file)"
+                 principal --listen {endpoint}` runs there, and the keys{}",
+                if attach.curve.is_none() {
+                    " (a CURVE endpoint answers only --server-key/--key clients)"
                 } else {
                     ""
                 }
@@ -112,8 +106,8 @@ async fn attach_client(
         })?;
     let role = status.role;
     let read_only = (role == Some(Role::Viewer)).then(|| {
-        "attached with a viewer's token: it may look but not change anything (an operator \
-         token can)"
+        "attached with a viewer's key: it may look but not change anything (an operator's \
+         key can)"
             .to_string()
     });
     let origin = match role {

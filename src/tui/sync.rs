@@ -47,6 +47,8 @@ impl App {
                 false
             }
             Event::ServiceLogs(batch) => self.service_lines(&batch),
+            // Who did what is history; the change itself arrives as its own event.
+            Event::Action(_) => false,
             Event::Agent(note) => {
                 // Rare: the agents list is read again (and the status, whose slots changed),
                 // whichever pane is shown.
@@ -114,6 +116,7 @@ impl App {
                     duration_secs: None,
                     failed_tasks: Vec::new(),
                     message: None,
+                    triggered_by: None,
                 },
             );
             self.anchor_runs();

@@ -64,6 +64,7 @@ fn run(id: u64, wf: &str, state: RunState, started: i64, took: Option<f64>) -> R
             Vec::new()
         },
         message: None,
+        triggered_by: None,
     }
 }
 
@@ -161,7 +162,6 @@ fn app_with_data(read_only: bool) -> App {
         ],
         spec_problems: Vec::new(),
         store_problem: None,
-        auth: None,
         role: None,
         agents_endpoint: None,
         curve: None,
@@ -280,6 +280,7 @@ fn agent(
         joined_at: ago(3000),
         running,
         refused: 0,
+        key: None,
     }
 }
 
@@ -1140,6 +1141,7 @@ fn events_update_runs_and_the_dag() {
         workflow: Arc::from("etl"),
         params: Vec::new(),
         trigger: "schedule".into(),
+        triggered_by: None,
         scheduled_for: None,
         at: now(),
     });
@@ -1388,6 +1390,7 @@ async fn the_loop_draws_only_when_something_changed() {
                     workflow: Arc::from("etl"),
                     params: Vec::new(),
                     trigger: "manual".into(),
+                    triggered_by: None,
                     scheduled_for: None,
                     at: now(),
                 });

@@ -2,7 +2,7 @@
 //! principal process over TCP on 127.0.0.1 (issue 20, items 1-4 and 8). Every test here was
 //! written to fail on the code before its fix.
 //!
-//! The liars speak on a loopback agents socket without a token (any local user can), through
+//! The liars speak on a loopback agents socket without CURVE (any local user can), through
 //! the crate's own agent connection, so that every message is well formed and only its fields
 //! lie.
 
@@ -39,7 +39,7 @@ fn hello(name: &str, host: &str, instance: u64) -> Hello {
 
 /// A connection that says hello as `hello` and returns what the principal answered first.
 async fn join(at: &str, hello: Hello) -> (AgentConnection, ToAgent) {
-    let mut conn = AgentConnection::connect(at, None, Duration::from_secs(3))
+    let mut conn = AgentConnection::connect(at, Duration::from_secs(3))
         .await
         .expect("connect");
     conn.send(&FromAgent::Hello(hello)).await.expect("send");

@@ -394,39 +394,70 @@ fn without_a_terminal_the_console_explains_and_exits_2() {
     assert!(err.contains("needs a terminal"), "{err}");
 }
 
-/// `opsconsole attach` to a token-protected endpoint: the header names the address and the
-/// role; a viewer's console shows actions disabled with the reason, an operator's runs work.
+/// `opsconsole attach` to a CURVE endpoint: the header names the address and the role; a
+/// viewer's console shows actions disabled with the reason, an operator's runs work.
 #[test]
-fn attach_over_tcp_with_a_token_shows_the_address_and_the_role() {
-    let tokens = tempfile::tempdir().expect("temp dir");
-    let op = tokens.path().join("op.token");
-    let view = tokens.path().join("view.token");
-    std::fs::write(&op, "operator-token-0123456789abcdef\n").unwrap();
-    std::fs::write(&view, "viewer-token-fedcba9876543210\n").unwrap();
+fn attach_over_curve_shows_the_address_and_the_role() {
+    let keys = tempfile::tempdir().expect("temp dir");
+    let public = |name: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_opsconsole"))
+            .args(["keys", "new", name])
+            .current_dir(keys.path())
+            .output()
+            .expect("keys new");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(keys.path().join(format!("{name}.pub")))
+            .expect("pub")
+            .trim()
+            .to_string()
+    };
+    let authorized = keys.path().join("authorized");
+    std::fs::write(
+        &authorized,
+        format!(
+            "operator alice {}\nviewer vic {}\n",
+            public("alice"),
+            public("vic")
+        ),
+    )
+    .unwrap();
     let c0 = Console::start(
         &[
             "principal",
             "--listen",
             "tcp://127.0.0.1:0",
-            "--token-file",
-            op.to_str().unwrap(),
-            "--viewer-token-file",
-            view.to_str().unwrap(),
+            "--keys",
+            authorized.to_str().unwrap(),
         ],
         30,
         200,
     );
-    let screen = c0.wait_for("tokens required");
+    let screen = c0.wait_for("CURVE: keys of");
     let endpoint = screen
         .split("listening on ")
         .filter_map(|s| s.split_whitespace().next())
         .find(|s| s.starts_with("tcp://"))
         .expect("the tcp endpoint on screen")
         .to_string();
+    let server_pub = c0.dir().join(".opsconsole/server.pub");
+    let server_pub = server_pub.to_str().unwrap();
+    let secret = |name: &str| keys.path().join(format!("{name}.secret"));
+    let (vic, alice) = (secret("vic"), secret("alice"));
 
     let mut viewer = Console::start_in(
         c0.dir(),
-        &["attach", &endpoint, "--token-file", view.to_str().unwrap()],
+        &[
+            "attach",
+            &endpoint,
+            "--server-key",
+            server_pub,
+            "--key",
+            vic.to_str().unwrap(),
+        ],
         30,
         160,
     );
@@ -435,13 +466,20 @@ fn attach_over_tcp_with_a_token_shows_the_address_and_the_role() {
     viewer.send("2");
     viewer.wait_for("hello");
     viewer.send("t");
-    viewer.wait_for("viewer's token");
+    viewer.wait_for("viewer's key");
     viewer.send("q");
     assert!(viewer.wait_exit().success());
 
     let mut operator = Console::start_in(
         c0.dir(),
-        &["attach", &endpoint, "--token-file", op.to_str().unwrap()],
+        &[
+            "attach",
+            &endpoint,
+            "--server-key",
+            server_pub,
+            "--key",
+            alice.to_str().unwrap(),
+        ],
         30,
         120,
     );
@@ -451,10 +489,10 @@ fn attach_over_tcp_with_a_token_shows_the_address_and_the_role() {
     operator.send("q");
     assert!(operator.wait_exit().success());
 
-    // Without the token nothing answers, and attach says so instead of showing an empty console.
+    // Without keys nothing answers, and attach says so instead of showing an empty console.
     let mut stranger = Console::start_in(c0.dir(), &["attach", &endpoint], 30, 160);
     stranger.wait_for("no principal answers");
-    stranger.wait_for("--token-file");
+    stranger.wait_for("--server-key");
     assert!(!stranger.wait_exit().success());
 }
 

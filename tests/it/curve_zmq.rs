@@ -321,3 +321,73 @@ fn a_captured_session_replayed_after_a_restart_and_a_tampered_box_are_refused_an
     let _ = crate::common::project::signal(principal.0.id(), nix::sys::signal::Signal::SIGTERM);
     let _ = principal.0.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pyzmq_agent_over_curve_runs_a_task_and_is_listed_under_its_key() {
+    use opsconsole::protocol::api::ClientExt;
+    if let Err(why) = pyzmq() {
+        crate::common::skip(why);
+        return;
+    }
+    let p = Project::new(&[("hello.yaml", HELLO)]);
+    let principal = crate::auth::start_curve(
+        &p,
+        &[("operator", "alice"), ("agent", "py-builder")],
+        &["--remote-only", "--agent-heartbeat", "500ms"],
+    );
+    let alice = crate::auth::curve_client(&p, &principal.endpoints, "alice").await;
+    let mut agent = Stopped(
+        Command::new("timeout")
+            .args(["60", "python3", &fixture("curve_agent.py")])
+            .arg(&principal.endpoints.requests)
+            .arg(p.path())
+            .args(["py-builder", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3"),
+    );
+    crate::agents::wait_ready(&alice, &["py-builder"], Duration::from_secs(30)).await;
+    let key = crate::agents::agents(&alice)
+        .await
+        .into_iter()
+        .find(|a| a.info.id.0 == "py-builder")
+        .and_then(|a| a.key);
+    assert_eq!(
+        key.as_deref(),
+        Some("py-builder"),
+        "the key of its CURVE session"
+    );
+    let run = alice
+        .trigger("hello", Default::default())
+        .await
+        .expect("trigger");
+    let ended = alice.wait(run).await.expect("wait").expect("known run");
+    assert_eq!(ended.state, opsconsole::protocol::RunState::Succeeded);
+    let child = std::mem::replace(
+        &mut agent.0,
+        Command::new("true").spawn().expect("placeholder"),
+    );
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("agent output");
+    let stdout = text(&out.stdout);
+    println!("pyzmq CURVE agent:\n{stdout}");
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let done: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("null")).expect("JSON");
+    assert_eq!(done["tasks"], 1, "{done}");
+    assert_eq!(
+        done["acked"], 3,
+        "started, output and finished acknowledged: {done}"
+    );
+    assert_eq!(done["key_name"], "py-builder", "{done}");
+    assert_eq!(done["agents"], principal.agents.as_str(), "{done}");
+    let logs = p.run(&["logs", &run.to_string()]);
+    assert!(
+        text(&logs.stdout).contains("hi from pyzmq over CURVE"),
+        "{}",
+        text(&logs.stdout)
+    );
+}

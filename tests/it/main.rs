@@ -9,6 +9,7 @@ mod agent_faults;
 mod agent_words;
 mod agents;
 mod auth;
+mod callers;
 mod cli;
 mod clients;
 mod console;

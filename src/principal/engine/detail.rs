@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 use super::super::run::RunCtx;
 use super::{Engine, Internal};
 use crate::principal::TriggerError;
+use crate::protocol::api::Caller;
 use crate::protocol::api::{
     ApiError, ApiErrorKind, QueueReport, QueuedRun, QueuedTask, Response, RunDetail, TaskDetail,
 };
@@ -145,7 +146,7 @@ impl Engine {
     }
 
     /// Reads the ended run's stored state off the actor, then [`reopen`](Self::reopen)s it.
-    pub(super) fn retry(&self, run_id: RunId, reply: oneshot::Sender<Response>) {
+    pub(super) fn retry(&self, run_id: RunId, by: Caller, reply: oneshot::Sender<Response>) {
         if self.runs.contains_key(&run_id) {
             let _ = reply.send(Response::Error(ApiError::new(
                 ApiErrorKind::InvalidInput,
@@ -180,6 +181,7 @@ impl Engine {
                 Ok(snapshot) => {
                     let _ = tx.send(Internal::RetryLoaded {
                         snapshot: Box::new(snapshot),
+                        by,
                         reply,
                     });
                 }
@@ -192,7 +194,12 @@ impl Engine {
 
     /// Puts an ended run back in the queue: tasks that succeeded keep their result, the others
     /// run again under their next attempt numbers with a fresh retry budget.
-    pub(super) async fn reopen(&mut self, u: UnfinishedRun, reply: oneshot::Sender<Response>) {
+    pub(super) async fn reopen(
+        &mut self,
+        u: UnfinishedRun,
+        by: Caller,
+        reply: oneshot::Sender<Response>,
+    ) {
         let id = u.run_id;
         let refuse = |kind, message: String| Response::Error(ApiError::new(kind, message));
         if self.shutting_down {
@@ -257,6 +264,7 @@ impl Engine {
             self.set_task(id, idx, TaskState::Pending, Some("retry requested".into()))
                 .await;
         }
+        self.record_action(&by, "retry", format!("run {id}")).await;
         self.held.push_back(id);
         self.start_held_runs().await;
         self.dispatch();

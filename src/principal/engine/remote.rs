@@ -19,6 +19,7 @@ impl Engine {
         match news {
             AgentNews::Hello {
                 mut hello,
+                key,
                 outbox,
                 previous_open,
             } => {
@@ -38,6 +39,7 @@ impl Engine {
                 let foreign = listed - hello.running.len();
                 match self.agents.hello(hello, outbox.clone(), previous_open) {
                     Ok(joined) => {
+                        self.agents.set_key(&id, key);
                         self.agents.send(
                             &id,
                             ToAgent::Welcome {

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use super::{ACCEPT_PATIENCE, Engine, Origin, READ_PATIENCE};
 use crate::principal::TriggerError;
 use crate::protocol::api::{
-    ApiError, ApiErrorKind, MAX_LOG_PAGE, Request, Response, StatusReport, WorkflowStatus,
+    ApiError, ApiErrorKind, Caller, MAX_LOG_PAGE, Request, Response, StatusReport, WorkflowStatus,
 };
 use crate::protocol::{Event, RunId};
 use crate::store::StoreError;
@@ -23,20 +23,32 @@ struct LogPage {
 }
 
 impl Engine {
-    /// Serves one request; each kind has its own handler.
-    pub(super) async fn on_request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+    /// Serves one request of `caller` (as the transport authenticated it); each kind has its
+    /// own handler. What changes something is recorded as an action of `caller`.
+    pub(super) async fn on_request(
+        &mut self,
+        request: Request,
+        caller: Caller,
+        reply: oneshot::Sender<Response>,
+    ) {
         match request {
             Request::Trigger { workflow, params } => {
-                self.on_trigger(&workflow, params, reply).await
+                self.on_trigger(&workflow, params, caller, reply).await
             }
-            Request::Cancel { run_id } => self.on_cancel(run_id, reply).await,
+            Request::Cancel { run_id } => self.on_cancel(run_id, caller, reply).await,
             Request::WaitRun { run_id } => self.on_wait_run(run_id, reply),
             Request::Pause { workflow } => {
                 let response = self.set_paused(&workflow, true).await;
+                if !matches!(response, Response::Error(_)) {
+                    self.record_action(&caller, "pause", workflow).await;
+                }
                 let _ = reply.send(response);
             }
             Request::Resume { workflow } => {
                 let response = self.set_paused(&workflow, false).await;
+                if !matches!(response, Response::Error(_)) {
+                    self.record_action(&caller, "resume", workflow).await;
+                }
                 let _ = reply.send(response);
             }
             Request::Status => {
@@ -70,9 +82,12 @@ impl Engine {
                 base_hash,
             } => {
                 let response = self.put_spec(&file, &text, base_hash.as_deref()).await;
+                if matches!(response, Response::SpecSaved { .. }) {
+                    self.record_action(&caller, "edit", file).await;
+                }
                 let _ = reply.send(response);
             }
-            Request::Retry { run_id } => self.retry(run_id, reply),
+            Request::Retry { run_id } => self.retry(run_id, caller, reply),
             Request::RunDetail { run_id } => self.run_detail(run_id, reply),
             Request::Queue => {
                 let _ = reply.send(Response::Queue(self.queue()));
@@ -81,10 +96,21 @@ impl Engine {
                 let _ = reply.send(self.on_agents_request(None).await);
             }
             Request::Cordon { agent, cordon } => {
-                let _ = reply.send(self.on_agents_request(Some((agent, Some(cordon)))).await);
+                let target = agent.0.clone();
+                let response = self.on_agents_request(Some((agent, Some(cordon)))).await;
+                if !matches!(response, Response::Error(_)) {
+                    let action = if cordon { "cordon" } else { "uncordon" };
+                    self.record_action(&caller, action, target).await;
+                }
+                let _ = reply.send(response);
             }
             Request::Drain { agent } => {
-                let _ = reply.send(self.on_agents_request(Some((agent, None))).await);
+                let target = agent.0.clone();
+                let response = self.on_agents_request(Some((agent, None))).await;
+                if !matches!(response, Response::Error(_)) {
+                    self.record_action(&caller, "drain", target).await;
+                }
+                let _ = reply.send(response);
             }
             Request::Services { path } => {
                 let _ = reply.send(self.on_services_request(path, None).await);
@@ -105,12 +131,20 @@ impl Engine {
                 }
                 .map(|lines| Response::ServiceLines { lines })
             }),
+            Request::Actions { limit } => self.read(reply, move |r| {
+                r.actions(limit.min(MAX_LOG_PAGE))
+                    .map(|actions| Response::Actions { actions })
+            }),
+            Request::ValidateLoaded => self.validate_loaded(reply),
             Request::ServiceControl { path, action } => {
-                let response = self.on_services_request(Some(path), Some(action)).await;
+                let response = self
+                    .on_services_request(Some(path.clone()), Some(action))
+                    .await;
                 if matches!(response, Response::Error(_)) {
                     let _ = reply.send(response);
                     return;
                 }
+                self.record_action(&caller, action.as_str(), path).await;
                 // An operator's stop is a hold that must survive a crash: answer once it is
                 // in the file (off the actor, so that a full disk does not stall it).
                 self.when_stored(move |stored| {
@@ -130,10 +164,18 @@ impl Engine {
         &mut self,
         workflow: &str,
         params: BTreeMap<String, String>,
+        caller: Caller,
         reply: oneshot::Sender<Response>,
     ) {
-        match self.trigger(workflow, params, Origin::Manual).await {
-            Ok(run_id) => self.accept_when_stored(run_id, reply),
+        match self
+            .trigger(workflow, params, Origin::Manual(caller.clone()))
+            .await
+        {
+            Ok(run_id) => {
+                let target = format!("run {run_id} ({workflow})");
+                self.record_action(&caller, "trigger", target).await;
+                self.accept_when_stored(run_id, reply)
+            }
             Err(e) => {
                 let _ = reply.send(Response::Error(e.into()));
             }
@@ -141,10 +183,17 @@ impl Engine {
         self.dispatch();
     }
 
-    async fn on_cancel(&mut self, run_id: RunId, reply: oneshot::Sender<Response>) {
+    async fn on_cancel(&mut self, run_id: RunId, caller: Caller, reply: oneshot::Sender<Response>) {
         let found = self.runs.contains_key(&run_id);
         if found {
-            self.cancel_run(run_id, "cancelled by user").await;
+            self.record_action(&caller, "cancel", format!("run {run_id}"))
+                .await;
+            let why = if caller.0 == Caller::LOCAL {
+                "cancelled by user".to_string()
+            } else {
+                format!("cancelled by {caller}")
+            };
+            self.cancel_run(run_id, &why).await;
         }
         let _ = reply.send(Response::Cancelled { found });
     }
@@ -316,7 +365,6 @@ impl Engine {
             queued_tasks: self.gate.ready.len(),
             spec_problems: self.files.spec_problems.clone(),
             store_problem: self.store_tx.problem(),
-            auth: None,
             role: None,
             agents_endpoint: None,
             curve: None,
@@ -387,5 +435,64 @@ impl Engine {
             workflow: workflow.to_string(),
             paused,
         }
+    }
+}
+
+impl Engine {
+    /// Records that `by` did `action` to `target`, in the history's actions (and live for
+    /// faces).
+    pub(super) async fn record_action(&mut self, by: &Caller, action: &str, target: String) {
+        let record = crate::protocol::history::ActionRecord {
+            at: Utc::now(),
+            by: by.0.clone(),
+            action: action.to_string(),
+            target,
+        };
+        self.emit(Event::Action(record)).await;
+    }
+}
+
+impl Engine {
+    /// Checks the principal's own workflows directory as it loads it, off the actor (reading
+    /// files may be slow), and answers with every problem.
+    fn validate_loaded(&self, reply: oneshot::Sender<Response>) {
+        let Some(dir) = self.files.workflows_dir.clone() else {
+            let _ = reply.send(Response::Error(ApiError::new(
+                ApiErrorKind::Unavailable,
+                "this principal has no workflows directory (its workflows are fixed)",
+            )));
+            return;
+        };
+        tokio::spawn(async move {
+            let answer = tokio::task::spawn_blocking(move || {
+                let (catalog, problems) = crate::spec::load_dir(&dir);
+                let files: std::collections::BTreeSet<&std::path::Path> = catalog
+                    .workflows
+                    .values()
+                    .map(|w| w.file.as_path())
+                    .chain(catalog.supervisors.values().map(|s| s.file.as_path()))
+                    .chain(problems.iter().map(|d| d.file.as_path()))
+                    .collect();
+                let valid = catalog
+                    .workflows
+                    .keys()
+                    .chain(catalog.supervisors.keys())
+                    .cloned()
+                    .collect();
+                // Absolute, so that a caller elsewhere knows which directory it is.
+                let shown = std::path::absolute(&dir).unwrap_or_else(|_| dir.clone());
+                Response::Validated(crate::protocol::api::ValidateReport {
+                    dir: shown.display().to_string(),
+                    files: files.len(),
+                    valid,
+                    problems,
+                })
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Response::Error(ApiError::new(ApiErrorKind::Internal, e.to_string()))
+            });
+            let _ = reply.send(answer);
+        });
     }
 }

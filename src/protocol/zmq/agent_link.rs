@@ -1,7 +1,7 @@
-//! A remote agent's side of the agents socket: one DEALER connection that signs what it sends
-//! and checks what it receives. A connection is used until it goes quiet, then thrown away:
+//! A remote agent's side of the agents socket: one DEALER connection (CURVE-encrypted on a
+//! CURVE endpoint). A connection is used until it goes quiet, then thrown away:
 //! the `zeromq` crate's DEALER does not reconnect by itself, and a ROUTER can evict a peer that
-//! comes back under the same identity, so every connection gets a fresh identity and sender.
+//! comes back under the same identity, so every connection gets a fresh identity.
 
 use std::time::Duration;
 
@@ -10,7 +10,6 @@ use zeromq::{
     DealerSocket, Socket, SocketEvent, SocketOptions, SocketRecv, SocketSend, ZmqMessage,
 };
 
-use super::auth::{Key, Tag};
 use super::keys::CurveSecurity;
 use super::{MAX_FRAME, wire};
 use crate::protocol::agent::{FromAgent, ToAgent};
@@ -33,35 +32,24 @@ pub enum LinkError {
 pub struct AgentConnection {
     dealer: DealerSocket,
     monitor: futures::channel::mpsc::Receiver<SocketEvent>,
-    signing: Option<(Key, String, u64)>,
-    /// The principal's last sequence number, to drop replays.
-    last_seen: u64,
-    /// Messages dropped because they were not signed by the principal.
-    pub unverified: u64,
 }
 
 impl AgentConnection {
-    /// Connects to `endpoint` (waiting at most `timeout`); with `key`, messages are signed
-    /// with it and answers not signed by the principal with it are dropped.
-    pub async fn connect(
-        endpoint: &str,
-        key: Option<Key>,
-        timeout: Duration,
-    ) -> Result<AgentConnection, LinkError> {
-        Self::connect_secure(endpoint, key, None, timeout).await
+    /// Connects to `endpoint` (waiting at most `timeout`).
+    pub async fn connect(endpoint: &str, timeout: Duration) -> Result<AgentConnection, LinkError> {
+        Self::connect_secure(endpoint, None, timeout).await
     }
 
     /// [`AgentConnection::connect`], with CURVE when `curve` is set.
     pub async fn connect_secure(
         endpoint: &str,
-        key: Option<Key>,
         curve: Option<CurveSecurity>,
         timeout: Duration,
     ) -> Result<AgentConnection, LinkError> {
         let mut options = SocketOptions::default();
         options
             .max_message_size(MAX_FRAME)
-            .max_message_frames(2)
+            .max_message_frames(1)
             .connect_timeout(timeout);
         if let Some(curve) = curve {
             options.curve(curve);
@@ -78,34 +66,19 @@ impl AgentConnection {
                 )));
             }
         }
-        let signing = key.map(|k| (k, format!("agent-{:016x}", fastrand::u64(..)), 0));
-        Ok(AgentConnection {
-            dealer,
-            monitor,
-            signing,
-            last_seen: 0,
-            unverified: 0,
-        })
+        Ok(AgentConnection { dealer, monitor })
     }
 
     /// Sends one message.
     pub async fn send(&mut self, message: &FromAgent) -> Result<(), LinkError> {
         let frame = wire::encode(0, message).map_err(|e| LinkError::Encode(e.to_string()))?;
-        let tag = self.signing.as_mut().map(|(key, sender, seq)| {
-            *seq += 1;
-            key.sign(sender, *seq, &frame)
-        });
-        let mut out = ZmqMessage::from(frame);
-        if let Some(tag) = tag {
-            out.push_back(tag.into());
-        }
         self.dealer
-            .send(out)
+            .send(ZmqMessage::from(frame))
             .await
             .map_err(|e| LinkError::Socket(e.to_string()))
     }
 
-    /// The next message from the principal; messages that do not verify or parse are dropped.
+    /// The next message from the principal; messages that do not parse are dropped.
     pub async fn recv(&mut self) -> Result<ToAgent, LinkError> {
         loop {
             let message = tokio::select! {
@@ -118,23 +91,9 @@ impl AgentConnection {
                 },
             };
             let frames = message.into_vec();
-            let Some((frame, tags)) = frames.split_first() else {
+            let [frame] = frames.as_slice() else {
                 continue;
             };
-            if let Some((key, sender, _)) = &self.signing {
-                let from = format!("principal/{sender}");
-                let trusted = tags
-                    .first()
-                    .and_then(|t| Tag::parse(t))
-                    .filter(|t| t.sender == from && t.seq > self.last_seen && key.verify(t, frame));
-                if let Some(tag) = &trusted {
-                    self.last_seen = tag.seq;
-                } else {
-                    self.unverified += 1;
-                    tracing::warn!("dropped a message not signed by the principal");
-                    continue;
-                }
-            }
             match wire::decode::<ToAgent>(frame) {
                 Ok((_, message)) => return Ok(message),
                 Err(e) => tracing::warn!("dropped a message from the principal: {e}"),

@@ -1,5 +1,5 @@
 //! The principal's agents socket: a ROUTER that remote agents (`opsconsole agent`) connect a
-//! DEALER to. It checks every message's signature, learns which connection is which agent from
+//! DEALER to. It learns which connection is which agent (and, with CURVE, under which key) from
 //! its `hello`, passes what agents say to the engine as [`AgentNews`], and sends what the
 //! engine has for an agent to that agent's latest connection.
 //!
@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +18,7 @@ use zeromq::{
     SocketRecv, SocketSend, ZmqMessage,
 };
 
-use super::auth::{Key, Keys, Rejected, Replays, Role, Tag};
+use super::keys::{KeyRing, KeyRole};
 use super::listen::{HANDSHAKE_TIMEOUT, bind, hex};
 use super::{MAX_FRAME, ZmqError, wire};
 use crate::protocol::agent::{AgentId, AgentNews, FromAgent, ToAgent};
@@ -32,8 +31,8 @@ const AGENT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Agents connected at once, at most.
 pub const MAX_AGENTS: usize = 1024;
 
-/// Frames an agent's message has: the JSON frame, and a tag on a token-protected endpoint.
-const MAX_AGENT_FRAMES: usize = 2;
+/// Frames an agent's message has: the JSON frame.
+const MAX_AGENT_FRAMES: usize = 1;
 
 /// Where the principal's agents socket sends what agents say.
 #[derive(Clone)]
@@ -43,24 +42,22 @@ pub struct AgentGate {
 }
 
 /// Serves agents on `endpoint` until `stop`; returns the bound endpoint (port 0 resolved).
-/// With `keys`, only messages signed with the operator's key are read (a viewer token may not
-/// run work), and what is dropped is counted in `rejected`.
 pub async fn serve_agents(
     endpoint: &str,
     gate: AgentGate,
     stop: CancellationToken,
-    keys: Option<(Keys, Arc<Rejected>)>,
 ) -> Result<String, ZmqError> {
-    serve_agents_with(endpoint, gate, stop, keys, None).await
+    serve_agents_with(endpoint, gate, stop, None).await
 }
 
-/// [`serve_agents`], with CURVE when `curve` is set (only keys of role agent connect).
+/// [`serve_agents`], with CURVE when `ring` is set: only keys of role agent connect, and each
+/// hello carries the name of the key its connection authenticated with (never one the agent
+/// says).
 pub async fn serve_agents_with(
     endpoint: &str,
     gate: AgentGate,
     stop: CancellationToken,
-    keys: Option<(Keys, Arc<Rejected>)>,
-    curve: Option<zeromq::curve::CurveSecurity>,
+    ring: Option<Arc<KeyRing>>,
 ) -> Result<String, ZmqError> {
     let mut options = SocketOptions::default();
     options
@@ -68,8 +65,8 @@ pub async fn serve_agents_with(
         .max_message_frames(MAX_AGENT_FRAMES + 1)
         .handshake_timeout(Some(HANDSHAKE_TIMEOUT))
         .send_queue_limits(AGENT_QUEUE_MESSAGES, AGENT_QUEUE_BYTES);
-    if let Some(curve) = curve {
-        options.curve(curve);
+    if let Some(ring) = &ring {
+        options.curve(ring.server_for(&[KeyRole::Agent]));
     }
     let mut router = RouterSocket::with_options(options);
     let peers = router.monitor();
@@ -79,9 +76,7 @@ pub async fn serve_agents_with(
         Socket {
             sender,
             gate,
-            keys,
-            replays: Replays::default(),
-            sent: Arc::default(),
+            ring,
             by_agent: HashMap::new(),
             by_peer: HashMap::new(),
             pending: HashMap::new(),
@@ -91,10 +86,9 @@ pub async fn serve_agents_with(
     Ok(bound)
 }
 
-/// One connection of an agent: where to send, and how to sign what is sent.
+/// One connection of an agent: where to send.
 struct Peer {
     identity: Bytes,
-    signer: Option<(Key, String)>,
     /// Not known to have disconnected.
     open: bool,
 }
@@ -102,9 +96,8 @@ struct Peer {
 struct Socket {
     sender: RouterSendHalf,
     gate: AgentGate,
-    keys: Option<(Keys, Arc<Rejected>)>,
-    replays: Replays,
-    sent: Arc<AtomicU64>,
+    /// The authorized keys on a CURVE endpoint: they name each connection's key.
+    ring: Option<Arc<KeyRing>>,
     /// Each agent's latest connection.
     by_agent: HashMap<AgentId, Peer>,
     /// Which agent each connection said it was.
@@ -174,40 +167,18 @@ impl Socket {
         let (Some(identity), Some(frame)) = (frames.pop_front(), frames.pop_front()) else {
             return;
         };
-        let tag = frames.pop_front();
-        let signer = match &self.keys {
-            None if tag.is_some() => {
-                tracing::warn!(peer = %hex(&identity), "dropped a signed agent message: this endpoint takes no tokens");
-                return;
-            }
+        // With CURVE the first 32 bytes of the identity are the connection's key (set by the
+        // handshake): the key's name as the authorized-keys file says now.
+        let key_name = match &self.ring {
             None => None,
-            Some((keys, rejected)) => {
-                let Some(tag) = tag.as_deref().and_then(Tag::parse) else {
-                    rejected.unsigned.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(peer = %hex(&identity), "dropped an unsigned agent message");
+            Some(ring) => match ring.lookup(identity.get(..32).unwrap_or_default()) {
+                Some((KeyRole::Agent, name)) => Some(name),
+                _ => {
+                    ring.count_revoked();
+                    tracing::warn!(peer = %hex(&identity), "dropped an agent message of a key no longer authorized as an agent");
                     return;
-                };
-                match keys.role_of(&tag, &frame) {
-                    Some((Role::Operator, key)) => {
-                        if !self.replays.accept(&tag.sender, tag.seq) {
-                            rejected.replayed.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(peer = %hex(&identity), sender = %tag.sender, "dropped a replayed agent message");
-                            return;
-                        }
-                        Some((key.clone(), format!("principal/{}", tag.sender)))
-                    }
-                    Some((Role::Viewer, _)) => {
-                        rejected.bad_mac.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(peer = %hex(&identity), sender = %tag.sender, "dropped an agent message signed with the viewer's token: agents need the operator token");
-                        return;
-                    }
-                    None => {
-                        rejected.bad_mac.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(peer = %hex(&identity), sender = %tag.sender, "dropped an agent message with a bad MAC");
-                        return;
-                    }
                 }
-            }
+            },
         };
         let message = match wire::decode::<FromAgent>(&frame) {
             Ok((_, message)) => message,
@@ -237,7 +208,6 @@ impl Socket {
                     tracing::warn!(peer = %hex(&identity), agent = %agent, "refused an agent: {reason}");
                     let peer = Peer {
                         identity,
-                        signer,
                         open: true,
                     };
                     self.send_to(&peer, &ToAgent::Refused { reason }).await;
@@ -250,11 +220,11 @@ impl Socket {
                 // The connection becomes the agent's once the engine welcomes it (`answer`).
                 self.pending.entry(agent).or_default().push_back(Peer {
                     identity,
-                    signer,
                     open: true,
                 });
                 AgentNews::Hello {
                     hello,
+                    key: key_name,
                     outbox: outbox.clone(),
                     previous_open,
                 }
@@ -262,9 +232,6 @@ impl Socket {
             message => {
                 // Only a connection that said hello speaks for an agent.
                 let Some(agent) = self.by_peer.get(&identity) else {
-                    if let Some((_, rejected)) = &self.keys {
-                        rejected.unknown_sender.fetch_add(1, Ordering::Relaxed);
-                    }
                     tracing::debug!(peer = %hex(&identity), "dropped a message from a connection that has not said hello");
                     return;
                 };
@@ -290,7 +257,6 @@ impl Socket {
         if let Some(peer) = self.by_agent.get(agent) {
             let peer = Peer {
                 identity: peer.identity.clone(),
-                signer: peer.signer.clone(),
                 open: true,
             };
             self.send_to(&peer, message).await;
@@ -310,7 +276,6 @@ impl Socket {
         if matches!(message, ToAgent::Welcome { .. }) && peer.open {
             let kept = Peer {
                 identity: peer.identity.clone(),
-                signer: peer.signer.clone(),
                 open: true,
             };
             if let Some(old) = self.by_agent.insert(agent.clone(), kept)
@@ -327,14 +292,7 @@ impl Socket {
         let Ok(frame) = wire::encode(0, message) else {
             return;
         };
-        let tag = peer.signer.as_ref().map(|(key, sender)| {
-            let seq = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
-            Bytes::from(key.sign(sender, seq, &frame))
-        });
         let mut out = ZmqMessage::from(frame);
-        if let Some(tag) = tag {
-            out.push_back(tag);
-        }
         out.push_front(peer.identity.clone());
         // A full queue (the agent stopped reading) or a vanished peer drops the message; the
         // agent's lease covers both.

@@ -13,7 +13,6 @@ use zeromq::{
     DealerSocket, Socket, SocketEvent, SocketOptions, SocketRecv, SocketSend, SubSocket, ZmqMessage,
 };
 
-use super::auth::{Key, Tag};
 use super::keys::CurveSecurity;
 use super::wire;
 use super::{Endpoints, MAX_FRAME, ZmqError, check_endpoint};
@@ -64,17 +63,7 @@ impl ZmqClient {
         endpoints: &Endpoints,
         request_timeout: Duration,
     ) -> Result<ZmqClient, ZmqError> {
-        Self::connect_with(endpoints, request_timeout, None).await
-    }
-
-    /// [`ZmqClient::connect`] to a token-protected endpoint: requests are signed with `key`,
-    /// and answers and events not signed by the principal with it are dropped.
-    pub async fn connect_signed(
-        endpoints: &Endpoints,
-        request_timeout: Duration,
-        key: Key,
-    ) -> Result<ZmqClient, ZmqError> {
-        Self::connect_with(endpoints, request_timeout, Some(key)).await
+        Self::connect_secure(endpoints, request_timeout, None).await
     }
 
     /// [`ZmqClient::connect`] to a CURVE endpoint (RFC 25/26): requests, answers and events
@@ -85,21 +74,12 @@ impl ZmqClient {
         request_timeout: Duration,
         security: CurveSecurity,
     ) -> Result<ZmqClient, ZmqError> {
-        Self::connect_secure(endpoints, request_timeout, None, Some(security)).await
-    }
-
-    async fn connect_with(
-        endpoints: &Endpoints,
-        request_timeout: Duration,
-        key: Option<Key>,
-    ) -> Result<ZmqClient, ZmqError> {
-        Self::connect_secure(endpoints, request_timeout, key, None).await
+        Self::connect_secure(endpoints, request_timeout, Some(security)).await
     }
 
     async fn connect_secure(
         endpoints: &Endpoints,
         request_timeout: Duration,
-        key: Option<Key>,
         curve: Option<CurveSecurity>,
     ) -> Result<ZmqClient, ZmqError> {
         check_endpoint(&endpoints.requests)?;
@@ -116,16 +96,6 @@ impl ZmqClient {
             last_heard: Instant::now(),
             heartbeat: None,
             curve: curve.clone(),
-            auth: key.clone().map(|key| {
-                // Fresh per client, so that its numbers never collide with another's.
-                let sender = format!("client-{:016x}", fastrand::u64(..));
-                Signing {
-                    key,
-                    answers_from: format!("principal/{sender}"),
-                    sender,
-                    sent: 0,
-                }
-            }),
         };
         let tasks = [
             tokio::spawn(connection.run(call_rx)),
@@ -133,7 +103,6 @@ impl ZmqClient {
                 endpoints.events.clone(),
                 request_timeout,
                 events.clone(),
-                key,
                 curve,
             )),
         ];
@@ -224,31 +193,8 @@ struct Connection {
     last_heard: Instant,
     /// The heartbeat in flight: its call id.
     heartbeat: Option<(u64, HeartbeatReply)>,
-    /// Signing on a token-protected endpoint.
-    auth: Option<Signing>,
     /// CURVE on a CURVE endpoint.
     curve: Option<CurveSecurity>,
-}
-
-/// How a client signs its requests and checks the principal's answers.
-struct Signing {
-    key: Key,
-    sender: String,
-    /// The number of the last request signed.
-    sent: u64,
-    /// Who signs the principal's answers to this client: `principal/<sender>`.
-    answers_from: String,
-}
-
-/// Whether `tags` hold one that `key` made over `body` as `signer`. A replayed answer fails
-/// here (it names another client) or finds no call waiting under its id.
-fn signed_by<'a>(
-    key: &Key,
-    signer: &str,
-    body: &[u8],
-    mut tags: impl Iterator<Item = &'a [u8]>,
-) -> bool {
-    tags.any(|t| Tag::parse(t).is_some_and(|tag| tag.sender == signer && key.verify(&tag, body)))
 }
 
 impl Connection {
@@ -388,14 +334,7 @@ impl Connection {
                 return;
             }
         };
-        let tag = self.auth.as_mut().map(|a| {
-            a.sent += 1;
-            a.key.sign(&a.sender, a.sent, &frame)
-        });
-        let mut message = ZmqMessage::from(frame);
-        if let Some(tag) = tag {
-            message.push_back(tag.into());
-        }
+        let message = ZmqMessage::from(frame);
         // Bounded, because a send waits while the peer's queue is full.
         match tokio::time::timeout(self.timeout, link.dealer.send(message)).await {
             Ok(Ok(())) => pending.sent = true,
@@ -453,20 +392,8 @@ impl Connection {
     fn on_answer(&mut self, message: ZmqMessage) {
         self.last_heard = Instant::now();
         let frames = message.into_vec();
-        let frame = match (&self.auth, frames.as_slice()) {
-            (None, [frame]) => frame.clone(),
-            (Some(auth), [frame, tags @ ..]) => {
-                if !signed_by(
-                    &auth.key,
-                    &auth.answers_from,
-                    frame,
-                    tags.iter().map(|t| &t[..]),
-                ) {
-                    tracing::warn!(endpoint = %self.endpoint, "dropped an answer not signed by the principal for this client");
-                    return;
-                }
-                frame.clone()
-            }
+        let frame = match frames.as_slice() {
+            [frame] => frame.clone(),
             _ => {
                 tracing::warn!(
                     "dropped an answer of {} frames; an answer is exactly one frame",
@@ -611,7 +538,6 @@ async fn receive_events(
     endpoint: String,
     timeout: Duration,
     events: broadcast::Sender<Event>,
-    key: Option<Key>,
     curve: Option<CurveSecurity>,
 ) {
     let mut backoff = Duration::from_millis(50);
@@ -640,17 +566,12 @@ async fn receive_events(
             tokio::select! {
                 message = sub.recv() => match message {
                     Ok(message) => {
-                        // One event per message; on a protected endpoint tags follow it.
+                        // One event per message.
                         let frames = message.into_vec();
-                        if let Some((frame, tags)) = frames.split_first() {
-                            let trusted = key.as_ref().is_none_or(|k| {
-                                signed_by(k, "principal", frame, tags.iter().map(|t| &t[..]))
-                            });
-                            if trusted {
-                                feed.on_event(frame, &events);
-                            } else {
-                                tracing::warn!(%endpoint, "dropped an event not signed by the principal");
-                            }
+                        if let [frame] = frames.as_slice() {
+                            feed.on_event(frame, &events);
+                        } else {
+                            tracing::warn!(%endpoint, "dropped an event of {} frames", frames.len());
                         }
                     }
                     Err(e) => {

@@ -28,7 +28,6 @@ use std::path::Path;
 pub use client::ZmqClient;
 pub use server::{
     Bound, MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_PEER, serve, serve_principal, serve_principal_curve,
-    serve_protected,
 };
 
 /// Largest message (bytes) either side sends or accepts. A peer that declares a larger one

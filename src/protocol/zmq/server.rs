@@ -4,8 +4,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::broadcast;
@@ -17,13 +15,15 @@ use zeromq::{
 };
 
 use super::agents::{AgentGate, serve_agents_with};
-use super::auth::{Key, Keys, Rejected, Replays, Role, Tag};
+use super::auth::Role;
 use super::keys::{self, KeyRing, KeyRole};
 use super::listen::{HANDSHAKE_TIMEOUT, bind, hex};
 use super::wire;
 use super::{Endpoints, MAX_FRAME, MAX_SUBSCRIBER_MESSAGE, ZmqError};
 use crate::protocol::Event;
-use crate::protocol::api::{ApiError, ApiErrorKind, Client, ClientError, Request, Response};
+use crate::protocol::api::{
+    ApiError, ApiErrorKind, Caller, Client, ClientError, Request, Response,
+};
 
 /// Requests being served at once, over all peers; beyond this new ones are refused as busy
 /// rather than queued without bound (long polls hold their slot until their run ends).
@@ -84,22 +84,7 @@ pub async fn serve(
     client: Arc<dyn Client>,
     stop: CancellationToken,
 ) -> Result<Endpoints, ZmqError> {
-    serve_with(endpoints, client, stop, None, None, None)
-        .await
-        .map(|b| b.endpoints)
-}
-
-/// [`serve`], accepting only requests signed with one of `keys` (see [`super::auth`]): others
-/// are dropped unanswered and counted (`status` shows the counts), replays too; a viewer's
-/// requests that would change anything are refused. Answers are signed with the key that
-/// signed the request.
-pub async fn serve_protected(
-    endpoints: &Endpoints,
-    client: Arc<dyn Client>,
-    stop: CancellationToken,
-    keys: Keys,
-) -> Result<Endpoints, ZmqError> {
-    serve_with(endpoints, client, stop, Some(keys), None, None)
+    serve_with(endpoints, client, stop, None, None)
         .await
         .map(|b| b.endpoints)
 }
@@ -113,17 +98,16 @@ pub struct Bound {
     pub agents: Option<String>,
 }
 
-/// [`serve`] (or [`serve_protected`], with `keys`), and with `agents` also an agents socket
+/// [`serve`], and with `agents` also an agents socket
 /// at [`Endpoints::agents_for`] the requests endpoint, whose messages go to the engine (see
 /// [`super::agents`]); `status` on these endpoints says where it is.
 pub async fn serve_principal(
     endpoints: &Endpoints,
     client: Arc<dyn Client>,
     stop: CancellationToken,
-    keys: Option<Keys>,
     agents: Option<AgentGate>,
 ) -> Result<Bound, ZmqError> {
-    serve_with(endpoints, client, stop, keys, agents, None).await
+    serve_with(endpoints, client, stop, agents, None).await
 }
 
 /// [`serve_principal`] with CURVE (RFC 25/26) on all three sockets: only keys of `ring`
@@ -136,7 +120,7 @@ pub async fn serve_principal_curve(
     ring: Arc<KeyRing>,
     agents: Option<AgentGate>,
 ) -> Result<Bound, ZmqError> {
-    serve_with(endpoints, client, stop, None, agents, Some(ring)).await
+    serve_with(endpoints, client, stop, agents, Some(ring)).await
 }
 
 /// Roles that may connect to the requests and events sockets.
@@ -148,7 +132,6 @@ async fn serve_with(
     endpoints: &Endpoints,
     client: Arc<dyn Client>,
     stop: CancellationToken,
-    keys: Option<Keys>,
     agents: Option<AgentGate>,
     ring: Option<Arc<KeyRing>>,
 ) -> Result<Bound, ZmqError> {
@@ -183,29 +166,11 @@ async fn serve_with(
     };
     // Subscribed before returning, so that no event after `serve` returns is missed.
     let event_rx = client.subscribe();
-    let sent: Arc<AtomicU64> = Arc::default();
-    let event_signers: Vec<Signer> = keys
-        .iter()
-        .flat_map(|k| std::iter::once(&k.operator).chain(k.viewer.as_ref()))
-        .map(|key| Signer {
-            key: key.clone(),
-            sender: "principal".to_string(),
-            sent: sent.clone(),
-        })
-        .collect();
-    tokio::spawn(publish_events(
-        publisher,
-        event_rx,
-        stop.clone(),
-        event_signers,
-    ));
-    let rejected: Arc<Rejected> = Arc::default();
+    tokio::spawn(publish_events(publisher, event_rx, stop.clone()));
     let agents = match agents {
         Some(gate) => {
             let at = Endpoints::agents_for(&endpoints.requests);
-            let agent_keys = keys.clone().map(|k| (k, rejected.clone()));
-            let curve = ring.as_ref().map(|r| r.server_for(&[KeyRole::Agent]));
-            match serve_agents_with(&at, gate, stop.clone(), agent_keys, curve).await {
+            match serve_agents_with(&at, gate, stop.clone(), ring.clone()).await {
                 // Said to agents that run elsewhere: a relative socket path means nothing there.
                 Ok(at) => Some(absolute_ipc(&at)),
                 Err(e) => {
@@ -217,18 +182,11 @@ async fn serve_with(
         }
         None => None,
     };
-    let guard = keys.map(|keys| Guard {
-        keys,
-        replays: Replays::default(),
-        rejected,
-        sent,
-    });
     tokio::spawn(serve_requests(
         router,
         peers,
         client,
         stop,
-        guard,
         agents.clone(),
         ring,
     ));
@@ -257,7 +215,6 @@ async fn serve_requests(
     mut peers: futures::channel::mpsc::Receiver<SocketEvent>,
     client: Arc<dyn Client>,
     stop: CancellationToken,
-    mut guard: Option<Guard>,
     agents_endpoint: Option<String>,
     ring: Option<Arc<KeyRing>>,
 ) {
@@ -305,7 +262,6 @@ async fn serve_requests(
                     &client,
                     &sender,
                     &mut in_flight,
-                    guard.as_mut(),
                     agents_endpoint.as_deref(),
                     ring.as_ref(),
                 ),
@@ -473,12 +429,10 @@ enum Framing {
     Delimited,
 }
 
-/// What follows the peer identity: the framing, the one request frame, and the tag frame of
-/// a signed request (`[request]`, `[request, tag]`, or either after an empty delimiter). A
-/// request is never empty, so an empty first frame is a REQ socket's delimiter.
-fn request_frame(
-    mut frames: std::collections::VecDeque<Bytes>,
-) -> Result<(Framing, Bytes, Option<Bytes>), usize> {
+/// What follows the peer identity: the framing and the one request frame (`[request]`, or
+/// `["", request]`). A request is never empty, so an empty first frame is a REQ socket's
+/// delimiter.
+fn request_frame(mut frames: std::collections::VecDeque<Bytes>) -> Result<(Framing, Bytes), usize> {
     let count = frames.len();
     let framing = if frames.front().is_some_and(|f| f.is_empty()) {
         frames.pop_front();
@@ -486,35 +440,9 @@ fn request_frame(
     } else {
         Framing::Bare
     };
-    match (frames.pop_front(), frames.pop_front(), frames.is_empty()) {
-        (Some(frame), tag, true) if !frame.is_empty() => Ok((framing, frame, tag)),
+    match (frames.pop_front(), frames.is_empty()) {
+        (Some(frame), true) if !frame.is_empty() => Ok((framing, frame)),
         _ => Err(count),
-    }
-}
-
-/// The authentication of a token-protected endpoint.
-struct Guard {
-    keys: Keys,
-    replays: Replays,
-    rejected: Arc<Rejected>,
-    /// Numbers the principal's own signed answers.
-    sent: Arc<AtomicU64>,
-}
-
-/// How the principal signs: with this key, as `sender`, under its next number. An answer's
-/// sender names the request's sender (`principal/<sender>`), so that an answer recorded from
-/// one client's session cannot be passed off to another; events are signed as `principal`.
-#[derive(Clone)]
-struct Signer {
-    key: Key,
-    sender: String,
-    sent: Arc<AtomicU64>,
-}
-
-impl Signer {
-    fn tag(&self, body: &[u8]) -> Bytes {
-        let seq = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
-        Bytes::from(self.key.sign(&self.sender, seq, body))
     }
 }
 
@@ -525,7 +453,6 @@ fn on_message(
     client: &Arc<dyn Client>,
     sender: &RouterSendHalf,
     in_flight: &mut InFlight,
-    guard: Option<&mut Guard>,
     agents_endpoint: Option<&str>,
     ring: Option<&Arc<KeyRing>>,
 ) {
@@ -533,7 +460,7 @@ fn on_message(
     let Some(peer) = frames.pop_front() else {
         return;
     };
-    let (framing, frame, tag) = match request_frame(frames) {
+    let (framing, frame) = match request_frame(frames) {
         Ok(found) => found,
         Err(count) => {
             tracing::warn!(
@@ -572,51 +499,17 @@ fn on_message(
             }
         },
     };
-    // On a protected endpoint nothing unsigned, forged or replayed is even parsed.
-    let (role, signer, rejected) = match guard {
-        None if curve_role.is_some() => (curve_role.unwrap_or(Role::Viewer), None, None),
-        None if tag.is_some() => {
-            tracing::warn!(
-                peer = %hex(&peer),
-                "dropped a message of 2 frames; a request is exactly one frame (this endpoint \
-                 takes no tokens)"
-            );
-            return;
-        }
-        None => (Role::Operator, None, None),
-        Some(guard) => {
-            let Some(tag) = tag.as_deref().and_then(Tag::parse) else {
-                guard.rejected.unsigned.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(peer = %hex(&peer), "dropped an unsigned request");
-                return;
-            };
-            let Some((role, key)) = guard.keys.role_of(&tag, &frame) else {
-                guard.rejected.bad_mac.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(peer = %hex(&peer), sender = %tag.sender, "dropped a request with a bad MAC");
-                return;
-            };
-            let signer = Signer {
-                key: key.clone(),
-                sender: format!("principal/{}", tag.sender),
-                sent: guard.sent.clone(),
-            };
-            if !guard.replays.accept(&tag.sender, tag.seq) {
-                guard.rejected.replayed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(peer = %hex(&peer), sender = %tag.sender, seq = tag.seq, "dropped a replayed request");
-                return;
-            }
-            (role, Some(signer), Some(guard.rejected.clone()))
-        }
-    };
+    // Who asks is what the transport says: the CURVE key's name, or `local` on the data dir's
+    // socket and plain loopback (guarded by the file system and the machine). Never a field of
+    // the request.
+    let role = curve_role.unwrap_or(Role::Operator);
+    let caller = Caller(
+        key_name
+            .clone()
+            .unwrap_or_else(|| Caller::LOCAL.to_string()),
+    );
     let reply = |id: u64, response: Response| {
-        send_reply(
-            sender.clone(),
-            peer.clone(),
-            framing,
-            signer.clone(),
-            id,
-            response,
-        )
+        send_reply(sender.clone(), peer.clone(), framing, id, response)
     };
     match wire::decode::<Request>(&frame) {
         Ok((id, request)) if agent_key && !matches!(request, Request::Status) => {
@@ -640,20 +533,16 @@ fn on_message(
         Ok((id, request)) => match in_flight.admit(&peer) {
             Admission::Serve => {
                 let client = Arc::clone(client);
-                let (sender, to, signer) = (sender.clone(), peer.clone(), signer.clone());
+                let (sender, to) = (sender.clone(), peer.clone());
                 let agents_endpoint = agents_endpoint.map(str::to_string);
                 let curve = ring.map(|r| (r.counts(), key_name.clone(), r.server.clone()));
                 in_flight.spawn(peer, true, async move {
-                    let mut response = match client.call(request).await {
+                    let mut response = match client.call_as(caller, request).await {
                         Ok(response) => response,
                         Err(e) => Response::Error(api_error(e)),
                     };
                     if let Response::Status(status) = &mut response {
                         status.agents_endpoint = agents_endpoint;
-                        if let Some(rejected) = rejected {
-                            status.auth = Some(rejected.counts());
-                            status.role = Some(role);
-                        }
                         if let Some((refused, name, server)) = curve {
                             status.curve = Some(Box::new(keys::CurveStatus {
                                 key_name: name.unwrap_or_default(),
@@ -663,7 +552,7 @@ fn on_message(
                             status.role = Some(role);
                         }
                     }
-                    send_reply(sender, to, framing, signer, id, response).await;
+                    send_reply(sender, to, framing, id, response).await;
                 });
             }
             Admission::Refuse { peer_bound } => {
@@ -714,7 +603,6 @@ async fn send_reply(
     mut sender: RouterSendHalf,
     peer: Bytes,
     framing: Framing,
-    signer: Option<Signer>,
     id: u64,
     response: Response,
 ) {
@@ -736,11 +624,7 @@ async fn send_reply(
             }
         }
     };
-    let tag = signer.map(|s| s.tag(&frame));
     let mut message = ZmqMessage::from(frame);
-    if let Some(tag) = tag {
-        message.push_back(tag);
-    }
     if framing == Framing::Delimited {
         message.push_front(Bytes::new());
     }
@@ -775,7 +659,6 @@ async fn publish_events(
     mut publisher: PubSocket,
     mut events: broadcast::Receiver<Event>,
     stop: CancellationToken,
-    signers: Vec<Signer>,
 ) {
     // Sequence numbers let subscribers notice gaps (slow subscriber, lag here).
     let mut seq: u64 = 0;
@@ -798,13 +681,7 @@ async fn publish_events(
                 seq += 1;
                 match wire::encode(seq, &event) {
                     Ok(frame) if frame.len() <= MAX_FRAME => {
-                        // On a protected endpoint, a tag per accepted token: operators and
-                        // viewers can each tell the principal's events from forgeries.
-                        let tags: Vec<Bytes> = signers.iter().map(|s| s.tag(&frame)).collect();
-                        let mut message = ZmqMessage::from(frame);
-                        for tag in tags {
-                            message.push_back(tag);
-                        }
+                        let message = ZmqMessage::from(frame);
                         if let Err(e) = publisher.send(message).await {
                             tracing::debug!("publishing event {seq} failed: {e}");
                         }
