@@ -114,6 +114,27 @@ pub async fn status(dirs: &Dirs, json: bool) -> ExitCode {
             s.agent_messages_refused
         );
     }
+    // Issue 20, items 6 and 7: what the network limits did (counted since the start).
+    if let Some(closed) = s.peers_closed.filter(|c| c.over_budget + c.too_slow > 0) {
+        crate::say!(
+            "\npeers_closed: over_budget {}, too_slow {} (a message over a receive budget, a \
+             large frame sent too slowly)",
+            closed.over_budget,
+            closed.too_slow
+        );
+    }
+    if let Some(r) = s.requests.filter(|r| r.busy.total() > 0) {
+        crate::say!(
+            "\nrequests: {} served, {} refused busy (role_share {}, long_polls_per_key {}, \
+             per_connection {}, all_slots {})",
+            r.served,
+            r.busy.total(),
+            r.busy.role_share,
+            r.busy.long_polls_per_key,
+            r.busy.per_connection,
+            r.busy.all_slots
+        );
+    }
     if !s.spec_problems.is_empty() {
         crate::say!(
             "\n{} problem(s) in workflow files (the last good version of each stays in effect):",

@@ -485,6 +485,14 @@ pub struct StatusReport {
     /// report numbers out of order); per agent in `agents`.
     #[serde(default)]
     pub agent_messages_refused: u64,
+    /// On a network endpoint: peers the principal closed for what they were sending (over a
+    /// receive budget, or a large frame too slowly), over all its sockets; `None` in-process.
+    #[serde(default)]
+    pub peers_closed: Option<crate::protocol::zmq::limits::PeersClosed>,
+    /// On a network endpoint: requests of its request socket served, and refused as busy by
+    /// the limit they were over; `None` in-process.
+    #[serde(default)]
+    pub requests: Option<crate::protocol::zmq::limits::RequestCounts>,
 }
 
 /// What a sender may do.

@@ -75,6 +75,8 @@ fn fixed_answer(request: Request, now: DateTime<Utc>) -> Response {
             pid: 1,
             started_at: now,
             agent_messages_refused: 0,
+            peers_closed: None,
+            requests: None,
             slots: 8,
             busy_slots: 0,
             queued_tasks: 0,

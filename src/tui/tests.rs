@@ -125,6 +125,8 @@ fn app_with_data(read_only: bool) -> App {
     let status = StatusReport {
         pid: 4242,
         agent_messages_refused: 0,
+        peers_closed: None,
+        requests: None,
         started_at: ago(3600),
         slots: 4,
         busy_slots: 1,

@@ -18,6 +18,7 @@ mod curve_zmq;
 mod disk_full;
 mod engine;
 mod executor;
+mod fair_share;
 mod foreign_client;
 mod long_lines;
 mod principal_api;

@@ -590,3 +590,338 @@ async fn idle_connections_under_a_low_descriptor_limit() {
         "open descriptors: {fds}, {base} before the idle connections"
     );
 }
+
+// ---- issue 20, item 6: bounded before and after authentication ---------------------------
+
+/// The 64-byte ZMTP 3.0 greeting of a client of `mechanism`.
+fn greeting_of(mechanism: &str) -> Vec<u8> {
+    let mut g = greeting();
+    let mut name = mechanism.as_bytes().to_vec();
+    name.resize(20, 0);
+    g[12..32].copy_from_slice(&name);
+    g
+}
+
+/// A principal listening on loopback TCP (with CURVE keys from `authorized`) besides its
+/// local socket, and the port. A test beside this one may take one of its three ports
+/// between the check and the bind, so a principal that could not listen is started again.
+async fn start_listening(authorized: &Path) -> (u16, Principal) {
+    let keys = authorized.display().to_string();
+    for _ in 0..5 {
+        let port = crate::common::project::free_port_triple();
+        let listen = format!("tcp://127.0.0.1:{port}");
+        let mut principal = Principal::start(&[QUICK], &["--listen", &listen, "--keys", &keys]);
+        let t0 = Instant::now();
+        while !principal.data().join("server.pub").exists() && t0.elapsed() < WAIT {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if principal.child.try_wait().ok().flatten().is_none()
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            return (port, principal);
+        }
+    }
+    panic!("no principal could listen on three free ports");
+}
+
+impl Principal {
+    /// Peak resident memory so far (VmHWM), in MiB.
+    fn peak_rss_mib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("VmHWM")
+            / 1024
+    }
+
+    /// The principal's public CURVE key.
+    fn server_key(&self) -> [u8; 32] {
+        let text = std::fs::read_to_string(self.data().join("server.pub")).expect("server.pub");
+        zeromq::curve::z85_decode(text.trim()).expect("a Z85 key")
+    }
+
+    /// `peers_closed` of its status, asked on the local socket.
+    async fn peers_closed(&self) -> opsconsole::protocol::zmq::limits::PeersClosed {
+        let client = self.client().await;
+        let status = tokio::time::timeout(WAIT, client.status())
+            .await
+            .expect("status in time")
+            .expect("status answered");
+        status.peers_closed.expect("peers_closed in status")
+    }
+}
+
+/// An authorized-keys file of `clients` (all operators) in a temp dir.
+fn authorized_keys(clients: &[zeromq::curve::CurveKeyPair]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text: String = clients
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("operator c{i} {}\n", zeromq::curve::z85_encode(&k.public)))
+        .collect();
+    std::fs::write(dir.path().join("authorized"), text).expect("keys file");
+    dir
+}
+
+/// Before a peer has authenticated it may declare a few hundred bytes at most, whatever its
+/// mechanism: a NULL peer on the local socket (its READY declaring 2 KiB or 16 MB), a NULL
+/// or PLAIN peer on a CURVE endpoint, and a CURVE peer whose HELLO declares 2 KiB or 16 MB
+/// are each closed at once; the principal's memory stays flat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_before_authentication_are_tiny_on_every_mechanism() {
+    let keys = authorized_keys(&[zeromq::curve::CurveKeyPair::generate()]);
+    let (port, mut principal) = start_listening(&keys.path().join("authorized")).await;
+    still_serves(&mut principal, "starting").await;
+    let rss_before = principal.rss_mib();
+    let tcp = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        s
+    };
+    for len in [2048u64, 16_000_000] {
+        // NULL, local socket: the READY (a command) is the handshake.
+        let mut s = principal.connect(&principal.requests_socket(), "a big READY");
+        let mut hostile = greeting();
+        hostile.extend(long_header(len, true));
+        hostile.extend(vec![0u8; 1024]);
+        let _ = s.write_all(&hostile);
+        assert!(
+            closed_within(&mut s, Duration::from_secs(10)),
+            "NULL: a READY declaring {len} bytes was not refused"
+        );
+        // CURVE: the HELLO is 200 bytes; more is refused before it is read.
+        let mut s = tcp();
+        let mut hostile = greeting_of("CURVE");
+        hostile.extend(long_header(len, true));
+        hostile.extend(vec![0u8; 1024]);
+        let _ = s.write_all(&hostile);
+        assert!(
+            closed_within(&mut s, Duration::from_secs(10)),
+            "CURVE: a HELLO declaring {len} bytes was not refused"
+        );
+        principal.assert_alive("big handshake frames");
+    }
+    // NULL and PLAIN on the CURVE endpoint: refused at the greeting, whatever follows.
+    for mechanism in ["NULL", "PLAIN"] {
+        let mut s = tcp();
+        let mut hostile = greeting_of(mechanism);
+        hostile.extend(long_header(16_000_000, false));
+        hostile.extend(vec![0u8; 4096]);
+        let _ = s.write_all(&hostile);
+        assert!(
+            closed_within(&mut s, Duration::from_secs(10)),
+            "{mechanism} on the CURVE endpoint was not refused"
+        );
+    }
+    still_serves(&mut principal, "big frames before authentication").await;
+    let rss_after = principal.rss_mib();
+    println!("before authentication: resident memory {rss_before} MiB, then {rss_after} MiB");
+    assert!(
+        rss_after < rss_before + 64,
+        "resident memory grew from {rss_before} MiB to {rss_after} MiB"
+    );
+}
+
+/// A CURVE connection to `port` whose handshake is done by a real CURVE client (the vendored
+/// crate's DEALER, through a pass-through proxy); then the test writes on the upstream side
+/// of the proxy itself, as the client would. Returns the client (kept open) and that stream.
+async fn curve_connection(
+    port: u16,
+    keys: zeromq::curve::CurveKeyPair,
+    server: [u8; 32],
+) -> (zeromq::DealerSocket, std::net::TcpStream) {
+    use zeromq::Socket as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy listener");
+    let address = listener.local_addr().expect("address");
+    let mut options = zeromq::SocketOptions::default();
+    options.curve(zeromq::curve::CurveSecurity::Client {
+        keys,
+        server_public: server,
+    });
+    let mut dealer = zeromq::DealerSocket::with_options(options);
+    let accept = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let connect = tokio::spawn(async move {
+        dealer
+            .connect(&format!("tcp://{address}"))
+            .await
+            .map(|()| dealer)
+    });
+    let down = tokio::task::spawn_blocking(move || accept.join())
+        .await
+        .expect("join")
+        .expect("accept thread")
+        .expect("accept");
+    let up = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect upstream");
+    for (mut from, mut to) in [
+        (
+            down.try_clone().expect("clone"),
+            up.try_clone().expect("clone"),
+        ),
+        (
+            up.try_clone().expect("clone"),
+            down.try_clone().expect("clone"),
+        ),
+    ] {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+    }
+    let dealer = tokio::time::timeout(WAIT, connect)
+        .await
+        .expect("CURVE handshake in time")
+        .expect("join")
+        .expect("CURVE handshake");
+    (dealer, up)
+}
+
+/// Writes a message frame header declaring `declared` bytes (a CURVE MESSAGE box when
+/// `curve`), then `sent` bytes of it; false when the principal closed the connection first.
+fn declare_and_send(stream: &mut impl Write, declared: u64, sent: usize, curve: bool) -> bool {
+    let header = if curve {
+        long_header(declared + 33, true)
+    } else {
+        long_header(declared, false)
+    };
+    if stream.write_all(&header).is_err() {
+        return false;
+    }
+    let chunk = vec![0x5au8; 1024 * 1024];
+    let mut left = sent;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        if stream.write_all(&chunk[..n]).is_err() {
+            return false;
+        }
+        left -= n;
+    }
+    true
+}
+
+/// 100 authenticated connections (90 NULL on the local socket, 10 with CURVE keys on
+/// loopback TCP) each declare a 16 MB frame and send 15 MB of it, and one more trickles a
+/// 1 MB frame at 2 KiB/s. Before the receive budget the principal grew to 1.5 GB; now the
+/// connections past the global budget are closed at once (`over_budget`), the ones within it
+/// and the trickler are closed for their pace (`too_slow`), peak memory stays bounded, and
+/// the principal answers `status` and runs a workflow throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_half_sent_frames_stay_within_the_receive_budget() {
+    const PEERS: usize = 100;
+    const CURVE_EVERY: usize = 10;
+    const DECLARED: u64 = 16_000_000;
+    const SENT: usize = 15_000_000;
+    let clients: Vec<_> = (0..PEERS / CURVE_EVERY)
+        .map(|_| zeromq::curve::CurveKeyPair::generate())
+        .collect();
+    let keys = authorized_keys(&clients);
+    let (port, mut principal) = start_listening(&keys.path().join("authorized")).await;
+    still_serves(&mut principal, "starting").await;
+    let server = principal.server_key();
+    let peak_before = principal.peak_rss_mib();
+
+    // The trickler: a 1 MB frame at 2 KiB/s, half the slowest pace allowed.
+    let mut trickle = principal.connect(&principal.requests_socket(), "starting");
+    let mut hello = greeting();
+    hello.extend(ready("DEALER"));
+    hello.extend(long_header(1_000_000, false));
+    trickle.write_all(&hello).expect("trickler hello");
+    let trickler = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let mut buf = [0u8; 4096];
+        while t0.elapsed() < Duration::from_secs(90) {
+            if trickle.write_all(&[0x5a; 512]).is_err() {
+                return Some(t0.elapsed());
+            }
+            // Also notices the close when the write still fit in a buffer (200 ms timeout).
+            match trickle.read(&mut buf) {
+                Ok(0) => return Some(t0.elapsed()),
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return Some(t0.elapsed()),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    });
+
+    let mut held = 0;
+    let mut keep = Vec::new();
+    let mut curve_clients = Vec::new();
+    for i in 0..PEERS {
+        let sent = if i % CURVE_EVERY == 0 {
+            let (dealer, mut up) =
+                curve_connection(port, clients[i / CURVE_EVERY].clone(), server).await;
+            curve_clients.push(dealer);
+            let sent = tokio::task::spawn_blocking(move || {
+                let sent = declare_and_send(&mut up, DECLARED, SENT, true);
+                (sent, up)
+            })
+            .await
+            .expect("join");
+            keep.push(Box::new(sent.1) as Box<dyn std::any::Any + Send>);
+            sent.0
+        } else {
+            let mut s = principal.connect(&principal.requests_socket(), "a huge frame");
+            let mut hello = greeting();
+            hello.extend(ready("DEALER"));
+            s.write_all(&hello).expect("hello");
+            let sent = tokio::task::spawn_blocking(move || {
+                let sent = declare_and_send(&mut s, DECLARED, SENT, false);
+                (sent, s)
+            })
+            .await
+            .expect("join");
+            keep.push(Box::new(sent.1));
+            sent.0
+        };
+        if sent {
+            held += 1;
+        }
+        principal.assert_alive("huge frames");
+    }
+    let peak_flood = principal.peak_rss_mib();
+    let closed = principal.peers_closed().await;
+    println!(
+        "{PEERS} peers declared {DECLARED} bytes and sent {SENT}: {held} held within the \
+         budget; peak resident memory (VmHWM) {peak_before} MiB before, {peak_flood} MiB \
+         after; peers_closed {closed:?}"
+    );
+    still_serves(&mut principal, "100 huge half-sent frames").await;
+    assert!(held >= 1, "no connection was let in at all");
+    assert!(
+        closed.over_budget >= (PEERS - held) as u64,
+        "{closed:?}, {held} held"
+    );
+    assert!(
+        peak_flood < peak_before + 400,
+        "peak resident memory grew from {peak_before} MiB to {peak_flood} MiB"
+    );
+
+    // The held ones sent nothing more, and the trickler too little: closed for their pace.
+    let t0 = Instant::now();
+    let mut closed = principal.peers_closed().await;
+    while closed.too_slow < held as u64 + 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "stalled peers still open after 60 s: {closed:?}, {held} held"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        closed = principal.peers_closed().await;
+    }
+    let trickled = trickler.join().expect("trickler");
+    println!(
+        "the trickler was closed after {trickled:?}; peers_closed {closed:?}; peak resident \
+         memory {} MiB",
+        principal.peak_rss_mib()
+    );
+    assert!(trickled.is_some(), "the trickler was never closed");
+    still_serves(&mut principal, "stalled and trickling peers").await;
+    drop(keep);
+    drop(curve_clients);
+}

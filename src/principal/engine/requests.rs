@@ -369,6 +369,8 @@ impl Engine {
             agents_endpoint: None,
             curve: None,
             agent_messages_refused: self.agents.refused(),
+            peers_closed: None,
+            requests: None,
             workflows: self
                 .catalog
                 .workflows

@@ -64,7 +64,8 @@ pub async fn serve_agents_with(
         .max_message_size(MAX_FRAME)
         .max_message_frames(MAX_AGENT_FRAMES + 1)
         .handshake_timeout(Some(HANDSHAKE_TIMEOUT))
-        .send_queue_limits(AGENT_QUEUE_MESSAGES, AGENT_QUEUE_BYTES);
+        .send_queue_limits(AGENT_QUEUE_MESSAGES, AGENT_QUEUE_BYTES)
+        .recv_budget(super::limits::recv_budget());
     if let Some(ring) = &ring {
         options.curve(ring.server_for(&[KeyRole::Agent]));
     }

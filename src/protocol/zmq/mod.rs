@@ -19,8 +19,10 @@ pub mod agents;
 pub mod auth;
 mod client;
 pub mod keys;
+pub mod limits;
 mod listen;
 mod server;
+mod shares;
 mod wire;
 
 use std::path::Path;
@@ -29,6 +31,7 @@ pub use client::ZmqClient;
 pub use server::{
     Bound, MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_PEER, serve, serve_principal, serve_principal_curve,
 };
+pub use shares::{MAX_LONG_POLLS_PER_KEY, OPERATOR_RESERVE, SHARED_SHARE};
 
 /// Largest message (bytes) either side sends or accepts. A peer that declares a larger one
 /// is disconnected by the socket before anything is allocated for it.

@@ -17,7 +17,9 @@ use zeromq::{
 use super::agents::{AgentGate, serve_agents_with};
 use super::auth::Role;
 use super::keys::{self, KeyRing, KeyRole};
+use super::limits::{self, PeersClosed};
 use super::listen::{HANDSHAKE_TIMEOUT, bind, hex};
+use super::shares::{Limit, Requester, Shares, Slot};
 use super::wire;
 use super::{Endpoints, MAX_FRAME, MAX_SUBSCRIBER_MESSAGE, ZmqError};
 use crate::protocol::Event;
@@ -140,7 +142,8 @@ async fn serve_with(
         .max_message_size(MAX_FRAME)
         .max_message_frames(MAX_REQUEST_FRAMES)
         .handshake_timeout(Some(HANDSHAKE_TIMEOUT))
-        .send_queue_limits(REPLY_QUEUE_MESSAGES, REPLY_QUEUE_BYTES);
+        .send_queue_limits(REPLY_QUEUE_MESSAGES, REPLY_QUEUE_BYTES)
+        .recv_budget(limits::recv_budget());
     if let Some(ring) = &ring {
         options.curve(ring.server_for(CLIENT_ROLES));
     }
@@ -153,7 +156,8 @@ async fn serve_with(
         .max_message_size(MAX_SUBSCRIBER_MESSAGE)
         .max_message_frames(1)
         .handshake_timeout(Some(HANDSHAKE_TIMEOUT))
-        .send_queue_limits(EVENT_QUEUE_MESSAGES, EVENT_QUEUE_BYTES);
+        .send_queue_limits(EVENT_QUEUE_MESSAGES, EVENT_QUEUE_BYTES)
+        .recv_budget(limits::recv_budget());
     if let Some(ring) = &ring {
         options.curve(ring.server_for(CLIENT_ROLES));
     }
@@ -250,7 +254,7 @@ async fn serve_requests(
             _ = report.tick() => {
                 let now = Dropped {
                     answers: sender.dropped_messages(),
-                    requests: in_flight.dropped_requests,
+                    requests: in_flight.shares.dropped(),
                     ..reported
                 };
                 now.report_since(&reported);
@@ -281,13 +285,13 @@ async fn serve_requests(
 #[derive(Default)]
 struct InFlight {
     tasks: JoinSet<()>,
-    /// Every task of `tasks`: its peer and whether it serves a request (else it refuses one).
-    of_task: HashMap<TaskId, (Bytes, bool)>,
+    /// Every task of `tasks`: its peer and, when it serves a request (else it refuses one),
+    /// the slot it holds.
+    of_task: HashMap<TaskId, (Bytes, Option<Slot>)>,
     peers: HashMap<Bytes, PeerTasks>,
-    serving: usize,
+    /// Slots by role and key, and what was served and refused (issue 20, item 7).
+    shares: Shares,
     refusing: usize,
-    /// Requests dropped unanswered because even the refusals were at their bound.
-    dropped_requests: u64,
 }
 
 /// One peer's tasks.
@@ -300,60 +304,60 @@ struct PeerTasks {
 /// What to do with a request that arrived.
 #[derive(Debug, PartialEq, Eq)]
 enum Admission {
-    Serve,
-    /// Answer "busy": `true` when the peer is at its own bound, `false` when all are.
-    Refuse {
-        peer_bound: bool,
-    },
+    /// Serve it in this slot.
+    Serve(Slot),
+    /// Answer `busy:` at once, naming the limit it is over.
+    Refuse(Limit),
+    /// Over a limit, and even the refusals are at their bound (counted).
     Drop,
 }
 
 impl InFlight {
-    fn admit(&self, peer: &Bytes) -> Admission {
+    /// Takes a slot for a request of `caller` on `peer`'s connection (`long_poll`: a
+    /// `wait_run`), or says why not; either is counted.
+    fn admit(&mut self, peer: &Bytes, caller: &Requester, long_poll: bool) -> Admission {
         let of_peer = self.peers.get(peer).map_or(0, |p| p.serving);
-        if self.serving < MAX_IN_FLIGHT && of_peer < MAX_IN_FLIGHT_PER_PEER {
-            Admission::Serve
-        } else if self.refusing < MAX_REFUSALS {
-            Admission::Refuse {
-                peer_bound: of_peer >= MAX_IN_FLIGHT_PER_PEER,
+        match self.shares.take(caller, long_poll, of_peer) {
+            Ok(slot) => Admission::Serve(slot),
+            Err(limit) if self.refusing < MAX_REFUSALS => Admission::Refuse(limit),
+            Err(_) => {
+                self.shares.count_dropped();
+                Admission::Drop
             }
-        } else {
-            Admission::Drop
         }
     }
 
-    /// Runs `task` for `peer`; `serving` says whether it counts against the request budgets
-    /// (else against the refusals').
-    fn spawn<F>(&mut self, peer: Bytes, serving: bool, task: F)
+    /// Runs `task` for `peer`; with `slot` it serves a request (admitted by
+    /// [`InFlight::admit`]), else it refuses one (and counts against the refusals' bound).
+    fn spawn<F>(&mut self, peer: Bytes, slot: Option<Slot>, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        if !serving && self.refusing >= MAX_REFUSALS {
-            self.dropped_requests += 1;
+        if slot.is_none() && self.refusing >= MAX_REFUSALS {
+            self.shares.count_dropped();
             return;
         }
         let handle = self.tasks.spawn(task);
         let id = handle.id();
         let tasks = self.peers.entry(peer.clone()).or_default();
         tasks.handles.insert(id, handle);
-        if serving {
+        if slot.is_some() {
             tasks.serving += 1;
-            self.serving += 1;
         } else {
             self.refusing += 1;
         }
-        self.of_task.insert(id, (peer, serving));
+        self.of_task.insert(id, (peer, slot));
     }
 
     /// Forgets a task that ended (answered, refused, aborted or panicked).
     fn finished(&mut self, id: TaskId) {
-        let Some((peer, serving)) = self.of_task.remove(&id) else {
+        let Some((peer, slot)) = self.of_task.remove(&id) else {
             return;
         };
-        if serving {
-            self.serving -= 1;
-        } else {
-            self.refusing -= 1;
+        let serving = slot.is_some();
+        match &slot {
+            Some(slot) => self.shares.give_back(slot),
+            None => self.refusing -= 1,
         }
         if let Some(tasks) = self.peers.get_mut(&peer) {
             tasks.handles.remove(&id);
@@ -519,7 +523,7 @@ fn on_message(
                 id,
                 Response::Error(ApiError::new(ApiErrorKind::Forbidden, why)),
             );
-            in_flight.spawn(peer, false, refusal);
+            in_flight.spawn(peer, None, refusal);
         }
         Ok((id, request)) if role == Role::Viewer && request.changes_state() => {
             let why = "this key is a viewer's: it may look (status, history, logs, run detail, \
@@ -528,21 +532,32 @@ fn on_message(
                 id,
                 Response::Error(ApiError::new(ApiErrorKind::Forbidden, why)),
             );
-            in_flight.spawn(peer, false, refusal);
+            in_flight.spawn(peer, None, refusal);
         }
-        Ok((id, request)) => match in_flight.admit(&peer) {
-            Admission::Serve => {
+        Ok((id, request)) => match in_flight.admit(
+            &peer,
+            &Requester {
+                // Agents' keys ask as viewers (status only).
+                shared: role == Role::Viewer,
+                key: ring.and(peer.get(..32)).map(Bytes::copy_from_slice),
+            },
+            matches!(request, Request::WaitRun { .. }),
+        ) {
+            Admission::Serve(slot) => {
                 let client = Arc::clone(client);
                 let (sender, to) = (sender.clone(), peer.clone());
                 let agents_endpoint = agents_endpoint.map(str::to_string);
                 let curve = ring.map(|r| (r.counts(), key_name.clone(), r.server.clone()));
-                in_flight.spawn(peer, true, async move {
+                let requests = in_flight.shares.counts();
+                in_flight.spawn(peer, Some(slot), async move {
                     let mut response = match client.call_as(caller, request).await {
                         Ok(response) => response,
                         Err(e) => Response::Error(api_error(e)),
                     };
                     if let Response::Status(status) = &mut response {
                         status.agents_endpoint = agents_endpoint;
+                        status.peers_closed = Some(PeersClosed::now());
+                        status.requests = Some(requests);
                         if let Some((refused, name, server)) = curve {
                             status.curve = Some(Box::new(keys::CurveStatus {
                                 key_name: name.unwrap_or_default(),
@@ -555,26 +570,17 @@ fn on_message(
                     send_reply(sender, to, framing, id, response).await;
                 });
             }
-            Admission::Refuse { peer_bound } => {
-                let why = if peer_bound {
-                    format!(
-                        "this connection has {MAX_IN_FLIGHT_PER_PEER} requests in progress \
-                         already; wait for some to end"
-                    )
-                } else {
-                    format!(
-                        "the principal is serving {MAX_IN_FLIGHT} requests already; try again \
-                         shortly"
-                    )
-                };
-                tracing::warn!(peer = %hex(&peer), "refused a request: {why}");
+            Admission::Refuse(limit) => {
+                let why = limit.refusal();
+                // Counted (status shows the counts); a flood would flood the log.
+                tracing::debug!(peer = %hex(&peer), "refused a request: {why}");
                 let refusal = reply(
                     id,
                     Response::Error(ApiError::new(ApiErrorKind::Unavailable, why)),
                 );
-                in_flight.spawn(peer, false, refusal);
+                in_flight.spawn(peer, None, refusal);
             }
-            Admission::Drop => in_flight.dropped_requests += 1,
+            Admission::Drop => {}
         },
         Err(e) => {
             tracing::warn!(peer = %hex(&peer), "dropped a request: {e}");
@@ -583,7 +589,7 @@ fn on_message(
                     id,
                     Response::Error(ApiError::new(ApiErrorKind::InvalidInput, e.to_string())),
                 );
-                in_flight.spawn(peer, false, answer);
+                in_flight.spawn(peer, None, answer);
             }
         }
     }
@@ -715,11 +721,24 @@ async fn publish_events(
 mod tests {
     use super::*;
 
+    /// The local caller: an operator without a key.
+    const LOCAL: Requester = Requester {
+        shared: false,
+        key: None,
+    };
+
+    /// Admits a request of the local caller on `peer`.
+    fn admit(in_flight: &mut InFlight, peer: &Bytes) -> Admission {
+        in_flight.admit(peer, &LOCAL, false)
+    }
+
     /// Spawns `n` requests for `peer` that wait forever.
     fn serve_forever(in_flight: &mut InFlight, peer: &Bytes, n: usize) {
         for _ in 0..n {
-            assert_eq!(in_flight.admit(peer), Admission::Serve);
-            in_flight.spawn(peer.clone(), true, std::future::pending());
+            let Admission::Serve(slot) = admit(in_flight, peer) else {
+                panic!("not admitted");
+            };
+            in_flight.spawn(peer.clone(), Some(slot), std::future::pending());
         }
     }
 
@@ -729,21 +748,22 @@ mod tests {
         let (greedy, other) = (Bytes::from_static(b"greedy"), Bytes::from_static(b"other"));
         serve_forever(&mut in_flight, &greedy, MAX_IN_FLIGHT_PER_PEER);
         assert_eq!(
-            in_flight.admit(&greedy),
-            Admission::Refuse { peer_bound: true }
+            admit(&mut in_flight, &greedy),
+            Admission::Refuse(Limit::PerConnection)
         );
-        assert_eq!(in_flight.admit(&other), Admission::Serve);
+        serve_forever(&mut in_flight, &other, 1);
 
         // Refusals have their own bound, past which requests are dropped.
         for _ in 0..MAX_REFUSALS {
-            in_flight.spawn(greedy.clone(), false, std::future::pending());
+            in_flight.spawn(greedy.clone(), None, std::future::pending());
         }
-        assert_eq!(in_flight.admit(&greedy), Admission::Drop);
-        in_flight.spawn(greedy.clone(), false, std::future::pending());
-        assert_eq!(in_flight.dropped_requests, 1);
+        assert_eq!(admit(&mut in_flight, &greedy), Admission::Drop);
+        in_flight.spawn(greedy.clone(), None, std::future::pending());
+        assert_eq!(in_flight.shares.dropped(), 2);
 
         // Its connection closes: every task of it ends, and the slots come back.
         in_flight.peer_gone(&greedy);
+        in_flight.peer_gone(&other);
         while let Some(done) = in_flight.tasks.join_next_with_id().await {
             let id = match done {
                 Ok((id, ())) => id,
@@ -754,9 +774,10 @@ mod tests {
             };
             in_flight.finished(id);
         }
-        assert_eq!((in_flight.serving, in_flight.refusing), (0, 0));
+        assert_eq!((in_flight.shares.serving(), in_flight.refusing), (0, 0));
         assert!(in_flight.peers.is_empty() && in_flight.of_task.is_empty());
-        assert_eq!(in_flight.admit(&greedy), Admission::Serve);
+        serve_forever(&mut in_flight, &greedy, 1);
+        in_flight.tasks.abort_all();
     }
 
     #[tokio::test]
@@ -769,8 +790,8 @@ mod tests {
             serve_forever(&mut in_flight, peer, MAX_IN_FLIGHT_PER_PEER);
         }
         assert_eq!(
-            in_flight.admit(&Bytes::from_static(b"late")),
-            Admission::Refuse { peer_bound: false }
+            admit(&mut in_flight, &Bytes::from_static(b"late")),
+            Admission::Refuse(Limit::AllSlots)
         );
         in_flight.tasks.abort_all();
     }

@@ -13,6 +13,7 @@ mod r#pub;
 mod pull;
 mod push;
 mod reconnect;
+pub mod recv_budget; // PATCH(opsconsole): receive budgets (PATCHES.md item 8)
 mod rep;
 mod req;
 mod router;
@@ -378,6 +379,8 @@ pub struct SocketOptions {
     pub(crate) send_queue_bytes: usize,
     // PATCH(opsconsole): the CURVE mechanism, when set (see `curve`).
     pub(crate) curve: Option<crate::curve::CurveSecurity>,
+    // PATCH(opsconsole): what half-received messages may hold, see `recv_budget`.
+    pub(crate) recv_budget: std::sync::Arc<crate::recv_budget::RecvBudget>,
 }
 
 impl Default for SocketOptions {
@@ -394,6 +397,7 @@ impl Default for SocketOptions {
             send_queue_messages: DEFAULT_SEND_QUEUE_MESSAGES,
             send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
             curve: None,
+            recv_budget: crate::recv_budget::RecvBudget::new(Default::default()),
         }
     }
 }
@@ -404,6 +408,18 @@ impl SocketOptions {
     /// a server whose public key is known. Peers greeting with another mechanism are refused.
     pub fn curve(&mut self, security: crate::curve::CurveSecurity) -> &mut Self {
         self.curve = Some(security);
+        self
+    }
+
+    /// PATCH(opsconsole): the receive budget this socket's connections reserve the messages
+    /// they are receiving against (after authentication), and whose pace rule they follow
+    /// (see [`recv_budget`](crate::recv_budget)). Share one between sockets to bound them
+    /// together; by default each socket has its own with the default limits.
+    pub fn recv_budget(
+        &mut self,
+        budget: std::sync::Arc<crate::recv_budget::RecvBudget>,
+    ) -> &mut Self {
+        self.recv_budget = budget;
         self
     }
 

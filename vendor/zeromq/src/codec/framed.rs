@@ -6,8 +6,9 @@ use super::Message;
 
 use asynchronous_codec::{Decoder, FramedWrite};
 use bytes::BytesMut;
-use futures::{ready, AsyncRead, AsyncWrite, Stream};
+use futures::{AsyncRead, AsyncWrite, Stream};
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,6 +36,26 @@ pub struct ZmqFramedRead {
     // Configuration is shared; adaptation state belongs to this connection.
     options: Arc<SocketOptions>,
     short_reads: usize,
+    // PATCH(opsconsole): bytes read from this connection so far, and the pace watch of a
+    // large frame being received (see `recv_budget`).
+    bytes_read: u64,
+    pace: Option<PaceWatch>,
+}
+
+/// PATCH(opsconsole): one window of a large frame's pace: when it ends, and the bytes read
+/// when it began.
+struct PaceWatch {
+    ends: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
+    mark: u64,
+}
+
+impl PaceWatch {
+    fn start(window: std::time::Duration, mark: u64) -> Self {
+        Self {
+            ends: Box::pin(crate::async_rt::task::sleep(window)),
+            mark,
+        }
+    }
 }
 
 impl ZmqFramedRead {
@@ -46,7 +67,36 @@ impl ZmqFramedRead {
             read_chunk_size: options.read_buffer_initial_size,
             options,
             short_reads: 0,
+            bytes_read: 0,
+            pace: None,
         }
+    }
+
+    /// PATCH(opsconsole): called when the connection has nothing more to read. While a large
+    /// frame is pending, each window must have brought `min_rate * window` bytes; a peer that
+    /// sent less is closed (and counted). Judging only here (everything the peer sent has
+    /// been read) means a receiver that was slow to read never blames the peer for it.
+    fn check_pace(&mut self, cx: &mut Context<'_>) -> Result<(), CodecError> {
+        let budget = &self.options.recv_budget;
+        let limits = *budget.limits();
+        if limits.min_rate == 0 || !self.codec.large_frame_pending(limits.slow_frame) {
+            self.pace = None;
+            return Ok(());
+        }
+        let bytes_read = self.bytes_read;
+        let watch = self
+            .pace
+            .get_or_insert_with(|| PaceWatch::start(limits.window, bytes_read));
+        while watch.ends.as_mut().poll(cx).is_ready() {
+            if bytes_read.saturating_sub(watch.mark) < limits.bytes_per_window() {
+                budget.count_too_slow();
+                return Err(CodecError::Decode(
+                    "Peer sends a large frame too slowly (under the receive budget's rate)",
+                ));
+            }
+            *watch = PaceWatch::start(limits.window, bytes_read);
+        }
+        Ok(())
     }
 
     /// PATCH(opsconsole): the decoder, to install CURVE state after the handshake.
@@ -75,6 +125,7 @@ impl ZmqFramedRead {
         match Pin::new(&mut self.inner).poll_read(cx, &mut self.buffer[start..]) {
             Poll::Ready(Ok(bytes_read)) => {
                 self.buffer.truncate(start + bytes_read);
+                self.bytes_read += bytes_read as u64; // PATCH(opsconsole): see `check_pace`
                 if bytes_read >= read_size
                     && self.read_chunk_size < self.options.read_buffer_max_size
                 {
@@ -118,15 +169,26 @@ impl Stream for ZmqFramedRead {
         // Consume buffered data first; read from the socket only when the
         // current buffer cannot produce a full message.
         if let Some(item) = this.codec.decode(&mut this.buffer)? {
+            this.pace = None; // PATCH(opsconsole): a frame ended
             return Poll::Ready(Some(Ok(item)));
         }
 
         loop {
             let min_read_size = this.codec.bytes_needed(this.buffer.len());
-            let n = ready!(this.poll_read_into_buffer(cx, min_read_size))?;
+            // PATCH(opsconsole): nothing more to read: judge a large frame's pace.
+            let n = match this.poll_read_into_buffer(cx, min_read_size) {
+                Poll::Pending => {
+                    this.check_pace(cx)?;
+                    return Poll::Pending;
+                }
+                Poll::Ready(read) => read?,
+            };
             let ended = n == 0;
             match this.codec.decode(&mut this.buffer)? {
-                Some(item) => return Poll::Ready(Some(Ok(item))),
+                Some(item) => {
+                    this.pace = None; // PATCH(opsconsole): a frame ended
+                    return Poll::Ready(Some(Ok(item)));
+                }
                 None if ended => {
                     // Give the decoder one final chance at EOF; leftover bytes
                     // mean the stream ended with a truncated frame.

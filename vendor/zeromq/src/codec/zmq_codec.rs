@@ -46,6 +46,9 @@ pub struct ZmqCodec {
     pub(crate) curve_sender: Option<crate::curve::CurveSender>,
     pub(crate) curve_receiver: Option<crate::curve::CurveReceiver>,
     pub(crate) authenticated: bool,
+    // PATCH(opsconsole): the bytes of the message being received (frames so far and the
+    // declared length of the current one), reserved against the socket's receive budget.
+    recv: crate::recv_budget::Reservation,
 }
 
 impl ZmqCodec {
@@ -66,7 +69,14 @@ impl ZmqCodec {
             curve_sender: None,
             curve_receiver: None,
             authenticated: false,
+            recv: crate::recv_budget::Reservation::new(options.recv_budget.clone()),
         }
+    }
+
+    /// PATCH(opsconsole): whether the decoder is inside a frame that declared at least `min`
+    /// bytes and still waits for some (the receive budget watches such frames' pace).
+    pub(crate) fn large_frame_pending(&self, min: usize) -> bool {
+        matches!(self.state, DecoderState::Frame(_)) && self.waiting_for >= min
     }
 
     /// Returns the minimum additional bytes needed before decode can progress.
@@ -184,6 +194,16 @@ impl Decoder for ZmqCodec {
                             return Err(CodecError::Decode("Message has too many frames"));
                         }
                     }
+                    // PATCH(opsconsole): after authentication, the message so far and this
+                    // frame are reserved against the receive budgets before the reserve at the
+                    // top of the loop allocates them (see `recv_budget`).
+                    if self.authenticated
+                        && !self.recv.grow(self.buffered_len.saturating_add(frame_len))
+                    {
+                        return Err(CodecError::Decode(
+                            "Message exceeds the receive budget of this connection or socket",
+                        ));
+                    }
                     self.state = DecoderState::Frame(frame);
                     self.waiting_for = frame_len;
                 }
@@ -199,6 +219,7 @@ impl Decoder for ZmqCodec {
                             ));
                         };
                         if opened.command {
+                            self.recv.release(); // PATCH(opsconsole): complete
                             return Ok(Some(Message::Command(ZmqCommand::try_from(
                                 opened.payload.freeze(),
                             )?)));
@@ -215,6 +236,7 @@ impl Decoder for ZmqCodec {
                         (data, frame)
                     };
                     if frame.command {
+                        self.recv.release(); // PATCH(opsconsole): complete
                         return Ok(Some(Message::Command(ZmqCommand::try_from(data.freeze())?)));
                     }
 
@@ -226,6 +248,7 @@ impl Decoder for ZmqCodec {
                     }
 
                     if !frame.more {
+                        self.recv.release(); // PATCH(opsconsole): complete
                         self.buffered_len = 0; // PATCH(opsconsole): see FrameLen
                         // Quoth the Raven “Nevermore.”
                         return Ok(Some(Message::Message(
