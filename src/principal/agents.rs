@@ -237,6 +237,12 @@ impl Agents {
         self.agents.iter().position(|a| &a.link.info().id == id)
     }
 
+    /// Whether `id` is a remote agent (connected or not).
+    pub fn is_remote(&self, id: &AgentId) -> bool {
+        self.index(id)
+            .is_some_and(|i| self.agents[i].remote.is_some())
+    }
+
     /// Whether `id` is a connected remote agent (not lost, not let go).
     pub fn is_connected_remote(&self, id: &AgentId) -> bool {
         self.index(id).is_some_and(|i| {
