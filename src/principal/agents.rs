@@ -1483,8 +1483,9 @@ mod tests {
         );
         assert!(agents.placed_on(&r, &task(1)));
         assert!(
-            agents.reconcile(&r, &[]).is_empty() && agents.reconcile(&r, &[]).is_empty(),
-            "work to adopt is not reconciled"
+            agents.reconcile(&r, &[task(1)]).is_empty()
+                && agents.reconcile(&r, &[task(1)]).is_empty(),
+            "work to adopt (2) is not reconciled"
         );
         // s comes back as another process: what the old one held is not its own.
         let mut h = hello("s", 1, &[], vec![task(3)]);
