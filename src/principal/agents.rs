@@ -239,6 +239,12 @@ impl Agents {
         self.agents.iter().position(|a| &a.link.info().id == id)
     }
 
+    /// Whether `id` is a remote agent (connected or not).
+    pub fn is_remote(&self, id: &AgentId) -> bool {
+        self.index(id)
+            .is_some_and(|i| self.agents[i].remote.is_some())
+    }
+
     /// Whether `id` is a connected remote agent (not lost, not let go).
     pub fn is_connected_remote(&self, id: &AgentId) -> bool {
         self.index(id).is_some_and(|i| {
@@ -1492,8 +1498,9 @@ mod tests {
         );
         assert!(agents.placed_on(&r, &task(1)));
         assert!(
-            agents.reconcile(&r, &[]).is_empty() && agents.reconcile(&r, &[]).is_empty(),
-            "work to adopt is not reconciled"
+            agents.reconcile(&r, &[task(1)]).is_empty()
+                && agents.reconcile(&r, &[task(1)]).is_empty(),
+            "work to adopt (2) is not reconciled"
         );
         // s comes back as another process: what the old one held is not its own.
         let mut h = hello("s", 1, &[], vec![task(3)]);

@@ -129,11 +129,20 @@ impl Engine {
                     at: self.clock.now(),
                 }));
             }
-            self.gate.held.push(Held {
-                mark: UNSEALED,
-                job,
-                agent,
-            });
+            if self.agents.is_remote(&agent) {
+                self.gate.held.push(Held {
+                    mark: UNSEALED,
+                    job,
+                    agent,
+                });
+            } else {
+                // The in-process pool's processes die with the principal: there is nothing
+                // to adopt after a restart, so it starts at once. Its dispatch is still
+                // recorded before anything the attempt does reaches the file (events are
+                // stored in order), so an attempt the file shows no dispatch for left no
+                // trace: a restarted principal keeps it queued under its number.
+                self.agents.tell(job);
+            }
             run.tasks[r.task].on_agent = true;
             self.gate.ready.remove(i);
         }
@@ -146,14 +155,20 @@ impl Engine {
     /// wait for those events, and one commit is asked for all of them.
     pub(super) async fn seal_dispatches(&mut self) {
         let emitted = self.gate.emitted;
-        let mut waiting = false;
+        let (mut waiting, mut fresh) = (false, false);
         for h in &mut self.gate.held {
             if h.mark == UNSEALED {
                 h.mark = emitted;
+                fresh = true;
             }
             waiting |= h.mark > self.gate.durable;
         }
-        if waiting {
+        if fresh && waiting {
+            // Not behind a commit under way: the writer answers every flush that reached it
+            // during a commit with the next one, so commits stay back to back (never one per
+            // dispatch) and a dispatch waits for one commit, not one and a half.
+            self.flush_to(emitted);
+        } else if waiting {
             self.sync();
         }
         self.release_held().await;
@@ -217,7 +232,12 @@ impl Engine {
             return;
         }
         self.gate.syncing = true;
-        let mark = self.gate.emitted;
+        self.flush_to(self.gate.emitted);
+    }
+
+    /// Asks the store to commit the first `mark` emitted events; [`Internal::Durable`] says
+    /// when they are.
+    fn flush_to(&self, mark: u64) {
         let store = self.store_tx.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
