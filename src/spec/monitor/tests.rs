@@ -270,7 +270,7 @@ fn every_problem_is_reported_at_its_line_and_column() {
             1,
             "missing required key `name`",
         ),
-        (format!("{head}"), 1, 1, "missing required key `check`"),
+        (head.to_string(), 1, 1, "missing required key `check`"),
         (
             format!("kind: monitor\nname: \"a b\"\n{tcp}"),
             2,
