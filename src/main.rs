@@ -108,6 +108,19 @@ enum Cmd {
         /// Files or directories to check.
         paths: Vec<PathBuf>,
     },
+    /// Run one monitor's check now, without a principal, and print what it saw and each
+    /// condition with the value it read.
+    ///
+    /// NAME is a monitor in the workflows directory; FILE a file with one monitor. Exits 0
+    /// when every condition holds, 1 when one does not, 2 on a spec error.
+    Check {
+        /// A monitor's name, or a file with one monitor.
+        #[arg(value_name = "NAME|FILE")]
+        target: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a workflow now.
     ///
     /// Exits 0 when the run succeeded, 1 when it failed, 2 for invalid input (unknown workflow,
@@ -644,6 +657,7 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
             cli::validate::validate_loaded(&dirs).await
         }
         Cmd::Validate { paths } => cli::validate::validate(&paths, &dirs.workflows),
+        Cmd::Check { target, json } => cli::check::check(&target, &dirs.workflows, json).await,
         Cmd::Run {
             name,
             params,

@@ -1,6 +1,7 @@
 //! Command-line faces: each subcommand of `opsconsole` lives in its own module.
 
 pub mod agent;
+pub mod check;
 pub mod control;
 pub mod history;
 pub mod keys;

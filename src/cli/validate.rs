@@ -38,21 +38,36 @@ fn failure_report(diagnostics: &[Diagnostic]) -> String {
     out.join("\n\n")
 }
 
-/// `ok: N workflow(s) in M file(s)` (with `, K supervisor(s)` when there are any) and one
-/// line per workflow and per root supervisor.
+/// `ok: N workflow(s) in M file(s)` (with `, K supervisor(s)` and `, J monitor(s)` when
+/// there are any) and one line per workflow, per root supervisor and per monitor (at most
+/// [`MONITORS_LISTED`] of them: a fleet may hold a million).
 fn success_report(catalog: &Catalog) -> String {
+    let mut monitor_files: BTreeSet<&Path> = BTreeSet::new();
+    let mut last: Option<&Path> = None;
+    for m in catalog.monitors.iter() {
+        // Monitors come file by file: only a change of file is looked up.
+        if last != Some(m.file()) {
+            monitor_files.insert(m.file());
+            last = Some(m.file());
+        }
+    }
     let files: BTreeSet<&Path> = catalog
         .workflows
         .values()
         .map(|w| w.file.as_path())
         .chain(catalog.supervisors.values().map(|s| s.file.as_path()))
+        .chain(monitor_files)
         .collect();
     let supervisors = match catalog.supervisors.len() {
         0 => String::new(),
         n => format!(", {n} supervisor(s)"),
     };
+    let monitors = match catalog.monitors.len() {
+        0 => String::new(),
+        n => format!(", {n} monitor(s)"),
+    };
     let mut out = format!(
-        "ok: {} workflow(s){supervisors} in {} file(s)\n",
+        "ok: {} workflow(s){supervisors}{monitors} in {} file(s)\n",
         catalog.workflows.len(),
         files.len()
     );
@@ -83,8 +98,26 @@ fn success_report(catalog: &Catalog) -> String {
             services(sup)
         ));
     }
+    for m in catalog.monitors.iter().take(MONITORS_LISTED) {
+        out.push_str(&format!(
+            "  {:<width$}  {} (monitor, {} every {:?})\n",
+            m.name(),
+            m.file().display(),
+            m.kind(),
+            m.every()
+        ));
+    }
+    if catalog.monitors.len() > MONITORS_LISTED {
+        out.push_str(&format!(
+            "  ... and {} more monitor(s)\n",
+            catalog.monitors.len() - MONITORS_LISTED
+        ));
+    }
     out
 }
+
+/// Monitors listed one per line by a successful `validate`.
+const MONITORS_LISTED: usize = 50;
 
 /// How many services the tree of `sup` holds.
 fn services(sup: &spec::SupervisorSpec) -> usize {

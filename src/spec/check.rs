@@ -26,7 +26,7 @@ use super::types::{
 };
 use super::yaml_error;
 
-/// Kinds a document may declare; only `workflow` is loaded so far.
+/// Kinds a document may declare.
 const KINDS: [&str; 3] = ["workflow", "monitor", "supervisor"];
 
 const OVERLAPS: [(&str, Overlap); 4] = [
@@ -51,11 +51,7 @@ const SUGGEST_BUDGET: usize = 1_000_000;
 /// What is wrong with `kind`, if anything.
 pub fn kind_problem(kind: &str) -> Option<String> {
     match kind {
-        "workflow" | "supervisor" => None,
-        "monitor" => Some(format!(
-            "kind `{kind}` is not supported yet: only `kind: workflow` and `kind: supervisor` \
-             documents can be loaded"
-        )),
+        "workflow" | "supervisor" | "monitor" => None,
         other => Some(format!(
             "unknown kind `{other}`{} (expected {})",
             did_you_mean(other, KINDS),
@@ -278,7 +274,7 @@ impl Checker<'_> {
         None
     }
 
-    fn schedule(
+    pub(super) fn schedule(
         &mut self,
         expr: Option<&Spanned<String>>,
         timezone: Option<&Spanned<String>>,

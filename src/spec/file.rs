@@ -26,13 +26,18 @@ pub fn file_diag(file: &Path, message: impl Into<String>) -> Diagnostic {
 }
 
 pub fn too_large(file: &Path, bytes: u64) -> Diagnostic {
+    too_large_for(file, bytes, MAX_FILE_BYTES as u64)
+}
+
+/// A file of `bytes` over the limit `max`.
+fn too_large_for(file: &Path, bytes: u64, max: u64) -> Diagnostic {
     let mib = |b: f64| b / (1024.0 * 1024.0);
     file_diag(
         file,
         format!(
             "file is {:.1} MiB, larger than the {} MiB limit for a workflow file: split it up",
             mib(bytes as f64),
-            MAX_FILE_BYTES / (1024 * 1024)
+            max / (1024 * 1024)
         ),
     )
 }
@@ -74,18 +79,23 @@ fn not_regular(path: &Path, what: &str, via_link: bool) -> Diagnostic {
 }
 
 /// Checks `meta` (of `path`, or of the file opened at `path`) is a regular file under the cap.
-fn check_meta(path: &Path, meta: &Metadata, via_link: bool) -> Result<(), Diagnostic> {
+fn check_meta(path: &Path, meta: &Metadata, via_link: bool, max: u64) -> Result<(), Diagnostic> {
     if let Some(what) = odd_kind(&meta.file_type()) {
         return Err(not_regular(path, what, via_link));
     }
-    if meta.len() > MAX_FILE_BYTES as u64 {
-        return Err(too_large(path, meta.len()));
+    if meta.len() > max {
+        return Err(too_large_for(path, meta.len(), max));
     }
     Ok(())
 }
 
 /// The bytes of the workflow file at `path`, or why it is not read.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+    read_bytes_max(path, MAX_FILE_BYTES as u64)
+}
+
+/// [`read_bytes`] with another size limit (a monitor's CSV file of targets).
+pub fn read_bytes_max(path: &Path, max: u64) -> Result<Vec<u8>, Diagnostic> {
     let cannot =
         |e: std::io::Error| file_diag(path, format!("cannot read {}: {e}", path.display()));
     let link = std::fs::symlink_metadata(path).map_err(cannot)?;
@@ -107,7 +117,7 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, Diagnostic> {
         }
         Err(e) => return Err(cannot(e)),
     };
-    check_meta(path, &meta, via_link)?;
+    check_meta(path, &meta, via_link, max)?;
     // The path may have been swapped for something else since it was looked at: open without
     // blocking and check again what was actually opened.
     let file: File = OpenOptions::new()
@@ -116,13 +126,13 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, Diagnostic> {
         .open(path)
         .map_err(cannot)?;
     let meta = file.metadata().map_err(cannot)?;
-    check_meta(path, &meta, via_link)?;
-    let cap = MAX_FILE_BYTES as u64 + 1;
+    check_meta(path, &meta, via_link, max)?;
+    let cap = max + 1;
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.take(cap).read_to_end(&mut bytes).map_err(cannot)?;
-    if bytes.len() > MAX_FILE_BYTES {
+    if bytes.len() as u64 > max {
         // It grew after the check; report what was seen, not the whole of it.
-        return Err(too_large(path, bytes.len() as u64));
+        return Err(too_large_for(path, bytes.len() as u64, max));
     }
     Ok(bytes)
 }

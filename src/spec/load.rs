@@ -9,6 +9,8 @@ use serde_saphyr::budget::BudgetBreach;
 use serde_saphyr::{DuplicateKeyPolicy, Error, Location, Spanned};
 
 use super::file::{file_diag, read_text, too_large};
+use super::monitor::MonitorDoc;
+use super::monitor::raw::RawDoc;
 use super::raw::{KindProbe, RawWorkflow};
 use super::source::Source;
 use super::supervisor::raw::RawSupervisor;
@@ -61,8 +63,13 @@ pub fn load_paths(paths: &[PathBuf]) -> (Catalog, Vec<Diagnostic>) {
 pub fn parse_str(file: &Path, text: &str) -> Result<WorkflowSpec, Vec<Diagnostic>> {
     match parse_document(file, text)? {
         Parsed::Workflow(spec, _) => Ok(spec),
-        Parsed::Supervisor(_) => {
-            let message = "this is a `kind: supervisor` document, where a workflow is expected";
+        other => {
+            let kind = match other {
+                Parsed::Monitor(_) => "monitor",
+                _ => "supervisor",
+            };
+            let message =
+                format!("this is a `kind: {kind}` document, where a workflow is expected");
             let src = Source::new(file, strip_bom(text));
             let (line, col) = kind_position(&src, text);
             Err(vec![src.diag(line, col, message)])
@@ -75,6 +82,7 @@ pub fn parse_any(file: &Path, text: &str) -> Result<Document, Vec<Diagnostic>> {
     Ok(match parse_document(file, text)? {
         Parsed::Workflow(spec, _) => Document::Workflow(spec),
         Parsed::Supervisor(draft) => Document::Supervisor(draft),
+        Parsed::Monitor(doc) => Document::Monitor(doc),
     })
 }
 
@@ -96,6 +104,8 @@ enum Parsed {
     Workflow(WorkflowSpec, Location),
     /// A supervisor, its uses by name unresolved.
     Supervisor(SupervisorDraft),
+    /// Monitors, the names they use unresolved.
+    Monitor(MonitorDoc),
 }
 
 /// A document read from its file and checked on its own, not yet added to the catalog.
@@ -113,6 +123,8 @@ struct Loader {
     seen: HashSet<PathBuf>,
     /// Supervisor documents by name, resolved together by [`Loader::finish`].
     supervisors: Vec<SupervisorDraft>,
+    /// Monitor documents in load order, indexed together by [`Loader::finish`].
+    monitors: Vec<MonitorDoc>,
     /// The files that defined each name before this load (empty on a first load).
     owners: Owners,
     /// Files that could not be read or had problems.
@@ -128,6 +140,13 @@ impl Loader {
     fn finish(mut self) -> (Catalog, Vec<Diagnostic>) {
         let (supervisors, mut problems) = super::supervisor::resolve::resolve(self.supervisors);
         self.catalog.supervisors = supervisors;
+        self.diags.append(&mut problems);
+        let names = super::monitor::Names {
+            workflows: &self.catalog.workflows,
+            supervisors: &self.catalog.supervisors,
+        };
+        let (monitors, mut problems) = super::monitor::build(self.monitors, &names);
+        self.catalog.monitors = Arc::new(monitors);
         self.diags.append(&mut problems);
         (self.catalog, self.diags)
     }
@@ -198,18 +217,17 @@ impl Loader {
                 return None;
             }
         };
-        match parse_document(path, &text) {
-            Ok(parsed) => Some(ReadDoc {
-                path: path.to_path_buf(),
-                text,
-                parsed,
-            }),
-            Err(mut d) => {
-                self.broken.insert(path.to_path_buf());
-                self.diags.append(&mut d);
-                None
-            }
+        // A monitor document may load in part: a fleet without its bad target rows.
+        let (parsed, mut problems) = parse_partial(path, &text);
+        if !problems.is_empty() {
+            self.broken.insert(path.to_path_buf());
+            self.diags.append(&mut problems);
         }
+        parsed.map(|parsed| ReadDoc {
+            path: path.to_path_buf(),
+            text,
+            parsed,
+        })
     }
 
     /// Adds documents: first those whose file already defined their name (it keeps it), then
@@ -231,6 +249,7 @@ impl Loader {
             match doc.parsed {
                 Parsed::Workflow(spec, name_at) => self.add(spec, &doc.text, name_at),
                 Parsed::Supervisor(draft) => self.add_supervisor(draft),
+                Parsed::Monitor(monitors) => self.monitors.push(monitors),
             }
         }
     }
@@ -240,6 +259,7 @@ impl Loader {
         let owner = match &doc.parsed {
             Parsed::Workflow(spec, _) => self.owners.workflows.get(&spec.name),
             Parsed::Supervisor(draft) => self.owners.supervisors.get(draft.name()),
+            Parsed::Monitor(_) => None,
         };
         owner == Some(&doc.path)
     }
@@ -288,6 +308,29 @@ fn strip_bom(text: &str) -> &str {
     text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
+/// [`parse_document`], keeping what loads of a monitor document with problems.
+fn parse_partial(file: &Path, text: &str) -> (Option<Parsed>, Vec<Diagnostic>) {
+    if text.len() <= MAX_FILE_BYTES && is_kind(strip_bom(text), "monitor") {
+        let (doc, problems) = parse_monitor(file, text);
+        return (doc.map(Parsed::Monitor), problems);
+    }
+    match parse_document(file, text) {
+        Ok(parsed) => (Some(parsed), Vec::new()),
+        Err(problems) => (None, problems),
+    }
+}
+
+/// Reads and checks a `kind: monitor` document: what loads, and every problem.
+fn parse_monitor(file: &Path, text: &str) -> (Option<MonitorDoc>, Vec<Diagnostic>) {
+    let text = strip_bom(text);
+    let src = Source::new(file, text);
+    let options = yaml_error::options(DuplicateKeyPolicy::PassThrough);
+    match serde_saphyr::from_str_with_options::<Spanned<RawDoc>>(text, options) {
+        Ok(doc) => super::monitor::check::check(&src, doc),
+        Err(err) => (None, vec![yaml_problem::<RawDoc>(&src, text, &err)]),
+    }
+}
+
 /// Parses and checks one document, of the kind its `kind:` names.
 fn parse_document(file: &Path, text: &str) -> Result<Parsed, Vec<Diagnostic>> {
     if text.len() > MAX_FILE_BYTES {
@@ -299,7 +342,13 @@ fn parse_document(file: &Path, text: &str) -> Result<Parsed, Vec<Diagnostic>> {
     if is_blank(text) {
         return Err(vec![src.diag(1, 1, EMPTY_FILE)]);
     }
-    if is_supervisor(text) {
+    if is_kind(text, "monitor") {
+        return match parse_monitor(file, text) {
+            (Some(doc), problems) if problems.is_empty() => Ok(Parsed::Monitor(doc)),
+            (_, problems) => Err(problems),
+        };
+    }
+    if is_kind(text, "supervisor") {
         return match serde_saphyr::from_str_with_options::<Spanned<RawSupervisor>>(text, options) {
             Ok(doc) => super::supervisor::check::check(&src, doc).map(Parsed::Supervisor),
             Err(err) => {
@@ -322,13 +371,13 @@ fn parse_document(file: &Path, text: &str) -> Result<Parsed, Vec<Diagnostic>> {
     }
 }
 
-/// True when the document says `kind: supervisor` (a document that does not parse far
-/// enough to tell is read as a workflow, which reports why).
-fn is_supervisor(text: &str) -> bool {
+/// True when the document says `kind: KIND` (a document that does not parse far enough to
+/// tell is read as a workflow, which reports why).
+fn is_kind(text: &str, kind: &str) -> bool {
     let options = yaml_error::options(DuplicateKeyPolicy::PassThrough);
     matches!(
         serde_saphyr::from_str_with_options::<KindProbe>(text, options),
-        Ok(KindProbe { kind: Some(kind) }) if kind.value == "supervisor"
+        Ok(KindProbe { kind: Some(k) }) if k.value == kind
     )
 }
 

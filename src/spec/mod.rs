@@ -9,6 +9,7 @@ mod duration;
 mod file;
 pub mod limits;
 mod load;
+mod monitor;
 mod raw;
 pub mod size;
 mod source;
@@ -23,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crate::protocol::Diagnostic;
+pub use monitor::{MaintenanceWindow, MonitorDoc, MonitorId, MonitorSet, MonitorView, Thresholds};
+pub use suggest::did_you_mean;
 pub use supervisor::SupervisorDraft;
 pub use supervisor::types::*;
 pub use template::{RenderContext, Template, TemplateError};
@@ -39,6 +42,8 @@ pub struct Catalog {
     /// Every `kind: supervisor` document keyed by its unique name (a name may also be a
     /// workflow's), nested ones included: see [`Catalog::supervisor_roots`].
     pub supervisors: BTreeMap<String, Arc<SupervisorSpec>>,
+    /// Every monitor (`kind: monitor` documents, fleets expanded on access).
+    pub monitors: Arc<MonitorSet>,
 }
 
 impl Catalog {
@@ -89,6 +94,9 @@ pub enum Document {
     /// A `kind: supervisor` document; its uses of other supervisor documents by name are
     /// checked only when the whole directory is loaded.
     Supervisor(SupervisorDraft),
+    /// A `kind: monitor` document (one monitor, a list, or a fleet); the monitors it names
+    /// are looked up only when the whole directory is loaded.
+    Monitor(MonitorDoc),
 }
 
 impl Document {
@@ -97,6 +105,7 @@ impl Document {
         match self {
             Document::Workflow(w) => &w.name,
             Document::Supervisor(s) => s.name(),
+            Document::Monitor(m) => m.name(),
         }
     }
 }

@@ -612,9 +612,9 @@ fn large_files_load_or_are_rejected_with_the_limit() {
 }
 
 #[test]
-fn other_kinds_are_not_supported_yet() {
-    let d = problem("kind: monitor\nname: api\nevery: 30s\ncheck: { http: { url: x } }\n");
-    assert_at(&d, 1, 7, &["kind `monitor` is not supported yet"]);
+fn other_kinds_are_not_workflows() {
+    let d = problem("kind: monitor\nname: api\nevery: 30s\ncheck: { push: {} }\n");
+    assert_at(&d, 1, 7, &["this is a `kind: monitor` document"]);
     // A supervisor is read as one (see supervisor/tests.rs), so its problems are its own.
     let d = problems("kind: supervisor\nname: web\ntasks:\n  a: { run: x }\n");
     assert_at(&d[0], 1, 1, &["missing required key `children`"]);

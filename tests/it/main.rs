@@ -21,6 +21,7 @@ mod executor;
 mod fair_share;
 mod foreign_client;
 mod long_lines;
+mod monitors;
 mod principal_api;
 mod processes;
 mod restart;

@@ -149,14 +149,9 @@ fn empty_file() {
 }
 
 #[test]
-fn other_kind() {
-    assert_fails_at(
-        "monitor.yaml",
-        1,
-        7,
-        "kind `monitor` is not supported yet",
-        1,
-    );
+fn monitor_with_a_timeout_in_its_check() {
+    // `timeout` is the monitor's, beside `every`, not the check kind's.
+    assert_fails_at("monitor.yaml", 4, 55, "unknown key `timeout`", 1);
 }
 
 #[test]

@@ -170,6 +170,7 @@ impl Engine {
         let (kind, name) = match &document {
             crate::spec::Document::Workflow(w) => ("workflow", w.name.clone()),
             crate::spec::Document::Supervisor(s) => ("supervisor", s.name().to_string()),
+            crate::spec::Document::Monitor(m) => ("monitor", m.name().to_string()),
         };
         let elsewhere = match &document {
             crate::spec::Document::Workflow(_) => self
@@ -182,6 +183,12 @@ impl Engine {
                 .supervisors
                 .get(&name)
                 .map(|other| file_name(&other.file))
+                .filter(|f| f != file),
+            crate::spec::Document::Monitor(_) => self
+                .catalog
+                .monitors
+                .get(&name)
+                .map(|other| file_name(other.file()))
                 .filter(|f| f != file),
         };
         if let Some(other_file) = elsewhere {
