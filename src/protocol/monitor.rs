@@ -248,6 +248,106 @@ pub struct MonitorSummary {
     pub incident: Option<IncidentId>,
 }
 
+// ---- The health machine and the store: ids, verdicts, stored rows ----------------------
+
+/// A monitor's interned number: the index of its row in the health machine's arrays and its
+/// key in the store (names are kept once, in `monitor_names`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MonitorId(pub u32);
+
+impl fmt::Display for MonitorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "monitor {}", self.0)
+    }
+}
+
+/// How one check result (or one round across locations) was judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every condition holds.
+    Ok,
+    /// The conditions hold, a `degraded_when` condition does not.
+    Degraded,
+    /// A condition failed, or the probe could not complete.
+    Failed,
+}
+
+impl Verdict {
+    /// The code the store keeps (one byte).
+    pub fn code(self) -> u8 {
+        match self {
+            Verdict::Ok => 0,
+            Verdict::Degraded => 1,
+            Verdict::Failed => 2,
+        }
+    }
+
+    /// The verdict of a stored code; `None` for a code this build does not know.
+    pub fn from_code(code: u8) -> Option<Verdict> {
+        match code {
+            0 => Some(Verdict::Ok),
+            1 => Some(Verdict::Degraded),
+            2 => Some(Verdict::Failed),
+            _ => None,
+        }
+    }
+
+    /// The verdict's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Degraded => "degraded",
+            Verdict::Failed => "failed",
+        }
+    }
+}
+
+/// One raw check result as the store keeps it (at most 16 bytes on disk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResult {
+    /// When the check began (millisecond precision in the store).
+    pub at: DateTime<Utc>,
+    /// `[RESPONSE_TIME]` in milliseconds.
+    pub response_ms: u32,
+    /// How it was judged.
+    pub verdict: Verdict,
+}
+
+/// A monitor's health as the store keeps it for recovery and faces show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorStatus {
+    /// The state shown: paused, maintenance or blocked over the health beneath.
+    pub state: MonitorState,
+    /// The health beneath (unknown, healthy, degraded or unhealthy).
+    pub health: MonitorState,
+    /// Changing state too often: interventions are held.
+    pub flapping: bool,
+    /// Paused by an operator.
+    pub paused: bool,
+    /// Since when `state` holds (second precision).
+    pub since: DateTime<Utc>,
+}
+
+/// One minute of one monitor's results, summed up for long-range history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultRollup {
+    /// The minute's start.
+    pub minute: DateTime<Utc>,
+    /// Results in the minute.
+    pub count: u32,
+    /// Of which failed.
+    pub failures: u32,
+    /// Fastest response, ms.
+    pub min_ms: u32,
+    /// Mean response, ms.
+    pub avg_ms: u32,
+    /// 95th percentile response, ms.
+    pub p95_ms: u32,
+    /// Slowest response, ms.
+    pub max_ms: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! DuckDB history: one writer thread owns the connection and appends batches of events;
 //! reads for the CLI open the file separately (see [`query`]).
 
+pub mod monitor;
 pub mod query;
 mod schema;
 mod writer;
@@ -74,6 +75,8 @@ pub enum StoreError {
 
 enum WriterMsg {
     Event(Event),
+    /// Monitor names, results, states, incidents; retention and housekeeping.
+    Monitor(monitor::MonitorWrite),
     Flush(oneshot::Sender<Result<(), String>>),
     /// Write what came before, checkpoint and stop (other senders may still exist).
     Close,
@@ -91,6 +94,15 @@ impl StoreSender {
     pub async fn send(&self, event: Event) -> Result<(), StoreError> {
         self.tx
             .send(WriterMsg::Event(event))
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Queues something about monitors for writing (results in batches); waits only when
+    /// the writer is far behind. A flush covers it as it covers events.
+    pub async fn send_monitor(&self, write: monitor::MonitorWrite) -> Result<(), StoreError> {
+        self.tx
+            .send(WriterMsg::Monitor(write))
             .await
             .map_err(|_| StoreError::Closed)
     }

@@ -75,6 +75,11 @@ impl Reader {
         Self { conn }
     }
 
+    /// The connection, for the read-side queries of other store modules.
+    pub(super) fn connection(&self) -> &duckdb::Connection {
+        &self.conn
+    }
+
     /// Opens the history in `data_dir` for reading.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = db_path(data_dir);

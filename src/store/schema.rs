@@ -5,7 +5,7 @@ use duckdb::Connection;
 use super::StoreError;
 
 /// Schema version this build writes.
-pub const CURRENT_VERSION: i32 = 8;
+pub const CURRENT_VERSION: i32 = 9;
 
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -154,6 +154,63 @@ const MIGRATIONS: &[&str] = &[
         event_seq BIGINT
     );
     "#,
+    // 8 -> 9: monitors. Names are interned once (`monitor_id` is the health machine's index);
+    // raw results are four narrow columns (at most 16 bytes a result on disk, measured by
+    // `store::monitor::tests`), rolled up per minute and deleted past their retention;
+    // states, incidents and attempts are insert-only rows, the latest by `event_seq` wins.
+    r#"
+    CREATE TABLE monitor_names (
+        monitor_id UINTEGER NOT NULL,
+        name       VARCHAR NOT NULL
+    );
+    CREATE TABLE monitor_results (
+        monitor_id  UINTEGER NOT NULL,
+        at_ms       BIGINT NOT NULL,      -- Unix time, ms
+        response_ms UINTEGER NOT NULL,
+        verdict     UTINYINT NOT NULL     -- 0 ok, 1 degraded, 2 failed
+    );
+    CREATE TABLE monitor_rollups (
+        monitor_id UINTEGER NOT NULL,
+        minute_ms  BIGINT NOT NULL,
+        count      UINTEGER NOT NULL,
+        failures   UINTEGER NOT NULL,
+        min_ms     UINTEGER NOT NULL,
+        avg_ms     UINTEGER NOT NULL,
+        p95_ms     UINTEGER NOT NULL,
+        max_ms     UINTEGER NOT NULL
+    );
+    CREATE TABLE monitor_states (
+        monitor_id      UINTEGER NOT NULL,
+        state           VARCHAR NOT NULL,
+        health          VARCHAR NOT NULL,
+        flapping        BOOLEAN NOT NULL,
+        paused          BOOLEAN NOT NULL,
+        since           TIMESTAMP NOT NULL,
+        cause_condition VARCHAR,
+        cause_seen      VARCHAR,
+        event_seq       BIGINT
+    );
+    CREATE TABLE incidents (
+        incident_id     BIGINT NOT NULL,
+        monitor_id      UINTEGER NOT NULL,
+        kind            VARCHAR NOT NULL,  -- opened | closed
+        ts              TIMESTAMP NOT NULL,
+        cause_condition VARCHAR,
+        cause_seen      VARCHAR,
+        event_seq       BIGINT
+    );
+    CREATE TABLE incident_attempts (
+        incident_id BIGINT,
+        monitor_id  UINTEGER NOT NULL,
+        no          UINTEGER NOT NULL,
+        trigger     VARCHAR NOT NULL,
+        action      VARCHAR NOT NULL,
+        outcome     VARCHAR NOT NULL,
+        detail      VARCHAR,
+        ts          TIMESTAMP NOT NULL,
+        event_seq   BIGINT
+    );
+    "#,
 ];
 
 /// The next unused event sequence number in the file.
@@ -170,6 +227,9 @@ pub fn next_event_seq(conn: &Connection) -> duckdb::Result<u64> {
              SELECT max(event_seq) FROM service_logs UNION ALL
              SELECT max(event_seq) FROM dispatches UNION ALL
              SELECT max(event_seq) FROM actions UNION ALL
+             SELECT max(event_seq) FROM monitor_states UNION ALL
+             SELECT max(event_seq) FROM incidents UNION ALL
+             SELECT max(event_seq) FROM incident_attempts UNION ALL
              SELECT max(event_seq) FROM logs)",
         [],
         |r| r.get(0),
@@ -195,6 +255,9 @@ pub fn stored_event_seqs(
              SELECT event_seq FROM service_logs UNION ALL
              SELECT event_seq FROM dispatches UNION ALL
              SELECT event_seq FROM actions UNION ALL
+             SELECT event_seq FROM monitor_states UNION ALL
+             SELECT event_seq FROM incidents UNION ALL
+             SELECT event_seq FROM incident_attempts UNION ALL
              SELECT event_seq FROM logs)
          WHERE event_seq BETWEEN ? AND ?",
     )?;

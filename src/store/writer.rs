@@ -15,6 +15,7 @@ use duckdb::types::{TimeUnit, Value};
 use duckdb::{Appender, Connection, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::monitor::{HOUSEKEEP_EVERY, Housekeeping, MonitorWrite};
 use super::{SharedReader, WriterMsg, connect};
 use crate::protocol::{Event, Outcome, output_cost};
 
@@ -42,7 +43,13 @@ const CLOSE_PATIENCE: Duration = Duration::from_secs(10);
 /// An event waiting to be written, with its place in the file's sequence.
 struct Pending {
     seq: u64,
-    event: Event,
+    event: Item,
+}
+
+/// What is waiting to be written: an event, or something about monitors.
+enum Item {
+    Event(Event),
+    Monitor(MonitorWrite),
 }
 
 /// The writer's state between commits.
@@ -67,6 +74,12 @@ pub(super) struct Writer {
     since_checkpoint: usize,
     /// The fault test's FATAL error has been injected (see [`inject_fatal`]).
     fatal_injected: bool,
+    /// Rollups and retention of monitor results.
+    housekeeping: Housekeeping,
+    /// A housekeeping step is asked for, at this time.
+    housekeep_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the last housekeeping step ran.
+    last_housekeep: Instant,
 }
 
 /// Why a writing session on one connection ended.
@@ -98,6 +111,9 @@ impl Writer {
             after_failure: false,
             since_checkpoint: 0,
             fatal_injected: false,
+            housekeeping: Housekeeping::default(),
+            housekeep_at: None,
+            last_housekeep: Instant::now(),
         }
     }
 
@@ -168,6 +184,7 @@ impl Writer {
                 }
             }
             self.gather(rx);
+            self.housekeep(conn);
             match self.write_pending(conn, &mut appenders) {
                 Ok(()) => {
                     pause = RETRY_FIRST;
@@ -202,6 +219,38 @@ impl Writer {
                     pause = (pause * 2).min(RETRY_MAX);
                 }
             }
+        }
+    }
+
+    /// A bounded housekeeping step of monitor results when one is asked for or due (every
+    /// [`HOUSEKEEP_EVERY`] while anything is written, sooner while it is behind). A failure is
+    /// logged and tried again at the next step: housekeeping never holds events back.
+    fn housekeep(&mut self, conn: &Connection) {
+        if self.housekeep_at.is_none() && self.last_housekeep.elapsed() >= HOUSEKEEP_EVERY {
+            self.housekeep_at = Some(chrono::Utc::now());
+        }
+        let Some(now) = self.housekeep_at.take() else {
+            return;
+        };
+        self.last_housekeep = Instant::now();
+        match self.housekeeping.step(conn, now) {
+            Ok(report) => {
+                if report.rolled + report.deleted > 0 {
+                    tracing::debug!(
+                        "history store: {} rollup row(s) written, {} raw result(s) deleted",
+                        report.rolled,
+                        report.deleted
+                    );
+                }
+                if report.behind {
+                    // Come back soon, not at once: events go first.
+                    let soon = HOUSEKEEP_EVERY.saturating_sub(Duration::from_secs(1));
+                    if let Some(earlier) = self.last_housekeep.checked_sub(soon) {
+                        self.last_housekeep = earlier;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("history store housekeeping postponed: {e}"),
         }
     }
 
@@ -268,15 +317,31 @@ impl Writer {
     }
 
     fn take(&mut self, msg: WriterMsg) {
-        match msg {
-            WriterMsg::Event(event) => {
-                self.held_bytes += approx_bytes(&event);
-                self.pending.push_back(Pending {
-                    seq: self.next_seq,
-                    event,
-                });
-                self.next_seq += 1;
+        let item = match msg {
+            WriterMsg::Event(event) => Item::Event(event),
+            WriterMsg::Monitor(MonitorWrite::Retention(keep)) => {
+                self.housekeeping.retention = Some(keep);
+                return;
             }
+            WriterMsg::Monitor(MonitorWrite::Housekeep { now }) => {
+                self.housekeep_at = Some(now);
+                return;
+            }
+            WriterMsg::Monitor(w) => Item::Monitor(w),
+            other => return self.take_control(other),
+        };
+        self.held_bytes += approx_bytes(&item);
+        self.pending.push_back(Pending {
+            seq: self.next_seq,
+            event: item,
+        });
+        self.next_seq += 1;
+    }
+
+    /// A flush or a close.
+    fn take_control(&mut self, msg: WriterMsg) {
+        match msg {
+            WriterMsg::Event(_) | WriterMsg::Monitor(_) => {}
             WriterMsg::Flush(ack) => {
                 let upto = self.next_seq - 1;
                 if self.pending.front().is_none_or(|p| p.seq > upto) {
@@ -377,8 +442,8 @@ impl Writer {
     fn done_with(&mut self, p: &Pending) {
         self.held_bytes = self.held_bytes.saturating_sub(approx_bytes(&p.event));
         match &p.event {
-            Event::Logs(b) => b.charge.release(),
-            Event::ServiceLogs(b) => b.charge.release(),
+            Item::Event(Event::Logs(b)) => b.charge.release(),
+            Item::Event(Event::ServiceLogs(b)) => b.charge.release(),
             _ => {}
         }
     }
@@ -408,11 +473,12 @@ fn inject_fatal(conn: &Connection) {
 }
 
 /// What an event costs in memory while it is held, roughly.
-fn approx_bytes(event: &Event) -> usize {
-    match event {
-        Event::Logs(b) => output_cost(&b.lines) + 128,
-        Event::ServiceLogs(b) => output_cost(&b.lines) + 128,
-        _ => 256,
+fn approx_bytes(item: &Item) -> usize {
+    match item {
+        Item::Event(Event::Logs(b)) => output_cost(&b.lines) + 128,
+        Item::Event(Event::ServiceLogs(b)) => output_cost(&b.lines) + 128,
+        Item::Event(_) => 256,
+        Item::Monitor(w) => w.approx_bytes(),
     }
 }
 
@@ -453,6 +519,7 @@ struct Appenders<'c> {
     service_logs: Option<Appender<'c>>,
     dispatches: Option<Appender<'c>>,
     actions: Option<Appender<'c>>,
+    monitor: super::monitor::Appenders<'c>,
 }
 
 fn appender<'c, 'a>(
@@ -489,7 +556,14 @@ fn append_all<'c>(
 ) -> duckdb::Result<()> {
     for p in batch {
         let seq = p.seq as i64;
-        match &p.event {
+        let event = match &p.event {
+            Item::Event(event) => event,
+            Item::Monitor(w) => {
+                a.monitor.append(conn, w, seq)?;
+                continue;
+            }
+        };
+        match event {
             Event::RunCreated {
                 run_id,
                 workflow,
@@ -687,5 +761,6 @@ fn append_all<'c>(
     {
         app.flush()?;
     }
+    a.monitor.flush()?;
     Ok(())
 }
