@@ -4,6 +4,7 @@ pub mod agent;
 pub mod control;
 pub mod history;
 pub mod keys;
+pub mod monitors;
 pub mod principal;
 pub mod run;
 pub mod svc;

@@ -20,6 +20,7 @@ use crate::store::{Recovered, SharedReader, Store, StoreSender, UnfinishedRun};
 
 mod detail;
 mod dispatch;
+mod monitors;
 mod remote;
 mod requests;
 mod services;
@@ -207,6 +208,8 @@ pub(super) struct Engine {
     /// The scheduler wake-up the armed [`Timer::Schedule`] is for, and its generation.
     schedule_armed: Option<DateTime<Utc>>,
     schedule_generation: u64,
+    /// The monitors' board and actor (idle until one runs).
+    monitors: crate::protocol::board::MonitorLink,
 }
 
 impl Engine {
@@ -252,6 +255,7 @@ impl Engine {
             timers: Deadlines::default(),
             schedule_armed: None,
             schedule_generation: 0,
+            monitors: crate::protocol::board::MonitorLink::idle(),
             // A one-off principal leaves them alone: the next real principal resumes them.
             unfinished: if config.one_off {
                 Vec::new()

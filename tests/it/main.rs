@@ -18,6 +18,7 @@ mod engine;
 mod executor;
 mod foreign_client;
 mod long_lines;
+mod monitor_faces;
 mod principal_api;
 mod processes;
 mod schedule;
