@@ -150,7 +150,7 @@ fn the_incidents_view_lists_open_first_then_recent() {
     let (mut app, b) = on_monitors(200);
     let effects = app.on_key(key('i'));
     serve(&mut app, &b, effects);
-    let s = screen(&mut app, 140, 20);
+    let s = screen(&mut app, 140, 24);
     assert!(s.contains("Incidents — 4 open, 4 recent"), "{s}");
     let first_closed = s.find("closed").expect("closed listed");
     assert!(s.rfind(" open ").is_some_and(|o| o < first_closed), "{s}");

@@ -547,7 +547,7 @@ fn draw_list(frame: &mut Frame, area: Rect, app: &App, w: &MonitorPage, title: S
     let widths = [
         Constraint::Length(name_w + 2),
         Constraint::Length(5),
-        Constraint::Length(13),
+        Constraint::Length(15),
         Constraint::Length(9),
         Constraint::Length(8),
         Constraint::Length(7),
@@ -767,7 +767,7 @@ fn incident_lines(app: &App, i: &Incident, t: &Theme) -> Vec<Line<'static>> {
         };
         out.push(Line::from(vec![
             Span::styled(app.fmt_time(a.at, "  %H:%M:%S "), t.muted()),
-            Span::raw(format!("{} ", a.action)),
+            Span::raw(format!("{}: ", a.action)),
             Span::styled(crate::tui::panes::monitors::outcome_text(&a.outcome), style),
         ]));
     }
