@@ -294,6 +294,73 @@ enum Cmd {
     /// Measure performance; prints JSON with a reference measured in the same run.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// The running principal's monitors with their states, counts per state at the end.
+    ///
+    /// Exits 0 (also when none match), 1 when no principal answers, 2 for a bad --state.
+    Monitors {
+        /// Only in this state: unknown, healthy, degraded, unhealthy, blocked, maintenance,
+        /// paused.
+        #[arg(long, value_parser = parse_monitor_state)]
+        state: Option<opsconsole::protocol::monitor::MonitorState>,
+        /// Only with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only whose name contains this.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print JSON: {counts, running, monitors}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Incidents: the open ones first, then the recently closed ones, with their causes and
+    /// interventions.
+    Incidents {
+        /// Only the open ones.
+        #[arg(long)]
+        open: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One monitor: show it in full, pause or resume it, or check it now.
+    ///
+    /// A viewer may show but not pause, resume or check. Exits 2 for an unknown monitor.
+    Monitor {
+        #[command(subcommand)]
+        action: MonitorSub,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MonitorSub {
+    /// Its last results, each condition with the value it saw, per-location results and its
+    /// open incident.
+    Show {
+        /// The monitor.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop checking it; it stays paused (also across restarts) until resumed.
+    Pause {
+        /// The monitor.
+        name: String,
+    },
+    /// Check it on its interval again.
+    Resume {
+        /// The monitor.
+        name: String,
+    },
+    /// Check it now, out of turn.
+    Check {
+        /// The monitor.
+        name: String,
+    },
+}
+
+fn parse_monitor_state(s: &str) -> Result<opsconsole::protocol::monitor::MonitorState, String> {
+    s.parse()
 }
 
 /// The local agent pool's settings, shared by every command that runs tasks.
@@ -769,6 +836,28 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
             cli::agent::agents(&dirs, action).await
         }
         Cmd::Status { json } => cli::control::status(&dirs, json).await,
+        Cmd::Monitors {
+            state,
+            tag,
+            name,
+            json,
+        } => {
+            let filter = opsconsole::protocol::monitor::MonitorFilter { state, tag, name };
+            cli::monitors::monitors(&dirs, filter, json).await
+        }
+        Cmd::Incidents { open, json } => cli::monitors::incidents(&dirs, open, json).await,
+        Cmd::Monitor { action } => {
+            use cli::monitors::MonitorCmd;
+            use opsconsole::protocol::monitor::MonitorAction;
+            let control = |name, action| MonitorCmd::Control { name, action };
+            let cmd = match action {
+                MonitorSub::Show { name, json } => MonitorCmd::Show { name, json },
+                MonitorSub::Pause { name } => control(name, MonitorAction::Pause),
+                MonitorSub::Resume { name } => control(name, MonitorAction::Resume),
+                MonitorSub::Check { name } => control(name, MonitorAction::Check),
+            };
+            cli::monitors::monitor(&dirs, cmd).await
+        }
         Cmd::Cancel { run_id } => cli::control::cancel(&dirs, run_id).await,
         Cmd::Pause { workflow } => cli::control::set_paused(&dirs, workflow, true).await,
         Cmd::Resume { workflow } => cli::control::set_paused(&dirs, workflow, false).await,

@@ -5,6 +5,7 @@ pub mod check;
 pub mod control;
 pub mod history;
 pub mod keys;
+pub mod monitors;
 pub mod principal;
 pub mod run;
 pub mod svc;

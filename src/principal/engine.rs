@@ -20,6 +20,7 @@ use crate::store::{Recovered, SharedReader, Store, StoreSender, UnfinishedRun};
 
 mod detail;
 mod dispatch;
+mod monitors;
 mod remote;
 mod requests;
 mod services;
@@ -220,6 +221,8 @@ pub(super) struct Engine {
     /// Per active run, per (task, attempt, stream): the next line number not yet stored, so
     /// that lines an agent sends again (after a restart) are stored once.
     output_marks: HashMap<RunId, HashMap<(usize, u32, crate::protocol::Stream), u64>>,
+    /// The monitors' board and actor (idle until one runs).
+    monitors: crate::protocol::board::MonitorLink,
 }
 
 impl Engine {
@@ -268,6 +271,7 @@ impl Engine {
             adopted: std::collections::HashSet::new(),
             dispatches_recorded: recovered.dispatches_recorded,
             output_marks: HashMap::new(),
+            monitors: crate::protocol::board::MonitorLink::idle(),
             // A one-off principal leaves them alone: the next real principal resumes them.
             unfinished: if config.one_off {
                 Vec::new()

@@ -7,6 +7,8 @@
 mod agents;
 pub mod bootstrap;
 mod engine;
+// Made-up monitors behind the `fake-monitors` failure point, for the monitor faces' tests.
+pub mod fake_monitors;
 mod run;
 pub mod schedule;
 mod timers;
@@ -206,7 +208,7 @@ impl PrincipalHandle {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (agent_news, news_rx) = mpsc::channel(4096);
         let agents = local_pool(&config);
-        let engine = engine::Engine::new(
+        let mut engine = engine::Engine::new(
             catalog,
             store,
             recovered,
@@ -215,6 +217,9 @@ impl PrincipalHandle {
             news_rx,
             events.clone(),
         );
+        if let Some(link) = fake_monitors::from_failpoint() {
+            engine.set_monitors(link);
+        }
         let task = tokio::spawn(engine.run(rx));
         let (ended_tx, ended) = watch::channel(None);
         tokio::spawn(async move {

@@ -12,6 +12,9 @@ use tokio::sync::broadcast;
 use super::Diagnostic;
 use super::agent::{AgentId, AgentStatus};
 use super::history::{AttemptRow, RunSummary, StoredLine};
+use super::monitor::{
+    Incident, MonitorAction, MonitorDetail, MonitorFilter, MonitorPage, MonitorSummary,
+};
 use super::service::{ServiceAction, ServiceLine, ServiceNode, ServiceRecord};
 use super::{Event, RunId, RunState, Stream, TaskState};
 
@@ -169,7 +172,43 @@ pub enum Request {
     /// Validate the workflow files the principal has loaded, as it loads them (its
     /// workflows directory, not the caller's).
     ValidateLoaded,
+    // ---- monitors ----
+    /// Monitors a filter keeps, a page of them, with the counts per state of all.
+    Monitors {
+        /// Which ones.
+        #[serde(default)]
+        filter: MonitorFilter,
+        /// Skip this many of those kept.
+        #[serde(default)]
+        offset: usize,
+        /// At most this many (capped at [`MAX_MONITOR_PAGE`]).
+        limit: usize,
+    },
+    /// One monitor in full: last results, conditions with the values seen, response times,
+    /// per-location results, its open incident.
+    Monitor {
+        /// The monitor.
+        name: String,
+    },
+    /// Open incidents (oldest first), then the recently closed ones (newest first).
+    Incidents {
+        /// Only the open ones.
+        #[serde(default)]
+        open_only: bool,
+        /// At most this many.
+        limit: usize,
+    },
+    /// Pause, resume or check a monitor now.
+    MonitorControl {
+        /// The monitor.
+        name: String,
+        /// What to do.
+        action: MonitorAction,
+    },
 }
+
+/// Most monitors one [`Request::Monitors`] answer carries; page with `offset` for more.
+pub const MAX_MONITOR_PAGE: usize = 10_000;
 
 impl Request {
     /// Whether serving it changes anything: such requests are not repeated after a lost
@@ -184,7 +223,8 @@ impl Request {
             | Request::Retry { .. }
             | Request::Cordon { .. }
             | Request::Drain { .. }
-            | Request::ServiceControl { .. } => true,
+            | Request::ServiceControl { .. }
+            | Request::MonitorControl { .. } => true,
             Request::Status
             | Request::WaitRun { .. }
             | Request::History { .. }
@@ -198,7 +238,10 @@ impl Request {
             | Request::ServiceHistory { .. }
             | Request::ServiceLogs { .. }
             | Request::Actions { .. }
-            | Request::ValidateLoaded => false,
+            | Request::ValidateLoaded
+            | Request::Monitors { .. }
+            | Request::Monitor { .. }
+            | Request::Incidents { .. } => false,
         }
     }
 }
@@ -323,6 +366,23 @@ pub enum Response {
     },
     /// Answer to [`Request::ValidateLoaded`].
     Validated(ValidateReport),
+    // ---- monitors ----
+    /// Answer to [`Request::Monitors`].
+    Monitors(MonitorPage),
+    /// Answer to [`Request::Monitor`].
+    Monitor(Box<MonitorDetail>),
+    /// Answer to [`Request::Incidents`].
+    Incidents {
+        /// Open first (oldest first), then closed (newest first).
+        incidents: Vec<Incident>,
+    },
+    /// Answer to [`Request::MonitorControl`]: the monitor after the change.
+    MonitorControlled {
+        /// What was done.
+        action: MonitorAction,
+        /// The monitor now.
+        monitor: MonitorSummary,
+    },
 }
 
 /// Answer to [`Request::ValidateLoaded`]: the principal's workflow files, checked as it reads

@@ -11,6 +11,8 @@ pub mod history;
 pub mod monitor;
 pub mod service;
 pub mod zmq;
+// Monitor faces: the board the monitor actor writes and the engine reads.
+pub mod board;
 
 pub use diagnostic::Diagnostic;
 

@@ -246,6 +246,203 @@ pub struct MonitorSummary {
     pub cause: Option<Cause>,
     /// The incident open on it.
     pub incident: Option<IncidentId>,
+    /// An intervention of its incident is running now (a restart, a workflow run).
+    #[serde(default)]
+    pub intervening: bool,
+}
+
+// ---- The faces' view of monitors: counts, pages, detail, control (monitor faces). ----
+
+/// What an operator does to one monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorAction {
+    /// Stop checking it (survives restarts).
+    Pause,
+    /// Check it again on its interval.
+    Resume,
+    /// Check it now, out of turn.
+    Check,
+}
+
+impl MonitorAction {
+    /// The action's name as the CLI writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorAction::Pause => "pause",
+            MonitorAction::Resume => "resume",
+            MonitorAction::Check => "check",
+        }
+    }
+}
+
+/// How many monitors are in each state, and what else faces show at a glance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorCounts {
+    /// Every monitor.
+    pub total: u64,
+    /// In [`MonitorState::Unknown`].
+    pub unknown: u64,
+    /// In [`MonitorState::Healthy`].
+    pub healthy: u64,
+    /// In [`MonitorState::Degraded`].
+    pub degraded: u64,
+    /// In [`MonitorState::Unhealthy`].
+    pub unhealthy: u64,
+    /// In [`MonitorState::Blocked`].
+    pub blocked: u64,
+    /// In [`MonitorState::Maintenance`].
+    pub maintenance: u64,
+    /// In [`MonitorState::Paused`].
+    pub paused: u64,
+    /// Flapping, whatever their state.
+    pub flapping: u64,
+    /// With an intervention running.
+    pub intervening: u64,
+    /// Open incidents.
+    pub open_incidents: u64,
+}
+
+impl MonitorCounts {
+    /// The count of `state`.
+    pub fn get(&self, state: MonitorState) -> u64 {
+        match state {
+            MonitorState::Unknown => self.unknown,
+            MonitorState::Healthy => self.healthy,
+            MonitorState::Degraded => self.degraded,
+            MonitorState::Unhealthy => self.unhealthy,
+            MonitorState::Blocked => self.blocked,
+            MonitorState::Maintenance => self.maintenance,
+            MonitorState::Paused => self.paused,
+        }
+    }
+
+    /// The count of `state`, to change.
+    pub fn get_mut(&mut self, state: MonitorState) -> &mut u64 {
+        match state {
+            MonitorState::Unknown => &mut self.unknown,
+            MonitorState::Healthy => &mut self.healthy,
+            MonitorState::Degraded => &mut self.degraded,
+            MonitorState::Unhealthy => &mut self.unhealthy,
+            MonitorState::Blocked => &mut self.blocked,
+            MonitorState::Maintenance => &mut self.maintenance,
+            MonitorState::Paused => &mut self.paused,
+        }
+    }
+}
+
+/// Which monitors a list shows; every given part must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorFilter {
+    /// Only in this state.
+    #[serde(default)]
+    pub state: Option<MonitorState>,
+    /// Only with this tag (exactly).
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Only whose name contains this (case-insensitive).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl MonitorFilter {
+    /// True when nothing is filtered.
+    pub fn is_empty(&self) -> bool {
+        self.state.is_none() && self.tag.is_none() && self.name.is_none()
+    }
+
+    /// A filter from words as the console's `/` takes them: `state:S` (or a bare state
+    /// name), `tag:T`, anything else part of the name.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut f = MonitorFilter::default();
+        for word in text.split_whitespace() {
+            if let Some(s) = word.strip_prefix("state:") {
+                f.state = Some(s.parse()?);
+            } else if let Some(t) = word.strip_prefix("tag:") {
+                f.tag = Some(t.to_string());
+            } else if let Ok(state) = word.parse::<MonitorState>() {
+                f.state = Some(state);
+            } else {
+                f.name = Some(word.to_string());
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// A page of the monitors a filter keeps, in the board's order, with the counts of all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorPage {
+    /// Counts over every monitor (not only the filtered ones).
+    pub counts: MonitorCounts,
+    /// How many monitors the filter keeps.
+    pub matched: u64,
+    /// Position of the page's first monitor among those kept.
+    pub offset: u64,
+    /// The page.
+    pub monitors: Vec<MonitorSummary>,
+    /// False when no monitor actor runs (nothing is checked; control is refused).
+    pub running: bool,
+}
+
+/// One check result as the detail shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultSeen {
+    /// When it was taken.
+    pub at: DateTime<Utc>,
+    /// Its conditions held.
+    pub ok: bool,
+    /// Its response time.
+    pub response: Option<Duration>,
+    /// Where it ran (an agent's labels), for a multi-location monitor.
+    pub location: Option<String>,
+    /// The first failing condition or the probe's error.
+    pub message: Option<String>,
+}
+
+/// One condition of the last result, with the value it saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConditionSeen {
+    /// The condition as written.
+    pub condition: String,
+    /// It held.
+    pub ok: bool,
+    /// The value it saw (`[STATUS] = 503`).
+    pub seen: String,
+    /// A `degraded_when` condition rather than one of `conditions`.
+    #[serde(default)]
+    pub degraded_when: bool,
+}
+
+/// The last result from one location of a multi-location monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationSeen {
+    /// The location (an agent's labels, `region=eu`).
+    pub location: String,
+    /// Its last result held; `None`: unknown (its agent is lost, or no result yet).
+    pub ok: Option<bool>,
+    /// When.
+    pub at: Option<DateTime<Utc>>,
+    /// What it saw, in words.
+    pub seen: String,
+}
+
+/// One monitor in full, as the monitor actor tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorDetail {
+    /// As `monitors` lists it.
+    pub summary: MonitorSummary,
+    /// Its newest results, newest first.
+    pub results: Vec<ResultSeen>,
+    /// Each condition of the last result, with the value it saw.
+    pub conditions: Vec<ConditionSeen>,
+    /// Response times of the last hour, oldest first, one per result or per minute
+    /// (`None`: the check failed without a response).
+    pub series_ms: Vec<Option<u32>>,
+    /// Per location, for a multi-location monitor.
+    pub locations: Vec<LocationSeen>,
+    /// Its open incident with the interventions taken.
+    pub incident: Option<Incident>,
 }
 
 // ---- The health machine and the store: ids, verdicts, stored rows ----------------------

@@ -151,6 +151,14 @@ impl App {
                 hash,
                 text,
             }),
+            (
+                purpose @ (Purpose::MonitorWindow(..)
+                | Purpose::MonitorCounts
+                | Purpose::MonitorDetail(_)
+                | Purpose::Incidents
+                | Purpose::MonitorControl(..)),
+                response,
+            ) => return super::panes::monitors::on_answer(self, purpose, response),
             (purpose, other) => {
                 self.warn(format!(
                     "{}: unexpected answer {}",

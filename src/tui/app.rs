@@ -66,6 +66,16 @@ pub enum Purpose {
     Drain(AgentId),
     /// Start, stop or restart of the service or subtree at this path.
     ServiceControl(String, ServiceAction),
+    /// A window of the monitors list, read with this `/` filter text from this offset.
+    MonitorWindow(String, usize),
+    /// The counts of the monitors (for the Overview).
+    MonitorCounts,
+    /// The detail of this monitor.
+    MonitorDetail(String),
+    /// Incidents.
+    Incidents,
+    /// Pause, resume or check of this monitor.
+    MonitorControl(String, crate::protocol::monitor::MonitorAction),
 }
 
 /// Something the event loop must do for the app.
@@ -170,6 +180,7 @@ impl App {
         if std::mem::take(&mut self.services_wanted) || self.view.pane == Pane::Supervisors {
             out.push(services_call());
         }
+        out.extend(self.monitor_effects(true));
         out
     }
 
@@ -186,7 +197,10 @@ impl App {
     /// True while something shown goes stale with time alone and must be read again now and
     /// then, events or not (the agents' heartbeat ages, the services' uptimes and backoffs).
     pub fn wants_poll(&self) -> bool {
-        matches!(self.view.pane, Pane::Agents | Pane::Supervisors) && !self.data.unreachable
+        matches!(
+            self.view.pane,
+            Pane::Agents | Pane::Supervisors | Pane::Monitors
+        ) && !self.data.unreachable
     }
 
     /// The requests of one such poll.
@@ -195,6 +209,7 @@ impl App {
             _ if !self.wants_poll() => Vec::new(),
             Pane::Agents => vec![agents_call()],
             Pane::Supervisors => vec![services_call()],
+            Pane::Monitors => self.monitor_poll(),
             _ => Vec::new(),
         }
     }
@@ -302,6 +317,10 @@ pub(super) fn is_background(p: &Purpose) -> bool {
             | Purpose::ServiceLines(_)
             | Purpose::Detail(_)
             | Purpose::Logs { .. }
+            | Purpose::MonitorWindow(..)
+            | Purpose::MonitorCounts
+            | Purpose::MonitorDetail(_)
+            | Purpose::Incidents
     )
 }
 
@@ -326,5 +345,9 @@ pub(super) fn source_name(p: &Purpose) -> &'static str {
         Purpose::Cordon(_, false) => "uncordon",
         Purpose::Drain(_) => "drain",
         Purpose::ServiceControl(_, action) => action.as_str(),
+        Purpose::MonitorWindow(..) | Purpose::MonitorCounts => "monitors",
+        Purpose::MonitorDetail(_) => "monitor",
+        Purpose::Incidents => "incidents",
+        Purpose::MonitorControl(_, action) => action.as_str(),
     }
 }

@@ -10,6 +10,7 @@ use super::service_logs::ServiceLogs;
 use crate::protocol::agent::AgentStatus;
 use crate::protocol::api::{QueueReport, RunDetail, StatusReport, WorkflowInfo};
 use crate::protocol::history::RunSummary;
+use crate::protocol::monitor::{Incident, MonitorCounts, MonitorDetail, MonitorPage};
 use crate::protocol::service::ServiceNode;
 use crate::protocol::{RunId, RunState};
 
@@ -40,6 +41,26 @@ pub struct Data {
     pub unreachable: bool,
     /// Log lines of the run or task the logs pane shows.
     pub logs: LogBuffer,
+    /// What the console knows of the monitors.
+    pub monitors: MonitorData,
+}
+
+/// The monitors as last read: a window of the filtered list (a million rows are never all
+/// here), the counts, the selected one in detail, the incidents.
+#[derive(Debug, Default)]
+pub struct MonitorData {
+    /// The window of the list last read, with the counts; `None` until answered.
+    pub window: Option<MonitorPage>,
+    /// The `/` filter text the window was read with.
+    pub window_filter: String,
+    /// Counts over all monitors, from the last answer of any kind.
+    pub counts: Option<MonitorCounts>,
+    /// A monitor actor runs.
+    pub running: bool,
+    /// The selected monitor in full.
+    pub detail: Option<MonitorDetail>,
+    /// Open incidents, then recent ones.
+    pub incidents: Option<Vec<Incident>>,
 }
 
 /// One row of the workflows pane.

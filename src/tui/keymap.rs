@@ -23,11 +23,13 @@ pub enum Pane {
     Agents,
     /// The supervision trees: every supervisor and service with its state.
     Supervisors,
+    /// Every monitor coloured by state, the selected one in detail; incidents.
+    Monitors,
 }
 
 impl Pane {
     /// Every pane in Tab order.
-    pub const ALL: [Pane; 8] = [
+    pub const ALL: [Pane; 9] = [
         Pane::Overview,
         Pane::Workflows,
         Pane::Runs,
@@ -36,6 +38,7 @@ impl Pane {
         Pane::History,
         Pane::Agents,
         Pane::Supervisors,
+        Pane::Monitors,
     ];
 
     /// The name shown in the tab bar and used as a `:` command.
@@ -49,6 +52,7 @@ impl Pane {
             Pane::History => "history",
             Pane::Agents => "agents",
             Pane::Supervisors => "supervisors",
+            Pane::Monitors => "monitors",
         }
     }
 
@@ -144,6 +148,14 @@ pub enum Action {
     Workflow,
     /// `:theme NAME`: switch theme.
     Theme,
+    /// Check the selected monitor now.
+    MonitorCheck,
+    /// Pause the selected monitor, or resume it.
+    MonitorPause,
+    /// Show the selected monitor's incident.
+    OpenIncident,
+    /// The Monitors pane shows incidents instead of monitors, or monitors again.
+    ToggleIncidents,
 }
 
 impl Action {

@@ -298,4 +298,6 @@ fn terminated(code: Arc<AtomicU8>) -> impl Future<Output = ()> {
 }
 
 #[cfg(test)]
+mod monitor_tests;
+#[cfg(test)]
 mod tests;

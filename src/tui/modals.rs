@@ -80,6 +80,9 @@ impl App {
             self.view.modal = Some(Modal::Filter);
         }
         self.view.list_mut(pane).offset = 0;
+        if pane == Pane::Monitors {
+            return self.monitors_filtered();
+        }
         if pane == Pane::Runs {
             // Keep the selected run if it still matches, else select the first.
             let keep = self

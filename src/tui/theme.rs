@@ -32,6 +32,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use crate::protocol::agent::AgentState;
+use crate::protocol::monitor::MonitorState;
 use crate::protocol::service::ServiceState;
 use crate::protocol::{RunState, TaskState};
 
@@ -69,6 +70,20 @@ pub struct Theme {
     timed_out: Style,
     cancelled: Style,
     skipped: Style,
+    monitors: MonitorStyles,
+}
+
+/// How monitors are coloured by state (`colors:` keys `monitor_*` of a theme file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MonitorStyles {
+    healthy: Style,
+    degraded: Style,
+    unhealthy: Style,
+    /// Blocked, in maintenance or paused: nothing acts on them now.
+    inactive: Style,
+    unknown: Style,
+    flapping: Style,
+    intervening: Style,
 }
 
 /// Why a theme file could not be used.
@@ -150,6 +165,15 @@ impl Theme {
             timed_out: error,
             cancelled: Style::new().add_modifier(Modifier::ITALIC),
             skipped: dim.add_modifier(Modifier::CROSSED_OUT),
+            monitors: MonitorStyles {
+                healthy: plain,
+                degraded: under,
+                unhealthy: error,
+                inactive: dim,
+                unknown: dim,
+                flapping: Style::new().add_modifier(Modifier::ITALIC),
+                intervening: bold.add_modifier(Modifier::ITALIC),
+            },
         }
     }
 
@@ -437,6 +461,34 @@ impl Theme {
             timed_out: Style::new().fg(p.error).add_modifier(bold),
             cancelled: Style::new().fg(p.warning).add_modifier(Modifier::DIM),
             skipped: muted.add_modifier(Modifier::CROSSED_OUT),
+            monitors: MonitorStyles {
+                healthy: Style::new().fg(p.monitor_healthy),
+                degraded: Style::new().fg(p.monitor_degraded),
+                unhealthy: Style::new().fg(p.monitor_unhealthy).add_modifier(bold),
+                inactive: Style::new().fg(p.monitor_inactive),
+                unknown: muted,
+                flapping: Style::new().fg(p.monitor_flapping),
+                intervening: Style::new().fg(p.monitor_intervening).add_modifier(bold),
+            },
+        }
+    }
+
+    /// A monitor: by its state (healthy green, degraded yellow, unhealthy red, blocked,
+    /// maintenance and paused gray), magenta while flapping, cyan while an intervention runs.
+    pub fn monitor_state(&self, state: MonitorState, flapping: bool, intervening: bool) -> Style {
+        let m = &self.monitors;
+        if intervening {
+            return m.intervening;
+        }
+        if flapping {
+            return m.flapping;
+        }
+        match state {
+            MonitorState::Healthy => m.healthy,
+            MonitorState::Degraded => m.degraded,
+            MonitorState::Unhealthy => m.unhealthy,
+            MonitorState::Unknown => m.unknown,
+            MonitorState::Blocked | MonitorState::Maintenance | MonitorState::Paused => m.inactive,
         }
     }
 
@@ -565,6 +617,12 @@ struct Palette {
     selection_bg: Color,
     search: Color,
     stderr: Color,
+    monitor_healthy: Color,
+    monitor_degraded: Color,
+    monitor_unhealthy: Color,
+    monitor_inactive: Color,
+    monitor_flapping: Color,
+    monitor_intervening: Color,
 }
 
 impl Palette {
@@ -582,11 +640,17 @@ impl Palette {
             selection_bg: Color::Cyan,
             search: Color::Yellow,
             stderr: Color::LightRed,
+            monitor_healthy: Color::Green,
+            monitor_degraded: Color::Yellow,
+            monitor_unhealthy: Color::LightRed,
+            monitor_inactive: Color::Gray,
+            monitor_flapping: Color::Magenta,
+            monitor_intervening: Color::Cyan,
         }
     }
 
     fn apply(&mut self, c: &Colors) {
-        let slots: [(Option<Color>, &mut Color); 12] = [
+        let slots: [(Option<Color>, &mut Color); 18] = [
             (c.fg, &mut self.fg),
             (c.bg, &mut self.bg),
             (c.accent, &mut self.accent),
@@ -599,6 +663,12 @@ impl Palette {
             (c.selection_bg, &mut self.selection_bg),
             (c.search, &mut self.search),
             (c.stderr, &mut self.stderr),
+            (c.monitor_healthy, &mut self.monitor_healthy),
+            (c.monitor_degraded, &mut self.monitor_degraded),
+            (c.monitor_unhealthy, &mut self.monitor_unhealthy),
+            (c.monitor_inactive, &mut self.monitor_inactive),
+            (c.monitor_flapping, &mut self.monitor_flapping),
+            (c.monitor_intervening, &mut self.monitor_intervening),
         ];
         for (value, slot) in slots {
             if let Some(value) = value {
@@ -647,6 +717,18 @@ struct Colors {
     search: Option<Color>,
     #[serde(default, deserialize_with = "color")]
     stderr: Option<Color>,
+    #[serde(default, deserialize_with = "color")]
+    monitor_healthy: Option<Color>,
+    #[serde(default, deserialize_with = "color")]
+    monitor_degraded: Option<Color>,
+    #[serde(default, deserialize_with = "color")]
+    monitor_unhealthy: Option<Color>,
+    #[serde(default, deserialize_with = "color")]
+    monitor_inactive: Option<Color>,
+    #[serde(default, deserialize_with = "color")]
+    monitor_flapping: Option<Color>,
+    #[serde(default, deserialize_with = "color")]
+    monitor_intervening: Option<Color>,
 }
 
 /// `styles:` of a theme file: per-role overrides.

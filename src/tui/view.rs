@@ -127,6 +127,21 @@ pub struct View {
     pub page: usize,
     /// Text rows of the logs view (fitted to the screen).
     pub log_height: usize,
+    /// The Monitors pane's own state beside its list.
+    pub monitors: MonitorsView,
+}
+
+/// The Monitors pane beside its list state: which view, and the incidents' selection.
+#[derive(Debug, Clone, Default)]
+pub struct MonitorsView {
+    /// Incidents are shown instead of monitors.
+    pub incidents: bool,
+    /// Selected incident.
+    pub incident_selected: usize,
+    /// First incident shown.
+    pub incident_offset: usize,
+    /// The window last asked for (filter, offset), so that it is not asked twice.
+    pub asked: Option<(String, usize)>,
 }
 
 impl Default for View {
@@ -144,6 +159,7 @@ impl Default for View {
             message: None,
             page: 10,
             log_height: 10,
+            monitors: MonitorsView::default(),
         }
     }
 }

@@ -92,6 +92,17 @@ impl Console {
     }
 
     fn spawn(dir: tempfile::TempDir, args: &[&str], rows: u16, cols: u16) -> Console {
+        Self::spawn_env(dir, args, rows, cols, &[])
+    }
+
+    /// Same, with these environment variables set (failure points).
+    fn spawn_env(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        rows: u16,
+        cols: u16,
+        env: &[(&str, &str)],
+    ) -> Console {
         let pty = openpty(Some(&winsize(rows, cols)), None).expect("openpty");
         let slave: OwnedFd = pty.slave;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsconsole"));
@@ -102,6 +113,7 @@ impl Console {
             .env_remove("NO_COLOR")
             .env_remove("OPSCONSOLE_WORKFLOWS")
             .env_remove("OPSCONSOLE_DATA_DIR")
+            .envs(env.iter().copied())
             .stdin(Stdio::from(slave.try_clone().expect("dup")))
             .stdout(Stdio::from(slave.try_clone().expect("dup")))
             .stderr(Stdio::from(slave));
@@ -580,4 +592,39 @@ fn a_service_is_restarted_from_the_supervisors_pane() {
         alive.is_err().then_some(())
     });
     assert!(gone.is_some(), "pid {new_pid} outlived the console");
+}
+
+#[test]
+fn the_monitors_pane_lists_fake_monitors_with_their_detail_and_incidents() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("workflows")).expect("mkdir");
+    std::fs::write(dir.path().join("workflows/hello.yaml"), HELLO).expect("write spec");
+    let env = [
+        ("OPSCONSOLE_FAILPOINT", "fake-monitors"),
+        ("OPSCONSOLE_FAKE_MONITORS", "200"),
+    ];
+    let mut c = Console::spawn_env(dir, &[], 40, 140, &env);
+    // The Overview counts the monitors and lists the open incidents.
+    c.wait_for("200 monitors: 4 unhealthy");
+    c.wait_for("4 open incident(s)");
+    c.send("9");
+    let screen = c.wait_for("Monitors 200 — 4 unhealthy · 4 degraded");
+    assert!(screen.contains("mon-000000"), "{screen}");
+    // The first monitor is selected: its conditions with the values seen, its incident.
+    let screen = c.wait_for("saw [STATUS] = 503");
+    assert!(screen.contains("incident #1"), "{screen}");
+    assert!(screen.contains("response, last hour"), "{screen}");
+    println!("{screen}");
+    // Filtered by state with `/`.
+    c.send("/");
+    c.send("paused\r");
+    let screen = c.wait_for("mon-000004");
+    assert!(!screen.contains("mon-000000 "), "{screen}");
+    c.send("\x1b");
+    c.wait_for("mon-000000");
+    // `o` opens its incident among all of them.
+    c.send("o");
+    c.wait_for("Incidents — 4 open, 4 recent");
+    c.send("q");
+    c.wait_exit();
 }

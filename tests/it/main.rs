@@ -22,6 +22,7 @@ mod fair_share;
 mod foreign_client;
 mod long_lines;
 mod monitors;
+mod monitor_faces;
 mod principal_api;
 mod processes;
 mod restart;

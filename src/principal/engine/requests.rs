@@ -157,6 +157,16 @@ impl Engine {
                     });
                 });
             }
+            Request::Monitors {
+                filter,
+                offset,
+                limit,
+            } => self.on_monitors(filter, offset, limit, reply),
+            Request::Monitor { name } => self.on_monitor_detail(name, reply),
+            Request::Incidents { open_only, limit } => self.on_incidents(open_only, limit, reply),
+            Request::MonitorControl { name, action } => {
+                self.on_monitor_control(name, action, reply)
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod history;
 pub mod logs;
+pub mod monitors;
 pub mod overview;
 pub mod pane;
 pub mod queue;
@@ -30,6 +31,7 @@ pub static REGISTRY: &[&PaneDef] = &[
     &history::PANE,
     &agents::PANE,
     &supervisors::PANE,
+    &monitors::PANE,
 ];
 
 // Each pane has a number key: no more panes than keys.

@@ -9,6 +9,7 @@ use ratatui::widgets::Paragraph;
 
 use super::pane::PaneDef;
 use crate::protocol::RunState;
+use crate::protocol::monitor::{Incident, MonitorCounts, MonitorState};
 use crate::protocol::service::ServiceState;
 use crate::tui::app::{App, Effect};
 use crate::tui::draw::{block, note};
@@ -35,7 +36,32 @@ fn act(app: &mut App, action: Action, _: Option<&str>) -> Option<Vec<Effect>> {
 
 /// Draws the overview.
 fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let [top, bottom] = Layout::vertical([Constraint::Length(7), Constraint::Min(3)]).areas(area);
+    // The monitors' block shows only where there are monitors, so that a console without
+    // them looks as before.
+    let monitors = app
+        .data
+        .monitors
+        .counts
+        .filter(|c| c.total > 0 && area.height >= 20);
+    let open: Vec<&Incident> = app
+        .data
+        .monitors
+        .incidents
+        .iter()
+        .flatten()
+        .filter(|i| i.closed.is_none())
+        .take(MONITOR_INCIDENT_LINES)
+        .collect();
+    let monitors_h = monitors.map_or(0, |_| 3 + open.len().max(1) as u16);
+    let [top, mon_area, bottom] = Layout::vertical([
+        Constraint::Length(7),
+        Constraint::Length(monitors_h),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+    if let Some(c) = monitors {
+        draw_monitors(frame, mon_area, app, &c, &open);
+    }
     let [runs, slots] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
     let [fires, failures] =
@@ -222,4 +248,59 @@ fn services_line(app: &App) -> Line<'static> {
         ));
     }
     Line::from(spans)
+}
+
+/// Open incidents the Overview lists at most.
+const MONITOR_INCIDENT_LINES: usize = 5;
+
+/// Counts per state, coloured, and the open incidents.
+fn draw_monitors(frame: &mut Frame, area: Rect, app: &App, c: &MonitorCounts, open: &[&Incident]) {
+    let t = &app.theme;
+    let mut spans = vec![Span::raw(format!("{} monitors: ", c.total))];
+    for s in MonitorState::ALL.iter().filter(|s| c.get(**s) > 0) {
+        spans.push(Span::styled(
+            format!("{} {s}", c.get(*s)),
+            t.monitor_state(*s, false, false),
+        ));
+        spans.push(Span::raw("  "));
+    }
+    if c.flapping > 0 {
+        spans.push(Span::styled(
+            format!("{} flapping  ", c.flapping),
+            t.monitor_state(MonitorState::Healthy, true, false),
+        ));
+    }
+    if c.intervening > 0 {
+        spans.push(Span::styled(
+            format!("{} intervening", c.intervening),
+            t.monitor_state(MonitorState::Healthy, false, true),
+        ));
+    }
+    let mut lines = vec![Line::from(spans)];
+    if open.is_empty() {
+        lines.push(Line::styled("no open incidents", t.muted()));
+    }
+    for i in open {
+        let lasted = (app.now - i.opened).to_std().unwrap_or_default();
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!("{:<6}", i.id.to_string()),
+                t.monitor_state(MonitorState::Unhealthy, false, false),
+            ),
+            Span::raw(format!("{} ", i.monitor)),
+            Span::styled(
+                format!(
+                    "{} for {}",
+                    i.cause,
+                    crate::humantime::format_duration(lasted)
+                ),
+                t.muted(),
+            ),
+        ]));
+    }
+    let title = format!(
+        "Monitors — {} open incident(s) (9: monitors)",
+        c.open_incidents
+    );
+    frame.render_widget(Paragraph::new(lines).block(block(t, title, false)), area);
 }
