@@ -957,7 +957,7 @@ impl Agents {
                 let mut running: Vec<WorkId> = self
                     .placed
                     .iter()
-                    .filter(|(_, p)| &p.agent == id)
+                    .filter(|(_, p)| &p.agent == id && p.told)
                     .map(|(w, _)| w.clone())
                     .collect();
                 running.sort_by_key(order_of);

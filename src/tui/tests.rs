@@ -623,7 +623,11 @@ fn tab_cycles_through_every_pane_and_back() {
     assert_eq!(&seen[..n], &Pane::ALL);
     assert_eq!(seen[n], Pane::Overview);
     app.on_key(code(KeyCode::BackTab));
-    assert_eq!(app.view.pane, Pane::Supervisors);
+    assert_eq!(
+        Some(&app.view.pane),
+        Pane::ALL.last(),
+        "back to the last pane"
+    );
 }
 
 #[test]
