@@ -5,13 +5,11 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, TimeZone, Utc};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::app::{App, AppConfig, Effect, Purpose};
 use super::keymap::Pane;
-use super::render;
+use super::tests::{check_snapshot, screen};
 use super::theme::Theme;
 use crate::principal::fake_monitors;
 use crate::protocol::api::{Request, Response};
@@ -85,41 +83,6 @@ fn key(c: char) -> KeyEvent {
 
 fn code(c: KeyCode) -> KeyEvent {
     KeyEvent::new(c, KeyModifiers::NONE)
-}
-
-fn screen(app: &mut App, w: u16, h: u16) -> String {
-    let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
-    app.fit(ratatui::layout::Rect::new(0, 0, w, h));
-    terminal.draw(|f| render::draw(f, app)).expect("draw");
-    let buf = terminal.backend().buffer();
-    let mut out = String::new();
-    for y in 0..h {
-        let mut line = String::new();
-        for x in 0..w {
-            line.push_str(buf[(x, y)].symbol());
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-fn check_snapshot(name: &str, actual: &str) {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/snapshots/console"
-    ))
-    .join(format!("{name}.txt"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() || !path.exists() {
-        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
-        std::fs::write(&path, actual).expect("write snapshot");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).expect("read snapshot");
-    assert!(
-        expected == actual,
-        "snapshot {name} differs (UPDATE_SNAPSHOTS=1 rewrites it)\n--- expected\n{expected}\n--- actual\n{actual}"
-    );
 }
 
 /// The console on the Monitors pane with `n` fake monitors read.

@@ -396,7 +396,7 @@ fn type_str(app: &mut App, s: &str) -> Vec<Effect> {
 }
 
 /// The screen as text, trailing spaces removed.
-fn screen(app: &mut App, w: u16, h: u16) -> String {
+pub(super) fn screen(app: &mut App, w: u16, h: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
     app.fit(ratatui::layout::Rect::new(0, 0, w, h));
     terminal.draw(|f| render::draw(f, app)).expect("draw");
@@ -413,7 +413,7 @@ fn screen(app: &mut App, w: u16, h: u16) -> String {
     out
 }
 
-fn check_snapshot(name: &str, actual: &str) {
+pub(super) fn check_snapshot(name: &str, actual: &str) {
     let path = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/snapshots/console"
