@@ -344,7 +344,11 @@ impl Writer {
             WriterMsg::Event(_) | WriterMsg::Monitor(_) => {}
             WriterMsg::Flush(ack) => {
                 let upto = self.next_seq - 1;
-                if self.pending.front().is_none_or(|p| p.seq > upto) {
+                // A flush after a housekeeping request is answered once that step has run
+                // (the loop runs it before the next write), so each request is a step of its
+                // own instead of many requests collapsing into one later step.
+                if self.housekeep_at.is_none() && self.pending.front().is_none_or(|p| p.seq > upto)
+                {
                     let _ = ack.send(Ok(()));
                 } else {
                     self.acks.push_back((upto, ack));

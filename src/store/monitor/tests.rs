@@ -223,7 +223,6 @@ async fn monitors_round_trip_and_recover_after_reopening_without_a_duplicate_inc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "being fixed: the writer's housekeeping step writes no rollups yet"]
 async fn housekeeping_rolls_up_minutes_and_deletes_raw_results_past_retention() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (store, _) = Store::open(dir.path()).expect("open");
