@@ -19,6 +19,7 @@ mod executor;
 mod foreign_client;
 mod long_lines;
 mod principal_api;
+mod probes;
 mod processes;
 mod schedule;
 mod services;
