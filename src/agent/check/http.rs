@@ -337,7 +337,7 @@ async fn one(
                 break (c, response);
             }
             Err(e) if reused && (e.is_canceled() || idempotent(method)) => continue,
-            Err(e) => return Err(format!("{} {url}: {e}", method.as_str())),
+            Err(e) => return Err(format!("{} {url}: {}", method.as_str(), with_causes(&e))),
         }
     };
     let (head, mut incoming) = response.into_parts();
@@ -365,7 +365,9 @@ async fn one(
                         complete = true;
                         return Ok(());
                     }
-                    Some(Err(e)) => return Err(format!("reading the body of {url}: {e}")),
+                    Some(Err(e)) => {
+                        return Err(format!("reading the body of {url}: {}", with_causes(&e)));
+                    }
                     Some(Ok(frame)) => {
                         let Ok(data) = frame.into_data() else {
                             continue;
@@ -406,6 +408,18 @@ async fn one(
         .flatten()
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     Ok(location)
+}
+
+/// An error with its causes: hyper's own text ("connection error") does not say which.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn idempotent(m: HttpMethod) -> bool {

@@ -745,3 +745,88 @@ async fn many_checks_never_hold_more_than_the_bound() {
     assert_eq!(got, (0..60).collect::<Vec<_>>());
     assert!(most <= 4, "{most} in flight");
 }
+
+#[tokio::test]
+async fn https_with_a_client_certificate_passes_mutual_tls() {
+    // A CA, a client certificate it signs, and a server that requires one.
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let client_key = rcgen::KeyPair::generate().expect("key");
+    let mut client_params =
+        rcgen::CertificateParams::new(vec!["client.test".to_string()]).expect("params");
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params
+        .signed_by(&client_key, &issuer)
+        .expect("client cert");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert_file, key_file) = (dir.path().join("client.pem"), dir.path().join("client.key"));
+    std::fs::write(&cert_file, client.pem()).expect("write cert");
+    std::fs::write(&key_file, client_key.serialize_pem()).expect("write key");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("ca root");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        super::ring_provider(),
+    )
+    .build()
+    .expect("client verifier");
+    let server_key = rcgen::KeyPair::generate().expect("key");
+    let server_cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .self_signed(&server_key)
+        .expect("cert");
+    let config = rustls::ServerConfig::builder_with_provider(super::ring_provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![server_cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (l, port) = listener().await;
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(mut tls)) =
+                    tokio::time::timeout(Duration::from_secs(5), acceptor.accept(s)).await
+                else {
+                    return;
+                };
+                while read_request(&mut tls).await.is_some() {
+                    if tls.write_all(ok("mutual").as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let prober = Prober::new();
+    let mut p = get(format!("https://localhost:{port}/"));
+    p.insecure_skip_verify = true;
+    let without = prober
+        .run(&Probe::Http(p.clone()), Duration::from_secs(5))
+        .await;
+    println!("mTLS without a client certificate: {:?}", without.error);
+    assert!(
+        without.error.is_some() && without.status.is_none(),
+        "{without:?}"
+    );
+    p.client_cert = Some(crate::protocol::check::ClientCert {
+        cert: cert_file,
+        key: key_file,
+    });
+    let with = prober.run(&Probe::Http(p), Duration::from_secs(5)).await;
+    println!(
+        "mTLS with a client certificate: status {:?}, body {:?}",
+        with.status, with.body
+    );
+    assert_eq!((with.error, with.status), (None, Some(200)));
+    assert_eq!(with.body, "mutual");
+}
