@@ -24,6 +24,7 @@ mod long_lines;
 mod monitor_faces;
 mod monitors;
 mod principal_api;
+mod probes;
 mod processes;
 mod restart;
 mod schedule;
