@@ -24,7 +24,6 @@ mod long_lines;
 mod monitor_faces;
 mod monitors;
 mod principal_api;
-mod probes;
 mod processes;
 mod restart;
 mod schedule;

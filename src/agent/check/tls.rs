@@ -61,43 +61,31 @@ impl ServerCertVerifier for Keep {
 /// `None` when no certificate parses.
 pub(super) fn soonest_expiry_ms(chain: &[CertificateDer<'_>]) -> Option<i64> {
     let now = chrono::Utc::now().timestamp_millis();
-    soonest_not_after_ms(chain).map(|t| t.saturating_sub(now))
-}
-
-/// The soonest `not_after` of `chain`, in Unix milliseconds; `None` when no certificate parses.
-pub(super) fn soonest_not_after_ms(chain: &[CertificateDer<'_>]) -> Option<i64> {
     chain
         .iter()
         .filter_map(|der| x509_parser::parse_x509_certificate(der.as_ref()).ok())
         .map(|(_, cert)| cert.validity().not_after.timestamp().saturating_mul(1000))
         .min()
+        .map(|t| t.saturating_sub(now))
 }
 
 /// Connects and shakes hands; the result has the address, the phases and the expiry.
-pub(super) async fn run(p: &TlsProbe, t0: Instant, deadline: super::Deadline) -> CheckResult {
+pub(super) async fn run(p: &TlsProbe, t0: Instant) -> CheckResult {
     let mut result = CheckResult::default();
-    let (addr, dns) = match deadline
-        .within("dns", super::resolve(&p.host, p.port))
-        .await
-        .and_then(|r| r)
-    {
+    let (addr, dns) = match super::resolve(&p.host, p.port).await {
         Ok(a) => a,
         Err(e) => return CheckResult::failed(None, t0.elapsed(), e),
     };
     result.phases.dns = dns;
     result.ip = Some(addr.ip());
     let t = Instant::now();
-    let connected = deadline
-        .within("connect", TcpStream::connect(addr))
-        .await
-        .and_then(|r| r.map_err(|e| format!("connect to {addr}: {e}")));
-    let stream = match connected {
+    let stream = match TcpStream::connect(addr).await {
         Ok(s) => s,
         Err(e) => {
             return CheckResult {
                 ip: result.ip,
                 phases: result.phases,
-                ..CheckResult::failed(None, t0.elapsed(), e)
+                ..CheckResult::failed(None, t0.elapsed(), format!("connect to {addr}: {e}"))
             };
         }
     };
@@ -128,17 +116,12 @@ pub(super) async fn run(p: &TlsProbe, t0: Instant, deadline: super::Deadline) ->
         }
     };
     let t = Instant::now();
-    let shake = deadline
-        .within(
-            "tls",
-            tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream),
-        )
+    let shake = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
         .await;
     result.phases.tls = Some(t.elapsed());
-    match shake {
-        Err(timed_out) => result.error = Some(timed_out),
-        Ok(Err(e)) => result.error = Some(format!("TLS handshake with {addr}: {e}")),
-        Ok(Ok(_)) => {}
+    if let Err(e) = shake {
+        result.error = Some(format!("TLS handshake with {addr}: {e}"));
     }
     let chain = keep.chain.lock().unwrap_or_else(|e| e.into_inner()).clone();
     result.certificate_expiration_ms = soonest_expiry_ms(&chain);
