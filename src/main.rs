@@ -171,6 +171,11 @@ enum Cmd {
         /// Run no tasks in this process: only remote agents (`opsconsole agent`) take them.
         #[arg(long)]
         remote_only: bool,
+        /// Listen for push monitors' ping URLs here (`IP:PORT`, or `PORT` on loopback):
+        /// `POST http://ADDR/ping/NAME/SECRET[/fail]` reports in for jobs that cannot run
+        /// `opsconsole ping`; `opsconsole monitor show NAME` prints the URL.
+        #[arg(long, value_name = "ADDR")]
+        ping_listen: Option<String>,
         #[command(flatten)]
         pool: PoolArgs,
     },
@@ -321,6 +326,20 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// A push monitor's job reports in (a dead man's switch): recorded as a result now.
+    ///
+    /// Exits 0 when recorded; 1 when no principal answers; 2 for an unknown monitor or one
+    /// that is not a push monitor. Works locally and with --principal.
+    Ping {
+        /// The push monitor.
+        name: String,
+        /// Report a failure: the monitor's result fails at once.
+        #[arg(long)]
+        fail: bool,
+        /// What the job says (at most 1024 bytes), kept as the result's [BODY].
+        #[arg(long, value_name = "TEXT")]
+        message: Option<String>,
     },
     /// One monitor: show it in full, pause or resume it, or check it now.
     ///
@@ -474,6 +493,11 @@ enum BenchCmd {
         /// split among them, beside the in-process pool with the same slots.
         #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=64))]
         agents: Option<u32>,
+        /// Run N tcp monitors (every 60s, against local targets the bench starts) on the
+        /// principal, beside the same run on one without monitors: both rates, their ratio,
+        /// and `status` request latency (idle and while a run goes) on each.
+        #[arg(long, value_name = "N", conflicts_with_all = ["via_principal", "agents"])]
+        monitors: Option<usize>,
     },
     /// Status requests per second and p99 from N concurrent clients over ZeroMQ (TCP loopback),
     /// beside the in-process client under the same load.
@@ -502,6 +526,13 @@ enum BenchCmd {
         #[arg(long, default_value_t = 200)]
         kills: usize,
     },
+    /// N monitors against local targets started by the bench, loaded from one file with
+    /// `targets:` (CSV) and run by the monitor actor for a measured window, beside a raw async
+    /// loop of the same probes with the same concurrency. Prints JSON: count, load_s,
+    /// asked_per_s, checks_per_s, lag_ms {p50, p99}, anon_bytes_per_monitor,
+    /// cpu_s_per_1000_checks, disk_bytes_per_result, ratio_to_raw (and more). Progress goes
+    /// to stderr.
+    Monitors(BenchMonitorsArgs),
     /// Peak memory with many tasks running at once.
     Rss {
         /// Number of tasks.
@@ -514,6 +545,47 @@ enum BenchCmd {
         #[arg(long, default_value_t = 1.0)]
         sleep: f64,
     },
+}
+
+/// Options of `bench monitors`.
+#[derive(clap::Args)]
+struct BenchMonitorsArgs {
+    /// Number of monitors.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// Interval of every monitor; the rate asked of the actor is count / every.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    every: Duration,
+    /// What the monitors check: tcp (the target accepts and closes), http (a minimal
+    /// HTTP/1.1 200 with keep-alive) or https (the same over TLS, self-signed).
+    #[arg(long, value_enum, default_value_t = BenchKindArg::Tcp)]
+    kind: BenchKindArg,
+    /// The measured window of the actor (after --warmup).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// How long the actor runs before the window opens (connections made, first checks).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// The measured window of the raw loop (the reference, run before the monitors load).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    raw_duration: Duration,
+    /// Listeners the monitors are spread over, each on its own address 127.0.x.y.
+    #[arg(long, default_value_t = 256)]
+    listeners: usize,
+    /// Timeout of each check (raw loop included).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+/// `bench monitors --kind`.
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchKindArg {
+    /// Connect; the target accepts and closes.
+    Tcp,
+    /// GET over HTTP/1.1 with keep-alive.
+    Http,
+    /// GET over TLS (self-signed; the monitors skip verification).
+    Https,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -758,6 +830,7 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
             agent_heartbeat,
             remote_only,
             pool,
+            ping_listen,
             ..
         } => {
             let opts = cli::principal::PrincipalOptions {
@@ -766,6 +839,7 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
                 slots: if remote_only { 0 } else { pool.slots() },
                 kill_grace: pool.kill_grace,
                 agent_heartbeat,
+                ping_listen,
             };
             cli::principal::principal(&dirs, opts).await
         }
@@ -858,6 +932,11 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
             };
             cli::monitors::monitor(&dirs, cmd).await
         }
+        Cmd::Ping {
+            name,
+            fail,
+            message,
+        } => cli::monitors::ping(&dirs, name, !fail, message).await,
         Cmd::Cancel { run_id } => cli::control::cancel(&dirs, run_id).await,
         Cmd::Pause { workflow } => cli::control::set_paused(&dirs, workflow, true).await,
         Cmd::Resume { workflow } => cli::control::set_paused(&dirs, workflow, false).await,
@@ -909,6 +988,13 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
                     tasks,
                     slots,
                     repeat,
+                    monitors: Some(n),
+                    ..
+                } => opsconsole::bench::throughput_with_monitors(tasks, slots, repeat, n).await,
+                BenchCmd::Throughput {
+                    tasks,
+                    slots,
+                    repeat,
                     agents: Some(k),
                     ..
                 } => opsconsole::bench::throughput_agents(tasks, slots, repeat, k as usize).await,
@@ -938,6 +1024,24 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
                     slots,
                     sleep,
                 } => opsconsole::bench::rss(tasks, slots, sleep).await,
+                BenchCmd::Monitors(a) => {
+                    use opsconsole::bench::targets::TargetKind;
+                    opsconsole::bench::monitors(opsconsole::bench::MonitorBench {
+                        count: a.count,
+                        every: a.every,
+                        kind: match a.kind {
+                            BenchKindArg::Tcp => TargetKind::Tcp,
+                            BenchKindArg::Http => TargetKind::Http,
+                            BenchKindArg::Https => TargetKind::Https,
+                        },
+                        duration: a.duration,
+                        warmup: a.warmup,
+                        raw_duration: a.raw_duration,
+                        listeners: a.listeners,
+                        timeout: a.timeout,
+                    })
+                    .await
+                }
                 BenchCmd::Console {
                     rate,
                     secs,

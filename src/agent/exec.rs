@@ -58,11 +58,11 @@ pub async fn run(
     let spawned = orphans::spawn_registered(
         orphans::ChildKind::Leader(token.clone()),
         || spawn(&job, &token),
-        Child::id,
+        |(child, _)| child.id(),
     );
     let (exit, stopped, output) = match spawned {
         Err(why) => (Exit::NotStarted(why), None, None),
-        Ok((mut child, registration)) => {
+        Ok(((mut child, merged), registration)) => {
             let pid = child.id();
             if let (Some(r), Some(pid)) = (reaper, pid) {
                 r.track(pid);
@@ -76,6 +76,7 @@ pub async fn run(
                 .await;
             let ended = supervise(
                 &mut child,
+                merged,
                 registration,
                 &job,
                 (&stop, &kill),
@@ -101,7 +102,13 @@ pub async fn run(
     let _ = events.send(AgentEvent::Finished(end)).await;
 }
 
-fn spawn(job: &Assignment, token: &orphans::Token) -> Result<Child, String> {
+/// Starts the work's leader. A check's two streams share one pipe, as `2>&1` would, so its
+/// output keeps the order it was written in (the last line of a failing command is its last
+/// word, whichever stream said it); that pipe's read end comes back beside the child.
+fn spawn(
+    job: &Assignment,
+    token: &orphans::Token,
+) -> Result<(Child, Option<std::io::PipeReader>), String> {
     let (program, args) = job
         .argv
         .split_first()
@@ -113,8 +120,6 @@ fn spawn(job: &Assignment, token: &orphans::Token) -> Result<Child, String> {
         // it is (see `orphans`).
         .env(orphans::TOKEN_ENV, token.value())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         // Own process group, so timeout and cancel reach every grandchild. `process_group`
         // keeps std on its posix_spawn fast path (a `pre_exec` hook would force fork).
         .process_group(0)
@@ -122,23 +127,38 @@ fn spawn(job: &Assignment, token: &orphans::Token) -> Result<Child, String> {
     if let Some(dir) = &job.cwd {
         cmd.current_dir(dir);
     }
+    let merged = if matches!(job.kind, WorkKind::Check { .. }) {
+        let no_pipe = |e: std::io::Error| format!("could not make a pipe for its output: {e}");
+        let (read, write) = std::io::pipe().map_err(no_pipe)?;
+        cmd.stdout(write.try_clone().map_err(no_pipe)?)
+            .stderr(write);
+        Some(read)
+    } else {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        None
+    };
     // The mark, like the token, says whose every descendant is, even one that clears its
-    // environment (see `orphans`).
-    orphans::with_mark(token, || cmd.spawn()).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => match &job.cwd {
-            Some(dir) if !dir.is_dir() => {
-                format!("working directory `{}` does not exist", dir.display())
+    // environment (see `orphans`). The write ends held by `cmd` close as it goes, so the pipe
+    // ends when the work's processes do.
+    let spawned = orphans::with_mark(token, || cmd.spawn());
+    drop(cmd);
+    spawned
+        .map(|child| (child, merged))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => match &job.cwd {
+                Some(dir) if !dir.is_dir() => {
+                    format!("working directory `{}` does not exist", dir.display())
+                }
+                _ => format!("command `{program}` not found: check the name and PATH"),
+            },
+            std::io::ErrorKind::PermissionDenied => {
+                format!("command `{program}` is not executable (permission denied)")
             }
-            _ => format!("command `{program}` not found: check the name and PATH"),
-        },
-        std::io::ErrorKind::PermissionDenied => {
-            format!("command `{program}` is not executable (permission denied)")
-        }
-        _ => format!("could not start `{program}`: {e}"),
-    })
+            _ => format!("could not start `{program}`: {e}"),
+        })
 }
 
-/// A check's output, both streams in the order read, up to a bound.
+/// A check's output, both streams in the order written, up to a bound.
 struct Capture {
     text: String,
     room: usize,
@@ -182,6 +202,7 @@ enum Phase {
 /// output waits for room in `events`.
 async fn supervise(
     child: &mut Child,
+    merged: Option<std::io::PipeReader>,
     registration: orphans::Registration,
     job: &Assignment,
     (stop, kill): (&CancellationToken, &CancellationToken),
@@ -203,8 +224,22 @@ async fn supervise(
             }),
         ),
     };
+    // A merged pipe that tokio cannot watch is read as if closed at once: the check then
+    // ends with its exit code and no output, never blocking.
+    let merged = merged.and_then(|r| {
+        tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(r))
+            .map_err(|e| tracing::warn!("cannot watch a check's output pipe: {e}"))
+            .ok()
+    });
     let mut pipes = [
-        Pipe::new(child.stdout.take().map(Reader::from), Stream::Stdout),
+        Pipe::new(
+            child
+                .stdout
+                .take()
+                .map(Reader::from)
+                .or(merged.map(Reader::Merged)),
+            Stream::Stdout,
+        ),
         Pipe::new(child.stderr.take().map(Reader::from), Stream::Stderr),
     ];
     let mut seq = 0u64;
@@ -370,6 +405,8 @@ fn signal_group(pgid: Option<Pid>, sig: Signal) {
 enum Reader {
     Out(tokio::process::ChildStdout),
     Err(tokio::process::ChildStderr),
+    /// Both streams of a check through one pipe.
+    Merged(tokio::net::unix::pipe::Receiver),
 }
 
 impl From<tokio::process::ChildStdout> for Reader {
@@ -393,6 +430,7 @@ impl Reader {
         match self {
             Reader::Out(r) => std::pin::Pin::new(r).poll_read(cx, buf),
             Reader::Err(r) => std::pin::Pin::new(r).poll_read(cx, buf),
+            Reader::Merged(r) => std::pin::Pin::new(r).poll_read(cx, buf),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! process, through the one executor in `exec`. The principal reaches it, as any agent,
 //! through [`AgentLink`].
 
+pub mod batch;
 pub mod check;
 mod exec;
 pub mod lines;
@@ -16,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::agent::{AgentEvent, AgentId, AgentInfo, AgentLink, Assignment, WorkId};
+use crate::protocol::agent::{
+    AgentEvent, AgentId, AgentInfo, AgentLink, Assignment, Exit, StopCause, WorkEnd, WorkId,
+};
 
 /// Default number of slots: one per CPU, at least 2.
 pub fn default_slots() -> usize {
@@ -39,6 +42,13 @@ pub struct LocalAgent {
     budget: Arc<tokio::sync::Semaphore>,
     /// Cancelled to kill every process of its work at once, whatever their stop policies.
     kill: CancellationToken,
+    /// One permit per slot when the pool holds assignments beyond its slots (a remote
+    /// agent's, see [`LocalAgent::queueing`]): work that takes a slot starts with a permit.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// Runs its batches of checks; made on the first batch.
+    prober: std::sync::OnceLock<check::Prober>,
+    /// Places for batches of checks running at once.
+    batches: Arc<tokio::sync::Semaphore>,
 }
 
 /// Output (text and per-line overhead) an agent's work may have in memory at once, on its
@@ -83,6 +93,30 @@ impl LocalAgent {
             reaper: reaper.map(Arc::new),
             budget: Arc::new(tokio::sync::Semaphore::new(OUTPUT_BUDGET)),
             kill: CancellationToken::new(),
+            slots: None,
+            prober: std::sync::OnceLock::new(),
+            batches: Arc::new(tokio::sync::Semaphore::new(
+                crate::protocol::batch::MAX_BATCHES_PER_AGENT,
+            )),
+        }
+    }
+
+    /// The pool takes assignments beyond its slots and holds them, in order, until a slot
+    /// frees up: its principal can send the next work while this runs, instead of after.
+    pub fn queueing(mut self) -> Self {
+        self.slots = Some(Arc::new(tokio::sync::Semaphore::new(
+            self.info.slots.max(1),
+        )));
+        self
+    }
+
+    /// How many assignments it holds beyond its slots, at most: one per slot when
+    /// [`LocalAgent::queueing`], else none.
+    pub fn queue(&self) -> usize {
+        if self.slots.is_some() {
+            self.info.slots
+        } else {
+            0
         }
     }
 }
@@ -104,9 +138,33 @@ impl AgentLink for LocalAgent {
         let reaper = self.reaper.clone();
         let budget = self.budget.clone();
         let kill = self.kill.clone();
+        let slots = self.slots.clone().filter(|_| job.kind.takes_slot());
         tokio::spawn(async move {
             let id = job.id.clone();
-            exec::run(job, (token, kill), events, budget, reaper.as_deref()).await;
+            // Held until a slot frees up; stopped meanwhile, it ends without having run.
+            let (mut permit, mut stopped_first) = (None, false);
+            if let Some(slots) = slots {
+                tokio::select! {
+                    p = slots.acquire_owned() => permit = p.ok(),
+                    () = token.cancelled() => stopped_first = true,
+                    () = kill.cancelled() => stopped_first = true,
+                }
+            }
+            if stopped_first {
+                let now = chrono::Utc::now();
+                let end = WorkEnd {
+                    id: id.clone(),
+                    started_at: now,
+                    ended_at: now,
+                    exit: Exit::Code(0),
+                    stopped: Some(StopCause::Requested),
+                    output: None,
+                };
+                let _ = events.send(AgentEvent::Finished(end)).await;
+            } else {
+                exec::run(job, (token, kill), events, budget, reaper.as_deref()).await;
+            }
+            drop(permit);
             lock(&running).remove(&id);
         });
     }
@@ -115,6 +173,41 @@ impl AgentLink for LocalAgent {
         if let Some(token) = lock(&self.running).get(id) {
             token.cancel();
         }
+    }
+
+    fn run_checks(
+        &self,
+        batch: crate::protocol::batch::CheckBatch,
+        results: mpsc::Sender<crate::protocol::batch::CheckResults>,
+    ) -> bool {
+        let Ok(place) = self.batches.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "dropped {}: {} batches of checks run here already",
+                batch.id,
+                crate::protocol::batch::MAX_BATCHES_PER_AGENT
+            );
+            return false;
+        };
+        // Command checks run as its tasks do: in its workdir, watched by its reaper, killed
+        // with the rest of its work.
+        let prober = self
+            .prober
+            .get_or_init(|| {
+                check::Prober::build(check::ProberConfig {
+                    exec: check::ExecSetup {
+                        workdir: Some(self.workdir.clone()),
+                        reaper: self.reaper.clone(),
+                        kill: self.kill.clone(),
+                    },
+                    ..check::ProberConfig::default()
+                })
+            })
+            .clone();
+        tokio::spawn(async move {
+            batch::run(prober, batch, results).await;
+            drop(place);
+        });
+        true
     }
 }
 

@@ -133,8 +133,8 @@ pub(crate) fn mark_number(mark: u64, instance: &str) -> Option<u64> {
 /// Setting it in the child instead would need a `pre_exec` hook, which forces std off its
 /// posix_spawn fast path (see `exec.rs`). Spawns that mark are serialised; a plain spawn
 /// elsewhere in the process meanwhile may inherit the mark, and is then stopped with that task
-/// if it ever escapes, which is the safe side. Where the hard limit is too low for a mark,
-/// nothing is marked and the token alone tells.
+/// if it ever escapes, which is the safe side ([`spawn_apart`] keeps a spawn clear of it).
+/// Where the hard limit is too low for a mark, nothing is marked and the token alone tells.
 pub fn with_mark<T>(token: &Token, spawn: impl FnOnce() -> T) -> T {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let _marking = MARKING.lock().unwrap_or_else(|e| e.into_inner());
@@ -219,6 +219,26 @@ pub fn spawn_registered<C, E>(
         }
     }
     Ok((child, Registration { pid: id, leader }))
+}
+
+/// Runs `spawn` while no task's mark is in force, and nothing more: [`spawn_apart`] is what a
+/// child of this process in a group of its own needs; this is for a child left unregistered on
+/// purpose (a test of how the sweeper treats such a one).
+pub fn unmarked<T>(spawn: impl FnOnce() -> T) -> T {
+    let _marking = MARKING.lock().unwrap_or_else(|e| e.into_inner());
+    spawn()
+}
+
+/// Spawns a child that this process puts in a process group or session of its own and waits
+/// for itself (`timeout`, `setsid`, a pseudo-terminal's shell): registered, so the sweeper never
+/// takes it for an orphan, and spawned clear of any task's mark, which a spawn beside a marking
+/// one would inherit (see [`with_mark`]).
+pub fn spawn_apart<C, E>(
+    spawn: impl FnOnce() -> Result<C, E>,
+    pid: impl FnOnce(&C) -> Option<u32>,
+) -> Result<(C, Registration), E> {
+    // The registry's gate first, then the mark, in the order a task's spawn takes them.
+    spawn_registered(ChildKind::Other, || unmarked(spawn), pid)
 }
 
 /// Makes this process adopt the orphans of its tasks and starts the sweeper that reaps them
@@ -310,6 +330,7 @@ pub(crate) struct Stat {
     pub state: char,
     pub ppid: i32,
     pub pgid: i32,
+    pub session: i32,
 }
 
 /// Parses `/proc/PID/stat`; the command name in parentheses may contain anything.
@@ -319,7 +340,13 @@ pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     let pgid = fields.next()?.parse().ok()?;
-    Some(Stat { state, ppid, pgid })
+    let session = fields.next()?.parse().ok()?;
+    Some(Stat {
+        state,
+        ppid,
+        pgid,
+        session,
+    })
 }
 
 pub(crate) fn stat(pid: i32) -> Option<Stat> {
@@ -376,6 +403,11 @@ pub(crate) fn owner(pid: i32, instance: &str) -> Option<u64> {
 
 /// The children of this process: every thread's `children` list, or, on kernels without
 /// those, every process whose parent is this one.
+/// This process's session id.
+fn my_session() -> i32 {
+    nix::unistd::getsid(None).map(|s| s.as_raw()).unwrap_or(-1)
+}
+
 fn children() -> Vec<i32> {
     let me = std::process::id() as i32;
     let mut found = Vec::new();
@@ -417,11 +449,21 @@ struct Orphans {
 
 /// Whether a live orphan's task has ended: by its token or mark, or, without either, once every
 /// task that was running when it was first seen has ended. As PID 1 an orphan without our token
-/// or mark may come from anywhere in the container, so only those count there.
-fn task_ended(pid: i32, live: &HashSet<u64>, untokened: &mut HashMap<i32, HashSet<u64>>) -> bool {
+/// or mark may come from anywhere in the container, so only those count there. Nor does a
+/// child without either that leads its own group in this process's session: that is what code
+/// of this process starts through `timeout` or `setpgid` (a test binary hosting the executor
+/// beside its own children), and a task's descendant would have to clear its environment,
+/// change its mark and make itself a group, all three, to look like one.
+fn task_ended(
+    pid: i32,
+    st: &Stat,
+    live: &HashSet<u64>,
+    untokened: &mut HashMap<i32, HashSet<u64>>,
+) -> bool {
     match owner(pid, instance()) {
         Some(n) => !live.contains(&n),
         None if std::process::id() == 1 => false,
+        None if st.pgid == pid && st.session == my_session() => false,
         None => untokened
             .entry(pid)
             .or_insert_with(|| live.clone())
@@ -454,7 +496,7 @@ fn sweep(orphans: &mut Orphans, grace: Duration) {
             continue;
         }
         seen.insert(pid);
-        if !task_ended(pid, &live, &mut orphans.untokened) {
+        if !task_ended(pid, &st, &live, &mut orphans.untokened) {
             continue; // its task still runs, or it is not from one of ours (PID 1)
         }
         // Its own group (it ran setsid) holds what it started; a group of a live leader is
@@ -499,7 +541,8 @@ mod tests {
             Stat {
                 state: 'S',
                 ppid: 7,
-                pgid: 42
+                pgid: 42,
+                session: 42
             }
         );
         assert_eq!(parse_stat("garbage"), None);

@@ -1,5 +1,6 @@
 //! Readiness probes of supervised services: the IO half of `ready:`. [`until_ready`] polls a
-//! tcp, http or command probe until it passes; [`NotifySocket`] receives sd_notify's
+//! tcp, http or command probe until it passes (tcp and http through the agent's [`Prober`],
+//! where all check IO lives); [`NotifySocket`] receives sd_notify's
 //! `READY=1`; [`LogMatch`] tests output lines. None of them enforces the readiness `timeout`:
 //! the supervision state machine arms that timer, and its caller drops the probe's future when
 //! it fires, which stops every attempt in flight (a command probe's process group included).
@@ -13,18 +14,19 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpStream, UnixDatagram};
+use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
 
+use super::check::Prober;
+use crate::protocol::check::{HttpMethod, HttpProbe, Probe, TcpProbe};
 use crate::spec::{CommandSpec, ReadyProbe, RenderContext};
 
 /// First pause between two failed attempts; it doubles after each one.
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 /// Longest pause between two attempts.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
-/// Longest an HTTP status line may be: enough for any real one, and the read stays bounded.
-const MAX_STATUS_LINE: u64 = 1024;
+/// Most of an HTTP answer's body read: readiness looks at the status only.
+const MAX_READY_BODY: u64 = 1024;
 /// Largest sd_notify datagram read; the rest of a longer one is cut off by the kernel.
 const MAX_DATAGRAM: usize = 4096;
 /// `sun_path` holds 108 bytes including the terminating NUL.
@@ -49,14 +51,6 @@ const LIMITS: Limits = Limits {
 /// A probe that can never pass by polling; the service's readiness cannot be checked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeError {
-    /// An `https://` URL: this probe speaks plain HTTP only.
-    #[error(
-        "https readiness probes need TLS, not yet supported; use tcp: {authority} to wait until it accepts connections"
-    )]
-    HttpsUnsupported {
-        /// `host:port` of the URL, for the suggestion.
-        authority: String,
-    },
     /// A URL this probe cannot send a request to.
     #[error("readiness URL `{url}`: {why}")]
     BadUrl {
@@ -89,6 +83,8 @@ pub struct ProbeContext {
     pub cwd: Option<PathBuf>,
     /// Why the last attempt failed; a mutex so the caller can read it after the timeout.
     last_failure: Mutex<Option<String>>,
+    /// Runs the tcp and http attempts.
+    prober: Prober,
 }
 
 impl ProbeContext {
@@ -105,7 +101,15 @@ impl ProbeContext {
             env,
             cwd,
             last_failure: Mutex::new(None),
+            prober: Prober::shared(),
         }
+    }
+
+    /// The same context with its tcp and http attempts run by `prober` (the process-wide
+    /// [`Prober::shared`] otherwise).
+    pub fn with_prober(mut self, prober: Prober) -> Self {
+        self.prober = prober;
+        self
     }
 
     /// Why the last attempt failed (`None` before the first failure), for a timeout's message.
@@ -175,24 +179,34 @@ impl Target {
     async fn attempt(&self, ctx: &ProbeContext, limits: Limits) -> Result<(), String> {
         match self {
             Target::Tcp { host, port } => {
-                match tokio::time::timeout(limits.net, TcpStream::connect((host.as_str(), *port)))
-                    .await
-                {
-                    // Accepted is all we ask; the connection is closed at once.
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(format!("connect to {host}:{port}: {e}")),
-                    Err(_) => Err(format!(
+                let probe = Probe::Tcp(TcpProbe {
+                    host: host.clone(),
+                    port: *port,
+                    send: None,
+                    expect: None,
+                });
+                // Accepted is all we ask; the connection is closed at once.
+                let r = ctx.prober.run(&probe, limits.net).await;
+                match r.error {
+                    None => Ok(()),
+                    Some(e) if e.starts_with("timed out") => Err(format!(
                         "connect to {host}:{port}: no answer within {:?}",
                         limits.net
                     )),
+                    Some(e) if e.starts_with("connect to") => Err(e),
+                    Some(e) => Err(format!("connect to {host}:{port}: {e}")),
                 }
             }
             Target::Http { url, target } => {
-                match tokio::time::timeout(limits.net, target.status()).await {
-                    Ok(Ok(code)) if (200..300).contains(&code) => Ok(()),
-                    Ok(Ok(code)) => Err(format!("GET {url} answered {code}")),
-                    Ok(Err(why)) => Err(format!("GET {url}: {why}")),
-                    Err(_) => Err(format!("GET {url}: no status line within {:?}", limits.net)),
+                let r = ctx.prober.run(&http_probe(&target.url()), limits.net).await;
+                match (r.status, r.error) {
+                    (Some(code), _) if (200..300).contains(&code) => Ok(()),
+                    (Some(code), _) => Err(format!("GET {url} answered {code}")),
+                    (None, Some(e)) if e.starts_with("timed out") => {
+                        Err(format!("GET {url}: no status line within {:?}", limits.net))
+                    }
+                    (None, Some(e)) => Err(format!("GET {url}: {e}")),
+                    (None, None) => Err(format!("GET {url}: no answer")),
                 }
             }
             Target::Command(argv) => run_command(argv, ctx, limits.command).await,
@@ -212,12 +226,29 @@ fn render(spec: &CommandSpec, ctx: &ProbeContext) -> Vec<String> {
     spec.argv(&rctx)
 }
 
-/// Where an `http://` URL's GET goes.
+/// A readiness GET: as kubelet's httpGet probes do, an https one does not verify the
+/// certificate (readiness asks whether the service answers, not whether its chain is valid),
+/// and the connection is not kept.
+fn http_probe(url: &str) -> Probe {
+    Probe::Http(HttpProbe {
+        url: url.to_string(),
+        method: HttpMethod::Get,
+        headers: vec![
+            ("User-Agent".into(), "opsconsole-ready".into()),
+            ("Connection".into(), "close".into()),
+        ],
+        body: None,
+        follow_redirects: false,
+        insecure_skip_verify: true,
+        client_cert: None,
+        max_body: MAX_READY_BODY,
+    })
+}
+
+/// Where an `http://` or `https://` URL's GET goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct HttpTarget {
-    /// Host to connect to (an IPv6 literal without brackets).
-    host: String,
-    port: u16,
+    https: bool,
     /// The URL's authority as written, for the `Host` header.
     authority: String,
     /// Path and query, at least `/`.
@@ -226,6 +257,7 @@ struct HttpTarget {
 
 impl HttpTarget {
     fn parse(url: &str) -> Result<Self, ProbeError> {
+        // Read again by the prober; checked here so that a bad URL fails at once.
         let bad = |why| ProbeError::BadUrl {
             url: url.to_string(),
             why,
@@ -268,26 +300,10 @@ impl HttpTarget {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        let port = match port {
-            None => {
-                if https {
-                    443
-                } else {
-                    80
-                }
-            }
-            Some(p) => match p.parse::<u16>() {
-                Ok(p) if p > 0 => p,
-                _ => return Err(bad("the port is not a number from 1 to 65535")),
-            },
-        };
-        if https {
-            let shown = if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            };
-            return Err(ProbeError::HttpsUnsupported { authority: shown });
+        if let Some(p) = port
+            && !matches!(p.parse::<u16>(), Ok(p) if p > 0)
+        {
+            return Err(bad("the port is not a number from 1 to 65535"));
         }
         // The fragment stays with the client; the request target is path and query.
         let path = tail.split('#').next().unwrap_or_default();
@@ -301,53 +317,16 @@ impl HttpTarget {
             p => p.to_string(),
         };
         Ok(Self {
-            host: host.to_string(),
-            port,
+            https,
             authority: authority.to_string(),
             path,
         })
     }
 
-    /// One GET: connects, sends the request and reads the status line only.
-    async fn status(&self) -> Result<u16, String> {
-        let mut stream = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: opsconsole-ready\r\nConnection: close\r\n\r\n",
-            self.path, self.authority
-        );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let mut line = Vec::new();
-        BufReader::new(stream.take(MAX_STATUS_LINE))
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        if line.is_empty() {
-            return Err("closed without an answer".into());
-        }
-        parse_status(&line).ok_or_else(|| {
-            let shown: String = String::from_utf8_lossy(&line).chars().take(80).collect();
-            format!("not an HTTP answer: {:?}", shown.trim_end())
-        })
-    }
-}
-
-/// The status code of an HTTP/1.x status line (`HTTP/1.1 200 OK`).
-fn parse_status(line: &[u8]) -> Option<u16> {
-    let line = std::str::from_utf8(line).ok()?;
-    let mut words = line.split_ascii_whitespace();
-    if !words.next()?.starts_with("HTTP/") {
-        return None;
-    }
-    let code = words.next()?;
-    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()) {
-        code.parse().ok()
-    } else {
-        None
+    /// The URL the prober gets: as written, without its fragment.
+    fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.authority, self.path)
     }
 }
 
@@ -546,7 +525,9 @@ mod tests {
     use crate::spec::Template;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
+    use tokio::net::TcpStream;
     use tokio::time::timeout;
 
     /// Bound on every test; generous for a loaded 2-core machine.
@@ -678,21 +659,47 @@ mod tests {
         server.abort();
     }
 
+    /// https is probed through the prober's TLS, without verifying the chain (as kubelet's
+    /// httpGet probes do): a self-signed service is ready once it answers 2xx.
     #[tokio::test]
-    async fn https_fails_with_a_clear_message() {
+    async fn https_ready_on_a_self_signed_service() {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        let cert = params.self_signed(&key).expect("cert");
+        let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config =
+            rustls::ServerConfig::builder_with_provider(crate::agent::check::ring_provider())
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    continue;
+                };
+                let mut buf = [0u8; 1024];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
         let probe = ReadyProbe::Http {
-            url: "https://example.internal/health".into(),
+            url: format!("https://localhost:{port}/health"),
         };
-        let err = timeout(BOUND, until_ready(&probe, &ctx()))
+        timeout(BOUND, until_ready(&probe, &ctx()))
             .await
-            .expect("at once")
-            .expect_err("https is not supported");
-        let text = err.to_string();
-        assert!(
-            text.starts_with("https readiness probes need TLS, not yet supported; use tcp:"),
-            "{text}"
-        );
-        assert!(text.contains("tcp: example.internal:443"), "{text}");
+            .expect("ready in time")
+            .expect("pollable");
+        server.abort();
     }
 
     #[tokio::test]
@@ -708,18 +715,14 @@ mod tests {
 
     #[test]
     fn urls_are_parsed() {
-        let t = HttpTarget::parse("http://[::1]:8080?x=1").expect("v6");
+        let t = HttpTarget::parse("http://[::1]:8080?x=1#frag").expect("v6");
         assert_eq!(
-            (
-                t.host.as_str(),
-                t.port,
-                t.authority.as_str(),
-                t.path.as_str()
-            ),
-            ("::1", 8080, "[::1]:8080", "/?x=1")
+            (t.authority.as_str(), t.path.as_str()),
+            ("[::1]:8080", "/?x=1")
         );
+        assert_eq!(t.url(), "http://[::1]:8080/?x=1");
         let t = HttpTarget::parse("HTTP://localhost").expect("default port");
-        assert_eq!((t.port, t.path.as_str()), (80, "/"));
+        assert_eq!(t.url(), "http://localhost/");
         for bad in [
             "http://",
             "http://h:0/",
@@ -735,15 +738,9 @@ mod tests {
             );
         }
         assert_eq!(
-            HttpTarget::parse("https://[::1]/"),
-            Err(ProbeError::HttpsUnsupported {
-                authority: "[::1]:443".into()
-            })
+            HttpTarget::parse("https://[::1]/").map(|t| t.url()),
+            Ok("https://[::1]/".to_string())
         );
-        assert_eq!(parse_status(b"HTTP/1.1 204 No Content\r\n"), Some(204));
-        assert_eq!(parse_status(b"HTTP/1.0 200\r\n"), Some(200));
-        assert_eq!(parse_status(b"SSH-2.0-OpenSSH\r\n"), None);
-        assert_eq!(parse_status(b"HTTP/1.1 20x OK\r\n"), None);
     }
 
     #[tokio::test]

@@ -185,10 +185,14 @@ pub async fn run(opts: AgentOptions) -> Result<(), AgentEnd> {
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let (events_tx, mut events) = mpsc::channel(4096);
+    let mut checked = Checked::new();
     let reaper = std::env::current_exe()
         .ok()
         .and_then(|exe| super::reaper::Reaper::start(&exe, opts.kill_grace));
-    let pool = LocalAgent::with_info(info.clone(), opts.workdir.clone(), events_tx, reaper);
+    // It holds one assignment per slot ahead, so that the next one is here when a slot frees
+    // up: the principal's commit of its dispatch overlaps running work instead of following it.
+    let pool =
+        LocalAgent::with_info(info.clone(), opts.workdir.clone(), events_tx, reaper).queueing();
     let mut buffer = Buffer {
         next: 1,
         ..Buffer::default()
@@ -230,7 +234,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), AgentEnd> {
             }
         }
         let connected = tokio::select! {
-            c = connect(&endpoints, &opts, &info, instance, running, &buffer) => c,
+            c = connect(&endpoints, &opts, (&info, pool.queue()), instance, running, &buffer) => c,
             () = signals.next() => {
                 shut_down(&pool, &mut buffer).await;
                 return Ok(());
@@ -280,6 +284,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), AgentEnd> {
             &pool,
             &mut buffer,
             &mut events,
+            &mut checked,
             heartbeat,
             &mut last_contact,
             &mut signals,
@@ -313,7 +318,7 @@ type Connected = (AgentConnection, Duration, Vec<WorkId>, u64);
 async fn connect(
     endpoints: &Endpoints,
     opts: &AgentOptions,
-    info: &AgentInfo,
+    (info, queue): (&AgentInfo, usize),
     instance: u64,
     running: Vec<WorkId>,
     buffer: &Buffer,
@@ -358,6 +363,8 @@ async fn connect(
             .reports
             .front()
             .map_or(buffer.next, |(seq, _, _)| *seq),
+        queue,
+        checks: crate::protocol::batch::CHECKS_VERSION,
     });
     conn.send(&hello)
         .await
@@ -398,12 +405,35 @@ fn holding(mut running: Vec<WorkId>, buffer: &Buffer) -> Vec<WorkId> {
     running
 }
 
+/// Results of batches of checks on their way to the principal. They are not numbered reports
+/// (see [`crate::protocol::batch`]): while disconnected they wait in this bounded channel (the
+/// batches' tasks wait on it in turn), and a message whose send failed goes first on the next
+/// connection; the principal drops what comes after it gave the batch up.
+struct Checked {
+    tx: mpsc::Sender<crate::protocol::batch::CheckResults>,
+    rx: mpsc::Receiver<crate::protocol::batch::CheckResults>,
+    held: Option<FromAgent>,
+}
+
+/// Messages of check results waiting to be sent, at most (each at most about
+/// [`crate::protocol::batch::MAX_CHUNK_BYTES`]).
+const CHECKED_QUEUE: usize = 16;
+
+impl Checked {
+    fn new() -> Self {
+        let (tx, rx) = mpsc::channel(CHECKED_QUEUE);
+        Self { tx, rx, held: None }
+    }
+}
+
 /// Serves one connection until it goes quiet, the agent is released, or a signal comes.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     conn: &mut AgentConnection,
     pool: &LocalAgent,
     buffer: &mut Buffer,
     events: &mut mpsc::Receiver<AgentEvent>,
+    checked: &mut Checked,
     heartbeat: Duration,
     last_contact: &mut Option<Instant>,
     signals: &mut Signals,
@@ -413,6 +443,12 @@ async fn serve(
         if let Err(e) = conn.send(&message).await {
             return Ended::Lost(e.to_string());
         }
+    }
+    if let Some(message) = checked.held.take()
+        && let Err(e) = conn.send(&message).await
+    {
+        checked.held = Some(message);
+        return Ended::Lost(e.to_string());
     }
     let mut beat = tokio::time::interval(heartbeat);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -436,6 +472,12 @@ async fn serve(
                             }
                         }
                     }
+                    ToAgent::Checks(batch) => {
+                        let id = batch.id;
+                        if !pool.run_checks(batch, checked.tx.clone()) {
+                            tracing::warn!("{id} not run: too many batches run here already");
+                        }
+                    }
                     ToAgent::Heartbeat | ToAgent::Welcome { .. } => {}
                     ToAgent::Refused { reason } => return Ended::Refused(reason),
                     ToAgent::Release { reason } => return Ended::Released(reason),
@@ -453,6 +495,13 @@ async fn serve(
                     if let Err(e) = conn.send(&message).await {
                         return Ended::Lost(e.to_string());
                     }
+                }
+            }
+            Some(results) = checked.rx.recv() => {
+                let message = FromAgent::Checked(results);
+                if let Err(e) = conn.send(&message).await {
+                    checked.held = Some(message);
+                    return Ended::Lost(e.to_string());
                 }
             }
             _ = beat.tick() => {

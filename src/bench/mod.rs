@@ -22,6 +22,14 @@ pub use agents::throughput_agents;
 pub use api::{api, throughput_via_principal};
 pub use supervise::supervise;
 
+mod busy;
+mod gauges;
+pub mod monitors;
+mod raw;
+pub mod targets;
+pub use busy::throughput_with_monitors;
+pub use monitors::{MonitorBench, monitors};
+
 /// A scratch data dir removed on drop.
 struct Scratch(PathBuf);
 

@@ -10,8 +10,7 @@ use super::{Dirs, EXIT_FAILED, client_failure, fail};
 use crate::humantime::format_duration;
 use crate::protocol::api::{Client, ClientError, MAX_MONITOR_PAGE, Request, Response};
 use crate::protocol::monitor::{
-    Incident, MonitorAction, MonitorCounts, MonitorDetail, MonitorFilter, MonitorState,
-    MonitorSummary, Outcome,
+    Incident, MonitorAction, MonitorCounts, MonitorDetail, MonitorFilter, MonitorSummary,
 };
 
 /// Most incidents `incidents` prints.
@@ -151,18 +150,7 @@ pub fn state_label(m: &MonitorSummary) -> String {
 
 /// `200 monitors (3 shown): 176 healthy · 4 unhealthy · ... · 4 open incidents`.
 pub fn counts_line(c: &MonitorCounts, shown: usize) -> String {
-    let mut parts: Vec<String> = MonitorState::ALL
-        .iter()
-        .filter(|s| c.get(**s) > 0)
-        .map(|s| format!("{} {s}", c.get(*s)))
-        .collect();
-    if c.flapping > 0 {
-        parts.push(format!("{} flapping (~)", c.flapping));
-    }
-    if c.intervening > 0 {
-        parts.push(format!("{} intervening (+)", c.intervening));
-    }
-    parts.push(format!("{} open incident(s)", c.open_incidents));
+    let parts = c.parts(true);
     format!(
         "{} monitors ({shown} shown): {}",
         c.total,
@@ -219,7 +207,7 @@ pub fn incident_table(incidents: &[Incident], now: DateTime<Utc>) -> String {
         let last = i
             .attempts
             .last()
-            .map(|a| format!("  · {}: {}", a.action, outcome_text(&a.outcome)))
+            .map(|a| format!("  · {}: {}", a.action, a.outcome))
             .unwrap_or_default();
         out.push_str(&format!(
             "{:<7} {:<24} {:<7} {:<20} {:>9}  {}{last}\n",
@@ -236,16 +224,6 @@ pub fn incident_table(incidents: &[Incident], now: DateTime<Utc>) -> String {
     out
 }
 
-/// An intervention's outcome in words.
-pub fn outcome_text(o: &Outcome) -> String {
-    match o {
-        Outcome::Started => "running".into(),
-        Outcome::Succeeded => "succeeded".into(),
-        Outcome::Failed(why) => format!("failed: {why}"),
-        Outcome::Skipped(why) => format!("skipped: {why}"),
-    }
-}
-
 /// Shows, pauses, resumes or checks one monitor.
 pub async fn monitor(dirs: &Dirs, cmd: MonitorCmd) -> ExitCode {
     let client = match super::control::connect(dirs).await {
@@ -259,10 +237,22 @@ pub async fn monitor(dirs: &Dirs, cmd: MonitorCmd) -> ExitCode {
                 Ok(other) => return unexpected(other),
                 Err(code) => return code,
             };
+            let ping_url = if d.summary.kind == "push" {
+                ping_url(&client, &d.summary.name).await
+            } else {
+                None
+            };
             if json {
-                crate::say!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+                let mut v = serde_json::to_value(&d).unwrap_or_default();
+                if let (Some(url), Some(o)) = (&ping_url, v.as_object_mut()) {
+                    o.insert("ping_url".into(), url.clone().into());
+                }
+                crate::say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 crate::say_raw!("{}", detail_text(&d, Utc::now()));
+                if let Some(url) = ping_url {
+                    crate::say!("ping URL: {url}");
+                }
             }
             ExitCode::SUCCESS
         }
@@ -337,9 +327,63 @@ pub fn detail_text(d: &MonitorDetail, now: DateTime<Utc>) -> String {
                 "  {} {}: {}\n",
                 a.at.format("%T"),
                 a.action,
-                outcome_text(&a.outcome)
+                a.outcome
             ));
         }
     }
     out
+}
+
+/// The ping URL of push monitor `name`, or why there is none as a line to print instead
+/// (no listener, a viewer's key).
+async fn ping_url(client: &dyn Client, name: &str) -> Option<String> {
+    let request = Request::PingUrl {
+        name: name.to_string(),
+    };
+    match client.call(request).await {
+        Ok(Response::PingUrl { url, refused, .. }) => Some(format!(
+            "{url}  (append /fail to report a failure; {refused} request(s) with a wrong \
+             secret or path refused since the principal started)"
+        )),
+        Ok(Response::Error(e)) => Some(format!("none ({e})")),
+        _ => None,
+    }
+}
+
+/// `opsconsole ping NAME [--fail] [--message TEXT]`: a push monitor's job reports in.
+pub async fn ping(dirs: &Dirs, name: String, ok: bool, message: Option<String>) -> ExitCode {
+    use crate::protocol::api::MAX_PING_MESSAGE;
+    if let Some(m) = &message
+        && m.len() > MAX_PING_MESSAGE
+    {
+        return fail(
+            super::EXIT_INVALID,
+            format!(
+                "--message is {} bytes; at most {MAX_PING_MESSAGE} are taken",
+                m.len()
+            ),
+        );
+    }
+    let client = match super::control::connect(dirs).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let request = Request::Ping {
+        name: name.clone(),
+        ok,
+        message,
+    };
+    match ask(&client, request).await {
+        Ok(Response::Pinged { monitor }) => {
+            crate::say!(
+                "{}: {} recorded; now {}",
+                monitor.name,
+                if ok { "ping" } else { "failure" },
+                state_label(&monitor)
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(other) => unexpected(other),
+        Err(code) => code,
+    }
 }

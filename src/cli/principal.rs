@@ -25,6 +25,18 @@ pub struct PrincipalOptions {
     pub kill_grace: Duration,
     /// How often remote agents heartbeat; three missed ones lose the lease.
     pub agent_heartbeat: Duration,
+    /// Where push monitors' ping URLs listen (`PORT` alone: loopback).
+    pub ping_listen: Option<String>,
+}
+
+/// The address of `--ping-listen`: `HOST:PORT`, or `PORT` alone on loopback.
+pub fn ping_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse()
+        .map_err(|_| format!("--ping-listen {text}: not `IP:PORT` or `PORT` (e.g. 127.0.0.1:8091)"))
 }
 
 /// True for endpoints that only this machine can reach.
@@ -41,6 +53,10 @@ fn is_loopback(endpoint: &str) -> bool {
 /// Runs until SIGINT or SIGTERM, then stops the task processes (their runs resume when a
 /// principal next starts here), flushes the store and exits 0.
 pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
+    let ping_addr = match opts.ping_listen.as_deref().map(ping_address).transpose() {
+        Ok(a) => a,
+        Err(e) => return fail(EXIT_INVALID, e),
+    };
     let mut endpoints = vec![Endpoints::for_data_dir(&dirs.data)];
     let ring = match &opts.keys {
         None => None,
@@ -125,6 +141,23 @@ pub async fn principal(dirs: &Dirs, opts: PrincipalOptions) -> ExitCode {
             }
         }
     }
+    if let Some(addr) = ping_addr {
+        match principal
+            .listen_for_pings(addr, &dirs.data, stop.clone())
+            .await
+        {
+            Ok(addr) => crate::tell!(
+                "ping URLs on http://{addr}/ping/NAME/SECRET (`opsconsole monitor show NAME` \
+                 prints a push monitor's)"
+            ),
+            Err(err) => {
+                stop.cancel();
+                principal.shutdown().await;
+                bootstrap::remove_socket_files(&endpoints[0]);
+                return fail(EXIT_FAILED, err);
+            }
+        }
+    }
     drop(starting);
     let (Ok(mut sigint), Ok(mut sigterm)) = (
         signal(SignalKind::interrupt()),
@@ -173,5 +206,18 @@ mod tests {
         assert!(super::is_loopback("ipc:///tmp/x.sock"));
         assert!(!super::is_loopback("tcp://0.0.0.0:7400"));
         assert!(!super::is_loopback("tcp://10.1.2.3:7400"));
+    }
+
+    #[test]
+    fn a_ping_address_alone_is_a_loopback_port() {
+        assert_eq!(
+            super::ping_address("8091").map(|a| a.to_string()),
+            Ok("127.0.0.1:8091".into())
+        );
+        assert_eq!(
+            super::ping_address("[::1]:80").map(|a| a.to_string()),
+            Ok("[::1]:80".into())
+        );
+        assert!(super::ping_address("localhost").is_err());
     }
 }

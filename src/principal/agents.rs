@@ -48,6 +48,16 @@ impl AgentLink for RemoteLink {
     fn stop(&self, id: &WorkId) {
         self.send(ToAgent::Stop { id: id.clone() });
     }
+
+    fn run_checks(
+        &self,
+        batch: crate::protocol::batch::CheckBatch,
+        _results: tokio::sync::mpsc::Sender<crate::protocol::batch::CheckResults>,
+    ) -> bool {
+        // Its results come back over its connection, as `FromAgent::Checked`.
+        self.send(ToAgent::Checks(batch));
+        true
+    }
 }
 
 /// What only a remote agent has: where it runs, when it was last heard, its reports.
@@ -73,6 +83,8 @@ struct Remote {
     resend_asked: Option<u64>,
     /// The name of the CURVE key of its latest welcomed connection.
     key: Option<String>,
+    /// The version of check batches it runs (0: none), as its latest hello said.
+    checks: u32,
 }
 
 /// Work given up per agent that is remembered as its own, at most.
@@ -88,11 +100,29 @@ impl Remote {
 /// One agent and what it has free.
 struct Agent {
     link: Box<dyn AgentLink>,
-    /// Task slots not in use.
-    free: usize,
+    /// Work that takes a slot placed on it: running, or held in its queue.
+    used: usize,
+    /// Assignments it holds beyond its slots until a slot frees up (a remote agent that
+    /// said so in its hello): sent ahead, they start without waiting for their dispatch's
+    /// commit after an end.
+    ahead: usize,
     state: AgentState,
     remote: Option<Remote>,
     joined_at: DateTime<Utc>,
+}
+
+impl Agent {
+    /// How much more work that takes a slot it can be given now: into a free slot, or into
+    /// its queue.
+    fn free(&self) -> usize {
+        let capacity = self.link.info().slots.saturating_add(self.ahead);
+        capacity.saturating_sub(self.used)
+    }
+
+    /// Its slots that nothing placed there uses.
+    fn free_slots(&self) -> usize {
+        self.link.info().slots.saturating_sub(self.used)
+    }
 }
 
 /// Where a piece of work runs.
@@ -225,10 +255,10 @@ impl Agents {
 
     /// Adds an in-process agent with all of its slots free.
     pub fn add(&mut self, link: Box<dyn AgentLink>) {
-        let free = link.info().slots;
         self.agents.push(Agent {
             link,
-            free,
+            used: 0,
+            ahead: 0,
             state: AgentState::Ready,
             remote: None,
             joined_at: Utc::now(),
@@ -275,6 +305,7 @@ impl Agents {
     ) -> Result<Joined, String> {
         hello.check()?;
         let id = hello.info.id.clone();
+        let ahead = hello.queue.min(hello.info.slots.max(1));
         let link = Box::new(RemoteLink {
             info: AgentInfo {
                 slots: hello.info.slots.max(1),
@@ -316,6 +347,7 @@ impl Agents {
                 joined.restarted = restarted;
                 let a = &mut self.agents[i];
                 a.link = link;
+                a.ahead = ahead;
                 if a.state.is_gone() {
                     a.state = AgentState::Ready;
                     a.joined_at = Utc::now();
@@ -326,6 +358,7 @@ impl Agents {
                 remote.address = address;
                 remote.last_heard = Instant::now();
                 remote.pid = hello.pid;
+                remote.checks = hello.checks;
                 if restarted {
                     // A new process numbers its reports afresh.
                     remote.instance = hello.instance;
@@ -339,7 +372,8 @@ impl Agents {
                 self.prune_gone();
                 self.agents.push(Agent {
                     link,
-                    free: 0,
+                    used: 0,
+                    ahead,
                     state: AgentState::Ready,
                     remote: Some(Remote {
                         outbox,
@@ -356,6 +390,7 @@ impl Agents {
                         given_up: VecDeque::new(),
                         resend_asked: None,
                         key: None,
+                        checks: hello.checks,
                     }),
                     joined_at: Utc::now(),
                 });
@@ -421,7 +456,7 @@ impl Agents {
             .filter(|p| p.agent == id && p.takes_slot)
             .count();
         let a = &mut self.agents[i];
-        a.free = a.link.info().slots.saturating_sub(used);
+        a.used = used;
         Ok(joined)
     }
 
@@ -502,7 +537,8 @@ impl Agents {
         };
         let a = &mut self.agents[i];
         a.state = AgentState::Lost;
-        a.free = 0;
+        // Everything placed there is given up or forgotten below.
+        a.used = 0;
         if let Some(r) = a.remote.as_mut() {
             r.unstored.clear();
         }
@@ -536,16 +572,26 @@ impl Agents {
             .fold(0usize, usize::saturating_add)
     }
 
-    /// Task slots in use.
+    /// Task slots in use (work held in an agent's queue waits for one of them).
     pub fn busy(&self) -> usize {
-        self.placed.values().filter(|p| p.takes_slot).count()
+        let mut used: HashMap<&AgentId, usize> = HashMap::new();
+        for p in self.placed.values().filter(|p| p.takes_slot) {
+            *used.entry(&p.agent).or_default() += 1;
+        }
+        self.agents
+            .iter()
+            .map(|a| {
+                let id = &a.link.info().id;
+                used.get(id).map_or(0, |&n| n.min(a.link.info().slots))
+            })
+            .fold(0usize, usize::saturating_add)
     }
 
     /// Whether some agent could take a task now.
     pub fn has_free_slot(&self) -> bool {
         self.agents
             .iter()
-            .any(|a| a.state.takes_work() && a.free > 0)
+            .any(|a| a.state.takes_work() && a.free() > 0)
     }
 
     /// Whether nothing runs anywhere.
@@ -581,8 +627,8 @@ impl Agents {
             .filter(|(_, a)| fits(a, wants));
         let chosen = if takes_slot {
             candidates
-                .filter(|(_, a)| a.free > 0)
-                .max_by_key(|(i, a)| (a.free, std::cmp::Reverse(*i)))
+                .filter(|(_, a)| a.free() > 0)
+                .max_by_key(|(i, a)| (a.free_slots(), a.free(), std::cmp::Reverse(*i)))
                 .map(|(i, _)| i)
         } else {
             candidates.map(|(i, _)| i).next()
@@ -592,7 +638,7 @@ impl Agents {
         };
         let agent = &mut self.agents[i];
         if takes_slot {
-            agent.free -= 1;
+            agent.used += 1;
         }
         let id = agent.link.info().id.clone();
         let instance = agent.remote.as_ref().map_or(0, |r| r.instance);
@@ -657,7 +703,7 @@ impl Agents {
                     && let Some(i) = self.index(&p.agent)
                 {
                     let a = &mut self.agents[i];
-                    a.free = (a.free + 1).min(a.link.info().slots);
+                    a.used = a.used.saturating_sub(1);
                 }
                 out.push(GivenUp {
                     id: work,
@@ -713,7 +759,7 @@ impl Agents {
             && let Some(i) = self.index(agent)
         {
             let a = &mut self.agents[i];
-            a.free = (a.free + 1).min(a.link.info().slots);
+            a.used = a.used.saturating_sub(1);
         }
         if p.stale { End::Late } else { End::Applied }
     }
@@ -811,7 +857,7 @@ impl Agents {
                     && let Some(i) = self.index(agent)
                 {
                     let a = &mut self.agents[i];
-                    a.free = (a.free + 1).min(a.link.info().slots);
+                    a.used = a.used.saturating_sub(1);
                 }
                 if !p.stale {
                     self.remember_given_up(agent, &work);
@@ -825,16 +871,17 @@ impl Agents {
         lost
     }
 
-    /// After a gap in the principal's own loop (a stall, a suspend): every connected remote
-    /// agent gets a fresh lease, so that what it sent meanwhile is read before anything is
-    /// declared lost.
-    pub fn refresh_leases(&mut self) {
-        let now = Instant::now();
+    /// After a gap of `stall` in the principal's own loop (a stall, a suspend) that ended at
+    /// `now`: every connected remote agent's lease is extended by the gap, so that what it
+    /// sent meanwhile is read before anything is declared lost. Extended by the gap, not
+    /// renewed: on a machine so busy that every beat is late, a renewal at each beat would
+    /// keep a silent agent's lease forever.
+    pub fn refresh_leases(&mut self, now: Instant, stall: Duration) {
         for a in &mut self.agents {
             if let Some(r) = a.remote.as_mut()
                 && !a.state.is_gone()
             {
-                r.last_heard = now;
+                r.last_heard = r.last_heard.checked_add(stall).map_or(now, |t| t.min(now));
             }
         }
         for p in self.placed.values_mut() {
@@ -968,11 +1015,13 @@ impl Agents {
                         .as_ref()
                         .map_or_else(|| "local".to_string(), |r| r.address.clone()),
                     state: a.state,
+                    // What it holds in its queue waits for these.
                     busy: self
                         .placed
                         .values()
                         .filter(|p| &p.agent == id && p.takes_slot)
-                        .count(),
+                        .count()
+                        .min(a.link.info().slots),
                     heartbeat_age_ms: a
                         .remote
                         .as_ref()
@@ -1001,7 +1050,7 @@ impl Agents {
         if fitting.peek().is_none() {
             return Err(Unplaced::NoMatch);
         }
-        if fitting.any(|a| a.free > 0) {
+        if fitting.any(|a| a.free() > 0) {
             Ok(())
         } else {
             Err(Unplaced::Busy)
@@ -1019,6 +1068,92 @@ impl Agents {
             "waiting for an agent labelled {labels}: no connected agent that takes work has \
              these labels"
         )
+    }
+}
+
+/// Checks placed on agents by labels (a monitor's `from:`).
+impl Agents {
+    /// Which start of `id` this is: its hello's instance, 0 for the in-process pool; `None` for
+    /// an agent not known or gone.
+    pub fn instance_of(&self, id: &AgentId) -> Option<u64> {
+        let a = &self.agents[self.index(id)?];
+        if a.state.is_gone() {
+            return None;
+        }
+        Some(a.remote.as_ref().map_or(0, |r| r.instance))
+    }
+
+    /// Agents that take work, have every label of `wants` and run batches of checks of this
+    /// version (the in-process pool always does), in the order they joined.
+    pub fn check_agents(&self, wants: &BTreeMap<String, String>) -> Vec<AgentId> {
+        self.agents
+            .iter()
+            .filter(|a| fits(a, wants))
+            .filter(|a| {
+                a.remote
+                    .as_ref()
+                    .is_none_or(|r| r.checks == crate::protocol::batch::CHECKS_VERSION)
+            })
+            .map(|a| a.link.info().id.clone())
+            .collect()
+    }
+
+    /// Why no agent can run checks for `wants`, when [`Agents::check_agents`] found none.
+    pub fn why_no_location(&self, wants: &BTreeMap<String, String>) -> String {
+        let labels = wants
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let labelled: Vec<&Agent> = self
+            .agents
+            .iter()
+            .filter(|a| {
+                wants
+                    .iter()
+                    .all(|(k, v)| a.link.info().labels.get(k) == Some(v))
+            })
+            .collect();
+        if labelled.is_empty() {
+            return format!("no agent labelled {labels} is known to the principal");
+        }
+        if labelled.iter().all(|a| !a.state.takes_work()) {
+            let states: Vec<String> = labelled
+                .iter()
+                .map(|a| format!("{} is {}", a.link.info().id, a.state))
+                .collect();
+            return format!(
+                "no agent labelled {labels} takes work now ({})",
+                states.join(", ")
+            );
+        }
+        format!(
+            "the agents labelled {labels} do not run batches of checks of version {} (another \
+             opsconsole release)",
+            crate::protocol::batch::CHECKS_VERSION
+        )
+    }
+
+    /// Sends `batch` to agent `id`; an in-process agent sends its results to `results`.
+    /// Whether the agent took it.
+    pub fn run_checks(
+        &self,
+        id: &AgentId,
+        batch: crate::protocol::batch::CheckBatch,
+        results: tokio::sync::mpsc::Sender<crate::protocol::batch::CheckResults>,
+    ) -> bool {
+        self.index(id)
+            .is_some_and(|i| self.agents[i].link.run_checks(batch, results))
+    }
+
+    /// Counts `n` refused parts of a message from `agent`.
+    pub fn refuse_many(&mut self, agent: &AgentId, n: u64) {
+        self.refused = self.refused.saturating_add(n);
+        if let Some(i) = self.index(agent)
+            && let Some(r) = self.agents[i].remote.as_mut()
+        {
+            r.refused = r.refused.saturating_add(n);
+        }
     }
 }
 
@@ -1121,6 +1256,8 @@ mod tests {
             running,
             instance: 1,
             next_report: 1,
+            queue: 0,
+            checks: 0,
         }
     }
 
@@ -1423,11 +1560,108 @@ mod tests {
         let lost = agents.reconcile(&r, &[task(1)]);
         assert_eq!(lost.iter().map(|g| &g.id).collect::<Vec<_>>(), [&task(2)]);
         assert!(agents.has_free_slot(), "its slot is free again");
-        agents.refresh_leases();
+        agents.refresh_leases(Instant::now(), Duration::from_secs(1));
         assert!(
             agents.reconcile(&r, &[]).is_empty(),
             "a fresh lease starts the grace again"
         );
+    }
+
+    #[test]
+    fn an_agent_with_a_queue_takes_one_more_per_slot_and_says_only_its_slots_are_busy() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut agents = Agents::new(Duration::from_secs(1));
+        let (q, r) = (AgentId("q".into()), AgentId("r".into()));
+        let mut h = hello("q", 2, &[], Vec::new());
+        h.queue = 100; // no more than one per slot is taken
+        agents.hello(h, tx.clone(), false).expect("joins");
+        agents
+            .hello(hello("r", 2, &[], Vec::new()), tx.clone(), false)
+            .expect("joins");
+        let kind = WorkKind::Task { timeout: None };
+        let mut on = Vec::new();
+        for n in 1..=6 {
+            on.push(agents.assign(job(task(n), kind.clone()), &none()));
+        }
+        let on: Vec<String> = on
+            .into_iter()
+            .map(|a| a.map_or("none".into(), |a| a.0))
+            .collect();
+        // Free slots first: a queue is filled only once every slot is in use.
+        assert_eq!(on, ["q", "r", "q", "r", "q", "q"]);
+        assert!(!agents.has_free_slot(), "q holds 2 ahead, r has no queue");
+        assert!(matches!(
+            agents.assign(job(task(7), kind.clone()), &none()),
+            Err(Unplaced::Busy)
+        ));
+        assert_eq!(
+            (agents.slots(), agents.busy()),
+            (4, 4),
+            "what waits is not busy"
+        );
+        let busy: Vec<usize> = agents.statuses().iter().map(|s| s.busy).collect();
+        assert_eq!(busy, [2, 2]);
+        // An end frees room for one more, never beyond slots and queue.
+        assert_eq!(agents.finished(&q, &task(1)), End::Applied);
+        assert_eq!(agents.finished(&r, &task(2)), End::Applied);
+        let on = |a: Result<AgentId, Unplaced>| a.map_or("none".to_string(), |a| a.0);
+        // r has a free slot again, q only room in its queue.
+        assert_eq!(on(agents.assign(job(task(8), kind.clone()), &none())), "r");
+        assert_eq!(on(agents.assign(job(task(9), kind.clone()), &none())), "q");
+        assert_eq!(on(agents.assign(job(task(10), kind), &none())), "none");
+        // Back without its queue (another build): its room is its slots again.
+        agents
+            .hello(
+                hello("q", 2, &[], vec![task(3), task(5), task(6), task(9)]),
+                tx,
+                false,
+            )
+            .expect("again");
+        assert!(!agents.has_free_slot());
+        assert_eq!(agents.finished(&q, &task(3)), End::Applied);
+        assert_eq!(agents.finished(&q, &task(5)), End::Applied);
+        assert!(
+            !agents.has_free_slot(),
+            "4 held on 2 slots: none free until 2 end"
+        );
+        assert_eq!(agents.finished(&q, &task(6)), End::Applied);
+        assert!(agents.has_free_slot());
+    }
+
+    #[test]
+    fn a_silent_agent_is_lost_even_when_every_beat_of_the_principal_is_late() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut agents = Agents::new(Duration::from_secs(1)); // a lease of 3 s
+        agents
+            .hello(hello("r", 1, &[], Vec::new()), tx, false)
+            .expect("joins");
+        let t0 = Instant::now();
+        // Each beat 1.5 s late (a starved principal): the gap is forgiven, the beats are not.
+        let mut lost_at = None;
+        for beat in 1..=10u32 {
+            let now = t0 + Duration::from_millis(2500) * beat;
+            agents.refresh_leases(now, Duration::from_millis(1500));
+            if !agents.expired(now).is_empty() {
+                lost_at = Some(beat);
+                break;
+            }
+        }
+        // It joined just before t0, so after 3 late beats it has been silent a little more
+        // than its lease of 3 s besides the gaps (before the fix: never lost).
+        assert_eq!(
+            lost_at,
+            Some(3),
+            "lost once silent for its lease (3 beats of 1 s) besides the gaps"
+        );
+        // One long stall is forgiven whole.
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut agents = Agents::new(Duration::from_secs(1));
+        agents
+            .hello(hello("r", 1, &[], Vec::new()), tx, false)
+            .expect("joins");
+        let now = Instant::now() + Duration::from_secs(11);
+        agents.refresh_leases(now, Duration::from_secs(10));
+        assert!(agents.expired(now).is_empty());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::protocol::{AttemptRecord, Event, LogBatch, Outcome, RunId, RunState, 
 use crate::spec::Catalog;
 use crate::store::{Recovered, SharedReader, Store, StoreSender, UnfinishedRun};
 
+mod checks;
 mod detail;
 mod dispatch;
 mod monitors;
@@ -86,6 +87,8 @@ enum Timer {
     AdoptionDue,
     /// A timer of the supervision state machine (a restart backoff, a readiness timeout).
     Supervise(crate::supervisor::Timer),
+    /// A batch of checks on an agent may be past its deadline.
+    ChecksDue,
 }
 
 /// Messages the engine sends itself: results of work done off the actor.
@@ -223,6 +226,13 @@ pub(super) struct Engine {
     output_marks: HashMap<RunId, HashMap<(usize, u32, crate::protocol::Stream), u64>>,
     /// The monitors' board and actor (idle until one runs).
     monitors: crate::protocol::board::MonitorLink,
+    /// Batches of checks in flight on agents (a monitor's `from:`).
+    batches: super::batches::Batches,
+    /// Where the in-process pool sends the results of its batches of checks.
+    checked_tx: mpsc::Sender<crate::protocol::batch::CheckResults>,
+    checked_rx: mpsc::Receiver<crate::protocol::batch::CheckResults>,
+    /// Where ping URLs point, once `principal --ping-listen` listens.
+    ping_urls: crate::principal::monitoring::ping_url::SharedPingUrls,
 }
 
 impl Engine {
@@ -240,6 +250,7 @@ impl Engine {
         events: broadcast::Sender<Event>,
     ) -> Self {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let (checked_tx, checked_rx) = mpsc::channel(64);
         let services = services::Services::new(&catalog);
         let mut scheduler = Scheduler::new();
         scheduler.set_workflows(catalog.workflows.values().cloned(), Utc::now());
@@ -264,6 +275,7 @@ impl Engine {
                 spec_hashes,
                 reload_scheduled: false,
                 _watcher: watcher,
+                monitor_reloads: None,
             },
             timers: Deadlines::default(),
             schedule_armed: None,
@@ -272,6 +284,10 @@ impl Engine {
             dispatches_recorded: recovered.dispatches_recorded,
             output_marks: HashMap::new(),
             monitors: crate::protocol::board::MonitorLink::idle(),
+            batches: super::batches::Batches::default(),
+            checked_tx,
+            checked_rx,
+            ping_urls: Default::default(),
             // A one-off principal leaves them alone: the next real principal resumes them.
             unfinished: if config.one_off {
                 Vec::new()
@@ -352,6 +368,7 @@ impl Engine {
             tokio::select! {
                 Some(ev) = self.agent_rx.recv() => self.on_agent(&AgentId(LOCAL.into()), ev).await,
                 Some(news) = self.agent_news.recv() => self.on_agent_news(news).await,
+                Some(results) = self.checked_rx.recv() => self.on_checked(&local_id(), results),
                 Some(m) = self.internal_rx.recv() => self.on_internal(m).await,
                 Ok(()) = store_health.changed() => {
                     let problem = store_health.borrow_and_update().clone();
@@ -443,6 +460,7 @@ impl Engine {
                     self.sync();
                 }
                 Timer::AdoptionDue => self.adoption_due().await,
+                Timer::ChecksDue => self.checks_due(),
                 Timer::Schedule { generation } => {
                     if generation == self.schedule_generation {
                         // Looked at again after this, whether or not anything fired.
@@ -457,6 +475,7 @@ impl Engine {
     }
 
     async fn finish(&mut self) {
+        self.batches.end_all(super::batches::LocationError::Stopped);
         if let Some(store) = self.store.take()
             && let Err(e) = store.close().await
         {
@@ -521,6 +540,10 @@ impl Engine {
             }
             // Only a shutdown's second signal kills: the switch stays thrown.
             Command::KillNow => {}
+            Command::RunChecks(ask) if self.shutting_down => {
+                let _ = ask.reply.send(Err(super::batches::LocationError::Stopped));
+            }
+            Command::RunChecks(ask) => self.run_checks(ask),
         }
     }
 

@@ -137,6 +137,13 @@ async fn serve(link: MonitorLink, mut rx: mpsc::Receiver<MonitorCommand>) {
             MonitorCommand::Detail { name, reply } => {
                 let _ = reply.send(detail(&link, &name, Utc::now()));
             }
+            // No fake monitor is a push monitor (the engine refuses pings for them first).
+            MonitorCommand::Ping { name, reply, .. } => {
+                let _ = reply.send(Err(ApiError::new(
+                    ApiErrorKind::InvalidInput,
+                    format!("monitor `{name}` is not a push monitor"),
+                )));
+            }
         }
     }
 }

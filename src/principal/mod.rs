@@ -5,8 +5,13 @@
 //! [`PrincipalHandle`].
 
 mod agents;
+// Batches of checks in flight on agents (a monitor's `from:`).
+mod batches;
 pub mod bootstrap;
 mod engine;
+// The monitor actor: runs every `kind: monitor` check; locations: checks on agents by labels.
+pub(crate) mod monitoring;
+pub use monitoring::locations::{LocationError, Locations};
 // Made-up monitors behind the `fake-monitors` failure point, for the monitor faces' tests.
 pub mod fake_monitors;
 mod run;
@@ -142,6 +147,8 @@ pub(crate) enum Command {
     Shutdown { interrupt: bool },
     /// During a shutdown: kill every process that is left at once, whatever its grace.
     KillNow,
+    /// Run checks on one live agent matching some labels (a monitor's `from:`).
+    RunChecks(batches::Ask),
 }
 
 /// The principal stopped before answering.
@@ -161,12 +168,25 @@ enum EngineEnd {
 /// Talks to a running principal.
 pub struct PrincipalHandle {
     commands: mpsc::Sender<Command>,
+    engine: EngineClient,
     agent_news: mpsc::Sender<crate::protocol::agent::AgentNews>,
     events: broadcast::Sender<Event>,
     ended: watch::Receiver<Option<EngineEnd>>,
+    /// Where ping URLs point, once [`PrincipalHandle::listen_for_pings`] listens.
+    ping_urls: monitoring::ping_url::SharedPingUrls,
+    /// The monitor actor's board, when it runs (read by `bench monitors` for its figures).
+    monitor_board: Option<crate::protocol::board::SharedBoard>,
 }
 
-impl Client for PrincipalHandle {
+/// A [`Client`] that talks to the engine in this process: what the faces get through
+/// [`PrincipalHandle`] and what the principal's own actors (monitors) use to ask the engine,
+/// so an intervention goes through the same requests, checks and history as an operator's.
+#[derive(Clone)]
+pub(crate) struct EngineClient {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Client for EngineClient {
     fn call(&self, request: Request) -> BoxFuture<'_, Result<Response, ClientError>> {
         self.call_as(Caller::local(), request)
     }
@@ -192,6 +212,25 @@ impl Client for PrincipalHandle {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
+        // The engine's own actors do not follow events through this client.
+        broadcast::channel(1).1
+    }
+}
+
+impl Client for PrincipalHandle {
+    fn call(&self, request: Request) -> BoxFuture<'_, Result<Response, ClientError>> {
+        self.engine.call(request)
+    }
+
+    fn call_as(
+        &self,
+        caller: Caller,
+        request: Request,
+    ) -> BoxFuture<'_, Result<Response, ClientError>> {
+        self.engine.call_as(caller, request)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
 }
@@ -208,6 +247,9 @@ impl PrincipalHandle {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (agent_news, news_rx) = mpsc::channel(4096);
         let agents = local_pool(&config);
+        let one_off = config.one_off;
+        let monitor_workdir = config.workdir.clone();
+        let (store_tx, store_reader) = (store.sender(), store.reader());
         let mut engine = engine::Engine::new(
             catalog,
             store,
@@ -217,9 +259,31 @@ impl PrincipalHandle {
             news_rx,
             events.clone(),
         );
+        let engine_client = EngineClient {
+            commands: commands.clone(),
+        };
+        let mut monitor_board = None;
         if let Some(link) = fake_monitors::from_failpoint() {
             engine.set_monitors(link);
+        } else if !one_off {
+            // Always, even with no monitor loaded yet: a file saved later starts checking
+            // at once (an idle actor costs a timer tick).
+            let (set, reloads) = engine.monitor_reloads();
+            let link = monitoring::start(monitoring::Setup {
+                set,
+                reloads,
+                store: store_tx,
+                reader: store_reader,
+                engine: engine_client,
+                prober: crate::agent::check::Prober::shared(),
+                workdir: monitor_workdir,
+                events: events.clone(),
+            });
+            monitor_board = Some(link.board().clone());
+            engine.set_monitors(link);
         }
+        let ping_urls = monitoring::ping_url::SharedPingUrls::default();
+        engine.set_ping_urls(ping_urls.clone());
         let task = tokio::spawn(engine.run(rx));
         let (ended_tx, ended) = watch::channel(None);
         tokio::spawn(async move {
@@ -234,11 +298,51 @@ impl PrincipalHandle {
             let _ = ended_tx.send(Some(end));
         });
         Self {
+            engine: EngineClient {
+                commands: commands.clone(),
+            },
             commands,
             agent_news,
             events,
             ended,
+            ping_urls,
+            monitor_board,
         }
+    }
+
+    /// Runs checks on agents by their labels (a monitor's `from:`) through this principal.
+    pub fn locations(&self) -> Locations {
+        Locations::new(self.engine.clone())
+    }
+
+    /// Opens the ping listener on `addr` (`principal --ping-listen`) until `stop`: push
+    /// monitors' ping URLs point there, their secrets derived from the data dir's ping key
+    /// (made on first start). Returns the address it listens on.
+    pub async fn listen_for_pings(
+        &self,
+        addr: std::net::SocketAddr,
+        data_dir: &std::path::Path,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<std::net::SocketAddr, String> {
+        let key = monitoring::ping_url::PingKey::load_or_create(data_dir)
+            .map_err(|e| format!("the ping key: {e}"))?;
+        let key = std::sync::Arc::new(key);
+        let engine: std::sync::Arc<dyn Client> = std::sync::Arc::new(self.engine.clone());
+        let listener = monitoring::ping_listen::serve(addr, key.clone(), engine, stop)
+            .await
+            .map_err(|e| format!("--ping-listen {addr}: {e}"))?;
+        let _ = self.ping_urls.set(monitoring::ping_url::PingUrls {
+            base: format!("http://{}", listener.addr),
+            key,
+            counts: listener.counts,
+        });
+        Ok(listener.addr)
+    }
+
+    /// The monitor actor's figures (`None` when no actor runs: the catalog has no monitors).
+    pub fn monitor_stats(&self) -> Option<crate::protocol::board::MonitorStats> {
+        let board = self.monitor_board.as_ref()?;
+        Some(board.read().unwrap_or_else(|e| e.into_inner()).stats())
     }
 
     /// Where an agents socket sends what remote agents say.

@@ -404,6 +404,15 @@ pub struct Hello {
     /// takes its numbering from here; one that does keeps its own count. 0: from 1.
     #[serde(default)]
     pub next_report: u64,
+    /// Assignments it takes beyond its slots and holds, in order, until a slot frees up, at
+    /// most: the principal may send the next work while this runs. 0 (an agent that does not
+    /// say): none.
+    #[serde(default)]
+    pub queue: usize,
+    /// The version of check batches it runs ([`super::batch::CHECKS_VERSION`]); 0 (an agent
+    /// that does not say): it is sent none.
+    #[serde(default)]
+    pub checks: u32,
 }
 
 /// Most labels an agent may offer.
@@ -449,6 +458,12 @@ impl Hello {
                 "a host name and a version are at most {MAX_HELLO_TEXT} bytes"
             ));
         }
+        if self.queue > MAX_SLOTS {
+            return Err(format!(
+                "a queue of {}: an agent holds at most {MAX_SLOTS} beyond its slots",
+                self.queue
+            ));
+        }
         if self.running.len() > MAX_RUNNING {
             return Err(format!(
                 "{} pieces of work listed: at most {MAX_RUNNING}",
@@ -481,6 +496,8 @@ pub enum FromAgent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         running: Option<Vec<WorkId>>,
     },
+    /// Results of a batch of checks it was sent (some or all of them).
+    Checked(super::batch::CheckResults),
 }
 
 /// A message from the principal to a remote agent.
@@ -531,6 +548,8 @@ pub enum ToAgent {
         /// The first report number wanted.
         from: u64,
     },
+    /// Run these checks and send their results back (see [`super::batch`]).
+    Checks(super::batch::CheckBatch),
 }
 
 /// What the agents socket tells the principal's engine.
@@ -580,6 +599,17 @@ pub trait AgentLink: Send + Sync {
     fn assign(&self, job: Assignment);
     /// Stops a piece of work by its stop policy; its end is reported as requested.
     fn stop(&self, id: &WorkId);
+    /// Runs a batch of checks with bounded concurrency; an in-process agent sends the results
+    /// to `results` (a remote one over its connection). `false`: it did not take the batch
+    /// (it runs no checks, or has [`super::batch::MAX_BATCHES_PER_AGENT`] running).
+    fn run_checks(
+        &self,
+        batch: super::batch::CheckBatch,
+        results: tokio::sync::mpsc::Sender<super::batch::CheckResults>,
+    ) -> bool {
+        let _ = (batch, results);
+        false
+    }
 }
 
 #[cfg(test)]

@@ -205,7 +205,32 @@ pub enum Request {
         /// What to do.
         action: MonitorAction,
     },
+    /// A push monitor's job reports in (`opsconsole ping NAME [--fail]`): recorded as a
+    /// result of the monitor, failed at once when `ok` is false. A viewer may not send it.
+    Ping {
+        /// The push monitor.
+        name: String,
+        /// False: the job reports a failure.
+        #[serde(default = "yes")]
+        ok: bool,
+        /// What the job says (at most [`MAX_PING_MESSAGE`] bytes are kept).
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// The ping URL of a push monitor (it carries the monitor's secret: a viewer may not
+    /// ask for it).
+    PingUrl {
+        /// The push monitor.
+        name: String,
+    },
 }
+
+fn yes() -> bool {
+    true
+}
+
+/// Most bytes of a ping's message the principal keeps.
+pub const MAX_PING_MESSAGE: usize = 1024;
 
 /// Most monitors one [`Request::Monitors`] answer carries; page with `offset` for more.
 pub const MAX_MONITOR_PAGE: usize = 10_000;
@@ -224,7 +249,8 @@ impl Request {
             | Request::Cordon { .. }
             | Request::Drain { .. }
             | Request::ServiceControl { .. }
-            | Request::MonitorControl { .. } => true,
+            | Request::MonitorControl { .. }
+            | Request::Ping { .. } => true,
             Request::Status
             | Request::WaitRun { .. }
             | Request::History { .. }
@@ -241,8 +267,14 @@ impl Request {
             | Request::ValidateLoaded
             | Request::Monitors { .. }
             | Request::Monitor { .. }
-            | Request::Incidents { .. } => false,
+            | Request::Incidents { .. }
+            | Request::PingUrl { .. } => false,
         }
+    }
+
+    /// Whether a viewer is refused it: what changes state, and what reveals a secret.
+    pub fn operator_only(&self) -> bool {
+        self.changes_state() || matches!(self, Request::PingUrl { .. })
     }
 }
 
@@ -382,6 +414,21 @@ pub enum Response {
         action: MonitorAction,
         /// The monitor now.
         monitor: MonitorSummary,
+    },
+    /// Answer to [`Request::Ping`]: the ping was recorded; the monitor after it.
+    Pinged {
+        /// The monitor now.
+        monitor: MonitorSummary,
+    },
+    /// Answer to [`Request::PingUrl`].
+    PingUrl {
+        /// The push monitor.
+        name: String,
+        /// `http://ADDR/ping/NAME/SECRET`; `/fail` appended reports a failure.
+        url: String,
+        /// Requests the ping listener refused (wrong secret or path) since it started.
+        #[serde(default)]
+        refused: u64,
     },
 }
 

@@ -70,6 +70,7 @@ pub struct MonitorBoard {
     open: BTreeMap<u64, Incident>,
     recent: VecDeque<Incident>,
     generation: u64,
+    stats: MonitorStats,
 }
 
 /// The board as the actor and the engine share it.
@@ -346,6 +347,33 @@ impl MonitorBoard {
     }
 }
 
+/// How the monitor actor is doing, for the bench and operators (written by the actor).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MonitorStats {
+    /// Monitors scheduled.
+    pub loaded: u64,
+    /// Results judged since start.
+    pub checks: u64,
+    /// Results handed to the store.
+    pub results_stored: u64,
+    /// Start of a check minus its due time, median over the last minute, ms.
+    pub lag_ms_p50: u64,
+    /// The same, 99th percentile.
+    pub lag_ms_p99: u64,
+}
+
+impl MonitorBoard {
+    /// The actor's figures.
+    pub fn stats(&self) -> MonitorStats {
+        self.stats
+    }
+
+    /// Sets the actor's figures (the monitor actor).
+    pub fn set_stats(&mut self, stats: MonitorStats) {
+        self.stats = stats;
+    }
+}
+
 /// `hay` contains `needle` (already lower case), ignoring ASCII case, without allocating.
 fn contains_ignoring_case(hay: &str, needle: &str) -> bool {
     let (h, n) = (hay.as_bytes(), needle.as_bytes());
@@ -371,6 +399,18 @@ pub enum MonitorCommand {
         name: String,
         /// The answer.
         reply: oneshot::Sender<Result<MonitorDetail, ApiError>>,
+    },
+    /// A push monitor's job reported in: record the result of the ping; answered with the
+    /// monitor's summary after it, or refused when `name` is not a push monitor.
+    Ping {
+        /// The monitor.
+        name: String,
+        /// False: the job reports a failure.
+        ok: bool,
+        /// What the job says (already cut to `MAX_PING_MESSAGE` bytes).
+        message: Option<String>,
+        /// The answer.
+        reply: oneshot::Sender<Result<MonitorSummary, ApiError>>,
     },
 }
 
@@ -443,6 +483,22 @@ impl MonitorLink {
     pub async fn detail(&self, name: String) -> Result<MonitorDetail, ApiError> {
         self.ask(|reply| MonitorCommand::Detail { name, reply })
             .await
+    }
+
+    /// Records a ping of the push monitor `name`; its summary after it.
+    pub async fn ping(
+        &self,
+        name: String,
+        ok: bool,
+        message: Option<String>,
+    ) -> Result<MonitorSummary, ApiError> {
+        self.ask(|reply| MonitorCommand::Ping {
+            name,
+            ok,
+            message,
+            reply,
+        })
+        .await
     }
 
     async fn ask<T>(

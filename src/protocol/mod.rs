@@ -13,6 +13,8 @@ pub mod service;
 pub mod zmq;
 // Monitor faces: the board the monitor actor writes and the engine reads.
 pub mod board;
+// Checks placed on agents as a set (a monitor's `from:`).
+pub mod batch;
 
 pub use diagnostic::Diagnostic;
 
@@ -404,4 +406,7 @@ pub enum Event {
     Dispatched(agent::Dispatch),
     /// A caller changed something (who, what, to what); kept in the history's actions.
     Action(history::ActionRecord),
+    /// A monitor changed state, opened or closed an incident, or intervened (the store has
+    /// these from the monitor actor's own writes).
+    Monitor(monitor::MonitorNote),
 }

@@ -195,6 +195,18 @@ pub enum Outcome {
     Skipped(String),
 }
 
+impl fmt::Display for Outcome {
+    /// In words, as the faces show it on an incident.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Started => f.write_str("running"),
+            Outcome::Succeeded => f.write_str("succeeded"),
+            Outcome::Failed(why) => write!(f, "failed: {why}"),
+            Outcome::Skipped(why) => write!(f, "skipped: {why}"),
+        }
+    }
+}
+
 /// One intervention attempt, as recorded on its incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
@@ -206,6 +218,76 @@ pub struct Attempt {
     pub action: String,
     /// How it went.
     pub outcome: Outcome,
+}
+
+/// A monitor's change as faces hear it: only changes are published, never a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorNote {
+    /// The monitor's name.
+    pub monitor: String,
+    /// What changed.
+    pub change: MonitorChange,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// What changed about a monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum MonitorChange {
+    /// Its state or flapping flag.
+    State {
+        /// The state shown now.
+        state: MonitorState,
+        /// Changing state too often.
+        flapping: bool,
+        /// Why, while not healthy.
+        cause: Option<Cause>,
+    },
+    /// It became unhealthy: an incident opened.
+    IncidentOpened {
+        /// The incident.
+        incident: IncidentId,
+        /// The result that made it unhealthy.
+        cause: Cause,
+    },
+    /// It is healthy again: its incident closed.
+    IncidentClosed {
+        /// The incident.
+        incident: IncidentId,
+        /// How long it was open, in seconds.
+        open_s: u64,
+    },
+    /// An intervention was started, held or came back.
+    Attempt {
+        /// The incident it belongs to.
+        incident: Option<IncidentId>,
+        /// The attempt.
+        attempt: Attempt,
+    },
+}
+
+impl fmt::Display for MonitorNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = &self.monitor;
+        match &self.change {
+            MonitorChange::State {
+                state,
+                cause: Some(c),
+                ..
+            } => write!(f, "{m} is {state}: {c}"),
+            MonitorChange::State { state, .. } => write!(f, "{m} is {state}"),
+            MonitorChange::IncidentOpened { incident, cause } => {
+                write!(f, "{m}: incident {incident} opened: {cause}")
+            }
+            MonitorChange::IncidentClosed { incident, open_s } => {
+                write!(f, "{m}: incident {incident} closed after {open_s} s")
+            }
+            MonitorChange::Attempt { attempt, .. } => {
+                write!(f, "{m}: {} {}", attempt.action, attempt.outcome)
+            }
+        }
+    }
 }
 
 /// A stretch of time a monitor was unhealthy, with what was done about it.
@@ -304,6 +386,24 @@ pub struct MonitorCounts {
 }
 
 impl MonitorCounts {
+    /// `176 healthy`, `4 unhealthy`, ... for the states that have any, then `N flapping` and
+    /// `N intervening` when there are; `marks` adds the list's marks (` (~)`, ` (+)`).
+    pub fn parts(&self, marks: bool) -> Vec<String> {
+        let mut parts: Vec<String> = MonitorState::ALL
+            .iter()
+            .filter(|s| self.get(**s) > 0)
+            .map(|s| format!("{} {s}", self.get(*s)))
+            .collect();
+        let (flap, act) = if marks { (" (~)", " (+)") } else { ("", "") };
+        if self.flapping > 0 {
+            parts.push(format!("{} flapping{flap}", self.flapping));
+        }
+        if self.intervening > 0 {
+            parts.push(format!("{} intervening{act}", self.intervening));
+        }
+        parts
+    }
+
     /// The count of `state`.
     pub fn get(&self, state: MonitorState) -> u64 {
         match state {

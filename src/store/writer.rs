@@ -744,7 +744,8 @@ fn append_all<'c>(
             // Spec reloads are live news for faces; the files themselves are the record.
             Event::SpecsReloaded { .. }
             | Event::SpecProblems { .. }
-            | Event::StoreHealth { .. } => {}
+            | Event::StoreHealth { .. }
+            | Event::Monitor(_) => {}
         }
     }
     for app in [

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use super::app::App;
 use super::keymap::Pane;
 use crate::protocol::history::RunSummary;
+use crate::protocol::monitor::MonitorChange;
 use crate::protocol::service::ServiceLogBatch;
 use crate::protocol::{AttemptKey, Event, RunId, RunState, TaskState};
 
@@ -57,6 +58,18 @@ impl App {
                 self.refresh_wanted = true;
                 true
             }
+            // The pane reads the board on its own pace; an incident is news wherever one is.
+            Event::Monitor(note) => match note.change {
+                MonitorChange::IncidentOpened { .. } => {
+                    self.warn(format!("monitor {note}"));
+                    true
+                }
+                MonitorChange::IncidentClosed { .. } => {
+                    self.say(format!("monitor {note}"));
+                    true
+                }
+                _ => false,
+            },
             Event::WorkflowPaused {
                 workflow, paused, ..
             } => {

@@ -34,6 +34,8 @@ fn hello(name: &str, host: &str, instance: u64) -> Hello {
         running: Vec::new(),
         instance,
         next_report: 1,
+        queue: 0,
+        checks: 0,
     }
 }
 

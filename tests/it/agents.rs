@@ -213,7 +213,7 @@ async fn three_agents_run_a_thousand_tasks_each_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_agents_task_is_retried_elsewhere_and_its_late_result_is_discarded() {
-    let doc = "kind: workflow\nname: slow\ntasks:\n  s: { run: \"sleep 1.2; echo $OPSCONSOLE_ATTEMPT >> ran\", retries: 3 }\n";
+    let doc = "kind: workflow\nname: slow\ntasks:\n  s: { run: \"echo $OPSCONSOLE_ATTEMPT >> began; sleep 1.2; echo $OPSCONSOLE_ATTEMPT >> ran\", retries: 3 }\n";
     let p = Project::new(&[("slow.yaml", doc)]);
     let principal = Principal::start(&p, "tcp://127.0.0.1:0", &[]);
     let ep = principal.endpoints.requests.clone();
@@ -254,6 +254,7 @@ async fn a_lost_agents_task_is_retried_elsewhere_and_its_late_result_is_discarde
     // runs to its end meanwhile, and when the agent comes back that result is late: it is
     // recorded and discarded, never applied.
     std::fs::remove_file(p.path().join("ran")).expect("rm");
+    std::fs::remove_file(p.path().join("began")).expect("rm");
     // The killed agent's machine comes back.
     let a = agent(&p, &killed, &ep, &["--slots", "1"]);
     wait_ready(&client, &["a", "b"], Duration::from_secs(20)).await;
@@ -263,6 +264,12 @@ async fn a_lost_agents_task_is_retried_elsewhere_and_its_late_result_is_discarde
         .expect("trigger");
     let holder = running_on(&client, Duration::from_secs(5)).await;
     let silent = if holder == killed { &a } else { &b };
+    // Placed is not yet started: stopped before it spawned the task, the agent would run
+    // nothing while silent.
+    assert!(
+        eventually(Duration::from_secs(10), || p.path().join("began").exists()),
+        "the task started on its agent"
+    );
     signal(silent.0.id(), Signal::SIGSTOP).expect("SIGSTOP");
     assert!(
         // Generous: the suite runs tests side by side, and a loaded machine delays the lease.
@@ -391,6 +398,8 @@ fn hello(name: &str) -> FromAgent {
         running: Vec::new(),
         instance: 1,
         next_report: 1,
+        queue: 0,
+        checks: 0,
     })
 }
 

@@ -34,6 +34,7 @@ tasks:
 /// A console running in a pseudo-terminal.
 struct Console {
     child: Child,
+    _registration: opsconsole::agent::orphans::Registration,
     master: File,
     screen: Arc<Mutex<vt100::Parser>>,
     _dir: tempfile::TempDir,
@@ -127,7 +128,10 @@ impl Console {
                 Ok(())
             });
         }
-        let child = cmd.spawn().expect("start opsconsole");
+        // In a session of its own: registered, so this binary's orphan sweeper (the executor
+        // tests run one) never takes it for a task's escapee.
+        let (child, registration) =
+            crate::common::spawn_apart(|| cmd.spawn()).expect("start opsconsole");
         drop(cmd); // closes our copies of the slave side, so reads end when the child exits
         let master = File::from(pty.master);
         let screen = Arc::new(Mutex::new(vt100::Parser::new(rows, cols, 0)));
@@ -147,6 +151,7 @@ impl Console {
         });
         Console {
             child,
+            _registration: registration,
             master,
             screen,
             _dir: dir,

@@ -81,20 +81,27 @@ fn libzmq_clients_speak_curve_with_the_principal_and_every_refusal_is_counted_un
     );
     std::fs::copy(&server_pub, p.path().join("server.pub")).expect("copy server.pub");
     let agents = format!("tcp://127.0.0.1:{}", port + 2);
-    let out = Command::new("timeout")
-        .args([
-            "60",
-            "python3",
-            &fixture("curve_interop.py"),
-            &listen,
-            &agents,
-        ])
-        .arg(p.path())
-        .output()
-        .expect("python3");
+    let out = crate::common::output_apart(
+        Command::new("timeout")
+            .args([
+                "60",
+                "python3",
+                "-u",
+                &fixture("curve_interop.py"),
+                &listen,
+                &agents,
+            ])
+            .arg(p.path()),
+    )
+    .expect("python3");
     let stdout = text(&out.stdout);
     println!("pyzmq interop:\n{stdout}");
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curve_interop.py: {}\n{stdout}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
     let steps: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
@@ -147,20 +154,21 @@ fn libzmq_clients_speak_curve_with_the_principal_and_every_refusal_is_counted_un
     );
 
     // An agent with a viewer's key stops at once with the reason, rather than retrying.
-    let agent = Command::new("timeout")
-        .arg("20")
-        .arg(env!("CARGO_BIN_EXE_opsconsole"))
-        .current_dir(p.path())
-        .args([
-            "agent",
-            "--principal",
-            &listen,
-            "--server-key",
-            "server.pub",
-        ])
-        .args(["--key", "vic.secret", "--id", "v1", "--data-dir", ".agent"])
-        .output()
-        .expect("agent");
+    let agent = crate::common::output_apart(
+        Command::new("timeout")
+            .arg("20")
+            .arg(env!("CARGO_BIN_EXE_opsconsole"))
+            .current_dir(p.path())
+            .args([
+                "agent",
+                "--principal",
+                &listen,
+                "--server-key",
+                "server.pub",
+            ])
+            .args(["--key", "vic.secret", "--id", "v1", "--data-dir", ".agent"]),
+    )
+    .expect("agent");
     let said = text(&agent.stderr);
     println!("agent with a viewer key: {}", said.trim());
     assert!(!agent.status.success());
@@ -214,14 +222,20 @@ fn opsconsole_talks_to_a_libzmq_curve_server() {
 
 /// Runs `curve_replay.py` with `args`, returning its last JSON line.
 fn replay_script(p: &Project, args: &[&str]) -> serde_json::Value {
-    let out = Command::new("timeout")
-        .args(["30", "python3", &fixture("curve_replay.py")])
-        .args(args)
-        .current_dir(p.path())
-        .output()
-        .expect("python3");
+    let out = crate::common::output_apart(
+        Command::new("timeout")
+            .args(["30", "python3", "-u", &fixture("curve_replay.py")])
+            .args(args)
+            .current_dir(p.path()),
+    )
+    .expect("python3");
     let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curve_replay.py {args:?}: {}\n{stdout}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
     serde_json::from_str(stdout.lines().last().unwrap_or("null")).expect("JSON")
 }
 
@@ -336,7 +350,7 @@ async fn a_pyzmq_agent_over_curve_runs_a_task_and_is_listed_under_its_key() {
         &["--remote-only", "--agent-heartbeat", "500ms"],
     );
     let alice = crate::auth::curve_client(&p, &principal.endpoints, "alice").await;
-    let mut agent = Stopped(
+    let (agent, _registration) = crate::common::spawn_apart(|| {
         Command::new("timeout")
             .args(["60", "python3", &fixture("curve_agent.py")])
             .arg(&principal.endpoints.requests)
@@ -345,8 +359,9 @@ async fn a_pyzmq_agent_over_curve_runs_a_task_and_is_listed_under_its_key() {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("python3"),
-    );
+    })
+    .expect("python3");
+    let mut agent = Stopped(agent);
     crate::agents::wait_ready(&alice, &["py-builder"], Duration::from_secs(30)).await;
     let key = crate::agents::agents(&alice)
         .await
@@ -374,7 +389,12 @@ async fn a_pyzmq_agent_over_curve_runs_a_task_and_is_listed_under_its_key() {
         .expect("agent output");
     let stdout = text(&out.stdout);
     println!("pyzmq CURVE agent:\n{stdout}");
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the pyzmq agent: {}\n{stdout}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
     let done: serde_json::Value =
         serde_json::from_str(stdout.lines().last().unwrap_or("null")).expect("JSON");
     assert_eq!(done["tasks"], 1, "{done}");

@@ -203,10 +203,28 @@ async fn a_check_keeps_its_output_up_to_the_bound_and_streams_nothing() {
     );
     let output = end.output.expect("a check returns its output");
     assert!(output.len() <= 100, "bounded: {} bytes", output.len());
-    // The two pipes are read as they come: which stream's line is first is not known.
-    assert!(output.contains("first\n"), "{output:?}");
-    assert!(output.contains("oops"), "both streams: {output:?}");
+    // Both streams through one pipe, as `2>&1`: in the order written.
+    assert!(output.starts_with("first\noops\nxxx"), "{output:?}");
     assert_eq!(end.exit, Exit::Code(2));
+}
+
+/// A check's output keeps the order its lines were written in, whichever stream each took: the
+/// last line of a failing command is its last word.
+#[tokio::test]
+async fn a_check_keeps_the_order_of_its_two_streams() {
+    let mut agent = Agent::new();
+    let id = WorkId::Check(CheckProbe {
+        monitor: "order".into(),
+        probe: 1,
+    });
+    let kind = WorkKind::Check {
+        timeout: Duration::from_secs(10),
+        max_output: 1 << 16,
+    };
+    let script = "for i in $(seq 1 100); do echo out $i; echo err $i >&2; done; exit 1";
+    let (_, end) = agent.run(job(id, kind, script, term(1000))).await;
+    let want: String = (1..=100).map(|i| format!("out {i}\nerr {i}\n")).collect();
+    assert_eq!(end.output.as_deref(), Some(want.as_str()));
 }
 
 #[tokio::test]
@@ -238,5 +256,64 @@ async fn a_command_that_cannot_start_is_reported_not_started() {
         matches!(&end.exit, Exit::NotStarted(why) if why.contains("not found")),
         "{:?}",
         end.exit
+    );
+}
+
+/// Whether `own`, a child of this process, is still alive once a task has run beside it and
+/// the orphan sweeper (which this process runs, as a principal does) has had its look.
+async fn outlives_a_task(mut own: std::process::Child) -> bool {
+    let _ = opsconsole::agent::orphans::adopt(Duration::from_millis(500));
+    let mut agent = Agent::new();
+    let (_, end) = agent
+        .run(job(
+            task_id(1),
+            WorkKind::Task { timeout: None },
+            "true",
+            term(100),
+        ))
+        .await;
+    assert_eq!(end.outcome(), Outcome::Exited(0));
+    // The sweeper looks often for 2 s after a task ends, and stops what it takes for an
+    // escapee at once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // An error here (ECHILD) means the sweeper reaped it: it was stopped.
+    let alive = matches!(own.try_wait(), Ok(None));
+    let _ = own.kill();
+    let _ = own.wait();
+    alive
+}
+
+/// The process hosting the executor has children of its own: one that `timeout` puts in its
+/// own group (as the tests beside this one start their scripts) has neither a task's token nor
+/// its mark, and is not taken for a task's escapee once the tasks have ended.
+#[tokio::test]
+async fn a_child_of_the_host_in_its_own_group_is_not_taken_for_an_escapee() {
+    // Clear of any mark: the suite runs executors beside this test, and a child spawned while
+    // one marks its leader would carry that task's mark.
+    let own = opsconsole::agent::orphans::unmarked(|| {
+        std::process::Command::new("timeout")
+            .args(["20", "sleep", "20"])
+            .spawn()
+    })
+    .expect("timeout");
+    assert!(
+        outlives_a_task(own).await,
+        "the host's own child was stopped by the orphan sweeper"
+    );
+}
+
+/// As the console tests start their consoles: `setsid`, a session of its own. Spawned
+/// plainly, the sweeper took it for an untokened escapee once a task had ended.
+#[tokio::test]
+async fn a_child_of_the_host_in_its_own_session_spawned_apart_is_left_alone() {
+    let (own, _registration) = crate::common::spawn_apart(|| {
+        std::process::Command::new("setsid")
+            .args(["sleep", "20"])
+            .spawn()
+    })
+    .expect("setsid");
+    assert!(
+        outlives_a_task(own).await,
+        "a child spawned apart was stopped by the orphan sweeper"
     );
 }

@@ -43,10 +43,10 @@ fn a_foreign_req_dealer_and_sub_client_drives_the_principal() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/foreign_client.py"
     );
-    let out = Command::new("timeout")
-        .args(["60", "python3", script, &requests, &events, "hello", "1"])
-        .output()
-        .expect("run the foreign client");
+    let out = crate::common::output_apart(
+        Command::new("timeout").args(["60", "python3", script, &requests, &events, "hello", "1"]),
+    )
+    .expect("run the foreign client");
     let stdout = text(&out.stdout);
     assert!(
         out.status.success(),

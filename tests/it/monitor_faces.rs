@@ -188,7 +188,7 @@ fn monitors_and_incidents_list_filter_and_control_through_the_principal() {
 }
 
 #[test]
-fn without_a_monitor_actor_lists_are_empty_and_control_is_refused() {
+fn without_monitors_lists_are_empty_and_a_monitor_saved_later_is_checked() {
     let p = Project::new(&[("hello.yaml", HELLO)]);
     let child = p
         .cmd(&["principal"])
@@ -197,23 +197,46 @@ fn without_a_monitor_actor_lists_are_empty_and_control_is_refused() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let _principal = Stopped(child);
+    let principal = Stopped(child);
     assert!(eventually(Duration::from_secs(60), || p.socket().exists()));
     let out = p.run(&["monitors"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), "monitors are not running");
-    let out = p.run(&["monitor", "pause", "x"]);
-    assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("monitors are not running"),
+        text(&out.stdout).starts_with("no monitors: add a `kind: monitor` file"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = p.run(&["monitor", "pause", "x"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown name exits 2");
+    assert!(
+        text(&out.stderr).contains("no monitor named `x`"),
         "{}",
         text(&out.stderr)
     );
     let out = p.run(&["incidents"]);
     assert!(out.status.success());
     assert_eq!(text(&out.stdout).trim(), "no incidents");
+    // A monitor file saved while the principal runs is loaded and checked (a closed port
+    // on 127.0.0.1: unhealthy after 2 checks a second apart).
+    let port = free_port_triple();
+    std::fs::write(
+        p.path().join("workflows/db.yaml"),
+        format!(
+            "kind: monitor\nname: db\nevery: 1s\nunhealthy_after: 2\n\
+             check: {{ tcp: {{ host: 127.0.0.1, port: {port} }} }}\n"
+        ),
+    )
+    .expect("write db.yaml");
+    let mut last = String::new();
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            last = text(&p.run(&["monitors"]).stdout);
+            last.contains("unhealthy")
+        }),
+        "the monitor saved later was not checked: {last}"
+    );
     // No principal at all: exit 1 with the reason.
-    drop(_principal);
+    drop(principal);
     let out = p.run(&["monitors"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

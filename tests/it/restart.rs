@@ -1,7 +1,8 @@
 //! Restarts waste nothing (issue 20, item 9): a principal killed (-9) while remote agents run
 //! its work adopts what they still hold when it comes back, instead of running it again;
 //! output an agent sends again after a restart is stored once; and a task that never left the
-//! queue is not "interrupted" by a graceful restart.
+//! queue is not "interrupted" by a graceful restart. An assignment an agent holds in its queue
+//! (sent ahead of a free slot) is adopted like running work, and one stopped there never runs.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use nix::sys::signal::Signal;
 use opsconsole::protocol::api::{Client, ClientExt};
 use opsconsole::protocol::{RunId, RunState, TaskState};
 
-use crate::agents::{Principal, agent, lines_of, wait_ready, wait_state};
+use crate::agents::{Principal, agent, agents, lines_of, wait_ready, wait_state};
 use crate::common::project::{Project, Stopped, eventually, free_port_triple, signal};
 use crate::common::{numbered_tasks, workflow};
 
@@ -253,4 +254,84 @@ async fn a_queued_task_survives_five_graceful_restarts_and_runs_once() {
         ran.len()
     );
     assert_eq!(ran, ["1"], "ran once, as attempt 1");
+}
+
+/// Waits until agent `name` holds `count` pieces of work (running or in its queue).
+async fn holds(client: &impl Client, name: &str, count: usize) {
+    let t0 = Instant::now();
+    loop {
+        let list = agents(client).await;
+        let held = list
+            .iter()
+            .find(|a| a.info.id.0 == name)
+            .map_or(0, |a| a.running.len());
+        if held == count {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "agent {name} was not sent {count} assignments (one slot, one ahead in its queue): \
+             {list:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignment_held_in_an_agents_queue_is_adopted_after_a_kill_and_runs_once() {
+    // Both wait for their run's `go` file: one runs on the agent's one slot, the other waits
+    // in its queue.
+    let task = r#"{ run: "while [ ! -e go-$OPSCONSOLE_RUN_ID ]; do sleep 0.02; done; echo $OPSCONSOLE_TASK-$OPSCONSOLE_ATTEMPT >> ran" }"#;
+    let doc = format!("kind: workflow\nname: two\ntasks:\n  first: {task}\n  second: {task}\n");
+    let p = Project::new(&[("two.yaml", &doc)]);
+    let listen = format!("tcp://127.0.0.1:{}", free_port_triple());
+    let extra = ["--agent-heartbeat", HEARTBEAT];
+    let principal = Principal::start(&p, &listen, &extra);
+    let _q = agent(&p, "q", &listen, &["--slots", "1"]);
+    let client = principal.client().await;
+    wait_ready(&client, &["q"], Duration::from_secs(20)).await;
+    let run = client
+        .trigger("two", BTreeMap::new())
+        .await
+        .expect("trigger");
+    holds(&client, "q", 2).await;
+    let ran = p.path().join("ran");
+    assert!(lines_of(&ran).is_empty(), "nothing has ended yet");
+
+    // kill -9 while the agent holds one running and one queued: both are adopted, none runs
+    // again under another attempt.
+    drop(client);
+    stop(principal, Signal::SIGKILL);
+    let principal = Principal::start(&p, &listen, &extra);
+    let client = principal.client().await;
+    wait_ready(&client, &["q"], Duration::from_secs(20)).await;
+    std::fs::write(p.path().join(format!("go-{run}")), "").expect("go");
+    let state = wait_state(&client, run, Duration::from_secs(30)).await;
+    let log = principal.log.lock().unwrap().clone();
+    assert_eq!(state, RunState::Succeeded, "{log}");
+    let mut lines = lines_of(&ran);
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["first-1", "second-1"],
+        "each ran once, as dispatched: {log}"
+    );
+    let states = attempt_states(&client, run).await;
+    assert_eq!(states, HashMap::from([("succeeded".to_string(), 2)]));
+
+    // Cancelled while one waits in the agent's queue: it ends without having run.
+    let run = client
+        .trigger("two", BTreeMap::new())
+        .await
+        .expect("trigger");
+    holds(&client, "q", 2).await;
+    assert!(client.cancel(run).await.expect("cancel"));
+    assert_eq!(
+        wait_state(&client, run, Duration::from_secs(30)).await,
+        RunState::Cancelled
+    );
+    let states = attempt_states(&client, run).await;
+    assert_eq!(states, HashMap::from([("cancelled".to_string(), 2)]));
+    assert_eq!(lines_of(&ran).len(), 2, "neither ran");
+    holds(&client, "q", 0).await;
 }

@@ -905,3 +905,42 @@ async fn a_long_poll_alone_notices_a_silent_principal_through_heartbeats() {
     );
     fake.abort();
 }
+
+/// A socket that keeps connecting to a port of this host where nothing listens yet (an agent
+/// started before its principal) must never connect to itself: Linux walks the even ports of
+/// its ephemeral range for connects, so thousands of tries reach the port itself, and such a
+/// connection would hold the port the principal is about to bind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connects_to_a_port_where_nothing_listens_never_reach_themselves() {
+    let port = free_port();
+    let port = if port % 2 == 1 { port - 1 } else { port };
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let tries = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let t0 = std::time::Instant::now();
+    let workers: Vec<_> = (0..64)
+        .map(|_| {
+            let endpoint = endpoint.clone();
+            let tries = tries.clone();
+            tokio::spawn(async move {
+                while tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 30_000
+                    && t0.elapsed() < Duration::from_secs(25)
+                {
+                    let mut dealer = DealerSocket::new();
+                    // The first attempt is made at once; a refusal then waits 50 ms.
+                    let attempt =
+                        tokio::time::timeout(Duration::from_millis(5), dealer.connect(&endpoint));
+                    if let Ok(Ok(())) = attempt.await {
+                        return true;
+                    }
+                }
+                false
+            })
+        })
+        .collect();
+    for worker in workers {
+        let connected = worker.await.expect("worker");
+        assert!(!connected, "a socket connected to {endpoint} where nothing listens");
+    }
+    let bound = std::net::TcpListener::bind(("127.0.0.1", port));
+    assert!(bound.is_ok(), "the port stays free to bind: {bound:?}");
+}

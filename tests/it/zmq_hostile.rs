@@ -352,7 +352,12 @@ async fn a_long_poll_flood_that_disconnects_gives_its_slots_back() {
             out.extend(long_header(poll.len() as u64, false));
             out.extend_from_slice(poll.as_bytes());
         }
-        raw.write_all(&out).expect("write the flood");
+        // Written beside the reading below: a principal that answers while the flood is
+        // still arriving blocks on a peer that does not read (and then so would the flood).
+        let mut writer = raw.try_clone().expect("clone the socket");
+        let flooding = std::thread::spawn(move || {
+            let _ = writer.write_all(&out);
+        });
         // The flood is refused beyond its share: answers come back naming this connection.
         let t0 = Instant::now();
         let mut seen = Vec::new();
@@ -374,7 +379,9 @@ async fn a_long_poll_flood_that_disconnects_gives_its_slots_back() {
             matches!(status, Ok(Ok(_))),
             "flood {flood}: status while flooded: {status:?}"
         );
+        let _ = raw.shutdown(std::net::Shutdown::Both);
         drop(raw);
+        let _ = flooding.join();
     }
 
     // The floods are gone: the in-flight budget is back. Their disconnects take effect

@@ -3,28 +3,35 @@
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::protocol::check::{CheckResult, DEFAULT_MAX_BODY, TcpProbe};
 
 /// Connects to the probe's target; with `expect`, reads (at most the default body cap) until
 /// the reply contains it or the peer closes.
-pub(super) async fn run(p: &TcpProbe, t0: Instant) -> CheckResult {
+pub(super) async fn run(p: &TcpProbe, t0: Instant, deadline: super::Deadline) -> CheckResult {
     let mut result = CheckResult::default();
-    let (addr, dns) = match super::resolve(&p.host, p.port).await {
+    let (addr, dns) = match deadline
+        .within("dns", super::resolve(&p.host, p.port))
+        .await
+        .and_then(|r| r)
+    {
         Ok(a) => a,
         Err(e) => return CheckResult::failed(None, t0.elapsed(), e),
     };
     result.phases.dns = dns;
     result.ip = Some(addr.ip());
     let t = Instant::now();
-    let mut stream = match TcpStream::connect(addr).await {
+    let connected = deadline
+        .within("connect", super::connect(addr))
+        .await
+        .and_then(|r| r.map_err(|e| format!("connect to {addr}: {e}")));
+    let mut stream = match connected {
         Ok(s) => s,
         Err(e) => {
             return CheckResult {
                 ip: result.ip,
                 phases: result.phases,
-                ..CheckResult::failed(None, t0.elapsed(), format!("connect to {addr}: {e}"))
+                ..CheckResult::failed(None, t0.elapsed(), e)
             };
         }
     };
@@ -52,13 +59,17 @@ pub(super) async fn run(p: &TcpProbe, t0: Instant) -> CheckResult {
                 result.body_truncated = true;
                 break;
             }
-            match stream.read(&mut chunk).await {
-                Ok(0) => break,
-                Ok(n) => {
+            match deadline.within("transfer", stream.read(&mut chunk)).await {
+                Err(timed_out) => {
+                    result.error = Some(timed_out);
+                    break;
+                }
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => {
                     let room = (DEFAULT_MAX_BODY as usize).saturating_sub(buf.len());
                     buf.extend_from_slice(&chunk[..n.min(room)]);
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     result.error = Some(format!("read from {addr}: {e}"));
                     break;
                 }

@@ -7,7 +7,6 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use tokio::net::TcpStream;
 
 use crate::protocol::check::{CheckResult, TlsProbe};
 
@@ -61,31 +60,43 @@ impl ServerCertVerifier for Keep {
 /// `None` when no certificate parses.
 pub(super) fn soonest_expiry_ms(chain: &[CertificateDer<'_>]) -> Option<i64> {
     let now = chrono::Utc::now().timestamp_millis();
+    soonest_not_after_ms(chain).map(|t| t.saturating_sub(now))
+}
+
+/// The soonest `not_after` of `chain`, in Unix milliseconds; `None` when no certificate parses.
+pub(super) fn soonest_not_after_ms(chain: &[CertificateDer<'_>]) -> Option<i64> {
     chain
         .iter()
         .filter_map(|der| x509_parser::parse_x509_certificate(der.as_ref()).ok())
         .map(|(_, cert)| cert.validity().not_after.timestamp().saturating_mul(1000))
         .min()
-        .map(|t| t.saturating_sub(now))
 }
 
 /// Connects and shakes hands; the result has the address, the phases and the expiry.
-pub(super) async fn run(p: &TlsProbe, t0: Instant) -> CheckResult {
+pub(super) async fn run(p: &TlsProbe, t0: Instant, deadline: super::Deadline) -> CheckResult {
     let mut result = CheckResult::default();
-    let (addr, dns) = match super::resolve(&p.host, p.port).await {
+    let (addr, dns) = match deadline
+        .within("dns", super::resolve(&p.host, p.port))
+        .await
+        .and_then(|r| r)
+    {
         Ok(a) => a,
         Err(e) => return CheckResult::failed(None, t0.elapsed(), e),
     };
     result.phases.dns = dns;
     result.ip = Some(addr.ip());
     let t = Instant::now();
-    let stream = match TcpStream::connect(addr).await {
+    let connected = deadline
+        .within("connect", super::connect(addr))
+        .await
+        .and_then(|r| r.map_err(|e| format!("connect to {addr}: {e}")));
+    let stream = match connected {
         Ok(s) => s,
         Err(e) => {
             return CheckResult {
                 ip: result.ip,
                 phases: result.phases,
-                ..CheckResult::failed(None, t0.elapsed(), format!("connect to {addr}: {e}"))
+                ..CheckResult::failed(None, t0.elapsed(), e)
             };
         }
     };
@@ -116,12 +127,17 @@ pub(super) async fn run(p: &TlsProbe, t0: Instant) -> CheckResult {
         }
     };
     let t = Instant::now();
-    let shake = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, stream)
+    let shake = deadline
+        .within(
+            "tls",
+            tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream),
+        )
         .await;
     result.phases.tls = Some(t.elapsed());
-    if let Err(e) = shake {
-        result.error = Some(format!("TLS handshake with {addr}: {e}"));
+    match shake {
+        Err(timed_out) => result.error = Some(timed_out),
+        Ok(Err(e)) => result.error = Some(format!("TLS handshake with {addr}: {e}")),
+        Ok(Ok(_)) => {}
     }
     let chain = keep.chain.lock().unwrap_or_else(|e| e.into_inner()).clone();
     result.certificate_expiration_ms = soonest_expiry_ms(&chain);

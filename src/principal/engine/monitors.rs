@@ -4,7 +4,9 @@
 use tokio::sync::oneshot;
 
 use super::Engine;
-use crate::protocol::api::{ApiError, ApiErrorKind, MAX_MONITOR_PAGE, Response};
+use crate::principal::monitoring::ping_url::SharedPingUrls;
+use crate::principal::monitoring::push::cut;
+use crate::protocol::api::{ApiError, ApiErrorKind, MAX_MONITOR_PAGE, MAX_PING_MESSAGE, Response};
 use crate::protocol::board::MonitorLink;
 use crate::protocol::monitor::{MonitorAction, MonitorFilter};
 
@@ -92,6 +94,74 @@ impl Engine {
             });
         });
     }
+}
+
+impl Engine {
+    /// Lets `ping_url` requests answer from `urls` (set once the ping listener is up).
+    pub(crate) fn set_ping_urls(&mut self, urls: SharedPingUrls) {
+        self.ping_urls = urls;
+    }
+
+    /// `ping NAME [--fail]`: a push monitor's job reports in; refused at once for an unknown
+    /// monitor or one of another kind, else asked of the monitor actor.
+    pub(super) fn on_ping(
+        &self,
+        name: String,
+        ok: bool,
+        message: Option<String>,
+        reply: oneshot::Sender<Response>,
+    ) {
+        let link = self.monitors.clone();
+        if let Some(refusal) = refuse(&link, &name).or_else(|| not_push(&link, &name)) {
+            let _ = reply.send(refusal);
+            return;
+        }
+        let message = message.map(|m| cut(&m, MAX_PING_MESSAGE).to_string());
+        tokio::spawn(async move {
+            let _ = reply.send(match link.ping(name, ok, message).await {
+                Ok(monitor) => Response::Pinged { monitor },
+                Err(e) => Response::Error(e),
+            });
+        });
+    }
+
+    /// `ping_url NAME`: the push monitor's ping URL, when the principal listens for pings.
+    pub(super) fn on_ping_url(&self, name: String, reply: oneshot::Sender<Response>) {
+        let link = &self.monitors;
+        if let Some(refusal) = refuse(link, &name).or_else(|| not_push(link, &name)) {
+            let _ = reply.send(refusal);
+            return;
+        }
+        let _ = reply.send(match self.ping_urls.get() {
+            Some(urls) => Response::PingUrl {
+                url: urls.url(&name),
+                name,
+                refused: urls
+                    .counts
+                    .refused
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            },
+            None => Response::Error(ApiError::new(
+                ApiErrorKind::Unavailable,
+                "this principal has no ping URLs: start it with `opsconsole principal \
+                 --ping-listen 127.0.0.1:PORT`; `opsconsole ping NAME` works without",
+            )),
+        });
+    }
+}
+
+/// The refusal of a ping for `name` when it is not a push monitor.
+fn not_push(link: &MonitorLink, name: &str) -> Option<Response> {
+    let kind = link.read().get(name)?.kind;
+    (kind != "push").then(|| {
+        Response::Error(ApiError::new(
+            ApiErrorKind::InvalidInput,
+            format!(
+                "monitor `{name}` is a {kind} monitor, not a push monitor: only `check: {{ push: \
+                 ... }}` monitors take pings"
+            ),
+        ))
+    })
 }
 
 /// Why a request about `name` cannot be served, when it cannot: no actor, or no such monitor.

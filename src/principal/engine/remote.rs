@@ -37,8 +37,11 @@ impl Engine {
                         && !self.agents.placed_elsewhere(&id, w)
                 });
                 let foreign = listed - hello.running.len();
+                let instance = hello.instance;
                 match self.agents.hello(hello, outbox.clone(), previous_open) {
                     Ok(joined) => {
+                        // Batches of checks sent to an earlier start of it are gone with it.
+                        self.batches.instance_now(&id, instance);
                         self.agents.set_key(&id, key);
                         self.agents.send(
                             &id,
@@ -101,6 +104,7 @@ impl Engine {
                 self.agents.heard(&agent);
                 match message {
                     FromAgent::Heartbeat { running: None } | FromAgent::Hello(_) => {}
+                    FromAgent::Checked(results) => self.on_checked(&agent, results),
                     FromAgent::Heartbeat {
                         running: Some(running),
                     } => {
@@ -209,11 +213,13 @@ impl Engine {
             tracing::warn!(
                 "the principal's loop stood still for {late:?}: every agent gets a fresh lease"
             );
-            self.agents.refresh_leases();
+            self.agents.refresh_leases(now, late);
         }
         self.agents.beat();
         for id in self.agents.expired(tokio::time::Instant::now()) {
             let lost = self.agents.lose(&id);
+            // Its batches of checks count as unknown, not failed.
+            self.batches.agent_gone(&id);
             let lease = self.agents.lease();
             self.agent_note(
                 &id,
@@ -316,6 +322,7 @@ impl Engine {
     /// Lets go of draining agents that have finished their work.
     pub(super) async fn release_drained(&mut self) {
         for id in self.agents.released() {
+            self.batches.agent_gone(&id);
             self.agent_note(
                 &id,
                 AgentNoteKind::Released,

@@ -167,6 +167,8 @@ impl Engine {
             Request::MonitorControl { name, action } => {
                 self.on_monitor_control(name, action, reply)
             }
+            Request::Ping { name, ok, message } => self.on_ping(name, ok, message, reply),
+            Request::PingUrl { name } => self.on_ping_url(name, reply),
         }
     }
 

@@ -96,9 +96,24 @@ pub(super) struct Files {
     pub reload_scheduled: bool,
     /// Keeps the directory watch alive.
     pub _watcher: Option<notify::RecommendedWatcher>,
+    /// Where reloaded monitors go (the monitor actor), once one runs.
+    pub monitor_reloads: Option<tokio::sync::watch::Sender<Arc<crate::spec::MonitorSet>>>,
 }
 
 impl Engine {
+    /// The monitors loaded now, and where reloaded ones will be sent (for the monitor actor).
+    pub(crate) fn monitor_reloads(
+        &mut self,
+    ) -> (
+        Arc<crate::spec::MonitorSet>,
+        tokio::sync::watch::Receiver<Arc<crate::spec::MonitorSet>>,
+    ) {
+        let set = self.catalog.monitors.clone();
+        let (tx, rx) = tokio::sync::watch::channel(set.clone());
+        self.files.monitor_reloads = Some(tx);
+        (set, rx)
+    }
+
     pub(super) fn workflows(&self) -> Response {
         let now = Utc::now();
         let workflows = self
@@ -356,6 +371,11 @@ impl Engine {
                 .supervisors
                 .values()
                 .any(|s| changed_files.contains(&s.file));
+        if let Some(tx) = &self.files.monitor_reloads
+            && !Arc::ptr_eq(&self.catalog.monitors, &catalog.monitors)
+        {
+            let _ = tx.send(catalog.monitors.clone());
+        }
         self.catalog = catalog;
         self.files.spec_hashes = scan.hashes;
         if supervisors_changed && !self.shutting_down && !self.one_off {

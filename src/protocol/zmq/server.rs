@@ -525,7 +525,7 @@ fn on_message(
             );
             in_flight.spawn(peer, None, refusal);
         }
-        Ok((id, request)) if role == Role::Viewer && request.changes_state() => {
+        Ok((id, request)) if role == Role::Viewer && request.operator_only() => {
             let why = "this key is a viewer's: it may look (status, history, logs, run detail, \
                        events) but not change anything; use an operator's key";
             let refusal = reply(

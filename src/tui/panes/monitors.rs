@@ -462,17 +462,7 @@ fn rows_len_incidents(app: &App) -> usize {
 
 /// `Monitors 200 — 176 healthy · 4 unhealthy · ...`.
 pub fn counts_title(c: &MonitorCounts) -> String {
-    let mut parts: Vec<String> = MonitorState::ALL
-        .iter()
-        .filter(|s| c.get(**s) > 0)
-        .map(|s| format!("{} {s}", c.get(*s)))
-        .collect();
-    if c.flapping > 0 {
-        parts.push(format!("{} flapping", c.flapping));
-    }
-    if c.intervening > 0 {
-        parts.push(format!("{} intervening", c.intervening));
-    }
+    let parts = c.parts(false);
     format!("{} — {}", c.total, parts.join(" · "))
 }
 
@@ -546,7 +536,8 @@ fn draw_list(frame: &mut Frame, area: Rect, app: &App, w: &MonitorPage, title: S
         .collect();
     let widths = [
         Constraint::Length(name_w + 2),
-        Constraint::Length(5),
+        // The longest kind, `workflow`.
+        Constraint::Length(8),
         Constraint::Length(15),
         Constraint::Length(9),
         Constraint::Length(8),
@@ -768,20 +759,10 @@ fn incident_lines(app: &App, i: &Incident, t: &Theme) -> Vec<Line<'static>> {
         out.push(Line::from(vec![
             Span::styled(app.fmt_time(a.at, "  %H:%M:%S "), t.muted()),
             Span::raw(format!("{}: ", a.action)),
-            Span::styled(crate::tui::panes::monitors::outcome_text(&a.outcome), style),
+            Span::styled(a.outcome.to_string(), style),
         ]));
     }
     out
-}
-
-/// An intervention's outcome in words.
-pub fn outcome_text(o: &Outcome) -> String {
-    match o {
-        Outcome::Started => "running".into(),
-        Outcome::Succeeded => "succeeded".into(),
-        Outcome::Failed(why) => format!("failed: {why}"),
-        Outcome::Skipped(why) => format!("skipped: {why}"),
-    }
 }
 
 /// The incidents view: open first, then recent, the selected one's interventions below.
@@ -830,7 +811,7 @@ fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
             let last = i
                 .attempts
                 .last()
-                .map(|a| format!(" · {}: {}", a.action, outcome_text(&a.outcome)))
+                .map(|a| format!(" · {}: {}", a.action, a.outcome))
                 .unwrap_or_default();
             Row::new(vec![
                 Cell::from(i.id.to_string()),

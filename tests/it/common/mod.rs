@@ -175,3 +175,24 @@ pub fn numbered_tasks(n: usize, run: &str, chain: bool) -> Vec<(String, String)>
         })
         .collect()
 }
+
+/// Runs `cmd` to its end as `Command::output` does, registered as this process's own child
+/// (see [`spawn_apart`]): this binary runs executors and their orphan sweeper beside the test,
+/// which would take a child in its own process group (as `timeout` makes itself) for an orphan.
+pub fn output_apart(cmd: &mut std::process::Command) -> std::io::Result<std::process::Output> {
+    use std::process::Stdio;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let (child, _registration) = spawn_apart(|| cmd.spawn())?;
+    child.wait_with_output()
+}
+
+/// Spawns `spawn`'s child registered as this process's own (see `orphans::spawn_apart`); the
+/// registration lasts as long as what is returned with it.
+pub fn spawn_apart(
+    spawn: impl FnOnce() -> std::io::Result<std::process::Child>,
+) -> std::io::Result<(
+    std::process::Child,
+    opsconsole::agent::orphans::Registration,
+)> {
+    opsconsole::agent::orphans::spawn_apart(spawn, |c| Some(c.id()))
+}

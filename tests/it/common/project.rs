@@ -98,20 +98,25 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// A loopback port whose next two ports are free too (requests, events, agents).
 pub fn free_port_triple() -> u16 {
-    for _ in 0..100 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        if port > 65000 {
-            continue;
-        }
-        let others: Vec<_> = (1..=2)
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Below the kernel's ephemeral range (32768 and up by default), so no outgoing connection,
+    // of this test or any other, can take one of these ports as its source while a principal is
+    // down between two starts; each call of this process gets its own three.
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = LOW + (std::process::id() % u32::from(SPAN / 3)) as u16 * 3;
+    for _ in 0..SPAN / 3 {
+        let step = NEXT.fetch_add(3, Ordering::Relaxed) % SPAN;
+        let port = LOW + (base - LOW + step) % SPAN;
+        let all: Vec<_> = (0..=2)
             .map(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)))
             .collect();
-        if others.iter().all(Result::is_ok) {
+        if all.iter().all(Result::is_ok) {
             return port;
         }
     }
-    panic!("no three free consecutive ports");
+    panic!("no three free consecutive ports between {LOW} and {}", LOW + SPAN);
 }
 
 /// A `kind: supervisor` document of `children` (each a YAML list item, as written).

@@ -25,6 +25,17 @@ pub(crate) async fn connect(
     options: Arc<crate::SocketOptions>,
 ) -> ZmqResult<(FramedIo, Endpoint)> {
     let raw_socket = TcpStream::connect((host.to_string().as_str(), port)).await?;
+    // PATCH(opsconsole): a connect to a port in the ephemeral range of this host, where nothing
+    // listens yet, can pick that very port as its source and connect to itself (TCP
+    // simultaneous open). Kept, that connection holds the port, and the server that should
+    // listen there cannot bind it. Refused as if nothing listened, so the caller retries.
+    if raw_socket.local_addr()? == raw_socket.peer_addr()? {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connected to itself: nothing listens there yet",
+        )
+        .into());
+    }
     // For some reason set_nodelay doesn't work on windows. See
     // https://github.com/zeromq/zmq.rs/issues/148 for details
     #[cfg(not(windows))]

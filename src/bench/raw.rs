@@ -1,0 +1,248 @@
+//! The reference of `bench monitors`: the same probes with the same concurrency as a plain
+//! async loop (tokio connects; one hyper request per check on a kept-alive connection, over
+//! rustls for https), with no monitor machinery: no spec, schedule, judging or store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+
+use super::targets::TargetKind;
+
+/// What the raw loop did.
+#[derive(Debug, Clone, Copy)]
+pub struct RawFigures {
+    /// Checks that passed (connected; or answered 200).
+    pub passed: u64,
+    /// Checks that failed (refused, timed out, another status).
+    pub failed: u64,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl RawFigures {
+    /// Checks (passed or not) per second.
+    pub fn checks_per_s(&self) -> f64 {
+        (self.passed + self.failed) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs checks of `kind` against `targets` (in turn) from `concurrency` loops for `duration`,
+/// each check within `timeout`.
+pub async fn run(
+    kind: TargetKind,
+    targets: &[SocketAddr],
+    concurrency: usize,
+    duration: Duration,
+    timeout: Duration,
+) -> anyhow::Result<RawFigures> {
+    anyhow::ensure!(!targets.is_empty(), "no targets");
+    let targets: Arc<[SocketAddr]> = targets.into();
+    let passed = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client_config()?));
+    let t0 = Instant::now();
+    let end = tokio::time::Instant::now() + duration;
+    let mut loops = tokio::task::JoinSet::new();
+    for w in 0..concurrency.max(1) {
+        let (targets, passed, failed, tls) =
+            (targets.clone(), passed.clone(), failed.clone(), tls.clone());
+        loops.spawn(async move {
+            // Each loop keeps its own connection to its own target, as a pool would keep one
+            // per check in flight; tcp rotates over every target.
+            let mine = targets[w % targets.len()];
+            let mut conn: Option<SendRequest<Full<Bytes>>> = None;
+            let mut k = w;
+            while tokio::time::Instant::now() < end {
+                let ok = match kind {
+                    TargetKind::Tcp => {
+                        k = (k + concurrency) % targets.len();
+                        let at = targets[k];
+                        matches!(
+                            tokio::time::timeout(timeout, TcpStream::connect(at)).await,
+                            Ok(Ok(_))
+                        )
+                    }
+                    TargetKind::Http | TargetKind::Https => {
+                        let tls = (kind == TargetKind::Https).then_some(&tls);
+                        tokio::time::timeout(timeout, request(&mut conn, mine, tls))
+                            .await
+                            .unwrap_or(false)
+                    }
+                };
+                if ok { &passed } else { &failed }.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    conn = None;
+                }
+            }
+        });
+    }
+    while loops.join_next().await.is_some() {}
+    Ok(RawFigures {
+        passed: passed.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        elapsed: t0.elapsed(),
+    })
+}
+
+/// One GET on `conn` (made first if there is none); true on a 200 with its body read.
+async fn request(
+    conn: &mut Option<SendRequest<Full<Bytes>>>,
+    at: SocketAddr,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> bool {
+    if conn.as_ref().is_none_or(|c| c.is_closed()) {
+        *conn = connect(at, tls).await;
+    }
+    let Some(sender) = conn.as_mut() else {
+        return false;
+    };
+    if sender.ready().await.is_err() {
+        *conn = None;
+        return false;
+    }
+    let req = hyper::Request::get("/")
+        .header(hyper::header::HOST, at.to_string())
+        .body(Full::new(Bytes::new()));
+    let Ok(req) = req else { return false };
+    match sender.send_request(req).await {
+        Ok(resp) => {
+            let ok = resp.status() == hyper::StatusCode::OK;
+            ok && resp.into_body().collect().await.is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+async fn connect(
+    at: SocketAddr,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Option<SendRequest<Full<Bytes>>> {
+    let tcp = TcpStream::connect(at).await.ok()?;
+    let _ = tcp.set_nodelay(true);
+    let sender = match tls {
+        None => {
+            let (sender, conn) = http1::handshake(TokioIo::new(tcp)).await.ok()?;
+            tokio::spawn(conn);
+            sender
+        }
+        Some(tls) => {
+            let name = ServerName::from(at.ip());
+            let stream = tls.connect(name, tcp).await.ok()?;
+            let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.ok()?;
+            tokio::spawn(conn);
+            sender
+        }
+    };
+    Some(sender)
+}
+
+/// A TLS client that takes any certificate but still checks the handshake's signatures, as
+/// a check with `insecure_skip_verify` does.
+fn client_config() -> anyhow::Result<rustls::ClientConfig> {
+    let provider = crate::agent::check::ring_provider();
+    let algs = provider.signature_verification_algorithms;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert { algs }))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+#[derive(Debug)]
+struct AnyCert {
+    algs: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::targets::Targets;
+
+    #[tokio::test]
+    async fn the_raw_loop_counts_checks_of_every_kind() {
+        for kind in [TargetKind::Tcp, TargetKind::Http, TargetKind::Https] {
+            let targets = Targets::start(kind, 4).expect("targets");
+            let f = run(
+                kind,
+                targets.addrs(),
+                8,
+                Duration::from_millis(300),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("raw loop");
+            println!(
+                "raw {}: {} passed, {} failed in {:?} ({:.0}/s)",
+                kind.name(),
+                f.passed,
+                f.failed,
+                f.elapsed,
+                f.checks_per_s()
+            );
+            assert!(f.passed > 8, "{kind:?}: {f:?}");
+            assert_eq!(f.failed, 0, "{kind:?}: {f:?}");
+        }
+        // A closed port fails, and is counted.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let f = run(
+            TargetKind::Tcp,
+            &[closed],
+            2,
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("raw loop");
+        assert!(f.failed > 0 && f.passed == 0, "{f:?}");
+    }
+}
