@@ -82,12 +82,22 @@ fn wide_workflow(name: &str, tasks: usize, command: &[&str]) -> anyhow::Result<C
 }
 
 fn start(catalog: Catalog, dir: &Path, slots: usize) -> anyhow::Result<PrincipalHandle> {
+    Ok(start_with_store(catalog, dir, slots)?.0)
+}
+
+/// [`start`], with a sender to the principal's store (to flush or checkpoint it).
+fn start_with_store(
+    catalog: Catalog,
+    dir: &Path,
+    slots: usize,
+) -> anyhow::Result<(PrincipalHandle, crate::store::StoreSender)> {
     // As the opsconsole binary runs: adopting what tasks leave behind has its cost too.
     if let Some(warning) = crate::agent::orphans::adopt(Duration::from_secs(5)) {
         tracing::warn!("{warning}");
     }
     let (store, recovered) = Store::open(dir)?;
-    Ok(PrincipalHandle::start(
+    let sender = store.sender();
+    let principal = PrincipalHandle::start(
         catalog,
         store,
         recovered,
@@ -101,7 +111,8 @@ fn start(catalog: Catalog, dir: &Path, slots: usize) -> anyhow::Result<Principal
             agent_heartbeat: crate::principal::DEFAULT_AGENT_HEARTBEAT,
             workdir: std::env::current_dir()?,
         },
-    ))
+    );
+    Ok((principal, sender))
 }
 
 /// Runs one workflow through the full path (spec, queue, agent, process, DuckDB) and returns

@@ -1059,11 +1059,7 @@ impl Agents {
 
     /// Why no agent can take work asking for `wants`, when none can.
     pub fn why_unplaceable(&self, wants: &BTreeMap<String, String>) -> String {
-        let labels = wants
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let labels = crate::protocol::pairs_text(wants, ", ");
         format!(
             "waiting for an agent labelled {labels}: no connected agent that takes work has \
              these labels"
@@ -1100,11 +1096,7 @@ impl Agents {
 
     /// Why no agent can run checks for `wants`, when [`Agents::check_agents`] found none.
     pub fn why_no_location(&self, wants: &BTreeMap<String, String>) -> String {
-        let labels = wants
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let labels = crate::protocol::pairs_text(wants, ", ");
         let labelled: Vec<&Agent> = self
             .agents
             .iter()

@@ -75,11 +75,7 @@ pub(crate) fn labels_text(labels: &BTreeMap<String, String>) -> String {
     if labels.is_empty() {
         return "(any labels)".into();
     }
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::protocol::pairs_text(labels, ", ")
 }
 
 /// Whether `checks` can go to an agent as one batch; the error says why not.

@@ -257,11 +257,7 @@ pub struct AgentInfo {
 impl AgentInfo {
     /// Its labels as `k=v,k=v` (in name order), as every face shows them.
     pub fn labels_text(&self) -> String {
-        self.labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        super::pairs_text(&self.labels, ",")
     }
 }
 

@@ -410,3 +410,14 @@ pub enum Event {
     /// these from the monitor actor's own writes).
     Monitor(monitor::MonitorNote),
 }
+
+/// `map` as `k=v` pairs joined by `sep` (labels, params), in key order.
+pub fn pairs_text<K: std::fmt::Display, V: std::fmt::Display>(
+    map: &std::collections::BTreeMap<K, V>,
+    sep: &str,
+) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(sep)
+}

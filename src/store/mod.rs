@@ -78,6 +78,8 @@ enum WriterMsg {
     /// Monitor names, results, states, incidents; retention and housekeeping.
     Monitor(monitor::MonitorWrite),
     Flush(oneshot::Sender<Result<(), String>>),
+    /// A flush, then a checkpoint of the WAL into the file.
+    Checkpoint(oneshot::Sender<Result<(), String>>),
     /// Write what came before, checkpoint and stop (other senders may still exist).
     Close,
 }
@@ -113,6 +115,20 @@ impl StoreSender {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(WriterMsg::Flush(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::Write)
+    }
+
+    /// [`flush`](Self::flush), then a checkpoint, so that the file's size says what is stored
+    /// (the benches measure bytes on disk this way). A checkpoint DuckDB postpones (another
+    /// transaction is open) is not waited for.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(WriterMsg::Checkpoint(tx))
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await

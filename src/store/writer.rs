@@ -62,6 +62,8 @@ pub(super) struct Writer {
     held_bytes: usize,
     /// Flushes waiting for every event up to (and including) this sequence number.
     acks: VecDeque<(u64, oneshot::Sender<Result<(), String>>)>,
+    /// Checkpoints asked for, answered after the next write and checkpoint.
+    checkpoint_acks: Vec<oneshot::Sender<Result<(), String>>>,
     closing: bool,
     /// The channel has no senders left.
     disconnected: bool,
@@ -105,6 +107,7 @@ impl Writer {
             pending: VecDeque::new(),
             held_bytes: 0,
             acks: VecDeque::new(),
+            checkpoint_acks: Vec::new(),
             closing: false,
             disconnected: false,
             close_failing_since: None,
@@ -174,7 +177,7 @@ impl Writer {
             inject_fatal(conn);
         }
         loop {
-            if self.pending.is_empty() && self.acks.is_empty() {
+            if self.pending.is_empty() && self.acks.is_empty() && self.checkpoint_acks.is_empty() {
                 if self.closing || self.disconnected {
                     return SessionEnd::Done;
                 }
@@ -192,8 +195,14 @@ impl Writer {
                         tracing::info!("history store: writing again, nothing was lost");
                         self.health.send_replace(None);
                     }
-                    if self.since_checkpoint >= CHECKPOINT_EVERY && !self.checkpoint(conn) {
+                    let asked = !self.checkpoint_acks.is_empty();
+                    if (asked || self.since_checkpoint >= CHECKPOINT_EVERY)
+                        && !self.checkpoint(conn)
+                    {
                         return SessionEnd::Broken;
+                    }
+                    for ack in self.checkpoint_acks.drain(..) {
+                        let _ = ack.send(Ok(()));
                     }
                 }
                 Err(e) => {
@@ -282,6 +291,7 @@ impl Writer {
         loop {
             self.drain(rx);
             let urgent = !self.acks.is_empty()
+                || !self.checkpoint_acks.is_empty()
                 || self.closing
                 || self.disconnected
                 || self.pending.len() >= MAX_BATCH
@@ -354,6 +364,7 @@ impl Writer {
                     self.acks.push_back((upto, ack));
                 }
             }
+            WriterMsg::Checkpoint(ack) => self.checkpoint_acks.push(ack),
             WriterMsg::Close => self.closing = true,
         }
     }

@@ -939,7 +939,10 @@ async fn connects_to_a_port_where_nothing_listens_never_reach_themselves() {
         .collect();
     for worker in workers {
         let connected = worker.await.expect("worker");
-        assert!(!connected, "a socket connected to {endpoint} where nothing listens");
+        assert!(
+            !connected,
+            "a socket connected to {endpoint} where nothing listens"
+        );
     }
     let bound = std::net::TcpListener::bind(("127.0.0.1", port));
     assert!(bound.is_ok(), "the port stays free to bind: {bound:?}");

@@ -353,6 +353,9 @@ impl Deadline {
 async fn connect(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     if stream.local_addr()? == stream.peer_addr()? {
+        // With a reset: a normal close leaves a TIME_WAIT that holds the port for a minute,
+        // and the service could not bind it when it comes back.
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
         return Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,
             "connection refused (the connect reached itself: nothing listens there)",

@@ -833,7 +833,7 @@ async fn https_with_a_client_certificate_passes_mutual_tls() {
 
 /// A down service on an even port of the ephemeral range is reached within a few thousand
 /// connects by a connect to itself (Linux walks the even ports of its range for a connect,
-/// about 14,000 of them): never taken for up.
+/// about 14,000 of them): never taken for up, and the port is left free for the service.
 #[tokio::test]
 async fn a_connect_that_reaches_itself_is_refused_not_taken_for_a_live_service() {
     let (l, port) = listener().await;
@@ -854,4 +854,9 @@ async fn a_connect_that_reaches_itself_is_refused_not_taken_for_a_live_service()
             }
         }
     }
+    let bound = std::net::TcpListener::bind(addr);
+    assert!(
+        bound.is_ok(),
+        "the service can still bind its port: {bound:?}"
+    );
 }

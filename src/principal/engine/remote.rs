@@ -51,11 +51,7 @@ impl Engine {
                                 acked: joined.acked,
                             },
                         );
-                        let labels = labels
-                            .iter()
-                            .map(|(k, v)| format!("{k}={v}"))
-                            .collect::<Vec<_>>()
-                            .join(",");
+                        let labels = crate::protocol::pairs_text(&labels, ",");
                         if foreign > 0 {
                             self.agents.refuse(Some(&id));
                             tracing::warn!(agent = %id, "the agent listed {foreign} piece(s) of work that are not its own; they are not kept");

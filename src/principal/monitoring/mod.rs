@@ -98,11 +98,48 @@ pub(crate) struct Setup {
 /// lag and lose run events; faces read the rest from the board, which is always whole.
 const MAX_NOTES_PER_CARRY: usize = 256;
 
+/// Worker threads of the monitors' own runtime: a million checks a minute need more than one
+/// core's worth at times, and these two cores are all there is.
+const RUNTIME_THREADS: usize = 2;
+/// How long, once the actor has stopped, its checks and interventions still in flight get to
+/// end before they are dropped.
+const RUNTIME_GRACE: Duration = Duration::from_secs(1);
+
 /// Starts the monitor actor; the link is what the engine answers monitor requests from.
+///
+/// The actor, its checks and its interventions run on a runtime of their own, so that a
+/// turn of a million monitors never holds a worker that a console's request or the engine
+/// waits for; they reach the engine and the store through channels as before.
 pub(crate) fn start(setup: Setup) -> MonitorLink {
     let board = MonitorBoard::shared();
     let (link, rx) = MonitorLink::new(board.clone());
-    tokio::spawn(run(setup, board, rx));
+    let actor = run(setup, board, rx);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RUNTIME_THREADS)
+        .thread_name("monitors")
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => {
+            let handle = runtime.spawn(actor);
+            let spawned = std::thread::Builder::new()
+                .name("monitors-main".into())
+                .spawn(move || {
+                    if let Err(e) = runtime.block_on(handle) {
+                        tracing::error!("the monitor actor died: {e}");
+                    }
+                    runtime.shutdown_timeout(RUNTIME_GRACE);
+                });
+            if let Err(e) = spawned {
+                // The runtime went down with the closure: the actor is gone too.
+                tracing::error!("monitors cannot run: no thread for their runtime: {e}");
+            }
+        }
+        Err(e) => {
+            tracing::warn!("monitors run beside the engine: no runtime of their own: {e}");
+            tokio::spawn(actor);
+        }
+    }
     link
 }
 
@@ -203,8 +240,8 @@ struct Recent {
 }
 
 impl Recent {
-    fn put(&mut self, id: MonitorId, result: &CheckResult) {
-        let mut kept = result.clone();
+    fn put(&mut self, id: MonitorId, result: CheckResult) {
+        let mut kept = result;
         cut(&mut kept.body, KEPT_BODY);
         cut(&mut kept.output, KEPT_BODY);
         if self.map.insert(id.0, Arc::new(kept)).is_none() {
@@ -680,7 +717,7 @@ impl Actor {
             })
             .and_then(|(at, _)| at.result.as_ref().ok());
         if let Some(result) = shown {
-            self.record(m, &j, result, now);
+            self.record(m, &j, result.clone(), now);
             self.carry_steps(now);
         }
     }
@@ -698,7 +735,7 @@ impl Actor {
         let at = self.now_ms() + next.as_millis() as u64;
         self.schedule(m, at);
         if let Some(result) = failed {
-            self.judge_and_record(m, &result, now);
+            self.judge_and_record(m, result, now);
             self.carry_steps(now);
         }
     }
@@ -740,7 +777,7 @@ impl Actor {
             )
         })?;
         if !self.health.status(m).is_some_and(|s| s.paused) {
-            self.judge_and_record(m, &result, now);
+            self.judge_and_record(m, result, now);
             self.carry_steps(now);
         }
         self.summary(m).ok_or_else(|| Self::unknown(name))
@@ -774,22 +811,23 @@ impl Actor {
                 continue;
             };
             let j = judge(view.conditions(), view.degraded_when(), &result);
-            self.record(monitor, &j, &result, now);
+            self.record(monitor, &j, result, now);
         }
         self.carry_steps(now);
     }
 
     /// Judges `result` against the conditions of `m` and records it.
-    fn judge_and_record(&mut self, m: MonitorId, result: &CheckResult, now: DateTime<Utc>) {
+    fn judge_and_record(&mut self, m: MonitorId, result: CheckResult, now: DateTime<Utc>) {
         let Some(view) = self.table.set_id(m).and_then(|s| self.set.find(s)) else {
             return;
         };
-        let j = judge(view.conditions(), view.degraded_when(), result);
+        let j = judge(view.conditions(), view.degraded_when(), &result);
         self.record(m, &j, result, now);
     }
 
-    /// Records one judged result: health, board, store (batched), the detail cache.
-    fn record(&mut self, m: MonitorId, j: &Judgement, result: &CheckResult, now: DateTime<Utc>) {
+    /// Records one judged result: health, board, store (batched), the detail cache (which
+    /// keeps it: moved, not copied, a million times a minute).
+    fn record(&mut self, m: MonitorId, j: &Judgement, result: CheckResult, now: DateTime<Utc>) {
         let at = result.started.unwrap_or(now);
         self.health.record(m, j, now, &mut self.steps);
         if let Some(row) = self.table.board_id(m) {

@@ -256,13 +256,7 @@ fn heard(a: &AgentStatus) -> String {
 fn render_detail(frame: &mut Frame, area: Rect, app: &App, a: &AgentStatus) {
     let t = &app.theme;
     let field = |name: &'static str| Span::styled(format!("{name:<9}"), t.muted());
-    let labels = a
-        .info
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let labels = crate::protocol::pairs_text(&a.info.labels, ", ");
     let running = a
         .running
         .iter()

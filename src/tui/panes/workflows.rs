@@ -263,11 +263,7 @@ fn render_detail(frame: &mut Frame, area: Rect, app: &App, name: &str) {
     let params = if w.params.is_empty() {
         "none".to_string()
     } else {
-        w.params
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("  ")
+        crate::protocol::pairs_text(&w.params, "  ")
     };
     lines.push(field("params", params));
     let tasks = w

@@ -116,7 +116,10 @@ pub fn free_port_triple() -> u16 {
             return port;
         }
     }
-    panic!("no three free consecutive ports between {LOW} and {}", LOW + SPAN);
+    panic!(
+        "no three free consecutive ports between {LOW} and {}",
+        LOW + SPAN
+    );
 }
 
 /// A `kind: supervisor` document of `children` (each a YAML list item, as written).

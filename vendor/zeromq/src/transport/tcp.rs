@@ -28,8 +28,10 @@ pub(crate) async fn connect(
     // PATCH(opsconsole): a connect to a port in the ephemeral range of this host, where nothing
     // listens yet, can pick that very port as its source and connect to itself (TCP
     // simultaneous open). Kept, that connection holds the port, and the server that should
-    // listen there cannot bind it. Refused as if nothing listened, so the caller retries.
+    // listen there cannot bind it. Refused as if nothing listened, so the caller retries;
+    // closed with a reset, since its TIME_WAIT would hold the port for a minute more.
     if raw_socket.local_addr()? == raw_socket.peer_addr()? {
+        close_at_once(raw_socket);
         return Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,
             "connected to itself: nothing listens there yet",
@@ -161,3 +163,14 @@ fn tune_socket_buffers(raw_socket: &TcpStream) {
 
 #[cfg(not(feature = "tokio-runtime"))]
 fn tune_socket_buffers(_raw_socket: &TcpStream) {}
+
+// PATCH(opsconsole): an abortive close (linger 0) leaves no TIME_WAIT behind.
+#[cfg(feature = "tokio-runtime")]
+fn close_at_once(raw_socket: TcpStream) {
+    if let Err(error) = socket2::SockRef::from(&raw_socket).set_linger(Some(std::time::Duration::ZERO)) {
+        log::debug!("failed to set SO_LINGER: {error}");
+    }
+}
+
+#[cfg(not(feature = "tokio-runtime"))]
+fn close_at_once(_raw_socket: TcpStream) {}
