@@ -501,6 +501,41 @@ fn usage(pid: u32) -> (usize, u64) {
     (fds, rss)
 }
 
+/// Hellos under two ids sent at once on one connection (the second before the engine has
+/// answered the first) make one agent, not two: the second is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_saying_hello_under_two_ids_at_once_is_one_agent() {
+    let doc = "kind: workflow\nname: one\ntasks:\n  t: { run: \"true\" }\n";
+    let p = Project::new(&[("one.yaml", doc)]);
+    let principal = Principal::start(&p, "tcp://127.0.0.1:0", &[]);
+    let client = principal.client().await;
+    let mut c = AgentConnection::connect(&principal.agents, Duration::from_secs(5))
+        .await
+        .expect("connect");
+    for round in 0..20 {
+        c.send(&hello(&format!("first-{round}")))
+            .await
+            .expect("hello");
+        c.send(&hello(&format!("second-{round}")))
+            .await
+            .expect("hello");
+    }
+    let mut refused = 0;
+    while let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(2), c.recv()).await {
+        if matches!(m, opsconsole::protocol::agent::ToAgent::Refused { .. }) {
+            refused += 1;
+        }
+    }
+    let remote: Vec<_> = agents(&client)
+        .await
+        .into_iter()
+        .filter(|a| a.info.id.0 != "local")
+        .map(|a| a.info.id.0)
+        .collect();
+    assert_eq!(remote, vec!["first-0".to_string()], "refusals: {refused}");
+    assert_eq!(refused, 39);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_frames_on_the_agents_socket_change_nothing() {
     let doc = "kind: workflow\nname: one\ntasks:\n  t: { run: \"true\" }\n";

@@ -194,7 +194,9 @@ impl Socket {
                 let waiting = self.pending.get(&agent).map_or(0, |q| q.len());
                 let refusal = if agent.0.is_empty() || agent.0.len() > 128 {
                     Some("an agent id is 1 to 128 bytes".to_string())
-                } else if self.by_peer.get(&identity).is_some_and(|a| a != &agent) {
+                } else if self.by_peer.get(&identity).is_some_and(|a| a != &agent)
+                    || self.waits_as_another(&identity, &agent)
+                {
                     Some("one connection is one agent: it said hello under another id".to_string())
                 } else if !self.by_agent.contains_key(&agent)
                     && (self.by_agent.len() >= MAX_AGENTS || self.pending.len() >= MAX_AGENTS)
@@ -262,6 +264,14 @@ impl Socket {
             };
             self.send_to(&peer, message).await;
         }
+    }
+
+    /// Whether `identity` has a hello waiting for the engine's answer under an id other than
+    /// `agent`: two hellos sent at once must not make one connection two agents.
+    fn waits_as_another(&self, identity: &Bytes, agent: &AgentId) -> bool {
+        self.pending
+            .iter()
+            .any(|(a, queue)| a != agent && queue.iter().any(|p| &p.identity == identity))
     }
 
     /// The engine answered the oldest waiting hello of `agent`: a welcome makes that
