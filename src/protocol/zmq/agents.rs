@@ -271,7 +271,7 @@ impl Socket {
     fn waits_as_another(&self, identity: &Bytes, agent: &AgentId) -> bool {
         self.pending
             .iter()
-            .any(|(a, queue)| a != agent && queue.iter().any(|p| &p.identity == identity))
+            .any(|(a, queue)| a != agent && queue.iter().any(|p| p.identity == identity))
     }
 
     /// The engine answered the oldest waiting hello of `agent`: a welcome makes that
