@@ -29,7 +29,7 @@ const STORE_MEMORY: &str = "128MB";
 /// the whole row group it appended to, so what it must hold in memory is bounded by this
 /// times the longest value of a row: DuckDB's default (122,880 rows) of 64 KiB lines made
 /// a checkpoint need gigabytes and then fail for good.
-const ROW_GROUP_ROWS: u32 = 2048;
+pub(super) const ROW_GROUP_ROWS: u32 = 2048;
 /// Longest piece of a line stored in one row. DuckDB keeps a longer string outside its
 /// block ("overflow"), and a checkpoint of such strings needed several times their size in
 /// memory; pieces this short stay inline. A line is stored as pieces `part` 0, 1, ... and

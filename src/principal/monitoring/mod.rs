@@ -57,8 +57,10 @@ use crate::store::{SharedReader, StoreSender};
 
 /// Most monitors started in one tick; the rest are due at the next, at once.
 const MAX_BATCH: usize = 4096;
-/// Results gathered before they go to the store as one batch.
-const RESULTS_BATCH: usize = 4096;
+/// Results gathered before they go to the store as one batch: below the store's row group
+/// (2,048 rows), so each is committed through the WAL and compressed with the others at a
+/// checkpoint (see `store::writer::RESULTS_PER_COMMIT`).
+const RESULTS_BATCH: usize = 2000;
 /// Results handled in one turn of the loop before other work gets a turn.
 const RESULTS_TURN: usize = 1024;
 /// The longest the store waits for gathered results.
