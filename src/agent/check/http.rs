@@ -13,9 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 
 use super::Deadline;
 use crate::protocol::check::{CheckResult, ClientCert, HttpMethod, HttpProbe};
@@ -512,14 +510,10 @@ async fn connect(
             since: Instant::now(),
         });
     }
-    let recorder = Arc::new(Recorder {
-        chain: Mutex::default(),
-        verify: if key.insecure {
-            None
-        } else {
-            Some(pool.verifier.clone()?)
-        },
-        algs: super::ring_provider().signature_verification_algorithms,
+    let recorder = super::chain::ChainKeeper::new(if key.insecure {
+        None
+    } else {
+        Some(pool.verifier.clone()?)
     });
     let config = tls_config(key, recorder.clone())?;
     let name = ServerName::try_from(target.host.clone())
@@ -532,7 +526,7 @@ async fn connect(
         )
         .await;
     add(&mut result.phases.tls, t.elapsed());
-    let chain = lock(&recorder.chain).clone();
+    let chain = recorder.chain();
     let not_after_ms = super::tls::soonest_not_after_ms(&chain);
     // Read even when the handshake fails: an expired chain still says when it expired.
     result.certificate_expiration_ms =
@@ -557,7 +551,10 @@ async fn connect(
 
 /// A client configuration for one connection: its own verifier (which keeps the chain), and
 /// the client certificate when the check has one.
-fn tls_config(key: &Key, recorder: Arc<Recorder>) -> Result<rustls::ClientConfig, String> {
+fn tls_config(
+    key: &Key,
+    recorder: Arc<super::chain::ChainKeeper>,
+) -> Result<rustls::ClientConfig, String> {
     let builder = rustls::ClientConfig::builder_with_provider(super::ring_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
@@ -614,58 +611,6 @@ fn load_client_cert(
         .map_err(|e| format!("client key {}: {e}", c.key.display()))?
         .ok_or_else(|| format!("client key {}: no private key in it", c.key.display()))?;
     Ok((chain, private))
-}
-
-/// Keeps the chain the server sends, then verifies it (unless told not to), so that the
-/// expiry is known even of a chain that fails verification.
-#[derive(Debug)]
-struct Recorder {
-    chain: Mutex<Vec<CertificateDer<'static>>>,
-    verify: Option<Arc<WebPkiServerVerifier>>,
-    algs: rustls::crypto::WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        {
-            let mut chain = lock(&self.chain);
-            chain.push(end_entity.clone().into_owned());
-            chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        }
-        match &self.verify {
-            Some(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp, now),
-            None => Ok(ServerCertVerified::assertion()),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! for command checks. Readiness probes of services (`agent/ready.rs`) use it too, so that all
 //! check IO lives here.
 
+mod chain;
 mod command;
 mod dns;
 mod http;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::protocol::check::{CheckResult, HttpMethod, HttpProbe, Probe};
 
+pub(crate) use chain::ChainKeeper;
 pub use icmp::IcmpMode;
 
 /// Checks in flight at once unless the prober is built with another bound.

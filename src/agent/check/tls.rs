@@ -1,60 +1,11 @@
 //! tls checks: a handshake, the chain the server sent and its soonest expiry.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::protocol::check::{CheckResult, TlsProbe};
-
-/// Keeps the chain the server sends and accepts it, so that an expired or self-signed chain
-/// still tells its expiry (the check's conditions judge it, not the handshake).
-#[derive(Debug)]
-struct Keep {
-    chain: Mutex<Vec<CertificateDer<'static>>>,
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Keep {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let mut chain = self.chain.lock().unwrap_or_else(|e| e.into_inner());
-        chain.push(end_entity.clone().into_owned());
-        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
-}
 
 /// Milliseconds from now until the soonest `not_after` of `chain` (negative once expired);
 /// `None` when no certificate parses.
@@ -103,10 +54,8 @@ pub(super) async fn run(p: &TlsProbe, t0: Instant, deadline: super::Deadline) ->
     result.phases.connect = Some(t.elapsed());
     result.connected = true;
     let provider = super::ring_provider();
-    let keep = Arc::new(Keep {
-        chain: Mutex::default(),
-        algs: provider.signature_verification_algorithms,
-    });
+    // Accepts any chain: the check's conditions judge it, not the handshake.
+    let keep = super::chain::ChainKeeper::new(None);
     let config = match rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
     {
@@ -139,7 +88,7 @@ pub(super) async fn run(p: &TlsProbe, t0: Instant, deadline: super::Deadline) ->
         Ok(Err(e)) => result.error = Some(format!("TLS handshake with {addr}: {e}")),
         Ok(Ok(_)) => {}
     }
-    let chain = keep.chain.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let chain = keep.chain();
     result.certificate_expiration_ms = soonest_expiry_ms(&chain);
     result.response_time = t0.elapsed();
     result
