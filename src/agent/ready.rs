@@ -663,20 +663,7 @@ mod tests {
     /// httpGet probes do): a self-signed service is ready once it answers 2xx.
     #[tokio::test]
     async fn https_ready_on_a_self_signed_service() {
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-        let key = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-        let cert = params.self_signed(&key).expect("cert");
-        let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let config =
-            rustls::ServerConfig::builder_with_provider(crate::agent::check::ring_provider())
-                .with_safe_default_protocol_versions()
-                .expect("versions")
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
-                .expect("server config");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = crate::agent::check::self_signed_acceptor(4000);
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = l.local_addr().expect("addr").port();
         let server = tokio::spawn(async move {

@@ -28,6 +28,8 @@ use crate::protocol::check::{CheckResult, HttpMethod, HttpProbe, Probe};
 
 pub(crate) use chain::ChainKeeper;
 pub use icmp::IcmpMode;
+#[cfg(test)]
+pub(crate) use tests::self_signed_acceptor;
 
 /// Checks in flight at once unless the prober is built with another bound.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;

@@ -110,8 +110,9 @@ async fn a_trickling_target_is_cut_at_the_timeout() {
     server.abort();
 }
 
-/// A TLS server on 127.0.0.1 with a self-signed certificate valid between the two dates.
-async fn tls_server(not_after_year: i32) -> u16 {
+/// A TLS acceptor for `localhost` with a self-signed certificate valid from 2000 until the
+/// start of `not_after_year`.
+pub(crate) fn self_signed_acceptor(not_after_year: i32) -> tokio_rustls::TlsAcceptor {
     let key = rcgen::KeyPair::generate().expect("key");
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
     params.not_before = rcgen::date_time_ymd(2000, 1, 1);
@@ -125,7 +126,12 @@ async fn tls_server(not_after_year: i32) -> u16 {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// A TLS server on 127.0.0.1 with a self-signed certificate valid between the two dates.
+async fn tls_server(not_after_year: i32) -> u16 {
+    let acceptor = self_signed_acceptor(not_after_year);
     let (l, port) = listener().await;
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
@@ -533,20 +539,7 @@ async fn http_a_redirect_loop_and_too_many_redirects_are_errors() {
 /// A TLS server on 127.0.0.1 whose self-signed chain expires in `not_after_year`, answering
 /// every request 200.
 async fn https_server(not_after_year: i32) -> u16 {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-    params.not_after = rcgen::date_time_ymd(not_after_year, 1, 1);
-    let cert = params.self_signed(&key).expect("cert");
-    let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let config = rustls::ServerConfig::builder_with_provider(super::ring_provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = self_signed_acceptor(not_after_year);
     let (l, port) = listener().await;
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
