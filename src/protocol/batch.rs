@@ -140,17 +140,17 @@ pub struct CheckResults {
 /// Cuts `result` to the caps (on a char boundary), saying so in `body_truncated` for the body.
 pub fn clamp(result: &mut CheckResult) {
     if result.body.len() > MAX_RESULT_BODY {
-        cut(&mut result.body, MAX_RESULT_BODY);
+        super::truncate_within(&mut result.body, MAX_RESULT_BODY);
         result.body_truncated = true;
     }
-    cut(&mut result.output, MAX_RESULT_OUTPUT);
+    super::truncate_within(&mut result.output, MAX_RESULT_OUTPUT);
     if let Some(e) = result.error.as_mut() {
-        cut(e, MAX_RESULT_ERROR);
+        super::truncate_within(e, MAX_RESULT_ERROR);
     }
     result.headers.truncate(MAX_RESULT_HEADERS);
     for (name, value) in &mut result.headers {
-        cut(name, MAX_RESULT_HEADER_LEN / 2);
-        cut(value, MAX_RESULT_HEADER_LEN / 2);
+        super::truncate_within(name, MAX_RESULT_HEADER_LEN / 2);
+        super::truncate_within(value, MAX_RESULT_HEADER_LEN / 2);
     }
 }
 
@@ -186,16 +186,6 @@ pub fn within_caps(result: &CheckResult) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn cut(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut at = max;
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        s.truncate(at);
-    }
 }
 
 /// Splits the results of `batch` into messages of at most [`MAX_RESULTS_PER_MESSAGE`] results

@@ -421,3 +421,21 @@ pub fn pairs_text<K: std::fmt::Display, V: std::fmt::Display>(
         .collect::<Vec<_>>()
         .join(sep)
 }
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+pub fn prefix_within(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Truncates `s` to at most `max` bytes, at a character boundary.
+pub fn truncate_within(s: &mut String, max: usize) {
+    let keep = prefix_within(s, max).len();
+    s.truncate(keep);
+}

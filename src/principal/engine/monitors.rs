@@ -5,7 +5,6 @@ use tokio::sync::oneshot;
 
 use super::Engine;
 use crate::principal::monitoring::ping_url::SharedPingUrls;
-use crate::principal::monitoring::push::cut;
 use crate::protocol::api::{ApiError, ApiErrorKind, MAX_MONITOR_PAGE, MAX_PING_MESSAGE, Response};
 use crate::protocol::board::MonitorLink;
 use crate::protocol::monitor::{MonitorAction, MonitorFilter};
@@ -116,7 +115,8 @@ impl Engine {
             let _ = reply.send(refusal);
             return;
         }
-        let message = message.map(|m| cut(&m, MAX_PING_MESSAGE).to_string());
+        let message =
+            message.map(|m| crate::protocol::prefix_within(&m, MAX_PING_MESSAGE).to_string());
         tokio::spawn(async move {
             let _ = reply.send(match link.ping(name, ok, message).await {
                 Ok(monitor) => Response::Pinged { monitor },

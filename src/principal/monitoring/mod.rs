@@ -244,8 +244,8 @@ struct Recent {
 impl Recent {
     fn put(&mut self, id: MonitorId, result: CheckResult) {
         let mut kept = result;
-        cut(&mut kept.body, KEPT_BODY);
-        cut(&mut kept.output, KEPT_BODY);
+        crate::protocol::truncate_within(&mut kept.body, KEPT_BODY);
+        crate::protocol::truncate_within(&mut kept.output, KEPT_BODY);
         if self.map.insert(id.0, Arc::new(kept)).is_none() {
             self.order.push_back(id.0);
             if self.order.len() > RECENT_RESULTS
@@ -258,16 +258,6 @@ impl Recent {
 
     fn get(&self, id: MonitorId) -> Option<Arc<CheckResult>> {
         self.map.get(&id.0).cloned()
-    }
-}
-
-fn cut(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut at = max;
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        s.truncate(at);
     }
 }
 

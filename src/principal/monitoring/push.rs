@@ -111,7 +111,9 @@ impl Pushes {
             .filter(|s| s.since_ms != NOT_PUSH)
             .ok_or(PushError::NotPush(id))?;
         slot.last_ping_ms = now.timestamp_millis();
-        let message = message.map(|m| cut(m, MAX_PING_MESSAGE)).unwrap_or("");
+        let message = message
+            .map(|m| crate::protocol::prefix_within(m, MAX_PING_MESSAGE))
+            .unwrap_or("");
         let error = (!ok).then(|| {
             if message.is_empty() {
                 "the job reported a failure (ping --fail)".to_string()
@@ -179,18 +181,6 @@ impl Pushes {
             .get(id.0 as usize)
             .filter(|s| s.since_ms != NOT_PUSH)
     }
-}
-
-/// `s` cut to at most `max` bytes at a character boundary.
-pub fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]
