@@ -536,10 +536,9 @@ async fn http_a_redirect_loop_and_too_many_redirects_are_errors() {
     assert_eq!((r.error, r.status), (None, Some(302)));
 }
 
-/// A TLS server on 127.0.0.1 whose self-signed chain expires in `not_after_year`, answering
-/// every request 200.
-async fn https_server(not_after_year: i32) -> u16 {
-    let acceptor = self_signed_acceptor(not_after_year);
+/// Serves every request on 127.0.0.1 through `acceptor` with a 200 whose body is `body`;
+/// returns the port.
+async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, body: &'static str) -> u16 {
     let (l, port) = listener().await;
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
@@ -551,7 +550,7 @@ async fn https_server(not_after_year: i32) -> u16 {
                     return;
                 };
                 while read_request(&mut tls).await.is_some() {
-                    if tls.write_all(ok("secure").as_bytes()).await.is_err() {
+                    if tls.write_all(ok(body).as_bytes()).await.is_err() {
                         return;
                     }
                 }
@@ -559,6 +558,13 @@ async fn https_server(not_after_year: i32) -> u16 {
         }
     });
     port
+}
+
+/// A TLS server on 127.0.0.1 whose self-signed chain expires in `not_after_year`, answering
+/// every request 200.
+async fn https_server(not_after_year: i32) -> u16 {
+    let acceptor = self_signed_acceptor(not_after_year);
+    serve_tls(acceptor, "secure").await
 }
 
 #[tokio::test]
@@ -782,24 +788,7 @@ async fn https_with_a_client_certificate_passes_mutual_tls() {
         )
         .expect("server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let (l, port) = listener().await;
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(Ok(mut tls)) =
-                    tokio::time::timeout(Duration::from_secs(5), acceptor.accept(s)).await
-                else {
-                    return;
-                };
-                while read_request(&mut tls).await.is_some() {
-                    if tls.write_all(ok("mutual").as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let port = serve_tls(acceptor, "mutual").await;
     let prober = Prober::new();
     let mut p = get(format!("https://localhost:{port}/"));
     p.insecure_skip_verify = true;
