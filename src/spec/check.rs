@@ -60,6 +60,24 @@ pub fn kind_problem(kind: &str) -> Option<String> {
     }
 }
 
+/// The kind a document without `kind` most likely is, from the keys a workflow does not have:
+/// a monitor's (`check`, `monitors`, ...) or a supervisor's (`children`, ...), else a workflow.
+fn kind_of_keys(stray: &StrayKeys) -> &'static str {
+    let has = |keys: &[&str]| {
+        stray
+            .unknown
+            .iter()
+            .any(|k| keys.contains(&k.value.as_str()) && !WORKFLOW_KEYS.contains(&k.value.as_str()))
+    };
+    if has(super::monitor::raw::ALL_DOC_KEYS) {
+        "monitor"
+    } else if has(super::supervisor::raw::SUPERVISOR_KEYS) {
+        "supervisor"
+    } else {
+        "workflow"
+    }
+}
+
 /// Validates the document `doc` read from `src`, returning the spec and where its name is
 /// written, or every problem found.
 pub fn check(
@@ -71,7 +89,15 @@ pub fn check(
     let mut c = Checker::new(src, start);
     if is_absent(&raw.kind) {
         if !meant(&raw.stray, WORKFLOW_KEYS).contains(&"kind") {
-            c.err(&start, "missing required key `kind`: add `kind: workflow`");
+            let kind = kind_of_keys(&raw.stray);
+            c.err(
+                &start,
+                format!("missing required key `kind`: add `kind: {kind}`"),
+            );
+            if kind != "workflow" {
+                // Checked as a workflow, it would only be told what a workflow lacks.
+                return Err(c.diags);
+            }
         }
     } else if let Some(problem) = kind_problem(&raw.kind.value) {
         c.err(&raw.kind.referenced, problem);

@@ -140,11 +140,18 @@ pub fn read_bytes_max(path: &Path, max: u64) -> Result<Vec<u8>, Diagnostic> {
 /// The text of the workflow file at `path`: [`read_bytes`], and it must be UTF-8.
 pub fn read_text(path: &Path) -> Result<String, Diagnostic> {
     let bytes = read_bytes(path)?;
-    String::from_utf8(bytes).map_err(|e| not_utf8(path, e.as_bytes(), e.utf8_error()))
+    String::from_utf8(bytes)
+        .map_err(|e| not_utf8(path, e.as_bytes(), e.utf8_error(), "workflow files"))
 }
 
-/// Points at the first byte that is not valid UTF-8.
-fn not_utf8(path: &Path, bytes: &[u8], err: std::str::Utf8Error) -> Diagnostic {
+/// Points at the first byte that is not valid UTF-8 in a file of `what` (plural: "workflow
+/// files").
+pub(crate) fn not_utf8(
+    path: &Path,
+    bytes: &[u8],
+    err: std::str::Utf8Error,
+    what: &str,
+) -> Diagnostic {
     let valid = err.valid_up_to();
     let line_start = bytes[..valid]
         .iter()
@@ -164,7 +171,7 @@ fn not_utf8(path: &Path, bytes: &[u8], err: std::str::Utf8Error) -> Diagnostic {
         line,
         col,
         message: format!(
-            "invalid UTF-8 (byte 0x{:02x}): workflow files must be UTF-8 text",
+            "invalid UTF-8 (byte 0x{:02x}): {what} must be UTF-8 text",
             bytes[valid]
         ),
         source_line: Some(text.trim_end_matches('\r').to_string()),

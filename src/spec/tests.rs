@@ -629,7 +629,30 @@ fn other_kinds_are_not_workflows() {
     let d = problem("# a comment\nkind: cron\nevery: 1m\n");
     assert_at(&d, 2, 7, &["unknown kind `cron`"]);
     let d = problem("name: w\ntasks:\n  a: { run: x }\n");
-    assert_at(&d, 1, 1, &["missing required key `kind`"]);
+    assert_at(
+        &d,
+        1,
+        1,
+        &["missing required key `kind`: add `kind: workflow`"],
+    );
+    // Without `kind`, a monitor's or a supervisor's keys say which kind to add, and nothing
+    // is said of what a workflow would lack.
+    for (text, kind) in [
+        (
+            "monitors:\n  - name: a\n    check: { push: {} }\n",
+            "monitor",
+        ),
+        ("name: m\ncheck: { tcp: { host: a, port: 1 } }\n", "monitor"),
+        ("name: s\nchildren:\n  web: { run: x }\n", "supervisor"),
+    ] {
+        let d = problem(text);
+        assert_at(
+            &d,
+            1,
+            1,
+            &[&format!("missing required key `kind`: add `kind: {kind}`")],
+        );
+    }
 }
 
 #[test]

@@ -90,14 +90,19 @@ impl Principal {
         .expect("valid endpoints")
     }
 
+    /// The last lines of the principal's log, newest first.
+    fn log_tail(&self) -> String {
+        let log =
+            std::fs::read_to_string(self.dir.path().join("principal.log")).unwrap_or_default();
+        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    }
+
     /// Panics (with the principal's log) unless the process still runs.
     fn assert_alive(&mut self, after: &str) {
         if let Ok(Some(status)) = self.child.try_wait() {
-            let log =
-                std::fs::read_to_string(self.dir.path().join("principal.log")).unwrap_or_default();
-            let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
             panic!(
-                "the principal died after {after}: {status}; last log lines (newest first):\n{tail}"
+                "the principal died after {after}: {status}; last log lines (newest first):\n{}",
+                self.log_tail()
             );
         }
     }
@@ -365,7 +370,11 @@ async fn a_long_poll_flood_that_disconnects_gives_its_slots_back() {
         while !String::from_utf8_lossy(&seen).contains("this connection has") {
             assert!(
                 t0.elapsed() < WAIT,
-                "flood {flood}: no refusal for the connection's share within {WAIT:?}"
+                "flood {flood}: no refusal for the connection's share within {WAIT:?}; \
+                 {} bytes came back, ending {:?}; the principal's log:\n{}",
+                seen.len(),
+                String::from_utf8_lossy(&seen[seen.len().saturating_sub(600)..]),
+                principal.log_tail()
             );
             match raw.read(&mut buf) {
                 Ok(0) => panic!("flood {flood}: the principal closed the connection"),

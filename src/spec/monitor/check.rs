@@ -1067,7 +1067,9 @@ fn run(c: &mut Checker<'_>, s: &mut Strings<'_>, what: &str, raw: &Spanned<RawRu
         }
         RawRun::Shell(text) => {
             if text.trim().is_empty() {
+                // Said once: the string's own rule would say it again.
                 c.err(&raw.referenced, EMPTY);
+                return RunDef::Shell(TStr::literal(""));
             }
             RunDef::Shell(s.read(c, what, text, &raw.defined, Some(Rule::NotEmpty), &[]))
         }
@@ -1303,18 +1305,12 @@ fn targets<'r>(
             let text = match String::from_utf8(bytes) {
                 Ok(t) => t,
                 Err(e) => {
-                    let valid = e.utf8_error().valid_up_to();
-                    let line = 1 + e.as_bytes()[..valid]
-                        .iter()
-                        .filter(|&&b| b == b'\n')
-                        .count();
-                    c.diags.push(Diagnostic {
-                        file: path,
-                        line,
-                        col: 0,
-                        message: "invalid UTF-8: a targets file must be UTF-8 text".into(),
-                        source_line: None,
-                    });
+                    c.diags.push(crate::spec::file::not_utf8(
+                        &path,
+                        e.as_bytes(),
+                        e.utf8_error(),
+                        "targets files",
+                    ));
                     return None;
                 }
             };

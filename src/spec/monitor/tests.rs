@@ -565,6 +565,16 @@ fn every_problem_is_reported_at_its_line_and_column() {
 }
 
 #[test]
+fn an_empty_command_is_one_problem() {
+    for run in ["\"\"", "\"  \""] {
+        let text = format!("kind: monitor\nname: m\ncheck: {{ command: {{ run: {run} }} }}\n");
+        let d = problems(&text);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0].message.contains("empty command"), "{}", d[0]);
+    }
+}
+
+#[test]
 fn a_list_shares_its_defaults_and_a_fleet_renders_per_target() {
     let text = r#"kind: monitor
 defaults:
@@ -666,6 +676,28 @@ fn a_bad_csv_row_is_reported_at_its_line_and_column_and_the_rest_load() {
     assert!(catalog.monitors.get("web-g").is_some());
     let d = &diags[1];
     assert_eq!(d.source_line.as_deref(), Some("d e,82"));
+}
+
+#[test]
+fn a_targets_file_that_is_not_utf8_is_reported_at_its_first_bad_byte() {
+    let yaml = "kind: monitor\nname: \"web-{{ target.host }}\"\n\
+                check: { tcp: { host: \"{{ target.host }}\", port: 80 } }\n\
+                targets: { csv: hosts.csv }\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("m.yaml"), yaml).expect("write");
+    std::fs::write(dir.path().join("hosts.csv"), b"host\na\nb\xe9c\n").expect("write");
+    let (catalog, diags) = crate::spec::load_dir(dir.path());
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    let d = &diags[0];
+    assert_eq!(d.file, dir.path().join("hosts.csv"));
+    // Line 3, the byte after `b`: columns count from 1, as everywhere else.
+    assert_eq!((d.line, d.col), (3, 2), "{d}");
+    assert!(
+        d.message.contains("byte 0xe9") && d.message.contains("targets files must be UTF-8"),
+        "{d}"
+    );
+    assert_eq!(d.source_line.as_deref(), Some("b\u{fffd}c"));
+    assert!(catalog.monitors.is_empty());
 }
 
 #[test]
