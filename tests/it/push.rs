@@ -165,6 +165,40 @@ fn the_ping_url_with_a_wrong_secret_gets_404_and_the_listener_stays_up() {
 }
 
 #[test]
+fn connections_that_say_nothing_do_not_shut_jobs_out_of_the_ping_listener() {
+    let p = Project::new(&[("hello.yaml", HELLO)]);
+    let port = free_port_triple();
+    let addr = format!("127.0.0.1:{port}");
+    let _principal = principal(&p, &["--ping-listen", &addr]);
+    assert!(
+        eventually(Duration::from_secs(30), || TcpStream::connect(&addr)
+            .is_ok()),
+        "the ping listener did not listen"
+    );
+    // 200 peers connect and say nothing; 20 more trickle the start of a head.
+    let mut idle: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(&addr).ok())
+        .collect();
+    for _ in 0..20 {
+        if let Ok(mut s) = TcpStream::connect(&addr) {
+            let _ = s.write_all(b"GET /pi");
+            idle.push(s);
+        }
+    }
+    assert!(idle.len() >= 200, "only {} connections", idle.len());
+    // A job's request is still answered, at once (404: a wrong secret), more than once.
+    for n in 0..3 {
+        let answer = get(port, "/ping/mon-000000/x");
+        assert!(
+            answer.starts_with("HTTP/1.1 404"),
+            "request {n} beside {} silent connections: {answer}",
+            idle.len()
+        );
+    }
+    drop(idle);
+}
+
+#[test]
 fn a_bad_ping_listen_address_is_refused_at_start() {
     let p = Project::new(&[("hello.yaml", HELLO)]);
     let out = p

@@ -6,12 +6,15 @@
 //!
 //! Bounded: connections at once, request head size and header count, body size, and the
 //! time a connection may take. A wrong secret or an unknown path gets 404 and is counted;
-//! nothing a peer sends can panic it.
+//! nothing a peer sends can panic it. When every connection is taken, a new one takes the
+//! place of the oldest that has not yet sent its request head, so peers that connect and
+//! say nothing (or trickle) cannot shut jobs out.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +23,6 @@ use hyper::body::Incoming;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::ping_url::PingKey;
@@ -28,7 +30,7 @@ use crate::protocol::api::{
     ApiErrorKind, Caller, Client, MAX_PING_MESSAGE, Request as ApiRequest, Response as ApiResponse,
 };
 
-/// Connections served at once; more are closed as they arrive.
+/// Connections open at once; past it a new one takes a silent one's place, or is closed.
 pub const MAX_CONNECTIONS: usize = 64;
 /// Longest time one connection may take, from accept to the answer written.
 pub const CONNECTION_TIME: Duration = Duration::from_secs(10);
@@ -48,7 +50,7 @@ pub struct PingCounts {
     pub recorded: AtomicU64,
     /// Requests answered 404: a wrong secret, an unknown monitor, another path.
     pub refused: AtomicU64,
-    /// Connections closed at once because [`MAX_CONNECTIONS`] were open.
+    /// Connections closed at once because [`MAX_CONNECTIONS`] were serving requests.
     pub over_limit: AtomicU64,
 }
 
@@ -86,8 +88,46 @@ pub(crate) async fn serve(
     Ok(PingListener { addr, counts })
 }
 
+/// One open connection: whether its request head has arrived, and how to close it.
+struct Conn {
+    heard: AtomicBool,
+    close: CancellationToken,
+}
+
+/// The open connections, oldest first.
+#[derive(Default)]
+struct Conns {
+    next: u64,
+    open: BTreeMap<u64, Arc<Conn>>,
+}
+
+impl Conns {
+    /// A place for a new connection: free, or taken from the oldest that has not sent its
+    /// request head (closed); `None` when every connection is serving a request.
+    fn admit(&mut self) -> Option<(u64, Arc<Conn>)> {
+        if self.open.len() >= MAX_CONNECTIONS {
+            let oldest_silent = self
+                .open
+                .iter()
+                .find(|(_, c)| !c.heard.load(Ordering::Acquire))
+                .map(|(id, _)| *id)?;
+            if let Some(c) = self.open.remove(&oldest_silent) {
+                c.close.cancel();
+            }
+        }
+        let id = self.next;
+        self.next += 1;
+        let conn = Arc::new(Conn {
+            heard: AtomicBool::new(false),
+            close: CancellationToken::new(),
+        });
+        self.open.insert(id, conn.clone());
+        Some((id, conn))
+    }
+}
+
 async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, stop: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let conns = Arc::new(Mutex::new(Conns::default()));
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -102,17 +142,20 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, stop: CancellationTok
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let admitted = conns.lock().unwrap_or_else(PoisonError::into_inner).admit();
+        let Some((id, conn)) = admitted else {
             ctx.counts.over_limit.fetch_add(1, Ordering::Relaxed);
             drop(stream);
             continue;
         };
-        let ctx = ctx.clone();
-        let stop = stop.clone();
+        let (ctx, stop, conns) = (ctx.clone(), stop.clone(), conns.clone());
         tokio::spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |req| handle(req, ctx.clone()));
-            let conn = hyper::server::conn::http1::Builder::new()
+            let heard = conn.clone();
+            let service = hyper::service::service_fn(move |req| {
+                heard.heard.store(true, Ordering::Release);
+                handle(req, ctx.clone())
+            });
+            let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEAD_TIME)
                 .max_buf_size(MAX_HEAD)
@@ -121,8 +164,15 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, stop: CancellationTok
                 .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 () = stop.cancelled() => {}
-                _ = tokio::time::timeout(CONNECTION_TIME, conn) => {}
+                () = conn.close.cancelled() => {}
+                _ = tokio::time::timeout(CONNECTION_TIME, served) => {}
             }
+            // Nothing is left half-done under the lock: a panic elsewhere must not stop this.
+            conns
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .open
+                .remove(&id);
         });
     }
 }
