@@ -635,7 +635,13 @@ pub fn glob_match(glob: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-fn cut(mut s: String) -> String {
+/// The value seen as it is shown: control characters escaped (`\n`, `\u{1b}`), since it comes
+/// from the target and is printed on operators' terminals, then cut to [`MAX_SEEN_CHARS`].
+fn cut(s: String) -> String {
+    let mut s = match crate::protocol::escape_controls(&s) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    };
     if let Some((i, _)) = s.char_indices().nth(MAX_SEEN_CHARS) {
         s.truncate(i);
         s.push('…');

@@ -439,3 +439,20 @@ pub fn truncate_within(s: &mut String, max: usize) {
     let keep = prefix_within(s, max).len();
     s.truncate(keep);
 }
+
+/// `s` with every control character escaped (`\n`, `\u{1b}`): for text that came from a
+/// peer or a target and is shown on one line of an operator's terminal.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}

@@ -292,6 +292,27 @@ fn the_body_is_parsed_once_for_every_condition_and_the_value_seen_is_kept() {
 }
 
 #[test]
+fn a_value_seen_never_carries_a_terminal_escape_or_a_line_break() {
+    // A target's answer reaches operators' terminals through `check`, `monitor show` and
+    // `incidents`: what it sends must not drive them.
+    let hostile = body("\u{1b}]0;owned\u{7}\u{1b}[2J\r\nok\tthen");
+    let j = Condition::parse("[BODY] == x")
+        .expect("parses")
+        .judge(&Observation::new(&hostile));
+    assert!(!j.passed);
+    assert!(!j.seen.contains(char::is_control), "{:?}", j.seen);
+    assert_eq!(j.seen, "\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\r\\nok\\tthen");
+    // Comparisons read the value itself, not what is shown.
+    let line = body("a\nb");
+    assert!(holds("[BODY] == pat(a*b)", &line));
+    let big = body(&"\u{1b}".repeat(10_000));
+    let j = Condition::parse("[BODY] == x")
+        .expect("parses")
+        .judge(&Observation::new(&big));
+    assert!(j.seen.chars().count() <= MAX_SEEN_CHARS + 1);
+}
+
+#[test]
 fn glob_matching_is_linear_and_correct() {
     assert!(glob_match("a*b?c", "axxbyc"));
     assert!(!glob_match("a*b?c", "axxbc"));

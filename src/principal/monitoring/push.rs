@@ -118,7 +118,10 @@ impl Pushes {
             if message.is_empty() {
                 "the job reported a failure (ping --fail)".to_string()
             } else {
-                format!("the job reported a failure: {message}")
+                // Shown on terminals (`monitor show`, incidents): one line, and no escape
+                // that could drive them. `[BODY]` keeps the words as sent.
+                let shown = crate::protocol::escape_controls(message);
+                format!("the job reported a failure: {shown}")
             }
         });
         Ok(CheckResult {
@@ -261,6 +264,14 @@ mod tests {
             Some("the job reported a failure: backup: disk full")
         );
         assert_eq!(r.body, "backup: disk full");
+        // What a job sends reaches operators' terminals in the failure: escaped there.
+        let sent = "{\"disk\":\n \"full\"}\u{1b}[2J";
+        let r = p.ping(id, false, Some(sent), t(5)).expect("a push monitor");
+        assert_eq!(
+            r.error.as_deref(),
+            Some("the job reported a failure: {\"disk\":\\n \"full\"}\\u{1b}[2J")
+        );
+        assert_eq!(r.body, sent, "conditions read what was sent");
         let r = p.ping(id, false, None, t(6)).expect("a push monitor");
         assert_eq!(
             r.error.as_deref(),
