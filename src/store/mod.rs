@@ -361,6 +361,7 @@ impl Store {
         let path = db_path(data_dir);
         let conn = open_checkpointed(&path)?;
         let found = schema::migrate(&conn)?;
+        monitor::seal_interrupted_attempts(&conn)?;
         let mut recovered = recover(&conn)?;
         recovered.dispatches_recorded = found >= schema::DISPATCHES_VERSION;
         let next_seq = schema::next_event_seq(&conn)?;

@@ -139,6 +139,35 @@ fn outcome_parts(o: &Outcome) -> (&'static str, Option<&str>) {
     }
 }
 
+/// What an intervention attempt that a previous process started and never saw end is
+/// recorded as.
+pub const INTERRUPTED_ATTEMPT: &str = "interrupted: the principal stopped before this attempt ended (it counts as one of the \
+     incident's attempts)";
+
+/// Records every intervention attempt whose latest record is `started` as failed with
+/// [`INTERRUPTED_ATTEMPT`]: run when the file is opened, before anything can be in flight, so
+/// no incident shows an attempt of a dead process as running forever. Returns how many.
+pub(super) fn seal_interrupted_attempts(conn: &duckdb::Connection) -> Result<usize, StoreError> {
+    let seq = super::schema::next_event_seq(conn)? as i64;
+    let sealed = conn.execute(
+        "INSERT INTO incident_attempts
+         SELECT incident_id, monitor_id, no, trigger, action, 'failed', ?, ts,
+                ? + row_number() OVER (ORDER BY monitor_id, no)
+         FROM (SELECT incident_id, monitor_id, no,
+                      arg_max(trigger, event_seq) AS trigger, arg_max(action, event_seq) AS action,
+                      arg_max(outcome, event_seq) AS last, max(ts) AS ts
+               FROM incident_attempts GROUP BY incident_id, monitor_id, no)
+         WHERE last = 'started'",
+        params![INTERRUPTED_ATTEMPT, seq - 1],
+    )?;
+    if sealed > 0 {
+        tracing::info!(
+            "{sealed} intervention attempt(s) interrupted by the last stop recorded as failed"
+        );
+    }
+    Ok(sealed)
+}
+
 fn outcome_of(kind: &str, detail: Option<String>) -> Outcome {
     let detail = detail.unwrap_or_default();
     match kind {

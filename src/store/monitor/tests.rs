@@ -386,3 +386,74 @@ async fn a_million_results_take_at_most_16_bytes_each_on_disk() {
     );
     assert!(per <= 16.0, "{per:.2} bytes a result");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_in_flight_when_the_principal_died_is_recorded_as_interrupted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = Store::open(dir.path()).expect("open");
+    let tx = store.sender();
+    tx.send_monitor(MonitorWrite::Names(vec![(MonitorId(0), "api".into())]))
+        .await
+        .expect("send");
+    let mut h = machine();
+    let mut steps = Vec::new();
+    let bad = Judgement::failed("[STATUS] == 200", "503");
+    for s in 0..3 {
+        h.record(MonitorId(0), &bad, t(s), &mut steps);
+    }
+    // The restart is started and recorded so; the process dies before it ends.
+    assert!(
+        steps.iter().any(|s| matches!(
+            s,
+            Step::Attempt {
+                attempt: Attempt {
+                    outcome: Outcome::Started,
+                    ..
+                },
+                ..
+            }
+        )),
+        "{steps:?}"
+    );
+    for step in &steps {
+        tx.send_monitor(write_of(step)).await.expect("send");
+    }
+    tx.flush().await.expect("flush");
+    drop(tx);
+    store.close().await.expect("close");
+
+    let open_attempts = |store: &Store| {
+        let recovery = store
+            .reader()
+            .lock()
+            .expect("reader")
+            .monitor_recovery()
+            .expect("recovery");
+        assert_eq!(recovery.open.len(), 1, "{:?}", recovery.open);
+        recovery.open[0].1.attempts.clone()
+    };
+    for reopening in 0..2 {
+        let (store, _) = Store::open(dir.path()).expect("reopen");
+        let attempts = open_attempts(&store);
+        assert_eq!(attempts.len(), 1, "reopening {reopening}: {attempts:?}");
+        assert_eq!(attempts[0].action, "restart web/api");
+        assert_eq!(
+            attempts[0].outcome,
+            Outcome::Failed(INTERRUPTED_ATTEMPT.into()),
+            "reopening {reopening}"
+        );
+        assert_eq!(attempts[0].at, t(2), "when it was decided");
+        let rows: i64 = store
+            .reader()
+            .lock()
+            .expect("reader")
+            .connection()
+            .query_row("SELECT count(*) FROM incident_attempts", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(
+            rows, 2,
+            "started, then sealed once, whatever the reopenings"
+        );
+        store.close().await.expect("close");
+    }
+}
