@@ -55,6 +55,19 @@ fn get(port: u16, path: &str) -> String {
     )
 }
 
+/// A principal of `p` with the fake monitors and a ping listener, once it listens; its port.
+fn with_ping_listener(p: &Project) -> (Stopped, u16) {
+    let port = free_port_triple();
+    let addr = format!("127.0.0.1:{port}");
+    let principal = principal(p, &["--ping-listen", &addr]);
+    assert!(
+        eventually(Duration::from_secs(30), || TcpStream::connect(&addr)
+            .is_ok()),
+        "the ping listener did not listen"
+    );
+    (principal, port)
+}
+
 #[test]
 fn ping_refuses_an_unknown_monitor_and_one_that_is_not_a_push_monitor() {
     let p = Project::new(&[("hello.yaml", HELLO)]);
@@ -106,14 +119,7 @@ fn ping_refuses_an_unknown_monitor_and_one_that_is_not_a_push_monitor() {
 #[test]
 fn the_ping_url_with_a_wrong_secret_gets_404_and_the_listener_stays_up() {
     let p = Project::new(&[("hello.yaml", HELLO)]);
-    let port = free_port_triple();
-    let addr = format!("127.0.0.1:{port}");
-    let _principal = principal(&p, &["--ping-listen", &addr]);
-    assert!(
-        eventually(Duration::from_secs(30), || TcpStream::connect(&addr)
-            .is_ok()),
-        "the ping listener did not listen"
-    );
+    let (_principal, port) = with_ping_listener(&p);
 
     let wrong = get(port, "/ping/mon-000000/00000000000000000000000000000000");
     println!("wrong secret: {wrong}");
@@ -167,14 +173,8 @@ fn the_ping_url_with_a_wrong_secret_gets_404_and_the_listener_stays_up() {
 #[test]
 fn connections_that_say_nothing_do_not_shut_jobs_out_of_the_ping_listener() {
     let p = Project::new(&[("hello.yaml", HELLO)]);
-    let port = free_port_triple();
+    let (_principal, port) = with_ping_listener(&p);
     let addr = format!("127.0.0.1:{port}");
-    let _principal = principal(&p, &["--ping-listen", &addr]);
-    assert!(
-        eventually(Duration::from_secs(30), || TcpStream::connect(&addr)
-            .is_ok()),
-        "the ping listener did not listen"
-    );
     // 200 peers connect and say nothing; 20 more trickle the start of a head.
     let mut idle: Vec<TcpStream> = (0..200)
         .filter_map(|_| TcpStream::connect(&addr).ok())
