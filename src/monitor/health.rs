@@ -387,15 +387,22 @@ impl Health {
         Ok(())
     }
 
-    /// Forgets `monitor` (removed from the specs). An open incident stays open in the store;
-    /// a monitor added back under the same id starts unknown.
-    pub fn remove(&mut self, monitor: MonitorId) {
+    /// Forgets `monitor` (removed from the specs) at `now`: its open incident, if any, is
+    /// closed by the step returned (nothing will ever close it otherwise, and a restart would
+    /// close it too); a monitor added back under the same id starts unknown.
+    pub fn remove(&mut self, monitor: MonitorId, now: DateTime<Utc>) -> Option<Step> {
         if let Some(slot) = self.slots.get_mut(monitor.0 as usize) {
             *slot = Slot::default();
         }
         self.deps.remove(&monitor.0);
-        self.episodes.remove(&monitor.0);
         self.last_attempt.retain(|(m, _, _), _| *m != monitor.0);
+        let (incident, opened) = self.episodes.remove(&monitor.0)?.incident?;
+        Some(Step::IncidentClosed {
+            monitor,
+            incident,
+            at: now,
+            duration: (now - opened).to_std().unwrap_or_default(),
+        })
     }
 
     /// Monitors known (the arrays' length; removed ones included).

@@ -27,6 +27,7 @@ mod monitor_actor;
 mod monitor_crash;
 mod monitor_faces;
 mod monitor_loop;
+mod monitor_reload;
 mod monitors;
 mod principal_api;
 mod probes;

@@ -318,6 +318,22 @@ impl Engine {
                 catalog.supervisors.insert(name.clone(), old.clone());
             }
         }
+        // Monitors too: a broken file that gave the new set none keeps its last good ones.
+        let new_files = catalog.monitors.files();
+        let keep: BTreeSet<&Path> = self
+            .catalog
+            .monitors
+            .files()
+            .into_iter()
+            .filter(|f| {
+                broken.contains(f) && scan.hashes.contains_key(*f) && !new_files.contains(f)
+            })
+            .collect();
+        drop(new_files);
+        if !keep.is_empty() {
+            let fresh = std::mem::take(Arc::make_mut(&mut catalog.monitors));
+            catalog.monitors = Arc::new(fresh.keeping(&self.catalog.monitors, &keep));
+        }
         let changed_files: BTreeSet<&PathBuf> = scan
             .hashes
             .iter()

@@ -466,7 +466,21 @@ impl Actor {
             .filter(|m| !keep.contains(&m.0))
             .collect();
         for m in &gone {
-            self.health.remove(*m);
+            // Its open incident closes: the board row and the set entry are gone, so the
+            // board's incident list and the store are told here rather than through steps.
+            if let Some(closed) = self.health.remove(*m, now) {
+                if let Step::IncidentClosed { incident, at, .. } = &closed
+                    && let Some(open) = board.incident(*incident)
+                {
+                    let mut open = open.clone();
+                    open.closed = Some(*at);
+                    if let Some(note) = carry::note(&closed, &open.monitor, now) {
+                        let _ = self.events.send(Event::Monitor(note));
+                    }
+                    board.put_incident(open);
+                }
+                self.outbox.extend(carry::store_write(&closed));
+            }
             self.wheel.cancel(m.0);
             self.running.set(m.0, false);
             self.intervening.remove(&m.0);

@@ -437,6 +437,38 @@ pub fn build(docs: Vec<MonitorDoc>, names: &Names<'_>) -> (MonitorSet, Vec<Diagn
 }
 
 impl MonitorSet {
+    /// This set with the monitors that `old` loaded from `files` (files that have problems
+    /// now and gave this set nothing) added after its own: a broken file keeps its last good
+    /// monitors, as it keeps its last good workflow. A name this set has stays with it.
+    pub fn keeping(mut self, old: &MonitorSet, files: &std::collections::BTreeSet<&Path>) -> Self {
+        let kept: Vec<Group> = old
+            .groups
+            .iter()
+            .filter(|g| files.contains(g.def.file.as_path()))
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            return self;
+        }
+        for group in kept {
+            self.starts.push(self.len_groups_total());
+            self.groups.push(group);
+        }
+        self.hashes.clear();
+        self.ids.clear();
+        self.hidden.clear();
+        // What the kept monitors' names clash with was said when they loaded; not again.
+        index(&mut self, &mut Vec::new());
+        self
+    }
+
+    /// The files its monitors are written in.
+    pub fn files(&self) -> std::collections::BTreeSet<&Path> {
+        self.groups.iter().map(|g| g.def.file.as_path()).collect()
+    }
+}
+
+impl MonitorSet {
     /// Monitors in the groups added so far.
     fn len_groups_total(&self) -> u32 {
         match (self.groups.last(), self.starts.last()) {
