@@ -124,3 +124,50 @@ fn a_broken_monitor_file_keeps_its_monitors_and_a_removed_monitor_closes_its_inc
     assert_eq!(open[0].0, "down2");
     assert!(opened.contains(open[0]), "{opened:?} {now:?}");
 }
+
+#[test]
+fn a_fleet_whose_csv_file_breaks_keeps_its_last_good_monitors() {
+    let p = Project::new(&[("hello.yaml", HELLO)]);
+    let port = free_port_triple();
+    std::fs::write(
+        p.path().join("workflows/edge.yaml"),
+        format!(
+            "kind: monitor\nname: \"edge-{{{{ target.host }}}}\"\nevery: 1s\ntimeout: 500ms\n\
+             check: {{ tcp: {{ host: \"{{{{ target.host }}}}\", port: {port} }} }}\n\
+             targets: {{ csv: edge.csv }}\n"
+        ),
+    )
+    .expect("write");
+    let csv = p.path().join("workflows/edge.csv");
+    std::fs::write(&csv, "host\n127.0.0.1\n127.0.0.2\n").expect("write");
+    let child = p
+        .cmd(&["principal"])
+        .env_remove("OPSCONSOLE_FAILPOINT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let _principal = Stopped(child);
+    assert!(eventually(Duration::from_secs(60), || p.socket().exists()));
+    let both = ["edge-127.0.0.1", "edge-127.0.0.2"];
+    assert!(eventually(Duration::from_secs(30), || monitors(&p) == both));
+
+    // The CSV file saved as something that is not UTF-8: reported there, the fleet runs on.
+    std::fs::write(&csv, b"host\n127.0.0.1\n127.0.0.\xff\n").expect("write");
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            text(&p.run(&["status"]).stdout).contains("edge.csv:3:")
+        }),
+        "the problem is reported at the CSV file"
+    );
+    assert_eq!(monitors(&p), both, "the last good fleet runs");
+
+    // Fixed with one target: the fleet is what the file says.
+    std::fs::write(&csv, "host\n127.0.0.2\n").expect("write");
+    assert!(
+        eventually(Duration::from_secs(30), || monitors(&p)
+            == ["edge-127.0.0.2"]),
+        "{:?}",
+        monitors(&p)
+    );
+}

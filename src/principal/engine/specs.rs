@@ -318,18 +318,21 @@ impl Engine {
                 catalog.supervisors.insert(name.clone(), old.clone());
             }
         }
-        // Monitors too: a broken file that gave the new set none keeps its last good ones.
-        let new_files = catalog.monitors.files();
-        let keep: BTreeSet<&Path> = self
+        // Monitors too: a group whose document or CSV file is broken, and that the new set has
+        // nothing from, keeps its last good monitors while the document is there.
+        let new_sources = catalog.monitors.sources();
+        let keep: BTreeSet<(&Path, &Path)> = self
             .catalog
             .monitors
-            .files()
+            .sources()
             .into_iter()
-            .filter(|f| {
-                broken.contains(f) && scan.hashes.contains_key(*f) && !new_files.contains(f)
+            .filter(|&(doc, rows)| {
+                (broken.contains(doc) || broken.contains(rows))
+                    && scan.hashes.contains_key(doc)
+                    && !new_sources.contains(&(doc, rows))
             })
             .collect();
-        drop(new_files);
+        drop(new_sources);
         if !keep.is_empty() {
             let fresh = std::mem::take(Arc::make_mut(&mut catalog.monitors));
             catalog.monitors = Arc::new(fresh.keeping(&self.catalog.monitors, &keep));

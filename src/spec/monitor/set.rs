@@ -2,7 +2,7 @@
 //! checks that need every file (unique names, `depends_on` names and cycles, `run:` and
 //! `restart:` targets).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::time::Duration;
@@ -436,15 +436,19 @@ pub fn build(docs: Vec<MonitorDoc>, names: &Names<'_>) -> (MonitorSet, Vec<Diagn
     (set, diags)
 }
 
+/// Where a group of monitors comes from: its document, and the file its rows are written in
+/// (a CSV file beside it, or the document itself).
+pub type Source<'a> = (&'a Path, &'a Path);
+
 impl MonitorSet {
-    /// This set with the monitors that `old` loaded from `files` (files that have problems
+    /// This set with the monitors that `old` loaded from `sources` (whose files have problems
     /// now and gave this set nothing) added after its own: a broken file keeps its last good
     /// monitors, as it keeps its last good workflow. A name this set has stays with it.
-    pub fn keeping(mut self, old: &MonitorSet, files: &std::collections::BTreeSet<&Path>) -> Self {
+    pub fn keeping(mut self, old: &MonitorSet, sources: &BTreeSet<Source<'_>>) -> Self {
         let kept: Vec<Group> = old
             .groups
             .iter()
-            .filter(|g| files.contains(g.def.file.as_path()))
+            .filter(|g| sources.contains(&(g.def.file.as_path(), g.table.file())))
             .cloned()
             .collect();
         if kept.is_empty() {
@@ -462,9 +466,12 @@ impl MonitorSet {
         self
     }
 
-    /// The files its monitors are written in.
-    pub fn files(&self) -> std::collections::BTreeSet<&Path> {
-        self.groups.iter().map(|g| g.def.file.as_path()).collect()
+    /// Where its groups of monitors come from.
+    pub fn sources(&self) -> BTreeSet<Source<'_>> {
+        self.groups
+            .iter()
+            .map(|g| (g.def.file.as_path(), g.table.file()))
+            .collect()
     }
 }
 

@@ -81,6 +81,11 @@ impl Table {
         Row { table: self, index }
     }
 
+    /// The file the rows are written in (the CSV file, or the document).
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
     /// Where row `index` is written: file, line, column.
     pub fn at(&self, index: usize) -> (&Path, usize, usize) {
         let (line, col) = self.at.get(index).copied().unwrap_or((0, 0));
