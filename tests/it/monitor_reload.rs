@@ -2,10 +2,9 @@
 //! good monitors (and their incidents), as a workflow file keeps its last good workflow; a
 //! monitor taken out of its file closes its open incident.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::project::{Project, Stopped, eventually, free_port_triple, text};
+use crate::common::project::{Project, eventually, free_port_triple, text};
 
 const HELLO: &str = "kind: workflow\nname: hello\ntasks:\n  greet: { run: \"echo hi\" }\n";
 
@@ -72,15 +71,7 @@ fn a_broken_monitor_file_keeps_its_monitors_and_a_removed_monitor_closes_its_inc
     let port = free_port_triple();
     let file = p.path().join("workflows/fleet.yaml");
     std::fs::write(&file, fleet(port, true)).expect("write");
-    let child = p
-        .cmd(&["principal"])
-        .env_remove("OPSCONSOLE_FAILPOINT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let _principal = Stopped(child);
-    assert!(eventually(Duration::from_secs(60), || p.socket().exists()));
+    let _principal = p.real_principal(&[]);
     let mut last = Vec::new();
     assert!(
         eventually(Duration::from_secs(60), || {
@@ -140,15 +131,7 @@ fn a_fleet_whose_csv_file_breaks_keeps_its_last_good_monitors() {
     .expect("write");
     let csv = p.path().join("workflows/edge.csv");
     std::fs::write(&csv, "host\n127.0.0.1\n127.0.0.2\n").expect("write");
-    let child = p
-        .cmd(&["principal"])
-        .env_remove("OPSCONSOLE_FAILPOINT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let _principal = Stopped(child);
-    assert!(eventually(Duration::from_secs(60), || p.socket().exists()));
+    let _principal = p.real_principal(&[]);
     let both = ["edge-127.0.0.1", "edge-127.0.0.2"];
     assert!(eventually(Duration::from_secs(30), || monitors(&p) == both));
 

@@ -215,25 +215,6 @@ fn a_bad_ping_listen_address_is_refused_at_start() {
 
 // ---- end to end with the monitor actor ----
 
-/// A principal for the project (real monitors, no fake board), with `extra` arguments.
-fn real_principal(p: &Project, extra: &[&str]) -> Stopped {
-    let mut args = vec!["principal"];
-    args.extend_from_slice(extra);
-    let child = p
-        .cmd(&args)
-        .env_remove("OPSCONSOLE_FAILPOINT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn principal");
-    let child = Stopped(child);
-    assert!(
-        eventually(Duration::from_secs(60), || p.socket().exists()),
-        "the principal did not start"
-    );
-    child
-}
-
 /// `monitors --json`: the state of `name` and its cause, if listed.
 fn state(p: &Project, name: &str) -> Option<(String, String)> {
     let out = p.run(&["monitors", "--json"]);
@@ -273,7 +254,7 @@ fn a_push_monitor_stays_healthy_while_pinged_fails_when_silent_and_recovers_on_a
     let p = Project::new(&[("hello.yaml", HELLO), ("beat.yaml", BEAT)]);
     let port = free_port_triple();
     let addr = format!("127.0.0.1:{port}");
-    let _principal = real_principal(&p, &["--ping-listen", &addr]);
+    let _principal = p.real_principal(&["--ping-listen", &addr]);
     assert!(
         eventually(Duration::from_secs(30), || state(&p, "beat").is_some()),
         "the monitor was not loaded"
@@ -363,7 +344,7 @@ fn a_workflow_monitor_is_healthy_after_a_success_and_unhealthy_once_it_is_too_ol
                  check: { workflow: { name: nightly, succeeded_within: 4s } }\n\
                  unhealthy_after: 1\nhealthy_after: 1\n";
     let p = Project::new(&[("nightly.yaml", nightly), ("watch.yaml", watch)]);
-    let _principal = real_principal(&p, &[]);
+    let _principal = p.real_principal(&[]);
 
     // Never ran: unhealthy, saying so.
     assert!(
@@ -438,17 +419,14 @@ fn a_viewer_may_neither_ping_nor_read_a_ping_url_and_an_operator_may() {
     let listen = format!("tcp://127.0.0.1:{port}");
     let ping_port = free_port_triple();
     let ping_addr = format!("127.0.0.1:{ping_port}");
-    let _principal = real_principal(
-        &p,
-        &[
-            "--listen",
-            &listen,
-            "--keys",
-            "authorized",
-            "--ping-listen",
-            &ping_addr,
-        ],
-    );
+    let _principal = p.real_principal(&[
+        "--listen",
+        &listen,
+        "--keys",
+        "authorized",
+        "--ping-listen",
+        &ping_addr,
+    ]);
     assert!(
         eventually(Duration::from_secs(30), || state(&p, "beat").is_some()),
         "the monitor was not loaded"

@@ -49,6 +49,26 @@ impl Project {
         self.cmd(args).output().expect("run opsconsole")
     }
 
+    /// `opsconsole principal EXTRA` for the project (real monitors: no failure point), once
+    /// its local socket is up; stopped when dropped.
+    pub fn real_principal(&self, extra: &[&str]) -> Stopped {
+        let mut args = vec!["principal"];
+        args.extend_from_slice(extra);
+        let child = self
+            .cmd(&args)
+            .env_remove("OPSCONSOLE_FAILPOINT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn principal");
+        let child = Stopped(child);
+        assert!(
+            eventually(Duration::from_secs(60), || self.socket().exists()),
+            "the principal did not start"
+        );
+        child
+    }
+
     /// Starts opsconsole in the background with its output captured.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.cmd(args)
