@@ -10,6 +10,7 @@ mod command;
 mod dns;
 mod http;
 mod icmp;
+mod queue;
 mod tcp;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ use crate::protocol::check::{CheckResult, HttpMethod, HttpProbe, Probe};
 
 pub(crate) use chain::ChainKeeper;
 pub use icmp::IcmpMode;
+pub use queue::CheckQueue;
 #[cfg(test)]
 pub(crate) use tests::self_signed_acceptor;
 
@@ -59,14 +61,37 @@ pub struct ExecSetup {
 }
 
 impl Default for ProberConfig {
+    /// Bounds from this process's open-files limit: checks in flight and idle connections
+    /// together take at most half of it, so that a million monitors never leave the rest of
+    /// the process (the store, its sockets, task pipes) without a descriptor.
     fn default() -> Self {
+        let (max_in_flight, max_idle) = bounds_for(open_files_limit());
         Self {
             roots: Arc::new(webpki_roots()),
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            max_idle: DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight,
+            max_idle,
             exec: ExecSetup::default(),
         }
     }
+}
+
+/// This process's soft limit of open files (1,024, the usual default, if it cannot be read).
+fn open_files_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft)
+}
+
+/// Checks in flight and idle keep-alive connections for `limit` open files: a quarter of it
+/// in flight (at most [`DEFAULT_MAX_IN_FLIGHT`]) and up to four idle connections per check in
+/// flight (a pool smaller than the hosts' share of the checks in flight makes and drops
+/// connections all the time), within half of the limit.
+fn bounds_for(limit: u64) -> (usize, usize) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let in_flight = (limit / 4).clamp(16, DEFAULT_MAX_IN_FLIGHT);
+    let idle = (4 * in_flight)
+        .min((limit / 2).saturating_sub(in_flight))
+        .max(16);
+    (in_flight, idle)
 }
 
 /// The Mozilla root certificates (webpki-roots).
@@ -135,7 +160,8 @@ const WEBHOOK_MAX_BODY: u64 = 64 << 10;
 const COMMAND_KILL_MARGIN: Duration = Duration::from_secs(1);
 
 impl Prober {
-    /// A prober with the default configuration (Mozilla roots, 1,024 checks in flight).
+    /// A prober with the default configuration (Mozilla roots, up to 1,024 checks in flight
+    /// as the open-files limit allows).
     pub fn new() -> Self {
         Self::build(ProberConfig::default())
     }

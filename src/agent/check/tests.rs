@@ -842,3 +842,24 @@ async fn a_connect_that_reaches_itself_is_refused_not_taken_for_a_live_service()
         "the service can still bind its port: {bound:?}"
     );
 }
+
+#[test]
+fn the_prober_fits_its_descriptors_in_half_of_the_open_files_limit() {
+    use super::bounds_for;
+    for limit in [64u64, 256, 1024, 4096, 20_000, 1 << 20, u64::MAX] {
+        let (in_flight, idle) = bounds_for(limit);
+        assert!(
+            in_flight >= 16 && in_flight <= super::DEFAULT_MAX_IN_FLIGHT,
+            "{limit}"
+        );
+        if limit >= 256 {
+            assert!(
+                (in_flight + idle) as u64 <= limit / 2,
+                "{limit}: {in_flight} + {idle}"
+            );
+        }
+    }
+    // The usual soft limit leaves a quarter to checks; a raised one gives the full pool.
+    assert_eq!(bounds_for(1024), (256, 256));
+    assert_eq!(bounds_for(65_536), (1024, 4096));
+}

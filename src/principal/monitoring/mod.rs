@@ -36,7 +36,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use self::stats::Stats;
 use self::table::{Ids, Table};
 use super::EngineClient;
-use crate::agent::check::Prober;
+use crate::agent::check::{CheckQueue, Prober};
 use crate::monitor::health::{Health, Policy, PolicyId, Step};
 use crate::monitor::judge::{Judgement, judge};
 use crate::monitor::maintenance::{self, Window};
@@ -44,12 +44,12 @@ use crate::monitor::schedule::{Wheel, first_delay};
 use crate::protocol::Event;
 use crate::protocol::api::{ApiError, ApiErrorKind};
 use crate::protocol::board::{
-    MonitorBoard, MonitorCommand, MonitorLink, RECENT_INCIDENTS, SharedBoard,
+    BoardId, MonitorBoard, MonitorCommand, MonitorLink, RECENT_INCIDENTS, SharedBoard,
 };
 use crate::protocol::check::{CheckResult, Probe};
 use crate::protocol::monitor::{
-    Action, ConditionSeen, IncidentId, LocationSeen, MonitorAction, MonitorDetail, MonitorId,
-    MonitorState, MonitorSummary, Outcome, ResultSeen, StoredResult, Trigger, Verdict,
+    Action, Cause, ConditionSeen, IncidentId, LocationSeen, MonitorAction, MonitorDetail,
+    MonitorId, MonitorState, MonitorSummary, Outcome, ResultSeen, StoredResult, Trigger, Verdict,
 };
 use crate::spec::{MonitorSet, MonitorView};
 use crate::store::monitor::MonitorWrite;
@@ -57,6 +57,9 @@ use crate::store::{SharedReader, StoreSender};
 
 /// Most monitors started in one tick; the rest are due at the next, at once.
 const MAX_BATCH: usize = 4096;
+/// Checks queued per worker of the prober at most: enough to keep them busy from one tick to
+/// the next at any rate they reach.
+const QUEUED_PER_WORKER: usize = 8;
 /// Results gathered before they go to the store as one batch: below the store's row group
 /// (2,048 rows), so each is committed through the WAL and compressed with the others at a
 /// checkpoint (see `store::writer::RESULTS_PER_COMMIT`).
@@ -145,11 +148,8 @@ pub(crate) fn start(setup: Setup) -> MonitorLink {
     link
 }
 
-/// A check came back.
-struct Done {
-    monitor: MonitorId,
-    result: CheckResult,
-}
+/// A check came back: whose, and what it saw.
+type Done = (MonitorId, CheckResult);
 
 /// An intervention came back.
 struct Intervened {
@@ -283,6 +283,8 @@ struct Actor {
     reader: SharedReader,
     engine: EngineClient,
     prober: Prober,
+    /// Where local checks wait for one of the prober's workers.
+    checks: CheckQueue<MonitorId>,
     workdir: PathBuf,
     done_tx: mpsc::Sender<Done>,
     /// State changes go out here.
@@ -301,6 +303,8 @@ struct Actor {
     /// Store writes to send at the end of this turn.
     outbox: Vec<MonitorWrite>,
     steps: Vec<Step>,
+    /// Results recorded this turn, for the board at the end of it: row, when, how long, cause.
+    checked: Vec<(BoardId, DateTime<Utc>, Duration, Option<Cause>)>,
     recent: Recent,
     stats: Stats,
     /// The dead man's switches of the push monitors.
@@ -344,6 +348,7 @@ async fn run(setup: Setup, board: SharedBoard, mut commands: mpsc::Receiver<Moni
         reader: setup.reader,
         locations: locations::Locations::new(setup.engine.clone()),
         engine: setup.engine,
+        checks: CheckQueue::new(setup.prober.clone(), done_tx.clone()),
         prober: setup.prober,
         workdir: setup.workdir,
         done_tx,
@@ -355,6 +360,7 @@ async fn run(setup: Setup, board: SharedBoard, mut commands: mpsc::Receiver<Moni
         pending: Vec::new(),
         outbox: Vec::new(),
         steps: Vec::new(),
+        checked: Vec::new(),
         recent: Recent::default(),
         stats: Stats::default(),
         pushes: push::Pushes::new(),
@@ -585,9 +591,16 @@ impl Actor {
         self.maintenance_due(now);
         let now_ms = self.now_ms();
         let mut due = Vec::new();
-        self.wheel
-            .pop_due(Duration::from_millis(now_ms), MAX_BATCH, &mut due);
-        let more = due.len() >= MAX_BATCH;
+        // Checks are taken from the wheel only as the workers keep up: what is due stays
+        // there (and its lag shows) rather than waiting in the queue with its probe built.
+        let room = (QUEUED_PER_WORKER * self.prober.max_in_flight())
+            .saturating_sub(self.checks.waiting())
+            .min(MAX_BATCH);
+        if room > 0 {
+            self.wheel
+                .pop_due(Duration::from_millis(now_ms), room, &mut due);
+        }
+        let more = room == MAX_BATCH && due.len() >= MAX_BATCH;
         let mut local = Vec::with_capacity(due.len());
         let mut located = Vec::new();
         let set = self.set.clone();
@@ -623,30 +636,16 @@ impl Actor {
         more
     }
 
-    /// Runs `batch` (store id, set id) on this machine through the prober; results come back
-    /// to the loop one by one.
+    /// Queues `batch` (store id, set id) to the prober's workers on this machine; results
+    /// come back to the loop as each check ends.
     fn launch(&mut self, batch: Vec<(MonitorId, u32)>) {
-        if batch.is_empty() {
-            return;
-        }
-        for (m, _) in &batch {
-            self.running.set(m.0, true);
-        }
-        let set = self.set.clone();
-        let prober = self.prober.clone();
-        let tx = self.done_tx.clone();
-        tokio::spawn(async move {
-            let checks = batch.into_iter().filter_map(move |(m, sid)| {
-                let view = set.find(sid)?;
-                Some((m, view.probe(), view.timeout()))
-            });
-            let mut results = prober.run_many(checks);
-            while let Some((monitor, result)) = results.recv().await {
-                if tx.send(Done { monitor, result }).await.is_err() {
-                    return;
-                }
-            }
-        });
+        let set = &self.set;
+        let running = &mut self.running;
+        self.checks.push(batch.into_iter().filter_map(|(m, sid)| {
+            let view = set.find(sid)?;
+            running.set(m.0, true);
+            Some((m, view.probe(), view.timeout()))
+        }));
     }
 
     /// Runs `batch` (store id, set id) of monitors with `from:` locations as one round: each
@@ -760,7 +759,7 @@ impl Actor {
         let tx = self.done_tx.clone();
         tokio::spawn(async move {
             let result = workflow_check::workflow_result(&engine, &probe, now).await;
-            let _ = tx.send(Done { monitor: m, result }).await;
+            let _ = tx.send((m, result)).await;
         });
     }
 
@@ -811,7 +810,7 @@ impl Actor {
     }
 
     fn on_results(&mut self, done: impl Iterator<Item = Done>, now: DateTime<Utc>) {
-        for Done { monitor, result } in done {
+        for (monitor, result) in done {
             self.running.set(monitor.0, false);
             let Some(view) = self.table.set_id(monitor).and_then(|s| self.set.find(s)) else {
                 continue;
@@ -837,8 +836,8 @@ impl Actor {
         let at = result.started.unwrap_or(now);
         self.health.record(m, j, now, &mut self.steps);
         if let Some(row) = self.table.board_id(m) {
-            let mut board = self.board.write().unwrap_or_else(|e| e.into_inner());
-            board.set_check(row, at, Some(result.response_time), j.cause.clone());
+            self.checked
+                .push((row, at, result.response_time, j.cause.clone()));
         }
         self.pending.push((
             m,
@@ -855,6 +854,13 @@ impl Actor {
     /// Carries out the steps gathered: board now, store writes at the end of the turn,
     /// interventions spawned.
     fn carry_steps(&mut self, now: DateTime<Utc>) {
+        if !self.checked.is_empty() {
+            // One hold of the board for a turn's results, not one per result.
+            let mut board = self.board.write().unwrap_or_else(|e| e.into_inner());
+            for (row, at, response, cause) in self.checked.drain(..) {
+                board.set_check(row, at, Some(response), cause);
+            }
+        }
         if self.steps.is_empty() {
             return;
         }
