@@ -528,10 +528,11 @@ enum BenchCmd {
     },
     /// N monitors against local targets started by the bench, loaded from one file with
     /// `targets:` (CSV) and run by the monitor actor for a measured window, beside a raw async
-    /// loop of the same probes with the same concurrency. Prints JSON: count, load_s,
-    /// asked_per_s, checks_per_s, lag_ms {p50, p99}, anon_bytes_per_monitor,
-    /// cpu_s_per_1000_checks, disk_bytes_per_result, ratio_to_raw (and more). Progress goes
-    /// to stderr.
+    /// loop of the same probes with the same concurrency (asked the same rate, then flat
+    /// out). Prints JSON: count, load_s, asked_per_s, checks_per_s, lag_ms {p50, p99},
+    /// anon_bytes_per_monitor, cpu_s_per_1000_checks, disk_bytes_per_result, ratio_to_raw
+    /// (the actor's rate over the raw loop's at the same asked rate), cpu_ratio_to_raw (the
+    /// raw loop's CPU per check over the actor's) and more. Progress goes to stderr.
     Monitors(BenchMonitorsArgs),
     /// Peak memory with many tasks running at once.
     Rss {
@@ -566,7 +567,8 @@ struct BenchMonitorsArgs {
     /// How long the actor runs before the window opens (connections made, first checks).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     warmup: Duration,
-    /// The measured window of the raw loop (the reference, run before the monitors load).
+    /// The measured window of each run of the raw loop (the reference, run before the
+    /// monitors load: once at the asked rate, once flat out).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     raw_duration: Duration,
     /// Listeners the monitors are spread over, each on its own address 127.0.x.y.

@@ -34,14 +34,25 @@ impl RawFigures {
     }
 }
 
+/// How fast the raw loop goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Pace {
+    /// Each loop starts its next check as soon as its last one is over: the loop's capacity.
+    FlatOut,
+    /// `count` probes, each once per `every`, started evenly over it: what the monitors are
+    /// asked to do (a loop that cannot keep up falls behind and runs flat out).
+    Asked { count: usize, every: Duration },
+}
+
 /// Runs checks of `kind` against `targets` (in turn) from `concurrency` loops for `duration`,
-/// each check within `timeout`.
+/// each check within `timeout`, as fast as `pace` says.
 pub async fn run(
     kind: TargetKind,
     targets: &[SocketAddr],
     concurrency: usize,
     duration: Duration,
     timeout: Duration,
+    pace: Pace,
 ) -> anyhow::Result<RawFigures> {
     anyhow::ensure!(!targets.is_empty(), "no targets");
     let targets: Arc<[SocketAddr]> = targets.into();
@@ -49,7 +60,8 @@ pub async fn run(
     let failed = Arc::new(AtomicU64::new(0));
     let tls = tokio_rustls::TlsConnector::from(Arc::new(client_config()?));
     let t0 = Instant::now();
-    let end = tokio::time::Instant::now() + duration;
+    let start = tokio::time::Instant::now();
+    let end = start + duration;
     let mut loops = tokio::task::JoinSet::new();
     for w in 0..concurrency.max(1) {
         let (targets, passed, failed, tls) =
@@ -60,7 +72,18 @@ pub async fn run(
             let mine = targets[w % targets.len()];
             let mut conn: Option<SendRequest<Full<Bytes>>> = None;
             let mut k = w;
+            // Paced, loop `w` takes the checks w, w + concurrency, ... of the asked sequence
+            // (each of `count` probes once per `every`), so it keeps to one target too.
+            let mut nth = w as u64;
             while tokio::time::Instant::now() < end {
+                if let Pace::Asked { count, every } = pace {
+                    let due = start + every.mul_f64(nth as f64 / count.max(1) as f64);
+                    nth += concurrency as u64;
+                    if due >= end {
+                        break;
+                    }
+                    tokio::time::sleep_until(due).await;
+                }
                 let ok = match kind {
                     TargetKind::Tcp => {
                         k = (k + concurrency) % targets.len();
@@ -172,6 +195,7 @@ mod tests {
                 8,
                 Duration::from_millis(300),
                 Duration::from_secs(5),
+                Pace::FlatOut,
             )
             .await
             .expect("raw loop");
@@ -197,9 +221,26 @@ mod tests {
             2,
             Duration::from_millis(100),
             Duration::from_secs(5),
+            Pace::FlatOut,
         )
         .await
         .expect("raw loop");
         assert!(f.failed > 0 && f.passed == 0, "{f:?}");
+        // Paced, it does what it is asked and no more: 400 probes every 2 s for 1 s is 200.
+        let targets = Targets::start(TargetKind::Http, 4).expect("targets");
+        let f = run(
+            TargetKind::Http,
+            targets.addrs(),
+            8,
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+            Pace::Asked {
+                count: 400,
+                every: Duration::from_secs(2),
+            },
+        )
+        .await
+        .expect("paced raw loop");
+        assert_eq!((f.passed, f.failed), (200, 0), "{f:?}");
     }
 }

@@ -401,8 +401,9 @@ async fn one(
         })
         .await;
     add(&mut result.phases.transfer, t.elapsed());
-    result.body = String::from_utf8_lossy(&buf).into_owned();
-    drop(buf);
+    // Valid UTF-8 (the usual case) is kept as it was read, without a second copy.
+    result.body = String::from_utf8(buf)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     read??;
     let closing = |h: &hyper::HeaderMap| {
         h.get_all(hyper::header::CONNECTION)
@@ -461,7 +462,10 @@ fn build_request(
         req = req.header(k.as_str(), v.as_str());
     }
     if !has_agent {
-        req = req.header(hyper::header::USER_AGENT, USER_AGENT);
+        req = req.header(
+            hyper::header::USER_AGENT,
+            hyper::header::HeaderValue::from_static(USER_AGENT),
+        );
     }
     let body = Full::new(Bytes::from(body.unwrap_or_default().to_string()));
     req.body(body)

@@ -849,7 +849,7 @@ fn the_prober_fits_its_descriptors_in_half_of_the_open_files_limit() {
     for limit in [64u64, 256, 1024, 4096, 20_000, 1 << 20, u64::MAX] {
         let (in_flight, idle) = bounds_for(limit);
         assert!(
-            in_flight >= 16 && in_flight <= super::DEFAULT_MAX_IN_FLIGHT,
+            (16..=super::DEFAULT_MAX_IN_FLIGHT).contains(&in_flight),
             "{limit}"
         );
         if limit >= 256 {
