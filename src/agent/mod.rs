@@ -224,7 +224,9 @@ impl LocalAgent {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding this lock cannot leave the map inconsistent; keep going.
+/// Locks `m` even if a thread panicked while holding it: nothing in the agent's locks is left
+/// half-changed by a panic (each holds a map, a queue or a string changed in one step), and a
+/// panicked check or service must not stop every other one.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

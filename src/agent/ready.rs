@@ -18,6 +18,7 @@ use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
 
 use super::check::Prober;
+use super::lock;
 use crate::protocol::check::{HttpMethod, HttpProbe, Probe, TcpProbe};
 use crate::spec::{CommandSpec, ReadyProbe, RenderContext};
 
@@ -120,11 +121,6 @@ impl ProbeContext {
     fn failed(&self, why: String) {
         *lock(&self.last_failure) = Some(why);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Only a string is kept under it; a panic elsewhere cannot leave it inconsistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Polls `probe` until it passes (50 ms between attempts, doubling up to 1 s), each attempt

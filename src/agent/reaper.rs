@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+use super::lock;
+
 /// The hidden subcommand that runs the watchdog.
 pub const REAP_COMMAND: &str = "__reap";
 
@@ -188,10 +190,6 @@ impl Drop for Reaper {
         let mut child = lock(&self.child);
         let _ = child.wait();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How long the feed gathers changes before it writes them in one go.

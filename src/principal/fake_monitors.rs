@@ -149,7 +149,10 @@ async fn serve(link: MonitorLink, mut rx: mpsc::Receiver<MonitorCommand>) {
 }
 
 fn unknown(name: &str) -> ApiError {
-    ApiError::new(ApiErrorKind::NotFound, format!("no monitor named `{name}`"))
+    ApiError::new(
+        ApiErrorKind::NotFound,
+        format!("no monitor named `{}`", crate::protocol::shown_name(name)),
+    )
 }
 
 fn control(

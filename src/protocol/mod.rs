@@ -440,6 +440,18 @@ pub fn truncate_within(s: &mut String, max: usize) {
     s.truncate(keep);
 }
 
+/// A name a peer sent, for an error that echoes it: controls escaped and cut to 120 bytes
+/// (saying how long it was), so that a megabyte of name comes back as one short line.
+pub fn shown_name(s: &str) -> String {
+    const MAX: usize = 120;
+    let cut = prefix_within(s, MAX);
+    let mut shown = escape_controls(cut).into_owned();
+    if cut.len() < s.len() {
+        shown.push_str(&format!("… ({} bytes)", s.len()));
+    }
+    shown
+}
+
 /// `s` with every control character escaped (`\n`, `\u{1b}`): for text that came from a
 /// peer or a target and is shown on one line of an operator's terminal.
 pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
@@ -455,4 +467,19 @@ pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod shown_name_tests {
+    use super::shown_name;
+
+    #[test]
+    fn a_name_echoed_in_an_error_is_one_short_line() {
+        assert_eq!(shown_name("web-a"), "web-a");
+        assert_eq!(shown_name("a\nb\u{1b}[2J"), "a\\nb\\u{1b}[2J");
+        let huge = "é".repeat(500_000);
+        let shown = shown_name(&huge);
+        assert!(shown.len() < 160, "{}", shown.len());
+        assert!(shown.ends_with("… (1000000 bytes)"), "{shown}");
+    }
 }

@@ -16,6 +16,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName};
 
 use super::Deadline;
+use crate::agent::lock;
 use crate::protocol::check::{CheckResult, ClientCert, HttpMethod, HttpProbe};
 
 /// Most redirects followed before the check fails.
@@ -134,11 +135,6 @@ impl Pool {
             *total += 1;
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding it cannot leave a half-made entry; keep going.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Where a request goes.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::Prober;
+use crate::agent::lock;
 use crate::protocol::check::{CheckResult, Probe};
 
 /// One check waiting: the caller's key, what to probe and within how long.
@@ -102,11 +103,6 @@ async fn work<K: Send + 'static>(shared: Arc<Shared<K>>) {
         }
     }
     shared.workers.fetch_sub(1, Ordering::Relaxed);
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing is left half-done under this lock; a panic elsewhere must not stop the checks.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

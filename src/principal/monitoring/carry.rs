@@ -156,6 +156,23 @@ pub(crate) fn show(
     }
 }
 
+/// Shows `step` of a monitor that is no longer loaded: an attempt's outcome goes to its
+/// incident if the board still lists it (closed when the monitor was removed); nothing else
+/// of such a monitor is shown.
+pub(crate) fn show_unloaded(board: &mut MonitorBoard, step: &Step) {
+    if let Step::Attempt {
+        incident: Some(id),
+        attempt,
+        ..
+    } = step
+        && let Some(listed) = board.incident(*id)
+    {
+        let mut inc = listed.clone();
+        add_attempt(&mut inc.attempts, attempt.clone());
+        board.put_incident(inc);
+    }
+}
+
 /// The incident `id` as the board has it, or a bare one (opened before the board knew).
 fn known(board: &MonitorBoard, id: IncidentId, name: &str, at: DateTime<Utc>) -> Incident {
     board.incident(id).cloned().unwrap_or_else(|| Incident {
@@ -350,5 +367,58 @@ mod tests {
             3,
             "a final outcome with nothing started is kept"
         );
+    }
+
+    #[test]
+    fn an_outcome_that_comes_after_its_monitor_was_removed_reaches_its_closed_incident() {
+        let now = Utc::now();
+        let mut board = MonitorBoard::default();
+        let row = board.upsert("db", "tcp", &[]);
+        let m = MonitorId(1);
+        let id = IncidentId(7);
+        let opened = Step::IncidentOpened {
+            monitor: m,
+            incident: id,
+            at: now,
+            cause: cause(),
+        };
+        let started = Step::Attempt {
+            monitor: m,
+            incident: Some(id),
+            no: 1,
+            attempt: attempt(Outcome::Started, now),
+        };
+        for s in [&opened, &started] {
+            show(&mut board, row, "db", s, true);
+        }
+        // The monitor is taken out of its file: its incident closes and its row goes.
+        let mut closed = board.incident(id).expect("open").clone();
+        closed.closed = Some(now);
+        board.put_incident(closed);
+        board.retain(|_| false);
+        show_unloaded(
+            &mut board,
+            &Step::Attempt {
+                monitor: m,
+                incident: Some(id),
+                no: 1,
+                attempt: attempt(Outcome::Succeeded, now),
+            },
+        );
+        let listed = board.incidents(false, 10);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].attempts.len(), 1, "{:?}", listed[0].attempts);
+        assert_eq!(listed[0].attempts[0].outcome, Outcome::Succeeded);
+        // An incident the board no longer lists is not made up.
+        show_unloaded(
+            &mut board,
+            &Step::Attempt {
+                monitor: m,
+                incident: Some(IncidentId(99)),
+                no: 1,
+                attempt: attempt(Outcome::Succeeded, now),
+            },
+        );
+        assert_eq!(board.incidents(false, 10).len(), 1);
     }
 }

@@ -889,6 +889,9 @@ impl Actor {
                 self.table.board_id(m),
                 self.table.set_id(m).and_then(|s| self.set.find(s)),
             ) else {
+                // Removed since: its closed incident, still listed, gets the outcome.
+                let mut board = self.board.write().unwrap_or_else(|e| e.into_inner());
+                carry::show_unloaded(&mut board, step);
                 continue;
             };
             name.clear();
@@ -1025,7 +1028,10 @@ impl Actor {
     }
 
     fn unknown(name: &str) -> ApiError {
-        ApiError::new(ApiErrorKind::NotFound, format!("no monitor named `{name}`"))
+        ApiError::new(
+            ApiErrorKind::NotFound,
+            format!("no monitor named `{}`", crate::protocol::shown_name(name)),
+        )
     }
 
     fn summary(&self, m: MonitorId) -> Option<MonitorSummary> {
