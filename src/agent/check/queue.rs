@@ -29,12 +29,23 @@ struct Shared<K> {
     waiting: Semaphore,
     workers: AtomicUsize,
     results: mpsc::Sender<(K, CheckResult)>,
+    /// How long a worker waits for a job before it ends.
+    idle_retire: Duration,
 }
 
 impl<K: Send + 'static> CheckQueue<K> {
     /// A queue whose checks run through `prober` (at most its bound in flight, shared with its
     /// other callers) and whose results are sent to `results` as each check ends.
     pub fn new(prober: Prober, results: mpsc::Sender<(K, CheckResult)>) -> Self {
+        Self::retiring_after(prober, results, IDLE_RETIRE)
+    }
+
+    /// As [`CheckQueue::new`], with idle workers ending after `idle` instead.
+    pub fn retiring_after(
+        prober: Prober,
+        results: mpsc::Sender<(K, CheckResult)>,
+        idle: Duration,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 prober,
@@ -42,6 +53,7 @@ impl<K: Send + 'static> CheckQueue<K> {
                 waiting: Semaphore::new(0),
                 workers: AtomicUsize::new(0),
                 results,
+                idle_retire: idle,
             }),
         }
     }
@@ -58,16 +70,19 @@ impl<K: Send + 'static> CheckQueue<K> {
         if added == 0 {
             return;
         }
+        // Permits first, workers counted after: a worker retiring now either is not counted
+        // (and one is started in its place) or finds these permits once it has stopped
+        // counting itself (see `work`), so no job is left without a worker.
+        self.shared.waiting.add_permits(added);
         let max = self.shared.prober.max_in_flight();
-        let have = self.shared.workers.load(Ordering::Relaxed);
+        let have = self.shared.workers.load(Ordering::SeqCst);
         let start = added.min(max.saturating_sub(have));
         if start > 0 {
-            self.shared.workers.fetch_add(start, Ordering::Relaxed);
+            self.shared.workers.fetch_add(start, Ordering::SeqCst);
             for _ in 0..start {
                 tokio::spawn(work(self.shared.clone()));
             }
         }
-        self.shared.waiting.add_permits(added);
     }
 
     /// Checks waiting for a worker.
@@ -75,9 +90,9 @@ impl<K: Send + 'static> CheckQueue<K> {
         lock(&self.shared.jobs).len()
     }
 
-    /// Worker tasks started so far.
+    /// Worker tasks running (idle ones retire, after [`IDLE_RETIRE`] by default).
     pub fn workers(&self) -> usize {
-        self.shared.workers.load(Ordering::Relaxed)
+        self.shared.workers.load(Ordering::SeqCst)
     }
 }
 
@@ -88,11 +103,27 @@ impl<K> Drop for CheckQueue<K> {
     }
 }
 
+/// How long a worker waits for a job before it ends (a burst's workers do not stay parked,
+/// each holding a check's worth of memory, when the queue has gone quiet).
+pub const IDLE_RETIRE: Duration = Duration::from_secs(30);
+
 async fn work<K: Send + 'static>(shared: Arc<Shared<K>>) {
     loop {
-        match shared.waiting.acquire().await {
-            Ok(permit) => permit.forget(),
-            Err(_) => break,
+        match tokio::time::timeout(shared.idle_retire, shared.waiting.acquire()).await {
+            Ok(Ok(permit)) => permit.forget(),
+            Ok(Err(_closed)) => break,
+            Err(_idle) => {
+                // Uncounted first, then one last look: a push that counted this worker has
+                // already added its permits (see `CheckQueue::push`).
+                shared.workers.fetch_sub(1, Ordering::SeqCst);
+                match shared.waiting.try_acquire() {
+                    Ok(permit) => {
+                        permit.forget();
+                        shared.workers.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => return,
+                }
+            }
         }
         let Some((key, probe, timeout)) = lock(&shared.jobs).pop_front() else {
             continue;
@@ -102,7 +133,7 @@ async fn work<K: Send + 'static>(shared: Arc<Shared<K>>) {
             break;
         }
     }
-    shared.workers.fetch_sub(1, Ordering::Relaxed);
+    shared.workers.fetch_sub(1, Ordering::SeqCst);
 }
 
 #[cfg(test)]
@@ -127,7 +158,8 @@ mod tests {
             ..ProberConfig::default()
         });
         let (tx, mut rx) = mpsc::channel(16);
-        let queue = CheckQueue::new(prober, tx);
+        let idle = Duration::from_millis(300);
+        let queue = CheckQueue::retiring_after(prober, tx, idle);
         let probe = Probe::Tcp(TcpProbe {
             host: "127.0.0.1".into(),
             port,
@@ -151,6 +183,19 @@ mod tests {
         assert!(seen.iter().all(|&n| n == 1), "each once: {seen:?}");
         assert!(queue.workers() <= 8, "{} workers", queue.workers());
         assert_eq!(queue.waiting(), 0);
+        // Idle, they retire; a later push starts new ones.
+        let retired = tokio::time::Instant::now() + Duration::from_secs(20);
+        while queue.workers() > 0 && tokio::time::Instant::now() < retired {
+            tokio::time::sleep(idle).await;
+        }
+        assert_eq!(queue.workers(), 0, "idle workers retired");
+        queue.push([(7, probe.clone(), Duration::from_secs(5))]);
+        let (k, r) = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("in time")
+            .expect("a result");
+        assert_eq!(k, 7);
+        assert!(r.connected, "{r:?}");
         // Dropped, its workers end: the channel closes once the last one is gone.
         drop(queue);
         let end = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
