@@ -367,6 +367,10 @@ async fn run(setup: Setup, board: SharedBoard, mut commands: mpsc::Receiver<Moni
     };
     actor.recover(setup.set, stored, Utc::now());
     actor.send_outbox().await;
+    // First checks were spread from when the load began; loading a million monitors and
+    // handing their names to the store takes a moment, and the checks due in it would all
+    // start late at once. The clock of due times starts now instead (nothing ran yet).
+    actor.origin = Instant::now();
 
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
