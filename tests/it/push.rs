@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::project::{Project, Stopped, eventually, free_port_triple, text};
@@ -473,4 +473,73 @@ fn a_viewer_may_neither_ping_nor_read_a_ping_url_and_an_operator_may() {
         "{}",
         text(&out.stdout)
     );
+}
+
+/// A listener that accepts every connection and never answers (the connections are held
+/// until the test ends).
+fn never_answers() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_push_deadline_is_kept_while_slow_targets_hold_every_check_worker() {
+    // 6,000 http monitors, 600 checks a second, against a target that never answers, under an
+    // open-files limit that leaves the prober 64 checks in flight: the workers are all held
+    // for 8 s at a time and thousands of checks are behind. The dead man's switch beside them
+    // must still fire on time: its deadline does not wait behind their checks.
+    let port = never_answers();
+    let rows: String = (0..6000).map(|i| format!("{i}\n")).collect();
+    let fleet = format!(
+        "kind: monitor\nname: \"slow-{{{{ target.i }}}}\"\nevery: 10s\ntimeout: 8s\n\
+         targets: {{ csv: slow.csv }}\n\
+         check: {{ http: {{ url: \"http://127.0.0.1:{port}/{{{{ target.i }}}}\" }} }}\n"
+    );
+    let csv = format!("i\n{rows}");
+    let p = Project::new(&[
+        ("hello.yaml", HELLO),
+        ("beat.yaml", BEAT),
+        ("slow.yaml", &fleet),
+        ("slow.csv", &csv),
+    ]);
+    let child = Command::new("prlimit")
+        .arg("--nofile=256:256")
+        .arg(crate::common::project::BIN)
+        .arg("principal")
+        .current_dir(p.path())
+        .env("NO_COLOR", "1")
+        .env_remove("OPSCONSOLE_FAILPOINT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run prlimit (util-linux)");
+    let _principal = Stopped(child);
+    assert!(
+        eventually(Duration::from_secs(60), || p.socket().exists()),
+        "the principal did not start"
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || state(&p, "beat").is_some()),
+        "the monitor was not loaded"
+    );
+    // Never pinged: unhealthy once every + grace (3 s) has passed, a few ticks later at most.
+    assert!(
+        eventually(Duration::from_secs(12), || is_state(
+            &p,
+            "beat",
+            "unhealthy"
+        )),
+        "the push deadline waited behind the slow checks: {:?}",
+        state(&p, "beat")
+    );
+    // And the slow monitors are being checked all along, within their bound.
+    let out = p.run(&["monitor", "show", "slow-0"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -1,7 +1,8 @@
 //! The monitor actor: one task that runs every loaded monitor. It owns the set, one
 //! [`Health`] machine, one timer [`Wheel`] and a clone of the shared [`Prober`]; each tick it
-//! pops the monitors due (a bounded batch), hands their probes to `Prober::run_many` (bounded
-//! concurrency; a check is never awaited in the loop), judges each result as it comes back,
+//! pops the monitors due (a bounded batch), hands their probes to the prober's workers through
+//! a [`CheckQueue`] as fast as they take them (bounded concurrency; a check is never awaited in
+//! the loop), judges each result as it comes back,
 //! records it in the health machine and carries out the resulting steps: store writes
 //! (results in batches), board updates, interventions.
 //!
@@ -285,6 +286,9 @@ struct Actor {
     prober: Prober,
     /// Where local checks wait for one of the prober's workers.
     checks: CheckQueue<MonitorId>,
+    /// Local checks due that the workers have no room for yet, with when each was due (ms
+    /// since `origin`), oldest first.
+    deferred: VecDeque<(MonitorId, u64)>,
     workdir: PathBuf,
     done_tx: mpsc::Sender<Done>,
     /// State changes go out here.
@@ -349,6 +353,7 @@ async fn run(setup: Setup, board: SharedBoard, mut commands: mpsc::Receiver<Moni
         locations: locations::Locations::new(setup.engine.clone()),
         engine: setup.engine,
         checks: CheckQueue::new(setup.prober.clone(), done_tx.clone()),
+        deferred: VecDeque::new(),
         prober: setup.prober,
         workdir: setup.workdir,
         done_tx,
@@ -595,17 +600,9 @@ impl Actor {
         self.maintenance_due(now);
         let now_ms = self.now_ms();
         let mut due = Vec::new();
-        // Checks are taken from the wheel only as the workers keep up: what is due stays
-        // there (and its lag shows) rather than waiting in the queue with its probe built.
-        let room = (QUEUED_PER_WORKER * self.prober.max_in_flight())
-            .saturating_sub(self.checks.waiting())
-            .min(MAX_BATCH);
-        if room > 0 {
-            self.wheel
-                .pop_due(Duration::from_millis(now_ms), room, &mut due);
-        }
-        let more = room == MAX_BATCH && due.len() >= MAX_BATCH;
-        let mut local = Vec::with_capacity(due.len());
+        self.wheel
+            .pop_due(Duration::from_millis(now_ms), MAX_BATCH, &mut due);
+        let more = due.len() >= MAX_BATCH;
         let mut located = Vec::new();
         let set = self.set.clone();
         for id in due {
@@ -618,7 +615,6 @@ impl Actor {
             };
             let every = view.every().as_millis().max(1) as u64;
             let due_at = self.due_ms.get(id as usize).copied().unwrap_or(now_ms);
-            self.stats.lag(now_ms.saturating_sub(due_at), now);
             let next = if due_at + every > now_ms {
                 due_at + every
             } else {
@@ -632,24 +628,47 @@ impl Actor {
                 "push" => self.push_due(m, now),
                 "workflow" => self.check_workflow(m, now),
                 _ if !view.from().is_empty() => located.push((m, sid)),
-                _ => local.push((m, sid)),
+                _ => {
+                    // Its lag is counted when a worker can take it (see `feed`).
+                    self.running.set(id, true);
+                    self.deferred.push_back((m, due_at));
+                    continue;
+                }
             }
+            self.stats.lag(now_ms.saturating_sub(due_at), now);
         }
-        self.launch(local);
+        self.feed(now);
         self.run_located(located);
         more
     }
 
-    /// Queues `batch` (store id, set id) to the prober's workers on this machine; results
-    /// come back to the loop as each check ends.
-    fn launch(&mut self, batch: Vec<(MonitorId, u32)>) {
-        let set = &self.set;
-        let running = &mut self.running;
-        self.checks.push(batch.into_iter().filter_map(|(m, sid)| {
-            let view = set.find(sid)?;
-            running.set(m.0, true);
-            Some((m, view.probe(), view.timeout()))
-        }));
+    /// Hands the local checks waiting in `deferred` to the prober's workers, as many as keep
+    /// them busy until the next tick: the rest wait here, 16 bytes each, rather than in the
+    /// workers' queue with their probes built; the wheel is emptied on time either way, so
+    /// that push deadlines and workflow checks never wait behind slow targets.
+    fn feed(&mut self, now: DateTime<Utc>) {
+        let room = (QUEUED_PER_WORKER * self.prober.max_in_flight())
+            .saturating_sub(self.checks.waiting())
+            .min(self.deferred.len());
+        if room == 0 {
+            return;
+        }
+        let now_ms = self.now_ms();
+        let set = self.set.clone();
+        let mut jobs = Vec::with_capacity(room);
+        for (m, due_at) in self.deferred.drain(..room) {
+            // Removed, or paused, since it was due: its turn is dropped.
+            let view = self.table.set_id(m).and_then(|sid| set.find(sid));
+            let paused = self.health.status(m).is_some_and(|s| s.paused);
+            match view {
+                Some(view) if !paused => {
+                    self.stats.lag(now_ms.saturating_sub(due_at), now);
+                    jobs.push((m, view.probe(), view.timeout()));
+                }
+                _ => self.running.set(m.0, false),
+            }
+        }
+        self.checks.push(jobs);
     }
 
     /// Runs `batch` (store id, set id) of monitors with `from:` locations as one round: each
