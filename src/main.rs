@@ -476,9 +476,10 @@ enum BenchCmd {
     },
     /// N trivial tasks through the whole engine beside N bare spawns of `true`.
     Throughput {
-        /// Number of tasks.
-        #[arg(long, default_value_t = 1000)]
-        tasks: usize,
+        /// Number of tasks [default: 1000; 4000 with --monitors, where the share of the
+        /// monitors' checks that falls in a run of under a second swings the figure].
+        #[arg(long)]
+        tasks: Option<usize>,
         /// Parallelism of both sides.
         #[arg(long, default_value_t = 8)]
         slots: usize,
@@ -616,6 +617,12 @@ fn parse_heartbeat(s: &str) -> Result<Duration, String> {
     }
     Ok(d)
 }
+
+/// Tasks of `bench throughput` unless `--tasks` says otherwise.
+const THROUGHPUT_TASKS: usize = 1000;
+/// Tasks of `bench throughput --monitors`: a run of 1,000 lasts under a second here, too short
+/// for the monitors' share of the CPU in it to be measured rather than sampled.
+const THROUGHPUT_TASKS_WITH_MONITORS: usize = 4000;
 
 fn main() -> ExitCode {
     // The task watchdog is this binary too; it must not parse the user-facing CLI.
@@ -992,28 +999,40 @@ async fn dispatch(dirs: Dirs, command: Cmd, network: Network) -> ExitCode {
                     repeat,
                     monitors: Some(n),
                     ..
-                } => opsconsole::bench::throughput_with_monitors(tasks, slots, repeat, n).await,
+                } => {
+                    let tasks = tasks.unwrap_or(THROUGHPUT_TASKS_WITH_MONITORS);
+                    opsconsole::bench::throughput_with_monitors(tasks, slots, repeat, n).await
+                }
                 BenchCmd::Throughput {
                     tasks,
                     slots,
                     repeat,
                     agents: Some(k),
                     ..
-                } => opsconsole::bench::throughput_agents(tasks, slots, repeat, k as usize).await,
+                } => {
+                    let tasks = tasks.unwrap_or(THROUGHPUT_TASKS);
+                    opsconsole::bench::throughput_agents(tasks, slots, repeat, k as usize).await
+                }
                 BenchCmd::Throughput {
                     tasks,
                     slots,
                     repeat,
                     via_principal: true,
                     ..
-                } => opsconsole::bench::throughput_via_principal(tasks, slots, repeat).await,
+                } => {
+                    let tasks = tasks.unwrap_or(THROUGHPUT_TASKS);
+                    opsconsole::bench::throughput_via_principal(tasks, slots, repeat).await
+                }
                 BenchCmd::Throughput {
                     tasks,
                     slots,
                     repeat,
                     via_principal: false,
                     ..
-                } => opsconsole::bench::throughput(tasks, slots, repeat).await,
+                } => {
+                    opsconsole::bench::throughput(tasks.unwrap_or(THROUGHPUT_TASKS), slots, repeat)
+                        .await
+                }
                 BenchCmd::Api { clients, requests } => {
                     opsconsole::bench::api(clients, requests).await
                 }
