@@ -20,12 +20,9 @@ fn with_fakes(p: &Project, args: &[&str]) -> Command {
 
 /// A principal for the project's data dir with fake monitors, once its local socket is up.
 fn principal(p: &Project, extra: &[&str]) -> Stopped {
-    let child = spawn_principal(p, extra);
-    assert!(
-        eventually(Duration::from_secs(60), || p.socket().exists()),
-        "the principal did not start"
-    );
-    child
+    let mut args = vec!["principal"];
+    args.extend_from_slice(extra);
+    p.start_principal(with_fakes(p, &args))
 }
 
 /// The same, not waited for.
@@ -190,15 +187,7 @@ fn monitors_and_incidents_list_filter_and_control_through_the_principal() {
 #[test]
 fn without_monitors_lists_are_empty_and_a_monitor_saved_later_is_checked() {
     let p = Project::new(&[("hello.yaml", HELLO)]);
-    let child = p
-        .cmd(&["principal"])
-        .env_remove("OPSCONSOLE_FAILPOINT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let principal = Stopped(child);
-    assert!(eventually(Duration::from_secs(60), || p.socket().exists()));
+    let principal = p.real_principal(&[]);
     let out = p.run(&["monitors"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(

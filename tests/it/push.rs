@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::common::project::{Project, Stopped, eventually, free_port_triple, text};
@@ -16,20 +16,10 @@ const HELLO: &str = "kind: workflow\nname: hello\ntasks:\n  greet: { run: \"echo
 fn principal(p: &Project, extra: &[&str]) -> Stopped {
     let mut args = vec!["principal"];
     args.extend_from_slice(extra);
-    let child = p
-        .cmd(&args)
-        .env("OPSCONSOLE_FAILPOINT", "fake-monitors")
-        .env("OPSCONSOLE_FAKE_MONITORS", "20")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn principal");
-    let child = Stopped(child);
-    assert!(
-        eventually(Duration::from_secs(60), || p.socket().exists()),
-        "the principal did not start"
-    );
-    child
+    let mut cmd = p.cmd(&args);
+    cmd.env("OPSCONSOLE_FAILPOINT", "fake-monitors")
+        .env("OPSCONSOLE_FAKE_MONITORS", "20");
+    p.start_principal(cmd)
 }
 
 /// Sends `head` (and nothing else) to the listener; the status line of the answer, or what
@@ -509,22 +499,14 @@ fn a_push_deadline_is_kept_while_slow_targets_hold_every_check_worker() {
         ("slow.yaml", &fleet),
         ("slow.csv", &csv),
     ]);
-    let child = Command::new("prlimit")
-        .arg("--nofile=256:256")
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--nofile=256:256")
         .arg(crate::common::project::BIN)
         .arg("principal")
         .current_dir(p.path())
         .env("NO_COLOR", "1")
-        .env_remove("OPSCONSOLE_FAILPOINT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run prlimit (util-linux)");
-    let _principal = Stopped(child);
-    assert!(
-        eventually(Duration::from_secs(60), || p.socket().exists()),
-        "the principal did not start"
-    );
+        .env_remove("OPSCONSOLE_FAILPOINT");
+    let _principal = p.start_principal(cmd);
     assert!(
         eventually(Duration::from_secs(30), || state(&p, "beat").is_some()),
         "the monitor was not loaded"

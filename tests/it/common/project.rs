@@ -54,9 +54,16 @@ impl Project {
     pub fn real_principal(&self, extra: &[&str]) -> Stopped {
         let mut args = vec!["principal"];
         args.extend_from_slice(extra);
-        let child = self
-            .cmd(&args)
-            .env_remove("OPSCONSOLE_FAILPOINT")
+        let mut cmd = self.cmd(&args);
+        cmd.env_remove("OPSCONSOLE_FAILPOINT");
+        self.start_principal(cmd)
+    }
+
+    /// Starts `cmd`, a principal of this project (run as the caller built it: with a
+    /// failure point, under `prlimit`, ...), its output discarded, once its local socket is
+    /// up; stopped when dropped.
+    pub fn start_principal(&self, mut cmd: Command) -> Stopped {
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
